@@ -1,0 +1,177 @@
+//! Persistence for Socle.
+//!
+//! This crate owns every line of SQL in the project. It exposes a [`Store`] handle
+//! that speaks either to an embedded SQLite file (the default: WAL mode, created with
+//! its directory on first start) or to a PostgreSQL server (pooled, for production and
+//! for several stateless nodes). Callers see small traits in domain terms
+//! ([`InstanceStore`], …) and never SQL; the HTTP layer never sees `sqlx`.
+//!
+//! Migrations are embedded per dialect and applied in order by [`Store::migrate`];
+//! a database written by a newer binary is refused rather than guessed at.
+//! The same test suite (in the `socle` crate's integration tests) runs on both backends.
+
+mod error;
+mod migrate;
+mod open;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::{PgPool, SqlitePool};
+
+pub use error::{Result, StoreError};
+pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// An embedded SQLite database file; its directory is created if missing.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server, as a `postgres://` URL.
+    Postgres { url: String },
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub location: Location,
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store is reported
+    /// unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(location: Location) -> Self {
+        Self {
+            location,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A handle on the store; cheap to clone (it wraps a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    max_connections: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Connection-pool figures, exported as gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The Socle instance, recorded on first start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// A random identifier, stable for the life of the database.
+    pub instance_id: String,
+    pub name: String,
+    /// RFC 3339 time of the first start.
+    pub created_at: String,
+}
+
+/// SQL that is the same text in both dialects, run against whichever pool is open.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl Store {
+    /// Opens (and for SQLite, creates) the database. It does not migrate: call
+    /// [`Store::migrate`] or check [`Store::schema_status`].
+    pub async fn open(options: &StoreOptions) -> Result<Store> {
+        let backend = match &options.location {
+            Location::Sqlite { path } => Backend::Sqlite(open::sqlite(path, options).await?),
+            Location::Postgres { url } => Backend::Postgres(open::postgres(url, options).await?),
+        };
+        Ok(Store {
+            backend,
+            max_connections: options.max_connections,
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Round-trips a trivial query: is the database reachable now?
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+        })
+        .map_err(StoreError::from_runtime)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle) = match &self.backend {
+            Backend::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Backend::Postgres(pool) => (pool.size(), pool.num_idle()),
+        };
+        PoolStats {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max: self.max_connections,
+        }
+    }
+
+    /// Closes every pooled connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The instance record: who this Socle is.
+pub trait InstanceStore {
+    /// Returns the instance, creating it with `name` on first call. Later calls keep
+    /// the original identifier and creation time but follow a renamed instance.
+    fn ensure_instance(&self, name: &str) -> impl Future<Output = Result<Instance>> + Send;
+}
+
+impl InstanceStore for Store {
+    async fn ensure_instance(&self, name: &str) -> Result<Instance> {
+        let now = open::now_rfc3339();
+        let fresh_id = open::random_id();
+        let row: (String, String, String) = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "INSERT INTO instance (id, instance_id, name, created_at) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name \
+                 RETURNING instance_id, name, created_at",
+            )
+            .bind(&fresh_id)
+            .bind(name)
+            .bind(&now)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::from_runtime)?
+        });
+        Ok(Instance {
+            instance_id: row.0,
+            name: row.1,
+            created_at: row.2,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The HTTP surface of Socle.
+//!
+//! [`router`] assembles the axum routers of every audience (operations, API
+//! documentation, pages, static assets) behind one stack of middleware: request ids,
+//! security headers, metrics, size and time limits, panic recovery. It renders the
+//! DSFR pages and maps every error once to the public shape (`error.rs`). It holds no
+//! SQL (it calls `socle-store`) and no serving loop, TLS or configuration parsing
+//! (the `socle` binary owns those).
+
+pub mod assets;
+pub mod error;
+pub mod middleware;
+pub mod pages;
+pub mod routes;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use socle_store::{Instance, Store};
+
+pub use error::{ApiError, ErrorBody};
+
+/// Settings the HTTP layer needs, already validated by the binary's configuration.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub instance_name: Arc<str>,
+    /// TLS is terminated by this process (enables HSTS).
+    pub tls: bool,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take, body included.
+    pub request_timeout: Duration,
+    /// Longest time `/readyz` waits for the store.
+    pub ready_timeout: Duration,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub instance: Arc<Instance>,
+    pub settings: Arc<WebSettings>,
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
+    pub draining: Arc<AtomicBool>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn instance_name(&self) -> Arc<str> {
+        self.settings.instance_name.clone()
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
+
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/api/openapi.json", get(routes::docs::openapi_json))
+        .route("/api/docs", get(routes::docs::api_docs))
+        .route("/static/dsfr/{*path}", get(assets::dsfr))
+        .route("/static/socle/{*path}", get(assets::socle))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Layers run bottom-up on the way in: the request context is set first, so
+        // every later layer and handler logs with the request id.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .layer(from_fn_with_state(state.clone(), middleware::limits))
+        .layer(from_fn(middleware::observe))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Response {
+    let html = middleware::wants_html(&req);
+    middleware::respond(ApiError::not_found("no resource at this address"), html)
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let html = middleware::wants_html(&req);
+    middleware::respond(ApiError::method_not_allowed(), html)
+}

@@ -1,0 +1,214 @@
+//! Cross-cutting request handling: request ids, security headers, metrics, time and
+//! size limits, panics. Each concern is one small function, applied in `router()`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::{ApiError, PageError};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every part of a request's handling may need without threading it through:
+/// its id (for logs and error bodies) and the instance name (for error pages).
+#[derive(Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub instance_name: Arc<str>,
+}
+
+tokio::task_local! {
+    static CONTEXT: RequestContext;
+}
+
+pub fn current_request_id() -> Option<String> {
+    CONTEXT.try_with(|c| c.request_id.clone()).ok()
+}
+
+pub fn current_instance_name() -> Option<Arc<str>> {
+    CONTEXT.try_with(|c| c.instance_name.clone()).ok()
+}
+
+/// Accepts a caller's `X-Request-Id` when it is a sane token (so ids can be followed
+/// across systems), generates one otherwise, and echoes it on the response. The id is
+/// a field of the request's tracing span, hence of every log line of the request.
+pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        instance_name: state.instance_name(),
+    };
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = CONTEXT.scope(ctx, next.run(req)).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+fn valid_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The Content-Security-Policy of every response: no inline script or style, nothing
+/// from elsewhere, never framed.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if state.settings.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Counts requests by route template (never the raw path, which may carry personal
+/// data) and status, times them, and writes one access-log line.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let labels = [
+        ("method", method_label(&method)),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("socle_http_requests_total", &labels).increment(1);
+    metrics::histogram!(
+        "socle_http_request_duration_seconds",
+        &[("method", method_label(&method)), ("route", route.clone())]
+    )
+    .record(elapsed.as_secs_f64());
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn method_label(m: &Method) -> String {
+    match *m {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => m.as_str().to_string(),
+        _ => "OTHER".to_string(),
+    }
+}
+
+/// Refuses bodies over the limit with a clear 413, whether announced by
+/// `Content-Length` or discovered while streaming, and bounds the whole handling of a
+/// request in time (408).
+pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.settings.body_limit;
+    let wants_html = wants_html(&req);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return respond(ApiError::payload_too_large(limit), wants_html);
+    }
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let timeout = state.settings.request_timeout;
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => respond(ApiError::request_timeout(timeout), wants_html),
+    }
+}
+
+/// True when the client is a browser asking for a page rather than an API client.
+pub fn wants_html(req: &Request) -> bool {
+    let path = req.uri().path();
+    if path.starts_with("/api/") || path.starts_with("/journal/") || path == "/metrics" {
+        return false;
+    }
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+pub fn respond(error: ApiError, html: bool) -> Response {
+    if html {
+        PageError::from_api(&error).into_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// Turns a panic in a handler into a 500 with the error shape; the panic message is
+/// logged (it may contain input) only at debug level.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic)");
+    tracing::error!("handler panicked");
+    tracing::debug!(panic = message, "panic message");
+    ApiError::internal().into_response()
+}

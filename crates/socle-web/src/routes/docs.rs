@@ -1,0 +1,97 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations so it cannot
+//! drift from the code, and a readable page listing every operation.
+
+use askama::Template;
+use axum::Json;
+use axum::response::Response;
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+
+use crate::error::ErrorBody;
+use crate::pages::{Layout, render};
+use crate::routes::health;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Socle",
+        description = "APIs of a Socle instance: the core of a state's digital services.",
+        license(name = "EUPL-1.2"),
+    ),
+    paths(health::healthz, health::readyz, health::metrics, openapi_json),
+    components(schemas(ErrorBody, health::Health, health::Ready)),
+    tags(
+        (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
+        (name = "documentation", description = "This description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct OperationView {
+    method: &'static str,
+    path: String,
+    summary: String,
+    description: String,
+    tag: String,
+    responses: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "api_docs.html")]
+struct ApiDocsPage {
+    layout: Layout,
+    version: String,
+    operations: Vec<OperationView>,
+}
+
+pub async fn api_docs() -> Response {
+    let doc = ApiDoc::openapi();
+    let mut operations = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let methods: [(&'static str, &Option<Operation>); 5] = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, op) in methods {
+            let Some(op) = op else { continue };
+            operations.push(OperationView {
+                method,
+                path: path.clone(),
+                summary: op.summary.clone().unwrap_or_default(),
+                description: op.description.clone().unwrap_or_default(),
+                tag: op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first().cloned())
+                    .unwrap_or_default(),
+                responses: op
+                    .responses
+                    .responses
+                    .iter()
+                    .map(|(code, r)| {
+                        let text = match r {
+                            utoipa::openapi::RefOr::T(r) => r.description.clone(),
+                            utoipa::openapi::RefOr::Ref(r) => r.ref_location.clone(),
+                        };
+                        (code.clone(), text)
+                    })
+                    .collect(),
+            });
+        }
+    }
+    render(&ApiDocsPage {
+        layout: Layout::current("Documentation des API").section("api"),
+        version: doc.info.version.clone(),
+        operations,
+    })
+}

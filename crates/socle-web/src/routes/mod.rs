@@ -1,0 +1,5 @@
+//! Route handlers, one module per audience or concern. Handlers stay thin: parse the
+//! request, call the domain or store, map the result.
+
+pub mod docs;
+pub mod health;

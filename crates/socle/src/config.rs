@@ -1,0 +1,745 @@
+//! Configuration: defaults, then a TOML file, then `SOCLE_*` environment variables,
+//! then command-line flags, each layer overriding the one before.
+//!
+//! Every setting is read by one line of [`Config::from_layers`], which records *all*
+//! invalid settings (with their key path, where the value came from and why it is
+//! wrong) instead of stopping at the first, so `socle config check` can list them.
+//! Keys marked secret may be given as `KEY_file` (a path whose content is the value);
+//! secrets are redacted whenever the configuration is printed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socle_core::InstanceName;
+use toml::Value;
+
+/// Environment variables starting with this prefix are reserved for the test suite.
+const TEST_ENV_PREFIX: &str = "SOCLE_TEST_";
+
+/// Keys whose values are secrets: redacted when printed, and settable from a file.
+const SECRET_KEYS: &[&str] = &["database.url"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub instance: InstanceConfig,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub tls: Option<TlsConfig>,
+    /// Where the embedded store and other local state live.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceConfig {
+    pub name: InstanceName,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `None`: the embedded SQLite store in `data_dir`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations at start (otherwise `/readyz` reports them).
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,socle_store=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Where a value came from, to tell the operator which line to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(p) => write!(f, "file {}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::Flag(n) => write!(f, "flag {n}"),
+        }
+    }
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub origin: Option<Origin>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(o) => write!(f, "{} (from {o}): {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every invalid setting found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            plural(self.0.len())
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The raw layers, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct Layers {
+    values: BTreeMap<String, (Value, Origin)>,
+    errors: Vec<ConfigError>,
+}
+
+impl Layers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a TOML file. A missing file is an error only when `required`.
+    pub fn file(mut self, path: &Path, required: bool) -> Self {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return self,
+            Err(e) => {
+                self.errors.push(ConfigError {
+                    key: "(file)".into(),
+                    origin: Some(Origin::File(path.to_path_buf())),
+                    message: format!("cannot read the configuration file: {e}"),
+                });
+                return self;
+            }
+        };
+        match text.parse::<toml::Table>() {
+            Ok(table) => {
+                let mut flat = Vec::new();
+                flatten("", &Value::Table(table), &mut flat);
+                for (key, value) in flat {
+                    self.set(key, value, Origin::File(path.to_path_buf()));
+                }
+            }
+            Err(e) => self.errors.push(ConfigError {
+                key: "(file)".into(),
+                origin: Some(Origin::File(path.to_path_buf())),
+                message: format!("not valid TOML: {}", e.to_string().trim()),
+            }),
+        }
+        self
+    }
+
+    /// Adds `SOCLE_*` variables: `SOCLE_SERVER__LISTEN` sets `server.listen`
+    /// (a double underscore separates sections; names are case-insensitive).
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("SOCLE_") else {
+                continue;
+            };
+            if name.starts_with(TEST_ENV_PREFIX) || rest.is_empty() {
+                continue;
+            }
+            let key = rest.to_lowercase().replace("__", ".");
+            self.set(key, Value::String(value), Origin::Env(name));
+        }
+        self
+    }
+
+    /// Adds a command-line flag's value.
+    pub fn flag(mut self, key: &str, value: Option<String>, flag: &'static str) -> Self {
+        if let Some(v) = value {
+            self.set(key.to_string(), Value::String(v), Origin::Flag(flag));
+        }
+        self
+    }
+
+    fn set(&mut self, key: String, value: Value, origin: Origin) {
+        // A secret and its `_file` form are one setting: the later layer wins whole.
+        if let Some(base) = key.strip_suffix("_file") {
+            self.values.remove(base);
+        } else {
+            self.values.remove(&format!("{key}_file"));
+        }
+        self.values.insert(key, (value, origin));
+    }
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// Reads typed values out of the layers, collecting every error.
+struct Reader {
+    values: BTreeMap<String, (Value, Origin)>,
+    used: BTreeSet<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader {
+    fn raw(&mut self, key: &str) -> Option<(Value, Origin)> {
+        self.used.insert(key.to_string());
+        let file_key = format!("{key}_file");
+        if SECRET_KEYS.contains(&key) {
+            self.used.insert(file_key.clone());
+            if let Some((v, origin)) = self.values.get(&file_key).cloned() {
+                let Some(path) = v.as_str() else {
+                    self.fail(&file_key, Some(origin), "must be a file path (a string)");
+                    return None;
+                };
+                return match std::fs::read_to_string(path) {
+                    Ok(content) => Some((Value::String(content.trim_end().to_string()), origin)),
+                    Err(e) => {
+                        self.fail(&file_key, Some(origin), &format!("cannot read {path}: {e}"));
+                        None
+                    }
+                };
+            }
+        }
+        self.values.get(key).cloned()
+    }
+
+    fn fail(&mut self, key: &str, origin: Option<Origin>, message: &str) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            origin,
+            message: message.into(),
+        });
+    }
+
+    /// Reads `key` with `parse`, or returns `default` (also after an error, so that the
+    /// remaining settings are still checked).
+    fn get<T>(&mut self, key: &str, default: T, parse: impl Fn(&Value) -> Result<T, String>) -> T {
+        match self.raw(key) {
+            None => default,
+            Some((v, origin)) => match parse(&v) {
+                Ok(t) => t,
+                Err(message) => {
+                    self.fail(key, Some(origin), &message);
+                    default
+                }
+            },
+        }
+    }
+
+    fn opt<T>(&mut self, key: &str, parse: impl Fn(&Value) -> Result<T, String>) -> Option<T> {
+        let (v, origin) = self.raw(key)?;
+        match parse(&v) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                self.fail(key, Some(origin), &message);
+                None
+            }
+        }
+    }
+
+    fn origin(&self, key: &str) -> Option<Origin> {
+        self.values.get(key).map(|(_, o)| o.clone())
+    }
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("expected a string, found {}", other.type_str())),
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn socket_addr(v: &Value) -> Result<SocketAddr, String> {
+    let text = scalar_text(v);
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+}
+
+fn boolean(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Boolean(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(format!(
+            "expected true or false, found {}",
+            scalar_text(other)
+        )),
+    }
+}
+
+fn positive_u32(v: &Value) -> Result<u32, String> {
+    let text = scalar_text(v);
+    match text.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+/// `"30s"`, `"500ms"`, `"2m"`, `"1h"`, or a number of seconds.
+pub fn duration(v: &Value) -> Result<Duration, String> {
+    let text = scalar_text(v);
+    let t = text.trim();
+    let (number, unit) = t.split_at(
+        t.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30s\", \"500ms\" or \"2m\""))?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("{text:?} must be more than 0 and at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `"1MiB"`, `"512KiB"`, `"2MB"`, or a number of bytes.
+pub fn byte_size(v: &Value) -> Result<usize, String> {
+    let text = scalar_text(v);
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"1MiB\", \"512KiB\" or 65536"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB, kB or MB)"
+            ));
+        }
+    };
+    let bytes = n.checked_mul(factor).unwrap_or(u64::MAX);
+    if bytes == 0 || bytes > (1 << 30) {
+        return Err(format!("{text:?} must be more than 0 and at most 1GiB"));
+    }
+    usize::try_from(bytes).map_err(|_| "too large for this platform".to_string())
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// Validates the layers into a configuration, or lists every problem.
+    pub fn from_layers(layers: Layers) -> Result<Config, ConfigErrors> {
+        let mut r = Reader {
+            values: layers.values,
+            used: BTreeSet::new(),
+            errors: layers.errors,
+        };
+
+        let default_name = InstanceName::parse("Socle").map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: "instance.name".into(),
+                origin: None,
+                message: e.0,
+            }])
+        })?;
+        let name = r.get("instance.name", default_name, |v| {
+            InstanceName::parse(&string(v)?).map_err(|e| e.0)
+        });
+
+        let default_listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let server = ServerConfig {
+            listen: r.get("server.listen", default_listen, socket_addr),
+            shutdown_timeout: r.get("server.shutdown_timeout", Duration::from_secs(30), duration),
+            request_timeout: r.get("server.request_timeout", Duration::from_secs(30), duration),
+            body_limit: r.get("server.body_limit", 1 << 20, byte_size),
+        };
+
+        let url = r.opt("database.url", |v| {
+            let url = string(v)?;
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Ok(url)
+            } else {
+                Err(
+                    "must be a postgres://user@host:port/database URL (leave it unset for the \
+                     embedded SQLite store in data_dir)"
+                        .into(),
+                )
+            }
+        });
+        let database = DatabaseConfig {
+            url,
+            max_connections: r.get("database.max_connections", 8, positive_u32),
+            acquire_timeout: r.get("database.acquire_timeout", Duration::from_secs(3), duration),
+            auto_migrate: r.get("database.auto_migrate", true, boolean),
+        };
+
+        let format = r.get("log.format", LogFormat::Human, |v| {
+            match string(v)?.as_str() {
+                "human" => Ok(LogFormat::Human),
+                "json" => Ok(LogFormat::Json),
+                other => Err(format!(
+                    "{other:?} is not a log format: use \"human\" or \"json\""
+                )),
+            }
+        });
+        let level = r.get("log.level", "info".to_string(), |v| {
+            let s = string(v)?;
+            tracing_subscriber::EnvFilter::try_new(&s)
+                .map(|_| s.clone())
+                .map_err(|e| {
+                    format!(
+                        "{s:?} is not a log filter (e.g. \"info\" or \"info,socle=debug\"): {e}"
+                    )
+                })
+        });
+        let log = LogConfig { format, level };
+
+        let cert = r.opt("tls.cert_file", |v| readable_file(v));
+        let key = r.opt("tls.key_file", |v| readable_file(v));
+        let tls = match (cert, key) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            (Some(_), None) if r.origin("tls.key_file").is_none() => {
+                let origin = r.origin("tls.cert_file");
+                r.fail(
+                    "tls.key_file",
+                    origin,
+                    "must be set together with tls.cert_file",
+                );
+                None
+            }
+            (None, Some(_)) if r.origin("tls.cert_file").is_none() => {
+                let origin = r.origin("tls.key_file");
+                r.fail(
+                    "tls.cert_file",
+                    origin,
+                    "must be set together with tls.key_file",
+                );
+                None
+            }
+            _ => None, // the unreadable one was already reported
+        };
+
+        let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
+            let s = string(v)?;
+            if s.trim().is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
+
+        let unknown: Vec<(String, Origin)> = r
+            .values
+            .iter()
+            .filter(|(k, _)| !r.used.contains(*k))
+            .map(|(k, (_, o))| (k.clone(), o.clone()))
+            .collect();
+        for (key, origin) in unknown {
+            r.fail(
+                &key,
+                Some(origin),
+                "unknown setting (see docs/CONFIGURATION.md)",
+            );
+        }
+
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(Config {
+            instance: InstanceConfig { name },
+            server,
+            database,
+            log,
+            tls,
+            data_dir,
+        })
+    }
+
+    /// The SQLite file used when no `database.url` is set.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("socle.db")
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn redacted(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        let q = |s: &str| format!("{s:?}");
+        line(
+            &mut out,
+            "data_dir",
+            q(&self.data_dir.display().to_string()),
+        );
+        out.push_str("\n[instance]\n");
+        line(&mut out, "name", q(self.instance.name.as_str()));
+        out.push_str("\n[server]\n");
+        line(&mut out, "listen", q(&self.server.listen.to_string()));
+        line(
+            &mut out,
+            "shutdown_timeout",
+            q(&format_duration(self.server.shutdown_timeout)),
+        );
+        line(
+            &mut out,
+            "request_timeout",
+            q(&format_duration(self.server.request_timeout)),
+        );
+        line(&mut out, "body_limit", self.server.body_limit.to_string());
+        out.push_str("\n[database]\n");
+        match &self.database.url {
+            Some(url) => line(&mut out, "url", q(&redact_url(url))),
+            None => out.push_str(&format!(
+                "# url unset: embedded SQLite store at {}\n",
+                self.sqlite_path().display()
+            )),
+        }
+        line(
+            &mut out,
+            "max_connections",
+            self.database.max_connections.to_string(),
+        );
+        line(
+            &mut out,
+            "acquire_timeout",
+            q(&format_duration(self.database.acquire_timeout)),
+        );
+        line(
+            &mut out,
+            "auto_migrate",
+            self.database.auto_migrate.to_string(),
+        );
+        out.push_str("\n[log]\n");
+        let format = match self.log.format {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        };
+        line(&mut out, "format", q(format));
+        line(&mut out, "level", q(&self.log.level));
+        match &self.tls {
+            Some(tls) => {
+                out.push_str("\n[tls]\n");
+                line(
+                    &mut out,
+                    "cert_file",
+                    q(&tls.cert_file.display().to_string()),
+                );
+                line(&mut out, "key_file", q(&tls.key_file.display().to_string()));
+            }
+            None => {
+                out.push_str("\n# [tls] unset: plain HTTP (for loopback or behind a TLS proxy)\n")
+            }
+        }
+        out
+    }
+}
+
+fn readable_file(v: &Value) -> Result<PathBuf, String> {
+    let path = PathBuf::from(string(v)?);
+    std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A database URL with its password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<redacted: unparsable URL>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_layers(Layers::new()).unwrap();
+        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database.url, None);
+        assert_eq!(c.server.body_limit, 1 << 20);
+    }
+
+    #[test]
+    fn precedence_file_env_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("socle.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1000\"\nshutdown_timeout = 5\n",
+        )
+        .unwrap();
+        let layers = Layers::new().file(&file, true).env(env(&[
+            ("SOCLE_SERVER__LISTEN", "127.0.0.1:2000"),
+            ("SOCLE_TEST_X", "ignored"),
+        ]));
+        let c = Config::from_layers(layers.clone()).unwrap();
+        assert_eq!(c.server.listen.port(), 2000);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
+        let c = Config::from_layers(layers.flag(
+            "server.listen",
+            Some("127.0.0.1:3000".into()),
+            "--listen",
+        ))
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 3000);
+    }
+
+    #[test]
+    fn every_error_is_listed_with_its_key_and_origin() {
+        let layers = Layers::new().env(env(&[
+            ("SOCLE_SERVER__LISTEN", "nowhere"),
+            ("SOCLE_LOG__FORMAT", "xml"),
+            ("SOCLE_DATABASE__URL", "mysql://x"),
+            ("SOCLE_SERVER__SHUTDOWN_TIMEOUT", "10 parsecs"),
+            ("SOCLE_SERVRE__LISTEN", "typo"),
+            ("SOCLE_TLS__CERT_FILE", "/nonexistent/cert.pem"),
+        ]));
+        let errors = Config::from_layers(layers).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "server.shutdown_timeout",
+                "database.url",
+                "log.format",
+                "tls.cert_file",
+                "servre.listen"
+            ]
+        );
+        assert!(
+            errors[0].to_string().contains("SOCLE_SERVER__LISTEN"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db_url");
+        std::fs::write(&secret, "postgres://u:hunter2@db/socle\n").unwrap();
+        let layers = Layers::new().env(env(&[(
+            "SOCLE_DATABASE__URL_FILE",
+            secret.to_str().unwrap(),
+        )]));
+        let c = Config::from_layers(layers).unwrap();
+        assert_eq!(
+            c.database.url.as_deref(),
+            Some("postgres://u:hunter2@db/socle")
+        );
+        let shown = c.redacted();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://u:***@db/socle"), "{shown}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(byte_size(&Value::String("2MiB".into())).unwrap(), 2 << 20);
+        assert!(byte_size(&Value::String("0".into())).is_err());
+        assert_eq!(
+            duration(&Value::String("250ms".into())).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            duration(&Value::Integer(2)).unwrap(),
+            Duration::from_secs(2)
+        );
+        assert!(duration(&Value::String("-1s".into())).is_err());
+    }
+}

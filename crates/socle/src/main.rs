@@ -1,0 +1,253 @@
+//! `socle`: the command line. Thin: each subcommand builds a configuration and calls
+//! the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use socle::{Application, Config, Layers, open_store, shutdown_signal, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "socle",
+    version,
+    about = "Socle: the core of a state's digital services — identity federation, data \
+             exchange between administrations, a tamper-evident journal and a citizen space.",
+    long_about = None,
+    after_help = "Start with `socle demo`, then open http://127.0.0.1:8080.\n\
+                  Configuration: a TOML file (--config), overridden by SOCLE_* environment \
+                  variables (SOCLE_SERVER__LISTEN sets server.listen), overridden by flags. \
+                  See docs/CONFIGURATION.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform with the given configuration.
+    Serve(ServeArgs),
+    /// Run the platform on the embedded store with demonstration data, and print the
+    /// addresses to open.
+    Demo(DemoArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version of this binary and of what it embeds.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted), or every invalid setting
+    /// with its key and why (exit code 2).
+    Check(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Default: ./socle.toml if it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store and local state (data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: ConfigArgs,
+    /// Address to listen on (server.listen), default 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Address to listen on, default 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory of the embedded store, default ./socle-data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Delete the demonstration database first and start afresh.
+    #[arg(long)]
+    reset: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!(
+                "socle {} (database schema {}, DSFR {})",
+                env!("CARGO_PKG_VERSION"),
+                socle_store::LATEST_SCHEMA_VERSION,
+                socle_web::assets::DSFR_VERSION
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => match load(&args, None) {
+            Ok(config) => {
+                print!("{}", config.redacted());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Migrate(args) => {
+            let config = match load(&args, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            run(&config, migrate(config.clone()))
+        }
+        Command::Serve(args) => {
+            let config = match load(&args.common, args.listen) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            run(&config, serve(config.clone(), false))
+        }
+        Command::Demo(args) => {
+            let layers = Layers::new()
+                .flag(
+                    "instance.name",
+                    Some("Socle (démonstration)".into()),
+                    "socle demo",
+                )
+                .env(std::env::vars())
+                .flag("server.listen", args.listen, "--listen")
+                .flag("data_dir", args.data_dir.map(path_string), "--data-dir");
+            let mut config = match Config::from_layers(layers) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprint!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            // The demo always runs on the embedded store.
+            config.database.url = None;
+            if args.reset {
+                if let Err(e) = reset_demo(&config.sqlite_path()) {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            run(&config, serve(config.clone(), true))
+        }
+    }
+}
+
+fn path_string(p: PathBuf) -> String {
+    p.display().to_string()
+}
+
+/// Builds the configuration layers for `serve`, `migrate` and `config check`; on
+/// invalid settings prints them all and returns exit code 2.
+fn load(args: &ConfigArgs, listen: Option<String>) -> Result<Config, ExitCode> {
+    let layers = match &args.config {
+        Some(path) => Layers::new().file(path, true),
+        None => Layers::new().file(Path::new("socle.toml"), false),
+    };
+    let layers = layers
+        .env(std::env::vars())
+        .flag("server.listen", listen, "--listen")
+        .flag(
+            "data_dir",
+            args.data_dir.clone().map(path_string),
+            "--data-dir",
+        );
+    Config::from_layers(layers).map_err(|errors| {
+        eprint!("{errors}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(config: &Config, task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    telemetry::init_logs(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let applied = store.migrate().await?;
+    let status = store.schema_status().await?;
+    if applied.is_empty() {
+        println!(
+            "database schema already at version {} ({} store)",
+            status.current,
+            store.kind()
+        );
+    } else {
+        println!(
+            "applied migration(s) {:?}; database schema now at version {} ({} store)",
+            applied,
+            status.current,
+            store.kind()
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let app = Application::build(config.clone()).await?;
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    let mut addr = app.local_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    let base = format!("{scheme}://{addr}");
+    if demo {
+        println!(
+            "Socle demo is running on the embedded store ({}).",
+            config.sqlite_path().display()
+        );
+    } else {
+        println!("Socle is running ({} store).", app.store().kind());
+    }
+    println!("  Home page:           {base}/");
+    println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");
+    println!("  Health / readiness:  {base}/healthz  {base}/readyz");
+    println!("  Metrics:             {base}/metrics");
+    println!("Press Ctrl-C to stop.");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+fn reset_demo(db: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => println!("removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot remove {}: {e}", path.display()),
+        }
+    }
+    Ok(())
+}
