@@ -6,7 +6,7 @@ use std::str::FromStr;
 use rand::RngCore;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 use crate::error::{StoreError, io_reason};
 use crate::{Result, StoreOptions};
@@ -66,6 +66,22 @@ pub(crate) async fn postgres(url: &str, options: &StoreOptions) -> Result<PgPool
     let target = describe_postgres_target(url)?;
     let connect = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::InvalidUrl(redact_url_error(&e.to_string(), url)))?;
+    // One direct attempt first: the pool retries until its timeout and then reports
+    // only "timed out", while the operator needs the first real reason.
+    let probe = tokio::time::timeout(
+        options.acquire_timeout,
+        PgConnection::connect_with(&connect),
+    )
+    .await
+    .map_err(|_| StoreError::Connect {
+        target: target.clone(),
+        reason: format!(
+            "no answer within {} ms",
+            options.acquire_timeout.as_millis()
+        ),
+    })?
+    .map_err(|e| postgres_connect_error(&target, e))?;
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)

@@ -69,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/api/openapi.json", get(routes::docs::openapi_json))
         .route("/api/docs", get(routes::docs::api_docs))
+        .route(
+            "/api/v1/csp-reports",
+            axum::routing::post(routes::reports::csp_report),
+        )
         .route("/static/dsfr/{*path}", get(assets::dsfr))
         .route("/static/socle/{*path}", get(assets::socle))
         .fallback(not_found)

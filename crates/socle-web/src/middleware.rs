@@ -76,7 +76,8 @@ fn new_request_id() -> String {
 /// from elsewhere, never framed.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
-     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+     base-uri 'self'; form-action 'self'; frame-ancestors 'none'; \
+     report-uri /api/v1/csp-reports";
 
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;

@@ -53,20 +53,34 @@ impl Application {
         let store = open_store(&config).await?;
         if config.database.auto_migrate {
             store.migrate().await?;
-        } else {
-            let status = store.schema_status().await?;
-            if status.current > status.latest {
-                return Err(socle_store::StoreError::SchemaTooNew {
-                    found: status.current,
-                    known: status.latest,
-                }
-                .into());
-            }
         }
-        let instance = store
-            .ensure_instance(config.instance.name.as_str())
-            .await
-            .context("cannot record the instance in the store")?;
+        let status = store.schema_status().await?;
+        if status.current > status.latest {
+            return Err(socle_store::StoreError::SchemaTooNew {
+                found: status.current,
+                known: status.latest,
+            }
+            .into());
+        }
+        let instance = if status.is_current() {
+            store
+                .ensure_instance(config.instance.name.as_str())
+                .await
+                .context("cannot record the instance in the store")?
+        } else {
+            // database.auto_migrate = false and the schema is behind: serve, but not
+            // ready, until an operator runs `socle migrate`.
+            tracing::warn!(
+                current = status.current,
+                needed = status.latest,
+                "database schema is behind this binary: run `socle migrate`; not ready until then"
+            );
+            socle_store::Instance {
+                instance_id: String::new(),
+                name: config.instance.name.to_string(),
+                created_at: String::new(),
+            }
+        };
 
         let listener = TcpListener::bind(config.server.listen)
             .await

@@ -389,7 +389,7 @@ pub fn byte_size(v: &Value) -> Result<usize, String> {
             ));
         }
     };
-    let bytes = n.checked_mul(factor).unwrap_or(u64::MAX);
+    let bytes = n.saturating_mul(factor);
     if bytes == 0 || bytes > (1 << 30) {
         return Err(format!("{text:?} must be more than 0 and at most 1GiB"));
     }
@@ -466,8 +466,8 @@ impl Config {
         });
         let log = LogConfig { format, level };
 
-        let cert = r.opt("tls.cert_file", |v| readable_file(v));
-        let key = r.opt("tls.key_file", |v| readable_file(v));
+        let cert = r.opt("tls.cert_file", readable_file);
+        let key = r.opt("tls.key_file", readable_file);
         let tls = match (cert, key) {
             (Some(cert_file), Some(key_file)) => Some(TlsConfig {
                 cert_file,

@@ -135,11 +135,11 @@ fn main() -> ExitCode {
             };
             // The demo always runs on the embedded store.
             config.database.url = None;
-            if args.reset {
-                if let Err(e) = reset_demo(&config.sqlite_path()) {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
+            if args.reset
+                && let Err(e) = reset_demo(&config.sqlite_path())
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
             run(&config, serve(config.clone(), true))
         }

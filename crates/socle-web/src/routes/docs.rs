@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::health;
+use crate::routes::{health, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,7 @@ use crate::routes::health;
         description = "APIs of a Socle instance: the core of a state's digital services.",
         license(name = "EUPL-1.2"),
     ),
-    paths(health::healthz, health::readyz, health::metrics, openapi_json),
+    paths(health::healthz, health::readyz, health::metrics, openapi_json, reports::csp_report),
     components(schemas(ErrorBody, health::Health, health::Ready)),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),

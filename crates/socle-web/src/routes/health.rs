@@ -73,6 +73,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         }
         Ok(Ok(status)) => status,
     };
+    if status.current > status.latest {
+        return Err(not_ready(format!(
+            "the database schema (version {}) is newer than this binary (version {}): upgrade \
+             this node",
+            status.current, status.latest
+        )));
+    }
     if !status.is_current() {
         return Err(not_ready(format!(
             "the database schema is at version {} but this binary needs version {}: run `socle \

@@ -1,0 +1,211 @@
+//! The command line: configuration checking, clear start-up errors, migrations.
+
+use crate::on_both_stores;
+use crate::support::{Backend, TestDb, free_port, run_binary};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn config_check_lists_every_invalid_setting_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("socle.toml"),
+        "[server]\nlisten = \"127.0.0.1:99999\"\nbody_limit = \"12 parsecs\"\n\n[log]\nformat = \"xml\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_binary(
+        &["config", "check"],
+        &env(&[
+            ("SOCLE_DATABASE__URL", "mysql://root@db/x"),
+            ("SOCLE_SERVER__SHUTDOWN_TIMOUT", "3s"),
+        ]),
+        dir.path(),
+    );
+    assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("invalid configuration (5 problems)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "server.listen (from file socle.toml): \"127.0.0.1:99999\" is not an address"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("server.body_limit (from file"), "{stderr}");
+    assert!(stderr.contains("log.format (from file"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "database.url (from environment variable SOCLE_DATABASE__URL): must be a postgres://"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("server.shutdown_timout (from environment variable SOCLE_SERVER__SHUTDOWN_TIMOUT): unknown setting"), "{stderr}");
+    assert!(
+        !stderr.contains("root@db"),
+        "the URL itself is not echoed: {stderr}"
+    );
+
+    // A missing explicit file is an error too; a broken TOML file names the line.
+    let (code, _, stderr) = run_binary(
+        &["config", "check", "--config", "/nonexistent/socle.toml"],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot read the configuration file"),
+        "{stderr}"
+    );
+    std::fs::write(dir.path().join("broken.toml"), "[server\nlisten = 1").unwrap();
+    let (code, _, stderr) = run_binary(&["config", "check", "-c", "broken.toml"], &[], dir.path());
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("not valid TOML") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("socle.toml"),
+        "[instance]\nname = \"Région test\"\n[server]\nlisten = \"127.0.0.1:9000\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("db-url"),
+        "postgres://socle:s3cr3t-pw@db.internal:5432/socle\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_binary(
+        &["config", "check", "--data-dir", "/var/lib/socle"],
+        &env(&[
+            ("SOCLE_SERVER__LISTEN", "127.0.0.1:9001"),
+            ("SOCLE_DATABASE__URL_FILE", "db-url"),
+            ("SOCLE_LOG__FORMAT", "json"),
+        ]),
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("name = \"Région test\""), "{stdout}");
+    assert!(
+        stdout.contains("listen = \"127.0.0.1:9001\""),
+        "env overrides the file: {stdout}"
+    );
+    assert!(
+        stdout.contains("data_dir = \"/var/lib/socle\""),
+        "flags override: {stdout}"
+    );
+    assert!(
+        stdout.contains("url = \"postgres://socle:***@db.internal:5432/socle\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("format = \"json\""), "{stdout}");
+    assert!(!stdout.contains("s3cr3t-pw") && !stderr.contains("s3cr3t-pw"));
+    // What it prints is itself a valid configuration file.
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &stdout).unwrap();
+    let (code, again, _) = run_binary(&["config", "check", "-c", "printed.toml"], &[], dir.path());
+    assert_eq!(code, 0);
+    assert!(again.contains("listen = \"127.0.0.1:9001\""));
+}
+
+#[test]
+fn version_and_help_speak_to_a_newcomer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run_binary(&["version"], &[], dir.path());
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with(&format!("socle {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_binary(&["--help"], &[], dir.path());
+    assert_eq!(code, 0);
+    for word in [
+        "serve",
+        "demo",
+        "migrate",
+        "config",
+        "version",
+        "socle demo",
+    ] {
+        assert!(stdout.contains(word), "{word} in {stdout}");
+    }
+    let (code, _, stderr) = run_binary(&["frobnicate"], &[], dir.path());
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn serve_explains_why_the_store_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let (code, _, stderr) = run_binary(
+        &[
+            "serve",
+            "--data-dir",
+            "not-a-dir/data",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "error: cannot create data directory not-a-dir/data: a parent path is not a directory"
+        ),
+        "{stderr}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = rt.block_on(free_port());
+    let (code, _, stderr) = run_binary(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &env(&[(
+            "SOCLE_DATABASE__URL",
+            &format!("postgres://socle:pw@127.0.0.1:{port}/socle"),
+        )]),
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "error: PostgreSQL at 127.0.0.1:{port}/socle refused the connection"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+}
+
+async fn migrate_command_reports_what_it_did(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let env = db.env();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking({
+        let env = env.clone();
+        let cwd = cwd.path().to_path_buf();
+        move || run_binary(&["migrate"], &env, &cwd)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("applied migration(s)"), "{stdout}");
+    let cwd2 = cwd.path().to_path_buf();
+    let (code, stdout, _) =
+        tokio::task::spawn_blocking(move || run_binary(&["migrate"], &env, &cwd2))
+            .await
+            .unwrap();
+    assert_eq!(code, 0);
+    assert!(stdout.contains("already at version"), "{stdout}");
+}
+
+on_both_stores!(migrate_command_reports_what_it_did);

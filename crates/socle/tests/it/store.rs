@@ -1,0 +1,200 @@
+//! The store test suite, identical for SQLite and PostgreSQL.
+
+use socle_store::{
+    InstanceStore, LATEST_SCHEMA_VERSION, Location, Store, StoreError, StoreOptions,
+};
+
+use crate::on_both_stores;
+use crate::support::{Backend, TestApp, TestDb};
+
+async fn open(db: &TestDb) -> Store {
+    socle::open_store(&db.config()).await.unwrap()
+}
+
+async fn migrations_apply_once_and_are_idempotent(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    assert_eq!(
+        store.kind(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    let before = store.schema_status().await.unwrap();
+    assert_eq!(before.current, 0);
+    assert!(!before.is_current());
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied, (1..=LATEST_SCHEMA_VERSION).collect::<Vec<_>>());
+    assert!(
+        store.migrate().await.unwrap().is_empty(),
+        "second run applies nothing"
+    );
+    let after = store.schema_status().await.unwrap();
+    assert_eq!(after.current, LATEST_SCHEMA_VERSION);
+    assert!(after.is_current());
+    store.ping().await.unwrap();
+    store.close().await;
+}
+
+async fn concurrent_migrations_do_not_collide(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let a = open(&db).await;
+    let b = open(&db).await;
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        ra.len() + rb.len(),
+        LATEST_SCHEMA_VERSION as usize,
+        "{ra:?} {rb:?}"
+    );
+    assert!(a.schema_status().await.unwrap().is_current());
+}
+
+async fn instance_is_created_once_and_keeps_its_identity(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.migrate().await.unwrap();
+    let first = store.ensure_instance("Préfecture A").await.unwrap();
+    assert_eq!(first.name, "Préfecture A");
+    assert_eq!(first.instance_id.len(), 32);
+    let again = store.ensure_instance("Préfecture B").await.unwrap();
+    assert_eq!(again.instance_id, first.instance_id);
+    assert_eq!(again.created_at, first.created_at);
+    assert_eq!(again.name, "Préfecture B");
+    // Persisted: a new handle on the same database sees it.
+    store.close().await;
+    let reopened = open(&db).await;
+    assert_eq!(
+        reopened.ensure_instance("Préfecture B").await.unwrap(),
+        again
+    );
+}
+
+async fn a_newer_schema_is_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.migrate().await.unwrap();
+    store
+        .__test_bump_schema(LATEST_SCHEMA_VERSION + 1)
+        .await
+        .unwrap();
+    let err = store.migrate().await.unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("database schema is newer than this binary"),
+        "{err}"
+    );
+    store.close().await;
+    // The server refuses to start on it, with the same message.
+    let Err(err) = socle::Application::build(db.config()).await else {
+        panic!("a server started on a database from the future");
+    };
+    assert!(
+        format!("{err:#}").contains("database schema is newer than this binary"),
+        "{err:#}"
+    );
+}
+
+async fn pool_stats_report_the_configured_maximum(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.database.max_connections = 3;
+    let store = socle::open_store(&config).await.unwrap();
+    store.ping().await.unwrap();
+    let stats = store.pool_stats();
+    assert_eq!(stats.max, 3);
+    assert!(stats.size >= 1 && stats.size <= 3, "{stats:?}");
+}
+
+async fn readiness_follows_the_schema(backend: Backend) {
+    // A node started without auto-migration on an empty database is alive but not
+    // ready until someone migrates it.
+    let app = TestApp::spawn_with(backend, |c| c.database.auto_migrate = false).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "not_ready");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("version 0") && detail.contains("run `socle migrate`"),
+        "{detail}"
+    );
+
+    let other = open(&app.db).await;
+    other.migrate().await.unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 200);
+
+    // A newer binary migrated the database further: this node stops being ready.
+    other
+        .__test_bump_schema(LATEST_SCHEMA_VERSION + 1)
+        .await
+        .unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("newer than this binary"),
+        "{body}"
+    );
+}
+
+on_both_stores!(
+    migrations_apply_once_and_are_idempotent,
+    concurrent_migrations_do_not_collide,
+    instance_is_created_once_and_keeps_its_identity,
+    a_newer_schema_is_refused,
+    pool_stats_report_the_configured_maximum,
+    readiness_follows_the_schema,
+);
+
+#[tokio::test]
+async fn sqlite_open_errors_name_the_path_and_the_reason() {
+    let options = StoreOptions::new(Location::Sqlite {
+        path: "/dev/null/socle/socle.db".into(),
+    });
+    let err = Store::open(&options).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("cannot create data directory /dev/null/socle:"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("socle.db")).unwrap();
+    let options = StoreOptions::new(Location::Sqlite {
+        path: dir.path().join("socle.db"),
+    });
+    let err = Store::open(&options).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "cannot open database at {}: it is a directory",
+            dir.path().join("socle.db").display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn postgres_refusal_is_reported_plainly() {
+    let port = crate::support::free_port().await;
+    let url = format!("postgres://postgres:pw@127.0.0.1:{port}/socle");
+    let err = Store::open(&StoreOptions::new(Location::Postgres { url }))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("PostgreSQL at 127.0.0.1:{port}/socle refused the connection")
+    );
+    let url = format!("{}_does_not_exist", crate::support::postgres_admin_url());
+    let err = Store::open(&StoreOptions::new(Location::Postgres { url }))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the database does not exist"), "{err}");
+}
