@@ -100,3 +100,41 @@ on_both_stores!(
     sigint_stops_an_idle_server_promptly,
     shutdown_timeout_bounds_the_drain,
 );
+
+/// `log.format = "json"`: one JSON object per line, every request line carries the
+/// request id, and no query string (which may hold personal data) is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_no_query_string() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut env = db.env();
+    env.push(("SOCLE_LOG__FORMAT".into(), "json".into()));
+    let mut process = Process::serve(&env).await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/unknown?nir=1850575123456&email=jean@example.fr",
+            process.base
+        ))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    process.signal("TERM");
+    assert_eq!(process.wait_exit(Duration::from_secs(5)).await, Some(0));
+    let logs = process.stderr();
+    let mut request_lines = 0;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["span"]["request_id"] == "trace-me-42" {
+            request_lines += 1;
+            assert_eq!(v["status"], 404, "{line}");
+            assert_eq!(v["route"], "unmatched", "{line}");
+        }
+    }
+    assert!(request_lines >= 1, "{logs}");
+    assert!(
+        !logs.contains("1850575123456") && !logs.contains("jean@example.fr"),
+        "{logs}"
+    );
+}
