@@ -11,6 +11,7 @@
 //! The same test suite (in the `socle` crate's integration tests) runs on both backends.
 
 mod error;
+mod journal;
 mod migrate;
 mod open;
 
@@ -20,6 +21,10 @@ use std::time::Duration;
 use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Result, StoreError};
+pub use journal::{
+    JournalState, JournalStore, NewEntry, NodeHash, QueuedLeaf, SequencerLease, StoredCheckpoint,
+    StoredEntry,
+};
 pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
 
 /// Where the data lives.
@@ -149,6 +154,10 @@ pub trait InstanceStore {
     /// Returns the instance, creating it with `name` on first call. Later calls keep
     /// the original identifier and creation time but follow a renamed instance.
     fn ensure_instance(&self, name: &str) -> impl Future<Output = Result<Instance>> + Send;
+
+    /// Records the one-time event `marker`; true only for the caller that recorded it
+    /// first (so "first start" work happens once, even with several nodes).
+    fn mark_once(&self, marker: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 
 impl InstanceStore for Store {
@@ -173,5 +182,22 @@ impl InstanceStore for Store {
             name: row.1,
             created_at: row.2,
         })
+    }
+
+    async fn mark_once(&self, marker: &str) -> Result<bool> {
+        let now = open::now_rfc3339();
+        let inserted = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO instance_markers (name, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(marker)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from_runtime)?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
     }
 }

@@ -27,7 +27,10 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[Migration] = &[migration!(1, "0001_instance")];
+const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_instance"),
+    migration!(2, "0002_journal"),
+];
 
 /// The schema version this binary writes and expects.
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -9,8 +9,10 @@
 
 pub mod assets;
 pub mod error;
+pub mod extract;
 pub mod middleware;
 pub mod pages;
+pub mod ratelimit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use socle_journal::Journal;
 use socle_store::{Instance, Store};
 
 pub use error::{ApiError, ErrorBody};
@@ -38,6 +41,8 @@ pub struct WebSettings {
     pub request_timeout: Duration,
     /// Longest time `/readyz` waits for the store.
     pub ready_timeout: Duration,
+    /// Requests per second one client may make to `/journal/*`.
+    pub journal_rate_limit: u32,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -47,6 +52,9 @@ pub struct AppState {
     pub instance: Arc<Instance>,
     pub settings: Arc<WebSettings>,
     pub metrics: PrometheusHandle,
+    /// `None` only while the schema is behind this binary (not ready).
+    pub journal: Option<Journal>,
+    pub journal_limiter: Arc<ratelimit::RateLimiter>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
     pub draining: Arc<AtomicBool>,
     pub started: Instant,
@@ -62,7 +70,23 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     use axum::middleware::{from_fn, from_fn_with_state};
 
+    let journal = Router::new()
+        .route("/journal/checkpoint", get(routes::journal::checkpoint))
+        .route("/journal/checkpoints", get(routes::journal::checkpoints))
+        .route("/journal/key", get(routes::journal::key))
+        .route("/journal/entries", get(routes::journal::entries))
+        .route("/journal/proof/inclusion", get(routes::journal::inclusion))
+        .route(
+            "/journal/proof/consistency",
+            get(routes::journal::consistency),
+        )
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            routes::journal::rate_limit,
+        ));
+
     Router::new()
+        .merge(journal)
         .route("/", get(pages::home))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

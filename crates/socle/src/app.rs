@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use socle_journal::{Entry, EntryKind, Journal, JournalConfig};
 use socle_store::{InstanceStore, Location, Store, StoreOptions};
 use socle_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
@@ -82,6 +83,22 @@ impl Application {
             }
         };
 
+        let journal = if status.is_current() {
+            let journal = open_journal(&store, &config).await?;
+            if store.mark_once("instance.created").await? {
+                journal
+                    .append(vec![
+                        Entry::new(EntryKind::Admin, "system", "ok")
+                            .detail("action", "instance.created")
+                            .detail("instance_id", instance.instance_id.clone()),
+                    ])
+                    .await?;
+            }
+            Some(journal)
+        } else {
+            None
+        };
+
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -96,7 +113,12 @@ impl Application {
                 body_limit: config.server.body_limit,
                 request_timeout: config.server.request_timeout,
                 ready_timeout: std::time::Duration::from_secs(2),
+                journal_rate_limit: config.journal.rate_limit,
             }),
+            journal,
+            journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
+                config.journal.rate_limit,
+            )),
             metrics: telemetry::metrics_handle()?,
             draining: Arc::new(AtomicBool::new(false)),
             started,
@@ -132,6 +154,28 @@ impl Application {
         &self.state.store
     }
 
+    pub fn journal(&self) -> Option<&Journal> {
+        self.state.journal.as_ref()
+    }
+
+    /// Seeds the demonstration data, once per database; the seeding is journaled like
+    /// any admin change.
+    pub async fn seed_demo(&self) -> anyhow::Result<()> {
+        let Some(journal) = &self.state.journal else {
+            return Ok(());
+        };
+        if self.state.store.mark_once("demo.seeded").await? {
+            journal
+                .append(vec![
+                    Entry::new(EntryKind::Admin, "system", "ok")
+                        .detail("action", "demo.seeded")
+                        .detail("instance_id", self.state.instance.instance_id.clone()),
+                ])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests
     /// finish within `server.shutdown_timeout`, closes the store and returns.
     pub async fn run_until_stopped(
@@ -146,7 +190,8 @@ impl Application {
             config,
         } = self;
         let router = socle_web::router(state.clone());
-        let service = router.into_make_service();
+        let service =
+            router.into_make_service_with_connect_info::<socle_web::extract::ClientAddr>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
             let _ = stop_rx.await;
@@ -189,10 +234,28 @@ impl Application {
                 }
             }
         }
+        if let Some(journal) = &state.journal {
+            // Sequence what was acknowledged and sign a last checkpoint.
+            journal.shutdown().await;
+        }
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the journal with the configured origin (derived from the instance name when
+/// unset).
+pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Journal> {
+    let origin = config
+        .journal
+        .origin
+        .clone()
+        .unwrap_or_else(|| socle_journal::origin_from_name(config.instance.name.as_str()));
+    let mut jc = JournalConfig::new(origin);
+    jc.origin_explicit = config.journal.origin.is_some();
+    jc.checkpoint_interval = config.journal.checkpoint_interval;
+    Ok(Journal::open(store.clone(), jc).await?)
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -29,6 +29,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub tls: Option<TlsConfig>,
+    pub journal: JournalSettings,
     /// Where the embedded store and other local state live.
     pub data_dir: PathBuf,
 }
@@ -67,6 +68,17 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `info,socle_store=debug`.
     pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalSettings {
+    /// Checkpoint origin and key name; `None`: derived from the instance name when the
+    /// journal is created, then fixed.
+    pub origin: Option<String>,
+    /// Shortest time between two checkpoints while entries arrive (at most 1 s).
+    pub checkpoint_interval: Duration,
+    /// Requests per second one client may make to the public `/journal/*` endpoints.
+    pub rate_limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -495,6 +507,26 @@ impl Config {
             _ => None, // the unreadable one was already reported
         };
 
+        let journal = JournalSettings {
+            origin: r.opt("journal.origin", |v| {
+                let s = string(v)?;
+                if socle_journal::note::valid_key_name(&s) {
+                    Ok(s)
+                } else {
+                    Err(format!("{s:?} is not a valid origin: non-empty, no spaces, no '+' (e.g. \"socle.example.gouv.fr/journal\")"))
+                }
+            }),
+            checkpoint_interval: r.get("journal.checkpoint_interval", Duration::from_millis(500), |v| {
+                let d = duration(v)?;
+                if d < Duration::from_millis(50) || d > Duration::from_secs(1) {
+                    Err("must be between 50ms and 1s (checkpoints are signed at least once a second)".into())
+                } else {
+                    Ok(d)
+                }
+            }),
+            rate_limit: r.get("journal.rate_limit", 50, positive_u32),
+        };
+
         let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
             let s = string(v)?;
             if s.trim().is_empty() {
@@ -527,6 +559,7 @@ impl Config {
             database,
             log,
             tls,
+            journal,
             data_dir,
         })
     }
@@ -591,6 +624,19 @@ impl Config {
         };
         line(&mut out, "format", q(format));
         line(&mut out, "level", q(&self.log.level));
+        out.push_str("\n[journal]\n");
+        match &self.journal.origin {
+            Some(origin) => line(&mut out, "origin", q(origin)),
+            None => out.push_str(
+                "# origin unset: derived from instance.name when the journal is created\n",
+            ),
+        }
+        line(
+            &mut out,
+            "checkpoint_interval",
+            q(&format_duration(self.journal.checkpoint_interval)),
+        );
+        line(&mut out, "rate_limit", self.journal.rate_limit.to_string());
         match &self.tls {
             Some(tls) => {
                 out.push_str("\n[tls]\n");

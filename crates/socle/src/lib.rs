@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod config;
+pub mod journal_cli;
 pub mod telemetry;
 pub mod tls;
 

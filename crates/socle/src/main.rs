@@ -33,6 +33,11 @@ enum Command {
     Demo(DemoArgs),
     /// Apply pending database migrations and exit.
     Migrate(ConfigArgs),
+    /// Verify, export or benchmark the tamper-evident journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -47,6 +52,60 @@ enum ConfigCommand {
     /// Print the effective configuration (secrets redacted), or every invalid setting
     /// with its key and why (exit code 2).
     Check(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Check a journal: every checkpoint's signature, every entry against every signed
+    /// root, and consistency with the checkpoint seen by the previous run. Exits 1 naming
+    /// the first bad entry on any tampering.
+    Verify {
+        /// Base URL of a Socle instance, e.g. http://127.0.0.1:8080.
+        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+        url: Option<String>,
+        /// A bundle written by `socle journal export`.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Where checkpoints seen are remembered between runs.
+        #[arg(long, value_name = "FILE", default_value = "socle-journal-state.json")]
+        state: PathBuf,
+        /// The expected verifier key (name+hash+key); by default the key is learnt on
+        /// first use and must not change afterwards.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Write the journal, up to its latest checkpoint, to a self-contained bundle.
+    Export {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// The bundle file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Measure durable appends per second on the configured store (writes benchmark
+    /// entries into its journal: use a scratch database).
+    Bench {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        /// How long to append.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Total appends per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Print `ack <id>` for every acknowledged append.
+        #[arg(long)]
+        print_acks: bool,
+        /// Print `checkpoint <size> <root>` for every checkpoint signed.
+        #[arg(long)]
+        print_checkpoints: bool,
+        /// Also time the same number of plain single-row INSERTs.
+        #[arg(long)]
+        baseline: bool,
+    },
 }
 
 #[derive(Args)]
@@ -102,6 +161,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Journal { command } => journal_command(command),
         Command::Migrate(args) => {
             let config = match load(&args, None) {
                 Ok(c) => c,
@@ -142,6 +202,89 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             run(&config, serve(config.clone(), true))
+        }
+    }
+}
+
+fn journal_command(command: JournalCommand) -> ExitCode {
+    use socle::journal_cli::{self, Outcome};
+    match command {
+        JournalCommand::Verify {
+            url,
+            bundle,
+            state,
+            key,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(journal_cli::verify(
+                url.as_deref(),
+                bundle.as_deref(),
+                &state,
+                key.as_deref(),
+            )) {
+                Ok(Outcome::Verified(summary)) => {
+                    println!("OK: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Outcome::Failed(e)) => {
+                    match e.index() {
+                        Some(index) => println!("TAMPERED: first bad index {index}: {e}"),
+                        None => println!("TAMPERED: {e}"),
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        JournalCommand::Export { common, out } => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let c = config.clone();
+            run(&config, async move {
+                let size = journal_cli::export(&c, &out).await?;
+                println!("exported {size} entries to {}", out.display());
+                Ok(())
+            })
+        }
+        JournalCommand::Bench {
+            common,
+            writers,
+            seconds,
+            rate,
+            print_acks,
+            print_checkpoints,
+            baseline,
+        } => {
+            let mut config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            // Benchmarks write many log lines otherwise.
+            config.log.level = "warn".into();
+            let opts = journal_cli::BenchOptions {
+                writers: writers.max(1),
+                seconds,
+                rate,
+                print_acks,
+                print_checkpoints,
+                baseline,
+            };
+            let c = config.clone();
+            run(&config, async move { journal_cli::bench(&c, opts).await })
         }
     }
 }
@@ -216,6 +359,9 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let app = Application::build(config.clone()).await?;
+    if demo {
+        app.seed_demo().await?;
+    }
     let scheme = if app.is_tls() { "https" } else { "http" };
     let mut addr = app.local_addr();
     if addr.ip().is_unspecified() {
@@ -234,6 +380,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");
     println!("  Health / readiness:  {base}/healthz  {base}/readyz");
     println!("  Metrics:             {base}/metrics");
+    println!(
+        "  Journal checkpoint:  {base}/journal/checkpoint  (verify: socle journal verify --url {base})"
+    );
     println!("Press Ctrl-C to stop.");
     app.run_until_stopped(shutdown_signal()).await
 }

@@ -70,6 +70,8 @@ impl TlsListener {
     }
 }
 
+impl socle_web::extract::PeerListener for TlsListener {}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::{health, reports};
+use crate::routes::{health, journal, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,10 +18,18 @@ use crate::routes::{health, reports};
         description = "APIs of a Socle instance: the core of a state's digital services.",
         license(name = "EUPL-1.2"),
     ),
-    paths(health::healthz, health::readyz, health::metrics, openapi_json, reports::csp_report),
-    components(schemas(ErrorBody, health::Health, health::Ready)),
+    paths(
+        health::healthz, health::readyz, health::metrics, openapi_json, reports::csp_report,
+        journal::checkpoint, journal::key, journal::checkpoints, journal::entries,
+        journal::inclusion, journal::consistency,
+    ),
+    components(schemas(
+        ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
+        journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
+    )),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
+        (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
         (name = "documentation", description = "This description"),
     )
 )]

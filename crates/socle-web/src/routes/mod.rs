@@ -3,4 +3,5 @@
 
 pub mod docs;
 pub mod health;
+pub mod journal;
 pub mod reports;

@@ -1,0 +1,46 @@
+-- The journal: an RFC 9162 Merkle log (see docs/JOURNAL.md).
+
+CREATE TABLE journal_state (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    origin TEXT    NOT NULL,
+    size   BIGINT  NOT NULL
+);
+
+CREATE TABLE journal_secrets (
+    name       TEXT PRIMARY KEY,
+    value      BYTEA NOT NULL,
+    created_at TEXT  NOT NULL
+);
+
+CREATE TABLE journal_queue (
+    seq     BIGSERIAL PRIMARY KEY,
+    leaf    BYTEA NOT NULL,
+    subject TEXT
+);
+
+CREATE TABLE journal_entries (
+    idx     BIGINT PRIMARY KEY,
+    leaf    BYTEA NOT NULL,
+    subject TEXT
+);
+CREATE INDEX journal_entries_subject ON journal_entries (subject, idx) WHERE subject IS NOT NULL;
+
+CREATE TABLE journal_nodes (
+    level INTEGER NOT NULL,
+    idx   BIGINT  NOT NULL,
+    hash  BYTEA   NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+
+CREATE TABLE journal_checkpoints (
+    size       BIGINT PRIMARY KEY,
+    root       BYTEA NOT NULL,
+    note       TEXT  NOT NULL,
+    created_at TEXT  NOT NULL
+);
+
+-- One-time events of the instance (first start, demonstration data seeded…).
+CREATE TABLE instance_markers (
+    name       TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);

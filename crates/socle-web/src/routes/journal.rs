@@ -1,0 +1,287 @@
+//! The journal's public, read-only endpoints: the signed checkpoint, the verifier key,
+//! entries, and inclusion and consistency proofs. Anyone may check the log; requests
+//! are rate-limited per client.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use socle_journal::{Entry, Journal, JournalError};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiQuery, ClientAddr};
+
+/// Most entries returned by one call of `/journal/entries`.
+pub const MAX_PAGE: u64 = 1000;
+
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Range(detail) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_range",
+                "Invalid range",
+                detail,
+            ),
+            JournalError::NoCheckpoint => {
+                ApiError::not_found("no checkpoint has been published yet")
+            }
+            JournalError::Unavailable(_) | JournalError::Closed => {
+                tracing::warn!(error = %e, "journal unavailable");
+                ApiError::unavailable("the journal is temporarily unavailable; try again shortly")
+            }
+            JournalError::Entry(e) => ApiError::bad_request(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "journal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn journal(state: &AppState) -> Result<&Journal, ApiError> {
+    state.journal.as_ref().ok_or_else(|| {
+        ApiError::unavailable("the journal is not open: the database schema is behind this binary")
+    })
+}
+
+/// Per-client rate limit of the journal endpoints.
+pub async fn rate_limit(
+    State(state): State<AppState>,
+    client: Option<Extension<axum::extract::ConnectInfo<ClientAddr>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(Extension(axum::extract::ConnectInfo(addr))) = client
+        && let Err(wait) = state.journal_limiter.check(addr.ip())
+    {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            "this client sends journal requests too fast; slow down and retry after the delay given",
+        )
+        .into_response();
+        let seconds = wait.as_secs().max(1).to_string();
+        if let Ok(v) = HeaderValue::from_str(&seconds) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    next.run(req).await
+}
+
+fn text(body: String) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+#[utoipa::path(get, path = "/journal/checkpoint", tag = "journal",
+    responses(
+        (status = 200, description = "The signed note: origin, size, base64 root, blank line, signature", content_type = "text/plain"),
+        (status = 404, description = "Nothing published yet", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(text(journal(&state)?.latest_checkpoint().await?.note))
+}
+
+/// The checkpoint verifier key, in note-verifier form `name+hash+base64(0x01‖key)`.
+#[utoipa::path(get, path = "/journal/key", tag = "journal",
+    responses((status = 200, description = "The verifier key and a newline", content_type = "text/plain")))]
+pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(text(format!("{}\n", journal(&state)?.verifier_key())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CheckpointsQuery {
+    /// Only checkpoints of a size larger than this (default 0).
+    pub after: Option<u64>,
+    /// At most this many (default and maximum 1000).
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    pub size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    /// The signed note.
+    pub note: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<CheckpointView>,
+}
+
+/// Every signed checkpoint, by increasing size (verifiers check all of them).
+#[utoipa::path(get, path = "/journal/checkpoints", tag = "journal", params(CheckpointsQuery),
+    responses((status = 200, description = "Signed checkpoints", body = CheckpointList)))]
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<CheckpointsQuery>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
+    let list = journal(&state)?
+        .checkpoints(q.after.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(CheckpointList {
+        checkpoints: list
+            .into_iter()
+            .map(|c| CheckpointView {
+                size: c.size,
+                root: B64.encode(c.root),
+                note: c.note,
+                created_at: c.created_at,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EntriesQuery {
+    /// First index (default 0).
+    pub start: Option<u64>,
+    /// How many (default and maximum 1000).
+    pub count: Option<u64>,
+}
+
+/// A page of entries: each has `index`, `leaf` (base64 of the exact leaf bytes),
+/// `leaf_hash` (base64 of the stored leaf hash) and the decoded fields.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntriesPage {
+    /// Size of the latest checkpoint: entries beyond it are not served yet.
+    pub size: u64,
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<Value>,
+}
+
+/// Journal entries covered by the latest checkpoint.
+#[utoipa::path(get, path = "/journal/entries", tag = "journal", params(EntriesQuery),
+    responses(
+        (status = 200, description = "Entries", body = EntriesPage),
+        (status = 400, description = "Invalid range", body = ErrorBody),
+    ))]
+pub async fn entries(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
+) -> Result<Json<EntriesPage>, ApiError> {
+    let count = q.count.unwrap_or(MAX_PAGE);
+    if count == 0 || count > MAX_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            "Invalid range",
+            format!("count must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let (size, rows) = journal(&state)?
+        .entries(q.start.unwrap_or(0), count)
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|e| {
+            let mut object = match Entry::decode(&e.leaf)
+                .ok()
+                .and_then(|d| serde_json::to_value(d).ok())
+            {
+                Some(Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            object.insert("index".into(), e.index.into());
+            object.insert("leaf".into(), B64.encode(&e.leaf).into());
+            object.insert(
+                "leaf_hash".into(),
+                e.leaf_hash.map(|h| B64.encode(h)).into(),
+            );
+            Value::Object(object)
+        })
+        .collect();
+    Ok(Json(EntriesPage { size, entries }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InclusionQuery {
+    /// Index of the entry.
+    pub index: u64,
+    /// Size of the tree (at most the latest checkpoint's).
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProofView {
+    pub index: u64,
+    pub size: u64,
+    /// Base64 root of the tree of `size` entries.
+    pub root: String,
+    /// Base64 hashes of the audit path (RFC 9162 §2.1.3), bottom up.
+    pub hashes: Vec<String>,
+}
+
+/// Inclusion proof of an entry in the tree of a given size.
+#[utoipa::path(get, path = "/journal/proof/inclusion", tag = "journal", params(InclusionQuery),
+    responses(
+        (status = 200, description = "The proof", body = InclusionProofView),
+        (status = 400, description = "index ≥ size, or size beyond the latest checkpoint", body = ErrorBody),
+    ))]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    let p = journal(&state)?.inclusion_proof(q.index, q.size).await?;
+    Ok(Json(InclusionProofView {
+        index: p.index,
+        size: p.size,
+        root: B64.encode(p.root),
+        hashes: p.hashes.iter().map(|h| B64.encode(h)).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ConsistencyQuery {
+    pub from: u64,
+    /// At most the latest checkpoint's size.
+    pub to: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProofView {
+    pub from: u64,
+    pub to: u64,
+    /// Base64 hashes of the consistency proof (RFC 9162 §2.1.4).
+    pub hashes: Vec<String>,
+}
+
+/// Consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/journal/proof/consistency", tag = "journal", params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProofView),
+        (status = 400, description = "from > to, or to beyond the latest checkpoint", body = ErrorBody),
+    ))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProofView>, ApiError> {
+    let p = journal(&state)?.consistency_proof(q.from, q.to).await?;
+    Ok(Json(ConsistencyProofView {
+        from: p.from,
+        to: p.to,
+        hashes: p.hashes.iter().map(|h| B64.encode(h)).collect(),
+    }))
+}

@@ -1,0 +1,609 @@
+//! `socle journal …`: verify a journal (over HTTP or from a bundle), export a bundle,
+//! and benchmark appends on the configured store.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use socle_journal::merkle::{self, Hash};
+use socle_journal::{Entry, EntryKind, NoteSigner, Verifier, VerifyError};
+use socle_store::JournalStore;
+
+use crate::config::Config;
+
+/// The bundle format's identifier (first line of a bundle).
+pub const BUNDLE_FORMAT: &str = "socle-journal-bundle/1";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BundleHeader {
+    format: String,
+    origin: String,
+    key: String,
+    checkpoints: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BundleEntry {
+    index: u64,
+    leaf: String,
+    #[serde(default)]
+    leaf_hash: Option<String>,
+}
+
+/// Checkpoints seen by earlier runs, per origin.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct VerifyStateFile {
+    logs: BTreeMap<String, SeenLog>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SeenLog {
+    key: String,
+    size: u64,
+    root: String,
+}
+
+/// How `socle journal verify` ended.
+pub enum Outcome {
+    Verified(String),
+    Failed(VerifyError),
+}
+
+fn decode_hash(s: &str) -> anyhow::Result<Hash> {
+    B64.decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| anyhow!("{s:?} is not a base64 SHA-256 hash"))
+}
+
+fn progress(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || total < 10_000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} verifying [{bar:40}] {pos}/{len} entries ({per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn load_state(path: &Path) -> anyhow::Result<VerifyStateFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a journal verification state file",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VerifyStateFile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn save_state(path: &Path, state: &VerifyStateFile) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Checks the key against the one given and the one seen before; returns the previous
+/// checkpoint seen for this origin.
+fn previous_for(
+    state: &VerifyStateFile,
+    key: &str,
+    pinned: Option<&str>,
+) -> Result<Option<(u64, Hash)>, VerifyError> {
+    let verifier =
+        socle_journal::NoteVerifier::parse(key).map_err(|e| VerifyError::Key(e.to_string()))?;
+    if let Some(pinned) = pinned
+        && pinned.trim() != key
+    {
+        return Err(VerifyError::Key(format!(
+            "the journal's key {key} is not the expected {}",
+            pinned.trim()
+        )));
+    }
+    match state.logs.get(verifier.name()) {
+        None => Ok(None),
+        Some(seen) if seen.key != key => Err(VerifyError::Fork(format!(
+            "the journal {} now signs with key {key}, it signed with {} before",
+            verifier.name(),
+            seen.key
+        ))),
+        Some(seen) => Ok(Some((
+            seen.size,
+            decode_hash(&seen.root).map_err(|e| VerifyError::Key(e.to_string()))?,
+        ))),
+    }
+}
+
+/// `socle journal verify --url URL` or `--bundle FILE`.
+pub async fn verify(
+    url: Option<&str>,
+    bundle: Option<&Path>,
+    state_path: &Path,
+    pinned_key: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let mut state = load_state(state_path)?;
+    let result = match (url, bundle) {
+        (Some(url), None) => verify_url(url.trim_end_matches('/'), &state, pinned_key).await?,
+        (None, Some(path)) => verify_bundle(path, &state, pinned_key)?,
+        _ => bail!("give either --url or --bundle"),
+    };
+    match result {
+        Err(e) => Ok(Outcome::Failed(e)),
+        Ok((key, report)) => {
+            state.logs.insert(
+                report.origin.clone(),
+                SeenLog {
+                    key,
+                    size: report.size,
+                    root: B64.encode(report.root),
+                },
+            );
+            save_state(state_path, &state)?;
+            Ok(Outcome::Verified(format!(
+                "journal {}: {} entries verified against {} signed checkpoint(s); root {}",
+                report.origin,
+                report.size,
+                report.checkpoints,
+                B64.encode(report.root)
+            )))
+        }
+    }
+}
+
+type Checked = Result<(String, socle_journal::Report), VerifyError>;
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<T> {
+    let mut attempt = 0;
+    loop {
+        let r = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < 20 {
+            attempt += 1;
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait.min(10))).await;
+            continue;
+        }
+        if !r.status().is_success() {
+            bail!(
+                "GET {url}: HTTP {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        return r
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: not the expected JSON"));
+    }
+}
+
+async fn verify_url(
+    base: &str,
+    state: &VerifyStateFile,
+    pinned: Option<&str>,
+) -> anyhow::Result<Checked> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let key_response = client
+        .get(format!("{base}/journal/key"))
+        .send()
+        .await
+        .context("GET /journal/key")?;
+    if !key_response.status().is_success() {
+        bail!("GET {base}/journal/key: HTTP {}", key_response.status());
+    }
+    let key = key_response.text().await?.trim().to_string();
+    let previous = match previous_for(state, &key, pinned) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+
+    let mut notes = Vec::new();
+    let mut after = 0u64;
+    loop {
+        #[derive(Deserialize)]
+        struct Page {
+            checkpoints: Vec<Cp>,
+        }
+        #[derive(Deserialize)]
+        struct Cp {
+            size: u64,
+            note: String,
+        }
+        let page: Page = get_json(
+            &client,
+            &format!("{base}/journal/checkpoints?after={after}&limit=1000"),
+        )
+        .await?;
+        let Some(last) = page.checkpoints.last() else {
+            break;
+        };
+        after = last.size;
+        notes.extend(page.checkpoints.into_iter().map(|c| c.note));
+    }
+    let mut verifier = match Verifier::new(&key, &notes, previous) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let target = verifier.target();
+    let bar = progress(target);
+    let mut samples: BTreeMap<u64, Hash> = BTreeMap::new();
+    let sample_at = [0, target / 2, target.saturating_sub(1)];
+    let mut next = 0u64;
+    while next < target {
+        #[derive(Deserialize)]
+        struct Page {
+            entries: Vec<BundleEntry>,
+        }
+        let page: Page = get_json(
+            &client,
+            &format!("{base}/journal/entries?start={next}&count=1000"),
+        )
+        .await?;
+        if page.entries.is_empty() {
+            break;
+        }
+        for e in page.entries {
+            let leaf = B64
+                .decode(&e.leaf)
+                .with_context(|| format!("entry {}: leaf is not base64", e.index))?;
+            let stored = e.leaf_hash.as_deref().map(decode_hash).transpose()?;
+            if sample_at.contains(&e.index) {
+                samples.insert(e.index, merkle::leaf_hash(&leaf));
+            }
+            if let Err(err) = verifier.feed(e.index, &leaf, stored) {
+                bar.finish_and_clear();
+                return Ok(Err(err));
+            }
+            next = e.index + 1;
+        }
+        bar.set_position(next);
+    }
+    bar.finish_and_clear();
+    let report = match verifier.finish() {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+
+    // The server's own proofs must agree with what was recomputed.
+    for (index, leaf_hash) in samples {
+        #[derive(Deserialize)]
+        struct Proof {
+            root: String,
+            hashes: Vec<String>,
+        }
+        let p: Proof = get_json(
+            &client,
+            &format!("{base}/journal/proof/inclusion?index={index}&size={target}"),
+        )
+        .await?;
+        let hashes = p
+            .hashes
+            .iter()
+            .map(|h| decode_hash(h))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if decode_hash(&p.root)? != report.root
+            || merkle::verify_inclusion(index, target, &leaf_hash, &hashes, &report.root).is_err()
+        {
+            return Ok(Err(VerifyError::Tampered {
+                index,
+                why: "the server's inclusion proof does not verify".into(),
+            }));
+        }
+    }
+    if let Some((size, root)) = previous
+        && size > 0
+        && size < target
+    {
+        #[derive(Deserialize)]
+        struct Proof {
+            hashes: Vec<String>,
+        }
+        let p: Proof = get_json(
+            &client,
+            &format!("{base}/journal/proof/consistency?from={size}&to={target}"),
+        )
+        .await?;
+        let hashes = p
+            .hashes
+            .iter()
+            .map(|h| decode_hash(h))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if merkle::verify_consistency(size, target, &root, &report.root, &hashes).is_err() {
+            return Ok(Err(VerifyError::Fork(format!(
+                "the server's consistency proof from size {size} to {target} does not verify"
+            ))));
+        }
+    }
+    Ok(Ok((key, report)))
+}
+
+fn verify_bundle(
+    path: &Path,
+    state: &VerifyStateFile,
+    pinned: Option<&str>,
+) -> anyhow::Result<Checked> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header: BundleHeader =
+        serde_json::from_str(&lines.next().ok_or_else(|| anyhow!("empty bundle"))??)
+            .context("the first line is not a bundle header")?;
+    if header.format != BUNDLE_FORMAT {
+        bail!(
+            "unknown bundle format {:?} (expected {BUNDLE_FORMAT})",
+            header.format
+        );
+    }
+    let previous = match previous_for(state, &header.key, pinned) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut verifier = match Verifier::new(&header.key, &header.checkpoints, previous) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let bar = progress(verifier.target());
+    for (n, line) in lines.enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: BundleEntry =
+            serde_json::from_str(&line).with_context(|| format!("bundle line {}", n + 2))?;
+        let leaf = B64
+            .decode(&e.leaf)
+            .with_context(|| format!("entry {}: leaf is not base64", e.index))?;
+        let stored = e.leaf_hash.as_deref().map(decode_hash).transpose()?;
+        if let Err(err) = verifier.feed(e.index, &leaf, stored) {
+            bar.finish_and_clear();
+            return Ok(Err(err));
+        }
+        if e.index.is_multiple_of(4096) {
+            bar.set_position(e.index);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(verifier.finish().map(|r| (header.key, r)))
+}
+
+/// `socle journal export --out FILE`: the journal up to its latest checkpoint, as a
+/// self-contained bundle (JSON lines: a header with the key and every checkpoint, then
+/// one line per entry).
+pub async fn export(config: &Config, out: &Path) -> anyhow::Result<u64> {
+    let store = crate::open_store(config).await?;
+    let status = store.schema_status().await?;
+    if !status.is_current() {
+        bail!(
+            "the database schema is at version {}, this binary needs {}: run `socle migrate`",
+            status.current,
+            status.latest
+        );
+    }
+    let state = store
+        .journal_read_state()
+        .await?
+        .ok_or_else(|| anyhow!("this database has no journal yet"))?;
+    let seed: [u8; 32] = store
+        .journal_read_secret("checkpoint_signing_key")
+        .await?
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| anyhow!("this database has no journal key"))?;
+    let key = NoteSigner::from_seed(&state.origin, &seed)?
+        .verifier()
+        .encode();
+    let mut checkpoints = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.journal_checkpoints(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.size;
+        checkpoints.extend(page.into_iter().map(|c| c.note));
+    }
+    let size = after;
+    let tmp = out.with_extension("partial");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut w = BufWriter::new(file);
+    let header = BundleHeader {
+        format: BUNDLE_FORMAT.into(),
+        origin: state.origin,
+        key,
+        checkpoints,
+    };
+    serde_json::to_writer(&mut w, &header)?;
+    w.write_all(b"\n")?;
+    let mut next = 0;
+    while next < size {
+        let page = store.journal_entries(next, (next + 1000).min(size)).await?;
+        if page.is_empty() {
+            bail!("entry {next} is missing from the store");
+        }
+        for e in page {
+            let line = BundleEntry {
+                index: e.index,
+                leaf: B64.encode(&e.leaf),
+                leaf_hash: e.leaf_hash.map(|h| B64.encode(h)),
+            };
+            serde_json::to_writer(&mut w, &line)?;
+            w.write_all(b"\n")?;
+            next = e.index + 1;
+        }
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    store.close().await;
+    Ok(size)
+}
+
+/// Options of `socle journal bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub writers: usize,
+    pub seconds: f64,
+    /// Total appends per second across writers; 0 for as fast as possible.
+    pub rate: f64,
+    pub print_acks: bool,
+    pub print_checkpoints: bool,
+    pub baseline: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `socle journal bench`: W concurrent writers append single entries for a while on the
+/// configured store; prints durable appends per second and latency percentiles, and with
+/// `--baseline` the same number of plain single-row INSERTs by the same writers.
+pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
+    let store = crate::open_store(config).await?;
+    store.migrate().await?;
+    let journal = crate::app::open_journal(&store, config).await?;
+    let initial = journal
+        .latest_checkpoint()
+        .await
+        .map(|c| c.size)
+        .unwrap_or(0);
+    if opts.print_checkpoints {
+        let mut rx = journal.subscribe();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let cp = rx.borrow_and_update().clone();
+                if let Some(cp) = cp {
+                    println!("checkpoint {} {}", cp.size, B64.encode(cp.root));
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.seconds);
+    let per_writer_interval =
+        (opts.rate > 0.0).then(|| Duration::from_secs_f64(opts.writers as f64 / opts.rate));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..opts.writers {
+        let journal = journal.clone();
+        let print = opts.print_acks;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            let mut next_at = Instant::now();
+            while Instant::now() < deadline {
+                if let Some(interval) = per_writer_interval {
+                    tokio::time::sleep_until(next_at.into()).await;
+                    next_at += interval;
+                }
+                let id = format!("{w}-{n}");
+                let entry = Entry::new(EntryKind::Admin, "benchmark", "ok")
+                    .detail("action", "journal.benchmark")
+                    .detail("id", id.clone());
+                let t0 = Instant::now();
+                if journal.append(vec![entry]).await.is_err() {
+                    break;
+                }
+                latencies.push(t0.elapsed());
+                if print {
+                    println!("ack {id}");
+                }
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await?);
+    }
+    let elapsed = started.elapsed();
+    let appended = latencies.len() as u64;
+    latencies.sort_unstable();
+    let seq_started = Instant::now();
+    journal
+        .wait_for_size(initial + appended, Duration::from_secs(300))
+        .await?;
+    let sequenced_after = seq_started.elapsed();
+    println!(
+        "journal appends ({} store, {} writers{}): {} durable appends in {:.2} s = {:.0} appends/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; all sequenced and signed {:.0} ms after the last append",
+        store.kind(),
+        opts.writers,
+        if opts.rate > 0.0 {
+            format!(", paced at {:.0}/s", opts.rate)
+        } else {
+            String::new()
+        },
+        appended,
+        elapsed.as_secs_f64(),
+        appended as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        sequenced_after.as_secs_f64() * 1000.0,
+    );
+    if opts.baseline {
+        store.bench_baseline_reset().await?;
+        let per_writer = appended.div_ceil(opts.writers as u64);
+        let payload = Arc::new(vec![b'x'; 200]);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..opts.writers {
+            let store = store.clone();
+            let payload = payload.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_writer {
+                    store.bench_baseline_insert(&payload).await?;
+                }
+                Ok::<_, socle_store::StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let base = started.elapsed();
+        let inserts = per_writer * opts.writers as u64;
+        let base_rate = inserts as f64 / base.as_secs_f64();
+        println!(
+            "baseline: {inserts} plain single-row INSERTs (one transaction each) by {} writers in {:.2} s = {base_rate:.0} inserts/s; journal/baseline = {:.2}",
+            opts.writers,
+            base.as_secs_f64(),
+            (appended as f64 / elapsed.as_secs_f64()) / base_rate
+        );
+        store.bench_baseline_drop().await?;
+    }
+    journal.shutdown().await;
+    store.close().await;
+    Ok(())
+}
+
+/// Where `socle journal verify` keeps the checkpoints it has seen, by default.
+pub fn default_state_path() -> PathBuf {
+    PathBuf::from("socle-journal-state.json")
+}
