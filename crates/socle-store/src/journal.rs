@@ -476,7 +476,7 @@ impl JournalStore for Store {
         before: u64,
         limit: usize,
     ) -> Result<Vec<u64>> {
-        let before = to_i64(before)?;
+        let before = to_i64(before.min(i64::MAX as u64))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<(i64,)> = on_pool!(self, |pool| {
             sqlx::query_as("SELECT idx FROM journal_entries WHERE subject = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3")
@@ -592,6 +592,38 @@ impl Store {
                 .map(|_| ())
         })
         .map_err(StoreError::from_runtime)
+    }
+}
+
+impl Store {
+    /// Test support: removes an entry, as an attacker with write access would.
+    #[doc(hidden)]
+    pub async fn __test_delete_entry(&self, index: u64) -> Result<()> {
+        let index = to_i64(index)?;
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM journal_entries WHERE idx = $1")
+                .bind(index)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Test support: stores a checkpoint note as is (a forged one).
+    #[doc(hidden)]
+    pub async fn __test_insert_checkpoint(&self, size: u64, note: &str) -> Result<()> {
+        let size = to_i64(size)?;
+        on_pool!(self, |pool| {
+            sqlx::query("INSERT INTO journal_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, '')")
+                .bind(size)
+                .bind([0u8; 32].as_slice())
+                .bind(note)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
     }
 }
 

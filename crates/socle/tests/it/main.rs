@@ -9,5 +9,6 @@ mod support;
 
 mod cli;
 pub mod http;
+mod journal;
 mod lifecycle;
 mod store;

@@ -166,6 +166,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     pub db: TestDb,
+    pub store: socle_store::Store,
+    pub journal: Option<socle_journal::Journal>,
 }
 
 impl TestApp {
@@ -185,6 +187,8 @@ impl TestApp {
             .await
             .expect("application builds");
         let addr = app.local_addr();
+        let store = app.store().clone();
+        let journal = app.journal().cloned();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
@@ -199,6 +203,8 @@ impl TestApp {
             stop: Some(tx),
             task: Some(task),
             db,
+            store,
+            journal,
         }
     }
 

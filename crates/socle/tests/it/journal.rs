@@ -1,0 +1,614 @@
+//! The journal over HTTP, on both stores: checkpoints, proofs, errors, verification,
+//! tampering detection and crash safety.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::Value;
+use socle_journal::merkle::{self, Hash};
+use socle_journal::{Checkpoint, Entry, EntryKind, NoteSigner, NoteVerifier};
+use socle_store::JournalStore;
+
+use crate::on_both_stores;
+use crate::support::{Backend, Process, TestApp, TestDb, binary};
+
+fn h(v: &Value) -> Hash {
+    B64.decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+async fn append_n(app: &TestApp, n: usize) -> u64 {
+    let journal = app.journal.as_ref().unwrap();
+    let before = journal
+        .latest_checkpoint()
+        .await
+        .map(|c| c.size)
+        .unwrap_or(0);
+    let entries: Vec<Entry> = (0..n)
+        .map(|i| {
+            Entry::new(EntryKind::Exchange, "client:test-fs", "ok")
+                .organisation("13002526500013")
+                .subject(journal.pseudonym(&format!("person-{}", i % 3)))
+                .detail("api", "dgfip/impot-particulier")
+                .detail("n", i.to_string())
+        })
+        .collect();
+    journal.append(entries).await.unwrap();
+    journal
+        .wait_for_size(before + n as u64, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .size
+}
+
+async fn checkpoint(app: &TestApp) -> (Checkpoint, NoteVerifier) {
+    let key = app.get("/journal/key").await.text().await.unwrap();
+    let verifier = NoteVerifier::parse(key.trim()).unwrap();
+    let r = app.get("/journal/checkpoint").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let note = r.text().await.unwrap();
+    (Checkpoint::open(&note, &verifier).unwrap(), verifier)
+}
+
+async fn every_served_proof_verifies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let size = append_n(&app, 37).await;
+    let (cp, verifier) = checkpoint(&app).await;
+    assert_eq!(cp.size, size);
+    assert_eq!(cp.origin, verifier.name());
+    assert_eq!(
+        cp.origin, "socle-test",
+        "origin derived from the instance name"
+    );
+
+    let page: Value = app
+        .get(&format!("/journal/entries?start=0&count={size}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len() as u64, size);
+    assert_eq!(
+        entries[0]["kind"], "key_rotation",
+        "the journal opens with its key"
+    );
+    let mut leaves = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["index"], i as u64);
+        let leaf = B64.decode(e["leaf"].as_str().unwrap()).unwrap();
+        assert_eq!(merkle::leaf_hash(&leaf), h(&e["leaf_hash"]));
+        let decoded = Entry::decode(&leaf).unwrap();
+        assert_eq!(e["kind"], decoded.kind.as_str());
+        leaves.push(merkle::leaf_hash(&leaf));
+    }
+    for s in [1, 2, 5, 16, size] {
+        for index in (0..s).step_by(3) {
+            let p: Value = app
+                .get(&format!("/journal/proof/inclusion?index={index}&size={s}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(p["index"], index);
+            let hashes: Vec<Hash> = p["hashes"].as_array().unwrap().iter().map(h).collect();
+            merkle::verify_inclusion(index, s, &leaves[index as usize], &hashes, &h(&p["root"]))
+                .unwrap();
+            if s == size {
+                assert_eq!(h(&p["root"]), cp.root);
+            }
+        }
+    }
+    // Consistency from every earlier size (roots recomputed independently).
+    let mut f = merkle::Frontier::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        f.push(*leaf, &mut Vec::new());
+        let from = i as u64 + 1;
+        let p: Value = app
+            .get(&format!("/journal/proof/consistency?from={from}&to={size}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let hashes: Vec<Hash> = p["hashes"].as_array().unwrap().iter().map(h).collect();
+        merkle::verify_consistency(from, size, &f.root(), &cp.root, &hashes).unwrap();
+    }
+    // Every checkpoint ever signed is listed, and they are mutually consistent.
+    let list: Value = app.get("/journal/checkpoints").await.json().await.unwrap();
+    let list = list["checkpoints"].as_array().unwrap();
+    assert!(!list.is_empty());
+    for c in list {
+        let parsed = Checkpoint::open(c["note"].as_str().unwrap(), &verifier).unwrap();
+        let p: Value = app
+            .get(&format!(
+                "/journal/proof/consistency?from={}&to={size}",
+                parsed.size
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let hashes: Vec<Hash> = p["hashes"].as_array().unwrap().iter().map(h).collect();
+        merkle::verify_consistency(parsed.size, size, &parsed.root, &cp.root, &hashes).unwrap();
+    }
+}
+
+async fn invalid_ranges_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let size = append_n(&app, 4).await;
+    for path in [
+        format!("/journal/proof/inclusion?index={size}&size={size}"),
+        format!("/journal/proof/inclusion?index=0&size={}", size + 1),
+        format!("/journal/proof/consistency?from=3&to=2"),
+        format!("/journal/proof/consistency?from=1&to={}", size + 100),
+        "/journal/entries?start=0&count=1001".to_string(),
+        "/journal/entries?start=0&count=0".to_string(),
+        format!("/journal/entries?start={}", size + 1),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_range", "{path}: {body}");
+        assert!(!body["detail"].as_str().unwrap().is_empty());
+    }
+    for path in [
+        "/journal/proof/inclusion?index=abc&size=2",
+        "/journal/proof/inclusion",
+        "/journal/entries?start=-1",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "bad_request", "{path}: {body}");
+    }
+    let r = app
+        .client
+        .post(app.url("/journal/checkpoint"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "read-only");
+}
+
+async fn entries_carry_pseudonyms_not_people(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let journal = app.journal.as_ref().unwrap();
+    let person = "Marie Curie 1867-11-07 Varsovie";
+    let pseudonym = journal.pseudonym(person);
+    assert_eq!(pseudonym.len(), 43);
+    let size = append_n(&app, 2).await;
+    journal
+        .append(vec![
+            Entry::new(EntryKind::Consent, "citizen", "ok").subject(pseudonym.clone()),
+        ])
+        .await
+        .unwrap();
+    journal
+        .wait_for_size(size + 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let page = app.get("/journal/entries").await.text().await.unwrap();
+    assert!(!page.contains("Marie") && page.contains(&pseudonym));
+    let mine = journal
+        .subject_indices(&pseudonym, u64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine,
+        vec![size],
+        "the per-pseudonym index finds the person's entry"
+    );
+    assert!(
+        journal
+            .subject_indices(&journal.pseudonym("someone else"), u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn the_journal_endpoints_are_rate_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.journal.rate_limit = 2).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(app.get("/journal/key").await);
+    }
+    let limited = statuses.iter().filter(|r| r.status() == 429).count();
+    assert!(limited >= 3, "{limited}");
+    let r = statuses.into_iter().find(|r| r.status() == 429).unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+    // Other endpoints are not limited.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+fn verify_cli(args: &[&str], cwd: &std::path::Path) -> (i32, String) {
+    let out = Command::new(binary())
+        .args(["journal", "verify"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+async fn verify_in_thread(args: Vec<String>, cwd: std::path::PathBuf) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        verify_cli(&args, &cwd)
+    })
+    .await
+    .unwrap()
+}
+
+async fn export_in_thread(db: &TestDb, out: std::path::PathBuf) {
+    let env = db.env();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(["journal", "export", "--out", out.to_str().unwrap()])
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// `socle journal verify` accepts an intact journal (online and as a bundle) and
+/// names the first bad index when an entry is changed, removed or reordered, or a
+/// checkpoint is forged.
+async fn verify_names_the_first_tampered_entry(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_path_buf();
+    let state = |name: &str| cwd.join(name).display().to_string();
+    let app = TestApp::spawn(backend).await;
+    let size = append_n(&app, 40).await;
+    let url = app.base.clone();
+
+    let (code, out) = verify_in_thread(
+        vec![
+            "--url".into(),
+            url.clone(),
+            "--state".into(),
+            state("s1.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{size} entries verified")), "{out}");
+    let bundle = cwd.join("journal.bundle");
+    export_in_thread(&app.db, bundle.clone()).await;
+    let (code, out) = verify_in_thread(
+        vec![
+            "--bundle".into(),
+            bundle.display().to_string(),
+            "--state".into(),
+            state("s2.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+
+    // Changed: entry 17's bytes are rewritten in the database.
+    let original17 = app
+        .store
+        .journal_entries(17, 18)
+        .await
+        .unwrap()
+        .remove(0)
+        .leaf;
+    let original20 = app
+        .store
+        .journal_entries(20, 21)
+        .await
+        .unwrap()
+        .remove(0)
+        .leaf;
+    let forged = String::from_utf8(original17.clone())
+        .unwrap()
+        .replace("\"ok\"", "\"denied\"");
+    app.store
+        .__test_tamper_entry(17, forged.as_bytes())
+        .await
+        .unwrap();
+    let (code, out) = verify_in_thread(
+        vec![
+            "--url".into(),
+            url.clone(),
+            "--state".into(),
+            state("s3.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad index 17"), "{out}");
+    export_in_thread(&app.db, bundle.clone()).await;
+    let (code, out) = verify_in_thread(
+        vec![
+            "--bundle".into(),
+            bundle.display().to_string(),
+            "--state".into(),
+            state("s4.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad index 17"), "{out}");
+
+    // Reordered: 17 and 20 swapped.
+    app.store
+        .__test_tamper_entry(17, &original20)
+        .await
+        .unwrap();
+    app.store
+        .__test_tamper_entry(20, &original17)
+        .await
+        .unwrap();
+    let (code, out) = verify_in_thread(
+        vec![
+            "--url".into(),
+            url.clone(),
+            "--state".into(),
+            state("s5.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad index 17"), "{out}");
+
+    // Removed: entry 9 deleted.
+    app.store.__test_delete_entry(9).await.unwrap();
+    let (code, out) = verify_in_thread(
+        vec![
+            "--url".into(),
+            url.clone(),
+            "--state".into(),
+            state("s6.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad index 9"), "{out}");
+
+    // A checkpoint forged with another key is rejected.
+    let app2 = TestApp::spawn(backend).await;
+    let size2 = append_n(&app2, 3).await;
+    let (cp, verifier) = checkpoint(&app2).await;
+    let other = NoteSigner::from_seed(verifier.name(), &[42u8; 32]).unwrap();
+    let fake = other
+        .sign(
+            &Checkpoint {
+                origin: cp.origin.clone(),
+                size: size2 + 5,
+                root: [1u8; 32],
+            }
+            .to_text(),
+        )
+        .unwrap();
+    app2.store
+        .__test_insert_checkpoint(size2 + 5, &fake)
+        .await
+        .unwrap();
+    let (code, out) = verify_in_thread(
+        vec![
+            "--url".into(),
+            app2.base.clone(),
+            "--state".into(),
+            state("s7.json"),
+        ],
+        cwd.clone(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint rejected"), "{out}");
+}
+
+/// Verifying twice with the same state file checks the new checkpoint against the one
+/// seen before; a different key for the same origin is reported.
+async fn verify_remembers_what_it_saw(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_path_buf();
+    let app = TestApp::spawn(backend).await;
+    append_n(&app, 5).await;
+    let args = vec!["--url".to_string(), app.base.clone()];
+    let (code, out) = verify_in_thread(args.clone(), cwd.clone()).await;
+    assert_eq!(code, 0, "{out}");
+    let size = append_n(&app, 7).await;
+    let (code, out) = verify_in_thread(args.clone(), cwd.clone()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{size} entries")), "{out}");
+    // Another instance publishing under the same origin with its own key.
+    let other = TestApp::spawn(backend).await;
+    append_n(&other, 1).await;
+    let (code, out) = verify_in_thread(vec!["--url".into(), other.base.clone()], cwd.clone()).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("now signs with key"), "{out}");
+}
+
+/// `kill -9` under concurrent appends: every acknowledged append is in the tree after
+/// a restart, and the new checkpoint is consistent with the last one published.
+async fn kill_9_loses_no_acknowledged_append(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let env = db.env();
+    let mut child = Command::new(binary())
+        .args([
+            "journal",
+            "bench",
+            "--writers",
+            "32",
+            "--seconds",
+            "60",
+            "--print-acks",
+            "--print-checkpoints",
+        ])
+        .envs(env.clone())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let (acked, last_checkpoint) = tokio::task::spawn_blocking(move || {
+        let mut acked = HashSet::new();
+        let mut last: Option<(u64, Hash)> = None;
+        let mut checkpoints = 0;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("ack ") {
+                acked.insert(id.to_string());
+            } else if let Some(rest) = line.strip_prefix("checkpoint ") {
+                let (size, root) = rest.split_once(' ').unwrap();
+                last = Some((
+                    size.parse().unwrap(),
+                    B64.decode(root).unwrap().try_into().unwrap(),
+                ));
+                checkpoints += 1;
+            }
+            if acked.len() >= 3000 && checkpoints >= 2 {
+                // Mid-load: the writers are still appending.
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                break;
+            }
+        }
+        (acked, last)
+    })
+    .await
+    .unwrap();
+    let _ = child.wait();
+    let (old_size, old_root) =
+        last_checkpoint.expect("a checkpoint was published before the crash");
+    assert!(acked.len() >= 3000, "{}", acked.len());
+
+    // Restart on the same database: the queue is sequenced, a new checkpoint signed.
+    let process = Process::serve(&env).await;
+    let client = reqwest::Client::new();
+    let key = client
+        .get(format!("{}/journal/key", process.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let verifier = NoteVerifier::parse(key.trim()).unwrap();
+    let mut cp = None;
+    for _ in 0..100 {
+        let note = client
+            .get(format!("{}/journal/checkpoint", process.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let parsed = Checkpoint::open(&note, &verifier).unwrap();
+        if parsed.size >= old_size + acked.len() as u64 - (old_size.min(acked.len() as u64))
+            && parsed.size > old_size
+        {
+            cp = Some(parsed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cp = cp.expect("a new checkpoint after restart");
+    // Let the sequencer drain anything left, then take the final checkpoint.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let note = client
+        .get(format!("{}/journal/checkpoint", process.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cp = Checkpoint::open(&note, &verifier).unwrap_or(cp);
+
+    let p: Value = client
+        .get(format!(
+            "{}/journal/proof/consistency?from={old_size}&to={}",
+            process.base, cp.size
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hashes: Vec<Hash> = p["hashes"].as_array().unwrap().iter().map(h).collect();
+    merkle::verify_consistency(old_size, cp.size, &old_root, &cp.root, &hashes)
+        .expect("the checkpoint after the crash extends the one published before it");
+
+    let mut found = HashSet::new();
+    let mut start = 0;
+    while start < cp.size {
+        let page: Value = client
+            .get(format!(
+                "{}/journal/entries?start={start}&count=1000",
+                process.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(!entries.is_empty());
+        for e in entries {
+            if let Some(id) = e["details"]["id"].as_str() {
+                assert!(found.insert(id.to_string()), "entry {id} appears twice");
+            }
+            start = e["index"].as_u64().unwrap() + 1;
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged appends lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = verify_in_thread(
+        vec!["--url".into(), process.base.clone()],
+        dir.path().to_path_buf(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+}
+
+on_both_stores!(
+    every_served_proof_verifies,
+    invalid_ranges_are_refused,
+    entries_carry_pseudonyms_not_people,
+    the_journal_endpoints_are_rate_limited,
+    verify_names_the_first_tampered_entry,
+    verify_remembers_what_it_saw,
+    kill_9_loses_no_acknowledged_append,
+);
