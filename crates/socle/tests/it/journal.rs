@@ -148,7 +148,7 @@ async fn invalid_ranges_are_refused(backend: Backend) {
     for path in [
         format!("/journal/proof/inclusion?index={size}&size={size}"),
         format!("/journal/proof/inclusion?index=0&size={}", size + 1),
-        format!("/journal/proof/consistency?from=3&to=2"),
+        "/journal/proof/consistency?from=3&to=2".to_string(),
         format!("/journal/proof/consistency?from=1&to={}", size + 100),
         "/journal/entries?start=0&count=1001".to_string(),
         "/journal/entries?start=0&count=0".to_string(),
