@@ -43,6 +43,22 @@ pub struct NodeId {
     pub index: u64,
 }
 
+/// Position of a node in creation order: leaf `n` is followed by the perfect nodes it
+/// completes, lowest level first (the layout of Go's `sumdb/tlog` stored hashes). Nodes
+/// stored under this key are appended at the end of one index, never scattered.
+pub fn storage_index(id: NodeId) -> u64 {
+    // The leaf whose arrival completes this node.
+    let last_leaf = ((id.index + 1) << id.level) - 1;
+    // Hashes stored before that leaf: for every level i, floor(leaf / 2^i) nodes.
+    let mut before = 0u64;
+    let mut n = last_leaf;
+    while n > 0 {
+        before += n;
+        n >>= 1;
+    }
+    before + u64::from(id.level)
+}
+
 /// Why a proof could not be produced or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
@@ -480,6 +496,18 @@ mod tests {
                 verify_consistency(first, size, &r1, &r, &proof).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn storage_order_is_creation_order() {
+        let mut f = Frontier::new();
+        let mut created = Vec::new();
+        for i in 0..300u64 {
+            f.push(leaf_hash(&i.to_be_bytes()), &mut created);
+        }
+        let positions: Vec<u64> = created.iter().map(|(id, _)| storage_index(*id)).collect();
+        let expected: Vec<u64> = (0..positions.len() as u64).collect();
+        assert_eq!(positions, expected, "dense and in creation order");
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use socle_store::Store;
-use socle_store::{JournalStore, NewEntry, StoreError, StoredCheckpoint, StoredEntry};
+use socle_store::{
+    JournalStore, JournalWriter, NewEntry, StoreError, StoredCheckpoint, StoredEntry,
+};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -145,12 +147,34 @@ fn secret32(v: Vec<u8>, name: &str) -> Result<[u8; 32], JournalError> {
 }
 
 async fn read_nodes(store: &Store, ids: &[NodeId]) -> Result<NodeMap, JournalError> {
-    let wanted: Vec<(u8, u64)> = ids.iter().map(|n| (n.level, n.index)).collect();
-    let rows = store.journal_nodes(&wanted).await?;
-    Ok(rows
-        .into_iter()
-        .map(|((level, index), h)| (NodeId { level, index }, h))
-        .collect())
+    // Level 0 is the leaf hash kept beside each entry; higher levels are stored by
+    // their creation-order position.
+    let leaves: Vec<u64> = ids
+        .iter()
+        .filter(|n| n.level == 0)
+        .map(|n| n.index)
+        .collect();
+    let above: Vec<(u64, NodeId)> = ids
+        .iter()
+        .filter(|n| n.level > 0)
+        .map(|n| (merkle::storage_index(*n), *n))
+        .collect();
+    let mut map = NodeMap::with_capacity(ids.len());
+    if !leaves.is_empty() {
+        for (index, h) in store.journal_leaf_hashes(&leaves).await? {
+            map.insert(NodeId { level: 0, index }, h);
+        }
+    }
+    if !above.is_empty() {
+        let positions: Vec<u64> = above.iter().map(|(p, _)| *p).collect();
+        let by_pos: std::collections::HashMap<u64, NodeId> = above.into_iter().collect();
+        for (pos, h) in store.journal_nodes(&positions).await? {
+            if let Some(id) = by_pos.get(&pos) {
+                map.insert(*id, h);
+            }
+        }
+    }
+    Ok(map)
 }
 
 impl Journal {
@@ -193,9 +217,8 @@ impl Journal {
             published,
             config,
         });
-        let committer = tokio::spawn(committer(inner.clone(), rx));
-        let sequencer = tokio::spawn(sequencer(inner.clone()));
-        inner.tasks.lock().await.extend([committer, sequencer]);
+        let writer = tokio::spawn(writer(inner.clone(), rx));
+        inner.tasks.lock().await.push(writer);
         let journal = Journal { inner };
         if state.size == 0 && latest.is_none() {
             // A new journal: its first entry records its signing key.
@@ -402,113 +425,141 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Group commit: everything waiting goes into one transaction.
-async fn committer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
-    let mut stop = inner.stop.subscribe();
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => match r { Some(r) => r, None => return },
-            _ = stopped(&mut stop) => {
-                // Drain what was already submitted, then stop.
-                rx.close();
-                match rx.recv().await { Some(r) => r, None => return }
-            }
-        };
-        let mut batch = vec![first];
-        let mut count = batch[0].leaves.len();
-        while count < 8192 {
-            match rx.try_recv() {
-                Ok(r) => {
-                    count += r.leaves.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut leaves = Vec::with_capacity(count);
-        let mut waiters = Vec::with_capacity(batch.len());
-        for r in batch {
-            leaves.extend(r.leaves);
-            waiters.push(r.done);
-        }
-        let result = inner
-            .store
-            .journal_enqueue(&leaves)
-            .await
-            .map_err(JournalError::from);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, entries = leaves.len(), "journal append failed");
-        }
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
-        metrics::counter!("socle_journal_appended_total").increment(leaves.len() as u64);
-        inner.wake.notify_one();
-    }
-}
-
 /// The sequencer's view of the log.
 struct Sequencing {
     frontier: Frontier,
     last_signed: Option<(u64, Hash)>,
     last_sign_at: Instant,
+    /// When the durable queue (other nodes' appends) was last drained.
+    last_drain: Instant,
 }
 
-async fn sequencer(inner: Arc<Inner>) {
+/// Takes every request waiting (at least one, unless shutting down or idle for
+/// `idle`): group commit shares one transaction among concurrent callers.
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Request>,
+    stop: &mut watch::Receiver<bool>,
+    idle: Duration,
+) -> Vec<Request> {
+    let first = tokio::select! {
+        r = rx.recv() => r,
+        _ = stopped(stop) => {
+            // Drain what was already submitted, then nothing more is accepted.
+            rx.close();
+            rx.recv().await
+        }
+        _ = tokio::time::sleep(idle) => None,
+    };
+    let Some(first) = first else {
+        return Vec::new();
+    };
+    let mut count = first.leaves.len();
+    let mut batch = vec![first];
+    while count < 8192 {
+        match rx.try_recv() {
+            Ok(r) => {
+                count += r.leaves.len();
+                batch.push(r);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn ack(batch: Vec<Request>, result: &Result<(), JournalError>) {
+    for r in batch {
+        let _ = r.done.send(result.clone());
+    }
+}
+
+/// The journal's one writer task per node.
+///
+/// On the node that holds the sequencer lease (always with SQLite; on PostgreSQL the
+/// holder of the advisory lock), a batch of appends is given its indices and written
+/// with the tree nodes it completes in **one** durable transaction, which is what the
+/// callers wait for; the queue of other nodes' appends is drained into the same kind of
+/// transaction; checkpoints are signed apart, at most every `checkpoint_interval`. On
+/// the other nodes, a batch is written to the durable queue and acknowledged; those
+/// nodes keep trying to take the lease.
+async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
     let mut stop = inner.stop.subscribe();
-    'lead: loop {
-        // Leadership: on PostgreSQL only one node sequences; the others retry.
-        let lease = loop {
-            match inner.store.journal_try_lead().await {
-                Ok(Some(lease)) => break lease,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "journal sequencer cannot reach the store"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stopped(&mut stop) => return,
-            }
-        };
-        let mut seq = match load(&inner).await {
-            Ok(s) => s,
+    let mut w = inner.store.journal_writer();
+    let idle = Duration::from_millis(100);
+    loop {
+        let lease = match inner.store.journal_try_lead().await {
+            Ok(lease) => lease,
             Err(e) => {
-                tracing::error!(error = %e, "journal sequencer cannot load the log; retrying");
-                drop(lease);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'lead,
-                    _ = stopped(&mut stop) => return,
-                }
+                tracing::warn!(error = %e, "journal writer cannot reach the store");
+                None
             }
         };
-        tracing::info!(size = seq.frontier.size(), origin = %inner.origin, "journal sequencer running");
+        let mut seq = match &lease {
+            None => None,
+            Some(_) => match load(&inner).await {
+                Ok(s) => {
+                    tracing::info!(size = s.frontier.size(), origin = %inner.origin, "journal sequencer running");
+                    Some(s)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal sequencer cannot load the log; appends go to the queue");
+                    None
+                }
+            },
+        };
+        let follower_since = Instant::now();
         loop {
             let stopping = *stop.borrow();
-            match integrate(&inner, &mut seq).await {
-                Ok(()) => {}
-                Err(JournalError::Conflict(_)) => {
-                    tracing::warn!("journal moved under this sequencer; reloading");
-                    drop(lease);
-                    continue 'lead;
+            let batch = next_batch(&mut rx, &mut stop, idle).await;
+            let stopping = stopping || *stop.borrow();
+            let mut leaves = Vec::new();
+            for r in &batch {
+                leaves.extend(r.leaves.iter().cloned());
+            }
+            match seq.as_mut() {
+                Some(s) => {
+                    let drain = stopping || s.last_drain.elapsed() >= idle || batch.is_empty();
+                    let result = integrate(&inner, &mut w, s, leaves, drain).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "journal append failed");
+                    }
+                    let conflict = matches!(result, Err(JournalError::Conflict(_)));
+                    ack(batch, &result);
+                    if conflict {
+                        tracing::warn!("journal moved under this sequencer; reloading");
+                        break;
+                    }
+                    let due =
+                        s.last_sign_at.elapsed() >= inner.config.checkpoint_interval || stopping;
+                    if due
+                        && s.last_signed.map(|(size, _)| size) != Some(s.frontier.size())
+                        && s.frontier.size() > 0
+                        && let Err(e) = sign(&inner, s).await
+                    {
+                        tracing::error!(error = %e, "journal checkpoint not signed");
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, "journal sequencing failed; retrying"),
+                None => {
+                    if !leaves.is_empty() {
+                        let n = leaves.len() as u64;
+                        let result = w.enqueue(&leaves).await.map_err(JournalError::from);
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, "journal append failed");
+                        } else {
+                            metrics::counter!("socle_journal_appended_total").increment(n);
+                        }
+                        ack(batch, &result);
+                    }
+                    if !stopping && follower_since.elapsed() >= Duration::from_secs(1) {
+                        break; // try to take the lease again
+                    }
+                }
             }
-            let due = seq.last_sign_at.elapsed() >= inner.config.checkpoint_interval || stopping;
-            if due
-                && seq.last_signed.map(|(s, _)| s) != Some(seq.frontier.size())
-                && seq.frontier.size() > 0
-                && let Err(e) = sign(&inner, &mut seq).await
-            {
-                tracing::error!(error = %e, "journal checkpoint not signed");
-            }
-            if stopping {
+            if stopping && rx.is_closed() && rx.is_empty() {
                 return;
             }
-            tokio::select! {
-                _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stopped(&mut stop) => {}
-            }
         }
+        drop(lease);
     }
 }
 
@@ -539,50 +590,80 @@ async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
             Some((cp.size, cp.root))
         }
     };
+    let long_ago = Instant::now() - inner.config.checkpoint_interval;
     Ok(Sequencing {
         frontier,
         last_signed,
-        last_sign_at: Instant::now() - inner.config.checkpoint_interval,
+        last_sign_at: long_ago,
+        last_drain: long_ago,
     })
 }
 
-/// Moves everything queued into the log.
-async fn integrate(inner: &Inner, seq: &mut Sequencing) -> Result<(), JournalError> {
+/// Gives `fresh` leaves (this node's appends) and, when `drain`, the queued leaves of
+/// other nodes their indices, and writes them with the tree nodes they complete in one
+/// transaction.
+async fn integrate(
+    inner: &Inner,
+    w: &mut JournalWriter,
+    seq: &mut Sequencing,
+    fresh: Vec<(Vec<u8>, Option<String>)>,
+    drain: bool,
+) -> Result<(), JournalError> {
+    let mut fresh = Some(fresh);
     loop {
-        let queued = inner.store.journal_queued(inner.config.max_batch).await?;
-        if queued.is_empty() {
+        let queued = if drain {
+            w.queued(inner.config.max_batch).await?
+        } else {
+            Vec::new()
+        };
+        let local = fresh.take().unwrap_or_default();
+        if queued.is_empty() && local.is_empty() {
+            if drain {
+                seq.last_drain = Instant::now();
+            }
             return Ok(());
         }
+        let more_queued = queued.len() >= inner.config.max_batch;
         let start = seq.frontier.size();
         let mut frontier = seq.frontier.clone();
-        let mut nodes = Vec::with_capacity(queued.len() * 2 + 8);
-        let mut entries = Vec::with_capacity(queued.len());
+        let mut nodes = Vec::with_capacity((queued.len() + local.len()) * 2 + 8);
+        let mut entries = Vec::with_capacity(queued.len() + local.len());
         let mut seqs = Vec::with_capacity(queued.len());
-        for (i, q) in queued.into_iter().enumerate() {
-            frontier.push(merkle::leaf_hash(&q.leaf), &mut nodes);
+        let queued_leaves = queued.into_iter().map(|q| {
+            seqs.push(q.seq);
+            (q.leaf, q.subject)
+        });
+        let all: Vec<(Vec<u8>, Option<String>)> = queued_leaves.chain(local).collect();
+        let appended = all.len() as u64;
+        for (i, (leaf, subject)) in all.into_iter().enumerate() {
+            let leaf_hash = merkle::leaf_hash(&leaf);
+            frontier.push(leaf_hash, &mut nodes);
             entries.push(NewEntry {
                 index: start + i as u64,
-                leaf: q.leaf,
-                subject: q.subject,
+                leaf,
+                leaf_hash,
+                subject,
             });
-            seqs.push(q.seq);
         }
-        let nodes: Vec<(u8, u64, Hash)> = nodes
+        let nodes: Vec<(u64, Hash)> = nodes
             .into_iter()
-            .map(|(id, h)| (id.level, id.index, h))
+            .filter(|(id, _)| id.level > 0)
+            .map(|(id, h)| (merkle::storage_index(id), h))
             .collect();
-        match inner
-            .store
-            .journal_integrate(start, &entries, &nodes, &seqs)
-            .await
-        {
+        match w.integrate(start, &entries, &nodes, &seqs).await {
             Ok(()) => {
-                metrics::counter!("socle_journal_sequenced_total").increment(entries.len() as u64);
+                metrics::counter!("socle_journal_appended_total").increment(appended);
                 metrics::gauge!("socle_journal_size").set(frontier.size() as f64);
                 seq.frontier = frontier;
             }
             Err(StoreError::Conflict(m)) => return Err(JournalError::Conflict(m)),
             Err(e) => return Err(e.into()),
+        }
+        if !(drain && more_queued) {
+            if drain {
+                seq.last_drain = Instant::now();
+            }
+            return Ok(());
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct QueuedLeaf {
 pub struct NewEntry {
     pub index: u64,
     pub leaf: Vec<u8>,
+    /// SHA-256(0x00 ‖ leaf), the level-0 node.
+    pub leaf_hash: NodeHash,
     pub subject: Option<String>,
 }
 
@@ -34,7 +36,7 @@ pub struct NewEntry {
 pub struct StoredEntry {
     pub index: u64,
     pub leaf: Vec<u8>,
-    pub leaf_hash: Option<NodeHash>,
+    pub leaf_hash: NodeHash,
 }
 
 /// A signed checkpoint as published.
@@ -138,28 +140,16 @@ pub trait JournalStore {
     ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// Reads the journal state without creating it.
     fn journal_read_state(&self) -> impl Future<Output = Result<Option<JournalState>>> + Send;
-    /// Durably queues leaves; returns once committed.
-    fn journal_enqueue(
-        &self,
-        leaves: &[(Vec<u8>, Option<String>)],
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// The oldest queued leaves, at most `limit`.
-    fn journal_queued(&self, limit: usize) -> impl Future<Output = Result<Vec<QueuedLeaf>>> + Send;
-    /// In one transaction: checks the log has `from_size` entries, adds `entries` and
-    /// `nodes`, removes the queue rows `seqs`, and sets the size. Fails with
-    /// [`StoreError::Conflict`] if another sequencer moved the log.
-    fn journal_integrate(
-        &self,
-        from_size: u64,
-        entries: &[NewEntry],
-        nodes: &[(u8, u64, NodeHash)],
-        seqs: &[i64],
-    ) -> impl Future<Output = Result<()>> + Send;
     /// The stored hashes of the given nodes (missing ones are left out).
     fn journal_nodes(
         &self,
-        ids: &[(u8, u64)],
-    ) -> impl Future<Output = Result<Vec<((u8, u64), NodeHash)>>> + Send;
+        positions: &[u64],
+    ) -> impl Future<Output = Result<Vec<(u64, NodeHash)>>> + Send;
+    /// The stored leaf hashes of the given entries (missing ones are left out).
+    fn journal_leaf_hashes(
+        &self,
+        indices: &[u64],
+    ) -> impl Future<Output = Result<Vec<(u64, NodeHash)>>> + Send;
     /// Entries with index in `[start, end)`, in order.
     fn journal_entries(
         &self,
@@ -257,165 +247,28 @@ impl JournalStore for Store {
         .transpose()
     }
 
-    async fn journal_enqueue(&self, leaves: &[(Vec<u8>, Option<String>)]) -> Result<()> {
-        if leaves.is_empty() {
-            return Ok(());
-        }
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from_runtime)?;
-            for chunk in chunks(leaves) {
-                let sql = format!(
-                    "INSERT INTO journal_queue (leaf, subject) VALUES {}",
-                    values(chunk.len(), 2)
-                );
-                let mut q = sqlx::query(&sql);
-                for (leaf, subject) in chunk {
-                    q = q.bind(leaf.as_slice()).bind(subject.as_deref());
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-            tx.commit().await.map_err(StoreError::from_runtime)
-        })
+    async fn journal_nodes(&self, positions: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
+        self.hashes_by_key(
+            "SELECT pos, hash FROM journal_nodes WHERE pos IN",
+            positions,
+        )
+        .await
     }
 
-    async fn journal_queued(&self, limit: usize) -> Result<Vec<QueuedLeaf>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = on_pool!(self, |pool| {
-            sqlx::query("SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT $1")
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::from_runtime)?
-                .into_iter()
-                .map(|r| QueuedLeaf {
-                    seq: r.get(0),
-                    leaf: r.get(1),
-                    subject: r.get(2),
-                })
-                .collect::<Vec<_>>()
-        });
-        Ok(rows)
-    }
-
-    async fn journal_integrate(
-        &self,
-        from_size: u64,
-        entries: &[NewEntry],
-        nodes: &[(u8, u64, NodeHash)],
-        seqs: &[i64],
-    ) -> Result<()> {
-        let from = to_i64(from_size)?;
-        let to = to_i64(from_size + entries.len() as u64)?;
-        let entries: Vec<(i64, &[u8], Option<&str>)> = entries
-            .iter()
-            .map(|e| Ok((to_i64(e.index)?, e.leaf.as_slice(), e.subject.as_deref())))
-            .collect::<Result<_>>()?;
-        let nodes: Vec<(i32, i64, &[u8])> = nodes
-            .iter()
-            .map(|(l, i, h)| Ok((i32::from(*l), to_i64(*i)?, h.as_slice())))
-            .collect::<Result<_>>()?;
-        let ranges = runs(seqs);
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::from_runtime)?;
-            // A write first: on SQLite it takes the write lock before anything is read.
-            let moved =
-                sqlx::query("UPDATE journal_state SET size = $1 WHERE id = 1 AND size = $2")
-                    .bind(to)
-                    .bind(from)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?
-                    .rows_affected();
-            if moved != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "the journal is no longer at size {from_size}: another sequencer extended it"
-                )));
-            }
-            for chunk in chunks(&entries) {
-                let sql = format!(
-                    "INSERT INTO journal_entries (idx, leaf, subject) VALUES {}",
-                    values(chunk.len(), 3)
-                );
-                let mut q = sqlx::query(&sql);
-                for (idx, leaf, subject) in chunk {
-                    q = q.bind(*idx).bind(*leaf).bind(*subject);
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-            for chunk in chunks(&nodes) {
-                let sql = format!(
-                    "INSERT INTO journal_nodes (level, idx, hash) VALUES {}",
-                    values(chunk.len(), 3)
-                );
-                let mut q = sqlx::query(&sql);
-                for (level, idx, hash) in chunk {
-                    q = q.bind(*level).bind(*idx).bind(*hash);
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-            for (lo, hi) in &ranges {
-                sqlx::query("DELETE FROM journal_queue WHERE seq >= $1 AND seq <= $2")
-                    .bind(*lo)
-                    .bind(*hi)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-            tx.commit().await.map_err(StoreError::from_runtime)
-        })
-    }
-
-    async fn journal_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<((u8, u64), NodeHash)>> {
-        let mut out = Vec::with_capacity(ids.len());
-        let ids: Vec<(i32, i64)> = ids
-            .iter()
-            .map(|(l, i)| Ok((i32::from(*l), to_i64(*i)?)))
-            .collect::<Result<_>>()?;
-        for chunk in chunks(&ids) {
-            let sql = format!(
-                "SELECT level, idx, hash FROM journal_nodes WHERE (level, idx) IN (VALUES {})",
-                values(chunk.len(), 2)
-            );
-            let rows = on_pool!(self, |pool| {
-                let mut q = sqlx::query(&sql);
-                for (level, idx) in chunk {
-                    q = q.bind(*level).bind(*idx);
-                }
-                q.fetch_all(pool)
-                    .await
-                    .map_err(StoreError::from_runtime)?
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.get::<i32, _>(0),
-                            r.get::<i64, _>(1),
-                            r.get::<Vec<u8>, _>(2),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            });
-            for (level, idx, hash) in rows {
-                let level = u8::try_from(level)
-                    .map_err(|_| StoreError::Database("bad node level".into()))?;
-                out.push(((level, to_u64(idx)?), to_hash(hash)?));
-            }
-        }
-        Ok(out)
+    async fn journal_leaf_hashes(&self, indices: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
+        self.hashes_by_key(
+            "SELECT idx, leaf_hash FROM journal_entries WHERE idx IN",
+            indices,
+        )
+        .await
     }
 
     async fn journal_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>> {
         let (start, end) = (to_i64(start)?, to_i64(end)?);
         let rows = on_pool!(self, |pool| {
             sqlx::query(
-                "SELECT e.idx, e.leaf, n.hash FROM journal_entries e \
-                 LEFT JOIN journal_nodes n ON n.level = 0 AND n.idx = e.idx \
-                 WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx",
+                "SELECT idx, leaf, leaf_hash FROM journal_entries \
+                 WHERE idx >= $1 AND idx < $2 ORDER BY idx",
             )
             .bind(start)
             .bind(end)
@@ -427,7 +280,7 @@ impl JournalStore for Store {
                 (
                     r.get::<i64, _>(0),
                     r.get::<Vec<u8>, _>(1),
-                    r.get::<Option<Vec<u8>>, _>(2),
+                    r.get::<Vec<u8>, _>(2),
                 )
             })
             .collect::<Vec<_>>()
@@ -437,7 +290,7 @@ impl JournalStore for Store {
                 Ok(StoredEntry {
                     index: to_u64(idx)?,
                     leaf,
-                    leaf_hash: hash.map(to_hash).transpose()?,
+                    leaf_hash: to_hash(hash)?,
                 })
             })
             .collect()
@@ -491,7 +344,227 @@ impl JournalStore for Store {
     }
 }
 
+/// The journal's writing connection, kept for the life of the writer task: appends
+/// always go through the same connection (on SQLite, the same page cache and worker
+/// thread), and a connection that failed is replaced on the next call.
+pub struct JournalWriter {
+    store: Store,
+    conn: Option<WriterConn>,
+}
+
+enum WriterConn {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+/// Runs the same SQL text on the writer's connection, whichever the backend.
+macro_rules! on_writer {
+    ($writer:expr, |$conn:ident| $body:expr) => {{
+        let result = match $writer.connection().await? {
+            WriterConn::Sqlite($conn) => $body,
+            WriterConn::Postgres($conn) => $body,
+        };
+        if matches!(&result, Err(e) if e.is_unavailable()) {
+            $writer.conn = None;
+        }
+        result
+    }};
+}
+
 impl Store {
+    /// A writer for the journal's appends.
+    pub fn journal_writer(&self) -> JournalWriter {
+        JournalWriter {
+            store: self.clone(),
+            conn: None,
+        }
+    }
+}
+
+impl JournalWriter {
+    async fn connection(&mut self) -> Result<&mut WriterConn> {
+        if self.conn.is_none() {
+            let conn = match &self.store.backend {
+                Backend::Sqlite(pool) => {
+                    WriterConn::Sqlite(pool.acquire().await.map_err(StoreError::from_runtime)?)
+                }
+                Backend::Postgres(pool) => {
+                    WriterConn::Postgres(pool.acquire().await.map_err(StoreError::from_runtime)?)
+                }
+            };
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
+    /// Gives the connection back to the pool (the writer is idle or stopping).
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Durably queues leaves (a node that does not sequence); returns once committed.
+    pub async fn enqueue(&mut self, leaves: &[(Vec<u8>, Option<String>)]) -> Result<()> {
+        if leaves.is_empty() {
+            return Ok(());
+        }
+        on_writer!(self, |conn| {
+            let mut tx = sqlx::Connection::begin(&mut **conn)
+                .await
+                .map_err(StoreError::from_runtime)?;
+            for chunk in chunks(leaves) {
+                let sql = format!(
+                    "INSERT INTO journal_queue (leaf, subject) VALUES {}",
+                    values(chunk.len(), 2)
+                );
+                let mut q = sqlx::query(&sql);
+                for (leaf, subject) in chunk {
+                    q = q.bind(leaf.as_slice()).bind(subject.as_deref());
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_runtime)?;
+            }
+            tx.commit().await.map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// The oldest queued leaves (other nodes' appends), at most `limit`.
+    pub async fn queued(&mut self, limit: usize) -> Result<Vec<QueuedLeaf>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_writer!(self, |conn| {
+            sqlx::query("SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT $1")
+                .bind(limit)
+                .fetch_all(&mut **conn)
+                .await
+                .map_err(StoreError::from_runtime)
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|r| QueuedLeaf {
+                            seq: r.get(0),
+                            leaf: r.get(1),
+                            subject: r.get(2),
+                        })
+                        .collect::<Vec<_>>()
+                })
+        })
+    }
+
+    /// In one durable transaction: checks the log has `from_size` entries, adds
+    /// `entries` and `nodes` (`(position, hash)` of the nodes above the leaves), removes the queue rows `seqs`, and sets the size. Fails
+    /// with [`StoreError::Conflict`] if another sequencer moved the log.
+    pub async fn integrate(
+        &mut self,
+        from_size: u64,
+        entries: &[NewEntry],
+        nodes: &[(u64, NodeHash)],
+        seqs: &[i64],
+    ) -> Result<()> {
+        let from = to_i64(from_size)?;
+        let to = to_i64(from_size + entries.len() as u64)?;
+        let entries: Vec<(i64, &[u8], &[u8], Option<&str>)> = entries
+            .iter()
+            .map(|e| {
+                Ok((
+                    to_i64(e.index)?,
+                    e.leaf.as_slice(),
+                    e.leaf_hash.as_slice(),
+                    e.subject.as_deref(),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let nodes: Vec<(i64, &[u8])> = nodes
+            .iter()
+            .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
+            .collect::<Result<_>>()?;
+        let ranges = runs(seqs);
+        // One transaction, committed durably (synchronous = FULL on SQLite, the default
+        // synchronous_commit on PostgreSQL): appends are acknowledged after it.
+        macro_rules! integrate_in {
+            ($tx:ident) => {{
+            // A write first: on SQLite it takes the write lock before anything is read.
+            let moved =
+                sqlx::query("UPDATE journal_state SET size = $1 WHERE id = 1 AND size = $2")
+                    .bind(to)
+                    .bind(from)
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err(StoreError::from_runtime)?
+                    .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "the journal is no longer at size {from_size}: another sequencer extended it"
+                )));
+            }
+            for chunk in chunks(&entries) {
+                let sql = format!(
+                    "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES {}",
+                    values(chunk.len(), 4)
+                );
+                let mut q = sqlx::query(&sql);
+                for (idx, leaf, leaf_hash, subject) in chunk {
+                    q = q.bind(*idx).bind(*leaf).bind(*leaf_hash).bind(*subject);
+                }
+                q.execute(&mut *$tx)
+                    .await
+                    .map_err(StoreError::from_runtime)?;
+            }
+            for chunk in chunks(&nodes) {
+                let sql = format!(
+                    "INSERT INTO journal_nodes (pos, hash) VALUES {}",
+                    values(chunk.len(), 2)
+                );
+                let mut q = sqlx::query(&sql);
+                for (pos, hash) in chunk {
+                    q = q.bind(*pos).bind(*hash);
+                }
+                q.execute(&mut *$tx)
+                    .await
+                    .map_err(StoreError::from_runtime)?;
+            }
+            for (lo, hi) in &ranges {
+                sqlx::query("DELETE FROM journal_queue WHERE seq >= $1 AND seq <= $2")
+                    .bind(*lo)
+                    .bind(*hi)
+                    .execute(&mut *$tx)
+                    .await
+                    .map_err(StoreError::from_runtime)?;
+            }
+                Ok::<(), StoreError>(())
+            }};
+        }
+        on_writer!(self, |conn| {
+            let mut tx = sqlx::Connection::begin(&mut **conn)
+                .await
+                .map_err(StoreError::from_runtime)?;
+            integrate_in!(tx)?;
+            tx.commit().await.map_err(StoreError::from_runtime)
+        })
+    }
+}
+
+impl Store {
+    /// `(key, hash)` rows of `select` (which ends with `… WHERE key IN`) for `keys`.
+    async fn hashes_by_key(&self, select: &str, keys: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
+        let keys: Vec<i64> = keys.iter().map(|k| to_i64(*k)).collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in chunks(&keys) {
+            let sql = format!("{select} {}", values(1, chunk.len()));
+            let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, |pool| {
+                let mut q = sqlx::query_as(&sql);
+                for k in chunk {
+                    q = q.bind(*k);
+                }
+                q.fetch_all(pool).await.map_err(StoreError::from_runtime)?
+            });
+            for (k, hash) in rows {
+                out.push((to_u64(k)?, to_hash(hash)?));
+            }
+        }
+        Ok(out)
+    }
+
     async fn journal_checkpoints_query(
         &self,
         after: Option<u64>,

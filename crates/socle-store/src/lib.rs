@@ -22,8 +22,8 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Result, StoreError};
 pub use journal::{
-    JournalState, JournalStore, NewEntry, NodeHash, QueuedLeaf, SequencerLease, StoredCheckpoint,
-    StoredEntry,
+    JournalState, JournalStore, JournalWriter, NewEntry, NodeHash, QueuedLeaf, SequencerLease,
+    StoredCheckpoint, StoredEntry,
 };
 pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
 

@@ -19,17 +19,20 @@ CREATE TABLE journal_queue (
 );
 
 CREATE TABLE journal_entries (
-    idx     BIGINT PRIMARY KEY,
-    leaf    BYTEA NOT NULL,
-    subject TEXT
+    idx       BIGINT PRIMARY KEY,
+    leaf      BYTEA NOT NULL,
+    -- SHA-256(0x00 || leaf): the level-0 node of the tree.
+    leaf_hash BYTEA NOT NULL,
+    subject   TEXT
 );
+-- The per-pseudonym index: a person's entries without scanning the log.
 CREATE INDEX journal_entries_subject ON journal_entries (subject, idx) WHERE subject IS NOT NULL;
 
+-- Hashes of the perfect subtrees above the leaves, keyed by their position in
+-- creation order (docs/JOURNAL.md), so that every write appends at the end.
 CREATE TABLE journal_nodes (
-    level INTEGER NOT NULL,
-    idx   BIGINT  NOT NULL,
-    hash  BYTEA   NOT NULL,
-    PRIMARY KEY (level, idx)
+    pos  BIGINT PRIMARY KEY,
+    hash BYTEA NOT NULL
 );
 
 CREATE TABLE journal_checkpoints (

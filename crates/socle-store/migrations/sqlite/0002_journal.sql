@@ -23,20 +23,21 @@ CREATE TABLE journal_queue (
 
 -- The log itself: leaf bytes by index.
 CREATE TABLE journal_entries (
-    idx     INTEGER PRIMARY KEY,
-    leaf    BLOB NOT NULL,
-    subject TEXT
+    idx       INTEGER PRIMARY KEY,
+    leaf      BLOB NOT NULL,
+    -- SHA-256(0x00 || leaf): the level-0 node of the tree.
+    leaf_hash BLOB NOT NULL,
+    subject   TEXT
 );
 -- The per-pseudonym index: a person's entries without scanning the log.
 CREATE INDEX journal_entries_subject ON journal_entries (subject, idx) WHERE subject IS NOT NULL;
 
--- Hashes of the perfect subtrees (level 0 = leaf hashes).
+-- Hashes of the perfect subtrees above the leaves, keyed by their position in
+-- creation order (docs/JOURNAL.md), so that every write appends at the end.
 CREATE TABLE journal_nodes (
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    hash  BLOB    NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
+    pos  INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
 
 -- Every signed checkpoint, by tree size.
 CREATE TABLE journal_checkpoints (

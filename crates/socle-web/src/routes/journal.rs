@@ -206,10 +206,7 @@ pub async fn entries(
             };
             object.insert("index".into(), e.index.into());
             object.insert("leaf".into(), B64.encode(&e.leaf).into());
-            object.insert(
-                "leaf_hash".into(),
-                e.leaf_hash.map(|h| B64.encode(h)).into(),
-            );
+            object.insert("leaf_hash".into(), B64.encode(e.leaf_hash).into());
             Value::Object(object)
         })
         .collect();
