@@ -55,6 +55,9 @@ pub struct JournalState {
     pub size: u64,
 }
 
+/// An entry as bound to an INSERT: index, leaf, leaf hash, subject.
+type EntryRow<'a> = (i64, &'a [u8], &'a [u8], Option<&'a str>);
+
 /// Rows per multi-row statement; batches are split into power-of-two chunks so only a
 /// handful of distinct statements exist (and are cached as prepared statements).
 const CHUNK: usize = 64;
@@ -463,7 +466,7 @@ impl JournalWriter {
     ) -> Result<()> {
         let from = to_i64(from_size)?;
         let to = to_i64(from_size + entries.len() as u64)?;
-        let entries: Vec<(i64, &[u8], &[u8], Option<&str>)> = entries
+        let entries: Vec<EntryRow<'_>> = entries
             .iter()
             .map(|e| {
                 Ok((
