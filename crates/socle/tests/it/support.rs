@@ -216,6 +216,17 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// Stops the server gracefully but keeps the database (other nodes may use it).
+    pub async fn stop_in_place(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+
     /// Stops the server gracefully and returns how `run_until_stopped` ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {
