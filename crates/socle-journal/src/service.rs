@@ -12,6 +12,7 @@
 //! is consistent with the last one published: it never signs a fork.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -112,6 +113,9 @@ struct Inner {
     stop: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
     published: watch::Sender<Option<StoredCheckpoint>>,
+    /// Largest checkpoint size known to be published (a lower bound; only grows).
+    known_size: AtomicU64,
+    cache: NodeCache,
     config: JournalConfig,
 }
 
@@ -146,6 +150,58 @@ fn secret32(v: Vec<u8>, name: &str) -> Result<[u8; 32], JournalError> {
         .map_err(|_| JournalError::Integrity(format!("the stored {name} is not 32 bytes")))
 }
 
+/// Perfect-subtree hashes never change once written, so the upper levels — shared by
+/// every proof — are kept in memory (bounded; levels 6 and up, i.e. one node per 64
+/// leaves or fewer).
+#[derive(Default)]
+struct NodeCache {
+    nodes: std::sync::Mutex<std::collections::HashMap<NodeId, Hash>>,
+}
+
+const CACHE_MIN_LEVEL: u8 = 6;
+const CACHE_MAX_NODES: usize = 500_000;
+
+impl NodeCache {
+    fn get(&self, id: &NodeId) -> Option<Hash> {
+        self.nodes.lock().ok()?.get(id).copied()
+    }
+
+    fn put(&self, id: NodeId, h: Hash) {
+        if id.level < CACHE_MIN_LEVEL {
+            return;
+        }
+        if let Ok(mut nodes) = self.nodes.lock()
+            && nodes.len() < CACHE_MAX_NODES
+        {
+            nodes.insert(id, h);
+        }
+    }
+}
+
+async fn read_nodes_cached(
+    store: &Store,
+    cache: &NodeCache,
+    ids: &[NodeId],
+) -> Result<NodeMap, JournalError> {
+    let mut map = NodeMap::with_capacity(ids.len());
+    let mut missing = Vec::with_capacity(ids.len());
+    for id in ids {
+        match cache.get(id) {
+            Some(h) => {
+                map.insert(*id, h);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if !missing.is_empty() {
+        for (id, h) in read_nodes(store, &missing).await? {
+            cache.put(id, h);
+            map.insert(id, h);
+        }
+    }
+    Ok(map)
+}
+
 async fn read_nodes(store: &Store, ids: &[NodeId]) -> Result<NodeMap, JournalError> {
     // Level 0 is the leaf hash kept beside each entry; higher levels are stored by
     // their creation-order position.
@@ -160,18 +216,19 @@ async fn read_nodes(store: &Store, ids: &[NodeId]) -> Result<NodeMap, JournalErr
         .map(|n| (merkle::storage_index(*n), *n))
         .collect();
     let mut map = NodeMap::with_capacity(ids.len());
-    if !leaves.is_empty() {
-        for (index, h) in store.journal_leaf_hashes(&leaves).await? {
-            map.insert(NodeId { level: 0, index }, h);
-        }
-    }
-    if !above.is_empty() {
-        let positions: Vec<u64> = above.iter().map(|(p, _)| *p).collect();
-        let by_pos: std::collections::HashMap<u64, NodeId> = above.into_iter().collect();
-        for (pos, h) in store.journal_nodes(&positions).await? {
-            if let Some(id) = by_pos.get(&pos) {
-                map.insert(*id, h);
-            }
+    let positions: Vec<u64> = above.iter().map(|(p, _)| *p).collect();
+    let by_pos: std::collections::HashMap<u64, NodeId> = above.into_iter().collect();
+    for (is_leaf, key, h) in store.journal_hashes(&leaves, &positions).await? {
+        if is_leaf {
+            map.insert(
+                NodeId {
+                    level: 0,
+                    index: key,
+                },
+                h,
+            );
+        } else if let Some(id) = by_pos.get(&key) {
+            map.insert(*id, h);
         }
     }
     Ok(map)
@@ -215,6 +272,8 @@ impl Journal {
             stop,
             tasks: tokio::sync::Mutex::new(Vec::new()),
             published,
+            known_size: AtomicU64::new(0),
+            cache: NodeCache::default(),
             config,
         });
         let writer = tokio::spawn(writer(inner.clone(), rx));
@@ -351,7 +410,12 @@ impl Journal {
     }
 
     async fn check_size(&self, size: u64) -> Result<(), JournalError> {
+        // Checkpoints only grow: a size already known to be covered needs no query.
+        if size <= self.inner.known_size.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let latest = self.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
+        self.inner.known_size.fetch_max(latest, Ordering::Relaxed);
         if size > latest {
             return Err(JournalError::Range(format!(
                 "size {size} is beyond the latest checkpoint (size {latest})"
@@ -369,7 +433,7 @@ impl Journal {
         self.check_size(size).await?;
         let mut ids = merkle::nodes_for_inclusion(index, size).map_err(range_error)?;
         ids.extend(merkle::nodes_for_root(size));
-        let nodes = read_nodes(&self.inner.store, &ids).await?;
+        let nodes = read_nodes_cached(&self.inner.store, &self.inner.cache, &ids).await?;
         let hashes = merkle::inclusion_proof(index, size, &nodes).map_err(integrity_error)?;
         let root = merkle::root(size, &nodes).map_err(integrity_error)?;
         Ok(InclusionProof {
@@ -388,7 +452,7 @@ impl Journal {
     ) -> Result<ConsistencyProof, JournalError> {
         self.check_size(to).await?;
         let ids = merkle::nodes_for_consistency(from, to).map_err(range_error)?;
-        let nodes = read_nodes(&self.inner.store, &ids).await?;
+        let nodes = read_nodes_cached(&self.inner.store, &self.inner.cache, &ids).await?;
         let hashes = merkle::consistency_proof(from, to, &nodes).map_err(integrity_error)?;
         Ok(ConsistencyProof { from, to, hashes })
     }
@@ -699,6 +763,7 @@ async fn sign(inner: &Inner, seq: &mut Sequencing) -> Result<(), JournalError> {
     seq.last_signed = Some((size, root));
     seq.last_sign_at = Instant::now();
     metrics::gauge!("socle_journal_checkpoint_size").set(size as f64);
+    inner.known_size.fetch_max(size, Ordering::Relaxed);
     let _ = inner.published.send(Some(cp));
     Ok(())
 }

@@ -148,6 +148,14 @@ pub trait JournalStore {
         &self,
         positions: &[u64],
     ) -> impl Future<Output = Result<Vec<(u64, NodeHash)>>> + Send;
+    /// Leaf hashes of the entries `leaves` and hashes of the nodes at `positions`, in
+    /// one round trip: `(true, index, hash)` for leaves, `(false, position, hash)` for
+    /// nodes (missing ones are left out).
+    fn journal_hashes(
+        &self,
+        leaves: &[u64],
+        positions: &[u64],
+    ) -> impl Future<Output = Result<Vec<(bool, u64, NodeHash)>>> + Send;
     /// The stored leaf hashes of the given entries (missing ones are left out).
     fn journal_leaf_hashes(
         &self,
@@ -256,6 +264,71 @@ impl JournalStore for Store {
             positions,
         )
         .await
+    }
+
+    async fn journal_hashes(
+        &self,
+        leaves: &[u64],
+        positions: &[u64],
+    ) -> Result<Vec<(bool, u64, NodeHash)>> {
+        if leaves.len() > CHUNK
+            || positions.len() > CHUNK
+            || leaves.is_empty()
+            || positions.is_empty()
+        {
+            let mut out: Vec<(bool, u64, NodeHash)> = Vec::new();
+            out.extend(
+                self.journal_leaf_hashes(leaves)
+                    .await?
+                    .into_iter()
+                    .map(|(k, h)| (true, k, h)),
+            );
+            out.extend(
+                self.journal_nodes(positions)
+                    .await?
+                    .into_iter()
+                    .map(|(k, h)| (false, k, h)),
+            );
+            return Ok(out);
+        }
+        // Lists padded to a power of two (repeating a key) so that a few statement
+        // shapes serve every proof from the prepared-statement cache.
+        let pad = |keys: &[u64]| -> Vec<u64> {
+            let mut v = keys.to_vec();
+            let target = keys.len().next_power_of_two().max(4);
+            while v.len() < target {
+                v.push(keys[0]);
+            }
+            v
+        };
+        let (leaves, positions) = (pad(leaves), pad(positions));
+        let leaf_params = (1..=leaves.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node_params = (leaves.len() + 1..=leaves.len() + positions.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT 1, idx, leaf_hash FROM journal_entries WHERE idx IN ({leaf_params}) \
+             UNION ALL SELECT 0, pos, hash FROM journal_nodes WHERE pos IN ({node_params})"
+        );
+        let keys: Vec<i64> = leaves
+            .iter()
+            .chain(&positions)
+            .map(|k| to_i64(*k))
+            .collect::<Result<_>>()?;
+        let rows: Vec<(i32, i64, Vec<u8>)> = on_pool!(self, |pool| {
+            let mut q = sqlx::query_as(&sql);
+            for k in &keys {
+                q = q.bind(*k);
+            }
+            q.fetch_all(pool).await.map_err(StoreError::from_runtime)?
+        });
+        rows.into_iter()
+            .map(|(leaf, k, h)| Ok((leaf == 1, to_u64(k)?, to_hash(h)?)))
+            .collect()
     }
 
     async fn journal_leaf_hashes(&self, indices: &[u64]) -> Result<Vec<(u64, NodeHash)>> {

@@ -472,6 +472,10 @@ pub struct BenchOptions {
     pub print_acks: bool,
     pub print_checkpoints: bool,
     pub baseline: bool,
+    /// Stop after this many appends in all (0: run for `seconds`).
+    pub entries: u64,
+    /// Then time this many inclusion and consistency proofs on the journal.
+    pub proofs: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -509,15 +513,31 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
     let per_writer_interval =
         (opts.rate > 0.0).then(|| Duration::from_secs_f64(opts.writers as f64 / opts.rate));
     let started = Instant::now();
+    let remaining = Arc::new(std::sync::atomic::AtomicU64::new(if opts.entries == 0 {
+        u64::MAX
+    } else {
+        opts.entries
+    }));
     let mut tasks = Vec::new();
     for w in 0..opts.writers {
         let journal = journal.clone();
+        let remaining = remaining.clone();
         let print = opts.print_acks;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut n = 0u64;
             let mut next_at = Instant::now();
-            while Instant::now() < deadline {
+            while Instant::now() < deadline || opts_entries_mode(&remaining) {
+                if remaining
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |r| r.checked_sub(1),
+                    )
+                    .is_err()
+                {
+                    break;
+                }
                 if let Some(interval) = per_writer_interval {
                     tokio::time::sleep_until(next_at.into()).await;
                     next_at += interval;
@@ -571,6 +591,40 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         cp.size,
         seq_started.elapsed().as_secs_f64() * 1000.0
     );
+    if opts.proofs > 0 {
+        let size = journal.latest_checkpoint().await?.size;
+        let mut inclusion = Vec::with_capacity(opts.proofs);
+        let mut consistency = Vec::with_capacity(opts.proofs);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            // xorshift: spread indices without a dependency
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..opts.proofs {
+            let index = next() % size;
+            let t0 = Instant::now();
+            journal.inclusion_proof(index, size).await?;
+            inclusion.push(t0.elapsed());
+            let from = 1 + next() % size;
+            let t0 = Instant::now();
+            journal.consistency_proof(from.min(size), size).await?;
+            consistency.push(t0.elapsed());
+        }
+        inclusion.sort_unstable();
+        consistency.sort_unstable();
+        println!(
+            "proofs at size {size} ({} store): inclusion p50 {:.0} µs, p99 {:.0} µs; consistency p50 {:.0} µs, p99 {:.0} µs ({} of each, served from the stored tree)",
+            store.kind(),
+            percentile(&inclusion, 0.5).as_secs_f64() * 1e6,
+            percentile(&inclusion, 0.99).as_secs_f64() * 1e6,
+            percentile(&consistency, 0.5).as_secs_f64() * 1e6,
+            percentile(&consistency, 0.99).as_secs_f64() * 1e6,
+            opts.proofs
+        );
+    }
     if opts.baseline {
         store.bench_baseline_reset().await?;
         let per_writer = appended.div_ceil(opts.writers as u64);
@@ -604,6 +658,12 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
     journal.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// In `--entries` mode, writers keep going past the deadline until the count is done.
+fn opts_entries_mode(remaining: &std::sync::atomic::AtomicU64) -> bool {
+    let r = remaining.load(std::sync::atomic::Ordering::Relaxed);
+    r != u64::MAX && r > 0
 }
 
 /// Where `socle journal verify` keeps the checkpoints it has seen, by default.

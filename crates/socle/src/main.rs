@@ -105,6 +105,12 @@ enum JournalCommand {
         /// Also time the same number of plain single-row INSERTs.
         #[arg(long)]
         baseline: bool,
+        /// Stop after this many appends (instead of after --seconds).
+        #[arg(long, default_value_t = 0)]
+        entries: u64,
+        /// Then time this many inclusion and consistency proofs.
+        #[arg(long, default_value_t = 0)]
+        proofs: usize,
     },
 }
 
@@ -268,6 +274,8 @@ fn journal_command(command: JournalCommand) -> ExitCode {
             print_acks,
             print_checkpoints,
             baseline,
+            entries,
+            proofs,
         } => {
             let mut config = match load(&common, None) {
                 Ok(c) => c,
@@ -282,6 +290,8 @@ fn journal_command(command: JournalCommand) -> ExitCode {
                 print_acks,
                 print_checkpoints,
                 baseline,
+                entries,
+                proofs,
             };
             let c = config.clone();
             run(&config, async move { journal_cli::bench(&c, opts).await })

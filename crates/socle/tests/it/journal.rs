@@ -630,25 +630,66 @@ async fn postgres_nodes_share_one_sequencer() {
     let follower_task = tokio::spawn(follower_app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    assert_eq!(follower.verifier_key(), leader.journal.as_ref().unwrap().verifier_key(), "one key for all nodes");
+    assert_eq!(
+        follower.verifier_key(),
+        leader.journal.as_ref().unwrap().verifier_key(),
+        "one key for all nodes"
+    );
 
-    let entries: Vec<Entry> =
-        (0..25).map(|i| Entry::new(EntryKind::Admin, "operator:test", "ok").detail("n", i.to_string())).collect();
+    let entries: Vec<Entry> = (0..25)
+        .map(|i| Entry::new(EntryKind::Admin, "operator:test", "ok").detail("n", i.to_string()))
+        .collect();
     follower.append(entries).await.unwrap();
     // The leader integrates the follower's queued appends and signs.
-    let cp = leader.journal.as_ref().unwrap().wait_for_size(size + 25, Duration::from_secs(10)).await.unwrap();
+    let cp = leader
+        .journal
+        .as_ref()
+        .unwrap()
+        .wait_for_size(size + 25, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(cp.size, size + 25);
-    assert!(follower.subscribe().borrow().as_ref().is_none_or(|c| c.size < cp.size), "the follower did not sign");
+    assert!(
+        follower
+            .subscribe()
+            .borrow()
+            .as_ref()
+            .is_none_or(|c| c.size < cp.size),
+        "the follower did not sign"
+    );
     // Both nodes serve the same signed checkpoint.
-    let note = reqwest::get(format!("{follower_base}/journal/checkpoint")).await.unwrap().text().await.unwrap();
+    let note = reqwest::get(format!("{follower_base}/journal/checkpoint"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(Checkpoint::open(&note, &verifier).unwrap().size, cp.size);
 
     // The leader stops: the follower takes the lock and carries on from the same tree.
     leader.stop_in_place().await.unwrap();
-    follower.append(vec![Entry::new(EntryKind::Admin, "operator:test", "ok").detail("n", "after-failover")]).await.unwrap();
-    let after = follower.wait_for_size(cp.size + 1, Duration::from_secs(15)).await.unwrap();
-    let p = follower.consistency_proof(cp_before.size, after.size).await.unwrap();
-    merkle::verify_consistency(cp_before.size, after.size, &cp_before.root, &after.root, &p.hashes).unwrap();
+    follower
+        .append(vec![
+            Entry::new(EntryKind::Admin, "operator:test", "ok").detail("n", "after-failover"),
+        ])
+        .await
+        .unwrap();
+    let after = follower
+        .wait_for_size(cp.size + 1, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let p = follower
+        .consistency_proof(cp_before.size, after.size)
+        .await
+        .unwrap();
+    merkle::verify_consistency(
+        cp_before.size,
+        after.size,
+        &cp_before.root,
+        &after.root,
+        &p.hashes,
+    )
+    .unwrap();
     let _ = stop_follower.send(());
     follower_task.await.unwrap().unwrap();
 }
