@@ -19,6 +19,7 @@ assert.ok(BASE, 'SOCLE_URL must point at a running Socle');
 const PAGES = [
   { name: 'accueil', path: '/', status: 200 },
   { name: 'documentation-api', path: '/api/docs', status: 200 },
+  { name: 'journal', path: '/journal', status: 200 },
   { name: 'page-absente', path: '/une-page-qui-n-existe-pas', status: 404 },
 ];
 const WIDTHS = [320, 1280];

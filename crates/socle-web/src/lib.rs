@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(journal)
         .route("/", get(pages::home))
+        .route("/journal", get(pages::journal))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

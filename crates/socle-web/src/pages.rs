@@ -76,3 +76,111 @@ pub async fn home(State(state): State<AppState>) -> Response {
         since: state.instance.created_at.chars().take(10).collect(),
     })
 }
+
+/// One entry as listed on the journal page.
+pub struct EntryLine {
+    pub index: u64,
+    pub kind: &'static str,
+    pub time: String,
+    pub summary: String,
+    pub outcome: String,
+}
+
+pub struct CheckpointFacts {
+    pub size: u64,
+    pub root: String,
+    pub created_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "journal.html")]
+pub struct JournalPage {
+    pub layout: Layout,
+    pub checkpoint: Option<CheckpointFacts>,
+    pub origin: String,
+    pub key: String,
+    pub base_url: String,
+    pub entries: Vec<EntryLine>,
+}
+
+fn kind_label(kind: socle_journal::EntryKind) -> &'static str {
+    use socle_journal::EntryKind::*;
+    match kind {
+        Exchange => "Échange de données",
+        Login => "Connexion",
+        Consent => "Consentement",
+        Habilitation => "Habilitation",
+        Admin => "Administration",
+        KeyRotation => "Clé de signature",
+    }
+}
+
+/// The journal's public page: the latest checkpoint, how to verify, the last entries.
+pub async fn journal(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use base64::Engine;
+    let Some(journal) = state.journal.as_ref() else {
+        return crate::middleware::respond(ApiError::unavailable("the journal is not open"), true);
+    };
+    let latest = match journal.latest_checkpoint().await {
+        Ok(cp) => Some(cp),
+        Err(socle_journal::JournalError::NoCheckpoint) => None,
+        Err(e) => return crate::middleware::respond(ApiError::from(e), true),
+    };
+    let size = latest.as_ref().map_or(0, |c| c.size);
+    let start = size.saturating_sub(20);
+    let rows = match journal.entries(start, size - start).await {
+        Ok((_, rows)) => rows,
+        Err(e) => return crate::middleware::respond(ApiError::from(e), true),
+    };
+    let entries = rows
+        .into_iter()
+        .rev()
+        .map(|row| match socle_journal::Entry::decode(&row.leaf) {
+            Ok(e) => EntryLine {
+                index: row.index,
+                kind: kind_label(e.kind),
+                time: e.time.replace('T', " à ").trim_end_matches('Z').to_string() + " UTC",
+                summary: e
+                    .details
+                    .get("action")
+                    .or_else(|| e.details.get("api"))
+                    .cloned()
+                    .unwrap_or_else(|| e.actor.clone()),
+                outcome: e.outcome,
+            },
+            Err(_) => EntryLine {
+                index: row.index,
+                kind: "Entrée illisible",
+                time: String::new(),
+                summary: String::new(),
+                outcome: String::new(),
+            },
+        })
+        .collect();
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = if state.settings.tls { "https" } else { "http" };
+    render(&JournalPage {
+        layout: Layout::current("Journal des échanges").section("journal"),
+        checkpoint: latest.map(|c| CheckpointFacts {
+            size: c.size,
+            root: base64::engine::general_purpose::STANDARD.encode(c.root),
+            created_at: c
+                .created_at
+                .replace('T', " à ")
+                .trim_end_matches('Z')
+                .to_string()
+                + " UTC",
+        }),
+        origin: journal.origin().to_string(),
+        key: journal.verifier_key(),
+        base_url: format!("{scheme}://{host}"),
+        entries,
+    })
+}

@@ -693,3 +693,19 @@ async fn postgres_nodes_share_one_sequencer() {
     let _ = stop_follower.send(());
     follower_task.await.unwrap().unwrap();
 }
+
+/// The public journal page shows the latest checkpoint, the key and the last entries.
+async fn the_journal_page_shows_the_signed_state(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let size = append_n(&app, 4).await;
+    let r = app.get("/journal").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>Journal des échanges</h1>"));
+    assert!(html.contains(&format!("<dd>{size}</dd>")), "{html}");
+    assert!(html.contains(&app.journal.as_ref().unwrap().verifier_key()));
+    assert!(html.contains("Échange de données") && html.contains("Clé de signature"));
+    assert!(html.contains(&format!("socle journal verify --url http://{}", app.addr)));
+}
+
+on_both_stores!(the_journal_page_shows_the_signed_state);
