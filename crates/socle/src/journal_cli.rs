@@ -513,10 +513,12 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
     let per_writer_interval =
         (opts.rate > 0.0).then(|| Duration::from_secs_f64(opts.writers as f64 / opts.rate));
     let started = Instant::now();
-    let remaining = Arc::new(std::sync::atomic::AtomicU64::new(if opts.entries == 0 {
-        u64::MAX
-    } else {
+    // With --entries, writers stop when the count is reached (not at the deadline).
+    let count_mode = opts.entries > 0;
+    let remaining = Arc::new(std::sync::atomic::AtomicU64::new(if count_mode {
         opts.entries
+    } else {
+        u64::MAX
     }));
     let mut tasks = Vec::new();
     for w in 0..opts.writers {
@@ -527,7 +529,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             let mut n = 0u64;
             let mut next_at = Instant::now();
-            while Instant::now() < deadline || opts_entries_mode(&remaining) {
+            while count_mode || Instant::now() < deadline {
                 if remaining
                     .fetch_update(
                         std::sync::atomic::Ordering::Relaxed,
@@ -658,12 +660,6 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
     journal.shutdown().await;
     store.close().await;
     Ok(())
-}
-
-/// In `--entries` mode, writers keep going past the deadline until the count is done.
-fn opts_entries_mode(remaining: &std::sync::atomic::AtomicU64) -> bool {
-    let r = remaining.load(std::sync::atomic::Ordering::Relaxed);
-    r != u64::MAX && r > 0
 }
 
 /// Where `socle journal verify` keeps the checkpoints it has seen, by default.
