@@ -462,7 +462,14 @@ impl JournalWriter {
         if self.conn.is_none() {
             let conn = match &self.store.backend {
                 Backend::Sqlite(pool) => {
-                    WriterConn::Sqlite(pool.acquire().await.map_err(StoreError::from_runtime)?)
+                    let mut conn = pool.acquire().await.map_err(StoreError::from_runtime)?;
+                    // Memory-mapped I/O speeds up the readers' random lookups but slows
+                    // this append-only writer down: plain I/O here.
+                    sqlx::query("PRAGMA mmap_size = 0")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::from_runtime)?;
+                    WriterConn::Sqlite(conn)
                 }
                 Backend::Postgres(pool) => {
                     WriterConn::Postgres(pool.acquire().await.map_err(StoreError::from_runtime)?)

@@ -504,7 +504,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             while rx.changed().await.is_ok() {
                 let cp = rx.borrow_and_update().clone();
                 if let Some(cp) = cp {
-                    println!("checkpoint {} {}", cp.size, B64.encode(cp.root));
+                    say(&format!("checkpoint {} {}", cp.size, B64.encode(cp.root)));
                 }
             }
         });
@@ -554,7 +554,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
                 }
                 latencies.push(t0.elapsed());
                 if print {
-                    println!("ack {id}");
+                    say(&format!("ack {id}"));
                 }
                 n += 1;
             }
@@ -568,7 +568,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let appended = latencies.len() as u64;
     latencies.sort_unstable();
-    println!(
+    say(&format!(
         "journal appends ({} store, {} writers{}): {} durable appends in {:.2} s = {:.0} appends/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         store.kind(),
         opts.writers,
@@ -583,16 +583,16 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-    );
+    ));
     let seq_started = Instant::now();
     let cp = journal
         .wait_for_size(initial + appended, Duration::from_secs(300))
         .await?;
-    println!(
+    say(&format!(
         "sequencing: every append sequenced and covered by a signed checkpoint (size {}) {:.0} ms after the last one",
         cp.size,
         seq_started.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
     if opts.proofs > 0 {
         let size = journal.latest_checkpoint().await?.size;
         let mut inclusion = Vec::with_capacity(opts.proofs);
@@ -617,7 +617,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         }
         inclusion.sort_unstable();
         consistency.sort_unstable();
-        println!(
+        say(&format!(
             "proofs at size {size} ({} store): inclusion p50 {:.0} µs, p99 {:.0} µs; consistency p50 {:.0} µs, p99 {:.0} µs ({} of each, served from the stored tree)",
             store.kind(),
             percentile(&inclusion, 0.5).as_secs_f64() * 1e6,
@@ -625,7 +625,7 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             percentile(&consistency, 0.5).as_secs_f64() * 1e6,
             percentile(&consistency, 0.99).as_secs_f64() * 1e6,
             opts.proofs
-        );
+        ));
     }
     if opts.baseline {
         store.bench_baseline_reset().await?;
@@ -649,17 +649,23 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         let base = started.elapsed();
         let inserts = per_writer * opts.writers as u64;
         let base_rate = inserts as f64 / base.as_secs_f64();
-        println!(
+        say(&format!(
             "baseline: {inserts} plain single-row INSERTs (one transaction each) by {} writers in {:.2} s = {base_rate:.0} inserts/s; journal/baseline = {:.2}",
             opts.writers,
             base.as_secs_f64(),
             (appended as f64 / elapsed.as_secs_f64()) / base_rate
-        );
+        ));
         store.bench_baseline_drop().await?;
     }
     journal.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// Prints a line; a closed standard output (the reader went away) is not an error.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
 }
 
 /// Where `socle journal verify` keeps the checkpoints it has seen, by default.
