@@ -214,13 +214,17 @@ impl JournalStore for Store {
 
     async fn journal_state(&self, origin: &str) -> Result<JournalState> {
         on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO journal_state (id, origin, size) VALUES (1, $1, 0) ON CONFLICT (id) DO NOTHING")
-                .bind(origin)
-                .execute(pool)
-                .await
-                .map_err(StoreError::from_runtime)?;
+            sqlx::query(
+                "INSERT INTO journal_state (id, origin) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(origin)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from_runtime)?;
             let (origin, size): (String, i64) =
-                sqlx::query_as("SELECT origin, size FROM journal_state WHERE id = 1")
+                sqlx::query_as(
+                "SELECT origin, (SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries) FROM journal_state WHERE id = 1",
+            )
                     .fetch_one(pool)
                     .await
                     .map_err(StoreError::from_runtime)?;
@@ -244,7 +248,9 @@ impl JournalStore for Store {
 
     async fn journal_read_state(&self) -> Result<Option<JournalState>> {
         let row: Option<(String, i64)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT origin, size FROM journal_state WHERE id = 1")
+            sqlx::query_as(
+                "SELECT origin, (SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries) FROM journal_state WHERE id = 1",
+            )
                 .fetch_optional(pool)
                 .await
                 .map_err(StoreError::from_runtime)?
@@ -544,8 +550,6 @@ impl JournalWriter {
         nodes: &[(u64, NodeHash)],
         seqs: &[i64],
     ) -> Result<()> {
-        let from = to_i64(from_size)?;
-        let to = to_i64(from_size + entries.len() as u64)?;
         let entries: Vec<EntryRow<'_>> = entries
             .iter()
             .map(|e| {
@@ -566,20 +570,6 @@ impl JournalWriter {
         // synchronous_commit on PostgreSQL): appends are acknowledged after it.
         macro_rules! integrate_in {
             ($tx:ident) => {{
-            // A write first: on SQLite it takes the write lock before anything is read.
-            let moved =
-                sqlx::query("UPDATE journal_state SET size = $1 WHERE id = 1 AND size = $2")
-                    .bind(to)
-                    .bind(from)
-                    .execute(&mut *$tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?
-                    .rows_affected();
-            if moved != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "the journal is no longer at size {from_size}: another sequencer extended it"
-                )));
-            }
             for chunk in chunks(&entries) {
                 let sql = format!(
                     "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES {}",
@@ -589,9 +579,14 @@ impl JournalWriter {
                 for (idx, leaf, leaf_hash, subject) in chunk {
                     q = q.bind(*idx).bind(*leaf).bind(*leaf_hash).bind(*subject);
                 }
-                q.execute(&mut *$tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
+                // The indices are the primary key: if another sequencer already used
+                // them, the insert fails and nothing of this batch is written.
+                q.execute(&mut *$tx).await.map_err(|e| match e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+                        "the journal is no longer at size {from_size}: another sequencer extended it"
+                    )),
+                    other => StoreError::from_runtime(other),
+                })?;
             }
             for chunk in chunks(&nodes) {
                 let sql = format!(

@@ -1,10 +1,9 @@
 -- The journal: an RFC 9162 Merkle log (see docs/JOURNAL.md).
 
--- One row: the log's origin (fixed at creation) and its integrated size.
+-- One row: the log's origin, fixed at creation. (Its size is MAX(idx) + 1.)
 CREATE TABLE journal_state (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
-    origin TEXT    NOT NULL,
-    size   INTEGER NOT NULL
+    origin TEXT    NOT NULL
 );
 
 -- Platform secrets of the journal (signing key seed, pseudonym key), created once.

@@ -198,3 +198,36 @@ async fn postgres_refusal_is_reported_plainly() {
         .to_string();
     assert!(err.contains("the database does not exist"), "{err}");
 }
+
+/// Two sequencers extending the log from the same point: the second fails whole.
+async fn two_sequencers_cannot_fork_the_log(backend: Backend) {
+    use socle_store::{JournalStore, NewEntry};
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.migrate().await.unwrap();
+    store.journal_state("test").await.unwrap();
+    let entry = |leaf: &[u8]| NewEntry {
+        index: 0,
+        leaf: leaf.to_vec(),
+        leaf_hash: [7u8; 32],
+        subject: None,
+    };
+    let mut a = store.journal_writer();
+    let mut b = store.journal_writer();
+    a.integrate(0, &[entry(b"first")], &[], &[]).await.unwrap();
+    let err = b
+        .integrate(0, &[entry(b"second")], &[(1, [9u8; 32])], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let stored = store.journal_entries(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].leaf, b"first");
+    assert!(
+        store.journal_nodes(&[1]).await.unwrap().is_empty(),
+        "nothing of the losing batch"
+    );
+    assert_eq!(store.journal_state("test").await.unwrap().size, 1);
+}
+
+on_both_stores!(two_sequencers_cannot_fork_the_log);
