@@ -62,6 +62,29 @@ fn decode_hash(s: &str) -> anyhow::Result<Hash> {
         .ok_or_else(|| anyhow!("{s:?} is not a base64 SHA-256 hash"))
 }
 
+/// A proof as served by `/journal/proof/*` (the root only on inclusion proofs).
+#[derive(Deserialize)]
+struct ServedProof {
+    #[serde(default)]
+    root: Option<String>,
+    hashes: Vec<String>,
+}
+
+impl ServedProof {
+    fn hashes(&self) -> anyhow::Result<Vec<Hash>> {
+        self.hashes.iter().map(|h| decode_hash(h)).collect()
+    }
+}
+
+/// Decodes one served or bundled entry and feeds it to the verifier.
+fn feed(verifier: &mut Verifier, e: &BundleEntry) -> anyhow::Result<Result<Vec<u8>, VerifyError>> {
+    let leaf = B64
+        .decode(&e.leaf)
+        .with_context(|| format!("entry {}: leaf is not base64", e.index))?;
+    let stored = e.leaf_hash.as_deref().map(decode_hash).transpose()?;
+    Ok(verifier.feed(e.index, &leaf, stored).map(|()| leaf))
+}
+
 fn progress(total: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() || total < 10_000 {
         return indicatif::ProgressBar::hidden();
@@ -269,16 +292,15 @@ async fn verify_url(
             break;
         }
         for e in page.entries {
-            let leaf = B64
-                .decode(&e.leaf)
-                .with_context(|| format!("entry {}: leaf is not base64", e.index))?;
-            let stored = e.leaf_hash.as_deref().map(decode_hash).transpose()?;
+            let leaf = match feed(&mut verifier, &e)? {
+                Ok(leaf) => leaf,
+                Err(err) => {
+                    bar.finish_and_clear();
+                    return Ok(Err(err));
+                }
+            };
             if sample_at.contains(&e.index) {
                 samples.insert(e.index, merkle::leaf_hash(&leaf));
-            }
-            if let Err(err) = verifier.feed(e.index, &leaf, stored) {
-                bar.finish_and_clear();
-                return Ok(Err(err));
             }
             next = e.index + 1;
         }
@@ -292,22 +314,13 @@ async fn verify_url(
 
     // The server's own proofs must agree with what was recomputed.
     for (index, leaf_hash) in samples {
-        #[derive(Deserialize)]
-        struct Proof {
-            root: String,
-            hashes: Vec<String>,
-        }
-        let p: Proof = get_json(
+        let p: ServedProof = get_json(
             &client,
             &format!("{base}/journal/proof/inclusion?index={index}&size={target}"),
         )
         .await?;
-        let hashes = p
-            .hashes
-            .iter()
-            .map(|h| decode_hash(h))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if decode_hash(&p.root)? != report.root
+        let hashes = p.hashes()?;
+        if p.root.as_deref().map(decode_hash).transpose()? != Some(report.root)
             || merkle::verify_inclusion(index, target, &leaf_hash, &hashes, &report.root).is_err()
         {
             return Ok(Err(VerifyError::Tampered {
@@ -320,20 +333,12 @@ async fn verify_url(
         && size > 0
         && size < target
     {
-        #[derive(Deserialize)]
-        struct Proof {
-            hashes: Vec<String>,
-        }
-        let p: Proof = get_json(
+        let p: ServedProof = get_json(
             &client,
             &format!("{base}/journal/proof/consistency?from={size}&to={target}"),
         )
         .await?;
-        let hashes = p
-            .hashes
-            .iter()
-            .map(|h| decode_hash(h))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let hashes = p.hashes()?;
         if merkle::verify_consistency(size, target, &root, &report.root, &hashes).is_err() {
             return Ok(Err(VerifyError::Fork(format!(
                 "the server's consistency proof from size {size} to {target} does not verify"
@@ -376,11 +381,7 @@ fn verify_bundle(
         }
         let e: BundleEntry =
             serde_json::from_str(&line).with_context(|| format!("bundle line {}", n + 2))?;
-        let leaf = B64
-            .decode(&e.leaf)
-            .with_context(|| format!("entry {}: leaf is not base64", e.index))?;
-        let stored = e.leaf_hash.as_deref().map(decode_hash).transpose()?;
-        if let Err(err) = verifier.feed(e.index, &leaf, stored) {
+        if let Err(err) = feed(&mut verifier, &e)? {
             bar.finish_and_clear();
             return Ok(Err(err));
         }
