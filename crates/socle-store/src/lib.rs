@@ -11,6 +11,7 @@
 //! The same test suite (in the `socle` crate's integration tests) runs on both backends.
 
 mod error;
+mod identity;
 mod journal;
 mod migrate;
 mod open;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Result, StoreError};
+pub use identity::{CodeUse, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{
     JournalState, JournalStore, JournalWriter, NewEntry, NodeHash, QueuedLeaf, SequencerLease,
     StoredCheckpoint, StoredEntry,

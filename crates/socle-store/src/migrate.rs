@@ -30,6 +30,7 @@ macro_rules! migration {
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_instance"),
     migration!(2, "0002_journal"),
+    migration!(3, "0003_identity"),
 ];
 
 /// The schema version this binary writes and expects.

@@ -43,6 +43,8 @@ pub struct WebSettings {
     pub ready_timeout: Duration,
     /// Requests per second one client may make to `/journal/*`.
     pub journal_rate_limit: u32,
+    /// Bearer token of the administration API (`None`: closed).
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -55,6 +57,10 @@ pub struct AppState {
     /// `None` only while the schema is behind this binary (not ready).
     pub journal: Option<Journal>,
     pub journal_limiter: Arc<ratelimit::RateLimiter>,
+    /// The OpenID Connect provider (`None` only while the schema is behind).
+    pub identity: Option<socle_identity::Provider>,
+    /// The demonstration identity provider and service (`socle demo` only).
+    pub demo: Option<Arc<routes::demo::Demo>>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
     pub draining: Arc<AtomicBool>,
     pub started: Instant,
@@ -85,8 +91,62 @@ pub fn router(state: AppState) -> Router {
             routes::journal::rate_limit,
         ));
 
+    use axum::routing::post;
+    use routes::{admin, demo, oidc};
+    let identity = Router::new()
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route(
+            "/api/v2/.well-known/openid-configuration",
+            get(oidc::discovery),
+        )
+        .route("/api/v2/jwks", get(oidc::jwks))
+        .route(
+            "/api/v2/authorize",
+            get(oidc::authorize_get).post(oidc::authorize_post),
+        )
+        .route("/api/v2/interaction/{id}", get(oidc::choice))
+        .route("/api/v2/interaction/{id}/choice", post(oidc::choose))
+        .route(
+            "/api/v2/interaction/{id}/consent",
+            get(oidc::consent_page).post(oidc::consent),
+        )
+        .route("/api/v2/oidc-callback", get(oidc::callback))
+        .route("/api/v2/token", post(oidc::token))
+        .route("/api/v2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route(
+            "/api/v2/session/end",
+            get(oidc::end_session_get).post(oidc::end_session_post),
+        )
+        .route("/api/v2/client/logout-callback", get(oidc::logout_callback))
+        .route(
+            "/api/admin/clients",
+            get(admin::list_clients).post(admin::create_client),
+        )
+        .route(
+            "/api/admin/clients/{client_id}/disable",
+            post(admin::disable_client),
+        )
+        .route(
+            "/demo/fi/.well-known/openid-configuration",
+            get(demo::fi_discovery),
+        )
+        .route("/demo/fi/jwks", get(demo::fi_jwks))
+        .route(
+            "/demo/fi/authorize",
+            get(demo::fi_authorize).post(demo::fi_login),
+        )
+        .route("/demo/fi/token", post(demo::fi_token))
+        .route("/demo/fi/userinfo", get(demo::fi_userinfo))
+        .route("/demo/fi/session/end", get(demo::fi_end_session))
+        .route("/demo/fs", get(demo::fs_home))
+        .route("/demo/fs/", get(demo::fs_home))
+        .route("/demo/fs/login", get(demo::fs_login))
+        .route("/demo/fs/callback", get(demo::fs_callback))
+        .route("/demo/fs/logged-out", get(demo::fs_logged_out));
+
     Router::new()
         .merge(journal)
+        .merge(identity)
         .route("/", get(pages::home))
         .route("/journal", get(pages::journal))
         .route("/healthz", get(routes::health::healthz))

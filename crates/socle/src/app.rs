@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use socle_identity::demo::DemoFi;
+use socle_identity::{Broker, Client, FiSettings, KeyRing, MasterKey, Provider, ProviderConfig};
 use socle_journal::{Entry, EntryKind, Journal, JournalConfig};
 use socle_store::{InstanceStore, Location, Store, StoreOptions};
+use socle_web::routes::demo::{Demo, DemoFs};
 use socle_web::{AppState, WebSettings};
 use tokio::net::TcpListener;
 
@@ -103,6 +106,22 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
+        let public_url = config.server.public_url.clone().unwrap_or_else(|| {
+            let mut addr = local_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip([127, 0, 0, 1].into());
+            }
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
+        });
+
+        let (identity, demo) = match &journal {
+            Some(journal) => {
+                let (p, d) = open_identity(&store, journal, &config, &public_url).await?;
+                (Some(p), d)
+            }
+            None => (None, None),
+        };
 
         let state = AppState {
             store,
@@ -114,7 +133,10 @@ impl Application {
                 request_timeout: config.server.request_timeout,
                 ready_timeout: std::time::Duration::from_secs(2),
                 journal_rate_limit: config.journal.rate_limit,
+                admin_token: config.admin.token.as_deref().map(Arc::from),
             }),
+            identity,
+            demo,
             journal,
             journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
                 config.journal.rate_limit,
@@ -256,6 +278,156 @@ pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Jour
     jc.origin_explicit = config.journal.origin.is_some();
     jc.checkpoint_interval = config.journal.checkpoint_interval;
     Ok(Journal::open(store.clone(), jc).await?)
+}
+
+/// Reads the master key from the configuration, or from `data_dir/master.key`,
+/// creating that file (mode 0600) on first start.
+pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &config.identity.master_key {
+        return Ok(MasterKey::parse(text)?);
+    }
+    let path = config.data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::parse(&text)
+            .with_context(|| format!("{} does not hold a master key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let text = MasterKey::generate_text();
+            write_private(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if config.database.url.is_some() {
+                tracing::warn!(path = %path.display(), "generated a master key in the data directory: every node sharing this PostgreSQL database needs the same key (identity.master_key_file)");
+            } else {
+                tracing::info!(path = %path.display(), "generated the master key");
+            }
+            Ok(MasterKey::parse(&text)?)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// The identity provider, its keys and upstream providers; with `config.demo`, the
+/// demonstration identity provider and service too.
+pub async fn open_identity(
+    store: &Store,
+    journal: &Journal,
+    config: &Config,
+    public_url: &str,
+) -> anyhow::Result<(Provider, Option<Arc<Demo>>)> {
+    let keys = KeyRing::open(store.clone(), master_key(config)?)
+        .await
+        .context("cannot open the token signing keys")?;
+    let mut providers: Vec<FiSettings> = config
+        .identity
+        .providers
+        .iter()
+        .map(|p| FiSettings {
+            id: p.id.clone(),
+            label: p.label.clone(),
+            logo: p.logo.clone(),
+            issuer: p.issuer.clone(),
+            discovery_url: p.discovery_url.clone(),
+            client_id: p.client_id.clone(),
+            client_secret: p.client_secret.clone(),
+            eidas_levels: p.eidas_levels.clone(),
+            scope: p.scope.clone(),
+            timeout: p.timeout,
+        })
+        .collect();
+    let demo_fi = if config.demo {
+        let fi = DemoFi::new(public_url)?;
+        providers.push(FiSettings {
+            id: "demo".into(),
+            label: "Fournisseur d’identité de démonstration".into(),
+            logo: None,
+            issuer: fi.issuer.clone(),
+            discovery_url: None,
+            client_id: fi.client_id.clone(),
+            client_secret: fi.client_secret.clone(),
+            eidas_levels: vec![1, 2, 3],
+            scope: "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username".into(),
+            timeout: std::time::Duration::from_secs(5),
+        });
+        Some(fi)
+    } else {
+        None
+    };
+    let broker = Broker::new(providers, format!("{public_url}/api/v2/oidc-callback"))?;
+    let mut pc = ProviderConfig::new(public_url);
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    pc.session_ttl = secs(config.identity.session_lifetime);
+    pc.code_ttl = secs(config.identity.code_lifetime);
+    pc.access_token_ttl = secs(config.identity.access_token_lifetime);
+    pc.id_token_ttl = secs(config.identity.id_token_lifetime);
+    let provider = Provider::new(store.clone(), journal.clone(), keys, broker, pc);
+
+    let demo = match demo_fi {
+        Some(fi) => {
+            let secret = socle_identity::random_token(32);
+            let fs = DemoFs::new(public_url, "demarche-demo".into(), secret.clone());
+            let client = Client {
+                client_id: fs.client_id.clone(),
+                name: "Démarche de démonstration".into(),
+                organisation: "13002526500013".into(),
+                secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
+                jwks: None,
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                redirect_uris: vec![fs.redirect_uri()],
+                post_logout_redirect_uris: vec![fs.post_logout_redirect_uri()],
+                scopes: [
+                    "openid",
+                    "identite_pivot",
+                    "email",
+                    "preferred_username",
+                    "profile",
+                    "birth",
+                ]
+                .map(String::from)
+                .to_vec(),
+                eidas_level: 1,
+                id_token_signed_response_alg: "ES256".into(),
+                id_token_encrypted_response_alg: None,
+                id_token_encrypted_response_enc: None,
+                userinfo_signed_response_alg: Some("ES256".into()),
+                userinfo_encrypted_response_alg: None,
+                userinfo_encrypted_response_enc: None,
+                consent_exempt: false,
+                disabled: false,
+            };
+            provider.clients.put(&client).await?;
+            Some(Arc::new(Demo { fi, fs }))
+        }
+        None => None,
+    };
+
+    // Expired sessions, codes and tokens go away; the store stays small.
+    let purger = provider.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purger.purge().await {
+                tracing::debug!(error = %e, "identity purge failed");
+            }
+        }
+    });
+    Ok((provider, demo))
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

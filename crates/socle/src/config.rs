@@ -20,7 +20,7 @@ use toml::Value;
 const TEST_ENV_PREFIX: &str = "SOCLE_TEST_";
 
 /// Keys whose values are secrets: redacted when printed, and settable from a file.
-const SECRET_KEYS: &[&str] = &["database.url"];
+const SECRET_KEYS: &[&str] = &["database.url", "identity.master_key", "admin.token"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -30,8 +30,13 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: Option<TlsConfig>,
     pub journal: JournalSettings,
+    pub identity: IdentitySettings,
+    pub admin: AdminSettings,
     /// Where the embedded store and other local state live.
     pub data_dir: PathBuf,
+    /// Set by `socle demo` (not a setting): mounts the demonstration identity provider
+    /// and service.
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +50,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub request_timeout: Duration,
     pub body_limit: usize,
+    /// The address people and services use to reach Socle (issuer base); `None`:
+    /// `http://` + the bound address.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +87,42 @@ pub struct JournalSettings {
     pub checkpoint_interval: Duration,
     /// Requests per second one client may make to the public `/journal/*` endpoints.
     pub rate_limit: u32,
+}
+
+/// Identity federation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentitySettings {
+    /// Seals signing keys at rest (32 bytes, base64 or hex). `None`: kept in
+    /// `data_dir/master.key`, created on first start.
+    pub master_key: Option<String>,
+    pub session_lifetime: Duration,
+    pub code_lifetime: Duration,
+    pub access_token_lifetime: Duration,
+    pub id_token_lifetime: Duration,
+    /// Upstream identity providers (`[[identity.providers]]`).
+    pub providers: Vec<IdentityProviderConfig>,
+}
+
+/// One upstream identity provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityProviderConfig {
+    pub id: String,
+    pub label: String,
+    pub logo: Option<String>,
+    pub issuer: String,
+    pub discovery_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub eidas_levels: Vec<u8>,
+    pub scope: String,
+    pub timeout: Duration,
+}
+
+/// The administration API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    /// Bearer token of `/api/admin/*`; `None`: the admin API is closed.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -436,6 +480,19 @@ impl Config {
             shutdown_timeout: r.get("server.shutdown_timeout", Duration::from_secs(30), duration),
             request_timeout: r.get("server.request_timeout", Duration::from_secs(30), duration),
             body_limit: r.get("server.body_limit", 1 << 20, byte_size),
+            public_url: r.opt("server.public_url", |v| {
+                let s = string(v)?;
+                let u = url::Url::parse(&s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                    return Err(format!(
+                        "{s:?} must be an http(s) URL such as https://socle.example.gouv.fr"
+                    ));
+                }
+                if u.query().is_some() || u.fragment().is_some() {
+                    return Err(format!("{s:?} must not have a query or fragment"));
+                }
+                Ok(s.trim_end_matches('/').to_string())
+            }),
         };
 
         let url = r.opt("database.url", |v| {
@@ -527,6 +584,68 @@ impl Config {
             rate_limit: r.get("journal.rate_limit", 50, positive_u32),
         };
 
+        let lifetime = |min: u64, max: u64| {
+            move |v: &Value| {
+                let d = duration(v)?;
+                if d < Duration::from_secs(min) || d > Duration::from_secs(max) {
+                    Err(format!("must be between {min}s and {max}s"))
+                } else {
+                    Ok(d)
+                }
+            }
+        };
+        let identity = IdentitySettings {
+            master_key: r.opt("identity.master_key", |v| {
+                let s = string(v)?;
+                socle_identity::MasterKey::parse(&s)
+                    .map(|_| s.clone())
+                    .map_err(|e| e.to_string())
+            }),
+            session_lifetime: r.get(
+                "identity.session_lifetime",
+                Duration::from_secs(1800),
+                lifetime(60, 86_400),
+            ),
+            code_lifetime: r.get(
+                "identity.code_lifetime",
+                Duration::from_secs(30),
+                lifetime(5, 600),
+            ),
+            access_token_lifetime: r.get(
+                "identity.access_token_lifetime",
+                Duration::from_secs(60),
+                lifetime(10, 3600),
+            ),
+            id_token_lifetime: r.get(
+                "identity.id_token_lifetime",
+                Duration::from_secs(300),
+                lifetime(10, 3600),
+            ),
+            providers: {
+                let raw = r.raw("identity.providers");
+                match raw {
+                    None => Vec::new(),
+                    Some((v, origin)) => match providers(&v) {
+                        Ok(p) => p,
+                        Err(message) => {
+                            r.fail("identity.providers", Some(origin), &message);
+                            Vec::new()
+                        }
+                    },
+                }
+            },
+        };
+        let admin = AdminSettings {
+            token: r.opt("admin.token", |v| {
+                let s = string(v)?;
+                if s.len() < 32 {
+                    Err("must be at least 32 characters (generate one with `openssl rand -base64 32`)".into())
+                } else {
+                    Ok(s)
+                }
+            }),
+        };
+
         let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
             let s = string(v)?;
             if s.trim().is_empty() {
@@ -560,7 +679,10 @@ impl Config {
             log,
             tls,
             journal,
+            identity,
+            admin,
             data_dir,
+            demo: false,
         })
     }
 
@@ -637,6 +759,36 @@ impl Config {
             q(&format_duration(self.journal.checkpoint_interval)),
         );
         line(&mut out, "rate_limit", self.journal.rate_limit.to_string());
+        out.push_str("\n[identity]\n");
+        match &self.identity.master_key {
+            Some(_) => line(&mut out, "master_key", q("***")),
+            None => out.push_str(&format!(
+                "# master_key unset: kept in {}\n",
+                self.data_dir.join("master.key").display()
+            )),
+        }
+        for (k, d) in [
+            ("session_lifetime", self.identity.session_lifetime),
+            ("code_lifetime", self.identity.code_lifetime),
+            ("access_token_lifetime", self.identity.access_token_lifetime),
+            ("id_token_lifetime", self.identity.id_token_lifetime),
+        ] {
+            line(&mut out, k, q(&format_duration(d)));
+        }
+        for p in &self.identity.providers {
+            out.push_str("\n[[identity.providers]]\n");
+            line(&mut out, "id", q(&p.id));
+            line(&mut out, "label", q(&p.label));
+            line(&mut out, "issuer", q(&p.issuer));
+            line(&mut out, "client_id", q(&p.client_id));
+            line(&mut out, "client_secret", q("***"));
+            line(&mut out, "eidas_levels", format!("{:?}", p.eidas_levels));
+        }
+        out.push_str("\n[admin]\n");
+        match &self.admin.token {
+            Some(_) => line(&mut out, "token", q("***")),
+            None => out.push_str("# token unset: the admin API is closed\n"),
+        }
         match &self.tls {
             Some(tls) => {
                 out.push_str("\n[tls]\n");
@@ -653,6 +805,110 @@ impl Config {
         }
         out
     }
+}
+
+/// `[[identity.providers]]`: an array of tables.
+fn providers(v: &Value) -> Result<Vec<IdentityProviderConfig>, String> {
+    let Value::Array(items) = v else {
+        return Err("must be an array of tables ([[identity.providers]])".into());
+    };
+    let mut out: Vec<IdentityProviderConfig> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let at = |m: String| format!("provider #{}: {m}", n + 1);
+        let Value::Table(t) = item else {
+            return Err(at("must be a table".into()));
+        };
+        const KNOWN: &[&str] = &[
+            "id",
+            "label",
+            "logo",
+            "issuer",
+            "discovery_url",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "eidas_levels",
+            "scope",
+            "timeout",
+        ];
+        if let Some(k) = t.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(at(format!("unknown key {k:?}")));
+        }
+        let text = |k: &str| -> Result<Option<String>, String> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+                Some(_) => Err(at(format!("{k} must be a non-empty string"))),
+            }
+        };
+        let need = |k: &str| -> Result<String, String> {
+            text(k)?.ok_or_else(|| at(format!("{k} is required")))
+        };
+        let id = need("id")?;
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(at(format!("id {id:?} may only contain a-z, 0-9 and '-'")));
+        }
+        if out.iter().any(|p| p.id == id) {
+            return Err(at(format!("id {id:?} is used twice")));
+        }
+        let issuer = need("issuer")?;
+        url::Url::parse(&issuer).map_err(|e| at(format!("issuer {issuer:?} is not a URL: {e}")))?;
+        let client_secret = match (text("client_secret")?, text("client_secret_file")?) {
+            (Some(s), None) => s,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map(|s| s.trim_end().to_string())
+                .map_err(|e| at(format!("cannot read client_secret_file {path}: {e}")))?,
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "set client_secret or client_secret_file, not both".into()
+                ));
+            }
+            (None, None) => {
+                return Err(at(
+                    "client_secret (or client_secret_file) is required".into()
+                ));
+            }
+        };
+        let eidas_levels = match t.get("eidas_levels") {
+            None => vec![1],
+            Some(Value::Array(a)) => {
+                let mut levels = Vec::new();
+                for l in a {
+                    match l.as_integer() {
+                        Some(x @ 1..=3) => levels.push(x as u8),
+                        _ => return Err(at("eidas_levels must list levels 1, 2 or 3".into())),
+                    }
+                }
+                if levels.is_empty() {
+                    return Err(at("eidas_levels must not be empty".into()));
+                }
+                levels
+            }
+            Some(_) => return Err(at("eidas_levels must be an array such as [1, 2]".into())),
+        };
+        let timeout = match t.get("timeout") {
+            None => Duration::from_secs(5),
+            Some(v) => duration(v).map_err(|e| at(format!("timeout: {e}")))?,
+        };
+        out.push(IdentityProviderConfig {
+            label: text("label")?.unwrap_or_else(|| id.clone()),
+            logo: text("logo")?,
+            discovery_url: text("discovery_url")?,
+            client_id: need("client_id")?,
+            scope: text("scope")?.unwrap_or_else(|| {
+                "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username".into()
+            }),
+            id,
+            issuer,
+            client_secret,
+            eidas_levels,
+            timeout,
+        });
+    }
+    Ok(out)
 }
 
 fn readable_file(v: &Value) -> Result<PathBuf, String> {

@@ -201,6 +201,7 @@ fn main() -> ExitCode {
             };
             // The demo always runs on the embedded store.
             config.database.url = None;
+            config.demo = true;
             if args.reset
                 && let Err(e) = reset_demo(&config.sqlite_path())
             {

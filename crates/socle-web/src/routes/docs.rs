@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::{health, journal, reports};
+use crate::routes::{admin, health, journal, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,18 +22,36 @@ use crate::routes::{health, journal, reports};
         health::healthz, health::readyz, health::metrics, openapi_json, reports::csp_report,
         journal::checkpoint, journal::key, journal::checkpoints, journal::entries,
         journal::inclusion, journal::consistency,
+        admin::create_client, admin::list_clients, admin::disable_client,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
         journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
+        socle_identity::ClientInput, socle_identity::NewClientSecret, admin::ClientView,
     )),
+    modifiers(&AdminToken),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
         (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
+        (name = "administration", description = "Service providers (OpenID Connect clients); needs the admin token"),
         (name = "documentation", description = "This description"),
     )
 )]
 pub struct ApiDoc;
+
+/// The admin API's bearer token, as a security scheme.
+struct AdminToken;
+
+impl utoipa::Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",

@@ -1,7 +1,10 @@
 //! Route handlers, one module per audience or concern. Handlers stay thin: parse the
 //! request, call the domain or store, map the result.
 
+pub mod admin;
+pub mod demo;
 pub mod docs;
 pub mod health;
 pub mod journal;
+pub mod oidc;
 pub mod reports;

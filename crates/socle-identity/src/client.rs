@@ -1,0 +1,460 @@
+//! Service providers registered as OpenID Connect clients, and how they authenticate
+//! at the token endpoint (`client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt`; `none` for public clients, which must use PKCE).
+
+use josekit::jwk::{Jwk, JwkSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use socle_store::{IdentityStore, Store};
+
+use crate::error::{IdentityError, OidcError, Result};
+use crate::pivot::{Eidas, SCOPES};
+
+/// A registered client, as stored (the secret only as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// SIRET of the organisation responsible for the service.
+    pub organisation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// Public keys of the client: `sig` keys for `private_key_jwt`, `enc` keys to
+    /// encrypt ID tokens and userinfo to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    pub token_endpoint_auth_method: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Lowest eIDAS level the service accepts.
+    pub eidas_level: u8,
+    pub id_token_signed_response_alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_enc: Option<String>,
+    /// `Some(alg)`: userinfo is a signed JWT; `None`: plain JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_signed_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_enc: Option<String>,
+    /// Declared exempt from the consent screen (e.g. the person's own administration
+    /// acting under a legal obligation).
+    #[serde(default)]
+    pub consent_exempt: bool,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// What an administrator gives to register a client.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    pub name: String,
+    /// SIRET (14 digits) of the organisation.
+    pub organisation: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Defaults to `openid identite_pivot email`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// 1, 2 or 3; default 1.
+    #[serde(default)]
+    pub eidas_level: Option<u8>,
+    /// `client_secret_basic` (default), `client_secret_post`, `private_key_jwt`, `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Required for `private_key_jwt` and for encryption.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<Value>,
+    /// `ES256` (default) or `RS256`.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+    /// `RSA-OAEP`, `RSA-OAEP-256` or `ECDH-ES`.
+    #[serde(default)]
+    pub id_token_encrypted_response_alg: Option<String>,
+    /// `A256GCM`.
+    #[serde(default)]
+    pub id_token_encrypted_response_enc: Option<String>,
+    /// `ES256` (default) or `RS256`; `"none"` for plain JSON userinfo.
+    #[serde(default)]
+    pub userinfo_signed_response_alg: Option<String>,
+    #[serde(default)]
+    pub userinfo_encrypted_response_alg: Option<String>,
+    #[serde(default)]
+    pub userinfo_encrypted_response_enc: Option<String>,
+    #[serde(default)]
+    pub consent_exempt: bool,
+}
+
+/// A freshly created client and its secret, shown once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewClientSecret {
+    pub client_id: String,
+    /// Shown once; only its hash is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
+const ENC_ALGS: &[&str] = &["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"];
+
+/// Checks a redirect URI: absolute, no fragment, `https` except on a loopback host.
+pub fn valid_redirect_uri(uri: &str) -> std::result::Result<(), String> {
+    let u = url::Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!("{uri:?} has a fragment"));
+    }
+    let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "{uri:?} must use https (http is accepted only for localhost)"
+        )),
+    }
+}
+
+fn encryption_pair(
+    what: &str,
+    alg: &Option<String>,
+    enc: &Option<String>,
+) -> std::result::Result<(Option<String>, Option<String>), String> {
+    match (alg, enc) {
+        (None, None) => Ok((None, None)),
+        (Some(a), e) => {
+            if !ENC_ALGS.contains(&a.as_str()) {
+                return Err(format!(
+                    "{what}_encrypted_response_alg {a:?} is not supported (RSA-OAEP, RSA-OAEP-256, ECDH-ES)"
+                ));
+            }
+            let e = e.clone().unwrap_or_else(|| "A256GCM".into());
+            if e != "A256GCM" {
+                return Err(format!(
+                    "{what}_encrypted_response_enc {e:?} is not supported (A256GCM)"
+                ));
+            }
+            Ok((Some(a.clone()), Some(e)))
+        }
+        (None, Some(_)) => Err(format!(
+            "{what}_encrypted_response_enc needs {what}_encrypted_response_alg"
+        )),
+    }
+}
+
+impl ClientInput {
+    /// Validates the input into a client; returns it with the secret to show once.
+    pub fn into_client(self) -> Result<(Client, NewClientSecret)> {
+        let mut problems = Vec::new();
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            problems.push("name must be 1 to 200 characters".to_string());
+        }
+        if self.organisation.len() != 14 || !self.organisation.chars().all(|c| c.is_ascii_digit()) {
+            problems.push("organisation must be a SIRET (14 digits)".to_string());
+        }
+        if self.redirect_uris.is_empty() {
+            problems.push("redirect_uris must list at least one URI".to_string());
+        }
+        for u in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            if let Err(e) = valid_redirect_uri(u) {
+                problems.push(e);
+            }
+        }
+        let mut scopes = if self.scopes.is_empty() {
+            vec!["openid".into(), "identite_pivot".into(), "email".into()]
+        } else {
+            self.scopes.clone()
+        };
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        for s in &scopes {
+            if !SCOPES.contains(&s.as_str()) {
+                problems.push(format!("scope {s:?} is not one Socle offers"));
+            }
+        }
+        let eidas_level = self.eidas_level.unwrap_or(1);
+        if Eidas::from_level(eidas_level).is_none() {
+            problems.push("eidas_level must be 1, 2 or 3".into());
+        }
+        let method = self
+            .token_endpoint_auth_method
+            .clone()
+            .unwrap_or_else(|| "client_secret_basic".into());
+        if !AUTH_METHODS.contains(&method.as_str()) {
+            problems.push(format!(
+                "token_endpoint_auth_method {method:?} is not supported ({})",
+                AUTH_METHODS.join(", ")
+            ));
+        }
+        if let Some(jwks) = &self.jwks
+            && let Err(e) = parse_jwks(jwks)
+        {
+            problems.push(e);
+        }
+        if method == "private_key_jwt" && self.jwks.is_none() {
+            problems.push("private_key_jwt needs the client's jwks".into());
+        }
+        let id_alg = self
+            .id_token_signed_response_alg
+            .clone()
+            .unwrap_or_else(|| "ES256".into());
+        if id_alg != "ES256" && id_alg != "RS256" {
+            problems.push("id_token_signed_response_alg must be ES256 or RS256".into());
+        }
+        let ui_alg = match self.userinfo_signed_response_alg.as_deref() {
+            None => Some("ES256".to_string()),
+            Some("none") => None,
+            Some(a @ ("ES256" | "RS256")) => Some(a.to_string()),
+            Some(_) => {
+                problems
+                    .push("userinfo_signed_response_alg must be ES256, RS256 or \"none\"".into());
+                None
+            }
+        };
+        let (ide_alg, ide_enc) = encryption_pair(
+            "id_token",
+            &self.id_token_encrypted_response_alg,
+            &self.id_token_encrypted_response_enc,
+        )
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            (None, None)
+        });
+        let (uie_alg, uie_enc) = encryption_pair(
+            "userinfo",
+            &self.userinfo_encrypted_response_alg,
+            &self.userinfo_encrypted_response_enc,
+        )
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            (None, None)
+        });
+        if (ide_alg.is_some() || uie_alg.is_some()) && self.jwks.is_none() {
+            problems.push("encryption needs the client's jwks (with an enc key)".into());
+        }
+        if !problems.is_empty() {
+            return Err(IdentityError::Invalid(problems.join("; ")));
+        }
+        let client_id = hex::encode(rand_bytes::<32>());
+        let secret = matches!(
+            method.as_str(),
+            "client_secret_basic" | "client_secret_post"
+        )
+        .then(|| crate::random_token(32));
+        let client = Client {
+            client_id: client_id.clone(),
+            name: self.name.trim().to_string(),
+            organisation: self.organisation,
+            secret_hash: secret.as_ref().map(|s| crate::sha256_hex(s.as_bytes())),
+            jwks: self.jwks,
+            token_endpoint_auth_method: method,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            scopes,
+            eidas_level,
+            id_token_signed_response_alg: id_alg,
+            id_token_encrypted_response_alg: ide_alg,
+            id_token_encrypted_response_enc: ide_enc,
+            userinfo_signed_response_alg: ui_alg,
+            userinfo_encrypted_response_alg: uie_alg,
+            userinfo_encrypted_response_enc: uie_enc,
+            consent_exempt: self.consent_exempt,
+            disabled: false,
+        };
+        Ok((
+            client,
+            NewClientSecret {
+                client_id,
+                client_secret: secret,
+            },
+        ))
+    }
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    use rand::RngCore;
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+/// Parses a JWKS document.
+pub fn parse_jwks(v: &Value) -> std::result::Result<JwkSet, String> {
+    match v {
+        Value::Object(m) => JwkSet::from_map(m.clone()).map_err(|e| format!("jwks: {e}")),
+        _ => Err("jwks must be a JSON object {\"keys\": [...]}".into()),
+    }
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == "none"
+    }
+
+    /// The client's key for `use` (`sig` or `enc`) and, for `enc`, suitable for `alg`.
+    pub fn key(&self, usage: &str, alg: Option<&str>, kid: Option<&str>) -> Option<Jwk> {
+        let set = parse_jwks(self.jwks.as_ref()?).ok()?;
+        set.keys()
+            .into_iter()
+            .filter(|k| k.key_use().is_none_or(|u| u == usage))
+            .filter(|k| kid.is_none_or(|id| k.key_id() == Some(id)))
+            .filter(|k| match alg {
+                Some(a) if a.starts_with("RSA") => k.key_type() == "RSA",
+                Some(a) if a.starts_with("ECDH") => k.key_type() == "EC",
+                Some("ES256") => k.key_type() == "EC",
+                Some("RS256") => k.key_type() == "RSA",
+                _ => true,
+            })
+            .map(|k| (*k).clone())
+            .next()
+    }
+}
+
+/// The registry of clients, over the store.
+#[derive(Clone)]
+pub struct Clients {
+    store: Store,
+}
+
+impl Clients {
+    pub fn new(store: Store) -> Self {
+        Clients { store }
+    }
+
+    pub async fn create(&self, input: ClientInput) -> Result<(Client, NewClientSecret)> {
+        let (client, secret) = input.into_client()?;
+        let doc =
+            serde_json::to_string(&client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        self.store
+            .insert_client(&client.client_id, &doc, crate::now())
+            .await?;
+        Ok((client, secret))
+    }
+
+    /// Stores a client as given (demo seeding: a known client id and secret).
+    pub async fn put(&self, client: &Client) -> Result<()> {
+        let doc =
+            serde_json::to_string(client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        if !self
+            .store
+            .update_client(&client.client_id, &doc, crate::now())
+            .await?
+        {
+            self.store
+                .insert_client(&client.client_id, &doc, crate::now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, client_id: &str) -> Result<Option<Client>> {
+        let Some(row) = self.store.client(client_id).await? else {
+            return Ok(None);
+        };
+        let mut c: Client = serde_json::from_str(&row.doc)
+            .map_err(|e| IdentityError::Crypto(format!("stored client is unreadable: {e}")))?;
+        c.disabled = row.disabled;
+        Ok(Some(c))
+    }
+
+    /// An enabled client, or the OAuth error `invalid_client`.
+    pub async fn active(&self, client_id: &str) -> Result<Client> {
+        match self.get(client_id).await? {
+            Some(c) if !c.disabled => Ok(c),
+            _ => Err(IdentityError::oidc(
+                OidcError::InvalidClient,
+                "unknown or disabled client",
+            )),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Client>> {
+        let mut out = Vec::new();
+        for row in self.store.clients().await? {
+            if let Ok(mut c) = serde_json::from_str::<Client>(&row.doc) {
+                c.disabled = row.disabled;
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+        if self
+            .store
+            .set_client_disabled(client_id, disabled, crate::now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(IdentityError::NotFound(format!("client {client_id}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> ClientInput {
+        ClientInput {
+            name: "Service".into(),
+            organisation: "13002526500013".into(),
+            redirect_uris: vec!["https://fs.example.fr/callback".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_secret_shown_once() {
+        let (c, s) = input().into_client().unwrap();
+        assert_eq!(c.token_endpoint_auth_method, "client_secret_basic");
+        assert_eq!(c.userinfo_signed_response_alg.as_deref(), Some("ES256"));
+        assert_eq!(c.id_token_signed_response_alg, "ES256");
+        let secret = s.client_secret.unwrap();
+        assert_eq!(
+            c.secret_hash.as_deref(),
+            Some(crate::sha256_hex(secret.as_bytes()).as_str())
+        );
+        assert!(!serde_json::to_string(&c).unwrap().contains(&secret));
+    }
+
+    #[test]
+    fn lists_every_problem() {
+        let mut i = input();
+        i.organisation = "123".into();
+        i.redirect_uris = vec!["http://fs.example.fr/cb".into(), "https://x/#f".into()];
+        i.scopes = vec!["openid".into(), "everything".into()];
+        i.eidas_level = Some(4);
+        i.token_endpoint_auth_method = Some("private_key_jwt".into());
+        let IdentityError::Invalid(msg) = i.into_client().unwrap_err() else {
+            panic!()
+        };
+        for part in [
+            "SIRET",
+            "https",
+            "fragment",
+            "everything",
+            "eidas_level",
+            "jwks",
+        ] {
+            assert!(msg.contains(part), "{part} missing from {msg}");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Token signing keys: generated on first start, stored sealed under the master key,
+//! rotated on demand; a retired key stays in the JWKS until every token it signed has
+//! expired.
+//!
+//! Sealing is a compact JWE with `alg: dir` and `enc: A256GCM` (RFC 7516) under the
+//! 256-bit master key, so a database dump alone reveals no private key. The platform's
+//! pairwise-subject secret is kept the same way, as the key row `kid = "pairwise"`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use josekit::jwe::{Dir, JweHeader};
+use josekit::jwk::Jwk;
+use josekit::jws::{ES256, JwsHeader, JwsSigner, RS256};
+use josekit::jwt::JwtPayload;
+use serde_json::Value;
+use socle_store::{IdentityStore, Store, StoredKey};
+
+use crate::error::{IdentityError, Result};
+
+/// Algorithms Socle signs tokens with.
+pub const SIGNING_ALGS: &[&str] = &["ES256", "RS256"];
+
+const PAIRWISE: &str = "pairwise";
+
+/// The 256-bit key that seals private keys at rest.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+impl MasterKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        MasterKey(bytes)
+    }
+
+    /// Reads the key from its text form: 32 bytes, base64 (standard or url-safe) or hex.
+    pub fn parse(text: &str) -> Result<Self> {
+        use base64::Engine;
+        let t = text.trim();
+        let bytes = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+            hex::decode(t).ok()
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+                .ok()
+        };
+        match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            Some(b) => Ok(MasterKey(b)),
+            None => Err(IdentityError::Invalid(
+                "the master key must be 32 bytes, written in base64 or hex".into(),
+            )),
+        }
+    }
+
+    /// A fresh random key, in base64 (what `socle keys generate-master` prints).
+    pub fn generate_text() -> String {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String> {
+        let mut header = JweHeader::new();
+        header.set_content_encryption("A256GCM");
+        let encrypter = Dir.encrypter_from_bytes(self.0)?;
+        Ok(josekit::jwe::serialize_compact(
+            plaintext, &header, &encrypter,
+        )?)
+    }
+
+    pub fn unseal(&self, sealed: &str) -> Result<Vec<u8>> {
+        let decrypter = Dir.decrypter_from_bytes(self.0)?;
+        let (bytes, _) = josekit::jwe::deserialize_compact(sealed, &decrypter).map_err(|_| {
+            IdentityError::Crypto(
+                "cannot unseal a stored key: the master key is not the one it was sealed with"
+                    .into(),
+            )
+        })?;
+        Ok(bytes)
+    }
+}
+
+struct Loaded {
+    /// Active signer per algorithm: (kid, signer).
+    signers: HashMap<&'static str, (String, Box<dyn JwsSigner>)>,
+    /// Every published public key (active and retired-but-published).
+    public: Vec<Value>,
+    pairwise: Vec<u8>,
+}
+
+/// The signing keys in memory, reloaded from the store after a rotation.
+#[derive(Clone)]
+pub struct KeyRing {
+    store: Store,
+    master: MasterKey,
+    loaded: Arc<RwLock<Arc<Loaded>>>,
+}
+
+fn generate(alg: &str) -> Result<Jwk> {
+    let mut jwk = match alg {
+        "ES256" => {
+            use josekit::jwk::KeyPair;
+            ES256.generate_key_pair()?.to_jwk_key_pair()
+        }
+        "RS256" => {
+            use josekit::jwk::KeyPair;
+            RS256.generate_key_pair(2048)?.to_jwk_key_pair()
+        }
+        other => {
+            return Err(IdentityError::Invalid(format!(
+                "{other} is not a signing algorithm Socle uses (ES256, RS256)"
+            )));
+        }
+    };
+    let kid = crate::random_token(16);
+    jwk.set_key_id(kid);
+    jwk.set_algorithm(alg);
+    jwk.set_key_use("sig");
+    Ok(jwk)
+}
+
+fn public_of(jwk: &Jwk) -> Result<Jwk> {
+    let mut public = jwk.to_public_key()?;
+    if let Some(k) = jwk.key_id() {
+        public.set_key_id(k);
+    }
+    if let Some(a) = jwk.algorithm() {
+        public.set_algorithm(a);
+    }
+    public.set_key_use("sig");
+    Ok(public)
+}
+
+fn signer_for(alg: &str, jwk: &Jwk) -> Result<Box<dyn JwsSigner>> {
+    Ok(match alg {
+        "ES256" => Box::new(ES256.signer_from_jwk(jwk)?),
+        "RS256" => Box::new(RS256.signer_from_jwk(jwk)?),
+        other => {
+            return Err(IdentityError::Crypto(format!(
+                "stored key with unknown algorithm {other}"
+            )));
+        }
+    })
+}
+
+impl KeyRing {
+    /// Loads the keys, generating what is missing (first start).
+    pub async fn open(store: Store, master: MasterKey) -> Result<KeyRing> {
+        let ring = KeyRing {
+            store,
+            master,
+            loaded: Arc::new(RwLock::new(Arc::new(Loaded {
+                signers: HashMap::new(),
+                public: Vec::new(),
+                pairwise: Vec::new(),
+            }))),
+        };
+        let now = crate::now();
+        let keys = ring.store.keys(now).await?;
+        for alg in SIGNING_ALGS {
+            if !keys.iter().any(|k| k.alg == *alg && k.retired_at.is_none()) {
+                ring.insert_new(alg, now).await?;
+                tracing::info!(alg, "generated a token signing key");
+            }
+        }
+        if !keys.iter().any(|k| k.kid == PAIRWISE) {
+            use rand::RngCore;
+            let mut secret = [0u8; 32];
+            rand::rng().fill_bytes(&mut secret);
+            let row = StoredKey {
+                kid: PAIRWISE.into(),
+                alg: PAIRWISE.into(),
+                sealed: ring.master.seal(&secret)?,
+                public_jwk: "{}".into(),
+                created_at: now,
+                retired_at: None,
+                publish_until: None,
+            };
+            // Two nodes starting together: the first insert wins, the other reloads it.
+            if let Err(e) = ring.store.insert_key(&row).await {
+                tracing::debug!(error = %e, "pairwise secret already created");
+            }
+        }
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    async fn insert_new(&self, alg: &str, now: i64) -> Result<String> {
+        let jwk = generate(alg)?;
+        let kid = jwk.key_id().unwrap_or_default().to_string();
+        let public = public_of(&jwk)?;
+        let row = StoredKey {
+            kid: kid.clone(),
+            alg: alg.to_string(),
+            sealed: self.master.seal(jwk.to_string().as_bytes())?,
+            public_jwk: public.to_string(),
+            created_at: now,
+            retired_at: None,
+            publish_until: None,
+        };
+        self.store.insert_key(&row).await?;
+        Ok(kid)
+    }
+
+    /// Re-reads the keys from the store (after a rotation by another process).
+    pub async fn reload(&self) -> Result<()> {
+        let now = crate::now();
+        let keys = self.store.keys(now).await?;
+        let mut signers = HashMap::new();
+        let mut public = Vec::new();
+        let mut pairwise = Vec::new();
+        for k in &keys {
+            if k.kid == PAIRWISE {
+                pairwise = self.master.unseal(&k.sealed)?;
+                continue;
+            }
+            let alg: &'static str = match k.alg.as_str() {
+                "ES256" => "ES256",
+                "RS256" => "RS256",
+                _ => continue,
+            };
+            if let Ok(v) = serde_json::from_str::<Value>(&k.public_jwk) {
+                public.push(v);
+            }
+            // Newest first: the first active key of an algorithm signs.
+            if k.retired_at.is_none() && !signers.contains_key(alg) {
+                let private = self.master.unseal(&k.sealed)?;
+                let jwk = Jwk::from_bytes(&private)?;
+                signers.insert(alg, (k.kid.clone(), signer_for(alg, &jwk)?));
+            }
+        }
+        if pairwise.is_empty() {
+            return Err(IdentityError::Crypto(
+                "the pairwise secret is missing".into(),
+            ));
+        }
+        let loaded = Loaded {
+            signers,
+            public,
+            pairwise,
+        };
+        if let Ok(mut guard) = self.loaded.write() {
+            *guard = Arc::new(loaded);
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        match self.loaded.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the signing key of `alg`; the old one stays published for
+    /// `publish_for` seconds (the longest token lifetime). Returns the new kid.
+    pub async fn rotate(&self, alg: &str, publish_for: i64) -> Result<String> {
+        let now = crate::now();
+        let kid = self.insert_new(alg, now).await?;
+        self.store
+            .retire_keys(alg, &kid, now, now + publish_for)
+            .await?;
+        self.reload().await?;
+        Ok(kid)
+    }
+
+    /// The JWKS document: every published public key.
+    pub fn jwks(&self) -> Value {
+        serde_json::json!({ "keys": self.current().public })
+    }
+
+    /// The secret of pairwise subjects.
+    pub fn pairwise_secret(&self) -> Vec<u8> {
+        self.current().pairwise.clone()
+    }
+
+    /// Signs a JWT with the active key of `alg`.
+    pub fn sign(&self, alg: &str, payload: &JwtPayload, typ: Option<&str>) -> Result<String> {
+        let loaded = self.current();
+        let Some((kid, signer)) = loaded.signers.get(alg) else {
+            return Err(IdentityError::Crypto(format!("no active {alg} key")));
+        };
+        let mut header = JwsHeader::new();
+        header.set_key_id(kid.clone());
+        if let Some(t) = typ {
+            header.set_token_type(t);
+        }
+        Ok(josekit::jwt::encode_with_signer(
+            payload,
+            &header,
+            signer.as_ref(),
+        )?)
+    }
+
+    /// Verifies a JWT signed by one of Socle's published keys (ID token hints);
+    /// expiry is the caller's business.
+    pub fn verify(&self, jwt: &str) -> Result<JwtPayload> {
+        let loaded = self.current();
+        let header = josekit::jwt::decode_header(jwt)
+            .map_err(|_| IdentityError::invalid_request("not a JWT"))?;
+        let kid = header
+            .claim("kid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| IdentityError::invalid_request("the JWT has no kid"))?;
+        let jwk = loaded
+            .public
+            .iter()
+            .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+            .ok_or_else(|| IdentityError::invalid_request("the JWT was not signed by Socle"))?;
+        let jwk = match jwk {
+            Value::Object(m) => Jwk::from_map(m.clone())?,
+            _ => return Err(IdentityError::Crypto("stored JWK is not an object".into())),
+        };
+        let alg = jwk.algorithm().unwrap_or("ES256");
+        let result = match alg {
+            "ES256" => josekit::jwt::decode_with_verifier(jwt, &ES256.verifier_from_jwk(&jwk)?),
+            "RS256" => josekit::jwt::decode_with_verifier(jwt, &RS256.verifier_from_jwk(&jwk)?),
+            _ => return Err(IdentityError::invalid_request("unsupported JWT algorithm")),
+        };
+        let (payload, _) =
+            result.map_err(|_| IdentityError::invalid_request("the JWT signature is not valid"))?;
+        Ok(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_and_refuses_another_key() {
+        let k = MasterKey::parse(&MasterKey::generate_text()).unwrap();
+        let sealed = k.seal(b"private").unwrap();
+        assert_eq!(sealed.split('.').count(), 5);
+        assert_eq!(k.unseal(&sealed).unwrap(), b"private");
+        let other = MasterKey::new([7; 32]);
+        assert!(other.unseal(&sealed).is_err());
+        assert!(MasterKey::parse("short").is_err());
+        assert!(MasterKey::parse(&"ab".repeat(32)).is_ok());
+    }
+}

@@ -1,0 +1,55 @@
+//! Identity federation: Socle as an OpenID Connect provider toward services (FS) and
+//! as a strict relying party toward identity providers (FI), FranceConnect v2 style.
+//!
+//! [`Provider`] runs the authorization code flow of a service: it validates the
+//! authorization request, keeps the login interaction in the store, lets the
+//! [`Broker`] authenticate the person at the chosen identity provider, checks and
+//! normalises the returned pivot identity ([`pivot`]), derives the pairwise `sub`,
+//! records consent and login in the journal under the person's pseudonym, then issues
+//! single-use codes, access tokens, signed (optionally encrypted) ID tokens and
+//! userinfo. Keys are generated on first start and kept sealed under the master key
+//! ([`keys`]). The crate has no HTTP server and no SQL: `socle-web` maps its results
+//! and errors to HTTP once, `socle-store` keeps its records. The demonstration identity
+//! provider's people and protocol state live in [`demo`].
+
+pub mod broker;
+pub mod client;
+pub mod demo;
+pub mod error;
+pub mod keys;
+pub mod pivot;
+pub mod provider;
+
+pub use broker::{Broker, ProviderSettings as FiSettings};
+pub use client::{Client, ClientInput, NewClientSecret};
+pub use error::{IdentityError, OidcError};
+pub use keys::{KeyRing, MasterKey};
+pub use pivot::{Eidas, Identity};
+pub use provider::{Provider, ProviderConfig};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `n` random bytes, base64url without padding (tokens, codes, states).
+pub fn random_token(n: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hex SHA-256, how codes, tokens, secrets and session ids are stored.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// base64url SHA-256: PKCE S256 challenges.
+pub fn sha256_b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data))
+}

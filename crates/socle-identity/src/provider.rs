@@ -1,0 +1,1441 @@
+//! Socle as an OpenID Connect provider toward services: the authorization code flow
+//! with PKCE, FranceConnect v2 rules (`state` and `nonce` of at least 32 characters,
+//! exact `redirect_uri`, eIDAS `acr_values`, pairwise `sub`, signed userinfo), codes
+//! single-use for 30 s, RP-initiated logout chained to the identity provider.
+//!
+//! The browser-facing steps keep their state in the store (browser session, login
+//! interaction) so any node can serve any step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use josekit::jwe::{ECDH_ES, JweHeader, RSA_OAEP, RSA_OAEP_256};
+use josekit::jwt::JwtPayload;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use socle_journal::{Entry, EntryKind, Journal};
+use socle_store::{CodeUse, IdentityStore, Store, StoredToken};
+
+use crate::broker::{Authenticated, Broker, Pending, ProviderSettings};
+use crate::client::{Client, Clients};
+use crate::error::{IdentityError, OidcError, Result};
+use crate::keys::KeyRing;
+use crate::pivot::{self, Eidas, Identity};
+
+/// Lifetimes and addresses.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Public base URL of Socle, without trailing slash.
+    pub public_url: String,
+    /// Authorization codes live this long (seconds).
+    pub code_ttl: i64,
+    /// Access tokens live this long (seconds).
+    pub access_token_ttl: i64,
+    /// ID tokens expire after this long (seconds).
+    pub id_token_ttl: i64,
+    /// A browser session lasts this long after its last use (seconds).
+    pub session_ttl: i64,
+    /// A login must complete within this time (seconds).
+    pub interaction_ttl: i64,
+}
+
+impl ProviderConfig {
+    pub fn new(public_url: &str) -> Self {
+        ProviderConfig {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            code_ttl: 30,
+            access_token_ttl: 60,
+            id_token_ttl: 300,
+            session_ttl: 1800,
+            interaction_ttl: 900,
+        }
+    }
+
+    /// `{public_url}/api/v2`, as FranceConnect v2.
+    pub fn issuer(&self) -> String {
+        format!("{}/api/v2", self.public_url)
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// How long a retired signing key must stay published.
+    pub fn key_publication(&self) -> i64 {
+        self.id_token_ttl.max(self.access_token_ttl) + 3600
+    }
+}
+
+/// A browser session (cookie `socle_session`), stored under the cookie's hash.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BrowserSession {
+    /// CSRF token of this session's forms.
+    pub csrf: String,
+    /// Set once the person is logged in: the session id given to services (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The identity provider of the login and its ID token (to chain logout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id_token: Option<String>,
+}
+
+/// A session as handled by the web layer: the cookie value and its document.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub cookie: String,
+    pub id: String,
+    pub doc: BrowserSession,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: String,
+    pub nonce: String,
+    pub scopes: Vec<String>,
+    pub acr: Eidas,
+    #[serde(default)]
+    pub code_challenge: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuthDone {
+    provider: String,
+    identity: Identity,
+    acr: Eidas,
+    amr: Vec<String>,
+    auth_time: i64,
+    id_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Interaction {
+    request: AuthRequest,
+    #[serde(default)]
+    pending: Option<Pending>,
+    #[serde(default)]
+    done: Option<AuthDone>,
+    /// Set for a logout waiting for the identity provider's return.
+    #[serde(default)]
+    logout_return: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CodeDoc {
+    redirect_uri: String,
+    nonce: String,
+    scopes: Vec<String>,
+    acr: Eidas,
+    amr: Vec<String>,
+    auth_time: i64,
+    sid: String,
+    sub: String,
+    claims: Map<String, Value>,
+    #[serde(default)]
+    code_challenge: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenDoc {
+    sub: String,
+    scopes: Vec<String>,
+    claims: Map<String, Value>,
+    acr: Eidas,
+}
+
+/// What the authorization endpoint answers when the request is refused.
+#[derive(Debug)]
+pub enum AuthorizeRefusal {
+    /// No trustworthy redirect: show this (French) message.
+    Page(String),
+    /// Redirect to the client with an error.
+    Redirect(String),
+}
+
+/// The choice page's content.
+#[derive(Debug, Clone)]
+pub struct ChoiceView {
+    pub client_name: String,
+    pub level: Eidas,
+    pub providers: Vec<ProviderSettings>,
+    pub csrf: String,
+    /// Where the person goes to give up (the service, with `access_denied`).
+    pub cancel_url: String,
+}
+
+/// The consent page's content.
+#[derive(Debug, Clone)]
+pub struct ConsentView {
+    pub client_name: String,
+    pub provider_label: String,
+    /// (label, value) of each claim released.
+    pub claims: Vec<(&'static str, String)>,
+    pub csrf: String,
+    /// Where the answer leads (the service), for the page's `form-action`.
+    pub redirect_uri: String,
+}
+
+/// Where the identity provider's answer leads.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// Show the consent page of this interaction.
+    Consent(String),
+    /// Redirect the browser (back to the service).
+    Redirect(String),
+}
+
+/// An identity provider failure shown to the person, with a way back.
+#[derive(Debug)]
+pub struct UpstreamFailure {
+    pub message: String,
+    /// Back to the service with an OIDC error (`None` if the login is unknown).
+    pub back_url: Option<String>,
+    /// Back to the choice page of the same login.
+    pub retry_url: Option<String>,
+    pub client_name: Option<String>,
+}
+
+/// The userinfo answer.
+#[derive(Debug)]
+pub enum Userinfo {
+    Json(Value),
+    /// `application/jwt` (signed, possibly then encrypted).
+    Jwt(String),
+}
+
+/// The OpenID Connect provider.
+#[derive(Clone)]
+pub struct Provider {
+    store: Store,
+    journal: Journal,
+    pub keys: KeyRing,
+    pub clients: Clients,
+    pub broker: Broker,
+    config: Arc<ProviderConfig>,
+}
+
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn redirect_with(base: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(base) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => base.to_string(),
+    }
+}
+
+fn at_hash(token: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d[..16])
+}
+
+fn valid_pkce(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn to_doc<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| IdentityError::Crypto(e.to_string()))
+}
+
+fn from_doc<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| IdentityError::Crypto(format!("stored record: {e}")))
+}
+
+impl Provider {
+    pub fn new(
+        store: Store,
+        journal: Journal,
+        keys: KeyRing,
+        broker: Broker,
+        config: ProviderConfig,
+    ) -> Provider {
+        Provider {
+            clients: Clients::new(store.clone()),
+            store,
+            journal,
+            keys,
+            broker,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    pub fn issuer(&self) -> String {
+        self.config.issuer()
+    }
+
+    /// The discovery document (OpenID Connect Discovery 1.0 §3).
+    pub fn discovery(&self) -> Value {
+        let iss = self.issuer();
+        let levels: Vec<&str> = (1..=3)
+            .filter_map(Eidas::from_level)
+            .filter(|l| !self.broker.able(*l).is_empty())
+            .map(Eidas::acr)
+            .collect();
+        json!({
+            "issuer": iss,
+            "authorization_endpoint": format!("{iss}/authorize"),
+            "token_endpoint": format!("{iss}/token"),
+            "userinfo_endpoint": format!("{iss}/userinfo"),
+            "end_session_endpoint": format!("{iss}/session/end"),
+            "jwks_uri": format!("{iss}/jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["pairwise"],
+            "scopes_supported": pivot::SCOPES,
+            "claims_supported": ["sub", "given_name", "given_name_array", "family_name", "birthdate",
+                "gender", "birthplace", "birthcountry", "email", "preferred_username",
+                "acr", "amr", "auth_time", "sid"],
+            "acr_values_supported": levels,
+            "id_token_signing_alg_values_supported": crate::keys::SIGNING_ALGS,
+            "userinfo_signing_alg_values_supported": crate::keys::SIGNING_ALGS,
+            "id_token_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"],
+            "id_token_encryption_enc_values_supported": ["A256GCM"],
+            "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"],
+            "userinfo_encryption_enc_values_supported": ["A256GCM"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+            "code_challenge_methods_supported": ["S256"],
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "authorization_response_iss_parameter_supported": true,
+            "frontchannel_logout_supported": false,
+        })
+    }
+
+    // ----- browser sessions -------------------------------------------------------
+
+    /// The session of this cookie, or a new one (not yet stored).
+    pub async fn session(&self, cookie: Option<&str>) -> Result<SessionHandle> {
+        if let Some(c) = cookie.filter(|c| c.len() >= 32 && c.len() <= 64) {
+            let id = crate::sha256_hex(c.as_bytes());
+            if let Some(doc) = self.store.session(&id, crate::now()).await? {
+                let doc: BrowserSession = from_doc(&doc)?;
+                return Ok(SessionHandle {
+                    cookie: c.to_string(),
+                    id,
+                    doc,
+                });
+            }
+        }
+        let cookie = crate::random_token(32);
+        Ok(SessionHandle {
+            id: crate::sha256_hex(cookie.as_bytes()),
+            cookie,
+            doc: BrowserSession {
+                csrf: crate::random_token(24),
+                ..Default::default()
+            },
+        })
+    }
+
+    pub async fn save_session(&self, s: &SessionHandle) -> Result<()> {
+        self.store
+            .put_session(
+                &s.id,
+                &to_doc(&s.doc)?,
+                crate::now() + self.config.session_ttl,
+            )
+            .await?;
+        Ok(())
+    }
+
+    // ----- authorization endpoint -------------------------------------------------
+
+    /// Validates an authorization request (query or form parameters, in order).
+    pub async fn authorize(
+        &self,
+        params: &[(String, String)],
+    ) -> std::result::Result<AuthRequest, AuthorizeRefusal> {
+        let mut map: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut duplicated: Vec<&str> = Vec::new();
+        for (k, v) in params {
+            if map.insert(k.as_str(), v.as_str()).is_some() {
+                duplicated.push(k.as_str());
+            }
+        }
+        for key in ["client_id", "redirect_uri"] {
+            if duplicated.contains(&key) {
+                return Err(AuthorizeRefusal::Page(format!(
+                    "Le paramètre {key} est répété dans la demande du service."
+                )));
+            }
+        }
+        let Some(client_id) = map.get("client_id").copied() else {
+            return Err(AuthorizeRefusal::Page(
+                "La demande du service ne précise pas son identifiant (client_id).".into(),
+            ));
+        };
+        let client = match self.clients.get(client_id).await {
+            Ok(Some(c)) if !c.disabled => c,
+            Ok(_) => {
+                return Err(AuthorizeRefusal::Page(
+                    "Le service qui vous a envoyé ici n'est pas connu de la plateforme ou a été désactivé."
+                        .into(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a client");
+                return Err(AuthorizeRefusal::Page(
+                    "La plateforme ne peut pas traiter votre demande pour le moment. Réessayez dans quelques minutes."
+                        .into(),
+                ));
+            }
+        };
+        let Some(redirect_uri) = map.get("redirect_uri").copied() else {
+            return Err(AuthorizeRefusal::Page(
+                "La demande du service ne précise pas son adresse de retour (redirect_uri).".into(),
+            ));
+        };
+        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+            return Err(AuthorizeRefusal::Page(
+                "L'adresse de retour demandée n'est pas celle que ce service a déclarée : par sécurité, vous n'y êtes pas renvoyé."
+                    .into(),
+            ));
+        }
+        let iss = self.issuer();
+        let state_param = map.get("state").copied();
+        let fail = |error: OidcError, description: &str| {
+            let mut p = vec![("error", error.code()), ("error_description", description)];
+            if let Some(s) = state_param {
+                p.push(("state", s));
+            }
+            p.push(("iss", iss.as_str()));
+            AuthorizeRefusal::Redirect(redirect_with(redirect_uri, &p))
+        };
+        if let Some(d) = duplicated.first() {
+            return Err(fail(
+                OidcError::InvalidRequest,
+                &format!("parameter {d} is repeated"),
+            ));
+        }
+        match map.get("response_type") {
+            Some(&"code") => {}
+            Some(_) => {
+                return Err(fail(
+                    OidcError::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ));
+            }
+            None => return Err(fail(OidcError::InvalidRequest, "response_type is required")),
+        }
+        if let Some(m) = map.get("response_mode")
+            && *m != "query"
+        {
+            return Err(fail(
+                OidcError::InvalidRequest,
+                "only response_mode=query is supported",
+            ));
+        }
+        let state = state_param.unwrap_or_default();
+        if state.chars().count() < 32 {
+            return Err(fail(
+                OidcError::InvalidRequest,
+                "state is required and must be at least 32 characters",
+            ));
+        }
+        let nonce = map.get("nonce").copied().unwrap_or_default();
+        if nonce.chars().count() < 32 {
+            return Err(fail(
+                OidcError::InvalidRequest,
+                "nonce is required and must be at least 32 characters",
+            ));
+        }
+        let scopes: Vec<String> = map
+            .get("scope")
+            .copied()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(fail(OidcError::InvalidScope, "scope must include openid"));
+        }
+        if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+            return Err(fail(
+                OidcError::InvalidScope,
+                &format!("scope {s} is not allowed for this client"),
+            ));
+        }
+        let challenge = map.get("code_challenge").copied();
+        let method = map.get("code_challenge_method").copied();
+        match (challenge, method) {
+            (Some(c), Some("S256")) if valid_pkce(c) => {}
+            (Some(_), Some("S256")) => {
+                return Err(fail(
+                    OidcError::InvalidRequest,
+                    "code_challenge is malformed",
+                ));
+            }
+            (Some(_), None) | (Some(_), Some(_)) => {
+                return Err(fail(
+                    OidcError::InvalidRequest,
+                    "code_challenge_method must be S256",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    OidcError::InvalidRequest,
+                    "code_challenge_method without code_challenge",
+                ));
+            }
+            (None, None) if client.is_public() => {
+                return Err(fail(
+                    OidcError::InvalidRequest,
+                    "PKCE (code_challenge, S256) is required for public clients",
+                ));
+            }
+            (None, None) => {}
+        }
+        let mut acr = Eidas(client.eidas_level);
+        if let Some(values) = map.get("acr_values") {
+            let asked: Vec<Option<Eidas>> = values
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(Eidas::parse)
+                .collect();
+            if asked.is_empty() || asked.iter().any(Option::is_none) {
+                return Err(fail(
+                    OidcError::InvalidRequest,
+                    "acr_values must be eidas1, eidas2 or eidas3",
+                ));
+            }
+            // Several values: any of them is acceptable, so the lowest is what is needed.
+            if let Some(lowest) = asked.into_iter().flatten().min() {
+                acr = acr.max(lowest);
+            }
+        }
+        if self.broker.able(acr).is_empty() {
+            return Err(fail(
+                OidcError::UnmetAuthenticationRequirements,
+                &format!("no identity provider can deliver {}", acr.acr()),
+            ));
+        }
+        if map
+            .get("prompt")
+            .is_some_and(|p| p.split(' ').any(|x| x == "none"))
+        {
+            return Err(fail(
+                OidcError::LoginRequired,
+                "prompt=none is not supported: the person always chooses an identity provider",
+            ));
+        }
+        Ok(AuthRequest {
+            client_id: client.client_id,
+            redirect_uri: redirect_uri.to_string(),
+            state: state.to_string(),
+            nonce: nonce.to_string(),
+            scopes,
+            acr,
+            code_challenge: challenge.map(str::to_string),
+        })
+    }
+
+    /// Opens a login interaction for a validated request; returns its id.
+    pub async fn begin(&self, session: &SessionHandle, request: AuthRequest) -> Result<String> {
+        let id = crate::random_token(24);
+        let doc = Interaction {
+            request,
+            pending: None,
+            done: None,
+            logout_return: None,
+        };
+        self.store
+            .put_interaction(
+                &id,
+                &session.id,
+                None,
+                &to_doc(&doc)?,
+                crate::now() + self.config.interaction_ttl,
+            )
+            .await?;
+        Ok(id)
+    }
+
+    async fn interaction(&self, id: &str, session: &SessionHandle) -> Result<Interaction> {
+        match self.store.interaction(id, crate::now()).await? {
+            Some((sid, doc)) if sid == session.id => from_doc(&doc),
+            Some(_) => Err(IdentityError::Interaction(
+                "Cette connexion a été commencée dans un autre navigateur.".into(),
+            )),
+            None => Err(IdentityError::Interaction(
+                "Cette connexion a expiré ou n'existe pas. Recommencez depuis le service.".into(),
+            )),
+        }
+    }
+
+    fn cancel_url(&self, r: &AuthRequest, error: OidcError, description: &str) -> String {
+        redirect_with(
+            &r.redirect_uri,
+            &[
+                ("error", error.code()),
+                ("error_description", description),
+                ("state", &r.state),
+                ("iss", &self.issuer()),
+            ],
+        )
+    }
+
+    /// The choice page of an interaction.
+    pub async fn choice(&self, id: &str, session: &SessionHandle) -> Result<ChoiceView> {
+        let i = self.interaction(id, session).await?;
+        let client = self.clients.active(&i.request.client_id).await?;
+        Ok(ChoiceView {
+            client_name: client.name,
+            level: i.request.acr,
+            providers: self
+                .broker
+                .able(i.request.acr)
+                .into_iter()
+                .cloned()
+                .collect(),
+            csrf: session.doc.csrf.clone(),
+            cancel_url: self.cancel_url(
+                &i.request,
+                OidcError::AccessDenied,
+                "the person cancelled the login",
+            ),
+        })
+    }
+
+    /// The person chose `provider`: where to send them.
+    pub async fn choose(
+        &self,
+        id: &str,
+        session: &SessionHandle,
+        provider: &str,
+    ) -> Result<String> {
+        let mut i = self.interaction(id, session).await?;
+        let able = self
+            .broker
+            .able(i.request.acr)
+            .iter()
+            .any(|p| p.id == provider);
+        if !able {
+            return Err(IdentityError::Interaction(
+                "Ce fournisseur d'identité ne peut pas être utilisé pour ce service.".into(),
+            ));
+        }
+        let (url, pending) = self.broker.start(provider, i.request.acr).await?;
+        let state = pending.state.clone();
+        i.pending = Some(pending);
+        self.store
+            .put_interaction(
+                id,
+                &session.id,
+                Some(&state),
+                &to_doc(&i)?,
+                crate::now() + self.config.interaction_ttl,
+            )
+            .await?;
+        Ok(url)
+    }
+
+    /// The identity provider's answer (`state` plus `code`, or `error`).
+    pub async fn callback(
+        &self,
+        session: &mut SessionHandle,
+        params: &BTreeMap<String, String>,
+    ) -> std::result::Result<CallbackOutcome, UpstreamFailure> {
+        let unknown = |message: &str| UpstreamFailure {
+            message: message.to_string(),
+            back_url: None,
+            retry_url: None,
+            client_name: None,
+        };
+        let Some(state) = params.get("state") else {
+            return Err(unknown(
+                "La réponse du fournisseur d'identité est incomplète.",
+            ));
+        };
+        let found = self
+            .store
+            .interaction_by_fi_state(state, crate::now())
+            .await
+            .map_err(|_| {
+                unknown("La plateforme ne peut pas traiter votre connexion pour le moment.")
+            })?;
+        let Some((id, sid, doc)) = found else {
+            return Err(unknown(
+                "Cette connexion a expiré ou n'existe pas. Recommencez depuis le service.",
+            ));
+        };
+        if sid != session.id {
+            return Err(unknown(
+                "Cette connexion a été commencée dans un autre navigateur. Recommencez depuis le service.",
+            ));
+        }
+        let mut i: Interaction = from_doc(&doc).map_err(|_| unknown("Connexion illisible."))?;
+        let client = self.clients.active(&i.request.client_id).await.ok();
+        let fail = |i: &Interaction, message: String, description: &str| UpstreamFailure {
+            message,
+            back_url: Some(self.cancel_url(&i.request, OidcError::AccessDenied, description)),
+            retry_url: Some(format!(
+                "{}/api/v2/interaction/{id}",
+                self.config.public_url
+            )),
+            client_name: client.as_ref().map(|c| c.name.clone()),
+        };
+        let Some(pending) = i.pending.take() else {
+            return Err(unknown("Cette connexion n'attend pas de réponse."));
+        };
+        let label = self
+            .broker
+            .provider(&pending.provider)
+            .map(|p| p.label.clone())
+            .unwrap_or_default();
+        if let Some(error) = params.get("error") {
+            tracing::warn!(provider = %pending.provider, error = %error.chars().take(64).collect::<String>(), "identity provider returned an error");
+            return Err(fail(
+                &i,
+                format!("{label} n'a pas pu vous authentifier."),
+                "the identity provider did not authenticate the person",
+            ));
+        }
+        let Some(code) = params.get("code") else {
+            return Err(fail(
+                &i,
+                format!("{label} a répondu sans code d'autorisation."),
+                "the identity provider answered without a code",
+            ));
+        };
+        let auth: Authenticated = match self.broker.finish(&pending, code).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "identity provider login refused");
+                let message = match &e {
+                    IdentityError::Upstream { reason, .. }
+                        if reason.starts_with("invalid identity") =>
+                    {
+                        format!(
+                            "{label} a transmis une identité incomplète ou mal formée : elle ne peut pas être utilisée."
+                        )
+                    }
+                    IdentityError::Upstream { reason, .. }
+                        if reason.contains("in time") || reason.contains("connect") =>
+                    {
+                        format!("{label} ne répond pas pour le moment.")
+                    }
+                    _ => format!("La réponse de {label} n'a pas pu être vérifiée."),
+                };
+                return Err(fail(
+                    &i,
+                    message,
+                    "the identity provider's answer was refused",
+                ));
+            }
+        };
+        if auth.acr < i.request.acr {
+            return Err(fail(
+                &i,
+                format!(
+                    "{label} vous a authentifié avec un niveau de garantie {} alors que le service demande le niveau {}.",
+                    auth.acr.label(),
+                    i.request.acr.label()
+                ),
+                "the identity provider did not reach the requested eIDAS level",
+            ));
+        }
+        i.done = Some(AuthDone {
+            provider: pending.provider.clone(),
+            identity: auth.identity,
+            acr: auth.acr,
+            amr: auth.amr,
+            auth_time: auth.auth_time,
+            id_token: auth.id_token.clone(),
+        });
+        session.doc.sid = Some(crate::random_token(24));
+        session.doc.provider = Some(pending.provider.clone());
+        session.doc.provider_id_token = Some(auth.id_token);
+        let server = |e: IdentityError| {
+            tracing::error!(error = %e, "cannot record a login");
+            unknown("La plateforme ne peut pas enregistrer votre connexion pour le moment.")
+        };
+        self.save_session(session).await.map_err(server)?;
+        let exempt = client.as_ref().is_some_and(|c| c.consent_exempt);
+        if exempt {
+            let url = self
+                .complete(&id, session, &i, false)
+                .await
+                .map_err(server)?;
+            Ok(CallbackOutcome::Redirect(url))
+        } else {
+            self.store
+                .put_interaction(
+                    &id,
+                    &session.id,
+                    None,
+                    &to_doc(&i).map_err(|e| server(e))?,
+                    crate::now() + self.config.interaction_ttl,
+                )
+                .await
+                .map_err(|e| server(e.into()))?;
+            Ok(CallbackOutcome::Consent(id))
+        }
+    }
+
+    /// The consent page of an authenticated interaction.
+    pub async fn consent_view(&self, id: &str, session: &SessionHandle) -> Result<ConsentView> {
+        let i = self.interaction(id, session).await?;
+        let Some(done) = &i.done else {
+            return Err(IdentityError::Interaction(
+                "Vous n'êtes pas encore authentifié pour cette connexion.".into(),
+            ));
+        };
+        let client = self.clients.active(&i.request.client_id).await?;
+        let released = done.identity.released(&i.request.scopes);
+        let claims = pivot::claims_for(&i.request.scopes)
+            .into_iter()
+            .filter_map(|c| {
+                released
+                    .get(c)
+                    .and_then(Value::as_str)
+                    .map(|v| (pivot::claim_label(c), v.to_string()))
+            })
+            .collect();
+        Ok(ConsentView {
+            client_name: client.name,
+            provider_label: self
+                .broker
+                .provider(&done.provider)
+                .map(|p| p.label.clone())
+                .unwrap_or_default(),
+            claims,
+            csrf: session.doc.csrf.clone(),
+            redirect_uri: i.request.redirect_uri.clone(),
+        })
+    }
+
+    /// The person's answer on the consent page: where to send them.
+    pub async fn consent(&self, id: &str, session: &SessionHandle, accept: bool) -> Result<String> {
+        let i = self.interaction(id, session).await?;
+        if i.done.is_none() {
+            return Err(IdentityError::Interaction(
+                "Vous n'êtes pas encore authentifié pour cette connexion.".into(),
+            ));
+        }
+        if !accept {
+            let done = i.done.as_ref();
+            if let Some(d) = done {
+                let client = self.clients.active(&i.request.client_id).await?;
+                let claims = pivot::claims_for(&i.request.scopes).join(",");
+                self.journal
+                    .append(vec![
+                        Entry::new(
+                            EntryKind::Consent,
+                            format!("client:{}", client.client_id),
+                            "refused",
+                        )
+                        .organisation(client.organisation.clone())
+                        .subject(self.journal.pseudonym(&d.identity.identity_hash()))
+                        .detail("client_id", client.client_id.clone())
+                        .detail("claims", claims),
+                    ])
+                    .await?;
+            }
+            self.store.delete_interaction(id).await?;
+            return Ok(self.cancel_url(
+                &i.request,
+                OidcError::AccessDenied,
+                "the person refused to share their data",
+            ));
+        }
+        self.complete(id, session, &i, true).await
+    }
+
+    /// Issues the code, journals the login (and consent), returns the redirect.
+    async fn complete(
+        &self,
+        id: &str,
+        session: &SessionHandle,
+        i: &Interaction,
+        consented: bool,
+    ) -> Result<String> {
+        let Some(done) = &i.done else {
+            return Err(IdentityError::Interaction("not authenticated".into()));
+        };
+        let client = self.clients.active(&i.request.client_id).await?;
+        let identity_hash = done.identity.identity_hash();
+        let sub = pivot::pairwise_sub(
+            &client.client_id,
+            &identity_hash,
+            &self.keys.pairwise_secret(),
+        );
+        let claims = done.identity.released(&i.request.scopes);
+        let code = crate::random_token(32);
+        let grant_id = crate::random_token(16);
+        let doc = CodeDoc {
+            redirect_uri: i.request.redirect_uri.clone(),
+            nonce: i.request.nonce.clone(),
+            scopes: i.request.scopes.clone(),
+            acr: done.acr,
+            amr: done.amr.clone(),
+            auth_time: done.auth_time,
+            sid: session.doc.sid.clone().unwrap_or_default(),
+            sub,
+            claims,
+            code_challenge: i.request.code_challenge.clone(),
+        };
+        self.store
+            .insert_code(
+                &crate::sha256_hex(code.as_bytes()),
+                &client.client_id,
+                &grant_id,
+                &to_doc(&doc)?,
+                crate::now() + self.config.code_ttl,
+            )
+            .await?;
+        let pseudonym = self.journal.pseudonym(&identity_hash);
+        let claim_names = pivot::claims_for(&i.request.scopes).join(",");
+        let actor = format!("client:{}", client.client_id);
+        let mut entries = Vec::new();
+        if consented {
+            entries.push(
+                Entry::new(EntryKind::Consent, actor.clone(), "granted")
+                    .organisation(client.organisation.clone())
+                    .subject(pseudonym.clone())
+                    .detail("client_id", client.client_id.clone())
+                    .detail("claims", claim_names.clone()),
+            );
+        }
+        entries.push(
+            Entry::new(EntryKind::Login, actor, "ok")
+                .organisation(client.organisation.clone())
+                .subject(pseudonym)
+                .detail("client_id", client.client_id.clone())
+                .detail("client_name", client.name.clone())
+                .detail("provider", done.provider.clone())
+                .detail("acr", done.acr.acr())
+                .detail("claims", claim_names)
+                .detail(
+                    "consent",
+                    if client.consent_exempt {
+                        "exempt"
+                    } else {
+                        "given"
+                    },
+                ),
+        );
+        self.journal.append(entries).await?;
+        self.store.delete_interaction(id).await?;
+        metrics::counter!("socle_logins_total", "provider" => done.provider.clone()).increment(1);
+        Ok(redirect_with(
+            &i.request.redirect_uri,
+            &[
+                ("code", &code),
+                ("state", &i.request.state),
+                ("iss", &self.issuer()),
+            ],
+        ))
+    }
+
+    // ----- token endpoint ---------------------------------------------------------
+
+    async fn authenticate_client(
+        &self,
+        form: &BTreeMap<String, String>,
+        basic: Option<(String, String)>,
+    ) -> Result<Client> {
+        let invalid = |d: &str| IdentityError::oidc(OidcError::InvalidClient, d);
+        let assertion = form.get("client_assertion");
+        let post_secret = form.get("client_secret");
+        let methods = usize::from(basic.is_some())
+            + usize::from(assertion.is_some())
+            + usize::from(post_secret.is_some());
+        if methods > 1 {
+            return Err(IdentityError::invalid_request(
+                "use exactly one client authentication method",
+            ));
+        }
+        if let Some((id, secret)) = basic {
+            if form.get("client_id").is_some_and(|c| *c != id) {
+                return Err(invalid("client_id differs from the authenticated client"));
+            }
+            let client = self.clients.active(&id).await?;
+            return check_secret(&client, &secret).map(|()| client);
+        }
+        if let Some(assertion) = assertion {
+            if form.get("client_assertion_type").map(String::as_str) != Some(CLIENT_ASSERTION_TYPE)
+            {
+                return Err(IdentityError::invalid_request(
+                    "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+            }
+            return self.check_assertion(assertion, form.get("client_id")).await;
+        }
+        let Some(id) = form.get("client_id") else {
+            return Err(invalid("client authentication is required"));
+        };
+        let client = self.clients.active(id).await?;
+        match post_secret {
+            Some(secret) => check_secret(&client, secret).map(|()| client),
+            None if client.is_public() => Ok(client),
+            None => Err(invalid("client authentication is required")),
+        }
+    }
+
+    async fn check_assertion(&self, jwt: &str, claimed: Option<&String>) -> Result<Client> {
+        let invalid = |d: &str| IdentityError::oidc(OidcError::InvalidClient, d);
+        let (unverified, header) = josekit::jwt::decode_unsecured(jwt)
+            .map(|(p, h)| (p, h))
+            .or_else(|_| {
+                // Signed tokens are not "unsecured": read the payload without trusting it.
+                let parts: Vec<&str> = jwt.split('.').collect();
+                if parts.len() != 3 {
+                    return Err(invalid("client_assertion is not a JWT"));
+                }
+                use base64::Engine;
+                let dec = |s: &str| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(s)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+                };
+                let payload =
+                    dec(parts[1]).ok_or_else(|| invalid("client_assertion is not a JWT"))?;
+                let header =
+                    dec(parts[0]).ok_or_else(|| invalid("client_assertion is not a JWT"))?;
+                let p = JwtPayload::from_map(payload)
+                    .map_err(|_| invalid("client_assertion is not a JWT"))?;
+                let h = josekit::jws::JwsHeader::from_map(header)
+                    .map_err(|_| invalid("client_assertion is not a JWT"))?;
+                Ok((p, h))
+            })?;
+        if header.algorithm() == Some("none") {
+            return Err(invalid("unsigned client_assertion"));
+        }
+        let Some(client_id) = unverified.issuer().map(str::to_string) else {
+            return Err(invalid("client_assertion has no iss"));
+        };
+        if claimed.is_some_and(|c| *c != client_id) {
+            return Err(invalid("client_id differs from the assertion's issuer"));
+        }
+        let client = self.clients.active(&client_id).await?;
+        if client.token_endpoint_auth_method != "private_key_jwt" {
+            return Err(invalid(
+                "this client does not authenticate with private_key_jwt",
+            ));
+        }
+        let alg = header.algorithm().unwrap_or_default().to_string();
+        let key = client
+            .key("sig", Some(&alg), header.key_id())
+            .ok_or_else(|| invalid("no registered key of the client matches the assertion"))?;
+        let verified = match alg.as_str() {
+            "ES256" => josekit::jws::ES256
+                .verifier_from_jwk(&key)
+                .ok()
+                .and_then(|v| josekit::jwt::decode_with_verifier(jwt, &v).ok()),
+            "RS256" => josekit::jws::RS256
+                .verifier_from_jwk(&key)
+                .ok()
+                .and_then(|v| josekit::jwt::decode_with_verifier(jwt, &v).ok()),
+            "PS256" => josekit::jws::PS256
+                .verifier_from_jwk(&key)
+                .ok()
+                .and_then(|v| josekit::jwt::decode_with_verifier(jwt, &v).ok()),
+            _ => None,
+        };
+        let Some((payload, _)) = verified else {
+            return Err(invalid("client_assertion signature is not valid"));
+        };
+        let c = payload.claims_set();
+        if c.get("sub").and_then(Value::as_str) != Some(client_id.as_str()) {
+            return Err(invalid("client_assertion sub must be the client_id"));
+        }
+        let token_endpoint = format!("{}/token", self.issuer());
+        let issuer = self.issuer();
+        let aud_ok = |a: &str| a == token_endpoint || a == issuer;
+        let aud = match c.get("aud") {
+            Some(Value::String(a)) => aud_ok(a),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(aud_ok),
+            _ => false,
+        };
+        if !aud {
+            return Err(invalid("client_assertion aud must be the token endpoint"));
+        }
+        let now = crate::now();
+        let exp = c
+            .get("exp")
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .unwrap_or(0);
+        if exp <= now || exp > now + 600 {
+            return Err(invalid("client_assertion is expired or valid for too long"));
+        }
+        let Some(jti) = c.get("jti").and_then(Value::as_str) else {
+            return Err(invalid("client_assertion has no jti"));
+        };
+        if !self.store.use_assertion(&client_id, jti, exp).await? {
+            return Err(invalid("client_assertion was already used"));
+        }
+        Ok(client)
+    }
+
+    /// The token endpoint: form parameters and the decoded Basic credentials.
+    pub async fn token(
+        &self,
+        form: &BTreeMap<String, String>,
+        basic: Option<(String, String)>,
+    ) -> Result<Value> {
+        let client = self.authenticate_client(form, basic).await?;
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {}
+            Some(_) => {
+                return Err(IdentityError::oidc(
+                    OidcError::UnsupportedGrantType,
+                    "only authorization_code is supported",
+                ));
+            }
+            None => return Err(IdentityError::invalid_request("grant_type is required")),
+        }
+        let Some(code) = form.get("code") else {
+            return Err(IdentityError::invalid_request("code is required"));
+        };
+        let grant = |d: &str| IdentityError::oidc(OidcError::InvalidGrant, d);
+        let now = crate::now();
+        let (grant_id, doc, expires_at) = match self
+            .store
+            .consume_code(&crate::sha256_hex(code.as_bytes()), now)
+            .await?
+        {
+            CodeUse::Fresh {
+                client_id,
+                grant_id,
+                doc,
+                expires_at,
+            } => {
+                if client_id != client.client_id {
+                    return Err(grant("the code was issued to another client"));
+                }
+                (grant_id, doc, expires_at)
+            }
+            CodeUse::Replayed { grant_id } => {
+                let revoked = self.store.revoke_grant(&grant_id).await?;
+                tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed: its tokens are revoked");
+                return Err(grant("the code was already used; its tokens are revoked"));
+            }
+            CodeUse::Unknown => return Err(grant("unknown code")),
+        };
+        if expires_at <= now {
+            return Err(grant("the code has expired"));
+        }
+        let doc: CodeDoc = from_doc(&doc)?;
+        if form.get("redirect_uri") != Some(&doc.redirect_uri) {
+            return Err(grant(
+                "redirect_uri differs from the authorization request's",
+            ));
+        }
+        match (&doc.code_challenge, form.get("code_verifier")) {
+            (Some(challenge), Some(verifier)) => {
+                if !valid_pkce(verifier) || crate::sha256_b64url(verifier.as_bytes()) != *challenge
+                {
+                    return Err(grant("code_verifier does not match the code_challenge"));
+                }
+            }
+            (Some(_), None) => return Err(grant("code_verifier is required")),
+            (None, Some(_)) => {
+                return Err(grant("code_verifier sent but no code_challenge was"));
+            }
+            (None, None) => {}
+        }
+        let access_token = crate::random_token(32);
+        let token_doc = TokenDoc {
+            sub: doc.sub.clone(),
+            scopes: doc.scopes.clone(),
+            claims: doc.claims.clone(),
+            acr: doc.acr,
+        };
+        self.store
+            .insert_token(
+                &crate::sha256_hex(access_token.as_bytes()),
+                &StoredToken {
+                    grant_id,
+                    client_id: client.client_id.clone(),
+                    doc: to_doc(&token_doc)?,
+                    expires_at: now + self.config.access_token_ttl,
+                    revoked: false,
+                },
+            )
+            .await?;
+        let mut p = JwtPayload::new();
+        p.set_issuer(self.issuer());
+        p.set_subject(&doc.sub);
+        p.set_audience(vec![client.client_id.clone()]);
+        p.set_claim("iat", Some(json!(now)))?;
+        p.set_claim("exp", Some(json!(now + self.config.id_token_ttl)))?;
+        let set = |p: &mut JwtPayload, k: &str, v: Value| p.set_claim(k, Some(v));
+        set(&mut p, "nonce", json!(doc.nonce))?;
+        set(&mut p, "acr", json!(doc.acr.acr()))?;
+        if !doc.amr.is_empty() {
+            set(&mut p, "amr", json!(doc.amr))?;
+        }
+        set(&mut p, "auth_time", json!(doc.auth_time))?;
+        set(&mut p, "sid", json!(doc.sid))?;
+        set(&mut p, "at_hash", json!(at_hash(&access_token)))?;
+        let signed = self
+            .keys
+            .sign(&client.id_token_signed_response_alg, &p, Some("JWT"))?;
+        let id_token = match &client.id_token_encrypted_response_alg {
+            Some(alg) => encrypt_to(
+                &client,
+                alg,
+                client.id_token_encrypted_response_enc.as_deref(),
+                &signed,
+            )?,
+            None => signed,
+        };
+        metrics::counter!("socle_tokens_issued_total").increment(1);
+        Ok(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.config.access_token_ttl,
+            "id_token": id_token,
+            "scope": doc.scopes.join(" "),
+        }))
+    }
+
+    // ----- userinfo ---------------------------------------------------------------
+
+    pub async fn userinfo(&self, access_token: &str) -> Result<Userinfo> {
+        let invalid = |d: &str| IdentityError::oidc(OidcError::InvalidToken, d);
+        let Some(t) = self
+            .store
+            .token(&crate::sha256_hex(access_token.as_bytes()))
+            .await?
+        else {
+            return Err(invalid("unknown access token"));
+        };
+        if t.revoked {
+            return Err(invalid("the access token was revoked"));
+        }
+        if t.expires_at <= crate::now() {
+            return Err(invalid("the access token has expired"));
+        }
+        let doc: TokenDoc = from_doc(&t.doc)?;
+        let client = self
+            .clients
+            .active(&t.client_id)
+            .await
+            .map_err(|_| invalid("the client is disabled"))?;
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(doc.sub));
+        claims.extend(doc.claims);
+        match &client.userinfo_signed_response_alg {
+            None => Ok(Userinfo::Json(Value::Object(claims))),
+            Some(alg) => {
+                let mut p = JwtPayload::from_map(claims)?;
+                p.set_issuer(self.issuer());
+                p.set_audience(vec![client.client_id.clone()]);
+                p.set_claim("iat", Some(json!(crate::now())))?;
+                let signed = self.keys.sign(alg, &p, Some("JWT"))?;
+                let out = match &client.userinfo_encrypted_response_alg {
+                    Some(a) => encrypt_to(
+                        &client,
+                        a,
+                        client.userinfo_encrypted_response_enc.as_deref(),
+                        &signed,
+                    )?,
+                    None => signed,
+                };
+                Ok(Userinfo::Jwt(out))
+            }
+        }
+    }
+
+    // ----- logout -----------------------------------------------------------------
+
+    /// RP-initiated logout: `id_token_hint`, `state` and a registered
+    /// `post_logout_redirect_uri` are required. Ends the browser session and returns
+    /// where to go: the identity provider's logout when it has one (it comes back to
+    /// `/api/v2/client/logout-callback`), otherwise straight back to the service.
+    pub async fn end_session(
+        &self,
+        params: &BTreeMap<String, String>,
+        session: &SessionHandle,
+    ) -> Result<String> {
+        let page = |m: &str| IdentityError::Page(m.to_string());
+        let Some(hint) = params.get("id_token_hint") else {
+            return Err(page(
+                "La demande de déconnexion ne contient pas id_token_hint.",
+            ));
+        };
+        let Ok(payload) = self.keys.verify(hint) else {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion n'a pas été émis par la plateforme.",
+            ));
+        };
+        if payload.issuer() != Some(self.issuer().as_str()) {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion n'a pas été émis par la plateforme.",
+            ));
+        }
+        let Some(client_id) = payload
+            .audience()
+            .and_then(|a| a.first().map(|s| s.to_string()))
+        else {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion ne désigne aucun service.",
+            ));
+        };
+        let client = self
+            .clients
+            .active(&client_id)
+            .await
+            .map_err(|_| page("Le service qui demande la déconnexion n'est pas connu."))?;
+        let Some(uri) = params.get("post_logout_redirect_uri") else {
+            return Err(page(
+                "La demande de déconnexion ne précise pas post_logout_redirect_uri.",
+            ));
+        };
+        if !client.post_logout_redirect_uris.contains(uri) {
+            return Err(page(
+                "L'adresse de retour après déconnexion n'a pas été déclarée par ce service : par sécurité, vous n'y êtes pas renvoyé.",
+            ));
+        }
+        let Some(state) = params.get("state").filter(|s| !s.is_empty()) else {
+            return Err(page("La demande de déconnexion ne contient pas state."));
+        };
+        let back = redirect_with(uri, &[("state", state)]);
+        self.store.delete_session(&session.id).await?;
+        if let (Some(provider), Some(id_token)) =
+            (&session.doc.provider, &session.doc.provider_id_token)
+        {
+            let fi_state = crate::random_token(32);
+            let callback = format!("{}/api/v2/client/logout-callback", self.config.public_url);
+            if let Some(url) = self
+                .broker
+                .end_session_url(provider, id_token, &callback, &fi_state)
+                .await
+            {
+                let doc = Interaction {
+                    request: AuthRequest {
+                        client_id,
+                        redirect_uri: uri.clone(),
+                        state: state.clone(),
+                        nonce: String::new(),
+                        scopes: Vec::new(),
+                        acr: Eidas::LOW,
+                        code_challenge: None,
+                    },
+                    pending: None,
+                    done: None,
+                    logout_return: Some(back),
+                };
+                self.store
+                    .put_interaction(
+                        &crate::random_token(24),
+                        "logout",
+                        Some(&fi_state),
+                        &to_doc(&doc)?,
+                        crate::now() + self.config.interaction_ttl,
+                    )
+                    .await?;
+                return Ok(url);
+            }
+        }
+        Ok(back)
+    }
+
+    /// The identity provider logged the person out: back to the service.
+    pub async fn logout_callback(&self, state: &str) -> Result<String> {
+        let Some((id, _, doc)) = self
+            .store
+            .interaction_by_fi_state(state, crate::now())
+            .await?
+        else {
+            return Err(IdentityError::Page(
+                "Vous êtes déconnecté, mais le service à retrouver n'est plus connu.".into(),
+            ));
+        };
+        let i: Interaction = from_doc(&doc)?;
+        self.store.delete_interaction(&id).await?;
+        i.logout_return
+            .ok_or_else(|| IdentityError::Page("Vous êtes déconnecté.".into()))
+    }
+
+    /// Removes expired sessions, interactions, codes and tokens.
+    pub async fn purge(&self) -> Result<u64> {
+        Ok(self.store.purge_identity(crate::now()).await?)
+    }
+}
+
+fn check_secret(client: &Client, secret: &str) -> Result<()> {
+    use subtle_eq::ct_eq;
+    match &client.secret_hash {
+        Some(h)
+            if ct_eq(
+                h.as_bytes(),
+                crate::sha256_hex(secret.as_bytes()).as_bytes(),
+            ) =>
+        {
+            Ok(())
+        }
+        _ => Err(IdentityError::oidc(
+            OidcError::InvalidClient,
+            "client authentication failed",
+        )),
+    }
+}
+
+/// Constant-time comparison of two hashes.
+mod subtle_eq {
+    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Nested JWT: the signed token encrypted to the client's `enc` key (RFC 7519 §5.2).
+fn encrypt_to(client: &Client, alg: &str, enc: Option<&str>, signed: &str) -> Result<String> {
+    let key = client.key("enc", Some(alg), None).ok_or_else(|| {
+        IdentityError::Crypto(format!(
+            "client {} has no key to encrypt to",
+            client.client_id
+        ))
+    })?;
+    let mut header = JweHeader::new();
+    header.set_content_encryption(enc.unwrap_or("A256GCM"));
+    header.set_content_type("JWT");
+    if let Some(kid) = key.key_id() {
+        header.set_key_id(kid);
+    }
+    let payload = signed.as_bytes();
+    let out = match alg {
+        "RSA-OAEP" => {
+            josekit::jwe::serialize_compact(payload, &header, &RSA_OAEP.encrypter_from_jwk(&key)?)?
+        }
+        "RSA-OAEP-256" => josekit::jwe::serialize_compact(
+            payload,
+            &header,
+            &RSA_OAEP_256.encrypter_from_jwk(&key)?,
+        )?,
+        "ECDH-ES" => {
+            josekit::jwe::serialize_compact(payload, &header, &ECDH_ES.encrypter_from_jwk(&key)?)?
+        }
+        other => {
+            return Err(IdentityError::Crypto(format!(
+                "unsupported encryption {other}"
+            )));
+        }
+    };
+    Ok(out)
+}

@@ -1,0 +1,604 @@
+//! Identity federation tables: clients, signing keys, browser sessions, login
+//! interactions, authorization codes, access tokens and client-assertion ids.
+//!
+//! Records are JSON documents owned by `socle-identity`; this module only stores them,
+//! finds them by key and makes the few state changes that must be atomic (a code is
+//! consumed once, a grant's tokens are revoked together, a jti is accepted once).
+
+use crate::error::StoreError;
+use crate::{Backend, Result, Store, on_pool};
+
+/// A registered client (service provider).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    pub client_id: String,
+    pub doc: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// A token signing key, its private half sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub sealed: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    /// Set when a newer key took over signing.
+    pub retired_at: Option<i64>,
+    /// A retired key stays published until then.
+    pub publish_until: Option<i64>,
+}
+
+/// What consuming a code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    /// First use: the code's document.
+    Fresh {
+        client_id: String,
+        grant_id: String,
+        doc: String,
+        expires_at: i64,
+    },
+    /// The code was already used: its grant, whose tokens the caller revokes.
+    Replayed {
+        grant_id: String,
+    },
+    Unknown,
+}
+
+/// A stored access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub grant_id: String,
+    pub client_id: String,
+    pub doc: String,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+/// Persistence of the identity federation, in its own terms.
+pub trait IdentityStore {
+    fn insert_client(
+        &self,
+        client_id: &str,
+        doc: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn update_client(
+        &self,
+        client_id: &str,
+        doc: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn client(&self, client_id: &str) -> impl Future<Output = Result<Option<StoredClient>>> + Send;
+    fn clients(&self) -> impl Future<Output = Result<Vec<StoredClient>>> + Send;
+
+    fn insert_key(&self, key: &StoredKey) -> impl Future<Output = Result<()>> + Send;
+    /// Every key not yet past its publication end, newest first.
+    fn keys(&self, now: i64) -> impl Future<Output = Result<Vec<StoredKey>>> + Send;
+    /// Retires the current key(s) of `alg` other than `except`.
+    fn retire_keys(
+        &self,
+        alg: &str,
+        except: &str,
+        now: i64,
+        publish_until: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    fn put_session(
+        &self,
+        id: &str,
+        doc: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn session(&self, id: &str, now: i64) -> impl Future<Output = Result<Option<String>>> + Send;
+    fn delete_session(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    fn put_interaction(
+        &self,
+        id: &str,
+        session_id: &str,
+        fi_state: Option<&str>,
+        doc: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `(session_id, doc)` of a live interaction.
+    fn interaction(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<(String, String)>>> + Send;
+    /// `(interaction id, session_id, doc)` by the state sent to the identity provider.
+    fn interaction_by_fi_state(
+        &self,
+        fi_state: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<(String, String, String)>>> + Send;
+    fn delete_interaction(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    fn insert_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        grant_id: &str,
+        doc: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Marks the code used, atomically: only one caller ever gets [`CodeUse::Fresh`].
+    fn consume_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<CodeUse>> + Send;
+
+    fn insert_token(
+        &self,
+        token_hash: &str,
+        token: &StoredToken,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn token(&self, token_hash: &str) -> impl Future<Output = Result<Option<StoredToken>>> + Send;
+    /// Revokes every token of a grant; returns how many were live.
+    fn revoke_grant(&self, grant_id: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Records a client assertion id; false if it was already used.
+    fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Deletes expired sessions, interactions, codes, tokens and assertion ids.
+    fn purge_identity(&self, now: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_runtime(e)
+}
+
+type ClientRow = (String, String, i64, i64);
+
+fn client_row(r: ClientRow) -> StoredClient {
+    StoredClient {
+        client_id: r.0,
+        doc: r.1,
+        disabled: r.2 != 0,
+        created_at: r.3,
+    }
+}
+
+type KeyRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn key_row(r: KeyRow) -> StoredKey {
+    StoredKey {
+        kid: r.0,
+        alg: r.1,
+        sealed: r.2,
+        public_jwk: r.3,
+        created_at: r.4,
+        retired_at: r.5,
+        publish_until: r.6,
+    }
+}
+
+impl IdentityStore for Store {
+    async fn insert_client(&self, client_id: &str, doc: &str, now: i64) -> Result<()> {
+        let r = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_clients (client_id, doc, disabled, created_at, updated_at) \
+                 VALUES ($1, $2, 0, $3, $3)",
+            )
+            .bind(client_id)
+            .bind(doc)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        });
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "a client {client_id:?} already exists"
+            ))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn update_client(&self, client_id: &str, doc: &str, now: i64) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query("UPDATE oidc_clients SET doc = $1, updated_at = $2 WHERE client_id = $3")
+                .bind(doc)
+                .bind(now)
+                .bind(client_id)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: i64) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE oidc_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3",
+            )
+            .bind(i64::from(disabled))
+            .bind(now)
+            .bind(client_id)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<StoredClient>> {
+        let row: Option<ClientRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT client_id, doc, CAST(disabled AS BIGINT), created_at FROM oidc_clients \
+                 WHERE client_id = $1",
+            )
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(row.map(client_row))
+    }
+
+    async fn clients(&self) -> Result<Vec<StoredClient>> {
+        let rows: Vec<ClientRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT client_id, doc, CAST(disabled AS BIGINT), created_at FROM oidc_clients \
+                 ORDER BY created_at, client_id",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(rows.into_iter().map(client_row).collect())
+    }
+
+    async fn insert_key(&self, key: &StoredKey) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_keys (kid, alg, sealed, public_jwk, created_at, retired_at, \
+                 publish_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .bind(key.publish_until)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn keys(&self, now: i64) -> Result<Vec<StoredKey>> {
+        let rows: Vec<KeyRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kid, alg, sealed, public_jwk, created_at, retired_at, publish_until \
+                 FROM oidc_keys WHERE publish_until IS NULL OR publish_until > $1 \
+                 ORDER BY created_at DESC, kid",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(rows.into_iter().map(key_row).collect())
+    }
+
+    async fn retire_keys(
+        &self,
+        alg: &str,
+        except: &str,
+        now: i64,
+        publish_until: i64,
+    ) -> Result<u64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE oidc_keys SET retired_at = $1, publish_until = $2 \
+                 WHERE alg = $3 AND kid <> $4 AND retired_at IS NULL",
+            )
+            .bind(now)
+            .bind(publish_until)
+            .bind(alg)
+            .bind(except)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        }))
+    }
+
+    async fn put_session(&self, id: &str, doc: &str, expires_at: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at",
+            )
+            .bind(id)
+            .bind(doc)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn session(&self, id: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT doc FROM oidc_sessions WHERE id = $1 AND expires_at > $2")
+                .bind(id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM oidc_sessions WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn put_interaction(
+        &self,
+        id: &str,
+        session_id: &str,
+        fi_state: Option<&str>,
+        doc: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+                 session_id = excluded.session_id, fi_state = excluded.fi_state, \
+                 doc = excluded.doc, expires_at = excluded.expires_at",
+            )
+            .bind(id)
+            .bind(session_id)
+            .bind(fi_state)
+            .bind(doc)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        }))
+    }
+
+    async fn interaction_by_fi_state(
+        &self,
+        fi_state: &str,
+        now: i64,
+    ) -> Result<Option<(String, String, String)>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, session_id, doc FROM oidc_interactions \
+                 WHERE fi_state = $1 AND expires_at > $2",
+            )
+            .bind(fi_state)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        }))
+    }
+
+    async fn delete_interaction(&self, id: &str) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM oidc_interactions WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn insert_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        grant_id: &str,
+        doc: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_codes (code_hash, client_id, grant_id, doc, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(code_hash)
+            .bind(client_id)
+            .bind(grant_id)
+            .bind(doc)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn consume_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
+        let fresh: Option<(String, String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
+                 RETURNING client_id, grant_id, doc, expires_at",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        });
+        if let Some((client_id, grant_id, doc, expires_at)) = fresh {
+            return Ok(CodeUse::Fresh {
+                client_id,
+                grant_id,
+                doc,
+                expires_at,
+            });
+        }
+        let used: Option<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT grant_id FROM oidc_codes WHERE code_hash = $1")
+                .bind(code_hash)
+                .fetch_optional(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(match used {
+            Some((grant_id,)) => CodeUse::Replayed { grant_id },
+            None => CodeUse::Unknown,
+        })
+    }
+
+    async fn insert_token(&self, token_hash: &str, t: &StoredToken) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_tokens (token_hash, grant_id, client_id, doc, expires_at, revoked) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(token_hash)
+            .bind(&t.grant_id)
+            .bind(&t.client_id)
+            .bind(&t.doc)
+            .bind(t.expires_at)
+            .bind(i64::from(t.revoked))
+            .execute(pool)
+            .await
+            .map_err(err)?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &str) -> Result<Option<StoredToken>> {
+        let row: Option<(String, String, String, i64, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT grant_id, client_id, doc, expires_at, CAST(revoked AS BIGINT) \
+                 FROM oidc_tokens WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(row.map(|r| StoredToken {
+            grant_id: r.0,
+            client_id: r.1,
+            doc: r.2,
+            expires_at: r.3,
+            revoked: r.4 != 0,
+        }))
+    }
+
+    async fn revoke_grant(&self, grant_id: &str) -> Result<u64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query("UPDATE oidc_tokens SET revoked = 1 WHERE grant_id = $1 AND revoked = 0")
+                .bind(grant_id)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
+        }))
+    }
+
+    async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO oidc_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (client_id, jti) DO NOTHING",
+            )
+            .bind(client_id)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    async fn purge_identity(&self, now: i64) -> Result<u64> {
+        let mut total = 0;
+        for sql in [
+            "DELETE FROM oidc_sessions WHERE expires_at <= $1",
+            "DELETE FROM oidc_interactions WHERE expires_at <= $1",
+            // Used or not, a code is kept a while after expiry so a late replay is still
+            // recognised (and revokes its tokens) rather than reported unknown.
+            "DELETE FROM oidc_codes WHERE expires_at <= $1 - 3600",
+            "DELETE FROM oidc_tokens WHERE expires_at <= $1",
+            "DELETE FROM oidc_assertions WHERE expires_at <= $1",
+        ] {
+            total += on_pool!(self, |pool| {
+                sqlx::query(sql)
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map_err(err)?
+                    .rows_affected()
+            });
+        }
+        Ok(total)
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

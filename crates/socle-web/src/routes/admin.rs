@@ -1,0 +1,177 @@
+//! The administration API: service providers (OpenID Connect clients). Closed unless
+//! `admin.token` is configured; every change is journaled.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use socle_identity::{ClientInput, IdentityError, NewClientSecret};
+use socle_journal::{Entry, EntryKind};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+/// A client as listed (never its secret or its hash).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub organisation: String,
+    pub token_endpoint_auth_method: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub eidas_level: u8,
+    pub id_token_signed_response_alg: String,
+    pub userinfo_signed_response_alg: Option<String>,
+    pub id_token_encrypted_response_alg: Option<String>,
+    pub userinfo_encrypted_response_alg: Option<String>,
+    pub consent_exempt: bool,
+    pub disabled: bool,
+}
+
+impl From<socle_identity::Client> for ClientView {
+    fn from(c: socle_identity::Client) -> Self {
+        ClientView {
+            client_id: c.client_id,
+            name: c.name,
+            organisation: c.organisation,
+            token_endpoint_auth_method: c.token_endpoint_auth_method,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            scopes: c.scopes,
+            eidas_level: c.eidas_level,
+            id_token_signed_response_alg: c.id_token_signed_response_alg,
+            userinfo_signed_response_alg: c.userinfo_signed_response_alg,
+            id_token_encrypted_response_alg: c.id_token_encrypted_response_alg,
+            userinfo_encrypted_response_alg: c.userinfo_encrypted_response_alg,
+            consent_exempt: c.consent_exempt,
+            disabled: c.disabled,
+        }
+    }
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.settings.admin_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_closed",
+            "Administration API closed",
+            "set admin.token (or admin.token_file) to open the administration API",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let a = socle_identity::sha256_hex(given.as_bytes());
+    let b = socle_identity::sha256_hex(expected.as_bytes());
+    if a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        != 0
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            "send the administration token as Authorization: Bearer <token>",
+        ));
+    }
+    Ok(())
+}
+
+fn map(e: IdentityError) -> ApiError {
+    match e {
+        IdentityError::Invalid(m) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_client_registration",
+            "Invalid client registration",
+            m,
+        ),
+        IdentityError::NotFound(m) => ApiError::not_found(m),
+        IdentityError::Store(s) => ApiError::from(s),
+        other => {
+            tracing::error!(error = %other, "admin API error");
+            ApiError::internal()
+        }
+    }
+}
+
+async fn journal_admin(state: &AppState, action: &str, client_id: &str) -> Result<(), ApiError> {
+    if let Some(j) = &state.journal {
+        j.append(vec![
+            Entry::new(EntryKind::Admin, "operator:admin-api", "ok")
+                .detail("action", action)
+                .detail("client_id", client_id),
+        ])
+        .await?;
+    }
+    Ok(())
+}
+
+fn identity(state: &AppState) -> Result<&socle_identity::Provider, ApiError> {
+    state
+        .identity
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("identity federation is not available"))
+}
+
+/// Registers a service provider; the secret is in the answer, once.
+#[utoipa::path(post, path = "/api/admin/clients", tag = "administration",
+    request_body = ClientInput,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Registered: the client id and, for secret-based authentication, the secret (shown once)", body = NewClientSecret),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 422, description = "Invalid registration: every problem listed", body = ErrorBody),
+    ))]
+pub async fn create_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let input: ClientInput = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON client registration: {e}")))?;
+    let (client, secret) = identity(&state)?.clients.create(input).await.map_err(map)?;
+    journal_admin(&state, "client.created", &client.client_id).await?;
+    Ok((StatusCode::CREATED, Json(secret)).into_response())
+}
+
+/// Lists the registered service providers.
+#[utoipa::path(get, path = "/api/admin/clients", tag = "administration",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every client", body = Vec<ClientView>),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
+pub async fn list_clients(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ClientView>>, ApiError> {
+    authorize(&state, &headers)?;
+    let list = identity(&state)?.clients.list().await.map_err(map)?;
+    Ok(Json(list.into_iter().map(ClientView::from).collect()))
+}
+
+/// Disables a client: its logins, tokens and userinfo calls are refused.
+#[utoipa::path(post, path = "/api/admin/clients/{client_id}/disable", tag = "administration",
+    security(("admin_token" = [])),
+    params(("client_id" = String, Path, description = "The client")),
+    responses((status = 204, description = "Disabled"),
+        (status = 404, description = "No such client", body = ErrorBody)))]
+pub async fn disable_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    identity(&state)?
+        .clients
+        .set_disabled(&client_id, true)
+        .await
+        .map_err(map)?;
+    journal_admin(&state, "client.disabled", &client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

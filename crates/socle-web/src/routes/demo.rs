@@ -1,0 +1,480 @@
+//! The demonstration of `socle demo`: an identity provider under `/demo/fi/` (reached
+//! by Socle's broker over HTTP like any external provider) and a service, the
+//! "Démarche de démonstration", under `/demo/fs/`: a relying party that logs in
+//! through Socle over HTTP and shows the identity it received.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use josekit::jwk::JwkSet;
+use serde_json::Value;
+use socle_identity::IdentityError;
+use socle_identity::demo::{DemoFi, DemoRequest};
+use socle_identity::pivot::claim_label;
+
+use crate::AppState;
+use crate::error::{ApiError, PageError};
+use crate::pages::{Layout, render};
+use crate::routes::oidc::{oidc_json, query_pairs};
+
+/// The demonstration service provider (a confidential client of Socle).
+pub struct DemoFs {
+    pub client_id: String,
+    pub client_secret: String,
+    pub public_url: String,
+    http: reqwest::Client,
+    /// state → (nonce, PKCE verifier)
+    pending: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl DemoFs {
+    pub fn new(public_url: &str, client_id: String, client_secret: String) -> DemoFs {
+        DemoFs {
+            client_id,
+            client_secret,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/demo/fs/callback", self.public_url)
+    }
+
+    pub fn post_logout_redirect_uri(&self) -> String {
+        format!("{}/demo/fs/logged-out", self.public_url)
+    }
+}
+
+/// Both halves of the demonstration.
+pub struct Demo {
+    pub fi: DemoFi,
+    pub fs: DemoFs,
+}
+
+fn demo(state: &AppState) -> Result<&Demo, Response> {
+    state
+        .demo
+        .as_deref()
+        .ok_or_else(|| PageError::not_found().into_response())
+}
+
+fn map(uri: &Uri) -> BTreeMap<String, String> {
+    query_pairs(uri).into_iter().collect()
+}
+
+fn page_error(e: IdentityError) -> Response {
+    PageError {
+        status: StatusCode::BAD_REQUEST,
+        title: "Demande refusée",
+        message: e.to_string(),
+    }
+    .into_response()
+}
+
+// ----- the identity provider ----------------------------------------------------------
+
+pub async fn fi_discovery(State(state): State<AppState>) -> Response {
+    match demo(&state) {
+        Ok(d) => axum::Json(d.fi.discovery()).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn fi_jwks(State(state): State<AppState>) -> Response {
+    match demo(&state) {
+        Ok(d) => axum::Json(d.fi.jwks()).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "demo_fi.html")]
+pub struct DemoFiPage {
+    pub layout: Layout,
+    pub level_acr: &'static str,
+    pub hidden: Vec<(String, String)>,
+    pub people: Vec<(&'static str, &'static str)>,
+}
+
+const FORWARDED: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "acr_values",
+    "scope",
+];
+
+pub async fn fi_authorize(State(state): State<AppState>, uri: Uri) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let q = map(&uri);
+    let req = match d.fi.authorize(&q) {
+        Ok(r) => r,
+        Err(e) => return page_error(e),
+    };
+    let hidden = q
+        .into_iter()
+        .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
+        .collect();
+    render(&DemoFiPage {
+        layout: Layout::current("Fournisseur d’identité de démonstration"),
+        level_acr: req.acr.acr(),
+        hidden,
+        people: d
+            .fi
+            .people()
+            .iter()
+            .map(|p| (p.login, p.description))
+            .collect(),
+    })
+}
+
+pub async fn fi_login(State(state): State<AppState>, body: Bytes) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let req: DemoRequest = match d.fi.authorize(&form) {
+        Ok(r) => r,
+        Err(e) => return page_error(e),
+    };
+    let url = if form.get("decision").map(String::as_str) == Some("refuse") {
+        d.fi.refuse(&req)
+    } else {
+        match d.fi.login(
+            &req,
+            form.get("login").map(String::as_str).unwrap_or_default(),
+        ) {
+            Ok(u) => u,
+            Err(e) => return page_error(e),
+        }
+    };
+    Redirect::to(&url).into_response()
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.strip_prefix("Basic ")?)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (a, b) = text.split_once(':')?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((dec(a), dec(b)))
+}
+
+pub async fn fi_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    match d.fi.token(&form, basic(&headers)) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(IdentityError::Oidc { error, description }) => oidc_json(error, &description),
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn fi_userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match d.fi.userinfo(token) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(IdentityError::Oidc { error, description }) => oidc_json(error, &description),
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn fi_end_session(State(state): State<AppState>, uri: Uri) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match d.fi.end_session(&map(&uri)) {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+// ----- the service --------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "demo_fs.html")]
+pub struct DemoFsPage {
+    pub layout: Layout,
+    pub identity: Option<Vec<(String, String)>>,
+    pub logout_url: Option<String>,
+    pub message: Option<String>,
+}
+
+fn fs_page(
+    identity: Option<Vec<(String, String)>>,
+    logout_url: Option<String>,
+    message: Option<String>,
+) -> Response {
+    let mut r = render(&DemoFsPage {
+        layout: Layout::current("Démarche de démonstration"),
+        identity,
+        logout_url,
+        message,
+    });
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub async fn fs_home(State(state): State<AppState>) -> Response {
+    match demo(&state) {
+        Ok(_) => fs_page(None, None, None),
+        Err(r) => r,
+    }
+}
+
+pub async fn fs_logged_out(State(state): State<AppState>) -> Response {
+    match demo(&state) {
+        Ok(_) => fs_page(
+            None,
+            None,
+            Some("Vous êtes déconnecté du service et de la plateforme.".into()),
+        ),
+        Err(r) => r,
+    }
+}
+
+pub async fn fs_login(State(state): State<AppState>) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let fs = &d.fs;
+    let state_value = socle_identity::random_token(32);
+    let nonce = socle_identity::random_token(32);
+    let verifier = socle_identity::random_token(32);
+    let challenge = socle_identity::sha256_b64url(verifier.as_bytes());
+    if let Ok(mut p) = fs.pending.lock() {
+        if p.len() > 10_000 {
+            p.clear();
+        }
+        p.insert(state_value.clone(), (nonce.clone(), verifier));
+    }
+    let mut u = match url::Url::parse(&format!("{}/api/v2/authorize", fs.public_url)) {
+        Ok(u) => u,
+        Err(_) => return crate::middleware::respond(ApiError::internal(), true),
+    };
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &fs.client_id)
+        .append_pair("redirect_uri", &fs.redirect_uri())
+        .append_pair("scope", "openid identite_pivot email preferred_username")
+        .append_pair("state", &state_value)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("acr_values", "eidas1");
+    Redirect::to(u.as_str()).into_response()
+}
+
+async fn fetch_jwks(fs: &DemoFs) -> Result<JwkSet, String> {
+    let v: Value = fs
+        .http
+        .get(format!("{}/api/v2/jwks", fs.public_url))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    match v {
+        Value::Object(m) => JwkSet::from_map(m).map_err(|e| e.to_string()),
+        _ => Err("JWKS is not an object".into()),
+    }
+}
+
+fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String, Value>, String> {
+    let header = josekit::jwt::decode_header(jwt).map_err(|e| e.to_string())?;
+    let kid = header
+        .claim("kid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = jwks
+        .get(kid)
+        .into_iter()
+        .next()
+        .ok_or("unknown signing key")?;
+    let (payload, _) = match key.algorithm() {
+        Some("RS256") => josekit::jwt::decode_with_verifier(
+            jwt,
+            &josekit::jws::RS256
+                .verifier_from_jwk(key)
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => josekit::jwt::decode_with_verifier(
+            jwt,
+            &josekit::jws::ES256
+                .verifier_from_jwk(key)
+                .map_err(|e| e.to_string())?,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(payload.claims_set().clone())
+}
+
+pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
+    let d = match demo(&state) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let fs = &d.fs;
+    let q = map(&uri);
+    let pending = q
+        .get("state")
+        .and_then(|s| fs.pending.lock().ok().and_then(|mut p| p.remove(s)));
+    let Some((nonce, verifier)) = pending else {
+        return fs_page(
+            None,
+            None,
+            Some("Cette connexion est inconnue ou a déjà abouti : recommencez.".into()),
+        );
+    };
+    if let Some(error) = q.get("error") {
+        let why = match error.as_str() {
+            "access_denied" => "La connexion a été annulée ou refusée.",
+            _ => "La plateforme a refusé la connexion.",
+        };
+        return fs_page(None, None, Some(format!("{why} (code : {error})")));
+    }
+    let result: Result<(Vec<(String, String)>, String), String> = async {
+        let code = q.get("code").ok_or("no code")?;
+        let token: Value = fs
+            .http
+            .post(format!("{}/api/v2/token", fs.public_url))
+            .basic_auth(&fs.client_id, Some(&fs.client_secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", fs.redirect_uri().as_str()),
+                ("code_verifier", verifier.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let id_token = token
+            .get("id_token")
+            .and_then(Value::as_str)
+            .ok_or("no id_token")?;
+        let access = token
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or("no access_token")?;
+        let jwks = fetch_jwks(fs).await?;
+        let claims = verify(id_token, &jwks)?;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
+            return Err("nonce mismatch".into());
+        }
+        let ui = fs
+            .http
+            .get(format!("{}/api/v2/userinfo", fs.public_url))
+            .bearer_auth(access)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = verify(ui.trim(), &jwks)?;
+        let mut rows = Vec::new();
+        for k in [
+            "given_name",
+            "family_name",
+            "birthdate",
+            "gender",
+            "birthplace",
+            "birthcountry",
+            "email",
+            "preferred_username",
+        ] {
+            if let Some(v) = info.get(k).and_then(Value::as_str) {
+                rows.push((claim_label(k).to_string(), v.to_string()));
+            }
+        }
+        rows.push((
+            "Identifiant (sub, propre à ce service)".into(),
+            info.get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ));
+        rows.push((
+            "Niveau eIDAS obtenu (acr)".into(),
+            claims
+                .get("acr")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ));
+        Ok((rows, id_token.to_string()))
+    }
+    .await;
+    match result {
+        Ok((rows, id_token)) => {
+            let logout = url::Url::parse_with_params(
+                &format!("{}/api/v2/session/end", fs.public_url),
+                &[
+                    ("id_token_hint", id_token.as_str()),
+                    ("state", socle_identity::random_token(32).as_str()),
+                    (
+                        "post_logout_redirect_uri",
+                        fs.post_logout_redirect_uri().as_str(),
+                    ),
+                ],
+            )
+            .map(|u| u.to_string())
+            .ok();
+            fs_page(Some(rows), logout, None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "demo service: login failed");
+            fs_page(
+                None,
+                None,
+                Some(
+                    "Le service n’a pas pu obtenir votre identité auprès de la plateforme.".into(),
+                ),
+            )
+        }
+    }
+}
