@@ -89,7 +89,7 @@ pub fn claim_label(claim: &str) -> &'static str {
         "birthplace" => "Lieu de naissance (code INSEE)",
         "birthcountry" => "Pays de naissance (code INSEE)",
         "email" => "Adresse électronique",
-        "preferred_username" => "Nom d'usage",
+        "preferred_username" => "Nom d’usage",
         _ => "Donnée",
     }
 }

@@ -390,7 +390,7 @@ impl Provider {
             Ok(Some(c)) if !c.disabled => c,
             Ok(_) => {
                 return Err(AuthorizeRefusal::Page(
-                    "Le service qui vous a envoyé ici n'est pas connu de la plateforme ou a été désactivé."
+                    "Le service qui vous a envoyé ici n’est pas connu de la plateforme ou a été désactivé."
                         .into(),
                 ));
             }
@@ -409,7 +409,7 @@ impl Provider {
         };
         if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
             return Err(AuthorizeRefusal::Page(
-                "L'adresse de retour demandée n'est pas celle que ce service a déclarée : par sécurité, vous n'y êtes pas renvoyé."
+                "L’adresse de retour demandée n’est pas celle que ce service a déclarée : par sécurité, vous n’y êtes pas renvoyé."
                     .into(),
             ));
         }
@@ -580,7 +580,7 @@ impl Provider {
                 "Cette connexion a été commencée dans un autre navigateur.".into(),
             )),
             None => Err(IdentityError::Interaction(
-                "Cette connexion a expiré ou n'existe pas. Recommencez depuis le service.".into(),
+                "Cette connexion a expiré ou n’existe pas. Recommencez depuis le service.".into(),
             )),
         }
     }
@@ -634,7 +634,7 @@ impl Provider {
             .any(|p| p.id == provider);
         if !able {
             return Err(IdentityError::Interaction(
-                "Ce fournisseur d'identité ne peut pas être utilisé pour ce service.".into(),
+                "Ce fournisseur d’identité ne peut pas être utilisé pour ce service.".into(),
             ));
         }
         let (url, pending) = self.broker.start(provider, i.request.acr).await?;
@@ -666,7 +666,7 @@ impl Provider {
         };
         let Some(state) = params.get("state") else {
             return Err(unknown(
-                "La réponse du fournisseur d'identité est incomplète.",
+                "La réponse du fournisseur d’identité est incomplète.",
             ));
         };
         let found = self
@@ -678,7 +678,7 @@ impl Provider {
             })?;
         let Some((id, sid, doc)) = found else {
             return Err(unknown(
-                "Cette connexion a expiré ou n'existe pas. Recommencez depuis le service.",
+                "Cette connexion a expiré ou n’existe pas. Recommencez depuis le service.",
             ));
         };
         if sid != session.id {
@@ -698,7 +698,7 @@ impl Provider {
             client_name: client.as_ref().map(|c| c.name.clone()),
         };
         let Some(pending) = i.pending.take() else {
-            return Err(unknown("Cette connexion n'attend pas de réponse."));
+            return Err(unknown("Cette connexion n’attend pas de réponse."));
         };
         let label = self
             .broker
@@ -709,14 +709,14 @@ impl Provider {
             tracing::warn!(provider = %pending.provider, error = %error.chars().take(64).collect::<String>(), "identity provider returned an error");
             return Err(fail(
                 &i,
-                format!("{label} n'a pas pu vous authentifier."),
+                format!("{label} n’a pas pu vous authentifier."),
                 "the identity provider did not authenticate the person",
             ));
         }
         let Some(code) = params.get("code") else {
             return Err(fail(
                 &i,
-                format!("{label} a répondu sans code d'autorisation."),
+                format!("{label} a répondu sans code d’autorisation."),
                 "the identity provider answered without a code",
             ));
         };
@@ -737,12 +737,12 @@ impl Provider {
                     {
                         format!("{label} ne répond pas pour le moment.")
                     }
-                    _ => format!("La réponse de {label} n'a pas pu être vérifiée."),
+                    _ => format!("La réponse de {label} n’a pas pu être vérifiée."),
                 };
                 return Err(fail(
                     &i,
                     message,
-                    "the identity provider's answer was refused",
+                    "the identity provider’s answer was refused",
                 ));
             }
         };
@@ -786,7 +786,7 @@ impl Provider {
                     &id,
                     &session.id,
                     None,
-                    &to_doc(&i).map_err(|e| server(e))?,
+                    &to_doc(&i).map_err(&server)?,
                     crate::now() + self.config.interaction_ttl,
                 )
                 .await
@@ -800,7 +800,7 @@ impl Provider {
         let i = self.interaction(id, session).await?;
         let Some(done) = &i.done else {
             return Err(IdentityError::Interaction(
-                "Vous n'êtes pas encore authentifié pour cette connexion.".into(),
+                "Vous n’êtes pas encore authentifié pour cette connexion.".into(),
             ));
         };
         let client = self.clients.active(&i.request.client_id).await?;
@@ -832,7 +832,7 @@ impl Provider {
         let i = self.interaction(id, session).await?;
         if i.done.is_none() {
             return Err(IdentityError::Interaction(
-                "Vous n'êtes pas encore authentifié pour cette connexion.".into(),
+                "Vous n’êtes pas encore authentifié pour cette connexion.".into(),
             ));
         }
         if !accept {
@@ -997,31 +997,32 @@ impl Provider {
 
     async fn check_assertion(&self, jwt: &str, claimed: Option<&String>) -> Result<Client> {
         let invalid = |d: &str| IdentityError::oidc(OidcError::InvalidClient, d);
-        let (unverified, header) = josekit::jwt::decode_unsecured(jwt)
-            .map(|(p, h)| (p, h))
-            .or_else(|_| {
-                // Signed tokens are not "unsecured": read the payload without trusting it.
-                let parts: Vec<&str> = jwt.split('.').collect();
-                if parts.len() != 3 {
-                    return Err(invalid("client_assertion is not a JWT"));
-                }
-                use base64::Engine;
-                let dec = |s: &str| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(s)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-                };
-                let payload =
-                    dec(parts[1]).ok_or_else(|| invalid("client_assertion is not a JWT"))?;
-                let header =
-                    dec(parts[0]).ok_or_else(|| invalid("client_assertion is not a JWT"))?;
-                let p = JwtPayload::from_map(payload)
-                    .map_err(|_| invalid("client_assertion is not a JWT"))?;
-                let h = josekit::jws::JwsHeader::from_map(header)
-                    .map_err(|_| invalid("client_assertion is not a JWT"))?;
-                Ok((p, h))
-            })?;
+        // Read the claims without trusting them yet: the issuer names the client whose
+        // keys then verify the signature.
+        let (unverified, header) = {
+            use base64::Engine;
+            let parts: Vec<&str> = jwt.split('.').collect();
+            let dec = |s: &str| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(s)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+            };
+            let (Some(h), Some(p)) = (
+                parts.first().and_then(|s| dec(s)),
+                parts.get(1).and_then(|s| dec(s)),
+            ) else {
+                return Err(invalid("client_assertion is not a JWT"));
+            };
+            if parts.len() != 3 {
+                return Err(invalid("client_assertion is not a JWT"));
+            }
+            let p =
+                JwtPayload::from_map(p).map_err(|_| invalid("client_assertion is not a JWT"))?;
+            let h = josekit::jws::JwsHeader::from_map(h)
+                .map_err(|_| invalid("client_assertion is not a JWT"))?;
+            (p, h)
+        };
         if header.algorithm() == Some("none") {
             return Err(invalid("unsigned client_assertion"));
         }
@@ -1029,7 +1030,7 @@ impl Provider {
             return Err(invalid("client_assertion has no iss"));
         };
         if claimed.is_some_and(|c| *c != client_id) {
-            return Err(invalid("client_id differs from the assertion's issuer"));
+            return Err(invalid("client_id differs from the assertion’s issuer"));
         }
         let client = self.clients.active(&client_id).await?;
         if client.token_endpoint_auth_method != "private_key_jwt" {
@@ -1142,7 +1143,7 @@ impl Provider {
         let doc: CodeDoc = from_doc(&doc)?;
         if form.get("redirect_uri") != Some(&doc.redirect_uri) {
             return Err(grant(
-                "redirect_uri differs from the authorization request's",
+                "redirect_uri differs from the authorization request’s",
             ));
         }
         match (&doc.code_challenge, form.get("code_verifier")) {
@@ -1281,12 +1282,12 @@ impl Provider {
         };
         let Ok(payload) = self.keys.verify(hint) else {
             return Err(page(
-                "Le jeton transmis pour la déconnexion n'a pas été émis par la plateforme.",
+                "Le jeton transmis pour la déconnexion n’a pas été émis par la plateforme.",
             ));
         };
         if payload.issuer() != Some(self.issuer().as_str()) {
             return Err(page(
-                "Le jeton transmis pour la déconnexion n'a pas été émis par la plateforme.",
+                "Le jeton transmis pour la déconnexion n’a pas été émis par la plateforme.",
             ));
         }
         let Some(client_id) = payload
@@ -1301,7 +1302,7 @@ impl Provider {
             .clients
             .active(&client_id)
             .await
-            .map_err(|_| page("Le service qui demande la déconnexion n'est pas connu."))?;
+            .map_err(|_| page("Le service qui demande la déconnexion n’est pas connu."))?;
         let Some(uri) = params.get("post_logout_redirect_uri") else {
             return Err(page(
                 "La demande de déconnexion ne précise pas post_logout_redirect_uri.",
@@ -1309,7 +1310,7 @@ impl Provider {
         };
         if !client.post_logout_redirect_uris.contains(uri) {
             return Err(page(
-                "L'adresse de retour après déconnexion n'a pas été déclarée par ce service : par sécurité, vous n'y êtes pas renvoyé.",
+                "L’adresse de retour après déconnexion n’a pas été déclarée par ce service : par sécurité, vous n’y êtes pas renvoyé.",
             ));
         }
         let Some(state) = params.get("state").filter(|s| !s.is_empty()) else {
@@ -1364,7 +1365,7 @@ impl Provider {
             .await?
         else {
             return Err(IdentityError::Page(
-                "Vous êtes déconnecté, mais le service à retrouver n'est plus connu.".into(),
+                "Vous êtes déconnecté, mais le service à retrouver n’est plus connu.".into(),
             ));
         };
         let i: Interaction = from_doc(&doc)?;

@@ -20,7 +20,9 @@ mod vectors;
 pub use entry::{Entry, EntryError, EntryKind, Pseudonymiser};
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier};
-pub use service::{ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError};
+pub use service::{
+    ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, enqueue,
+};
 pub use verify::{Report, Verifier, VerifyError};
 
 /// A checkpoint origin (and key name) derived from an instance name: lowercase,

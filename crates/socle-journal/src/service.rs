@@ -537,6 +537,19 @@ fn ack(batch: Vec<Request>, result: &Result<(), JournalError>) {
     }
 }
 
+/// Writes entries to the durable queue without sequencing them: the running sequencer,
+/// or the next one to start, integrates them. For command-line tools that change the
+/// store beside a running server.
+pub async fn enqueue(store: &Store, entries: Vec<Entry>) -> Result<(), JournalError> {
+    let mut leaves = Vec::with_capacity(entries.len());
+    for e in entries {
+        let leaf = e.encode()?;
+        leaves.push((leaf, e.subject));
+    }
+    store.journal_writer().enqueue(&leaves).await?;
+    Ok(())
+}
+
 /// The journal's one writer task per node.
 ///
 /// On the node that holds the sequencer lease (always with SQLite; on PostgreSQL the

@@ -416,13 +416,21 @@ pub async fn open_identity(
         None => None,
     };
 
-    // Expired sessions, codes and tokens go away; the store stays small.
-    let purger = provider.clone();
+    // Keys rotated by `socle keys rotate` (or another node) are picked up within 10 s;
+    // expired sessions, codes and tokens go away every minute.
+    let maintained = provider.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
-            if let Err(e) = purger.purge().await {
+            n += 1;
+            if let Err(e) = maintained.keys.reload().await {
+                tracing::debug!(error = %e, "signing keys not reloaded");
+            }
+            if n.is_multiple_of(6)
+                && let Err(e) = maintained.purge().await
+            {
                 tracing::debug!(error = %e, "identity purge failed");
             }
         }

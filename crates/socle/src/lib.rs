@@ -7,6 +7,7 @@
 //! shutdown. Domain rules live in `socle-core`, SQL in `socle-store`, HTTP handling in
 //! `socle-web`.
 
+pub mod admin_cli;
 pub mod app;
 pub mod config;
 pub mod journal_cli;

@@ -38,6 +38,16 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Manage service providers (OpenID Connect clients).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Manage the token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -45,6 +55,88 @@ enum Command {
     },
     /// Print the version of this binary and of what it embeds.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Service providers registered as OpenID Connect clients.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a service provider; prints its client_id and secret (shown once).
+    Create(Box<ClientCreateArgs>),
+    /// List the registered service providers.
+    List(ConfigArgs),
+    /// Disable a service provider: its logins and tokens are refused from now on.
+    Disable {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// The client to disable.
+        client_id: String,
+    },
+}
+
+#[derive(Args)]
+struct ClientCreateArgs {
+    #[command(flatten)]
+    common: ConfigArgs,
+    /// Name shown to people on the choice and consent pages.
+    #[arg(long)]
+    name: String,
+    /// SIRET of the organisation responsible for the service.
+    #[arg(long)]
+    organisation: String,
+    /// Exact redirect URI (repeat for several).
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Allowed scope (repeat; default openid identite_pivot email).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Lowest eIDAS level accepted (1, 2 or 3).
+    #[arg(long)]
+    eidas_level: Option<u8>,
+    /// client_secret_basic (default), client_secret_post, private_key_jwt or none.
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// The client's JWKS (JSON file): private_key_jwt keys, encryption keys.
+    #[arg(long, value_name = "FILE")]
+    jwks_file: Option<PathBuf>,
+    /// ES256 (default) or RS256.
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    /// ES256 (default), RS256, or none for plain JSON userinfo.
+    #[arg(long)]
+    userinfo_alg: Option<String>,
+    /// Encrypt ID tokens: RSA-OAEP, RSA-OAEP-256 or ECDH-ES (A256GCM).
+    #[arg(long)]
+    id_token_encryption: Option<String>,
+    /// Encrypt userinfo: RSA-OAEP, RSA-OAEP-256 or ECDH-ES (A256GCM).
+    #[arg(long)]
+    userinfo_encryption: Option<String>,
+    /// Do not ask people to consent (services declared exempt).
+    #[arg(long)]
+    consent_exempt: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate new token signing keys; the previous ones stay in the JWKS until every
+    /// token they signed has expired.
+    Rotate {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// ES256, RS256 or all.
+        #[arg(long, default_value = "all")]
+        alg: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +260,30 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Journal { command } => journal_command(command),
+        Command::Admin {
+            command: AdminCommand::Client { command },
+        } => client_command(command),
+        Command::Keys {
+            command: KeysCommand::Rotate { common, alg },
+        } => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let algs: Vec<&str> = match alg.as_str() {
+                "all" => vec!["ES256", "RS256"],
+                "ES256" => vec!["ES256"],
+                "RS256" => vec!["RS256"],
+                other => {
+                    eprintln!("error: --alg {other:?}: use ES256, RS256 or all");
+                    return ExitCode::from(2);
+                }
+            };
+            let c = config.clone();
+            run(&config, async move {
+                socle::admin_cli::rotate_keys(&c, &algs).await
+            })
+        }
         Command::Migrate(args) => {
             let config = match load(&args, None) {
                 Ok(c) => c,
@@ -300,6 +416,72 @@ fn journal_command(command: JournalCommand) -> ExitCode {
     }
 }
 
+fn client_command(command: ClientCommand) -> ExitCode {
+    use socle::admin_cli;
+    match command {
+        ClientCommand::Create(a) => {
+            let a = *a;
+            let config = match load(&a.common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let jwks = match &a.jwks_file {
+                None => None,
+                Some(path) => match std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        eprintln!("error: --jwks-file {}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let input = socle_identity::ClientInput {
+                name: a.name,
+                organisation: a.organisation,
+                redirect_uris: a.redirect_uris,
+                post_logout_redirect_uris: a.post_logout_redirect_uris,
+                scopes: a.scopes,
+                eidas_level: a.eidas_level,
+                token_endpoint_auth_method: a.auth_method,
+                jwks,
+                id_token_signed_response_alg: a.id_token_alg,
+                userinfo_signed_response_alg: a.userinfo_alg,
+                id_token_encrypted_response_alg: a.id_token_encryption,
+                id_token_encrypted_response_enc: None,
+                userinfo_encrypted_response_alg: a.userinfo_encryption,
+                userinfo_encrypted_response_enc: None,
+                consent_exempt: a.consent_exempt,
+            };
+            let c = config.clone();
+            run(
+                &config,
+                async move { admin_cli::create_client(&c, input).await },
+            )
+        }
+        ClientCommand::List(common) => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let c = config.clone();
+            run(&config, async move { admin_cli::list_clients(&c).await })
+        }
+        ClientCommand::Disable { common, client_id } => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let c = config.clone();
+            run(&config, async move {
+                admin_cli::disable_client(&c, &client_id).await
+            })
+        }
+    }
+}
+
 fn path_string(p: PathBuf) -> String {
     p.display().to_string()
 }
@@ -388,6 +570,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         println!("Socle is running ({} store).", app.store().kind());
     }
     println!("  Home page:           {base}/");
+    if demo {
+        println!("  Demo service (log in through Socle): {base}/demo/fs/");
+    }
     println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");
     println!("  Health / readiness:  {base}/healthz  {base}/readyz");
     println!("  Metrics:             {base}/metrics");

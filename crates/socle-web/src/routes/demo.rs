@@ -61,11 +61,11 @@ pub struct Demo {
     pub fs: DemoFs,
 }
 
-fn demo(state: &AppState) -> Result<&Demo, Response> {
+fn demo(state: &AppState) -> Result<&Demo, Box<Response>> {
     state
         .demo
         .as_deref()
-        .ok_or_else(|| PageError::not_found().into_response())
+        .ok_or_else(|| Box::new(PageError::not_found().into_response()))
 }
 
 fn map(uri: &Uri) -> BTreeMap<String, String> {
@@ -86,14 +86,14 @@ fn page_error(e: IdentityError) -> Response {
 pub async fn fi_discovery(State(state): State<AppState>) -> Response {
     match demo(&state) {
         Ok(d) => axum::Json(d.fi.discovery()).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 pub async fn fi_jwks(State(state): State<AppState>) -> Response {
     match demo(&state) {
         Ok(d) => axum::Json(d.fi.jwks()).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -121,7 +121,7 @@ const FORWARDED: &[&str] = &[
 pub async fn fi_authorize(State(state): State<AppState>, uri: Uri) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = map(&uri);
     let req = match d.fi.authorize(&q) {
@@ -148,7 +148,7 @@ pub async fn fi_authorize(State(state): State<AppState>, uri: Uri) -> Response {
 pub async fn fi_login(State(state): State<AppState>, body: Bytes) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let req: DemoRequest = match d.fi.authorize(&form) {
@@ -189,7 +189,7 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
 pub async fn fi_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     match d.fi.token(&form, basic(&headers)) {
@@ -202,7 +202,7 @@ pub async fn fi_token(State(state): State<AppState>, headers: HeaderMap, body: B
 pub async fn fi_userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let token = headers
         .get(header::AUTHORIZATION)
@@ -219,7 +219,7 @@ pub async fn fi_userinfo(State(state): State<AppState>, headers: HeaderMap) -> R
 pub async fn fi_end_session(State(state): State<AppState>, uri: Uri) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match d.fi.end_session(&map(&uri)) {
         Ok(url) => Redirect::to(&url).into_response(),
@@ -257,7 +257,7 @@ fn fs_page(
 pub async fn fs_home(State(state): State<AppState>) -> Response {
     match demo(&state) {
         Ok(_) => fs_page(None, None, None),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -268,14 +268,14 @@ pub async fn fs_logged_out(State(state): State<AppState>) -> Response {
             None,
             Some("Vous êtes déconnecté du service et de la plateforme.".into()),
         ),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 pub async fn fs_login(State(state): State<AppState>) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fs = &d.fs;
     let state_value = socle_identity::random_token(32);
@@ -353,7 +353,7 @@ fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String, Value>, St
 pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
     let d = match demo(&state) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let fs = &d.fs;
     let q = map(&uri);

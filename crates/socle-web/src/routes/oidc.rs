@@ -582,7 +582,7 @@ pub async fn consent(
 
 // ----- token, userinfo ----------------------------------------------------------------
 
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'static str> {
     use base64::Engine;
     let Some(v) = headers
         .get(header::AUTHORIZATION)
@@ -596,7 +596,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Re
     else {
         return Ok(None);
     };
-    let bad = || oidc_json(OidcError::InvalidClient, "malformed Basic credentials");
+    let bad = || "malformed Basic credentials";
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| bad())?;
@@ -632,7 +632,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     };
     let basic = match basic_credentials(&headers) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return oidc_json(OidcError::InvalidClient, m),
     };
     match p.token(&form, basic).await {
         Ok(v) => {

@@ -9,6 +9,7 @@ mod support;
 
 mod cli;
 pub mod http;
+mod identity;
 mod journal;
 mod lifecycle;
 mod store;

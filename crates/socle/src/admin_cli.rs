@@ -1,0 +1,129 @@
+//! `socle admin client create|list|disable` and `socle keys rotate`: operator commands
+//! that work on the store directly (a server may be running beside them). Their
+//! journal entries go to the journal's durable queue, integrated by the running
+//! sequencer or the next one to start.
+
+use anyhow::Context;
+use socle_identity::{ClientInput, KeyRing, ProviderConfig};
+use socle_journal::{Entry, EntryKind};
+
+use crate::app::{master_key, open_store};
+use crate::config::Config;
+
+async fn store(config: &Config) -> anyhow::Result<socle_store::Store> {
+    let store = open_store(config).await?;
+    if config.database.auto_migrate {
+        store.migrate().await?;
+    }
+    let status = store.schema_status().await?;
+    anyhow::ensure!(
+        status.is_current(),
+        "the database schema is at version {} but this binary needs {}: run `socle migrate`",
+        status.current,
+        status.latest
+    );
+    Ok(store)
+}
+
+/// Registers a client and prints its id and secret (the only time the secret is shown).
+pub async fn create_client(config: &Config, input: ClientInput) -> anyhow::Result<()> {
+    let store = store(config).await?;
+    let clients = socle_identity::client::Clients::new(store.clone());
+    let (client, secret) = clients.create(input).await?;
+    socle_journal::enqueue(
+        &store,
+        vec![
+            Entry::new(EntryKind::Admin, "operator:cli", "ok")
+                .detail("action", "client.created")
+                .detail("client_id", client.client_id.clone()),
+        ],
+    )
+    .await?;
+    println!("client_id:     {}", secret.client_id);
+    match &secret.client_secret {
+        Some(s) => {
+            println!("client_secret: {s}");
+            println!("The secret is shown only now: Socle keeps only its hash.");
+        }
+        None => println!(
+            "(no secret: this client authenticates with {})",
+            client.token_endpoint_auth_method
+        ),
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Prints the registered clients, one per line.
+pub async fn list_clients(config: &Config) -> anyhow::Result<()> {
+    let store = store(config).await?;
+    let clients = socle_identity::client::Clients::new(store.clone())
+        .list()
+        .await?;
+    if clients.is_empty() {
+        println!("no client registered");
+    }
+    for c in clients {
+        println!(
+            "{}  {}  {}  eidas{}  {}  {}",
+            c.client_id,
+            if c.disabled { "disabled" } else { "enabled " },
+            c.organisation,
+            c.eidas_level,
+            c.token_endpoint_auth_method,
+            c.name
+        );
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub async fn disable_client(config: &Config, client_id: &str) -> anyhow::Result<()> {
+    let store = store(config).await?;
+    socle_identity::client::Clients::new(store.clone())
+        .set_disabled(client_id, true)
+        .await
+        .with_context(|| format!("cannot disable client {client_id}"))?;
+    socle_journal::enqueue(
+        &store,
+        vec![
+            Entry::new(EntryKind::Admin, "operator:cli", "ok")
+                .detail("action", "client.disabled")
+                .detail("client_id", client_id),
+        ],
+    )
+    .await?;
+    println!("client {client_id} disabled");
+    store.close().await;
+    Ok(())
+}
+
+/// Replaces the token signing key(s); the old ones stay in the JWKS until every token
+/// they signed has expired.
+pub async fn rotate_keys(config: &Config, algs: &[&str]) -> anyhow::Result<()> {
+    let store = store(config).await?;
+    let ring = KeyRing::open(store.clone(), master_key(config)?).await?;
+    let mut pc = ProviderConfig::new("http://unused");
+    pc.id_token_ttl =
+        i64::try_from(config.identity.id_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+    pc.access_token_ttl =
+        i64::try_from(config.identity.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let mut entries = Vec::new();
+    for alg in algs {
+        let kid = ring.rotate(alg, pc.key_publication()).await?;
+        println!(
+            "{alg}: new signing key {kid}; the previous one stays published for {} s",
+            pc.key_publication()
+        );
+        entries.push(
+            Entry::new(EntryKind::KeyRotation, "operator:cli", "ok")
+                .detail("action", "oidc.key.rotated")
+                .detail("alg", *alg)
+                .detail("kid", kid),
+        );
+    }
+    socle_journal::enqueue(&store, entries).await?;
+    println!("Running servers pick the new key up within 10 seconds.");
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,1438 @@
+//! Identity federation over real HTTP: Socle as OpenID Connect provider to services
+//! (registered through the admin API) and as relying party to identity providers (the
+//! demo FI mounted under /demo/fi, reached over HTTP, and a misbehaving mock FI served
+//! by this test on its own port). Every rule of the issue has a refusal test here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect};
+use josekit::jwk::{Jwk, JwkSet};
+use josekit::jws::{ES256, JwsHeader};
+use josekit::jwt::JwtPayload;
+use serde_json::{Value, json};
+use socle::config::IdentityProviderConfig;
+
+use crate::on_both_stores;
+use crate::support::{Backend, TestApp, TestDb};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const LOGOUT: &str = "http://127.0.0.1:9/logged-out";
+
+// ----- a browser that keeps cookies and does not follow redirects ----------------------
+
+pub struct Resp {
+    pub status: u16,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+pub struct Browser {
+    pub base: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Browser {
+        Browser {
+            base: app.base.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn url(&self, u: &str) -> String {
+        if u.starts_with("http") {
+            u.to_string()
+        } else {
+            format!("{}{u}", self.base)
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn absorb(&mut self, r: reqwest::Response) -> Resp {
+        for v in r.headers().get_all(reqwest::header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+        Resp {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| l.to_str().unwrap().to_string()),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, u: &str) -> Resp {
+        let r = self
+            .client
+            .get(self.url(u))
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        self.absorb(r).await
+    }
+
+    pub async fn post(&mut self, u: &str, form: &[(&str, &str)]) -> Resp {
+        let r = self
+            .client
+            .post(self.url(u))
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.absorb(r).await
+    }
+}
+
+fn unescape(s: &str) -> String {
+    // Named and numeric character references, as askama writes them.
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(j) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let entity = &tail[1..j];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16)
+                .ok()
+                .and_then(char::from_u32),
+            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[j + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let j = text[i..].find(end)? + i;
+    Some(&text[i..j])
+}
+
+fn form_action(body: &str) -> String {
+    unescape(between(body, "<form method=\"post\" action=\"", "\"").expect("a form"))
+}
+
+fn csrf(body: &str) -> String {
+    between(body, "name=\"csrf\" value=\"", "\"")
+        .expect("a CSRF field")
+        .to_string()
+}
+
+fn hidden_fields(body: &str) -> Vec<(String, String)> {
+    body.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|part| {
+            let name = part.split('"').next().unwrap().to_string();
+            let value = between(part, "value=\"", "\"").unwrap_or_default();
+            (name, unescape(value))
+        })
+        .collect()
+}
+
+pub fn query(url: &str) -> BTreeMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+// ----- clients ---------------------------------------------------------------------------
+
+pub struct TestClient {
+    pub id: String,
+    pub secret: Option<String>,
+}
+
+pub async fn register(app: &TestApp, body: Value) -> TestClient {
+    let r = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    TestClient {
+        id: v["client_id"].as_str().unwrap().to_string(),
+        secret: v["client_secret"].as_str().map(str::to_string),
+    }
+}
+
+pub async fn register_default(app: &TestApp) -> TestClient {
+    register(
+        app,
+        json!({"name": "Service test", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await
+}
+
+pub fn long(tag: &str) -> String {
+    format!("{tag}-{}", "x".repeat(40))
+}
+
+fn verifier_and_challenge() -> (String, String) {
+    let verifier = format!("v{}", "0123456789".repeat(5));
+    let challenge = socle_identity::sha256_b64url(verifier.as_bytes());
+    (verifier, challenge)
+}
+
+pub struct Login {
+    pub code: String,
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+}
+
+pub fn authorize_url(client: &TestClient, extra: &[(&str, &str)]) -> (String, Login) {
+    let (verifier, challenge) = verifier_and_challenge();
+    let state = long("state");
+    let nonce = long("nonce");
+    let mut params: BTreeMap<&str, String> = BTreeMap::new();
+    params.insert("response_type", "code".into());
+    params.insert("client_id", client.id.clone());
+    params.insert("redirect_uri", REDIRECT.into());
+    params.insert("scope", "openid identite_pivot email".into());
+    params.insert("state", state.clone());
+    params.insert("nonce", nonce.clone());
+    params.insert("code_challenge", challenge);
+    params.insert("code_challenge_method", "S256".into());
+    params.insert("acr_values", "eidas1".into());
+    for (k, v) in extra {
+        if v.is_empty() {
+            params.remove(k);
+        } else {
+            params.insert(k, v.to_string());
+        }
+    }
+    let url = url::Url::parse_with_params("http://x/api/v2/authorize", params.iter()).unwrap();
+    (
+        format!("/api/v2/authorize?{}", url.query().unwrap()),
+        Login {
+            code: String::new(),
+            state,
+            nonce,
+            verifier,
+        },
+    )
+}
+
+/// Authorize, choose `provider`, pass its login, consent: the redirect to the service.
+pub async fn login_via(b: &mut Browser, url: &str, provider: &str, person: &str) -> Resp {
+    let choice_url = match url.strip_prefix('@') {
+        Some(existing) => existing.to_string(),
+        None => {
+            let r = b.get(url).await;
+            assert_eq!(r.status, 303, "authorize: {}", r.body);
+            r.location.unwrap()
+        }
+    };
+    let choice = b.get(&choice_url).await;
+    assert_eq!(choice.status, 200, "{}", choice.body);
+    let r = b
+        .post(
+            &form_action(&choice.body),
+            &[("csrf", &csrf(&choice.body)), ("provider", provider)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "choose: {}", r.body);
+    let mut fi = b.get(r.location.as_deref().unwrap()).await;
+    if provider == "demo" {
+        assert_eq!(fi.status, 200, "demo FI page: {}", fi.body);
+        let mut fields = hidden_fields(&fi.body);
+        fields.push(("login".into(), person.into()));
+        fields.push(("decision".into(), "login".into()));
+        let f: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        fi = b.post("/demo/fi/authorize", &f).await;
+    }
+    assert!(
+        fi.status == 302 || fi.status == 303,
+        "FI: {} {}",
+        fi.status,
+        fi.body
+    );
+    let cb = b.get(fi.location.as_deref().unwrap()).await;
+    if cb.status != 303
+        || !cb
+            .location
+            .as_deref()
+            .unwrap_or_default()
+            .contains("/consent")
+    {
+        return cb;
+    }
+    let consent = b.get(cb.location.as_deref().unwrap()).await;
+    assert_eq!(consent.status, 200);
+    b.post(
+        &form_action(&consent.body),
+        &[("csrf", &csrf(&consent.body)), ("decision", "accept")],
+    )
+    .await
+}
+
+pub async fn demo_login(
+    app: &TestApp,
+    client: &TestClient,
+    person: &str,
+    extra: &[(&str, &str)],
+) -> Login {
+    let mut b = Browser::new(app);
+    let (url, mut login) = authorize_url(client, extra);
+    let r = login_via(&mut b, &url, "demo", person).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.location.unwrap();
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let q = query(&back);
+    assert_eq!(q.get("state"), Some(&login.state));
+    assert!(q.get("iss").unwrap().ends_with("/api/v2"));
+    login.code = q.get("code").expect("a code").clone();
+    login
+}
+
+pub async fn token(app: &TestApp, client: &TestClient, login: &Login) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v2/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", login.code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", login.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn jwks(app: &TestApp) -> JwkSet {
+    let v: Value = app.get("/api/v2/jwks").await.json().await.unwrap();
+    JwkSet::from_map(v.as_object().unwrap().clone()).unwrap()
+}
+
+pub fn verify(jwt: &str, set: &JwkSet) -> serde_json::Map<String, Value> {
+    let header = josekit::jwt::decode_header(jwt).unwrap();
+    let kid = header.claim("kid").unwrap().as_str().unwrap();
+    let key = set.get(kid)[0];
+    let (p, _) = match header.claim("alg").unwrap().as_str().unwrap() {
+        "ES256" => josekit::jwt::decode_with_verifier(jwt, &ES256.verifier_from_jwk(key).unwrap()),
+        "RS256" => josekit::jwt::decode_with_verifier(
+            jwt,
+            &josekit::jws::RS256.verifier_from_jwk(key).unwrap(),
+        ),
+        a => panic!("unexpected alg {a}"),
+    }
+    .unwrap();
+    p.claims_set().clone()
+}
+
+pub async fn identity_app(backend: Backend) -> TestApp {
+    identity_app_with(backend, |_| {}).await
+}
+
+pub async fn identity_app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut socle::Config),
+) -> TestApp {
+    TestApp::spawn_with(backend, |c| {
+        c.demo = true;
+        c.admin.token = Some(ADMIN_TOKEN.into());
+        tweak(c);
+    })
+    .await
+}
+
+async fn error_redirect(app: &TestApp, url: &str) -> BTreeMap<String, String> {
+    let r = app.get(url).await;
+    assert_eq!(r.status(), 303, "{url}: {}", r.text().await.unwrap());
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with(REDIRECT), "{loc}");
+    query(&loc)
+}
+
+// ----- the tests ---------------------------------------------------------------------
+
+async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
+    let app = identity_app(backend).await;
+    let d = app.get("/.well-known/openid-configuration").await;
+    assert_eq!(d.status(), 200);
+    let disco: Value = d.json().await.unwrap();
+    assert_eq!(disco["issuer"], format!("{}/api/v2", app.base));
+    let d2: Value = app
+        .get("/api/v2/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco, d2);
+    assert_eq!(disco["code_challenge_methods_supported"], json!(["S256"]));
+
+    let client = register_default(&app).await;
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    let r = token(&app, &client, &login).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["token_type"], "Bearer");
+    let set = jwks(&app).await;
+    let id = verify(t["id_token"].as_str().unwrap(), &set);
+    assert_eq!(id["iss"], json!(format!("{}/api/v2", app.base)));
+    assert_eq!(id["aud"], json!(client.id));
+    assert_eq!(id["nonce"], json!(login.nonce));
+    assert_eq!(id["acr"], json!("eidas1"));
+    assert_eq!(id["amr"], json!(["pwd"]));
+    for claim in ["exp", "iat", "auth_time"] {
+        assert!(
+            id[claim].is_i64(),
+            "{claim} is an integer NumericDate: {}",
+            id[claim]
+        );
+    }
+    assert!(id["sid"].as_str().unwrap().len() >= 32);
+    {
+        use base64::Engine;
+        let digest = socle_identity::sha256_hex(t["access_token"].as_str().unwrap().as_bytes());
+        let bytes: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            id["at_hash"],
+            json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        );
+    }
+    let sub = id["sub"].as_str().unwrap().to_string();
+    assert!(
+        sub.ends_with("v1") && sub.len() == 66,
+        "pairwise sub, not the FI's: {sub}"
+    );
+    assert!(!sub.contains("demo-"));
+
+    let ui = app
+        .client
+        .get(app.url("/api/v2/userinfo"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 200);
+    assert_eq!(ui.headers()["content-type"], "application/jwt");
+    let info = verify(ui.text().await.unwrap().trim(), &set);
+    assert_eq!(info["sub"], json!(sub));
+    assert_eq!(info["given_name"], "Marie Claire");
+    assert_eq!(info["family_name"], "Dupont");
+    assert_eq!(info["birthplace"], "75107");
+    assert_eq!(info["email"], "marie.dupont@example.fr");
+    assert_eq!(info["aud"], json!(client.id));
+
+    // Same person, second login: same sub. Another service: another sub.
+    let again = demo_login(&app, &client, "marie", &[]).await;
+    let t2: Value = token(&app, &client, &again).await.json().await.unwrap();
+    assert_eq!(
+        verify(t2["id_token"].as_str().unwrap(), &set)["sub"],
+        json!(sub)
+    );
+    let other = register_default(&app).await;
+    let l3 = demo_login(&app, &other, "marie", &[]).await;
+    let t3: Value = token(&app, &other, &l3).await.json().await.unwrap();
+    assert_ne!(
+        verify(t3["id_token"].as_str().unwrap(), &set)["sub"],
+        json!(sub)
+    );
+
+    // The journal: a consent and a login per connection, under a pseudonym, with claim
+    // names and never their values.
+    let journal = app.journal.as_ref().unwrap();
+    let cp = journal.latest_checkpoint().await.unwrap();
+    journal
+        .wait_for_size(cp.size, Duration::from_secs(5))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let cp = journal.latest_checkpoint().await.unwrap();
+    let (_, rows) = journal.entries(0, cp.size).await.unwrap();
+    let entries: Vec<socle_journal::Entry> = rows
+        .iter()
+        .map(|r| {
+            let text = String::from_utf8_lossy(&r.leaf);
+            for personal in [
+                "Dupont",
+                "Marie",
+                "75107",
+                "1980-06-14",
+                "marie.dupont",
+                "demo-marie",
+            ] {
+                assert!(
+                    !text.contains(personal),
+                    "personal data {personal} in the journal: {text}"
+                );
+            }
+            socle_journal::Entry::decode(&r.leaf).unwrap()
+        })
+        .collect();
+    let logins: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == socle_journal::EntryKind::Login)
+        .collect();
+    let consents: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == socle_journal::EntryKind::Consent)
+        .collect();
+    assert_eq!(logins.len(), 3);
+    assert_eq!(consents.len(), 3);
+    let l = logins[0];
+    assert_eq!(l.details["client_id"], client.id);
+    assert_eq!(l.details["provider"], "demo");
+    assert_eq!(l.details["acr"], "eidas1");
+    assert_eq!(
+        l.details["claims"],
+        "given_name,family_name,birthdate,gender,birthplace,birthcountry,email"
+    );
+    assert_eq!(l.organisations, vec!["13002526500013".to_string()]);
+    let pseudonym = l.subject.clone().unwrap();
+    assert!(
+        logins
+            .iter()
+            .all(|e| e.subject.as_ref() == Some(&pseudonym)),
+        "one pseudonym per person"
+    );
+    let listed = journal
+        .subject_indices(&pseudonym, u64::MAX, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        6,
+        "the person's connections and consents are listed by pseudonym"
+    );
+}
+
+async fn authorization_requests_are_checked(backend: Backend) {
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+
+    // A wrong or missing redirect_uri, an unknown client: a page, never a redirect.
+    for (extra, needle) in [
+        (
+            vec![("redirect_uri", "http://127.0.0.1:9/evil")],
+            "adresse de retour",
+        ),
+        (
+            vec![("redirect_uri", "http://127.0.0.1:9/callback/")],
+            "adresse de retour",
+        ),
+        (vec![("redirect_uri", "")], "redirect_uri"),
+        (vec![("client_id", "unknown")], "pas connu"),
+    ] {
+        let (url, _) = authorize_url(&client, &extra);
+        let r = app
+            .client
+            .get(app.url(&url))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{extra:?}");
+        assert!(r.headers().get("location").is_none());
+        let body = r.text().await.unwrap();
+        assert!(body.contains(needle), "{extra:?}: {body}");
+        assert!(body.contains("lang=\"fr\""));
+    }
+    // A repeated redirect_uri: a page too.
+    let (url, _) = authorize_url(&client, &[]);
+    let r = app
+        .get(&format!(
+            "{url}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback"
+        ))
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+
+    // Everything else: back to the service with the error and the state.
+    let (url, _) = authorize_url(&client, &[]);
+    let q = error_redirect(&app, &format!("{url}&scope=openid")).await;
+    assert_eq!(q["error"], "invalid_request", "repeated parameter");
+    for (extra, error) in [
+        (vec![("state", "short")], "invalid_request"),
+        (vec![("state", "")], "invalid_request"),
+        (vec![("nonce", "short")], "invalid_request"),
+        (vec![("nonce", "")], "invalid_request"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("scope", "profile")], "invalid_scope"),
+        (vec![("scope", "openid birth")], "invalid_scope"),
+        (vec![("code_challenge_method", "plain")], "invalid_request"),
+        (vec![("code_challenge", "short")], "invalid_request"),
+        (vec![("acr_values", "eidas4")], "invalid_request"),
+        (vec![("prompt", "none")], "login_required"),
+    ] {
+        let (url, login) = authorize_url(&client, &extra);
+        let q = error_redirect(&app, &url).await;
+        assert_eq!(q["error"], error, "{extra:?}");
+        if extra[0].0 != "state" {
+            assert_eq!(q.get("state"), Some(&login.state));
+        }
+    }
+    // Unrecognised parameters are ignored (RFC 6749 §3.1).
+    let (url, _) = authorize_url(&client, &[("unknown_parameter", "x"), ("ui_locales", "fr")]);
+    let r = app.get(&url).await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/api/v2/interaction/")
+    );
+
+    // A public client must use PKCE.
+    let public = register(
+        &app,
+        json!({"name": "App", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+               "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    assert!(public.secret.is_none());
+    let (url, _) = authorize_url(
+        &public,
+        &[("code_challenge", ""), ("code_challenge_method", "")],
+    );
+    assert_eq!(error_redirect(&app, &url).await["error"], "invalid_request");
+
+    // A disabled client is refused with a page.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/admin/clients/{}/disable", client.id)))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (url, _) = authorize_url(&client, &[]);
+    assert_eq!(app.get(&url).await.status(), 400);
+}
+
+async fn token_endpoint_rules(backend: Backend) {
+    let app = identity_app_with(backend, |c| {
+        c.identity.code_lifetime = Duration::from_secs(1);
+    })
+    .await;
+    let client = register_default(&app).await;
+
+    // Wrong secret, unknown client, no authentication.
+    let login = demo_login(&app, &client, "jean", &[]).await;
+    let bad = TestClient {
+        id: client.id.clone(),
+        secret: Some("wrong".into()),
+    };
+    let r = token(&app, &bad, &login).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "invalid_client");
+    assert_eq!(e["code"], "invalid_client");
+    assert!(e["request_id"].as_str().is_some());
+    // The failed attempt did not use the code: PKCE mismatch next.
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", login.code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &format!("w{}", "1".repeat(50))),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+
+    // Replay: the first exchange works, the second fails and revokes what the first got.
+    let login = demo_login(&app, &client, "jean", &[]).await;
+    let first: Value = token(&app, &client, &login).await.json().await.unwrap();
+    let access = first["access_token"].as_str().unwrap().to_string();
+    let ui = |t: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/api/v2/userinfo"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ui(access.clone()).await.status(), 200);
+    let r = token(&app, &client, &login).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let r = ui(access).await;
+    assert_eq!(
+        r.status(),
+        401,
+        "a replayed code revokes the tokens issued from it"
+    );
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // Expired code (lifetime 1 s here).
+    let login = demo_login(&app, &client, "jean", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = token(&app, &client, &login).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+
+    // redirect_uri must repeat the authorization request's.
+    let login = demo_login(&app, &client, "jean", &[]).await;
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", login.code.as_str()),
+            ("redirect_uri", LOGOUT),
+            ("code_verifier", login.verifier.as_str()),
+            ("client_id", client.id.as_str()),
+            ("client_secret", client.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+
+    // client_secret_post works; other grant types and duplicated parameters do not.
+    let login = demo_login(&app, &client, "jean", &[]).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", login.code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", login.verifier.as_str()),
+        ("client_id", client.id.as_str()),
+        ("client_secret", client.secret.as_deref().unwrap()),
+    ];
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=authorization_code&code=a&code=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    // No token: 401 with a Bearer challenge.
+    let r = app.get("/api/v2/userinfo").await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+}
+
+async fn levels_consent_and_logout(backend: Backend) {
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+
+    // Marie is known at eidas1 only: a service asking eidas2 gets no identity.
+    let mut b = Browser::new(&app);
+    let (url, login) = authorize_url(&client, &[("acr_values", "eidas2")]);
+    let r = login_via(&mut b, &url, "demo", "marie").await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("niveau de garantie"), "{}", r.body);
+    let back = unescape(between(&r.body, "fr-btn--secondary\" href=\"", "\"").unwrap());
+    let q = query(&back);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], login.state);
+    // Jean is eidas2: the acr returned is what was obtained.
+    let l = demo_login(&app, &client, "jean", &[("acr_values", "eidas2")]).await;
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    assert_eq!(
+        verify(t["id_token"].as_str().unwrap(), &jwks(&app).await)["acr"],
+        "eidas2"
+    );
+    // Fatou is eidas3: asked eidas1, the token says eidas3 (obtained, not more).
+    let l = demo_login(&app, &client, "fatou", &[]).await;
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    let id_token = t["id_token"].as_str().unwrap().to_string();
+    assert_eq!(verify(&id_token, &jwks(&app).await)["acr"], "eidas3");
+
+    // Invalid identity data from the FI: refused with a page, the service gets an error.
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    let r = login_via(&mut b, &url, "demo", "erreur").await;
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("mal formée"), "{}", r.body);
+
+    // Refusing consent: access_denied to the service, and a journal entry.
+    let mut b = Browser::new(&app);
+    let (url, login) = authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    let choice = b.get(r.location.as_deref().unwrap()).await;
+    // CSRF: a form without the token is refused.
+    let r = b
+        .post(&form_action(&choice.body), &[("provider", "demo")])
+        .await;
+    assert_eq!(r.status, 403);
+    let r = b
+        .post(
+            &form_action(&choice.body),
+            &[("csrf", &csrf(&choice.body)), ("provider", "demo")],
+        )
+        .await;
+    let fi = b.get(r.location.as_deref().unwrap()).await;
+    let mut fields = hidden_fields(&fi.body);
+    fields.push(("login".into(), "lucas".into()));
+    let f: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let r = b.post("/demo/fi/authorize", &f).await;
+    let r = b.get(r.location.as_deref().unwrap()).await;
+    let consent = b.get(r.location.as_deref().unwrap()).await;
+    assert!(consent.body.contains("Bernard"), "the person sees the data");
+    assert!(consent.body.contains("Service test"), "and who gets it");
+    let r = b
+        .post(
+            &form_action(&consent.body),
+            &[("csrf", &csrf(&consent.body)), ("decision", "refuse")],
+        )
+        .await;
+    let q = query(r.location.as_deref().unwrap());
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], login.state);
+
+    // The choice page remembers the last choice on the device.
+    let (url, _) = authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    let page = b.get(r.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("(dernier choix)"));
+    // The form leads to the identity provider: its origin is an allowed form target.
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", app.base)),
+        "{csp}"
+    );
+
+    // Logout: id_token_hint, state and a registered post_logout_redirect_uri.
+    let end = |hint: &str, state: &str, uri: &str| {
+        let u = url::Url::parse_with_params(
+            "http://x/api/v2/session/end",
+            [
+                ("id_token_hint", hint),
+                ("state", state),
+                ("post_logout_redirect_uri", uri),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty()),
+        )
+        .unwrap();
+        format!("/api/v2/session/end?{}", u.query().unwrap())
+    };
+    let mut b = Browser::new(&app);
+    for url in [
+        end(&id_token, "s", "http://127.0.0.1:9/not-registered"),
+        end(&id_token, "", LOGOUT),
+        end("", "s", LOGOUT),
+        end("eyJhbGciOiJub25lIn0.e30.", "s", LOGOUT),
+    ] {
+        let r = b.get(&url).await;
+        assert_eq!(r.status, 400, "{url}");
+        assert!(r.location.is_none());
+    }
+    let r = b.get(&end(&id_token, "logout-state", LOGOUT)).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{LOGOUT}?state=logout-state").as_str())
+    );
+
+    // After a real login, logout goes through the FI's end_session and comes back.
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    let r = login_via(&mut b, &url, "demo", "jean").await;
+    let code = query(r.location.as_deref().unwrap())["code"].clone();
+    let l = Login {
+        code,
+        state: String::new(),
+        nonce: String::new(),
+        verifier: verifier_and_challenge().0,
+    };
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    let r = b
+        .get(&end(t["id_token"].as_str().unwrap(), "bye", LOGOUT))
+        .await;
+    assert_eq!(r.status, 303);
+    let fi_logout = r.location.unwrap();
+    assert!(fi_logout.contains("/demo/fi/session/end"), "{fi_logout}");
+    let r = b.get(&fi_logout).await;
+    let r = b.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{LOGOUT}?state=bye").as_str())
+    );
+}
+
+// ----- a misbehaving upstream provider ------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Good,
+    Deny,
+    Forged,
+    Expired,
+    WrongIssuer,
+    WrongAudience,
+    WrongNonce,
+    InvalidIdentity,
+    Slow,
+    NotJson,
+}
+
+pub struct MockFi {
+    pub issuer: String,
+    key: Jwk,
+    forger: Jwk,
+    mode: Mutex<Mode>,
+    nonces: Mutex<BTreeMap<String, String>>,
+}
+
+fn es256_key(kid: &str) -> Jwk {
+    use josekit::jwk::KeyPair;
+    let mut k = ES256.generate_key_pair().unwrap().to_jwk_key_pair();
+    k.set_key_id(kid);
+    k.set_algorithm("ES256");
+    k
+}
+
+impl MockFi {
+    pub async fn start() -> Arc<MockFi> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fi = Arc::new(MockFi {
+            issuer: format!("http://{addr}"),
+            key: es256_key("good"),
+            forger: es256_key("good"),
+            mode: Mutex::new(Mode::Good),
+            nonces: Mutex::new(BTreeMap::new()),
+        });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(mock_discovery),
+            )
+            .route("/jwks", axum::routing::get(mock_jwks))
+            .route("/authorize", axum::routing::get(mock_authorize))
+            .route("/token", axum::routing::post(mock_token))
+            .route("/userinfo", axum::routing::get(mock_userinfo))
+            .with_state(fi.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fi
+    }
+
+    pub fn set(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+
+    pub fn provider(&self, id: &str, levels: Vec<u8>) -> IdentityProviderConfig {
+        IdentityProviderConfig {
+            id: id.into(),
+            label: format!("FI {id}"),
+            logo: None,
+            issuer: self.issuer.clone(),
+            discovery_url: None,
+            client_id: "socle".into(),
+            client_secret: "mock-secret".into(),
+            eidas_levels: levels,
+            scope: "openid identite_pivot".into(),
+            timeout: Duration::from_millis(800),
+        }
+    }
+}
+
+async fn mock_discovery(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
+    let i = &fi.issuer;
+    axum::Json(
+        json!({"issuer": i, "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"), "userinfo_endpoint": format!("{i}/userinfo"),
+        "jwks_uri": format!("{i}/jwks")}),
+    )
+}
+
+async fn mock_jwks(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
+    let mut public = fi.key.to_public_key().unwrap();
+    public.set_key_id("good");
+    axum::Json(json!({"keys": [Value::Object(public.as_ref().clone())]}))
+}
+
+async fn mock_authorize(
+    State(fi): State<Arc<MockFi>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> impl IntoResponse {
+    assert_eq!(q["code_challenge_method"], "S256", "Socle always uses PKCE");
+    assert!(q["nonce"].len() >= 32 && q["state"].len() >= 32);
+    let mut u = url::Url::parse(&q["redirect_uri"]).unwrap();
+    if fi.mode() == Mode::Deny {
+        u.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("state", &q["state"]);
+    } else {
+        let code = format!("code-{}", q["state"]);
+        fi.nonces
+            .lock()
+            .unwrap()
+            .insert(code.clone(), q["nonce"].clone());
+        u.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &q["state"]);
+    }
+    Redirect::to(u.as_str())
+}
+
+async fn mock_token(State(fi): State<Arc<MockFi>>, body: String) -> axum::response::Response {
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    assert!(form.contains_key("code_verifier"));
+    let nonce = fi
+        .nonces
+        .lock()
+        .unwrap()
+        .get(&form["code"])
+        .cloned()
+        .unwrap_or_default();
+    let mode = fi.mode();
+    if mode == Mode::Slow {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if mode == Mode::NotJson {
+        return "<html>oops</html>".into_response();
+    }
+    let now = socle_identity::now();
+    let mut p = JwtPayload::new();
+    p.set_issuer(if mode == Mode::WrongIssuer {
+        "https://evil.example"
+    } else {
+        fi.issuer.as_str()
+    });
+    p.set_subject("fi-subject-42");
+    p.set_audience(vec![if mode == Mode::WrongAudience {
+        "someone-else"
+    } else {
+        "socle"
+    }]);
+    p.set_claim("iat", Some(json!(now))).unwrap();
+    p.set_claim(
+        "exp",
+        Some(json!(if mode == Mode::Expired {
+            now - 600
+        } else {
+            now + 60
+        })),
+    )
+    .unwrap();
+    p.set_claim(
+        "nonce",
+        Some(json!(if mode == Mode::WrongNonce {
+            "other"
+        } else {
+            nonce.as_str()
+        })),
+    )
+    .unwrap();
+    p.set_claim("acr", Some(json!("eidas2"))).unwrap();
+    let mut h = JwsHeader::new();
+    h.set_key_id("good");
+    let key = if mode == Mode::Forged {
+        &fi.forger
+    } else {
+        &fi.key
+    };
+    let jwt =
+        josekit::jwt::encode_with_signer(&p, &h, &ES256.signer_from_jwk(key).unwrap()).unwrap();
+    axum::Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": jwt}))
+        .into_response()
+}
+
+async fn mock_userinfo(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
+    let place = if fi.mode() == Mode::InvalidIdentity {
+        "ABCDE"
+    } else {
+        "35238"
+    };
+    axum::Json(
+        json!({"sub": "fi-subject-42", "given_name": "Yann", "family_name": "Le Goff",
+        "birthdate": "1985-11-01", "gender": "male", "birthplace": place, "birthcountry": "99100"}),
+    )
+}
+
+async fn upstream_failures_are_pages_never_500(backend: Backend) {
+    let fi = MockFi::start().await;
+    let provider = fi.provider("mock", vec![1, 2]);
+    let app = identity_app_with(backend, move |c| c.identity.providers.push(provider)).await;
+    let client = register_default(&app).await;
+
+    // The certified-provider path works with this mock too (acr eidas2 taken as obtained).
+    fi.set(Mode::Good);
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    let r = login_via(&mut b, &url, "mock", "").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let code = query(r.location.as_deref().unwrap())["code"].clone();
+    let l = Login {
+        code,
+        state: String::new(),
+        nonce: String::new(),
+        verifier: verifier_and_challenge().0,
+    };
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    let id = verify(t["id_token"].as_str().unwrap(), &jwks(&app).await);
+    assert_eq!(id["acr"], "eidas2");
+    assert_ne!(id["sub"], "fi-subject-42", "never the FI's own subject");
+
+    for (mode, needle) in [
+        (Mode::Deny, "n’a pas pu vous authentifier"),
+        (Mode::Forged, "n’a pas pu être vérifiée"),
+        (Mode::Expired, "n’a pas pu être vérifiée"),
+        (Mode::WrongIssuer, "n’a pas pu être vérifiée"),
+        (Mode::WrongAudience, "n’a pas pu être vérifiée"),
+        (Mode::WrongNonce, "n’a pas pu être vérifiée"),
+        (Mode::InvalidIdentity, "mal formée"),
+        (Mode::Slow, "ne répond pas"),
+        (Mode::NotJson, "n’a pas pu être vérifiée"),
+    ] {
+        fi.set(mode);
+        let mut b = Browser::new(&app);
+        let (url, login) = authorize_url(&client, &[]);
+        let r = login_via(&mut b, &url, "mock", "").await;
+        assert_eq!(r.status, 502, "{mode:?}: {}", r.body);
+        assert!(r.body.contains(needle), "{mode:?}: {}", r.body);
+        let back = unescape(between(&r.body, "fr-btn--secondary\" href=\"", "\"").unwrap());
+        let q = query(&back);
+        assert_eq!(q["error"], "access_denied", "{mode:?}");
+        assert_eq!(q["state"], login.state);
+        assert!(r.body.contains("Choisir un autre compte"));
+    }
+
+    // A service asking more than any provider offers gets a clear error.
+    let strict = TestApp::spawn_with(backend, {
+        let p = fi.provider("mock", vec![1]);
+        move |c| {
+            c.admin.token = Some(ADMIN_TOKEN.into());
+            c.identity.providers.push(p);
+        }
+    })
+    .await;
+    let client = register_default(&strict).await;
+    let (url, _) = authorize_url(&client, &[("acr_values", "eidas2")]);
+    let q = error_redirect(&strict, &url).await;
+    assert_eq!(q["error"], "unmet_authentication_requirements");
+    assert!(q["error_description"].contains("eidas2"));
+}
+
+async fn admin_api_and_client_options(backend: Backend) {
+    let app = identity_app(backend).await;
+    // Closed without the token, refused with a wrong one, lists every problem.
+    let r = app
+        .client
+        .get(app.url("/api/admin/clients"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .get(app.url("/api/admin/clients"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "", "organisation": "12", "redirect_uris": ["ftp://x"], "eidas_level": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    for part in ["name", "SIRET", "ftp://x", "eidas_level"] {
+        assert!(e["detail"].as_str().unwrap().contains(part), "{part}: {e}");
+    }
+    let before = app
+        .client
+        .get(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let before: Value = before.json().await.unwrap();
+    assert!(
+        before
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("secret_hash").is_none())
+    );
+
+    // private_key_jwt, RS256 ID tokens encrypted with RSA-OAEP, JSON userinfo.
+    use josekit::jwk::KeyPair;
+    let mut sig = ES256.generate_key_pair().unwrap().to_jwk_key_pair();
+    sig.set_key_id("sig-1");
+    sig.set_key_use("sig");
+    let mut enc = josekit::jwe::RSA_OAEP
+        .generate_key_pair(2048)
+        .unwrap()
+        .to_jwk_key_pair();
+    enc.set_key_id("enc-1");
+    enc.set_key_use("enc");
+    let public: Vec<Value> = [&sig, &enc]
+        .iter()
+        .map(|k| {
+            let mut p = k.to_public_key().unwrap();
+            p.set_key_id(k.key_id().unwrap());
+            p.set_key_use(k.key_use().unwrap());
+            Value::Object(p.as_ref().clone())
+        })
+        .collect();
+    let client = register(
+        &app,
+        json!({"name": "Chiffré", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+               "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": public},
+               "id_token_signed_response_alg": "RS256", "id_token_encrypted_response_alg": "RSA-OAEP",
+               "userinfo_signed_response_alg": "none"}),
+    )
+    .await;
+    assert!(client.secret.is_none());
+    let login = demo_login(&app, &client, "fatou", &[]).await;
+    let assertion = |jti: &str| {
+        let mut p = JwtPayload::new();
+        p.set_issuer(&client.id);
+        p.set_subject(&client.id);
+        p.set_audience(vec![format!("{}/api/v2/token", app.base)]);
+        p.set_jwt_id(jti);
+        p.set_claim("exp", Some(json!(socle_identity::now() + 60)))
+            .unwrap();
+        let mut h = JwsHeader::new();
+        h.set_key_id("sig-1");
+        josekit::jwt::encode_with_signer(&p, &h, &ES256.signer_from_jwk(&sig).unwrap()).unwrap()
+    };
+    let a1 = assertion("jti-1");
+    let exchange = |a: String, code: String| {
+        let app = &app;
+        let verifier = login.verifier.clone();
+        async move {
+            app.client
+                .post(app.url("/api/v2/token"))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", verifier.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", a.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = exchange(a1.clone(), login.code.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let t: Value = r.json().await.unwrap();
+    let id_token = t["id_token"].as_str().unwrap();
+    assert_eq!(id_token.split('.').count(), 5, "a JWE");
+    let (inner, header) = josekit::jwe::deserialize_compact(
+        id_token,
+        &josekit::jwe::RSA_OAEP.decrypter_from_jwk(&enc).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header.content_encryption(), Some("A256GCM"));
+    let claims = verify(std::str::from_utf8(&inner).unwrap(), &jwks(&app).await);
+    assert_eq!(claims["aud"], json!(client.id));
+    let ui = app
+        .client
+        .get(app.url("/api/v2/userinfo"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        ui.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let info: Value = ui.json().await.unwrap();
+    assert_eq!(info["family_name"], "Diallo");
+    assert_eq!(info["birthplace"], "");
+    // The same assertion twice is refused; so is one signed by another key.
+    let login2 = demo_login(&app, &client, "fatou", &[]).await;
+    let r = exchange(a1, login2.code.clone()).await;
+    assert_eq!(r.status(), 401);
+    let mut other = ES256.generate_key_pair().unwrap().to_jwk_key_pair();
+    other.set_key_id("sig-1");
+    let mut p = JwtPayload::new();
+    p.set_issuer(&client.id);
+    p.set_subject(&client.id);
+    p.set_audience(vec![format!("{}/api/v2/token", app.base)]);
+    p.set_jwt_id("jti-forged");
+    p.set_claim("exp", Some(json!(socle_identity::now() + 60)))
+        .unwrap();
+    let mut h = JwsHeader::new();
+    h.set_key_id("sig-1");
+    let forged =
+        josekit::jwt::encode_with_signer(&p, &h, &ES256.signer_from_jwk(&other).unwrap()).unwrap();
+    assert_eq!(exchange(forged, login2.code.clone()).await.status(), 401);
+    assert_eq!(
+        exchange(assertion("jti-2"), login2.code).await.status(),
+        200
+    );
+}
+
+async fn sessions_live_in_the_store(backend: Backend) {
+    // Two nodes on one database: the login starts on one and ends on the other
+    // (PostgreSQL: both running; SQLite, one process per file: one after the other).
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.demo = true;
+    config.admin.token = Some(ADMIN_TOKEN.into());
+    let mut a = TestApp::start(db, config.clone()).await;
+    let client = register_default(&a).await;
+    let mut b = Browser::new(&a);
+    let (url, login) = authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    let choice_url = r.location.unwrap();
+    if backend == Backend::Sqlite {
+        a.stop_in_place().await.unwrap();
+    }
+    let node = socle::Application::build(config).await.unwrap();
+    let base = format!("http://{}", node.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(node.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    b.base = base;
+    let r = login_via(
+        &mut b,
+        &choice_url_to_authorize(&choice_url),
+        "demo",
+        "marie",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let q = query(r.location.as_deref().unwrap());
+    assert_eq!(
+        q["state"], login.state,
+        "the login begun on node A ends on node B"
+    );
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// `login_via` starts from the authorization URL; here the interaction already exists.
+fn choice_url_to_authorize(choice: &str) -> String {
+    format!("@{choice}")
+}
+
+on_both_stores!(
+    code_flow_with_pkce_userinfo_and_journal,
+    authorization_requests_are_checked,
+    token_endpoint_rules,
+    levels_consent_and_logout,
+    upstream_failures_are_pages_never_500,
+    admin_api_and_client_options,
+    sessions_live_in_the_store,
+);
