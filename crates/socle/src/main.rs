@@ -227,6 +227,10 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct DemoArgs {
+    /// Extra settings (TOML), e.g. more identity providers; the demo still runs on
+    /// the embedded store.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on, default 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -299,12 +303,15 @@ fn main() -> ExitCode {
             run(&config, serve(config.clone(), false))
         }
         Command::Demo(args) => {
-            let layers = Layers::new()
-                .flag(
-                    "instance.name",
-                    Some("Socle (démonstration)".into()),
-                    "socle demo",
-                )
+            let mut layers = Layers::new().flag(
+                "instance.name",
+                Some("Socle (démonstration)".into()),
+                "socle demo",
+            );
+            if let Some(path) = &args.config {
+                layers = layers.file(path, true);
+            }
+            let layers = layers
                 .env(std::env::vars())
                 .flag("server.listen", args.listen, "--listen")
                 .flag("data_dir", args.data_dir.map(path_string), "--data-dir");
