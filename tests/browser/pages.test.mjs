@@ -96,3 +96,77 @@ for (const p of PAGES) {
     await context.close();
   });
 }
+
+// The demonstration login, end to end in the browser and by keyboard only: the demo
+// service sends the person to Socle, who chooses the demo identity provider, picks a
+// fictitious person, consents, and comes back to the service with the identity. Every
+// page on the way passes axe-core and fits the screen, at 320 and 1280 px.
+for (const width of WIDTHS) {
+  test(`demo login by keyboard at ${width}px: every page accessible, identity received`, async () => {
+    const context = await browser.newContext({ bypassCSP: true, viewport: { width, height: 900 }, locale: 'fr-FR' });
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', e => problems.push(String(e)));
+    const check = async (name) => {
+      await page.waitForLoadState('networkidle');
+      assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+      const violations = await audit(page);
+      assert.deepEqual(violations, [], `axe-core violations on ${name} at ${width}px:\n${JSON.stringify(violations, null, 2)}`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${name} scrolls horizontally by ${overflow}px at ${width}px`);
+      if (SHOTS) {
+        mkdirSync(SHOTS, { recursive: true });
+        await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: true });
+      }
+    };
+    // Focus an element by tabbing to it (never by clicking), then activate it.
+    const tabTo = async (selector) => {
+      for (let i = 0; i < 60; i++) {
+        await page.keyboard.press('Tab');
+        if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
+      }
+      throw new Error(`${selector} cannot be reached by keyboard`);
+    };
+    await page.goto(BASE + '/demo/fs/', { waitUntil: 'networkidle' });
+    await check('demarche-accueil');
+    await tabTo('a[href="/demo/fs/login"]');
+    await Promise.all([page.waitForURL(/\/api\/v2\/interaction\//), page.keyboard.press('Enter')]);
+    await check('choix-fournisseur');
+    await tabTo('button[name="provider"][value="demo"]');
+    await Promise.all([page.waitForURL(/\/demo\/fi\/authorize/), page.keyboard.press('Enter')]);
+    await check('fournisseur-demo');
+    await tabTo('input[name="login"]');
+    await page.keyboard.press('ArrowDown'); // second person: Jean Martin
+    assert.equal(await page.evaluate(() => document.activeElement.value), 'jean');
+    await tabTo('button[value="login"]');
+    await Promise.all([page.waitForURL(/\/consent$/), page.keyboard.press('Enter')]);
+    await check('consentement');
+    assert.ok((await page.textContent('main')).includes('Martin'));
+    await tabTo('button[value="accept"]');
+    await Promise.all([page.waitForURL(/\/demo\/fs\/callback/), page.keyboard.press('Enter')]);
+    await check('demarche-identite');
+    const main = await page.textContent('main');
+    assert.ok(main.includes('Vous êtes connecté'), main);
+    assert.ok(main.includes('Martin') && main.includes('69123') && main.includes('eidas2'), main);
+    // And out again, through the identity provider's logout.
+    await tabTo('a[href*="/api/v2/session/end"]');
+    await Promise.all([page.waitForURL(/\/demo\/fs\/logged-out/), page.keyboard.press('Enter')]);
+    assert.ok((await page.textContent('main')).includes('Vous êtes déconnecté'));
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+}
+
+test('the choice and consent pages keep their CSP: forms may only lead to the providers and the service', async () => {
+  const context = await browser.newContext({ viewport: { width: 320, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', m => { if (m.type() === 'error') problems.push(m.text()); });
+  await page.goto(BASE + '/demo/fs/login', { waitUntil: 'networkidle' });
+  await page.waitForFunction(() => document.documentElement.hasAttribute('data-fr-js'), null, { timeout: 5000 });
+  await Promise.all([page.waitForURL(/\/demo\/fi\/authorize/), page.click('button[value="demo"]')]);
+  await Promise.all([page.waitForURL(/\/consent$/), page.click('button[value="login"]')]);
+  await Promise.all([page.waitForURL(/\/demo\/fs\/callback/), page.click('button[value="accept"]')]);
+  assert.deepEqual(problems, [], 'no CSP violation on the way');
+  await context.close();
+});
