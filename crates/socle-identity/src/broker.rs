@@ -70,6 +70,8 @@ pub struct Discovery {
 struct Cached {
     discovery: Discovery,
     jwks: JwkSet,
+    /// Verifiers built once per key and algorithm (building one from a JWK is costly).
+    verifiers: Mutex<HashMap<(usize, String), Arc<dyn JwsVerifier>>>,
     fetched: Instant,
 }
 
@@ -188,6 +190,7 @@ impl Broker {
         let cached = Arc::new(Cached {
             discovery,
             jwks,
+            verifiers: Mutex::new(HashMap::new()),
             fetched: Instant::now(),
         });
         if let Ok(mut cache) = self.cache.lock() {
@@ -387,24 +390,44 @@ impl Broker {
         };
         let mut last = "no key of the provider matches the token".to_string();
         for jwk in candidates {
-            let verifier: Box<dyn JwsVerifier> = match alg.as_str() {
-                "RS256" => match RS256.verifier_from_jwk(jwk) {
-                    Ok(v) => Box::new(v),
-                    Err(_) => continue,
-                },
-                "PS256" => match PS256.verifier_from_jwk(jwk) {
-                    Ok(v) => Box::new(v),
-                    Err(_) => continue,
-                },
-                "ES256" => match ES256.verifier_from_jwk(jwk) {
-                    Ok(v) => Box::new(v),
-                    Err(_) => continue,
-                },
-                other => {
-                    return Err(IdentityError::upstream(
-                        &p.id,
-                        format!("token signed with unaccepted algorithm {other:?}"),
-                    ));
+            let index = meta
+                .jwks
+                .keys()
+                .iter()
+                .position(|k| std::ptr::eq(*k, jwk))
+                .unwrap_or(usize::MAX);
+            let cached = meta
+                .verifiers
+                .lock()
+                .ok()
+                .and_then(|v| v.get(&(index, alg.clone())).cloned());
+            let verifier: Arc<dyn JwsVerifier> = match cached {
+                Some(v) => v,
+                None => {
+                    let built: Arc<dyn JwsVerifier> = match alg.as_str() {
+                        "RS256" => match RS256.verifier_from_jwk(jwk) {
+                            Ok(v) => Arc::new(v),
+                            Err(_) => continue,
+                        },
+                        "PS256" => match PS256.verifier_from_jwk(jwk) {
+                            Ok(v) => Arc::new(v),
+                            Err(_) => continue,
+                        },
+                        "ES256" => match ES256.verifier_from_jwk(jwk) {
+                            Ok(v) => Arc::new(v),
+                            Err(_) => continue,
+                        },
+                        other => {
+                            return Err(IdentityError::upstream(
+                                &p.id,
+                                format!("token signed with unaccepted algorithm {other:?}"),
+                            ));
+                        }
+                    };
+                    if let Ok(mut v) = meta.verifiers.lock() {
+                        v.insert((index, alg.clone()), built.clone());
+                    }
+                    built
                 }
             };
             match josekit::jwt::decode_with_verifier(jwt, verifier.as_ref()) {

@@ -2,6 +2,10 @@
 //! at the token endpoint (`client_secret_basic`, `client_secret_post`,
 //! `private_key_jwt`; `none` for public clients, which must use PKCE).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use josekit::jwk::{Jwk, JwkSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -326,15 +330,32 @@ impl Client {
     }
 }
 
-/// The registry of clients, over the store.
+/// How long a client read from the store is trusted (a client disabled on another
+/// node is refused there within this time; at once on the node that disabled it).
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+type Cache = HashMap<String, (Instant, Option<Client>)>;
+
+/// The registry of clients, over the store, with a short-lived cache: every step of a
+/// login and every token request looks the client up.
 #[derive(Clone)]
 pub struct Clients {
     store: Store,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl Clients {
     pub fn new(store: Store) -> Self {
-        Clients { store }
+        Clients {
+            store,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn forget(&self, client_id: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(client_id);
+        }
     }
 
     pub async fn create(&self, input: ClientInput) -> Result<(Client, NewClientSecret)> {
@@ -344,11 +365,13 @@ impl Clients {
         self.store
             .insert_client(&client.client_id, &doc, crate::now())
             .await?;
+        self.forget(&client.client_id);
         Ok((client, secret))
     }
 
     /// Stores a client as given (demo seeding: a known client id and secret).
     pub async fn put(&self, client: &Client) -> Result<()> {
+        self.forget(&client.client_id);
         let doc =
             serde_json::to_string(client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
         if !self
@@ -364,13 +387,29 @@ impl Clients {
     }
 
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>> {
-        let Some(row) = self.store.client(client_id).await? else {
-            return Ok(None);
+        if let Ok(c) = self.cache.lock()
+            && let Some((at, client)) = c.get(client_id)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(client.clone());
+        }
+        let client = match self.store.client(client_id).await? {
+            None => None,
+            Some(row) => {
+                let mut c: Client = serde_json::from_str(&row.doc).map_err(|e| {
+                    IdentityError::Crypto(format!("stored client is unreadable: {e}"))
+                })?;
+                c.disabled = row.disabled;
+                Some(c)
+            }
         };
-        let mut c: Client = serde_json::from_str(&row.doc)
-            .map_err(|e| IdentityError::Crypto(format!("stored client is unreadable: {e}")))?;
-        c.disabled = row.disabled;
-        Ok(Some(c))
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(client_id.to_string(), (Instant::now(), client.clone()));
+        }
+        Ok(client)
     }
 
     /// An enabled client, or the OAuth error `invalid_client`.
@@ -396,6 +435,7 @@ impl Clients {
     }
 
     pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+        self.forget(client_id);
         if self
             .store
             .set_client_disabled(client_id, disabled, crate::now())

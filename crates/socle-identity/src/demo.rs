@@ -108,6 +108,7 @@ pub struct DemoFi {
     /// Where the provider's logout returns (Socle's logout callback).
     pub post_logout_redirect_uri: String,
     key: Arc<Jwk>,
+    signer: Arc<josekit::jws::alg::ecdsa::EcdsaJwsSigner>,
     people: Arc<Vec<Person>>,
     state: Arc<Mutex<State>>,
 }
@@ -120,7 +121,9 @@ impl DemoFi {
         key.set_key_id(crate::random_token(8));
         key.set_algorithm("ES256");
         key.set_key_use("sig");
+        let signer = Arc::new(ES256.signer_from_jwk(&key)?);
         Ok(DemoFi {
+            signer,
             issuer: format!("{public_url}/demo/fi"),
             client_id: "socle-demo".into(),
             client_secret: crate::random_token(32),
@@ -302,8 +305,7 @@ impl DemoFi {
         let mut header = JwsHeader::new();
         header.set_key_id(self.key.key_id().unwrap_or_default());
         header.set_token_type("JWT");
-        let id_token =
-            josekit::jwt::encode_with_signer(&p, &header, &ES256.signer_from_jwk(&self.key)?)?;
+        let id_token = josekit::jwt::encode_with_signer(&p, &header, self.signer.as_ref())?;
         Ok(
             json!({"access_token": access, "token_type": "Bearer", "expires_in": 60, "id_token": id_token}),
         )

@@ -70,6 +70,9 @@ pub enum IdentityError {
     /// page with a way back to the service, the service an error.
     #[error("identity provider {provider}: {reason}")]
     Upstream { provider: String, reason: String },
+    /// A form without this session's CSRF token.
+    #[error("the form's CSRF token is missing or wrong")]
+    Csrf,
     /// Invalid input to an administrative operation.
     #[error("{0}")]
     Invalid(String),

@@ -14,7 +14,7 @@ use josekit::jwt::JwtPayload;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use socle_journal::{Entry, EntryKind, Journal};
-use socle_store::{CodeUse, IdentityStore, Store, StoredToken};
+use socle_store::{CodeUse, IdentityStore, Store};
 
 use crate::broker::{Authenticated, Broker, Pending, ProviderSettings};
 use crate::client::{Client, Clients};
@@ -573,16 +573,53 @@ impl Provider {
         Ok(id)
     }
 
-    async fn interaction(&self, id: &str, session: &SessionHandle) -> Result<Interaction> {
-        match self.store.interaction(id, crate::now()).await? {
-            Some((sid, doc)) if sid == session.id => from_doc(&doc),
-            Some(_) => Err(IdentityError::Interaction(
-                "Cette connexion a été commencée dans un autre navigateur.".into(),
-            )),
-            None => Err(IdentityError::Interaction(
-                "Cette connexion a expiré ou n’existe pas. Recommencez depuis le service.".into(),
-            )),
+    /// The browser session (by its cookie) and one of its login interactions, read
+    /// together; the errors say which is missing.
+    async fn open(&self, id: &str, cookie: Option<&str>) -> Result<(SessionHandle, Interaction)> {
+        let expired = || {
+            IdentityError::Interaction(
+                "Votre session a expiré ou les cookies sont bloqués par votre navigateur. Recommencez depuis le service."
+                    .into(),
+            )
+        };
+        let cookie = cookie
+            .filter(|c| c.len() >= 32 && c.len() <= 64)
+            .ok_or_else(expired)?;
+        let session_id = crate::sha256_hex(cookie.as_bytes());
+        let now = crate::now();
+        if let Some((session, interaction)) = self
+            .store
+            .interaction_in_session(id, &session_id, now)
+            .await?
+        {
+            return Ok((
+                SessionHandle {
+                    cookie: cookie.to_string(),
+                    id: session_id,
+                    doc: from_doc(&session)?,
+                },
+                from_doc(&interaction)?,
+            ));
         }
+        // Why not: only on this (rare) path.
+        Err(match self.store.interaction(id, now).await? {
+            Some((sid, _)) if sid != session_id => IdentityError::Interaction(
+                "Cette connexion a été commencée dans un autre navigateur.".into(),
+            ),
+            Some(_) => expired(),
+            None => IdentityError::Interaction(
+                "Cette connexion a expiré ou n’existe pas. Recommencez depuis le service.".into(),
+            ),
+        })
+    }
+
+    fn check_csrf(session: &SessionHandle, csrf: Option<&str>) -> Result<()> {
+        let ok = csrf.is_some_and(|c| {
+            let a = c.as_bytes();
+            let b = session.doc.csrf.as_bytes();
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        });
+        if ok { Ok(()) } else { Err(IdentityError::Csrf) }
     }
 
     fn cancel_url(&self, r: &AuthRequest, error: OidcError, description: &str) -> String {
@@ -598,8 +635,8 @@ impl Provider {
     }
 
     /// The choice page of an interaction.
-    pub async fn choice(&self, id: &str, session: &SessionHandle) -> Result<ChoiceView> {
-        let i = self.interaction(id, session).await?;
+    pub async fn choice(&self, id: &str, cookie: Option<&str>) -> Result<ChoiceView> {
+        let (session, i) = self.open(id, cookie).await?;
         let client = self.clients.active(&i.request.client_id).await?;
         Ok(ChoiceView {
             client_name: client.name,
@@ -623,10 +660,12 @@ impl Provider {
     pub async fn choose(
         &self,
         id: &str,
-        session: &SessionHandle,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
         provider: &str,
     ) -> Result<String> {
-        let mut i = self.interaction(id, session).await?;
+        let (session, mut i) = self.open(id, cookie).await?;
+        Self::check_csrf(&session, csrf)?;
         let able = self
             .broker
             .able(i.request.acr)
@@ -655,7 +694,7 @@ impl Provider {
     /// The identity provider's answer (`state` plus `code`, or `error`).
     pub async fn callback(
         &self,
-        session: &mut SessionHandle,
+        cookie: Option<&str>,
         params: &BTreeMap<String, String>,
     ) -> std::result::Result<CallbackOutcome, UpstreamFailure> {
         let unknown = |message: &str| UpstreamFailure {
@@ -676,16 +715,27 @@ impl Provider {
             .map_err(|_| {
                 unknown("La plateforme ne peut pas traiter votre connexion pour le moment.")
             })?;
-        let Some((id, sid, doc)) = found else {
+        let Some((id, sid, doc, session_doc)) = found else {
             return Err(unknown(
                 "Cette connexion a expiré ou n’existe pas. Recommencez depuis le service.",
             ));
         };
-        if sid != session.id {
+        let cookie_id = cookie.map(|c| crate::sha256_hex(c.as_bytes()));
+        if cookie_id.as_deref() != Some(sid.as_str()) {
             return Err(unknown(
                 "Cette connexion a été commencée dans un autre navigateur. Recommencez depuis le service.",
             ));
         }
+        let Some(session_doc) = session_doc else {
+            return Err(unknown(
+                "Votre session a expiré. Recommencez depuis le service.",
+            ));
+        };
+        let mut session = SessionHandle {
+            cookie: cookie.unwrap_or_default().to_string(),
+            id: sid,
+            doc: from_doc(&session_doc).map_err(|_| unknown("Session illisible."))?,
+        };
         let mut i: Interaction = from_doc(&doc).map_err(|_| unknown("Connexion illisible."))?;
         let client = self.clients.active(&i.request.client_id).await.ok();
         let fail = |i: &Interaction, message: String, description: &str| UpstreamFailure {
@@ -772,11 +822,11 @@ impl Provider {
             tracing::error!(error = %e, "cannot record a login");
             unknown("La plateforme ne peut pas enregistrer votre connexion pour le moment.")
         };
-        self.save_session(session).await.map_err(server)?;
+        self.save_session(&session).await.map_err(server)?;
         let exempt = client.as_ref().is_some_and(|c| c.consent_exempt);
         if exempt {
             let url = self
-                .complete(&id, session, &i, false)
+                .complete(&id, &session, &i, false)
                 .await
                 .map_err(server)?;
             Ok(CallbackOutcome::Redirect(url))
@@ -796,8 +846,8 @@ impl Provider {
     }
 
     /// The consent page of an authenticated interaction.
-    pub async fn consent_view(&self, id: &str, session: &SessionHandle) -> Result<ConsentView> {
-        let i = self.interaction(id, session).await?;
+    pub async fn consent_view(&self, id: &str, cookie: Option<&str>) -> Result<ConsentView> {
+        let (session, i) = self.open(id, cookie).await?;
         let Some(done) = &i.done else {
             return Err(IdentityError::Interaction(
                 "Vous n’êtes pas encore authentifié pour cette connexion.".into(),
@@ -828,8 +878,15 @@ impl Provider {
     }
 
     /// The person's answer on the consent page: where to send them.
-    pub async fn consent(&self, id: &str, session: &SessionHandle, accept: bool) -> Result<String> {
-        let i = self.interaction(id, session).await?;
+    pub async fn consent(
+        &self,
+        id: &str,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+        accept: bool,
+    ) -> Result<String> {
+        let (session, i) = self.open(id, cookie).await?;
+        Self::check_csrf(&session, csrf)?;
         if i.done.is_none() {
             return Err(IdentityError::Interaction(
                 "Vous n’êtes pas encore authentifié pour cette connexion.".into(),
@@ -861,7 +918,7 @@ impl Provider {
                 "the person refused to share their data",
             ));
         }
-        self.complete(id, session, &i, true).await
+        self.complete(id, &session, &i, true).await
     }
 
     /// Issues the code, journals the login (and consent), returns the redirect.
@@ -884,7 +941,6 @@ impl Provider {
         );
         let claims = done.identity.released(&i.request.scopes);
         let code = crate::random_token(32);
-        let grant_id = crate::random_token(16);
         let doc = CodeDoc {
             redirect_uri: i.request.redirect_uri.clone(),
             nonce: i.request.nonce.clone(),
@@ -901,7 +957,6 @@ impl Provider {
             .insert_code(
                 &crate::sha256_hex(code.as_bytes()),
                 &client.client_id,
-                &grant_id,
                 &to_doc(&doc)?,
                 crate::now() + self.config.code_ttl,
             )
@@ -1114,70 +1169,61 @@ impl Provider {
         };
         let grant = |d: &str| IdentityError::oidc(OidcError::InvalidGrant, d);
         let now = crate::now();
-        let (grant_id, doc, expires_at) = match self
+        // One write binds the new access token to the code; it happens before the
+        // checks below so that a code is never usable twice, whatever the outcome.
+        let access_token = crate::random_token(32);
+        let code_hash = crate::sha256_hex(code.as_bytes());
+        let (doc, expires_at) = match self
             .store
-            .consume_code(&crate::sha256_hex(code.as_bytes()), now)
+            .exchange_code(
+                &code_hash,
+                &crate::sha256_hex(access_token.as_bytes()),
+                now,
+                now + self.config.access_token_ttl,
+            )
             .await?
         {
             CodeUse::Fresh {
                 client_id,
-                grant_id,
                 doc,
                 expires_at,
             } => {
                 if client_id != client.client_id {
+                    self.store.revoke_code(&code_hash).await?;
                     return Err(grant("the code was issued to another client"));
                 }
-                (grant_id, doc, expires_at)
+                (doc, expires_at)
             }
-            CodeUse::Replayed { grant_id } => {
-                let revoked = self.store.revoke_grant(&grant_id).await?;
-                tracing::warn!(client_id = %client.client_id, revoked, "authorization code replayed: its tokens are revoked");
+            CodeUse::Replayed { client_id } => {
+                tracing::warn!(%client_id, "authorization code replayed: its grant and token are revoked");
                 return Err(grant("the code was already used; its tokens are revoked"));
             }
             CodeUse::Unknown => return Err(grant("unknown code")),
         };
+        let refuse = |d: &'static str| async move {
+            self.store.revoke_code(&code_hash).await?;
+            Err::<Value, IdentityError>(grant(d))
+        };
         if expires_at <= now {
-            return Err(grant("the code has expired"));
+            return refuse("the code has expired").await;
         }
         let doc: CodeDoc = from_doc(&doc)?;
         if form.get("redirect_uri") != Some(&doc.redirect_uri) {
-            return Err(grant(
-                "redirect_uri differs from the authorization request’s",
-            ));
+            return refuse("redirect_uri differs from the authorization request’s").await;
         }
         match (&doc.code_challenge, form.get("code_verifier")) {
             (Some(challenge), Some(verifier)) => {
                 if !valid_pkce(verifier) || crate::sha256_b64url(verifier.as_bytes()) != *challenge
                 {
-                    return Err(grant("code_verifier does not match the code_challenge"));
+                    return refuse("code_verifier does not match the code_challenge").await;
                 }
             }
-            (Some(_), None) => return Err(grant("code_verifier is required")),
+            (Some(_), None) => return refuse("code_verifier is required").await,
             (None, Some(_)) => {
-                return Err(grant("code_verifier sent but no code_challenge was"));
+                return refuse("code_verifier sent but no code_challenge was").await;
             }
             (None, None) => {}
         }
-        let access_token = crate::random_token(32);
-        let token_doc = TokenDoc {
-            sub: doc.sub.clone(),
-            scopes: doc.scopes.clone(),
-            claims: doc.claims.clone(),
-            acr: doc.acr,
-        };
-        self.store
-            .insert_token(
-                &crate::sha256_hex(access_token.as_bytes()),
-                &StoredToken {
-                    grant_id,
-                    client_id: client.client_id.clone(),
-                    doc: to_doc(&token_doc)?,
-                    expires_at: now + self.config.access_token_ttl,
-                    revoked: false,
-                },
-            )
-            .await?;
         let mut p = JwtPayload::new();
         p.set_issuer(self.issuer());
         p.set_subject(&doc.sub);
@@ -1359,7 +1405,7 @@ impl Provider {
 
     /// The identity provider logged the person out: back to the service.
     pub async fn logout_callback(&self, state: &str) -> Result<String> {
-        let Some((id, _, doc)) = self
+        let Some((id, _, doc, _)) = self
             .store
             .interaction_by_fi_state(state, crate::now())
             .await?

@@ -6,7 +6,7 @@
 //! consumed once, a grant's tokens are revoked together, a jti is accepted once).
 
 use crate::error::StoreError;
-use crate::{Backend, Result, Store, on_pool};
+use crate::{Backend, Result, Store, on_ephemeral, on_pool};
 
 /// A registered client (service provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,32 +31,33 @@ pub struct StoredKey {
     pub publish_until: Option<i64>,
 }
 
-/// What consuming a code found.
+/// What exchanging a code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeUse {
-    /// First use: the code's document.
+    /// First use: the code's document; the access token is now bound to it.
     Fresh {
         client_id: String,
-        grant_id: String,
         doc: String,
         expires_at: i64,
     },
-    /// The code was already used: its grant, whose tokens the caller revokes.
+    /// The code was already used: the grant, and so its token, is now revoked.
     Replayed {
-        grant_id: String,
+        client_id: String,
     },
     Unknown,
 }
 
-/// A stored access token.
+/// An access token, as found by its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
-    pub grant_id: String,
     pub client_id: String,
     pub doc: String,
     pub expires_at: i64,
     pub revoked: bool,
 }
+
+/// `(interaction id, session_id, interaction doc, session doc if the session is live)`.
+pub type FiStateMatch = (String, String, String, Option<String>);
 
 /// Persistence of the identity federation, in its own terms.
 pub trait IdentityStore {
@@ -116,37 +117,42 @@ pub trait IdentityStore {
         id: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<(String, String)>>> + Send;
-    /// `(interaction id, session_id, doc)` by the state sent to the identity provider.
+    /// `(session doc, interaction doc)` of a live interaction of a live session, in one
+    /// query (every step of a login reads both).
+    fn interaction_in_session(
+        &self,
+        id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<(String, String)>>> + Send;
+    /// `(interaction id, session_id, doc, session doc if live)` by the state sent to
+    /// the identity provider.
     fn interaction_by_fi_state(
         &self,
         fi_state: &str,
         now: i64,
-    ) -> impl Future<Output = Result<Option<(String, String, String)>>> + Send;
+    ) -> impl Future<Output = Result<Option<FiStateMatch>>> + Send;
     fn delete_interaction(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
     fn insert_code(
         &self,
         code_hash: &str,
         client_id: &str,
-        grant_id: &str,
         doc: &str,
         expires_at: i64,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Marks the code used, atomically: only one caller ever gets [`CodeUse::Fresh`].
-    fn consume_code(
+    /// Exchanges a code for the access token `token_hash`, atomically: only one caller
+    /// ever gets [`CodeUse::Fresh`]; a later one revokes the grant.
+    fn exchange_code(
         &self,
         code_hash: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<CodeUse>> + Send;
-
-    fn insert_token(
-        &self,
         token_hash: &str,
-        token: &StoredToken,
-    ) -> impl Future<Output = Result<()>> + Send;
+        now: i64,
+        token_expires_at: i64,
+    ) -> impl Future<Output = Result<CodeUse>> + Send;
     fn token(&self, token_hash: &str) -> impl Future<Output = Result<Option<StoredToken>>> + Send;
-    /// Revokes every token of a grant; returns how many were live.
-    fn revoke_grant(&self, grant_id: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Revokes a grant (its code and token).
+    fn revoke_code(&self, code_hash: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Records a client assertion id; false if it was already used.
     fn use_assertion(
@@ -337,7 +343,7 @@ impl IdentityStore for Store {
     }
 
     async fn put_session(&self, id: &str, doc: &str, expires_at: i64) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_ephemeral!(self, |pool| {
             sqlx::query(
                 "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at",
@@ -354,7 +360,7 @@ impl IdentityStore for Store {
     }
 
     async fn session(&self, id: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, |pool| {
+        let row: Option<(String,)> = on_ephemeral!(self, |pool| {
             sqlx::query_as("SELECT doc FROM oidc_sessions WHERE id = $1 AND expires_at > $2")
                 .bind(id)
                 .bind(now)
@@ -366,7 +372,7 @@ impl IdentityStore for Store {
     }
 
     async fn delete_session(&self, id: &str) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_ephemeral!(self, |pool| {
             sqlx::query("DELETE FROM oidc_sessions WHERE id = $1")
                 .bind(id)
                 .execute(pool)
@@ -385,7 +391,7 @@ impl IdentityStore for Store {
         doc: &str,
         expires_at: i64,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_ephemeral!(self, |pool| {
             sqlx::query(
                 "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
@@ -406,7 +412,7 @@ impl IdentityStore for Store {
     }
 
     async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
-        Ok(on_pool!(self, |pool| {
+        Ok(on_ephemeral!(self, |pool| {
             sqlx::query_as(
                 "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2",
             )
@@ -418,15 +424,37 @@ impl IdentityStore for Store {
         }))
     }
 
+    async fn interaction_in_session(
+        &self,
+        id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<Option<(String, String)>> {
+        Ok(on_ephemeral!(self, |pool| {
+            sqlx::query_as(
+                "SELECT s.doc, i.doc FROM oidc_interactions i \
+                 JOIN oidc_sessions s ON s.id = i.session_id \
+                 WHERE i.id = $1 AND i.session_id = $2 AND i.expires_at > $3 AND s.expires_at > $3",
+            )
+            .bind(id)
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        }))
+    }
+
     async fn interaction_by_fi_state(
         &self,
         fi_state: &str,
         now: i64,
-    ) -> Result<Option<(String, String, String)>> {
-        Ok(on_pool!(self, |pool| {
+    ) -> Result<Option<FiStateMatch>> {
+        Ok(on_ephemeral!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, session_id, doc FROM oidc_interactions \
-                 WHERE fi_state = $1 AND expires_at > $2",
+                "SELECT i.id, i.session_id, i.doc, s.doc FROM oidc_interactions i \
+                 LEFT JOIN oidc_sessions s ON s.id = i.session_id AND s.expires_at > $2 \
+                 WHERE i.fi_state = $1 AND i.expires_at > $2",
             )
             .bind(fi_state)
             .bind(now)
@@ -437,7 +465,7 @@ impl IdentityStore for Store {
     }
 
     async fn delete_interaction(&self, id: &str) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_ephemeral!(self, |pool| {
             sqlx::query("DELETE FROM oidc_interactions WHERE id = $1")
                 .bind(id)
                 .execute(pool)
@@ -452,18 +480,16 @@ impl IdentityStore for Store {
         &self,
         code_hash: &str,
         client_id: &str,
-        grant_id: &str,
         doc: &str,
         expires_at: i64,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_ephemeral!(self, |pool| {
             sqlx::query(
-                "INSERT INTO oidc_codes (code_hash, client_id, grant_id, doc, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO oidc_grants (code_hash, client_id, doc, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(code_hash)
             .bind(client_id)
-            .bind(grant_id)
             .bind(doc)
             .bind(expires_at)
             .execute(pool)
@@ -474,64 +500,54 @@ impl IdentityStore for Store {
         Ok(())
     }
 
-    async fn consume_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
-        let fresh: Option<(String, String, String, i64)> = on_pool!(self, |pool| {
+    async fn exchange_code(
+        &self,
+        code_hash: &str,
+        token_hash: &str,
+        now: i64,
+        token_expires_at: i64,
+    ) -> Result<CodeUse> {
+        let fresh: Option<(String, String, i64)> = on_ephemeral!(self, |pool| {
             sqlx::query_as(
-                "UPDATE oidc_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
-                 RETURNING client_id, grant_id, doc, expires_at",
+                "UPDATE oidc_grants SET used_at = $1, token_hash = $2, token_expires_at = $3 \
+                 WHERE code_hash = $4 AND used_at IS NULL \
+                 RETURNING client_id, doc, expires_at",
             )
             .bind(now)
+            .bind(token_hash)
+            .bind(token_expires_at)
             .bind(code_hash)
             .fetch_optional(pool)
             .await
             .map_err(err)?
         });
-        if let Some((client_id, grant_id, doc, expires_at)) = fresh {
+        if let Some((client_id, doc, expires_at)) = fresh {
             return Ok(CodeUse::Fresh {
                 client_id,
-                grant_id,
                 doc,
                 expires_at,
             });
         }
-        let used: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT grant_id FROM oidc_codes WHERE code_hash = $1")
-                .bind(code_hash)
-                .fetch_optional(pool)
-                .await
-                .map_err(err)?
+        let replayed: Option<(String,)> = on_ephemeral!(self, |pool| {
+            sqlx::query_as(
+                "UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1 RETURNING client_id",
+            )
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
         });
-        Ok(match used {
-            Some((grant_id,)) => CodeUse::Replayed { grant_id },
+        Ok(match replayed {
+            Some((client_id,)) => CodeUse::Replayed { client_id },
             None => CodeUse::Unknown,
         })
     }
 
-    async fn insert_token(&self, token_hash: &str, t: &StoredToken) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_tokens (token_hash, grant_id, client_id, doc, expires_at, revoked) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(token_hash)
-            .bind(&t.grant_id)
-            .bind(&t.client_id)
-            .bind(&t.doc)
-            .bind(t.expires_at)
-            .bind(i64::from(t.revoked))
-            .execute(pool)
-            .await
-            .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
-    }
-
     async fn token(&self, token_hash: &str) -> Result<Option<StoredToken>> {
-        let row: Option<(String, String, String, i64, i64)> = on_pool!(self, |pool| {
+        let row: Option<(String, String, i64, i64)> = on_ephemeral!(self, |pool| {
             sqlx::query_as(
-                "SELECT grant_id, client_id, doc, expires_at, CAST(revoked AS BIGINT) \
-                 FROM oidc_tokens WHERE token_hash = $1",
+                "SELECT client_id, doc, token_expires_at, CAST(revoked AS BIGINT) \
+                 FROM oidc_grants WHERE token_hash = $1",
             )
             .bind(token_hash)
             .fetch_optional(pool)
@@ -539,27 +555,27 @@ impl IdentityStore for Store {
             .map_err(err)?
         });
         Ok(row.map(|r| StoredToken {
-            grant_id: r.0,
-            client_id: r.1,
-            doc: r.2,
-            expires_at: r.3,
-            revoked: r.4 != 0,
+            client_id: r.0,
+            doc: r.1,
+            expires_at: r.2,
+            revoked: r.3 != 0,
         }))
     }
 
-    async fn revoke_grant(&self, grant_id: &str) -> Result<u64> {
-        Ok(on_pool!(self, |pool| {
-            sqlx::query("UPDATE oidc_tokens SET revoked = 1 WHERE grant_id = $1 AND revoked = 0")
-                .bind(grant_id)
+    async fn revoke_code(&self, code_hash: &str) -> Result<()> {
+        on_ephemeral!(self, |pool| {
+            sqlx::query("UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1")
+                .bind(code_hash)
                 .execute(pool)
                 .await
                 .map_err(err)?
                 .rows_affected()
-        }))
+        });
+        Ok(())
     }
 
     async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
+        let n = on_ephemeral!(self, |pool| {
             sqlx::query(
                 "INSERT INTO oidc_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (client_id, jti) DO NOTHING",
@@ -582,11 +598,11 @@ impl IdentityStore for Store {
             "DELETE FROM oidc_interactions WHERE expires_at <= $1",
             // Used or not, a code is kept a while after expiry so a late replay is still
             // recognised (and revokes its tokens) rather than reported unknown.
-            "DELETE FROM oidc_codes WHERE expires_at <= $1 - 3600",
-            "DELETE FROM oidc_tokens WHERE expires_at <= $1",
+            "DELETE FROM oidc_grants WHERE expires_at <= $1 - 3600 \
+             AND (token_expires_at IS NULL OR token_expires_at <= $1)",
             "DELETE FROM oidc_assertions WHERE expires_at <= $1",
         ] {
-            total += on_pool!(self, |pool| {
+            total += on_ephemeral!(self, |pool| {
                 sqlx::query(sql)
                     .bind(now)
                     .execute(pool)

@@ -22,7 +22,7 @@ use std::time::Duration;
 use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Result, StoreError};
-pub use identity::{CodeUse, IdentityStore, StoredClient, StoredKey, StoredToken};
+pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{
     JournalState, JournalStore, JournalWriter, NewEntry, NodeHash, QueuedLeaf, SequencerLease,
     StoredCheckpoint, StoredEntry,
@@ -62,6 +62,9 @@ impl StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Same database, relaxed durability: records of logins in progress (see
+    /// `open::sqlite_ephemeral`).
+    ephemeral: Backend,
     max_connections: u32,
 }
 
@@ -100,16 +103,34 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// The same, on the ephemeral pool.
+macro_rules! on_ephemeral {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.ephemeral {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_ephemeral;
+
 impl Store {
     /// Opens (and for SQLite, creates) the database. It does not migrate: call
     /// [`Store::migrate`] or check [`Store::schema_status`].
     pub async fn open(options: &StoreOptions) -> Result<Store> {
-        let backend = match &options.location {
-            Location::Sqlite { path } => Backend::Sqlite(open::sqlite(path, options).await?),
-            Location::Postgres { url } => Backend::Postgres(open::postgres(url, options).await?),
+        let (backend, ephemeral) = match &options.location {
+            Location::Sqlite { path } => (
+                Backend::Sqlite(open::sqlite(path, options).await?),
+                Backend::Sqlite(open::sqlite_ephemeral(path, options)),
+            ),
+            Location::Postgres { url } => (
+                Backend::Postgres(open::postgres(url, options).await?),
+                Backend::Postgres(open::postgres_ephemeral(url, options)?),
+            ),
         };
         Ok(Store {
             backend,
+            ephemeral,
             max_connections: options.max_connections,
         })
     }
@@ -144,9 +165,11 @@ impl Store {
 
     /// Closes every pooled connection, waiting for those in use to be returned.
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool) => pool.close().await,
+        for b in [&self.ephemeral, &self.backend] {
+            match b {
+                Backend::Sqlite(pool) => pool.close().await,
+                Backend::Postgres(pool) => pool.close().await,
+            }
         }
     }
 }

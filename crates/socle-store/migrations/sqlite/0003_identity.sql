@@ -40,28 +40,20 @@ CREATE TABLE oidc_interactions (
 );
 CREATE INDEX oidc_interactions_expiry ON oidc_interactions (expires_at);
 
--- Authorization codes (hashed): single use, short-lived.
-CREATE TABLE oidc_codes (
-    code_hash  TEXT   PRIMARY KEY,
-    client_id  TEXT   NOT NULL,
-    grant_id   TEXT   NOT NULL,
-    doc        TEXT   NOT NULL,
-    expires_at BIGINT NOT NULL,
-    used_at    BIGINT
+-- Grants: an authorization code (hashed; single use, short-lived) and the access token
+-- issued for it (hashed), in one row so the exchange is one write. A replayed code
+-- marks the row revoked, which revokes its token.
+CREATE TABLE oidc_grants (
+    code_hash        TEXT    PRIMARY KEY,
+    client_id        TEXT    NOT NULL,
+    doc              TEXT    NOT NULL,
+    expires_at       BIGINT  NOT NULL,
+    used_at          BIGINT,
+    token_hash       TEXT    UNIQUE,
+    token_expires_at BIGINT,
+    revoked          INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX oidc_codes_expiry ON oidc_codes (expires_at);
-
--- Access tokens (hashed), revocable per grant (a replayed code revokes them).
-CREATE TABLE oidc_tokens (
-    token_hash TEXT    PRIMARY KEY,
-    grant_id   TEXT    NOT NULL,
-    client_id  TEXT    NOT NULL,
-    doc        TEXT    NOT NULL,
-    expires_at BIGINT  NOT NULL,
-    revoked    INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX oidc_tokens_grant ON oidc_tokens (grant_id);
-CREATE INDEX oidc_tokens_expiry ON oidc_tokens (expires_at);
+CREATE INDEX oidc_grants_expiry ON oidc_grants (expires_at);
 
 -- Client assertion identifiers already used (private_key_jwt replay protection).
 CREATE TABLE oidc_assertions (

@@ -134,6 +134,11 @@ fn api_error(e: IdentityError) -> Response {
 /// Maps an identity error for a page.
 fn page_error(e: IdentityError) -> Response {
     let (status, title, message) = match e {
+        IdentityError::Csrf => (
+            StatusCode::FORBIDDEN,
+            "Formulaire expiré",
+            "Ce formulaire a expiré ou ne vient pas de cette plateforme. Revenez au service et recommencez.".to_string(),
+        ),
         IdentityError::Page(m) | IdentityError::Interaction(m) => {
             (StatusCode::BAD_REQUEST, "Connexion impossible", m)
         }
@@ -287,11 +292,15 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
         }
         Err(AuthorizeRefusal::Redirect(url)) => return redirect(&url),
     };
-    let session = match p.session(cookie(&headers, SESSION_COOKIE).as_deref()).await {
+    let given = cookie(&headers, SESSION_COOKIE);
+    let session = match p.session(given.as_deref()).await {
         Ok(s) => s,
         Err(e) => return page_error(e),
     };
-    if let Err(e) = p.save_session(&session).await {
+    // A new browser session is stored once; an existing one keeps its expiry.
+    if given.as_deref() != Some(session.cookie.as_str())
+        && let Err(e) = p.save_session(&session).await
+    {
         return page_error(e);
     }
     match p.begin(&session, request).await {
@@ -320,21 +329,6 @@ pub struct ChoicePage {
     pub cancel_url: String,
 }
 
-async fn existing_session(
-    p: &Provider,
-    headers: &HeaderMap,
-) -> Result<SessionHandle, IdentityError> {
-    let c = cookie(headers, SESSION_COOKIE);
-    let s = p.session(c.as_deref()).await?;
-    if c.as_deref() != Some(s.cookie.as_str()) {
-        return Err(IdentityError::Interaction(
-            "Votre session a expiré ou les cookies sont bloqués par votre navigateur. Recommencez depuis le service."
-                .into(),
-        ));
-    }
-    Ok(s)
-}
-
 pub async fn choice(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -344,11 +338,10 @@ pub async fn choice(
         Ok(p) => p,
         Err(e) => return crate::middleware::respond(e, true),
     };
-    let session = match existing_session(p, &headers).await {
-        Ok(s) => s,
-        Err(e) => return page_error(e),
-    };
-    let view = match p.choice(&id, &session).await {
+    let view = match p
+        .choice(&id, cookie(&headers, SESSION_COOKIE).as_deref())
+        .await
+    {
         Ok(v) => v,
         Err(e) => return page_error(e),
     };
@@ -388,39 +381,19 @@ pub async fn choice(
     no_store(csp_with(render(&page), &form_action, &img))
 }
 
-fn csrf_ok(session: &SessionHandle, form: &BTreeMap<String, String>) -> bool {
-    form.get("csrf").is_some_and(|c| {
-        let a = c.as_bytes();
-        let b = session.doc.csrf.as_bytes();
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    })
-}
-
-fn csrf_refused() -> Response {
-    PageError {
-        status: StatusCode::FORBIDDEN,
-        title: "Formulaire expiré",
-        message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Revenez au service et recommencez.".into(),
-    }
-    .into_response()
-}
-
-async fn form_in_session(
+fn parse_form(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(Provider, SessionHandle, BTreeMap<String, String>), Response> {
+) -> Result<(Provider, BTreeMap<String, String>), Box<Response>> {
     let p = provider(state)
-        .map_err(|e| crate::middleware::respond(e, true))?
+        .map_err(|e| Box::new(crate::middleware::respond(e, true)))?
         .clone();
-    let pairs = form_pairs(headers, body).map_err(|e| crate::middleware::respond(e, true))?;
-    let form =
-        unique(pairs).map_err(|m| crate::middleware::respond(ApiError::bad_request(m), true))?;
-    let session = existing_session(&p, headers).await.map_err(page_error)?;
-    if !csrf_ok(&session, &form) {
-        return Err(csrf_refused());
-    }
-    Ok((p, session, form))
+    let pairs =
+        form_pairs(headers, body).map_err(|e| Box::new(crate::middleware::respond(e, true)))?;
+    let form = unique(pairs)
+        .map_err(|m| Box::new(crate::middleware::respond(ApiError::bad_request(m), true)))?;
+    Ok((p, form))
 }
 
 pub async fn choose(
@@ -429,16 +402,25 @@ pub async fn choose(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (p, session, form) = match form_in_session(&state, &headers, &body).await {
+    let (p, form) = match parse_form(&state, &headers, &body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(fi) = form.get("provider") else {
         return page_error(IdentityError::Interaction(
             "Choisissez un fournisseur d’identité.".into(),
         ));
     };
-    match p.choose(&id, &session, fi).await {
+    let session_cookie = cookie(&headers, SESSION_COOKIE);
+    match p
+        .choose(
+            &id,
+            session_cookie.as_deref(),
+            form.get("csrf").map(String::as_str),
+            fi,
+        )
+        .await
+    {
         Ok(url) => {
             let mut r = redirect(&url);
             let secure = if p.config().secure_cookies() {
@@ -501,11 +483,10 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         Ok(m) => m,
         Err(m) => return page_error(IdentityError::Page(format!("Réponse invalide : {m}."))),
     };
-    let mut session = match existing_session(p, &headers).await {
-        Ok(s) => s,
-        Err(e) => return page_error(e),
-    };
-    match p.callback(&mut session, &params).await {
+    match p
+        .callback(cookie(&headers, SESSION_COOKIE).as_deref(), &params)
+        .await
+    {
         Ok(CallbackOutcome::Consent(id)) => redirect(&format!("/api/v2/interaction/{id}/consent")),
         Ok(CallbackOutcome::Redirect(url)) => redirect(&url),
         Err(f) => upstream_page(f),
@@ -532,11 +513,10 @@ pub async fn consent_page(
         Ok(p) => p,
         Err(e) => return crate::middleware::respond(e, true),
     };
-    let session = match existing_session(p, &headers).await {
-        Ok(s) => s,
-        Err(e) => return page_error(e),
-    };
-    let view = match p.consent_view(&id, &session).await {
+    let view = match p
+        .consent_view(&id, cookie(&headers, SESSION_COOKIE).as_deref())
+        .await
+    {
         Ok(v) => v,
         Err(e) => return page_error(e),
     };
@@ -561,9 +541,9 @@ pub async fn consent(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (p, session, form) = match form_in_session(&state, &headers, &body).await {
+    let (p, form) = match parse_form(&state, &headers, &body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let accept = match form.get("decision").map(String::as_str) {
         Some("accept") => true,
@@ -574,7 +554,16 @@ pub async fn consent(
             ));
         }
     };
-    match p.consent(&id, &session, accept).await {
+    let session_cookie = cookie(&headers, SESSION_COOKIE);
+    match p
+        .consent(
+            &id,
+            session_cookie.as_deref(),
+            form.get("csrf").map(String::as_str),
+            accept,
+        )
+        .await
+    {
         Ok(url) => redirect(&url),
         Err(e) => page_error(e),
     }
