@@ -1,9 +1,10 @@
 // The scripted client of scripts/bench-identity: complete login flows per second
 // (authorize → identity provider → callback → token → userinfo, as a browser with its
 // own cookies would) and token-endpoint exchanges per second, against Socle (with its
-// demonstration identity provider) and against npm oidc-provider, in the same run, with
-// the same client code.
-//   node bench.mjs --socle URL --client ID:SECRET --op URL --seconds S --concurrency C
+// demonstration identity provider: choice page, FI login page, consent page) and against
+// npm oidc-provider — without pages (login and consent granted at once) and with its
+// built-in login and consent pages — in the same run, with the same client code.
+//   node bench.mjs --socle URL --client ID:SECRET --op URL --op-pages URL --seconds S --concurrency C
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -55,13 +56,24 @@ const field = (html, name) => html.match(new RegExp(`name="${name}" value="([^"]
 const hidden = (html) => [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)]
   .map(([, k, v]) => [k, v.replace(/&#(x?)([0-9a-f]+);/gi, (_, x, n) => String.fromCodePoint(parseInt(n, x ? 16 : 10))).replace(/&amp;/g, '&')]);
 
-// One person's browser up to the code (each target has its own pages).
-async function codeFromSocle(base, clientId) {
-  const jar = new Jar();
+// A fresh browser and the authorization request's parameters (PKCE S256).
+function start(clientId, extra = {}) {
   const verifier = b64url(randomBytes(32));
   const q = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: REDIRECT,
     scope: 'openid identite_pivot email', state: b64url(randomBytes(32)), nonce: b64url(randomBytes(32)),
-    code_challenge: b64url(createHash('sha256').update(verifier).digest()), code_challenge_method: 'S256', acr_values: 'eidas1' });
+    code_challenge: b64url(createHash('sha256').update(verifier).digest()), code_challenge_method: 'S256', ...extra });
+  return { jar: new Jar(), verifier, q };
+}
+
+function codeOf(r, who, verifier) {
+  const code = r.location && new URL(r.location).searchParams.get('code');
+  if (!code) throw new Error(`no code from ${who}: ${r.status} ${r.location ?? r.body.slice(0, 200)}`);
+  return { code, verifier };
+}
+
+// One person's browser up to the code (each target has its own pages).
+async function codeFromSocle(base, clientId) {
+  const { jar, verifier, q } = start(clientId, { acr_values: 'eidas1' });
   let r = await browse(jar, 'GET', `${base}/api/v2/authorize?${q}`);
   const choiceUrl = r.location;
   r = await browse(jar, 'GET', choiceUrl);
@@ -72,22 +84,27 @@ async function codeFromSocle(base, clientId) {
   const consentUrl = r.location;
   r = await browse(jar, 'GET', consentUrl);
   r = await browse(jar, 'POST', consentUrl, { csrf: field(r.body, 'csrf'), decision: 'accept' });
-  const code = new URL(r.location).searchParams.get('code');
-  if (!code) throw new Error(`no code from Socle: ${r.status} ${r.location}`);
-  return { code, verifier };
+  return codeOf(r, 'Socle', verifier);
 }
 
 async function codeFromOp(base, clientId) {
-  const jar = new Jar();
-  const verifier = b64url(randomBytes(32));
-  const q = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: REDIRECT,
-    scope: 'openid identite_pivot email', state: b64url(randomBytes(32)), nonce: b64url(randomBytes(32)),
-    code_challenge: b64url(createHash('sha256').update(verifier).digest()), code_challenge_method: 'S256' });
+  const { jar, verifier, q } = start(clientId);
   let r = await browse(jar, 'GET', `${base}/auth?${q}`);
   while (r.location && !r.location.startsWith(REDIRECT)) r = await browse(jar, 'GET', r.location);
-  const code = r.location && new URL(r.location).searchParams.get('code');
-  if (!code) throw new Error(`no code from oidc-provider: ${r.status} ${r.body.slice(0, 200)}`);
-  return { code, verifier };
+  return codeOf(r, 'oidc-provider', verifier);
+}
+
+// oidc-provider's own login and consent pages (devInteractions), submitted as a person.
+async function codeFromOpPages(base, clientId) {
+  const { jar, verifier, q } = start(clientId);
+  let r = await browse(jar, 'GET', `${base}/auth?${q}`);
+  for (let hops = 0; hops < 12 && !(r.location && r.location.startsWith(REDIRECT)); hops++) {
+    if (r.location) { r = await browse(jar, 'GET', r.location); continue; }
+    const action = new URL(r.body.match(/<form autocomplete="off" action="([^"]+)"/)[1], base).href;
+    const prompt = r.body.match(/name="prompt" value="([^"]+)"/)[1];
+    r = await browse(jar, 'POST', action, prompt === 'login' ? { prompt, login: 'jean', password: 'x' } : { prompt });
+  }
+  return codeOf(r, 'oidc-provider (pages)', verifier);
 }
 
 async function exchange(tokenUrl, clientId, secret, { code, verifier }) {
@@ -150,12 +167,17 @@ const targets = [
     token: `${args.socle}/api/v2/token`, userinfo: `${args.socle}/api/v2/userinfo` },
   { name: 'oidc-provider', clientId: 'bench', secret: 'bench-secret-0123456789abcdefghijklmnop',
     code: () => codeFromOp(args.op, 'bench'), token: `${args.op}/token`, userinfo: `${args.op}/me` },
+  { name: 'oidc-provider+pages', clientId: 'bench', secret: 'bench-secret-0123456789abcdefghijklmnop',
+    code: () => codeFromOpPages(args['op-pages'], 'bench'), token: `${args['op-pages']}/token`, userinfo: `${args['op-pages']}/me` },
 ];
 const results = {};
 for (const t of targets) {
   results[t.name] = await measure(t);
   const r = results[t.name];
-  console.log(`${t.name.padEnd(14)} login flows ${r.flowsPerSec.toFixed(0).padStart(6)}/s (p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms)   token endpoint ${r.tokensPerSec.toFixed(0).padStart(6)}/s (${r.tokens} codes)`);
+  console.log(`${t.name.padEnd(20)} login flows ${r.flowsPerSec.toFixed(0).padStart(6)}/s (p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms)   token endpoint ${r.tokensPerSec.toFixed(0).padStart(6)}/s (${r.tokens} codes)`);
 }
-const s = results.socle; const o = results['oidc-provider'];
-console.log(`ratio socle / oidc-provider: login flows ${(s.flowsPerSec / o.flowsPerSec).toFixed(2)}x, token endpoint ${(s.tokensPerSec / o.tokensPerSec).toFixed(2)}x (target 3x)`);
+const s = results.socle;
+for (const name of ['oidc-provider', 'oidc-provider+pages']) {
+  const o = results[name];
+  console.log(`ratio socle / ${name}: login flows ${(s.flowsPerSec / o.flowsPerSec).toFixed(2)}x, token endpoint ${(s.tokensPerSec / o.tokensPerSec).toFixed(2)}x (target 3x)`);
+}

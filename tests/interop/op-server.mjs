@@ -1,12 +1,15 @@
 // npm oidc-provider as a baseline for scripts/bench-identity: the same code flow (PKCE,
-// pivot-identity claims, userinfo), one registered client, the person logged in and
-// consenting at once (no page to render), its default in-memory storage.
+// pivot-identity claims, userinfo), one registered client.
+//   node op-server.mjs PORT direct|pages
 // Its storage is an unbounded in-memory adapter (the built-in development adapter is an
 // LRU of 1,000 objects, which evicts grants under load). Prints "listening <issuer>".
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2] || 0);
+// "direct": the person is logged in and consents at once (no page); "pages": the
+// built-in login and consent pages are rendered and submitted, as a person would.
+const pages = process.argv[3] === 'pages';
 
 const stores = new Map();
 class MemoryAdapter {
@@ -49,7 +52,7 @@ const provider = new Provider(issuer, {
     const { privateKey } = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign']);
     return { ...(await crypto.subtle.exportKey('jwk', privateKey)), kid: 'bench', alg: 'ES256', use: 'sig' };
   })()] },
-  features: { devInteractions: { enabled: false } },
+  features: { devInteractions: { enabled: pages } },
   ttl: { AccessToken: 60, AuthorizationCode: 30, IdToken: 300, Interaction: 600, Session: 1800, Grant: 1800 },
   async findAccount(ctx, id) {
     return { accountId: id, async claims() {
@@ -60,7 +63,7 @@ const provider = new Provider(issuer, {
 });
 const callback = provider.callback();
 server.on('request', (req, res) => {
-  if (req.url.startsWith('/interaction/')) {
+  if (!pages && req.url.startsWith('/interaction/')) {
     (async () => {
       const details = await provider.interactionDetails(req, res);
       const grant = new provider.Grant({ accountId: 'jean', clientId: details.params.client_id });

@@ -94,6 +94,23 @@ pub fn claim_label(claim: &str) -> &'static str {
     }
 }
 
+/// A claim's value as shown to the person (French): dates `JJ/MM/AAAA`, gender in
+/// words, an empty birthplace as "né(e) à l’étranger".
+pub fn display_value(claim: &str, value: &str) -> String {
+    match (claim, value) {
+        ("gender", "male") => "Masculin".into(),
+        ("gender", "female") => "Féminin".into(),
+        ("birthdate", d) => match (d.get(8..10), d.get(5..7), d.get(0..4)) {
+            (Some(day), Some(month), Some(year)) if d.len() == 10 => {
+                format!("{day}/{month}/{year}")
+            }
+            _ => d.to_string(),
+        },
+        ("birthplace", "") => "Né(e) à l’étranger".into(),
+        _ => value.to_string(),
+    }
+}
+
 /// eIDAS level of assurance, as `acr` values `eidas1`, `eidas2`, `eidas3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Eidas(pub u8);
@@ -407,6 +424,14 @@ mod tests {
         let mut b = a.clone();
         b.email = Some("x@example.org".into());
         assert_eq!(b.identity_hash(), h, "email is not part of the pivot");
+    }
+
+    #[test]
+    fn values_are_shown_in_french_without_panicking_on_odd_input() {
+        assert_eq!(display_value("birthdate", "1980-06-14"), "14/06/1980");
+        assert_eq!(display_value("gender", "female"), "Féminin");
+        assert_eq!(display_value("birthplace", ""), "Né(e) à l’étranger");
+        assert_eq!(display_value("birthdate", "é1980-06-1"), "é1980-06-1");
     }
 
     #[test]

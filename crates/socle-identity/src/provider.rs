@@ -861,7 +861,7 @@ impl Provider {
                 released
                     .get(c)
                     .and_then(Value::as_str)
-                    .map(|v| (pivot::claim_label(c), v.to_string()))
+                    .map(|v| (pivot::claim_label(c), pivot::display_value(c, v)))
             })
             .collect();
         Ok(ConsentView {
