@@ -125,6 +125,47 @@ fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
     out
 }
 
+/// SQLite: leaf hashes and tree nodes by point lookups on the rowid, in one job on a
+/// direct read connection (no per-statement hand-off).
+async fn direct_hashes(
+    readers: &std::sync::Arc<crate::direct::Readers>,
+    leaves: &[u64],
+    positions: &[u64],
+) -> Result<Vec<(bool, u64, NodeHash)>> {
+    let leaves: Vec<i64> = leaves.iter().map(|k| to_i64(*k)).collect::<Result<_>>()?;
+    let positions: Vec<i64> = positions
+        .iter()
+        .map(|k| to_i64(*k))
+        .collect::<Result<_>>()?;
+    readers
+        .read(move |conn| {
+            let mut out = Vec::with_capacity(leaves.len() + positions.len());
+            for (sql, keys, leaf) in [
+                (
+                    "SELECT leaf_hash FROM journal_entries WHERE idx = ?1",
+                    &leaves,
+                    true,
+                ),
+                (
+                    "SELECT hash FROM journal_nodes WHERE pos = ?1",
+                    &positions,
+                    false,
+                ),
+            ] {
+                let mut q = conn.prepare_cached(sql).map_err(crate::direct::error)?;
+                for k in keys {
+                    let mut rows = q.query([k]).map_err(crate::direct::error)?;
+                    if let Some(row) = rows.next().map_err(crate::direct::error)? {
+                        let h: Vec<u8> = row.get(0).map_err(crate::direct::error)?;
+                        out.push((leaf, to_u64(*k)?, to_hash(h)?));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
 /// The journal's tables.
 pub trait JournalStore {
     /// Returns the secret named `name`, storing `fresh` first if there is none yet
@@ -265,6 +306,13 @@ impl JournalStore for Store {
     }
 
     async fn journal_nodes(&self, positions: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
+        if let Some(readers) = &self.readers {
+            return Ok(direct_hashes(readers, &[], positions)
+                .await?
+                .into_iter()
+                .map(|(_, k, h)| (k, h))
+                .collect());
+        }
         self.hashes_by_key(
             "SELECT pos, hash FROM journal_nodes WHERE pos IN",
             positions,
@@ -277,6 +325,9 @@ impl JournalStore for Store {
         leaves: &[u64],
         positions: &[u64],
     ) -> Result<Vec<(bool, u64, NodeHash)>> {
+        if let Some(readers) = &self.readers {
+            return direct_hashes(readers, leaves, positions).await;
+        }
         if leaves.len() > CHUNK
             || positions.len() > CHUNK
             || leaves.is_empty()
@@ -338,6 +389,13 @@ impl JournalStore for Store {
     }
 
     async fn journal_leaf_hashes(&self, indices: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
+        if let Some(readers) = &self.readers {
+            return Ok(direct_hashes(readers, indices, &[])
+                .await?
+                .into_iter()
+                .map(|(_, k, h)| (k, h))
+                .collect());
+        }
         self.hashes_by_key(
             "SELECT idx, leaf_hash FROM journal_entries WHERE idx IN",
             indices,
@@ -435,22 +493,9 @@ pub struct JournalWriter {
 }
 
 enum WriterConn {
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    /// SQLite: a dedicated connection on its own thread (see `direct`).
+    Sqlite(crate::direct::Writer),
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
-}
-
-/// Runs the same SQL text on the writer's connection, whichever the backend.
-macro_rules! on_writer {
-    ($writer:expr, |$conn:ident| $body:expr) => {{
-        let result = match $writer.connection().await? {
-            WriterConn::Sqlite($conn) => $body,
-            WriterConn::Postgres($conn) => $body,
-        };
-        if matches!(&result, Err(e) if e.is_unavailable()) {
-            $writer.conn = None;
-        }
-        result
-    }};
 }
 
 impl Store {
@@ -467,15 +512,11 @@ impl JournalWriter {
     async fn connection(&mut self) -> Result<&mut WriterConn> {
         if self.conn.is_none() {
             let conn = match &self.store.backend {
-                Backend::Sqlite(pool) => {
-                    let mut conn = pool.acquire().await.map_err(StoreError::from_runtime)?;
-                    // Memory-mapped I/O speeds up the readers' random lookups but slows
-                    // this append-only writer down: plain I/O here.
-                    sqlx::query("PRAGMA mmap_size = 0")
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::from_runtime)?;
-                    WriterConn::Sqlite(conn)
+                Backend::Sqlite(_) => {
+                    let path = self.store.sqlite_path.as_deref().ok_or_else(|| {
+                        StoreError::Unavailable("no SQLite file for the writer".into())
+                    })?;
+                    WriterConn::Sqlite(crate::direct::Writer::open(path)?)
                 }
                 Backend::Postgres(pool) => {
                     WriterConn::Postgres(pool.acquire().await.map_err(StoreError::from_runtime)?)
@@ -488,7 +529,14 @@ impl JournalWriter {
             .ok_or_else(|| StoreError::Unavailable("no connection".into()))
     }
 
-    /// Gives the connection back to the pool (the writer is idle or stopping).
+    fn forget_if_unavailable<T>(&mut self, result: Result<T>) -> Result<T> {
+        if matches!(&result, Err(e) if e.is_unavailable()) {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Gives the connection back (the writer is idle or stopping).
     pub fn release(&mut self) {
         self.conn = None;
     }
@@ -498,51 +546,96 @@ impl JournalWriter {
         if leaves.is_empty() {
             return Ok(());
         }
-        on_writer!(self, |conn| {
-            let mut tx = sqlx::Connection::begin(&mut **conn)
+        let result = match self.connection().await? {
+            WriterConn::Sqlite(w) => {
+                let leaves = leaves.to_vec();
+                w.run(move |conn| {
+                    crate::direct::immediate(conn, |tx| {
+                        crate::direct::execute_each(
+                            tx,
+                            "INSERT INTO journal_queue (leaf, subject) VALUES (?1, ?2)",
+                            leaves.iter().map(|(leaf, subject)| (leaf, subject)),
+                            crate::direct::error,
+                        )
+                    })
+                })
                 .await
-                .map_err(StoreError::from_runtime)?;
-            for chunk in chunks(leaves) {
-                let sql = format!(
-                    "INSERT INTO journal_queue (leaf, subject) VALUES {}",
-                    values(chunk.len(), 2)
-                );
-                let mut q = sqlx::query(&sql);
-                for (leaf, subject) in chunk {
-                    q = q.bind(leaf.as_slice()).bind(subject.as_deref());
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
             }
-            tx.commit().await.map_err(StoreError::from_runtime)
-        })
+            WriterConn::Postgres(conn) => {
+                async {
+                    let mut tx = sqlx::Connection::begin(&mut **conn)
+                        .await
+                        .map_err(StoreError::from_runtime)?;
+                    for chunk in chunks(leaves) {
+                        let sql = format!(
+                            "INSERT INTO journal_queue (leaf, subject) VALUES {}",
+                            values(chunk.len(), 2)
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for (leaf, subject) in chunk {
+                            q = q.bind(leaf.as_slice()).bind(subject.as_deref());
+                        }
+                        q.execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::from_runtime)?;
+                    }
+                    tx.commit().await.map_err(StoreError::from_runtime)
+                }
+                .await
+            }
+        };
+        self.forget_if_unavailable(result)
     }
 
     /// The oldest queued leaves (other nodes' appends), at most `limit`.
     pub async fn queued(&mut self, limit: usize) -> Result<Vec<QueuedLeaf>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        on_writer!(self, |conn| {
-            sqlx::query("SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT $1")
-                .bind(limit)
-                .fetch_all(&mut **conn)
-                .await
-                .map_err(StoreError::from_runtime)
-                .map(|rows| {
-                    rows.into_iter()
-                        .map(|r| QueuedLeaf {
-                            seq: r.get(0),
-                            leaf: r.get(1),
-                            subject: r.get(2),
+        let result = match self.connection().await? {
+            WriterConn::Sqlite(w) => {
+                w.run(move |conn| {
+                    let mut q = conn
+                        .prepare_cached(
+                            "SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT ?1",
+                        )
+                        .map_err(crate::direct::error)?;
+                    let rows = q
+                        .query_map([limit], |r| {
+                            Ok(QueuedLeaf {
+                                seq: r.get(0)?,
+                                leaf: r.get(1)?,
+                                subject: r.get(2)?,
+                            })
                         })
-                        .collect::<Vec<_>>()
+                        .map_err(crate::direct::error)?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                        .map_err(crate::direct::error)
                 })
-        })
+                .await
+            }
+            WriterConn::Postgres(conn) => {
+                sqlx::query("SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&mut **conn)
+                    .await
+                    .map_err(StoreError::from_runtime)
+                    .map(|rows| {
+                        rows.into_iter()
+                            .map(|r| QueuedLeaf {
+                                seq: r.get(0),
+                                leaf: r.get(1),
+                                subject: r.get(2),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+            }
+        };
+        self.forget_if_unavailable(result)
     }
 
-    /// In one durable transaction: checks the log has `from_size` entries, adds
-    /// `entries` and `nodes` (`(position, hash)` of the nodes above the leaves), removes the queue rows `seqs`, and sets the size. Fails
-    /// with [`StoreError::Conflict`] if another sequencer moved the log.
+    /// In one durable transaction: adds `entries` (indices from `from_size` on) and
+    /// `nodes` (`(position, hash)` of the nodes above the leaves), removes the queue
+    /// rows `seqs`. Fails with [`StoreError::Conflict`] if another sequencer moved the
+    /// log (the indices are the primary key: nothing of the batch is then written).
     pub async fn integrate(
         &mut self,
         from_size: u64,
@@ -550,75 +643,125 @@ impl JournalWriter {
         nodes: &[(u64, NodeHash)],
         seqs: &[i64],
     ) -> Result<()> {
-        let entries: Vec<EntryRow<'_>> = entries
-            .iter()
-            .map(|e| {
-                Ok((
-                    to_i64(e.index)?,
-                    e.leaf.as_slice(),
-                    e.leaf_hash.as_slice(),
-                    e.subject.as_deref(),
-                ))
-            })
-            .collect::<Result<_>>()?;
-        let nodes: Vec<(i64, &[u8])> = nodes
-            .iter()
-            .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
-            .collect::<Result<_>>()?;
+        let conflict = move || {
+            StoreError::Conflict(format!(
+                "the journal is no longer at size {from_size}: another sequencer extended it"
+            ))
+        };
         let ranges = runs(seqs);
-        // One transaction, committed durably (synchronous = FULL on SQLite, the default
-        // synchronous_commit on PostgreSQL): appends are acknowledged after it.
-        macro_rules! integrate_in {
-            ($tx:ident) => {{
-            for chunk in chunks(&entries) {
-                let sql = format!(
-                    "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES {}",
-                    values(chunk.len(), 4)
-                );
-                let mut q = sqlx::query(&sql);
-                for (idx, leaf, leaf_hash, subject) in chunk {
-                    q = q.bind(*idx).bind(*leaf).bind(*leaf_hash).bind(*subject);
-                }
-                // The indices are the primary key: if another sequencer already used
-                // them, the insert fails and nothing of this batch is written.
-                q.execute(&mut *$tx).await.map_err(|e| match e {
-                    sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
-                        "the journal is no longer at size {from_size}: another sequencer extended it"
-                    )),
-                    other => StoreError::from_runtime(other),
-                })?;
-            }
-            for chunk in chunks(&nodes) {
-                let sql = format!(
-                    "INSERT INTO journal_nodes (pos, hash) VALUES {}",
-                    values(chunk.len(), 2)
-                );
-                let mut q = sqlx::query(&sql);
-                for (pos, hash) in chunk {
-                    q = q.bind(*pos).bind(*hash);
-                }
-                q.execute(&mut *$tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-            for (lo, hi) in &ranges {
-                sqlx::query("DELETE FROM journal_queue WHERE seq >= $1 AND seq <= $2")
-                    .bind(*lo)
-                    .bind(*hi)
-                    .execute(&mut *$tx)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-            }
-                Ok::<(), StoreError>(())
-            }};
-        }
-        on_writer!(self, |conn| {
-            let mut tx = sqlx::Connection::begin(&mut **conn)
+        let result = match self.connection().await? {
+            WriterConn::Sqlite(w) => {
+                let entries: Vec<(i64, Vec<u8>, NodeHash, Option<String>)> = entries
+                    .iter()
+                    .map(|e| {
+                        Ok((
+                            to_i64(e.index)?,
+                            e.leaf.clone(),
+                            e.leaf_hash,
+                            e.subject.clone(),
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                let nodes: Vec<(i64, NodeHash)> = nodes
+                    .iter()
+                    .map(|(p, h)| Ok((to_i64(*p)?, *h)))
+                    .collect::<Result<_>>()?;
+                w.run(move |conn| {
+                    crate::direct::immediate(conn, |tx| {
+                        crate::direct::execute_each(
+                            tx,
+                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                            entries.iter().map(|(idx, leaf, leaf_hash, subject)| {
+                                (idx, leaf, &leaf_hash[..], subject)
+                            }),
+                            |e| {
+                                if crate::direct::is_unique_violation(&e) {
+                                    conflict()
+                                } else {
+                                    crate::direct::error(e)
+                                }
+                            },
+                        )?;
+                        crate::direct::execute_each(
+                            tx,
+                            "INSERT INTO journal_nodes (pos, hash) VALUES (?1, ?2)",
+                            nodes.iter().map(|(pos, hash)| (pos, &hash[..])),
+                            crate::direct::error,
+                        )?;
+                        crate::direct::execute_each(
+                            tx,
+                            "DELETE FROM journal_queue WHERE seq >= ?1 AND seq <= ?2",
+                            ranges.iter().map(|(lo, hi)| [*lo, *hi]),
+                            crate::direct::error,
+                        )
+                    })
+                })
                 .await
-                .map_err(StoreError::from_runtime)?;
-            integrate_in!(tx)?;
-            tx.commit().await.map_err(StoreError::from_runtime)
-        })
+            }
+            WriterConn::Postgres(conn) => {
+                let entries: Vec<EntryRow<'_>> = entries
+                    .iter()
+                    .map(|e| {
+                        Ok((
+                            to_i64(e.index)?,
+                            e.leaf.as_slice(),
+                            e.leaf_hash.as_slice(),
+                            e.subject.as_deref(),
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                let nodes: Vec<(i64, &[u8])> = nodes
+                    .iter()
+                    .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
+                    .collect::<Result<_>>()?;
+                // One transaction, committed durably (the default synchronous_commit):
+                // appends are acknowledged after it.
+                async {
+                    let mut tx = sqlx::Connection::begin(&mut **conn)
+                        .await
+                        .map_err(StoreError::from_runtime)?;
+                    for chunk in chunks(&entries) {
+                        let sql = format!(
+                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES {}",
+                            values(chunk.len(), 4)
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for (idx, leaf, leaf_hash, subject) in chunk {
+                            q = q.bind(*idx).bind(*leaf).bind(*leaf_hash).bind(*subject);
+                        }
+                        q.execute(&mut *tx).await.map_err(|e| match e {
+                            sqlx::Error::Database(db) if db.is_unique_violation() => conflict(),
+                            other => StoreError::from_runtime(other),
+                        })?;
+                    }
+                    for chunk in chunks(&nodes) {
+                        let sql = format!(
+                            "INSERT INTO journal_nodes (pos, hash) VALUES {}",
+                            values(chunk.len(), 2)
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for (pos, hash) in chunk {
+                            q = q.bind(*pos).bind(*hash);
+                        }
+                        q.execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::from_runtime)?;
+                    }
+                    for (lo, hi) in &ranges {
+                        sqlx::query("DELETE FROM journal_queue WHERE seq >= $1 AND seq <= $2")
+                            .bind(*lo)
+                            .bind(*hi)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::from_runtime)?;
+                    }
+                    tx.commit().await.map_err(StoreError::from_runtime)
+                }
+                .await
+            }
+        };
+        self.forget_if_unavailable(result)
     }
 }
 

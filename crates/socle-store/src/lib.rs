@@ -10,6 +10,7 @@
 //! a database written by a newer binary is refused rather than guessed at.
 //! The same test suite (in the `socle` crate's integration tests) runs on both backends.
 
+mod direct;
 mod error;
 mod identity;
 mod journal;
@@ -65,6 +66,9 @@ pub struct Store {
     /// Same database, relaxed durability: records of logins in progress (see
     /// `open::sqlite_ephemeral`).
     ephemeral: Backend,
+    /// SQLite only: the file, and direct read connections for the journal's proofs.
+    sqlite_path: Option<PathBuf>,
+    readers: Option<std::sync::Arc<direct::Readers>>,
     max_connections: u32,
 }
 
@@ -128,9 +132,15 @@ impl Store {
                 Backend::Postgres(open::postgres_ephemeral(url, options)?),
             ),
         };
+        let sqlite_path = match &options.location {
+            Location::Sqlite { path } => Some(path.clone()),
+            Location::Postgres { .. } => None,
+        };
         Ok(Store {
             backend,
             ephemeral,
+            readers: sqlite_path.as_deref().map(direct::Readers::new),
+            sqlite_path,
             max_connections: options.max_connections,
         })
     }
@@ -165,6 +175,9 @@ impl Store {
 
     /// Closes every pooled connection, waiting for those in use to be returned.
     pub async fn close(&self) {
+        if let Some(r) = &self.readers {
+            r.close();
+        }
         for b in [&self.ephemeral, &self.backend] {
             match b {
                 Backend::Sqlite(pool) => pool.close().await,

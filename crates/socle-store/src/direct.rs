@@ -1,0 +1,184 @@
+//! Direct SQLite access (rusqlite) for the two hot paths where sqlx's design costs
+//! more than the work itself: sqlx runs every statement on a worker thread and hands
+//! each step of it over a channel, so a journal batch (begin, inserts, delete, commit)
+//! or a proof lookup pays several thread wake-ups.
+//!
+//! - [`Writer`]: one OS thread owning one connection (`synchronous = FULL`, no memory
+//!   map); a whole journal batch is one job, one hand-off.
+//! - [`Readers`]: a few read-only connections (memory-mapped) used from tokio's
+//!   blocking pool; a proof's lookups are one job.
+//!
+//! Same file, same schema, same libsqlite3 as the sqlx pools; PostgreSQL is untouched.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::Result;
+use crate::error::StoreError;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub(crate) fn error(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// True for a PRIMARY KEY or UNIQUE violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation
+            && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE))
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if it succeeds.
+pub(crate) fn immediate<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(error)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(error)?;
+    Ok(out)
+}
+
+/// Executes the cached statement `sql` once per parameter set.
+pub(crate) fn execute_each<P: rusqlite::Params>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    rows: impl IntoIterator<Item = P>,
+    on_error: impl Fn(rusqlite::Error) -> StoreError,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(sql).map_err(error)?;
+    for params in rows {
+        stmt.execute(params).map_err(&on_error)?;
+    }
+    Ok(())
+}
+
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    if read_only {
+        conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
+        conn.pragma_update(None, "cache_size", -16_000_i64)?;
+    } else {
+        // The pools already put the file in WAL mode; FULL: a commit is on disk when
+        // it returns. Plain I/O: the memory map slows an append-only writer down.
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.pragma_update(None, "synchronous", "full")?;
+        conn.pragma_update(None, "mmap_size", 0_i64)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// One writing connection on its own thread.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(crate) fn open(path: &Path) -> Result<Writer> {
+        let mut conn = open(path, false).map_err(error)?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("socle-sqlite-writer".into())
+            .spawn(move || {
+                // Ends when every sender is dropped (the writer released).
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `f` on the writer's connection; returns its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?
+    }
+}
+
+/// Read-only connections, opened on demand and kept (at most `MAX_IDLE`).
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const MAX_IDLE: usize = 4;
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Readers({})", self.path.display())
+    }
+}
+
+impl Readers {
+    pub(crate) fn new(path: &Path) -> Arc<Readers> {
+        Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `f` on a read connection, on tokio's blocking pool.
+    pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match me.idle.lock().ok().and_then(|mut v| v.pop()) {
+                Some(c) => c,
+                None => open(&me.path, true).map_err(error)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut v) = me.idle.lock()
+                && v.len() < MAX_IDLE
+            {
+                v.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("SQLite reader failed: {e}")))?
+    }
+
+    /// Drops the idle connections (the store is closing).
+    pub(crate) fn close(&self) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.clear();
+        }
+    }
+}
