@@ -20,6 +20,10 @@ const PAGES = [
   { name: 'accueil', path: '/', status: 200 },
   { name: 'documentation-api', path: '/api/docs', status: 200 },
   { name: 'journal', path: '/journal', status: 200 },
+  { name: 'catalogue', path: '/catalogue', status: 200 },
+  { name: 'catalogue-recherche', path: '/catalogue?q=cantine&theme=Famille', status: 200 },
+  { name: 'catalogue-api', path: '/catalogue/quotient-familial', status: 200 },
+  { name: 'dictionnaire', path: '/catalogue/donnees', status: 200 },
   { name: 'page-absente', path: '/une-page-qui-n-existe-pas', status: 404 },
 ];
 const WIDTHS = [320, 1280];

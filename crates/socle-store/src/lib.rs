@@ -10,6 +10,7 @@
 //! a database written by a newer binary is refused rather than guessed at.
 //! The same test suite (in the `socle` crate's integration tests) runs on both backends.
 
+mod catalogue;
 mod direct;
 mod error;
 mod identity;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use catalogue::{ApiRecord, CatalogueKind, CatalogueStore};
 pub use error::{Result, StoreError};
 pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{

@@ -31,6 +31,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_instance"),
     migration!(2, "0002_journal"),
     migration!(3, "0003_identity"),
+    migration!(4, "0004_catalogue"),
 ];
 
 /// The schema version this binary writes and expects.

@@ -59,6 +59,8 @@ pub struct AppState {
     pub journal_limiter: Arc<ratelimit::RateLimiter>,
     /// The OpenID Connect provider (`None` only while the schema is behind).
     pub identity: Option<socle_identity::Provider>,
+    /// The catalogue of APIs (`None` only while the schema is behind).
+    pub catalogue: Option<socle_catalogue::Catalogue>,
     /// The demonstration identity provider and service (`socle demo` only).
     pub demo: Option<Arc<routes::demo::Demo>>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
@@ -92,7 +94,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::post;
-    use routes::{admin, demo, oidc};
+    use routes::{admin, catalogue, demo, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -126,6 +128,19 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/clients/{client_id}/disable",
             post(admin::disable_client),
         )
+        .route("/api/v1/apis", get(catalogue::list))
+        .route("/api/v1/apis/{id}", get(catalogue::detail))
+        .route("/api/v1/data-items", get(catalogue::data_items))
+        .route("/api/v1/catalogue.jsonld", get(catalogue::dcat))
+        .route(
+            "/api/admin/organisations",
+            post(catalogue::put_organisation),
+        )
+        .route("/api/admin/data-items", post(catalogue::put_data_item))
+        .route("/api/admin/apis", post(catalogue::put_api))
+        .route("/catalogue", get(catalogue::page))
+        .route("/catalogue/donnees", get(catalogue::data_items_page))
+        .route("/catalogue/{id}", get(catalogue::api_page))
         .route(
             "/demo/fi/.well-known/openid-configuration",
             get(demo::fi_discovery),

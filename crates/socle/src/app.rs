@@ -123,6 +123,9 @@ impl Application {
             None => (None, None),
         };
 
+        let catalogue = status
+            .is_current()
+            .then(|| socle_catalogue::Catalogue::new(store.clone()));
         let state = AppState {
             store,
             instance: Arc::new(instance),
@@ -136,6 +139,7 @@ impl Application {
                 admin_token: config.admin.token.as_deref().map(Arc::from),
             }),
             identity,
+            catalogue,
             demo,
             journal,
             journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
@@ -194,6 +198,13 @@ impl Application {
                         .detail("instance_id", self.state.instance.instance_id.clone()),
                 ])
                 .await?;
+        }
+        // The demonstration catalogue is rewritten at each start (its URLs follow the
+        // address the demo listens on).
+        if let (Some(catalogue), Some(identity)) = (&self.state.catalogue, &self.state.identity) {
+            crate::demo_catalogue::seed(catalogue, &identity.config().public_url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot seed the demonstration catalogue: {e}"))?;
         }
         Ok(())
     }

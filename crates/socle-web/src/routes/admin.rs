@@ -52,7 +52,7 @@ impl From<socle_identity::Client> for ClientView {
     }
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.settings.admin_token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::{admin, health, journal, reports};
+use crate::routes::{admin, catalogue, health, journal, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,16 +23,22 @@ use crate::routes::{admin, health, journal, reports};
         journal::checkpoint, journal::key, journal::checkpoints, journal::entries,
         journal::inclusion, journal::consistency,
         admin::create_client, admin::list_clients, admin::disable_client,
+        catalogue::list, catalogue::detail, catalogue::data_items, catalogue::dcat,
+        catalogue::put_organisation, catalogue::put_data_item, catalogue::put_api,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
         journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
         socle_identity::ClientInput, socle_identity::NewClientSecret, admin::ClientView,
+        catalogue::ApiList, catalogue::ApiSummary, catalogue::ApiDetail, catalogue::DataItemList,
+        socle_catalogue::Organisation, socle_catalogue::OrganisationInput, socle_catalogue::DataItem,
+        socle_catalogue::Api, socle_catalogue::ApiInput, socle_catalogue::Scope, socle_catalogue::Listed,
     )),
     modifiers(&AdminToken),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
         (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
+        (name = "catalogue", description = "Published APIs, their scopes and the data dictionary (public)"),
         (name = "administration", description = "Service providers (OpenID Connect clients); needs the admin token"),
         (name = "documentation", description = "This description"),
     )

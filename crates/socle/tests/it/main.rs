@@ -7,6 +7,7 @@
 
 mod support;
 
+mod catalogue;
 mod cli;
 pub mod http;
 mod identity;

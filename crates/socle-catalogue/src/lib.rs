@@ -1,0 +1,41 @@
+//! The catalogue: organisations, the data dictionary, and the APIs administrations
+//! publish, with their scopes (the unit of data minimisation the gateway enforces).
+//!
+//! This crate holds the rules — SIREN/SIRET checks, what a valid API record is (an
+//! OpenAPI 3 document that parses, an upstream URL that is not a private or metadata
+//! address, scopes as JSON pointers linked to data items) — and the search over
+//! published APIs. It has no HTTP and no SQL: `socle-store` keeps the records as
+//! documents, `socle-web` serves the catalogue pages and JSON API. Habilitations (who
+//! may call which scope, and why) come next and build on these records.
+
+pub mod model;
+pub mod service;
+pub mod siret;
+
+pub use model::{Api, ApiInput, DataItem, DataItemInput, Organisation, OrganisationInput, Scope};
+pub use service::{Catalogue, Listed, Search};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// Invalid input: every problem, in one message.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(socle_store::StoreError),
+}
+
+impl From<socle_store::StoreError> for CatalogueError {
+    fn from(e: socle_store::StoreError) -> Self {
+        match e {
+            socle_store::StoreError::Conflict(m) => CatalogueError::Conflict(m),
+            other => CatalogueError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = CatalogueError> = std::result::Result<T, E>;

@@ -1,0 +1,447 @@
+//! The catalogue: public JSON API and DSFR pages (search, API page, data dictionary,
+//! DCAT-AP export), and the administration endpoints that register organisations,
+//! data items and APIs.
+
+use askama::Template;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use socle_catalogue::{
+    ApiInput, Catalogue, CatalogueError, DataItem, Listed, Organisation, OrganisationInput, Search,
+};
+use socle_journal::{Entry, EntryKind};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::pages::{Layout, render};
+
+fn catalogue(state: &AppState) -> Result<&Catalogue, ApiError> {
+    state
+        .catalogue
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("the catalogue is not available"))
+}
+
+impl From<CatalogueError> for ApiError {
+    fn from(e: CatalogueError) -> Self {
+        match e {
+            CatalogueError::Invalid(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_catalogue_record",
+                "Invalid catalogue record",
+                m,
+            ),
+            CatalogueError::NotFound(m) => ApiError::not_found(m),
+            CatalogueError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m)
+            }
+            CatalogueError::Store(s) => ApiError::from(s),
+        }
+    }
+}
+
+/// A page of APIs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiList {
+    pub apis: Vec<ApiSummary>,
+}
+
+/// An API as listed (its OpenAPI document is in the detail).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiSummary {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub themes: Vec<String>,
+    pub version: String,
+    pub access_mode: String,
+    pub producer: Organisation,
+    pub scopes: Vec<socle_catalogue::Scope>,
+}
+
+impl From<Listed> for ApiSummary {
+    fn from(l: Listed) -> Self {
+        ApiSummary {
+            id: l.api.id,
+            title: l.api.title,
+            description: l.api.description,
+            themes: l.api.themes,
+            version: l.api.version,
+            access_mode: l.api.access_mode,
+            producer: l.producer,
+            scopes: l.api.scopes,
+        }
+    }
+}
+
+/// Searches the catalogue.
+#[utoipa::path(get, path = "/api/v1/apis", tag = "catalogue", params(Search),
+    responses((status = 200, description = "The APIs matching every filter, by title", body = ApiList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<Search>,
+) -> Result<Json<ApiList>, ApiError> {
+    let found = catalogue(&state)?.search(&q).await?;
+    Ok(Json(ApiList {
+        apis: found.into_iter().map(ApiSummary::from).collect(),
+    }))
+}
+
+/// One API with its producer, scopes, current OpenAPI document and versions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiDetail {
+    #[serde(flatten)]
+    pub api: Listed,
+    pub versions: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/apis/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "The API's slug")),
+    responses((status = 200, description = "The API", body = ApiDetail),
+        (status = 404, description = "No such API", body = ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiDetail>, ApiError> {
+    let c = catalogue(&state)?;
+    let api = c.api(&id).await?;
+    let versions = c.versions(&id).await?;
+    Ok(Json(ApiDetail { api, versions }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DataItemList {
+    pub data_items: Vec<DataItem>,
+}
+
+/// The data dictionary.
+#[utoipa::path(get, path = "/api/v1/data-items", tag = "catalogue",
+    responses((status = 200, description = "Every data item", body = DataItemList)))]
+pub async fn data_items(State(state): State<AppState>) -> Result<Json<DataItemList>, ApiError> {
+    Ok(Json(DataItemList {
+        data_items: catalogue(&state)?.data_items().await?,
+    }))
+}
+
+fn base_url(state: &AppState) -> String {
+    state
+        .identity
+        .as_ref()
+        .map(|p| p.config().public_url.clone())
+        .unwrap_or_default()
+}
+
+/// The catalogue as DCAT-AP style JSON-LD.
+#[utoipa::path(get, path = "/api/v1/catalogue.jsonld", tag = "catalogue",
+    responses((status = 200, description = "A dcat:Catalog of dcat:DataService", content_type = "application/ld+json")))]
+pub async fn dcat(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let doc = catalogue(&state)?.dcat(&base_url(&state)).await?;
+    let mut r = Json(doc).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/ld+json"),
+    );
+    Ok(r)
+}
+
+// ----- administration -------------------------------------------------------------
+
+async fn journal_admin(
+    state: &AppState,
+    action: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ApiError> {
+    if let Some(j) = &state.journal {
+        j.append(vec![
+            Entry::new(EntryKind::Admin, "operator:admin-api", "ok")
+                .detail("action", action)
+                .detail(key, value),
+        ])
+        .await?;
+    }
+    Ok(())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON {what}: {e}")))
+}
+
+/// Registers or updates an organisation.
+#[utoipa::path(post, path = "/api/admin/organisations", tag = "administration",
+    request_body = OrganisationInput, security(("admin_token" = [])),
+    responses((status = 201, description = "Registered", body = Organisation),
+        (status = 422, description = "Invalid: every problem listed", body = ErrorBody)))]
+pub async fn put_organisation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::routes::admin::authorize(&state, &headers)?;
+    let input: OrganisationInput = json_body(&body, "organisation")?;
+    let org = catalogue(&state)?.put_organisation(input).await?;
+    journal_admin(&state, "organisation.registered", "siret", &org.siret).await?;
+    Ok((StatusCode::CREATED, Json(org)).into_response())
+}
+
+/// Registers or updates a data item of the dictionary.
+#[utoipa::path(post, path = "/api/admin/data-items", tag = "administration",
+    request_body = DataItem, security(("admin_token" = [])),
+    responses((status = 201, description = "Registered", body = DataItem),
+        (status = 422, description = "Invalid: every problem listed", body = ErrorBody)))]
+pub async fn put_data_item(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::routes::admin::authorize(&state, &headers)?;
+    let input: DataItem = json_body(&body, "data item")?;
+    let item = catalogue(&state)?.put_data_item(input).await?;
+    journal_admin(&state, "data_item.registered", "data_item", &item.id).await?;
+    Ok((StatusCode::CREATED, Json(item)).into_response())
+}
+
+/// Publishes an API (or a new version of it: earlier OpenAPI documents are kept).
+#[utoipa::path(post, path = "/api/admin/apis", tag = "administration",
+    request_body = ApiInput, security(("admin_token" = [])),
+    responses((status = 201, description = "Published", body = socle_catalogue::Api),
+        (status = 422, description = "Invalid: every problem listed (the OpenAPI parser's error included)", body = ErrorBody)))]
+pub async fn put_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::routes::admin::authorize(&state, &headers)?;
+    let input: ApiInput = json_body(&body, "API")?;
+    let api = catalogue(&state)?.put_api(input).await?;
+    journal_admin(
+        &state,
+        "api.published",
+        "api",
+        &format!("{}@{}", api.id, api.version),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(api)).into_response())
+}
+
+// ----- pages ----------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "catalogue.html")]
+pub struct CataloguePage {
+    pub layout: Layout,
+    pub q: String,
+    pub producer: String,
+    pub theme: String,
+    pub data_item: String,
+    pub organisations: Vec<Organisation>,
+    pub themes: Vec<String>,
+    pub data_items: Vec<DataItem>,
+    pub results: Vec<Listed>,
+}
+
+fn page_error(e: impl Into<ApiError>) -> Response {
+    crate::middleware::respond(e.into(), true)
+}
+
+pub async fn page(State(state): State<AppState>, ApiQuery(q): ApiQuery<Search>) -> Response {
+    let c = match catalogue(&state) {
+        Ok(c) => c,
+        Err(e) => return page_error(e),
+    };
+    let (results, all, organisations, data_items) = match async {
+        Ok::<_, CatalogueError>((
+            c.search(&q).await?,
+            c.search(&Search::default()).await?,
+            c.organisations().await?,
+            c.data_items().await?,
+        ))
+    }
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    let mut themes: Vec<String> = all.iter().flat_map(|l| l.api.themes.clone()).collect();
+    themes.sort();
+    themes.dedup();
+    render(&CataloguePage {
+        layout: Layout::current("Catalogue des API").section("catalogue"),
+        q: q.q.unwrap_or_default(),
+        producer: q.producer.unwrap_or_default(),
+        theme: q.theme.unwrap_or_default(),
+        data_item: q.data_item.unwrap_or_default(),
+        organisations,
+        themes,
+        data_items,
+        results,
+    })
+}
+
+pub struct ScopeView {
+    pub name: String,
+    pub description: String,
+    pub fields: Vec<String>,
+    /// (id, name) of the data items.
+    pub items: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "catalogue_api.html")]
+pub struct ApiPage {
+    pub layout: Layout,
+    pub api: socle_catalogue::Api,
+    pub producer: Organisation,
+    pub versions: Vec<String>,
+    pub access: &'static str,
+    pub request_url: String,
+    pub scopes: Vec<ScopeView>,
+    /// (method, path, summary) of each operation of the OpenAPI document.
+    pub operations: Vec<(String, String, String)>,
+}
+
+fn operations(doc: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+                if let Some(op) = item.get(method) {
+                    let summary = op
+                        .get("summary")
+                        .or_else(|| op.get("description"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    out.push((method.to_uppercase(), path.clone(), summary.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let c = match catalogue(&state) {
+        Ok(c) => c,
+        Err(e) => return page_error(e),
+    };
+    let (listed, versions, items) = match async {
+        Ok::<_, CatalogueError>((
+            c.api(&id).await?,
+            c.versions(&id).await?,
+            c.data_items().await?,
+        ))
+    }
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    let Listed { api, producer } = listed;
+    let scopes = api
+        .scopes
+        .iter()
+        .map(|s| ScopeView {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            fields: s.fields.clone(),
+            items: s
+                .data_items
+                .iter()
+                .map(|d| {
+                    let name = items
+                        .iter()
+                        .find(|i| &i.id == d)
+                        .map_or(d.clone(), |i| i.name.clone());
+                    (d.clone(), name)
+                })
+                .collect(),
+        })
+        .collect();
+    let access = match api.access_mode.as_str() {
+        "open" => "Accès libre : aucune démarche n’est nécessaire.",
+        "account" => "Accès sur compte : le service s’identifie, sans habilitation.",
+        _ => {
+            "Accès sur habilitation : le service décrit sa finalité et sa base légale, le producteur valide la demande."
+        }
+    };
+    // Until habilitation requests are on the platform, the request goes to the contact.
+    let request_url = if api.contact.contains('@') {
+        format!(
+            "mailto:{}?subject=Demande%20d%E2%80%99acc%C3%A8s%20%C3%A0%20l%E2%80%99API%20{}",
+            api.contact, api.id
+        )
+    } else {
+        api.contact.clone()
+    };
+    let operations = operations(&api.openapi);
+    render(&ApiPage {
+        layout: Layout::current(&api.title).section("catalogue"),
+        api,
+        producer,
+        versions,
+        access,
+        request_url,
+        scopes,
+        operations,
+    })
+}
+
+pub struct ItemView {
+    pub item: DataItem,
+    pub producer: String,
+    /// (id, title) of the APIs that carry it.
+    pub apis: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "data_items.html")]
+pub struct DataItemsPage {
+    pub layout: Layout,
+    pub items: Vec<ItemView>,
+}
+
+pub async fn data_items_page(State(state): State<AppState>) -> Response {
+    let c = match catalogue(&state) {
+        Ok(c) => c,
+        Err(e) => return page_error(e),
+    };
+    let (items, orgs, apis) = match async {
+        Ok::<_, CatalogueError>((
+            c.data_items().await?,
+            c.organisations().await?,
+            c.search(&Search::default()).await?,
+        ))
+    }
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    let items = items
+        .into_iter()
+        .map(|item| ItemView {
+            producer: orgs
+                .iter()
+                .find(|o| o.siret == item.producer)
+                .map_or(item.producer.clone(), |o| o.name.clone()),
+            apis: apis
+                .iter()
+                .filter(|l| l.api.scopes.iter().any(|s| s.data_items.contains(&item.id)))
+                .map(|l| (l.api.id.clone(), l.api.title.clone()))
+                .collect(),
+            item,
+        })
+        .collect();
+    render(&DataItemsPage {
+        layout: Layout::current("Dictionnaire des données").section("catalogue"),
+        items,
+    })
+}
