@@ -289,6 +289,41 @@ test('openid-client with private_key_jwt and a public PKCE-only client', async (
   assert.equal(t.claims().acr, 'eidas2');
 });
 
+// Encrypted ID tokens and userinfo (nested JWT: JWS in JWE, A256GCM), decrypted by
+// openid-client (an implementation independent of the one Socle encrypts with).
+for (const alg of ['RSA-OAEP-256', 'RSA-OAEP', 'ECDH-ES']) {
+  test(`openid-client decrypts ID tokens and userinfo encrypted with ${alg} and A256GCM`, async () => {
+    const params = alg === 'ECDH-ES'
+      ? { name: 'ECDH', namedCurve: 'P-256' }
+      : { name: 'RSA-OAEP', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]),
+          hash: alg === 'RSA-OAEP' ? 'SHA-1' : 'SHA-256' };
+    const usages = alg === 'ECDH-ES' ? ['deriveBits'] : ['decrypt', 'encrypt'];
+    const { privateKey, publicKey } = await crypto.subtle.generateKey(params, true, usages);
+    const jwk = { ...(await crypto.subtle.exportKey('jwk', publicKey)), kid: 'enc-1', use: 'enc' };
+    delete jwk.key_ops; delete jwk.ext; delete jwk.alg;
+    const registered = await registerRp({
+      jwks: { keys: [jwk] },
+      id_token_encrypted_response_alg: alg, id_token_encrypted_response_enc: 'A256GCM',
+      userinfo_encrypted_response_alg: alg, userinfo_encrypted_response_enc: 'A256GCM',
+    });
+    const config = await client.discovery(new URL(`${socleUrl}/api/v2`), registered.client_id, {
+      id_token_signed_response_alg: 'ES256', userinfo_signed_response_alg: 'ES256',
+      id_token_encrypted_response_alg: alg, id_token_encrypted_response_enc: 'A256GCM',
+      userinfo_encrypted_response_alg: alg, userinfo_encrypted_response_enc: 'A256GCM',
+    }, client.ClientSecretBasic(registered.client_secret), { execute: [client.allowInsecureRequests] });
+    client.enableDecryptingResponses(config, ['A256GCM'], { key: privateKey, alg, kid: 'enc-1' });
+    const { callback, verifier, state, nonce } = await loginThrough(new Browser(), config, 'demo');
+    const tokens = await client.authorizationCodeGrant(config, callback, {
+      pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+    });
+    assert.equal(tokens.id_token.split('.').length, 5, 'the ID token is a JWE');
+    const claims = tokens.claims();
+    assert.equal(claims.acr, 'eidas2');
+    const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+    assert.equal(info.family_name, 'Martin');
+  });
+}
+
 test('the discovery document satisfies openid-client and names FranceConnect v2 paths', async () => {
   const doc = await (await fetch(`${socleUrl}/.well-known/openid-configuration`)).json();
   assert.equal(doc.authorization_endpoint, `${socleUrl}/api/v2/authorize`);
