@@ -4,7 +4,10 @@
 // demonstration identity provider: choice page, FI login page, consent page) and against
 // npm oidc-provider — without pages (login and consent granted at once) and with its
 // built-in login and consent pages — in the same run, with the same client code.
-//   node bench.mjs --socle URL --client ID:SECRET --op URL --op-pages URL --seconds S --concurrency C
+// "socle, no page" is the flow the issue names (authorize → FI → callback → token →
+// userinfo): the service names the provider (idp_hint) and is exempt from consent.
+//   node bench.mjs --socle URL --client ID:SECRET --client-direct ID:SECRET --op URL
+//                  --op-pages URL --seconds S --concurrency C
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -87,6 +90,17 @@ async function codeFromSocle(base, clientId) {
   return codeOf(r, 'Socle', verifier);
 }
 
+// The flow the issue names, authorize → FI → callback → token → userinfo: the service
+// names the provider (idp_hint) and is exempt from consent, so no Socle page is shown.
+async function codeFromSocleDirect(base, clientId) {
+  const { jar, verifier, q } = start(clientId, { acr_values: 'eidas1', idp_hint: 'demo' });
+  let r = await browse(jar, 'GET', `${base}/api/v2/authorize?${q}`);
+  r = await browse(jar, 'GET', r.location);
+  r = await browse(jar, 'POST', `${base}/demo/fi/authorize`, [...hidden(r.body), ['login', 'jean'], ['decision', 'login']]);
+  r = await browse(jar, 'GET', r.location);
+  return codeOf(r, 'Socle (idp_hint)', verifier);
+}
+
 async function codeFromOp(base, clientId) {
   const { jar, verifier, q } = start(clientId);
   let r = await browse(jar, 'GET', `${base}/auth?${q}`);
@@ -162,7 +176,10 @@ async function measure(target) {
 }
 
 const [socleId, socleSecret] = args.client.split(':');
+const [directId, directSecret] = args['client-direct'].split(':');
 const targets = [
+  { name: 'socle, no page', clientId: directId, secret: directSecret, code: () => codeFromSocleDirect(args.socle, directId),
+    token: `${args.socle}/api/v2/token`, userinfo: `${args.socle}/api/v2/userinfo` },
   { name: 'socle', clientId: socleId, secret: socleSecret, code: () => codeFromSocle(args.socle, socleId),
     token: `${args.socle}/api/v2/token`, userinfo: `${args.socle}/api/v2/userinfo` },
   { name: 'oidc-provider', clientId: 'bench', secret: 'bench-secret-0123456789abcdefghijklmnop',
@@ -176,8 +193,7 @@ for (const t of targets) {
   const r = results[t.name];
   console.log(`${t.name.padEnd(20)} login flows ${r.flowsPerSec.toFixed(0).padStart(6)}/s (p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms)   token endpoint ${r.tokensPerSec.toFixed(0).padStart(6)}/s (${r.tokens} codes)`);
 }
-const s = results.socle;
-for (const name of ['oidc-provider', 'oidc-provider+pages']) {
-  const o = results[name];
-  console.log(`ratio socle / ${name}: login flows ${(s.flowsPerSec / o.flowsPerSec).toFixed(2)}x, token endpoint ${(s.tokensPerSec / o.tokensPerSec).toFixed(2)}x (target 3x)`);
+for (const [mine, theirs] of [['socle, no page', 'oidc-provider'], ['socle', 'oidc-provider+pages']]) {
+  const s = results[mine]; const o = results[theirs];
+  console.log(`ratio ${mine} / ${theirs}: login flows ${(s.flowsPerSec / o.flowsPerSec).toFixed(2)}x, token endpoint ${(s.tokensPerSec / o.tokensPerSec).toFixed(2)}x (target 3x)`);
 }

@@ -100,6 +100,9 @@ pub struct AuthRequest {
     pub acr: Eidas,
     #[serde(default)]
     pub code_challenge: Option<String>,
+    /// The identity provider the service asked for (`idp_hint`), if any.
+    #[serde(default)]
+    pub idp_hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -549,18 +552,34 @@ impl Provider {
             scopes,
             acr,
             code_challenge: challenge.map(str::to_string),
+            idp_hint: map.get("idp_hint").map(|h| h.to_string()),
         })
     }
 
-    /// Opens a login interaction for a validated request; returns its id.
-    pub async fn begin(&self, session: &SessionHandle, request: AuthRequest) -> Result<String> {
+    /// Opens a login interaction for a validated request; returns its id and, when
+    /// the service named an identity provider able to serve it (`idp_hint`, as
+    /// FranceConnect and ProConnect), the URL of that provider's login: the choice
+    /// page is skipped.
+    pub async fn begin(
+        &self,
+        session: &SessionHandle,
+        request: AuthRequest,
+    ) -> Result<(String, Option<String>)> {
         let id = crate::random_token(24);
+        let hint = request
+            .idp_hint
+            .clone()
+            .filter(|h| self.broker.able(request.acr).iter().any(|p| p.id == *h));
         let doc = Interaction {
             request,
             pending: None,
             done: None,
             logout_return: None,
         };
+        if let Some(provider) = hint {
+            let url = self.start_login(&id, &session.id, doc, &provider).await?;
+            return Ok((id, Some(url)));
+        }
         self.store
             .put_interaction(
                 &id,
@@ -570,7 +589,7 @@ impl Provider {
                 crate::now() + self.config.interaction_ttl,
             )
             .await?;
-        Ok(id)
+        Ok((id, None))
     }
 
     /// The browser session (by its cookie) and one of its login interactions, read
@@ -664,8 +683,19 @@ impl Provider {
         csrf: Option<&str>,
         provider: &str,
     ) -> Result<String> {
-        let (session, mut i) = self.open(id, cookie).await?;
+        let (session, i) = self.open(id, cookie).await?;
         Self::check_csrf(&session, csrf)?;
+        self.start_login(id, &session.id, i, provider).await
+    }
+
+    /// Starts the login at `provider` and records what to check of its answer.
+    async fn start_login(
+        &self,
+        id: &str,
+        session_id: &str,
+        mut i: Interaction,
+        provider: &str,
+    ) -> Result<String> {
         let able = self
             .broker
             .able(i.request.acr)
@@ -682,7 +712,7 @@ impl Provider {
         self.store
             .put_interaction(
                 id,
-                &session.id,
+                session_id,
                 Some(&state),
                 &to_doc(&i)?,
                 crate::now() + self.config.interaction_ttl,
@@ -1383,6 +1413,7 @@ impl Provider {
                         scopes: Vec::new(),
                         acr: Eidas::LOW,
                         code_challenge: None,
+                        idp_hint: None,
                     },
                     pending: None,
                     done: None,

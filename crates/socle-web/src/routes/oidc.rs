@@ -304,7 +304,18 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
         return page_error(e);
     }
     match p.begin(&session, request).await {
-        Ok(id) => with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session),
+        Ok((id, None)) => with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session),
+        // idp_hint: straight to the identity provider the service named.
+        Ok((_, Some(fi_url))) => with_session(redirect(&fi_url), p, &session),
+        Err(IdentityError::Upstream { provider, reason }) => {
+            tracing::warn!(%provider, %reason, "identity provider unreachable");
+            upstream_page(UpstreamFailure {
+                message: "Le fournisseur d’identité demandé ne répond pas pour le moment. Réessayez dans quelques minutes.".into(),
+                back_url: None,
+                retry_url: None,
+                client_name: None,
+            })
+        }
         Err(e) => page_error(e),
     }
 }

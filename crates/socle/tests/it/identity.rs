@@ -631,6 +631,28 @@ async fn authorization_requests_are_checked(backend: Backend) {
             assert_eq!(q.get("state"), Some(&login.state));
         }
     }
+    // idp_hint (FranceConnect, ProConnect): straight to that provider when it can serve
+    // the request; otherwise the choice page.
+    let (url, _) = authorize_url(&client, &[("idp_hint", "demo")]);
+    let r = app.get(&url).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.contains("/demo/fi/authorize?"), "{to}");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("socle_session=")
+    );
+    let (url, _) = authorize_url(&client, &[("idp_hint", "unknown-provider")]);
+    let r = app.get(&url).await;
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/api/v2/interaction/")
+    );
+
     // Unrecognised parameters are ignored (RFC 6749 §3.1).
     let (url, _) = authorize_url(&client, &[("unknown_parameter", "x"), ("ui_locales", "fr")]);
     let r = app.get(&url).await;
