@@ -8,10 +8,14 @@
 //! documents, `socle-web` serves the catalogue pages and JSON API. Habilitations (who
 //! may call which scope, and why) come next and build on these records.
 
+pub mod back_office;
+pub mod habilitation;
 pub mod model;
+pub mod people;
 pub mod service;
 pub mod siret;
 
+pub use back_office::BackOffice;
 pub use model::{Api, ApiInput, DataItem, DataItemInput, Organisation, OrganisationInput, Scope};
 pub use service::{Catalogue, Listed, Search};
 
@@ -25,6 +29,9 @@ pub enum CatalogueError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// This person may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(socle_store::StoreError),
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use catalogue::{ApiRecord, CatalogueKind, CatalogueStore};
+pub use catalogue::{
+    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationRow, StoredHabilitation,
+};
 pub use error::{Result, StoreError};
 pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{

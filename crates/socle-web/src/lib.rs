@@ -61,6 +61,8 @@ pub struct AppState {
     pub identity: Option<socle_identity::Provider>,
     /// The catalogue of APIs (`None` only while the schema is behind).
     pub catalogue: Option<socle_catalogue::Catalogue>,
+    /// Back-office accounts and habilitation requests.
+    pub back_office: Option<socle_catalogue::BackOffice>,
     /// The demonstration identity provider and service (`socle demo` only).
     pub demo: Option<Arc<routes::demo::Demo>>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
@@ -94,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::post;
-    use routes::{admin, catalogue, demo, oidc};
+    use routes::{admin, catalogue, demo, habilitations, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -138,6 +140,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/data-items", post(catalogue::put_data_item))
         .route("/api/admin/apis", post(catalogue::put_api))
+        .route("/api/v1/session", post(habilitations::sign_in))
+        .route(
+            "/api/v1/habilitations",
+            get(habilitations::list).post(habilitations::create),
+        )
+        .route(
+            "/api/v1/habilitations/{id}",
+            get(habilitations::get).put(habilitations::update),
+        )
+        .route(
+            "/api/v1/habilitations/{id}/actions",
+            post(habilitations::act),
+        )
+        .route(
+            "/api/v1/habilitations/{id}/credentials",
+            get(habilitations::credentials),
+        )
         .route("/catalogue", get(catalogue::page))
         .route("/catalogue/donnees", get(catalogue::data_items_page))
         .route("/catalogue/{id}", get(catalogue::api_page))

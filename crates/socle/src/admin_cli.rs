@@ -127,3 +127,30 @@ pub async fn rotate_keys(config: &Config, algs: &[&str]) -> anyhow::Result<()> {
     store.close().await;
     Ok(())
 }
+
+/// Creates a back-office account.
+pub async fn create_user(
+    config: &Config,
+    email: &str,
+    name: &str,
+    organisation: &str,
+    roles: Vec<socle_catalogue::people::Role>,
+    password: &str,
+) -> anyhow::Result<()> {
+    let store = store(config).await?;
+    socle_catalogue::back_office::create_user(&store, email, name, organisation, roles, password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    socle_journal::enqueue(
+        &store,
+        vec![
+            Entry::new(EntryKind::Admin, "operator:cli", "ok")
+                .detail("action", "user.created")
+                .detail("organisation", organisation),
+        ],
+    )
+    .await?;
+    println!("account {email} created");
+    store.close().await;
+    Ok(())
+}

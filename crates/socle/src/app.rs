@@ -126,6 +126,10 @@ impl Application {
         let catalogue = status
             .is_current()
             .then(|| socle_catalogue::Catalogue::new(store.clone()));
+        let back_office = match (&catalogue, &journal) {
+            (Some(_), Some(j)) => Some(socle_catalogue::BackOffice::new(store.clone(), j.clone())),
+            _ => None,
+        };
         let state = AppState {
             store,
             instance: Arc::new(instance),
@@ -140,6 +144,7 @@ impl Application {
             }),
             identity,
             catalogue,
+            back_office,
             demo,
             journal,
             journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(

@@ -64,6 +64,33 @@ enum AdminCommand {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Back-office accounts (local, until agents log in through identity federation).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from --password-file or standard input.
+    Create {
+        #[command(flatten)]
+        common: ConfigArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// SIRET of the account's organisation (registered in the catalogue).
+        #[arg(long)]
+        organisation: String,
+        /// operator, org_admin, instructor or developer (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// A file holding the password (at least 12 characters); default: standard input.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +294,61 @@ fn main() -> ExitCode {
         Command::Admin {
             command: AdminCommand::Client { command },
         } => client_command(command),
+        Command::Admin {
+            command:
+                AdminCommand::User {
+                    command:
+                        UserCommand::Create {
+                            common,
+                            email,
+                            name,
+                            organisation,
+                            roles,
+                            password_file,
+                        },
+                },
+        } => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let mut parsed = Vec::new();
+            for r in &roles {
+                match socle_catalogue::people::Role::parse(r) {
+                    Some(role) => parsed.push(role),
+                    None => {
+                        eprintln!(
+                            "error: --role {r:?}: use operator, org_admin, instructor or developer"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let password = match &password_file {
+                Some(path) => {
+                    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+                }
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map(|_| line)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let password = match password {
+                Ok(p) => p.trim_end_matches(['\r', '\n']).to_string(),
+                Err(e) => {
+                    eprintln!("error: cannot read the password: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let c = config.clone();
+            run(&config, async move {
+                socle::admin_cli::create_user(&c, &email, &name, &organisation, parsed, &password)
+                    .await
+            })
+        }
         Command::Keys {
             command: KeysCommand::Rotate { common, alg },
         } => {

@@ -27,3 +27,32 @@ CREATE TABLE catalogue_api_versions (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (api_id, version)
 );
+
+-- Back-office accounts (local until agents log in through identity federation) and
+-- their bearer tokens (hashed).
+CREATE TABLE catalogue_users (
+    email      TEXT   PRIMARY KEY,
+    doc        TEXT   NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE catalogue_user_tokens (
+    token_hash TEXT   PRIMARY KEY,
+    email      TEXT   NOT NULL REFERENCES catalogue_users (email),
+    expires_at BIGINT NOT NULL
+);
+
+-- Habilitation requests; `version` guards concurrent transitions (a stale write
+-- changes nothing).
+CREATE TABLE catalogue_habilitations (
+    id         TEXT    PRIMARY KEY,
+    requester  TEXT    NOT NULL,
+    producer   TEXT    NOT NULL,
+    api_id     TEXT    NOT NULL REFERENCES catalogue_apis (id),
+    state      TEXT    NOT NULL,
+    doc        TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at BIGINT  NOT NULL
+);
+CREATE INDEX catalogue_habilitations_requester ON catalogue_habilitations (requester);
+CREATE INDEX catalogue_habilitations_producer ON catalogue_habilitations (producer);

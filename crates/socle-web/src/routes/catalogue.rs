@@ -39,6 +39,9 @@ impl From<CatalogueError> for ApiError {
             CatalogueError::Conflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m)
             }
+            CatalogueError::Forbidden(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", m)
+            }
             CatalogueError::Store(s) => ApiError::from(s),
         }
     }

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::{admin, catalogue, health, journal, reports};
+use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,8 @@ use crate::routes::{admin, catalogue, health, journal, reports};
         admin::create_client, admin::list_clients, admin::disable_client,
         catalogue::list, catalogue::detail, catalogue::data_items, catalogue::dcat,
         catalogue::put_organisation, catalogue::put_data_item, catalogue::put_api,
+        habilitations::sign_in, habilitations::list, habilitations::create, habilitations::get,
+        habilitations::update, habilitations::act, habilitations::credentials,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
@@ -33,12 +35,19 @@ use crate::routes::{admin, catalogue, health, journal, reports};
         catalogue::ApiList, catalogue::ApiSummary, catalogue::ApiDetail, catalogue::DataItemList,
         socle_catalogue::Organisation, socle_catalogue::OrganisationInput, socle_catalogue::DataItem,
         socle_catalogue::Api, socle_catalogue::ApiInput, socle_catalogue::Scope, socle_catalogue::Listed,
+        habilitations::SignIn, habilitations::Token, habilitations::HabilitationList,
+        habilitations::NewRequest, habilitations::Act, habilitations::Credentials,
+        socle_catalogue::habilitation::Habilitation, socle_catalogue::habilitation::Form,
+        socle_catalogue::habilitation::State, socle_catalogue::habilitation::Event,
+        socle_catalogue::habilitation::Contact, socle_catalogue::habilitation::LegalBasis,
+        socle_catalogue::habilitation::Accreditation,
     )),
     modifiers(&AdminToken),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
         (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
         (name = "catalogue", description = "Published APIs, their scopes and the data dictionary (public)"),
+        (name = "habilitations", description = "Requests for access to an API (DataPass model), for back-office accounts"),
         (name = "administration", description = "Service providers (OpenID Connect clients); needs the admin token"),
         (name = "documentation", description = "This description"),
     )
@@ -54,6 +63,10 @@ impl utoipa::Modify for AdminToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "user_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }

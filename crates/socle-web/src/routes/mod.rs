@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catalogue;
 pub mod demo;
 pub mod docs;
+pub mod habilitations;
 pub mod health;
 pub mod journal;
 pub mod oidc;

@@ -11,7 +11,7 @@ use crate::support::{Backend, TestApp};
 const ORG: &str = "13002526500013";
 const OTHER: &str = "99002002600011";
 
-async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+pub async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     let r = app
         .client
         .post(app.url(path))

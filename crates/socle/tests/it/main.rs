@@ -9,6 +9,7 @@ mod support;
 
 mod catalogue;
 mod cli;
+mod habilitations;
 pub mod http;
 mod identity;
 mod journal;

@@ -1,0 +1,426 @@
+//! The back office over the store: accounts and sign-in, and habilitation requests
+//! moved through their states by people allowed to (rules in [`crate::habilitation`]),
+//! each step recorded in the request's history and in the journal (under the agent's
+//! pseudonym). A concurrent change to the same request is detected and refused, so a
+//! transition is applied whole or not at all.
+
+use socle_journal::{Entry, EntryKind, Journal};
+use socle_store::{BackOfficeStore, HabilitationRow, Store};
+
+use crate::habilitation::{self, Action, Event, Form, Habilitation, Side, State};
+use crate::people::{self, Actor, Role, User};
+use crate::service::Catalogue;
+use crate::{CatalogueError, Result};
+
+/// Lifetime of a sign-in token.
+const TOKEN_TTL: i64 = 8 * 3600;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn now_rfc3339() -> String {
+    let secs = u64::try_from(now()).unwrap_or(0);
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn random(n: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn forbidden(m: &str) -> CatalogueError {
+    CatalogueError::Forbidden(m.to_string())
+}
+
+/// Creates a local account (`socle admin user create`): checked, the password kept
+/// only as its argon2id hash.
+pub async fn create_user(
+    store: &Store,
+    email: &str,
+    name: &str,
+    organisation: &str,
+    roles: Vec<Role>,
+    password: &str,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    if !email.contains('@') || email.contains(' ') {
+        problems.push(format!("{email:?} is not an e-mail address"));
+    }
+    if name.trim().is_empty() {
+        problems.push("name is required".into());
+    }
+    if password.chars().count() < 12 {
+        problems.push("the password must have at least 12 characters".into());
+    }
+    if roles.is_empty() {
+        problems.push("give at least one role".into());
+    }
+    if Catalogue::new(store.clone())
+        .organisation(organisation)
+        .await?
+        .is_none()
+    {
+        problems.push(format!("organisation {organisation} is not registered"));
+    }
+    if !problems.is_empty() {
+        return Err(CatalogueError::Invalid(problems.join("; ")));
+    }
+    let user = User {
+        email: email.to_lowercase(),
+        name: name.trim().to_string(),
+        organisation: organisation.to_string(),
+        roles,
+        password_hash: people::hash_password(password).map_err(CatalogueError::Invalid)?,
+    };
+    let doc = serde_json::to_string(&user).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
+    store.insert_user(&user.email, &doc, now()).await?;
+    Ok(())
+}
+
+/// Accounts, sign-in and habilitation requests.
+#[derive(Clone)]
+pub struct BackOffice {
+    store: Store,
+    catalogue: Catalogue,
+    journal: Journal,
+}
+
+impl BackOffice {
+    pub fn new(store: Store, journal: Journal) -> Self {
+        BackOffice {
+            catalogue: Catalogue::new(store.clone()),
+            store,
+            journal,
+        }
+    }
+
+    async fn user(&self, email: &str) -> Result<Option<User>> {
+        match self.store.user(&email.to_lowercase()).await? {
+            Some(doc) => Ok(Some(serde_json::from_str(&doc).map_err(|e| {
+                CatalogueError::Invalid(format!("stored account unreadable: {e}"))
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Signs in: a bearer token valid 8 hours, or `None` for wrong credentials.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Option<String>> {
+        let Some(user) = self.user(email).await? else {
+            // Same work either way: no timing hint that the account exists.
+            let _ = people::verify_password(
+                password,
+                "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+            );
+            return Ok(None);
+        };
+        if !people::verify_password(password, &user.password_hash) {
+            return Ok(None);
+        }
+        let token = random(32);
+        self.store
+            .insert_user_token(&sha256_hex(&token), &user.email, now() + TOKEN_TTL)
+            .await?;
+        Ok(Some(token))
+    }
+
+    /// The person behind a bearer token.
+    pub async fn actor(&self, token: &str) -> Result<Option<Actor>> {
+        let Some(email) = self.store.user_by_token(&sha256_hex(token), now()).await? else {
+            return Ok(None);
+        };
+        Ok(self.user(&email).await?.map(|u| u.actor()))
+    }
+
+    fn pseudonym(&self, actor: &Actor) -> String {
+        format!(
+            "agent:{}",
+            self.journal.pseudonym(&format!("agent:{}", actor.email))
+        )
+    }
+
+    async fn journal(&self, actor: &str, h: &Habilitation, action: &str) -> Result<()> {
+        self.journal
+            .append(vec![
+                Entry::new(EntryKind::Habilitation, actor, "ok")
+                    .organisation(h.requester.clone())
+                    .organisation(h.producer.clone())
+                    .detail("habilitation", h.id.clone())
+                    .detail("api", h.api.clone())
+                    .detail("action", action)
+                    .detail("state", h.state.as_str())
+                    .detail("scopes", h.form.scopes.join(",")),
+            ])
+            .await
+            .map_err(|e| CatalogueError::Invalid(format!("journal: {e}")))
+    }
+
+    async fn load(&self, id: &str) -> Result<(Habilitation, i64)> {
+        let stored = self
+            .store
+            .habilitation(id)
+            .await?
+            .ok_or_else(|| CatalogueError::NotFound(format!("no habilitation {id:?}")))?;
+        let h: Habilitation = serde_json::from_str(&stored.doc)
+            .map_err(|e| CatalogueError::Invalid(format!("stored habilitation unreadable: {e}")))?;
+        Ok((h, stored.version))
+    }
+
+    async fn save(&self, h: &Habilitation, expected: i64) -> Result<()> {
+        let doc = serde_json::to_string(h).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
+        let row = HabilitationRow {
+            id: &h.id,
+            requester: &h.requester,
+            producer: &h.producer,
+            api_id: &h.api,
+            state: h.state.as_str(),
+            doc: &doc,
+        };
+        if self
+            .store
+            .update_habilitation(&row, expected, now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CatalogueError::Conflict(
+                "the request changed meanwhile: reload it and try again".into(),
+            ))
+        }
+    }
+
+    /// A new draft by the actor's organisation for `api`.
+    pub async fn create(&self, actor: &Actor, api: &str, form: Form) -> Result<Habilitation> {
+        let listed = self.catalogue.api(api).await?;
+        if habilitation::side(actor, &actor.organisation, &listed.api.organisation)
+            != Side::Requester
+            || actor.organisation == listed.api.organisation
+        {
+            return Err(forbidden(
+                "only a developer or administrator of the requesting organisation writes a request",
+            ));
+        }
+        let h = Habilitation {
+            id: random(12),
+            requester: actor.organisation.clone(),
+            api: listed.api.id.clone(),
+            producer: listed.api.organisation.clone(),
+            state: State::Draft,
+            form,
+            reopens: None,
+            client_id: None,
+            secret_hash: None,
+            history: vec![Event {
+                at: now_rfc3339(),
+                actor: actor.email.clone(),
+                action: "create".into(),
+                from: None,
+                to: State::Draft,
+                comment: None,
+            }],
+        };
+        let doc = serde_json::to_string(&h).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
+        self.store
+            .insert_habilitation(
+                &HabilitationRow {
+                    id: &h.id,
+                    requester: &h.requester,
+                    producer: &h.producer,
+                    api_id: &h.api,
+                    state: h.state.as_str(),
+                    doc: &doc,
+                },
+                now(),
+            )
+            .await?;
+        self.journal(&self.pseudonym(actor), &h, "create").await?;
+        Ok(h)
+    }
+
+    /// A request the actor may see.
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Habilitation> {
+        let (h, _) = self.load(id).await?;
+        if !habilitation::may_see(
+            habilitation::side(actor, &h.requester, &h.producer),
+            h.state,
+        ) {
+            // Not even its existence is revealed.
+            return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+        }
+        Ok(h)
+    }
+
+    /// Every request the actor may see, most recently changed first.
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<Habilitation>> {
+        let scope = (!actor.roles.contains(&Role::Operator)).then_some(actor.organisation.as_str());
+        let mut out = Vec::new();
+        for doc in self.store.habilitations(scope).await? {
+            let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
+                CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
+            })?;
+            if habilitation::may_see(
+                habilitation::side(actor, &h.requester, &h.producer),
+                h.state,
+            ) {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the form of a draft (or of a request sent back for changes).
+    pub async fn update(&self, actor: &Actor, id: &str, form: Form) -> Result<Habilitation> {
+        let (mut h, version) = self.load(id).await?;
+        let side = habilitation::side(actor, &h.requester, &h.producer);
+        if !habilitation::may_see(side, h.state) {
+            return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+        }
+        if !habilitation::may_edit(side, h.state) {
+            return Err(forbidden(
+                "only the requesting organisation edits its request, while a draft or sent back for changes",
+            ));
+        }
+        h.form = form;
+        h.history.push(Event {
+            at: now_rfc3339(),
+            actor: actor.email.clone(),
+            action: "update".into(),
+            from: Some(h.state),
+            to: h.state,
+            comment: None,
+        });
+        self.save(&h, version).await?;
+        Ok(h)
+    }
+
+    /// Moves a request on: checks the state, the actor's side, the comment and, to
+    /// submit, the form; on validation creates the credentials.
+    pub async fn act(
+        &self,
+        actor: &Actor,
+        id: &str,
+        action: Action,
+        comment: Option<String>,
+    ) -> Result<Habilitation> {
+        let (mut h, version) = self.load(id).await?;
+        let side = habilitation::side(actor, &h.requester, &h.producer);
+        if !habilitation::may_see(side, h.state) {
+            return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+        }
+        if !habilitation::may(side, action) {
+            return Err(forbidden(&format!(
+                "you may not {} this request",
+                action.as_str().replace('_', " ")
+            )));
+        }
+        let Some(to) = action.from(h.state) else {
+            return Err(CatalogueError::Conflict(format!(
+                "a request in state {} cannot be {}",
+                h.state.as_str(),
+                action.as_str()
+            )));
+        };
+        let comment = comment.filter(|c| !c.trim().is_empty());
+        if action.needs_comment() && comment.is_none() {
+            return Err(CatalogueError::Invalid(format!(
+                "say why: a comment is required to {}",
+                action.as_str().replace('_', " ")
+            )));
+        }
+        if action == Action::Submit {
+            let api = self.catalogue.api(&h.api).await?;
+            let scopes: Vec<String> = api.api.scopes.iter().map(|s| s.name.clone()).collect();
+            let problems = h.form.problems(&scopes);
+            if !problems.is_empty() {
+                return Err(CatalogueError::Invalid(format!(
+                    "the request is incomplete: {}",
+                    problems.join("; ")
+                )));
+            }
+        }
+        if action == Action::Validate {
+            h.client_id = Some(format!("hab-{}", random(12)));
+        }
+        h.history.push(Event {
+            at: now_rfc3339(),
+            actor: actor.email.clone(),
+            action: action.as_str().into(),
+            from: Some(h.state),
+            to,
+            comment,
+        });
+        h.state = to;
+        self.save(&h, version).await?;
+        self.journal(&self.pseudonym(actor), &h, action.as_str())
+            .await?;
+        Ok(h)
+    }
+
+    /// The credentials of a validated request, to the requesting organisation: the
+    /// first time `(client_id, Some(secret))` — the secret is generated now and only its
+    /// hash kept — afterwards `(client_id, None)`.
+    pub async fn credentials(&self, actor: &Actor, id: &str) -> Result<(String, Option<String>)> {
+        let (mut h, version) = self.load(id).await?;
+        if habilitation::side(actor, &h.requester, &h.producer) != Side::Requester {
+            return Err(forbidden(
+                "credentials go to the requesting organisation only",
+            ));
+        }
+        let Some(client_id) = h.client_id.clone() else {
+            return Err(CatalogueError::Conflict(
+                "the request is not validated".into(),
+            ));
+        };
+        if h.state != State::Validated {
+            return Err(CatalogueError::Conflict(format!(
+                "the habilitation is {}",
+                h.state.as_str()
+            )));
+        }
+        if h.secret_hash.is_some() {
+            return Ok((client_id, None));
+        }
+        let secret = random(32);
+        h.secret_hash = Some(sha256_hex(&secret));
+        self.save(&h, version).await?;
+        Ok((client_id, Some(secret)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_now_has_the_right_shape() {
+        let s = super::now_rfc3339();
+        assert_eq!(s.len(), 20);
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}

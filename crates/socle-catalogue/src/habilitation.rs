@@ -1,0 +1,465 @@
+//! Habilitations (the DataPass model): one request by a service organisation for one
+//! API, its states, who may move it from one to the next, and what a complete request
+//! says. Pure rules: the store keeps the records, the service applies these rules.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::people::{Actor, Role};
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Draft,
+    Submitted,
+    ChangesRequested,
+    Validated,
+    Refused,
+    Revoked,
+    Expired,
+    Archived,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Draft => "draft",
+            State::Submitted => "submitted",
+            State::ChangesRequested => "changes_requested",
+            State::Validated => "validated",
+            State::Refused => "refused",
+            State::Revoked => "revoked",
+            State::Expired => "expired",
+            State::Archived => "archived",
+        }
+    }
+
+    pub const ALL: [State; 8] = [
+        State::Draft,
+        State::Submitted,
+        State::ChangesRequested,
+        State::Validated,
+        State::Refused,
+        State::Revoked,
+        State::Expired,
+        State::Archived,
+    ];
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// What someone does to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The service sends its request for review.
+    Submit,
+    /// The provider asks for changes.
+    RequestChanges,
+    Validate,
+    Refuse,
+    /// The provider withdraws a validated habilitation.
+    Revoke,
+    /// Either side files a decided request away.
+    Archive,
+    /// The end date passed (the platform itself).
+    Expire,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::RequestChanges => "request_changes",
+            Action::Validate => "validate",
+            Action::Refuse => "refuse",
+            Action::Revoke => "revoke",
+            Action::Archive => "archive",
+            Action::Expire => "expire",
+        }
+    }
+
+    pub const ALL: [Action; 7] = [
+        Action::Submit,
+        Action::RequestChanges,
+        Action::Validate,
+        Action::Refuse,
+        Action::Revoke,
+        Action::Archive,
+        Action::Expire,
+    ];
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The state an action leads to from `from`, if it is allowed there.
+    pub fn from(self, from: State) -> Option<State> {
+        use State::*;
+        match (self, from) {
+            (Action::Submit, Draft | ChangesRequested) => Some(Submitted),
+            (Action::RequestChanges, Submitted) => Some(ChangesRequested),
+            (Action::Validate, Submitted) => Some(Validated),
+            (Action::Refuse, Submitted) => Some(Refused),
+            (Action::Revoke, Validated) => Some(Revoked),
+            (Action::Expire, Validated) => Some(Expired),
+            (Action::Archive, Validated | Refused | Revoked | Expired) => Some(Archived),
+            _ => None,
+        }
+    }
+
+    /// Actions whose comment is required (the other side must know why).
+    pub fn needs_comment(self) -> bool {
+        matches!(
+            self,
+            Action::RequestChanges | Action::Refuse | Action::Revoke
+        )
+    }
+}
+
+/// Which side of a request an actor is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The organisation asking for access.
+    Requester,
+    /// The organisation producing the API.
+    Provider,
+    /// The platform's operator.
+    Operator,
+    None,
+}
+
+/// The actor's side for a request by `requester` to an API of `producer`.
+pub fn side(actor: &Actor, requester: &str, producer: &str) -> Side {
+    if actor.roles.contains(&Role::Operator) {
+        Side::Operator
+    } else if actor.organisation == producer
+        && (actor.roles.contains(&Role::Instructor) || actor.roles.contains(&Role::OrgAdmin))
+    {
+        Side::Provider
+    } else if actor.organisation == requester
+        && (actor.roles.contains(&Role::Developer) || actor.roles.contains(&Role::OrgAdmin))
+    {
+        Side::Requester
+    } else {
+        Side::None
+    }
+}
+
+/// May `side` perform `action`? (The state is checked apart.)
+pub fn may(side: Side, action: Action) -> bool {
+    match action {
+        Action::Submit => side == Side::Requester,
+        Action::RequestChanges | Action::Validate | Action::Refuse | Action::Revoke => {
+            matches!(side, Side::Provider | Side::Operator)
+        }
+        Action::Archive => side != Side::None,
+        // Only the platform expires habilitations (end date).
+        Action::Expire => false,
+    }
+}
+
+/// May `side` see a request in `state`? Drafts stay with the requester.
+pub fn may_see(side: Side, state: State) -> bool {
+    match side {
+        Side::Requester | Side::Operator => true,
+        Side::Provider => state != State::Draft,
+        Side::None => false,
+    }
+}
+
+/// May `side` edit a request in `state`?
+pub fn may_edit(side: Side, state: State) -> bool {
+    side == Side::Requester && matches!(state, State::Draft | State::ChangesRequested)
+}
+
+/// A contact of the request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+}
+
+/// The legal basis of the processing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LegalBasis {
+    /// e.g. "obligation légale", "mission d'intérêt public".
+    pub nature: String,
+    /// The text (law, decree, deliberation) and article.
+    pub text: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A security accreditation (homologation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Accreditation {
+    pub authority: String,
+    /// `YYYY-MM-DD`.
+    pub start: String,
+    /// `YYYY-MM-DD`.
+    pub end: String,
+}
+
+/// What the requester writes; may be incomplete while a draft.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Form {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub purpose: String,
+    #[serde(default)]
+    pub legal_basis: LegalBasis,
+    /// Scopes of the API requested (hence data items).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub retention_months: u32,
+    /// Required when retention exceeds 36 months.
+    #[serde(default)]
+    pub retention_justification: Option<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub controller: Contact,
+    #[serde(default)]
+    pub dpo: Contact,
+    #[serde(default)]
+    pub technical_contact: Contact,
+    #[serde(default)]
+    pub accreditation: Accreditation,
+    /// Expected calls per day.
+    #[serde(default)]
+    pub expected_volume: u64,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub go_live: String,
+}
+
+fn date_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+fn email_ok(s: &str) -> bool {
+    s.split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !s.contains(' '))
+}
+
+impl Form {
+    /// Every problem that prevents submitting, against the API's scopes.
+    pub fn problems(&self, api_scopes: &[String]) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.title.trim().is_empty() {
+            p.push("title is required".to_string());
+        }
+        if self.purpose.trim().len() < 20 {
+            p.push("purpose must say why, in at least 20 characters".into());
+        }
+        if self.legal_basis.nature.trim().is_empty() || self.legal_basis.text.trim().is_empty() {
+            p.push("legal_basis needs its nature and text".into());
+        }
+        if let Some(u) = &self.legal_basis.url
+            && url::Url::parse(u).is_err()
+        {
+            p.push("legal_basis.url is not a URL".into());
+        }
+        if self.scopes.is_empty() {
+            p.push("scopes: request at least one".into());
+        }
+        for s in &self.scopes {
+            if !api_scopes.contains(s) {
+                p.push(format!("scope {s:?} is not a scope of this API"));
+            }
+        }
+        if self.retention_months == 0 {
+            p.push("retention_months is required".into());
+        } else if self.retention_months > 36
+            && self
+                .retention_justification
+                .as_deref()
+                .is_none_or(|j| j.trim().is_empty())
+        {
+            p.push("retention over 36 months needs retention_justification".into());
+        }
+        if self.recipients.is_empty() {
+            p.push("recipients: name who receives the data".into());
+        }
+        for (name, c) in [
+            ("controller", &self.controller),
+            ("dpo", &self.dpo),
+            ("technical_contact", &self.technical_contact),
+        ] {
+            if c.name.trim().is_empty() || !email_ok(&c.email) {
+                p.push(format!("{name} needs a name and an e-mail address"));
+            }
+        }
+        let a = &self.accreditation;
+        if a.authority.trim().is_empty() || !date_ok(&a.start) || !date_ok(&a.end) {
+            p.push("accreditation needs its authority, start and end dates (YYYY-MM-DD)".into());
+        } else if a.end <= a.start {
+            p.push("accreditation ends before it starts".into());
+        }
+        if self.expected_volume == 0 {
+            p.push("expected_volume (calls per day) is required".into());
+        }
+        if !date_ok(&self.go_live) {
+            p.push("go_live must be a date YYYY-MM-DD".into());
+        }
+        p
+    }
+}
+
+/// One step of a request's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// RFC 3339 time.
+    pub at: String,
+    /// The user who acted (e-mail), or `system`.
+    pub actor: String,
+    /// `create`, `update` or an action.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<State>,
+    pub to: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A habilitation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Habilitation {
+    pub id: String,
+    /// SIRET of the requesting organisation.
+    pub requester: String,
+    pub api: String,
+    /// SIRET of the organisation producing the API.
+    pub producer: String,
+    pub state: State,
+    pub form: Form,
+    /// The validated habilitation this request would replace (reopening).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopens: Option<String>,
+    /// Machine-to-machine credentials, once validated: the client id; the secret is
+    /// generated when the requesting organisation fetches it, shown that once, and only
+    /// its hash kept (cleared from every answer by [`Habilitation::public`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    pub history: Vec<Event>,
+}
+
+impl Habilitation {
+    /// The request as shown to people: without the secret's hash.
+    pub fn public(mut self) -> Habilitation {
+        self.secret_hash = None;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::people::Actor;
+
+    fn actor(org: &str, roles: &[Role]) -> Actor {
+        Actor {
+            email: "x@example.fr".into(),
+            organisation: org.into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_transition() {
+        use State::*;
+        let allowed: Vec<(Action, State, State)> = Action::ALL
+            .into_iter()
+            .flat_map(|a| {
+                State::ALL
+                    .into_iter()
+                    .filter_map(move |s| a.from(s).map(|t| (a, s, t)))
+            })
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Action::Submit, Draft, Submitted),
+                (Action::Submit, ChangesRequested, Submitted),
+                (Action::RequestChanges, Submitted, ChangesRequested),
+                (Action::Validate, Submitted, Validated),
+                (Action::Refuse, Submitted, Refused),
+                (Action::Revoke, Validated, Revoked),
+                (Action::Archive, Validated, Archived),
+                (Action::Archive, Refused, Archived),
+                (Action::Archive, Revoked, Archived),
+                (Action::Archive, Expired, Archived),
+                (Action::Expire, Validated, Expired),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_permission() {
+        let req = "11111111111111";
+        let prod = "22222222222222";
+        let dev = actor(req, &[Role::Developer]);
+        let inst = actor(prod, &[Role::Instructor]);
+        let stranger_inst = actor("33333333333333", &[Role::Instructor]);
+        let prod_dev = actor(prod, &[Role::Developer]);
+        let op = actor("44444444444444", &[Role::Operator]);
+        assert_eq!(side(&dev, req, prod), Side::Requester);
+        assert_eq!(side(&inst, req, prod), Side::Provider);
+        assert_eq!(side(&stranger_inst, req, prod), Side::None);
+        assert_eq!(
+            side(&prod_dev, req, prod),
+            Side::None,
+            "a developer cannot instruct"
+        );
+        assert_eq!(side(&op, req, prod), Side::Operator);
+        assert!(may(Side::Requester, Action::Submit));
+        assert!(
+            !may(Side::Requester, Action::Validate),
+            "a service developer cannot validate"
+        );
+        assert!(!may(Side::Provider, Action::Submit));
+        for a in [
+            Action::RequestChanges,
+            Action::Validate,
+            Action::Refuse,
+            Action::Revoke,
+        ] {
+            assert!(may(Side::Provider, a) && may(Side::Operator, a) && !may(Side::Requester, a));
+        }
+        assert!(!may(Side::None, Action::Archive));
+        assert!(!may(Side::Operator, Action::Expire));
+        assert!(
+            !may_see(Side::Provider, State::Draft),
+            "drafts stay with the requester"
+        );
+        assert!(may_see(Side::Provider, State::Submitted));
+        assert!(!may_see(Side::None, State::Validated));
+        assert!(may_edit(Side::Requester, State::ChangesRequested));
+        assert!(!may_edit(Side::Requester, State::Submitted));
+        assert!(!may_edit(Side::Provider, State::Draft));
+    }
+
+    #[test]
+    fn complete_forms() {
+        let mut f = Form::default();
+        let problems = f.problems(&["rfr".into()]);
+        assert!(problems.len() >= 10, "{problems:?}");
+        f.retention_months = 48;
+        assert!(f.problems(&[]).iter().any(|p| p.contains("36 months")));
+    }
+}

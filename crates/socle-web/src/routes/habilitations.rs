@@ -1,0 +1,245 @@
+//! Habilitation requests over JSON: sign-in of back-office accounts, then drafting,
+//! submitting, reviewing and deciding requests, and fetching credentials. Every rule
+//! (who may do what in which state) is in `socle_catalogue::habilitation`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use socle_catalogue::BackOffice;
+use socle_catalogue::habilitation::{Action, Form, Habilitation};
+use socle_catalogue::people::Actor;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+fn back_office(state: &AppState) -> Result<&BackOffice, ApiError> {
+    state
+        .back_office
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("the back office is not available"))
+}
+
+async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            "sign in at POST /api/v1/session and send the token as Authorization: Bearer <token>",
+        )
+    };
+    if token.is_empty() {
+        return Err(unauthorized());
+    }
+    back_office(state)?
+        .actor(token)
+        .await?
+        .ok_or_else(unauthorized)
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON {what}: {e}")))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SignIn {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Token {
+    pub token: String,
+    pub token_type: &'static str,
+    pub expires_in: u32,
+}
+
+/// Signs a back-office account in.
+#[utoipa::path(post, path = "/api/v1/session", tag = "habilitations", request_body = SignIn,
+    responses((status = 200, description = "A bearer token, valid 8 hours", body = Token),
+        (status = 401, description = "Wrong e-mail or password", body = ErrorBody)))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Token>, ApiError> {
+    let input: SignIn = json_body(&body, "sign-in")?;
+    match back_office(&state)?
+        .sign_in(&input.email, &input.password)
+        .await?
+    {
+        Some(token) => Ok(Json(Token {
+            token,
+            token_type: "Bearer",
+            expires_in: 8 * 3600,
+        })),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "Sign-in refused",
+            "wrong e-mail or password",
+        )),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HabilitationList {
+    pub habilitations: Vec<Habilitation>,
+}
+
+/// The requests the signed-in person may see.
+#[utoipa::path(get, path = "/api/v1/habilitations", tag = "habilitations",
+    security(("user_token" = [])),
+    responses((status = 200, description = "Most recently changed first", body = HabilitationList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<HabilitationList>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let list = back_office(&state)?.list(&actor).await?;
+    Ok(Json(HabilitationList {
+        habilitations: list.into_iter().map(Habilitation::public).collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewRequest {
+    /// The API's slug.
+    pub api: String,
+    #[serde(default)]
+    pub form: Form,
+}
+
+/// Starts a draft request for an API, for the signed-in person's organisation.
+#[utoipa::path(post, path = "/api/v1/habilitations", tag = "habilitations",
+    security(("user_token" = [])), request_body = NewRequest,
+    responses((status = 201, description = "The draft", body = Habilitation),
+        (status = 403, description = "Not a developer or administrator of a requesting organisation", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let input: NewRequest = json_body(&body, "request")?;
+    let h = back_office(&state)?
+        .create(&actor, &input.api, input.form)
+        .await?;
+    Ok((StatusCode::CREATED, Json(h.public())).into_response())
+}
+
+/// One request, with its full history.
+#[utoipa::path(get, path = "/api/v1/habilitations/{id}", tag = "habilitations",
+    security(("user_token" = [])), params(("id" = String, Path, description = "The request")),
+    responses((status = 200, description = "The request", body = Habilitation),
+        (status = 404, description = "No such request, or not visible to you", body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Habilitation>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    Ok(Json(back_office(&state)?.get(&actor, &id).await?.public()))
+}
+
+/// Replaces the form of a draft, or of a request sent back for changes.
+#[utoipa::path(put, path = "/api/v1/habilitations/{id}", tag = "habilitations",
+    security(("user_token" = [])), request_body = Form,
+    params(("id" = String, Path, description = "The request")),
+    responses((status = 200, description = "Updated", body = Habilitation),
+        (status = 403, description = "Not yours to edit, or not in an editable state", body = ErrorBody),
+        (status = 409, description = "Changed meanwhile", body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Habilitation>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let form: Form = json_body(&body, "form")?;
+    Ok(Json(
+        back_office(&state)?
+            .update(&actor, &id, form)
+            .await?
+            .public(),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Act {
+    /// `submit`, `request_changes`, `validate`, `refuse`, `revoke` or `archive`.
+    pub action: String,
+    /// Required to request changes, refuse or revoke.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Moves a request on (submit, request changes, validate, refuse, revoke, archive).
+#[utoipa::path(post, path = "/api/v1/habilitations/{id}/actions", tag = "habilitations",
+    security(("user_token" = [])), request_body = Act,
+    params(("id" = String, Path, description = "The request")),
+    responses((status = 200, description = "The request in its new state", body = Habilitation),
+        (status = 403, description = "Not allowed to you", body = ErrorBody),
+        (status = 409, description = "Not possible in this state", body = ErrorBody),
+        (status = 422, description = "Comment missing, or the request is incomplete", body = ErrorBody)))]
+pub async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Habilitation>, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let input: Act = json_body(&body, "action")?;
+    let Some(action) = Action::parse(&input.action).filter(|a| *a != Action::Expire) else {
+        return Err(ApiError::bad_request(format!(
+            "{:?} is not an action: submit, request_changes, validate, refuse, revoke or archive",
+            input.action
+        )));
+    };
+    Ok(Json(
+        back_office(&state)?
+            .act(&actor, &id, action, input.comment)
+            .await?
+            .public(),
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Credentials {
+    pub client_id: String,
+    /// Present the first time only: keep it, Socle keeps only its hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// The machine-to-machine credentials of a validated request (requesting organisation).
+#[utoipa::path(get, path = "/api/v1/habilitations/{id}/credentials", tag = "habilitations",
+    security(("user_token" = [])), params(("id" = String, Path, description = "The request")),
+    responses((status = 200, description = "The client id, and the secret the first time", body = Credentials),
+        (status = 403, description = "Not the requesting organisation", body = ErrorBody),
+        (status = 409, description = "Not validated", body = ErrorBody)))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (client_id, client_secret) = back_office(&state)?.credentials(&actor, &id).await?;
+    let mut r = Json(Credentials {
+        client_id,
+        client_secret,
+    })
+    .into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}

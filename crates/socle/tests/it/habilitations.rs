@@ -1,0 +1,442 @@
+//! Habilitation requests over real HTTP, on both stores: a service developer finds an
+//! API, drafts a request, is told what is missing, submits, is asked for changes,
+//! resubmits, is validated and fetches credentials once; every permission rule is
+//! tried from the wrong side; every step is in the history and the journal.
+
+use serde_json::{Value, json};
+
+use crate::identity::ADMIN_TOKEN;
+use crate::on_both_stores;
+use crate::support::{Backend, TestApp, run_binary};
+
+const PLATFORM: &str = "13002526500013";
+const PRODUCER: &str = "99002002600011";
+const REQUESTER: &str = "99003003300015";
+const OTHER: &str = "99001001900018";
+const PASSWORD: &str = "un mot de passe assez long";
+
+async fn admin(app: &TestApp, path: &str, body: Value) {
+    let (status, answer) = crate::catalogue::post(app, path, body).await;
+    assert_eq!(status, 201, "{path}: {answer}");
+}
+
+async fn user(app: &TestApp, email: &str, org: &str, role: socle_catalogue::people::Role) {
+    socle_catalogue::back_office::create_user(
+        &app.store,
+        email,
+        "Agent test",
+        org,
+        vec![role],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> String {
+    let r = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+struct Call<'a> {
+    app: &'a TestApp,
+    token: String,
+}
+
+impl Call<'_> {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .app
+            .client
+            .request(method, self.app.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn act(&self, id: &str, action: &str, comment: Option<&str>) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/habilitations/{id}/actions"),
+            json!({"action": action, "comment": comment}),
+        )
+        .await
+    }
+}
+
+fn complete_form() -> Value {
+    json!({
+        "title": "Tarification de la cantine",
+        "purpose": "Calculer le tarif de la cantine scolaire selon le quotient familial, sans demander d’attestation.",
+        "legal_basis": {"nature": "mission d’intérêt public", "text": "Code de l’éducation, article L. 551-1",
+                        "url": "https://www.legifrance.gouv.fr/"},
+        "scopes": ["quotient_familial"],
+        "retention_months": 12,
+        "recipients": ["Service enfance de la mairie"],
+        "controller": {"name": "Maire de Démoville", "email": "maire@demoville.fr"},
+        "dpo": {"name": "DPD", "email": "dpd@demoville.fr"},
+        "technical_contact": {"name": "DSI", "email": "dsi@demoville.fr"},
+        "accreditation": {"authority": "Maire", "start": "2026-01-01", "end": "2029-01-01"},
+        "expected_volume": 500,
+        "go_live": "2027-01-15"
+    })
+}
+
+async fn request_changes_and_validation(backend: Backend) {
+    use socle_catalogue::people::Role;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    for (siret, name, kind) in [
+        (PLATFORM, "DINUM", "ministry"),
+        (PRODUCER, "CAF démo", "operator"),
+        (REQUESTER, "Mairie de Démoville", "local_authority"),
+        (OTHER, "Centre des finances publiques démo", "operator"),
+    ] {
+        admin(
+            &app,
+            "/api/admin/organisations",
+            json!({"siret": siret, "name": name, "kind": kind}),
+        )
+        .await;
+    }
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/qf": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    admin(&app, "/api/admin/apis", json!({
+        "slug": "quotient-familial", "organisation": PRODUCER, "title": "API Quotient familial",
+        "description": "Le quotient familial", "openapi": openapi, "upstream_url": "https://qf.example.fr",
+        "access_mode": "habilitation", "contact": "api@caf.example.fr",
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/qf"]},
+                   {"name": "composition", "description": "Foyer", "fields": ["/enfants"]}]
+    })).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    user(&app, "dev@caf.fr", PRODUCER, Role::Developer).await;
+    user(&app, "instructeur@dgfip.fr", OTHER, Role::Instructor).await;
+
+    // Sign-in: wrong password refused; no token, no access.
+    let r = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"email": "dev@demoville.fr", "password": "wrong password!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.get("/api/v1/habilitations").await.status(), 401);
+
+    let dev = Call {
+        app: &app,
+        token: sign_in(&app, "dev@demoville.fr").await,
+    };
+    let inst = Call {
+        app: &app,
+        token: sign_in(&app, "instructeur@caf.fr").await,
+    };
+    let caf_dev = Call {
+        app: &app,
+        token: sign_in(&app, "dev@caf.fr").await,
+    };
+    let stranger = Call {
+        app: &app,
+        token: sign_in(&app, "instructeur@dgfip.fr").await,
+    };
+
+    // An instructor does not write requests; a developer does, as a draft.
+    assert_eq!(
+        inst.post("/api/v1/habilitations", json!({"api": "quotient-familial"}))
+            .await
+            .0,
+        403
+    );
+    let (s, h) = dev
+        .post(
+            "/api/v1/habilitations",
+            json!({"api": "quotient-familial", "form": {"title": "Cantine"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{h}");
+    assert_eq!(h["state"], "draft");
+    let id = h["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/habilitations/{id}");
+
+    // The draft is the requester's alone.
+    assert_eq!(
+        inst.get(&path).await.0,
+        404,
+        "the provider does not see drafts"
+    );
+    assert_eq!(stranger.get(&path).await.0, 404);
+    assert!(
+        inst.get("/api/v1/habilitations").await.1["habilitations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Submitting an incomplete request says everything that is missing.
+    let (s, e) = dev.act(&id, "submit", None).await;
+    assert_eq!(s, 422);
+    let d = e["detail"].as_str().unwrap();
+    for part in [
+        "purpose",
+        "legal_basis",
+        "retention_months",
+        "dpo",
+        "accreditation",
+        "go_live",
+    ] {
+        assert!(d.contains(part), "{part}: {d}");
+    }
+    let mut form = complete_form();
+    form["scopes"] = json!(["quotient_familial", "not-a-scope"]);
+    assert_eq!(
+        dev.send(reqwest::Method::PUT, &path, Some(form)).await.0,
+        200
+    );
+    assert!(
+        dev.act(&id, "submit", None).await.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not-a-scope")
+    );
+    assert_eq!(
+        dev.send(reqwest::Method::PUT, &path, Some(complete_form()))
+            .await
+            .0,
+        200
+    );
+    // A developer cannot validate, even their own request.
+    assert_eq!(dev.act(&id, "validate", None).await.0, 403);
+    let (s, h) = dev.act(&id, "submit", None).await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["state"], "submitted");
+    assert_eq!(
+        dev.send(reqwest::Method::PUT, &path, Some(complete_form()))
+            .await
+            .0,
+        403,
+        "no edit once submitted"
+    );
+
+    // The provider reviews: a developer of the provider cannot; another organisation's
+    // instructor cannot even see it; changes need a comment.
+    assert_eq!(caf_dev.act(&id, "validate", None).await.0, 404);
+    assert_eq!(stranger.act(&id, "validate", None).await.0, 404);
+    assert_eq!(inst.act(&id, "request_changes", None).await.0, 422);
+    let (s, h) = inst
+        .act(
+            &id,
+            "request_changes",
+            Some("Précisez la durée de conservation."),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["state"], "changes_requested");
+    assert_eq!(
+        inst.act(&id, "validate", None).await.0,
+        409,
+        "not from changes_requested"
+    );
+
+    let mut form = complete_form();
+    form["retention_months"] = json!(48);
+    assert_eq!(
+        dev.send(reqwest::Method::PUT, &path, Some(form.clone()))
+            .await
+            .0,
+        200
+    );
+    assert!(
+        dev.act(&id, "submit", None).await.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("36 months")
+    );
+    form["retention_justification"] = json!("Contentieux possibles sur quatre ans.");
+    assert_eq!(
+        dev.send(reqwest::Method::PUT, &path, Some(form)).await.0,
+        200
+    );
+    assert_eq!(dev.act(&id, "submit", None).await.0, 200);
+    let (s, h) = inst.act(&id, "validate", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["state"], "validated");
+    assert!(h.get("secret_hash").is_none());
+
+    // Credentials: to the requester only, the secret once.
+    assert_eq!(inst.get(&format!("{path}/credentials")).await.0, 403);
+    let (s, c) = dev.get(&format!("{path}/credentials")).await;
+    assert_eq!(s, 200);
+    assert!(c["client_id"].as_str().unwrap().starts_with("hab-"));
+    assert!(c["client_secret"].as_str().unwrap().len() >= 40);
+    let (_, again) = dev.get(&format!("{path}/credentials")).await;
+    assert_eq!(again["client_id"], c["client_id"]);
+    assert!(again.get("client_secret").is_none(), "shown once");
+
+    // The whole history, visible to both sides.
+    let (_, seen_by_provider) = inst.get(&path).await;
+    let actions: Vec<&str> = seen_by_provider["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "update",
+            "update",
+            "submit",
+            "request_changes",
+            "update",
+            "update",
+            "submit",
+            "validate"
+        ]
+    );
+    assert_eq!(actions.first(), Some(&"create"));
+    assert_eq!(actions.last(), Some(&"validate"));
+    assert_eq!(actions.iter().filter(|a| **a == "submit").count(), 2);
+    assert_eq!(
+        seen_by_provider["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "request_changes")
+            .unwrap()["comment"],
+        "Précisez la durée de conservation."
+    );
+
+    // Revocation needs a comment; then archiving; nothing after.
+    assert_eq!(inst.act(&id, "revoke", None).await.0, 422);
+    assert_eq!(
+        inst.act(&id, "revoke", Some("Fin de la convention."))
+            .await
+            .1["state"],
+        "revoked"
+    );
+    assert_eq!(dev.get(&format!("{path}/credentials")).await.0, 409);
+    assert_eq!(dev.act(&id, "archive", None).await.1["state"], "archived");
+    assert_eq!(inst.act(&id, "validate", None).await.0, 409);
+    assert_eq!(
+        dev.act(&id, "expire", None).await.0,
+        400,
+        "only the platform expires"
+    );
+
+    // The journal: one habilitation entry per step, agents as pseudonyms.
+    let journal = app.journal.as_ref().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let cp = journal.latest_checkpoint().await.unwrap();
+    let (_, rows) = journal.entries(0, cp.size).await.unwrap();
+    let steps: Vec<socle_journal::Entry> = rows
+        .iter()
+        .filter_map(|r| socle_journal::Entry::decode(&r.leaf).ok())
+        .filter(|e| e.kind == socle_journal::EntryKind::Habilitation)
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|e| e.details["action"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "create",
+            "submit",
+            "request_changes",
+            "submit",
+            "validate",
+            "revoke",
+            "archive"
+        ]
+    );
+    for e in &steps {
+        assert!(
+            e.actor.starts_with("agent:") && !e.actor.contains('@'),
+            "{}",
+            e.actor
+        );
+        assert_eq!(
+            e.organisations,
+            vec![REQUESTER.to_string(), PRODUCER.to_string()]
+        );
+    }
+}
+
+async fn accounts_from_the_command_line(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    admin(
+        &app,
+        "/api/admin/organisations",
+        json!({"siret": PLATFORM, "name": "DINUM", "kind": "ministry"}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let env = app.db.env();
+    let (code, out, err) = run_binary(
+        &[
+            "admin",
+            "user",
+            "create",
+            "--email",
+            "ops@example.gouv.fr",
+            "--name",
+            "Opérateur",
+            "--organisation",
+            PLATFORM,
+            "--role",
+            "operator",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        &env,
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("account ops@example.gouv.fr created"));
+    let (code, _, err) = run_binary(
+        &[
+            "admin",
+            "user",
+            "create",
+            "--email",
+            "x@example.gouv.fr",
+            "--name",
+            "X",
+            "--organisation",
+            "99999999999999",
+            "--role",
+            "wizard",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        &env,
+        dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("wizard"), "{err}");
+    assert!(!sign_in(&app, "ops@example.gouv.fr").await.is_empty());
+}
+
+on_both_stores!(
+    request_changes_and_validation,
+    accounts_from_the_command_line
+);
