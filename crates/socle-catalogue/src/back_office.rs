@@ -381,7 +381,34 @@ impl BackOffice {
         self.save(&h, version).await?;
         self.journal(&self.pseudonym(actor), &h, action.as_str())
             .await?;
+        self.notify(&h, action).await?;
         Ok(h)
+    }
+
+    /// Tells the provider: signed webhook(s) and an e-mail to the API's contact.
+    async fn notify(&self, h: &Habilitation, action: Action) -> Result<()> {
+        let contact = self
+            .catalogue
+            .api(&h.api)
+            .await
+            .map(|l| l.api.contact)
+            .unwrap_or_default();
+        let event = format!("habilitation.{}", action.as_str());
+        let body = serde_json::json!({
+            "event": event,
+            "at": now_rfc3339(),
+            "habilitation": {
+                "id": h.id, "api": h.api, "requester": h.requester, "producer": h.producer,
+                "state": h.state, "scopes": h.form.scopes, "title": h.form.title,
+            },
+        });
+        let subject = format!(
+            "Habilitation « {} » pour {} : {}",
+            h.form.title,
+            h.api,
+            h.state.as_str()
+        );
+        crate::notify::notify(&self.store, &h.producer, &event, &body, &contact, &subject).await
     }
 
     /// The credentials of a validated request, to the requesting organisation: the

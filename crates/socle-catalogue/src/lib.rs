@@ -11,6 +11,7 @@
 pub mod back_office;
 pub mod habilitation;
 pub mod model;
+pub mod notify;
 pub mod people;
 pub mod service;
 pub mod siret;

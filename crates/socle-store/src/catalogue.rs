@@ -402,3 +402,318 @@ impl BackOfficeStore for Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }
+
+/// A registered webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWebhook {
+    pub id: String,
+    pub organisation: String,
+    pub url: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub failures: i64,
+}
+
+/// A delivery of an event to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub body: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+type DeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
+
+fn delivery(r: DeliveryRow) -> StoredDelivery {
+    StoredDelivery {
+        id: r.0,
+        webhook_id: r.1,
+        event: r.2,
+        body: r.3,
+        state: r.4,
+        attempts: r.5,
+        next_at: r.6,
+        last_status: r.7,
+        last_error: r.8,
+        created_at: r.9,
+    }
+}
+
+type WebhookRow = (String, String, String, String, i64, i64);
+
+fn webhook_row(r: WebhookRow) -> StoredWebhook {
+    StoredWebhook {
+        id: r.0,
+        organisation: r.1,
+        url: r.2,
+        secret: r.3,
+        enabled: r.4 != 0,
+        failures: r.5,
+    }
+}
+
+const WEBHOOK_COLUMNS: &str =
+    "id, organisation, url, secret, CAST(enabled AS BIGINT), CAST(failures AS BIGINT)";
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event, body, state, CAST(attempts AS BIGINT), next_at, \
+     CAST(last_status AS BIGINT), last_error, created_at";
+
+/// Webhooks, deliveries and the e-mail outbox.
+pub trait NotificationStore {
+    fn insert_webhook(
+        &self,
+        w: &StoredWebhook,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn webhooks(
+        &self,
+        organisation: &str,
+    ) -> impl Future<Output = Result<Vec<StoredWebhook>>> + Send;
+    fn webhook(&self, id: &str) -> impl Future<Output = Result<Option<StoredWebhook>>> + Send;
+    /// Records the outcome for the webhook: `failed` counts consecutive give-ups; the
+    /// webhook is disabled when `disable`.
+    fn set_webhook_health(
+        &self,
+        id: &str,
+        failures: i64,
+        disable: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn insert_delivery(
+        &self,
+        d: &StoredDelivery,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Pending deliveries due at `now`, oldest first.
+    fn due_deliveries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredDelivery>>> + Send;
+    fn update_delivery(
+        &self,
+        d: &StoredDelivery,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn deliveries(
+        &self,
+        organisation: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredDelivery>>> + Send;
+    fn insert_mail(
+        &self,
+        id: &str,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `(recipient, subject, body)` of the outbox, newest first.
+    fn outbox(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>>> + Send;
+}
+
+impl NotificationStore for Store {
+    async fn insert_webhook(&self, w: &StoredWebhook, now: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO catalogue_webhooks (id, organisation, url, secret, enabled, failures, created_at) \
+                 VALUES ($1, $2, $3, $4, 1, 0, $5)",
+            )
+            .bind(&w.id)
+            .bind(&w.organisation)
+            .bind(&w.url)
+            .bind(&w.secret)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn webhooks(&self, organisation: &str) -> Result<Vec<StoredWebhook>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM catalogue_webhooks WHERE organisation = $1 \
+             ORDER BY created_at, id"
+        );
+        let rows: Vec<WebhookRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(organisation)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(rows.into_iter().map(webhook_row).collect())
+    }
+
+    async fn webhook(&self, id: &str) -> Result<Option<StoredWebhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM catalogue_webhooks WHERE id = $1");
+        let row: Option<WebhookRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(row.map(webhook_row))
+    }
+
+    async fn set_webhook_health(&self, id: &str, failures: i64, disable: bool) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE catalogue_webhooks SET failures = $1, \
+                 enabled = CASE WHEN $2 = 1 THEN 0 ELSE enabled END WHERE id = $3",
+            )
+            .bind(failures)
+            .bind(i64::from(disable))
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn insert_delivery(&self, d: &StoredDelivery, now: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, state, attempts, next_at, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)",
+            )
+            .bind(&d.id)
+            .bind(&d.webhook_id)
+            .bind(&d.event)
+            .bind(&d.body)
+            .bind(&d.state)
+            .bind(d.next_at)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<StoredDelivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM catalogue_deliveries \
+             WHERE state = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $2"
+        );
+        let rows: Vec<DeliveryRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(rows.into_iter().map(delivery).collect())
+    }
+
+    async fn update_delivery(&self, d: &StoredDelivery, now: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE catalogue_deliveries SET state = $1, attempts = $2, next_at = $3, last_status = $4, \
+                 last_error = $5, updated_at = $6 WHERE id = $7",
+            )
+            .bind(&d.state)
+            .bind(d.attempts)
+            .bind(d.next_at)
+            .bind(d.last_status)
+            .bind(&d.last_error)
+            .bind(now)
+            .bind(&d.id)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn deliveries(&self, organisation: &str, limit: i64) -> Result<Vec<StoredDelivery>> {
+        let sql = format!(
+            "SELECT {} FROM catalogue_deliveries d JOIN catalogue_webhooks w ON w.id = d.webhook_id \
+             WHERE w.organisation = $1 ORDER BY d.created_at DESC, d.id LIMIT $2",
+            DELIVERY_COLUMNS
+                .split(", ")
+                .map(|c| if c.starts_with("CAST(") {
+                    c.replacen("CAST(", "CAST(d.", 1)
+                } else {
+                    format!("d.{c}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<DeliveryRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(organisation)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(rows.into_iter().map(delivery).collect())
+    }
+
+    async fn insert_mail(
+        &self,
+        id: &str,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO catalogue_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(recipient)
+            .bind(subject)
+            .bind(body)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn outbox(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT recipient, subject, body FROM catalogue_outbox ORDER BY created_at DESC, id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?
+        }))
+    }
+}

@@ -24,7 +24,8 @@ use std::time::Duration;
 use sqlx::{PgPool, SqlitePool};
 
 pub use catalogue::{
-    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationRow, StoredHabilitation,
+    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationRow, NotificationStore,
+    StoredDelivery, StoredHabilitation, StoredWebhook,
 };
 pub use error::{Result, StoreError};
 pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};

@@ -140,6 +140,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/data-items", post(catalogue::put_data_item))
         .route("/api/admin/apis", post(catalogue::put_api))
+        .route(
+            "/api/admin/organisations/{siret}/webhooks",
+            post(catalogue::add_webhook),
+        )
+        .route(
+            "/api/admin/organisations/{siret}/deliveries",
+            get(catalogue::deliveries),
+        )
         .route("/api/v1/session", post(habilitations::sign_in))
         .route(
             "/api/v1/habilitations",

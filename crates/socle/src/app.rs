@@ -130,6 +130,23 @@ impl Application {
             (Some(_), Some(j)) => Some(socle_catalogue::BackOffice::new(store.clone(), j.clone())),
             _ => None,
         };
+        if back_office.is_some() {
+            // Webhook deliveries: due ones are attempted every half second.
+            let store = store.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default();
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = socle_catalogue::notify::deliver_due(&store, &http).await {
+                        tracing::debug!(error = %e, "webhook deliveries not attempted");
+                    }
+                }
+            });
+        }
         let state = AppState {
             store,
             instance: Arc::new(instance),

@@ -56,3 +56,39 @@ CREATE TABLE catalogue_habilitations (
 );
 CREATE INDEX catalogue_habilitations_requester ON catalogue_habilitations (requester);
 CREATE INDEX catalogue_habilitations_producer ON catalogue_habilitations (producer);
+
+-- Webhooks of organisations (HMAC-SHA256 signed notifications), their deliveries with
+-- retries, and the e-mail outbox.
+CREATE TABLE catalogue_webhooks (
+    id           TEXT    PRIMARY KEY,
+    organisation TEXT    NOT NULL REFERENCES catalogue_organisations (siret),
+    url          TEXT    NOT NULL,
+    secret       TEXT    NOT NULL,
+    enabled      INTEGER NOT NULL DEFAULT 1,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    created_at   BIGINT  NOT NULL
+);
+
+CREATE TABLE catalogue_deliveries (
+    id          TEXT    PRIMARY KEY,
+    webhook_id  TEXT    NOT NULL REFERENCES catalogue_webhooks (id),
+    event       TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     BIGINT  NOT NULL,
+    last_status INTEGER,
+    last_error  TEXT,
+    created_at  BIGINT  NOT NULL,
+    updated_at  BIGINT  NOT NULL
+);
+CREATE INDEX catalogue_deliveries_due ON catalogue_deliveries (state, next_at);
+
+CREATE TABLE catalogue_outbox (
+    id         TEXT   PRIMARY KEY,
+    recipient  TEXT   NOT NULL,
+    subject    TEXT   NOT NULL,
+    body       TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    sent_at    BIGINT
+);

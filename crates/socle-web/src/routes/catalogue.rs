@@ -448,3 +448,90 @@ pub async fn data_items_page(State(state): State<AppState>) -> Response {
         items,
     })
 }
+
+// ----- webhooks -------------------------------------------------------------------
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct WebhookInput {
+    /// Where events are POSTed (https; a private address only with `allow_private`).
+    pub url: String,
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookCreated {
+    pub id: String,
+    /// The HMAC-SHA256 key of `X-Hub-Signature-256`, shown once.
+    pub secret: String,
+}
+
+/// Registers a webhook notified of the organisation's habilitation events.
+#[utoipa::path(post, path = "/api/admin/organisations/{siret}/webhooks", tag = "administration",
+    request_body = WebhookInput, security(("admin_token" = [])),
+    params(("siret" = String, Path, description = "The organisation")),
+    responses((status = 201, description = "Registered; the signing secret is shown once", body = WebhookCreated),
+        (status = 404, description = "No such organisation", body = ErrorBody),
+        (status = 422, description = "Refused URL", body = ErrorBody)))]
+pub async fn add_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(siret): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::routes::admin::authorize(&state, &headers)?;
+    let input: WebhookInput = json_body(&body, "webhook")?;
+    if catalogue(&state)?.organisation(&siret).await?.is_none() {
+        return Err(ApiError::not_found(format!("organisation {siret}")));
+    }
+    let (id, secret) =
+        socle_catalogue::notify::add_webhook(&state.store, &siret, &input.url, input.allow_private)
+            .await?;
+    journal_admin(&state, "webhook.registered", "organisation", &siret).await?;
+    Ok((StatusCode::CREATED, Json(WebhookCreated { id, secret })).into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryLog {
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The delivery log of an organisation's webhooks, newest first.
+#[utoipa::path(get, path = "/api/admin/organisations/{siret}/deliveries", tag = "administration",
+    security(("admin_token" = [])), params(("siret" = String, Path, description = "The organisation")),
+    responses((status = 200, description = "Deliveries and their outcome", body = DeliveryLog)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(siret): Path<String>,
+) -> Result<Json<DeliveryLog>, ApiError> {
+    use socle_store::NotificationStore;
+    crate::routes::admin::authorize(&state, &headers)?;
+    let rows = state.store.deliveries(&siret, 200).await?;
+    Ok(Json(DeliveryLog {
+        deliveries: rows
+            .into_iter()
+            .map(|d| Delivery {
+                id: d.id,
+                webhook_id: d.webhook_id,
+                event: d.event,
+                state: d.state,
+                attempts: d.attempts,
+                last_status: d.last_status,
+                last_error: d.last_error,
+            })
+            .collect(),
+    }))
+}

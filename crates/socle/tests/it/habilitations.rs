@@ -126,6 +126,23 @@ async fn request_changes_and_validation(backend: Backend) {
         "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/qf"]},
                    {"name": "composition", "description": "Foyer", "fields": ["/enfants"]}]
     })).await;
+    // The provider's webhook receiver: a real HTTP server that fails twice, then accepts.
+    let receiver = Receiver::start().await;
+    let (s, hook) = crate::catalogue::post(
+        &app,
+        &format!("/api/admin/organisations/{PRODUCER}/webhooks"),
+        json!({"url": receiver.url, "allow_private": true}),
+    )
+    .await;
+    assert_eq!(s, 201, "{hook}");
+    let hook_secret = hook["secret"].as_str().unwrap().to_string();
+    let (s, e) = crate::catalogue::post(
+        &app,
+        &format!("/api/admin/organisations/{PRODUCER}/webhooks"),
+        json!({"url": "https://169.254.169.254/hook"}),
+    )
+    .await;
+    assert_eq!(s, 422, "{e}");
     user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
     user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
     user(&app, "dev@caf.fr", PRODUCER, Role::Developer).await;
@@ -376,6 +393,138 @@ async fn request_changes_and_validation(backend: Backend) {
             e.organisations,
             vec![REQUESTER.to_string(), PRODUCER.to_string()]
         );
+    }
+    // Webhooks: every event reached the provider, signed; the first after two refusals
+    // (retries with backoff); the delivery log says so.
+    let expected = [
+        "submit",
+        "request_changes",
+        "submit",
+        "validate",
+        "revoke",
+        "archive",
+    ];
+    let log = loop_until(|| async {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/admin/organisations/{PRODUCER}/deliveries")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let log: Value = r.json().await.unwrap();
+        let done = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["state"] == "delivered")
+            .count();
+
+        (done == expected.len()).then_some(log)
+    })
+    .await;
+    // The receiver refused the first two requests: those deliveries were retried.
+    let attempts: Vec<i64> = log["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts.iter().sum::<i64>(),
+        expected.len() as i64 + 2,
+        "{log}"
+    );
+    assert!(attempts.iter().any(|a| *a >= 2), "{log}");
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(received.len(), expected.len() + 2);
+    let mut events = Vec::new();
+    for (signature, event, body) in &received {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(hook_secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        assert_eq!(
+            *signature,
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["event"], *event);
+        assert_eq!(v["habilitation"]["id"], id);
+        events.push(event.clone());
+    }
+    for e in expected {
+        assert!(
+            events.contains(&format!("habilitation.{e}")),
+            "{e}: {events:?}"
+        );
+    }
+    // And an e-mail for each, in the outbox, to the API's contact.
+    let mails = {
+        use socle_store::NotificationStore;
+        app.store.outbox(100).await.unwrap()
+    };
+    assert_eq!(mails.len(), expected.len());
+    assert!(
+        mails
+            .iter()
+            .all(|(to, subject, _)| to == "api@caf.example.fr" && subject.contains("Habilitation"))
+    );
+}
+
+async fn loop_until<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..100 {
+        if let Some(t) = f().await {
+            return t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+/// `(signature header, event header, body)` of each request received.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A webhook receiver: records what it gets, answers 500 twice, then 204.
+struct Receiver {
+    url: String,
+    received: Received,
+}
+
+async fn hook(
+    axum::extract::State(r): axum::extract::State<Received>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::http::StatusCode {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut all = r.lock().unwrap();
+    all.push((h("x-hub-signature-256"), h("x-socle-event"), body));
+    if all.len() <= 2 {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        axum::http::StatusCode::NO_CONTENT
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let received: Received = Default::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(received.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, received }
     }
 }
 
