@@ -451,3 +451,116 @@ mod tests {
         assert!(s.starts_with("20") && s.ends_with('Z'));
     }
 }
+
+/// One processing of the register (GDPR article 30), from a validated habilitation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Processing {
+    pub habilitation: String,
+    pub name: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    /// The data items received (names from the dictionary, else the scopes).
+    pub data: Vec<String>,
+    /// Where the data come from: the API and its producer.
+    pub source: String,
+    pub recipients: Vec<String>,
+    pub retention_months: u32,
+    pub controller: String,
+    pub dpo: String,
+    pub security: String,
+    /// When the habilitation was validated.
+    pub since: String,
+}
+
+impl BackOffice {
+    /// The register of processing of `organisation`: its validated habilitations.
+    pub async fn register(&self, organisation: &str) -> Result<Vec<Processing>> {
+        let items = self.catalogue.data_items().await?;
+        let mut out = Vec::new();
+        for doc in self.store.habilitations(Some(organisation)).await? {
+            let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
+                CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
+            })?;
+            if h.requester != organisation || h.state != State::Validated {
+                continue;
+            }
+            let api = self.catalogue.api(&h.api).await?;
+            let mut data: Vec<String> = api
+                .api
+                .scopes
+                .iter()
+                .filter(|s| h.form.scopes.contains(&s.name))
+                .flat_map(|s| {
+                    if s.data_items.is_empty() {
+                        vec![s.name.clone()]
+                    } else {
+                        s.data_items
+                            .iter()
+                            .map(|d| {
+                                items
+                                    .iter()
+                                    .find(|i| &i.id == d)
+                                    .map_or(d.clone(), |i| i.name.clone())
+                            })
+                            .collect()
+                    }
+                })
+                .collect();
+            data.dedup();
+            let f = &h.form;
+            out.push(Processing {
+                habilitation: h.id.clone(),
+                name: f.title.clone(),
+                purpose: f.purpose.clone(),
+                legal_basis: format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
+                data,
+                source: format!("{} ({})", api.api.title, api.producer.name),
+                recipients: f.recipients.clone(),
+                retention_months: f.retention_months,
+                controller: format!("{} <{}>", f.controller.name, f.controller.email),
+                dpo: format!("{} <{}>", f.dpo.name, f.dpo.email),
+                security: format!(
+                    "homologation par {} du {} au {}",
+                    f.accreditation.authority, f.accreditation.start, f.accreditation.end
+                ),
+                since: h
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|e| e.action == "validate")
+                    .map(|e| e.at.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The register as CSV (RFC 4180: fields quoted, quotes doubled; lists joined by " | ").
+pub fn register_csv(entries: &[Processing]) -> String {
+    fn field(s: &str) -> String {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+    let mut out = String::from(
+        "habilitation,traitement,finalite,base_legale,donnees,source,destinataires,conservation_mois,responsable,dpd,securite,depuis\r\n",
+    );
+    for p in entries {
+        let row = [
+            field(&p.habilitation),
+            field(&p.name),
+            field(&p.purpose),
+            field(&p.legal_basis),
+            field(&p.data.join(" | ")),
+            field(&p.source),
+            field(&p.recipients.join(" | ")),
+            p.retention_months.to_string(),
+            field(&p.controller),
+            field(&p.dpo),
+            field(&p.security),
+            field(&p.since),
+        ];
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}

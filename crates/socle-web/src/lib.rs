@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
             get(catalogue::deliveries),
         )
         .route("/api/v1/session", post(habilitations::sign_in))
+        .route("/api/v1/register", get(habilitations::register))
         .route(
             "/api/v1/habilitations",
             get(habilitations::list).post(habilitations::create),

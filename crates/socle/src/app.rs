@@ -228,6 +228,17 @@ impl Application {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot seed the demonstration catalogue: {e}"))?;
         }
+        if let Some(office) = &self.state.back_office
+            && self
+                .state
+                .store
+                .mark_once("demo.back_office.seeded")
+                .await?
+        {
+            crate::demo_catalogue::seed_back_office(&self.state.store, office)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot seed the demonstration habilitations: {e}"))?;
+        }
         Ok(())
     }
 

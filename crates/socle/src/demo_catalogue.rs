@@ -173,3 +173,145 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
     .await?;
     Ok(())
 }
+
+/// Demonstration accounts (fictitious; the password is printed by `socle demo`).
+pub const DEMO_PASSWORD: &str = "demonstration-socle";
+pub const DEMO_DEVELOPER: &str = "developpeur@demoville.demo";
+pub const DEMO_INSTRUCTOR_CAF: &str = "instructeur@caf.demo";
+pub const DEMO_INSTRUCTOR_TAX: &str = "instructeur@impots.demo";
+
+fn form(title: &str, scopes: &[&str]) -> socle_catalogue::habilitation::Form {
+    use socle_catalogue::habilitation::{Accreditation, Contact, Form, LegalBasis};
+    let contact = |name: &str, email: &str| Contact {
+        name: name.into(),
+        email: email.into(),
+    };
+    Form {
+        title: title.into(),
+        purpose: "Calculer les tarifs municipaux (cantine, centre de loisirs) selon les ressources du foyer, sans demander de justificatif.".into(),
+        legal_basis: LegalBasis {
+            nature: "mission d’intérêt public".into(),
+            text: "Code général des collectivités territoriales, article L. 2121-29".into(),
+            url: Some("https://www.legifrance.gouv.fr/".into()),
+        },
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        retention_months: 12,
+        retention_justification: None,
+        recipients: vec!["Service enfance de la mairie".into()],
+        controller: contact("Maire de Démoville", "maire@demoville.demo"),
+        dpo: contact("Délégué à la protection des données", "dpd@demoville.demo"),
+        technical_contact: contact("Service informatique", "dsi@demoville.demo"),
+        accreditation: Accreditation {
+            authority: "Maire de Démoville".into(),
+            start: "2026-01-01".into(),
+            end: "2029-01-01".into(),
+        },
+        expected_volume: 200,
+        go_live: "2027-01-04".into(),
+    }
+}
+
+/// Seeds demonstration accounts and habilitations in several states (once).
+pub async fn seed_back_office(
+    store: &socle_store::Store,
+    office: &socle_catalogue::BackOffice,
+) -> Result<(), socle_catalogue::CatalogueError> {
+    use socle_catalogue::habilitation::Action;
+    use socle_catalogue::people::{Actor, Role};
+    for (email, name, org, role) in [
+        (
+            DEMO_DEVELOPER,
+            "Développeur de la mairie",
+            TOWN_HALL,
+            Role::Developer,
+        ),
+        (
+            DEMO_INSTRUCTOR_CAF,
+            "Instructrice CAF",
+            BENEFITS_FUND,
+            Role::Instructor,
+        ),
+        (
+            DEMO_INSTRUCTOR_TAX,
+            "Instructeur impôts",
+            TAX_OFFICE,
+            Role::Instructor,
+        ),
+    ] {
+        socle_catalogue::back_office::create_user(
+            store,
+            email,
+            name,
+            org,
+            vec![role],
+            DEMO_PASSWORD,
+        )
+        .await?;
+    }
+    let dev = Actor {
+        email: DEMO_DEVELOPER.into(),
+        organisation: TOWN_HALL.into(),
+        roles: vec![Role::Developer],
+    };
+    let caf = Actor {
+        email: DEMO_INSTRUCTOR_CAF.into(),
+        organisation: BENEFITS_FUND.into(),
+        roles: vec![Role::Instructor],
+    };
+    let tax = Actor {
+        email: DEMO_INSTRUCTOR_TAX.into(),
+        organisation: TAX_OFFICE.into(),
+        roles: vec![Role::Instructor],
+    };
+    // Validated: the canteen's family quotient.
+    let h = office
+        .create(
+            &dev,
+            "quotient-familial",
+            form("Tarification de la cantine", &["quotient_familial"]),
+        )
+        .await?;
+    office.act(&dev, &h.id, Action::Submit, None).await?;
+    office.act(&caf, &h.id, Action::Validate, None).await?;
+    // Sent back for changes: the tax data.
+    let h = office
+        .create(
+            &dev,
+            "impot-particulier",
+            form(
+                "Tarifs du centre de loisirs",
+                &["revenu_fiscal_de_reference", "nombre_de_parts"],
+            ),
+        )
+        .await?;
+    office.act(&dev, &h.id, Action::Submit, None).await?;
+    office
+        .act(
+            &tax,
+            &h.id,
+            Action::RequestChanges,
+            Some("Le nombre de parts est-il nécessaire au calcul du tarif ?".into()),
+        )
+        .await?;
+    // Submitted, waiting for review.
+    let h = office
+        .create(
+            &dev,
+            "quotient-familial",
+            form(
+                "Aide aux vacances",
+                &["quotient_familial", "composition_familiale"],
+            ),
+        )
+        .await?;
+    office.act(&dev, &h.id, Action::Submit, None).await?;
+    // A draft.
+    office
+        .create(
+            &dev,
+            "impot-particulier",
+            form("Brouillon : tarifs du conservatoire", &[]),
+        )
+        .await?;
+    Ok(())
+}

@@ -661,6 +661,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("  Home page:           {base}/");
     if demo {
         println!("  Demo service (log in through Socle): {base}/demo/fs/");
+        println!("  API catalogue:       {base}/catalogue");
+        println!(
+            "  Back-office API:     POST {base}/api/v1/session with {} (or {}) and password \"{}\"",
+            socle::demo_catalogue::DEMO_DEVELOPER,
+            socle::demo_catalogue::DEMO_INSTRUCTOR_CAF,
+            socle::demo_catalogue::DEMO_PASSWORD
+        );
     }
     println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");
     println!("  Health / readiness:  {base}/healthz  {base}/readyz");

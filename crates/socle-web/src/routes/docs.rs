@@ -28,6 +28,7 @@ use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
         catalogue::add_webhook, catalogue::deliveries,
         habilitations::sign_in, habilitations::list, habilitations::create, habilitations::get,
         habilitations::update, habilitations::act, habilitations::credentials,
+        habilitations::register,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
@@ -39,6 +40,7 @@ use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
         catalogue::WebhookInput, catalogue::WebhookCreated, catalogue::Delivery, catalogue::DeliveryLog,
         habilitations::SignIn, habilitations::Token, habilitations::HabilitationList,
         habilitations::NewRequest, habilitations::Act, habilitations::Credentials,
+        habilitations::Register, socle_catalogue::back_office::Processing,
         socle_catalogue::habilitation::Habilitation, socle_catalogue::habilitation::Form,
         socle_catalogue::habilitation::State, socle_catalogue::habilitation::Event,
         socle_catalogue::habilitation::Contact, socle_catalogue::habilitation::LegalBasis,

@@ -243,3 +243,51 @@ pub async fn credentials(
     );
     Ok(r)
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RegisterQuery {
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Register {
+    pub organisation: String,
+    pub processing: Vec<socle_catalogue::back_office::Processing>,
+}
+
+/// The register of processing (GDPR art. 30) of the signed-in person's organisation,
+/// generated from its validated habilitations; JSON or CSV.
+#[utoipa::path(get, path = "/api/v1/register", tag = "habilitations",
+    security(("user_token" = [])), params(RegisterQuery),
+    responses((status = 200, description = "The register", body = Register),
+        (status = 401, description = "Not signed in", body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<RegisterQuery>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let entries = back_office(&state)?.register(&actor.organisation).await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(Register {
+            organisation: actor.organisation,
+            processing: entries,
+        })
+        .into_response()),
+        Some("csv") => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"registre-des-traitements.csv\"",
+                ),
+            ],
+            socle_catalogue::back_office::register_csv(&entries),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format {other:?}: use json or csv"
+        ))),
+    }
+}

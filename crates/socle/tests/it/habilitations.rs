@@ -343,6 +343,38 @@ async fn request_changes_and_validation(backend: Backend) {
         "Précisez la durée de conservation."
     );
 
+    // The register of processing of the requesting organisation (GDPR art. 30).
+    let (s, reg) = dev.get("/api/v1/register").await;
+    assert_eq!(s, 200);
+    assert_eq!(reg["organisation"], REQUESTER);
+    let p = &reg["processing"][0];
+    assert_eq!(p["name"], "Tarification de la cantine");
+    assert_eq!(p["retention_months"], 48);
+    assert!(p["source"].as_str().unwrap().contains("CAF démo"));
+    let r = app
+        .client
+        .get(app.url("/api/v1/register?format=csv"))
+        .bearer_auth(&dev.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains("\"Tarification de la cantine\""));
+    assert!(
+        inst.get("/api/v1/register").await.1["processing"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the provider's register lists what it receives, not this"
+    );
+
     // Revocation needs a comment; then archiving; nothing after.
     assert_eq!(inst.act(&id, "revoke", None).await.0, 422);
     assert_eq!(
