@@ -382,6 +382,9 @@ impl BackOffice {
         self.journal(&self.pseudonym(actor), &h, action.as_str())
             .await?;
         self.notify(&h, action).await?;
+        if action == Action::Validate {
+            self.supersede(&h).await?;
+        }
         Ok(h)
     }
 
@@ -409,6 +412,87 @@ impl BackOffice {
             h.state.as_str()
         );
         crate::notify::notify(&self.store, &h.producer, &event, &body, &contact, &subject).await
+    }
+
+    /// Reopens a validated habilitation: a new draft with the same form, which replaces
+    /// the old one only when it is validated (the old one stays valid meanwhile; if the
+    /// new one is refused, the old one simply stays).
+    pub async fn reopen(&self, actor: &Actor, id: &str) -> Result<Habilitation> {
+        let (old, _) = self.load(id).await?;
+        let side = habilitation::side(actor, &old.requester, &old.producer);
+        if !habilitation::may_see(side, old.state) {
+            return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+        }
+        if side != Side::Requester {
+            return Err(forbidden(
+                "only the requesting organisation reopens its habilitation",
+            ));
+        }
+        if old.state != State::Validated {
+            return Err(CatalogueError::Conflict(format!(
+                "only a validated habilitation is reopened (this one is {})",
+                old.state.as_str()
+            )));
+        }
+        let mut new = self.create(actor, &old.api, old.form.clone()).await?;
+        let (_, version) = self.load(&new.id).await?;
+        new.reopens = Some(old.id.clone());
+        self.save(&new, version).await?;
+        Ok(new)
+    }
+
+    /// When a reopened request is validated, the habilitation it replaces is archived.
+    async fn supersede(&self, h: &Habilitation) -> Result<()> {
+        let Some(old_id) = &h.reopens else {
+            return Ok(());
+        };
+        let (mut old, version) = self.load(old_id).await?;
+        if old.state != State::Validated {
+            return Ok(());
+        }
+        old.history.push(Event {
+            at: now_rfc3339(),
+            actor: "system".into(),
+            action: "superseded".into(),
+            from: Some(old.state),
+            to: State::Archived,
+            comment: Some(format!("remplacée par la demande {}", h.id)),
+        });
+        old.state = State::Archived;
+        self.save(&old, version).await?;
+        self.journal("system", &old, "superseded").await
+    }
+
+    /// Expires the validated habilitations whose accreditation ended before `today`
+    /// (`YYYY-MM-DD`); returns how many.
+    pub async fn expire_due(&self, today: &str) -> Result<usize> {
+        let mut n = 0;
+        for doc in self.store.habilitations(None).await? {
+            let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
+                CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
+            })?;
+            if h.state != State::Validated || h.form.accreditation.end.as_str() >= today {
+                continue;
+            }
+            let (mut h, version) = self.load(&h.id).await?;
+            h.history.push(Event {
+                at: now_rfc3339(),
+                actor: "system".into(),
+                action: Action::Expire.as_str().into(),
+                from: Some(h.state),
+                to: State::Expired,
+                comment: Some(format!(
+                    "homologation échue le {}",
+                    h.form.accreditation.end
+                )),
+            });
+            h.state = State::Expired;
+            self.save(&h, version).await?;
+            self.journal("system", &h, Action::Expire.as_str()).await?;
+            self.notify(&h, Action::Expire).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The credentials of a validated request, to the requesting organisation: the

@@ -163,6 +163,10 @@ pub fn router(state: AppState) -> Router {
             post(habilitations::act),
         )
         .route(
+            "/api/v1/habilitations/{id}/reopen",
+            post(habilitations::reopen),
+        )
+        .route(
             "/api/v1/habilitations/{id}/credentials",
             get(habilitations::credentials),
         )

@@ -130,6 +130,19 @@ impl Application {
             (Some(_), Some(j)) => Some(socle_catalogue::BackOffice::new(store.clone(), j.clone())),
             _ => None,
         };
+        if let Some(office) = back_office.clone() {
+            // Habilitations whose accreditation ended expire (checked every 10 minutes).
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+                loop {
+                    tick.tick().await;
+                    let today = time::OffsetDateTime::now_utc().date().to_string();
+                    if let Err(e) = office.expire_due(&today).await {
+                        tracing::warn!(error = %e, "habilitation expiry not applied");
+                    }
+                }
+            });
+        }
         if back_office.is_some() {
             // Webhook deliveries: due ones are attempted every half second.
             let store = store.clone();

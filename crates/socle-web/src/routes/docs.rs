@@ -28,7 +28,7 @@ use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
         catalogue::add_webhook, catalogue::deliveries,
         habilitations::sign_in, habilitations::list, habilitations::create, habilitations::get,
         habilitations::update, habilitations::act, habilitations::credentials,
-        habilitations::register,
+        habilitations::register, habilitations::reopen,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,

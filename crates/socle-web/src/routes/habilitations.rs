@@ -211,6 +211,23 @@ pub async fn act(
     ))
 }
 
+/// Reopens a validated habilitation as a new draft; the old one stays valid until the
+/// new one is validated (then it is archived).
+#[utoipa::path(post, path = "/api/v1/habilitations/{id}/reopen", tag = "habilitations",
+    security(("user_token" = [])), params(("id" = String, Path, description = "The validated request")),
+    responses((status = 201, description = "The new draft", body = Habilitation),
+        (status = 403, description = "Not the requesting organisation", body = ErrorBody),
+        (status = 409, description = "Not validated", body = ErrorBody)))]
+pub async fn reopen(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let h = back_office(&state)?.reopen(&actor, &id).await?;
+    Ok((StatusCode::CREATED, Json(h.public())).into_response())
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Credentials {
     pub client_id: String,

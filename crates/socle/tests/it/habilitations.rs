@@ -103,29 +103,7 @@ fn complete_form() -> Value {
 async fn request_changes_and_validation(backend: Backend) {
     use socle_catalogue::people::Role;
     let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
-    for (siret, name, kind) in [
-        (PLATFORM, "DINUM", "ministry"),
-        (PRODUCER, "CAF démo", "operator"),
-        (REQUESTER, "Mairie de Démoville", "local_authority"),
-        (OTHER, "Centre des finances publiques démo", "operator"),
-    ] {
-        admin(
-            &app,
-            "/api/admin/organisations",
-            json!({"siret": siret, "name": name, "kind": kind}),
-        )
-        .await;
-    }
-    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/qf": {"get": {"responses": {"200": {"description": "ok"}}}}}})
-    .to_string();
-    admin(&app, "/api/admin/apis", json!({
-        "slug": "quotient-familial", "organisation": PRODUCER, "title": "API Quotient familial",
-        "description": "Le quotient familial", "openapi": openapi, "upstream_url": "https://qf.example.fr",
-        "access_mode": "habilitation", "contact": "api@caf.example.fr",
-        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/qf"]},
-                   {"name": "composition", "description": "Foyer", "fields": ["/enfants"]}]
-    })).await;
+    publish(&app).await;
     // The provider's webhook receiver: a real HTTP server that fails twice, then accepts.
     let receiver = Receiver::start().await;
     let (s, hook) = crate::catalogue::post(
@@ -621,3 +599,129 @@ on_both_stores!(
     request_changes_and_validation,
     accounts_from_the_command_line
 );
+
+/// The organisations, and the family-benefits fund's API with two scopes.
+async fn publish(app: &TestApp) {
+    for (siret, name, kind) in [
+        (PLATFORM, "DINUM", "ministry"),
+        (PRODUCER, "CAF démo", "operator"),
+        (REQUESTER, "Mairie de Démoville", "local_authority"),
+        (OTHER, "Centre des finances publiques démo", "operator"),
+    ] {
+        admin(
+            app,
+            "/api/admin/organisations",
+            json!({"siret": siret, "name": name, "kind": kind}),
+        )
+        .await;
+    }
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/qf": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    admin(app, "/api/admin/apis", json!({
+        "slug": "quotient-familial", "organisation": PRODUCER, "title": "API Quotient familial",
+        "description": "Le quotient familial", "openapi": openapi, "upstream_url": "https://qf.example.fr",
+        "access_mode": "habilitation", "contact": "api@caf.example.fr",
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/qf"]},
+                   {"name": "composition", "description": "Foyer", "fields": ["/enfants"]}]
+    }))
+    .await;
+}
+
+/// A town hall with a validated habilitation to the family-benefits API.
+async fn validated(backend: Backend) -> (TestApp, String, String, String) {
+    use socle_catalogue::people::Role;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    let dev = sign_in(&app, "dev@demoville.fr").await;
+    let inst = sign_in(&app, "instructeur@caf.fr").await;
+    let d = Call {
+        app: &app,
+        token: dev.clone(),
+    };
+    let i = Call {
+        app: &app,
+        token: inst.clone(),
+    };
+    let (_, h) = d
+        .post(
+            "/api/v1/habilitations",
+            json!({"api": "quotient-familial", "form": complete_form()}),
+        )
+        .await;
+    let id = h["id"].as_str().unwrap().to_string();
+    assert_eq!(d.act(&id, "submit", None).await.0, 200);
+    assert_eq!(i.act(&id, "validate", None).await.0, 200);
+    (app, id, dev, inst)
+}
+
+async fn reopening_and_expiry(backend: Backend) {
+    let (app, id, dev, inst) = validated(backend).await;
+    let d = Call {
+        app: &app,
+        token: dev,
+    };
+    let i = Call {
+        app: &app,
+        token: inst,
+    };
+    // Reopening: only the requester, only a validated habilitation; the old one stays
+    // valid until the new one is validated, then it is archived.
+    assert_eq!(
+        i.post(&format!("/api/v1/habilitations/{id}/reopen"), json!({}))
+            .await
+            .0,
+        403
+    );
+    let (s, new) = d
+        .post(&format!("/api/v1/habilitations/{id}/reopen"), json!({}))
+        .await;
+    assert_eq!(s, 201, "{new}");
+    assert_eq!(new["state"], "draft");
+    assert_eq!(new["reopens"], id);
+    let new_id = new["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        d.get(&format!("/api/v1/habilitations/{id}")).await.1["state"],
+        "validated"
+    );
+    assert_eq!(d.act(&new_id, "submit", None).await.0, 200);
+    assert_eq!(i.act(&new_id, "validate", None).await.0, 200);
+    let (_, old) = d.get(&format!("/api/v1/habilitations/{id}")).await;
+    assert_eq!(old["state"], "archived");
+    assert_eq!(
+        old["history"].as_array().unwrap().last().unwrap()["action"],
+        "superseded"
+    );
+    assert_eq!(
+        d.post(&format!("/api/v1/habilitations/{id}/reopen"), json!({}))
+            .await
+            .0,
+        409
+    );
+
+    // Expiry: the platform expires validated habilitations whose accreditation ended.
+    let office = socle_catalogue::BackOffice::new(app.store.clone(), app.journal.clone().unwrap());
+    assert_eq!(
+        office.expire_due("2028-12-31").await.unwrap(),
+        0,
+        "still accredited"
+    );
+    assert_eq!(office.expire_due("2029-01-02").await.unwrap(), 1);
+    let (_, h) = d.get(&format!("/api/v1/habilitations/{new_id}")).await;
+    assert_eq!(h["state"], "expired");
+    assert_eq!(
+        h["history"].as_array().unwrap().last().unwrap()["actor"],
+        "system"
+    );
+    assert_eq!(
+        d.get(&format!("/api/v1/habilitations/{new_id}/credentials"))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(d.act(&new_id, "archive", None).await.1["state"], "archived");
+}
+
+on_both_stores!(reopening_and_expiry);
