@@ -49,6 +49,20 @@ async function audit(page) {
   });
 }
 
+// axe-core, no horizontal scrolling and, with SOCLE_SCREENSHOTS, a screenshot.
+async function checkPage(page, name, width) {
+  await page.waitForLoadState('networkidle');
+  assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+  const violations = await audit(page);
+  assert.deepEqual(violations, [], `axe-core violations on ${name} at ${width}px:\n${JSON.stringify(violations, null, 2)}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `${name} scrolls horizontally by ${overflow}px at ${width}px`);
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: true });
+  }
+}
+
 for (const p of PAGES) {
   for (const width of WIDTHS) {
     test(`${p.path} at ${width}px: axe-core, layout, keyboard`, async () => {
@@ -111,18 +125,7 @@ for (const width of WIDTHS) {
     const page = await context.newPage();
     const problems = [];
     page.on('pageerror', e => problems.push(String(e)));
-    const check = async (name) => {
-      await page.waitForLoadState('networkidle');
-      assert.equal(await page.getAttribute('html', 'lang'), 'fr');
-      const violations = await audit(page);
-      assert.deepEqual(violations, [], `axe-core violations on ${name} at ${width}px:\n${JSON.stringify(violations, null, 2)}`);
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-      assert.ok(overflow <= 0, `${name} scrolls horizontally by ${overflow}px at ${width}px`);
-      if (SHOTS) {
-        mkdirSync(SHOTS, { recursive: true });
-        await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: true });
-      }
-    };
+    const check = (name) => checkPage(page, name, width);
     // Focus an element by tabbing to it (never by clicking), then activate it.
     const tabTo = async (selector) => {
       for (let i = 0; i < 60; i++) {
@@ -174,3 +177,31 @@ test('the choice and consent pages keep their CSP: forms may only lead to the pr
   assert.deepEqual(problems, [], 'no CSP violation on the way');
   await context.close();
 });
+
+// The back office ("Espace agent"): sign-in, the list, a request with its actions and
+// history, the request form — for a provider's instructor and a service's developer.
+for (const width of WIDTHS) {
+  test(`espace agent at ${width}px: sign-in, list, request, form; axe-core on every page`, async () => {
+    for (const [email, open] of [['instructeur@caf.demo', 'Aide aux vacances'], ['developpeur@demoville.demo', 'Tarification de la cantine']]) {
+      const context = await browser.newContext({ bypassCSP: true, viewport: { width, height: 900 }, locale: 'fr-FR' });
+      const page = await context.newPage();
+      const check = (name) => checkPage(page, name, width);
+      await page.goto(BASE + '/espace-agent', { waitUntil: 'networkidle' });
+      assert.ok(page.url().endsWith('/espace-agent/connexion'));
+      await check('agent-connexion');
+      await page.fill('#email', email);
+      await page.fill('#password', 'demonstration-socle');
+      await Promise.all([page.waitForURL(/\/espace-agent$/), page.press('#password', 'Enter')]);
+      await check('agent-demandes');
+      await Promise.all([page.waitForURL(/\/espace-agent\/demandes\//), page.click(`text=${open}`)]);
+      await check(email.startsWith('instructeur') ? 'agent-instruction' : 'agent-demande');
+      const main = await page.textContent('main');
+      assert.ok(main.includes('Historique'), main);
+      if (email.startsWith('developpeur')) {
+        await page.goto(BASE + '/espace-agent/demandes/nouvelle?api=quotient-familial', { waitUntil: 'networkidle' });
+        await check('agent-formulaire');
+      }
+      await context.close();
+    }
+  });
+}

@@ -96,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::post;
-    use routes::{admin, catalogue, demo, habilitations, oidc};
+    use routes::{admin, agent, catalogue, demo, habilitations, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -169,6 +169,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/habilitations/{id}/credentials",
             get(habilitations::credentials),
+        )
+        .route(
+            "/espace-agent/connexion",
+            get(agent::login_form).post(agent::login),
+        )
+        .route("/espace-agent/deconnexion", get(agent::logout))
+        .route("/espace-agent", get(agent::list))
+        .route("/espace-agent/demandes", post(agent::create))
+        .route("/espace-agent/demandes/nouvelle", get(agent::new_form))
+        .route("/espace-agent/demandes/{id}", get(agent::show))
+        .route("/espace-agent/demandes/{id}/action", post(agent::act))
+        .route(
+            "/espace-agent/demandes/{id}/identifiants",
+            post(agent::credentials),
+        )
+        .route(
+            "/espace-agent/demandes/{id}/modifier",
+            get(agent::edit_form).post(agent::edit),
         )
         .route("/catalogue", get(catalogue::page))
         .route("/catalogue/donnees", get(catalogue::data_items_page))

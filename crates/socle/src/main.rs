@@ -640,6 +640,8 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives once /readyz answers must drain.
+    let stop = shutdown_signal();
     let app = Application::build(config.clone()).await?;
     if demo {
         app.seed_demo().await?;
@@ -676,7 +678,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "  Journal checkpoint:  {base}/journal/checkpoint  (verify: socle journal verify --url {base})"
     );
     println!("Press Ctrl-C to stop.");
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(stop).await
 }
 
 fn reset_demo(db: &Path) -> anyhow::Result<()> {

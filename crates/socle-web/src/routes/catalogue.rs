@@ -375,12 +375,11 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
             "Accès sur habilitation : le service décrit sa finalité et sa base légale, le producteur valide la demande."
         }
     };
-    // Until habilitation requests are on the platform, the request goes to the contact.
-    let request_url = if api.contact.contains('@') {
-        format!(
-            "mailto:{}?subject=Demande%20d%E2%80%99acc%C3%A8s%20%C3%A0%20l%E2%80%99API%20{}",
-            api.contact, api.id
-        )
+    // Habilitation: a request in the back office; otherwise, the API's contact.
+    let request_url = if api.access_mode == "habilitation" {
+        format!("/espace-agent/demandes/nouvelle?api={}", api.id)
+    } else if api.contact.contains('@') {
+        format!("mailto:{}", api.contact)
     } else {
         api.contact.clone()
     };

@@ -2,6 +2,7 @@
 //! request, call the domain or store, map the result.
 
 pub mod admin;
+pub mod agent;
 pub mod catalogue;
 pub mod demo;
 pub mod docs;

@@ -725,3 +725,109 @@ async fn reopening_and_expiry(backend: Backend) {
 }
 
 on_both_stores!(reopening_and_expiry);
+
+/// The CSRF field of a page's form.
+fn csrf_in(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn back_office_pages(backend: Backend) {
+    use crate::identity::Browser;
+    let (app, id, _, _) = validated(backend).await;
+    let mut b = Browser::new(&app);
+    // Not signed in: the sign-in page.
+    let r = b.get("/espace-agent").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/espace-agent/connexion"));
+    let page = b.get("/espace-agent/connexion").await;
+    let csrf = csrf_in(&page.body);
+    // A form without the double-submit token is refused; a wrong password says so.
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[("email", "dev@demoville.fr"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &csrf),
+                ("email", "dev@demoville.fr"),
+                ("password", "nope nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("incorrect"));
+    // The page shown again carries a fresh token.
+    let csrf = csrf_in(&r.body);
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &csrf),
+                ("email", "instructeur@caf.fr"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let list = b.get("/espace-agent").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("Tarification de la cantine"));
+    let detail = b.get(&format!("/espace-agent/demandes/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(
+        detail.body.contains("value=\"revoke\""),
+        "the instructor may revoke"
+    );
+    assert!(
+        !detail.body.contains("Obtenir les identifiants"),
+        "credentials are the requester's"
+    );
+    // An action without the page's CSRF token is refused; without a comment, explained.
+    let r = b
+        .post(
+            &format!("/espace-agent/demandes/{id}/action"),
+            &[("action", "revoke")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let token = csrf_in(&detail.body);
+    let r = b
+        .post(
+            &format!("/espace-agent/demandes/{id}/action"),
+            &[("csrf", &token), ("action", "revoke")],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("comment"), "{}", r.body);
+    let r = b
+        .post(
+            &format!("/espace-agent/demandes/{id}/action"),
+            &[
+                ("csrf", &token),
+                ("action", "revoke"),
+                ("comment", "Fin de convention"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        b.get(&format!("/espace-agent/demandes/{id}"))
+            .await
+            .body
+            .contains("Révoquée")
+    );
+    assert_eq!(b.get("/espace-agent/demandes/unknown").await.status, 404);
+}
+
+on_both_stores!(back_office_pages);

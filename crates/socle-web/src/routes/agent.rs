@@ -1,0 +1,882 @@
+//! The back-office pages ("Espace agent"): sign-in, the requests a person may see,
+//! a request with its history and the actions open to them, the request form. The
+//! same rules as the JSON API apply (they are in `socle_catalogue`); these handlers
+//! only render and parse. The session is the sign-in token in an HttpOnly cookie;
+//! forms carry a CSRF token derived from it (or, to sign in, a double-submit cookie).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use socle_catalogue::habilitation::{
+    Accreditation, Action, Contact, Form, Habilitation, LegalBasis, Side, State as HabState,
+};
+use socle_catalogue::people::Actor;
+use socle_catalogue::{BackOffice, CatalogueError};
+
+use crate::AppState;
+use crate::error::{ApiError, PageError};
+use crate::pages::{Layout, render};
+use crate::routes::oidc::cookie;
+
+const COOKIE: &str = "socle_agent";
+const LOGIN_CSRF: &str = "socle_agent_csrf";
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn csrf_of(token: &str) -> String {
+    sha256_hex(&format!("csrf:{token}"))
+}
+
+fn office(state: &AppState) -> Result<&BackOffice, Box<Response>> {
+    state.back_office.as_ref().ok_or_else(|| {
+        Box::new(crate::middleware::respond(
+            ApiError::unavailable("the back office is not available"),
+            true,
+        ))
+    })
+}
+
+/// The signed-in person, their token and the back office.
+struct Agent<'a> {
+    actor: Actor,
+    token: String,
+    office: &'a BackOffice,
+}
+
+async fn agent<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<Agent<'a>, Box<Response>> {
+    let (actor, token) = signed_in(state, headers).await?;
+    Ok(Agent {
+        actor,
+        token,
+        office: office(state)?,
+    })
+}
+
+/// The signed-in person and their form's fields, once the form's CSRF token is
+/// checked against the session's.
+async fn posted<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Agent<'a>, BTreeMap<String, Vec<String>>), Box<Response>> {
+    let a = agent(state, headers).await?;
+    let m = form_map(body);
+    if same(&one(&m, "csrf"), &csrf_of(&a.token)) {
+        Ok((a, m))
+    } else {
+        Err(Box::new(csrf_refused()))
+    }
+}
+
+fn page_error(e: CatalogueError) -> Response {
+    let (status, title) = match &e {
+        CatalogueError::NotFound(_) => return PageError::not_found().into_response(),
+        CatalogueError::Forbidden(_) => (StatusCode::FORBIDDEN, "Action non autorisée"),
+        CatalogueError::Conflict(_) => (StatusCode::CONFLICT, "Action impossible"),
+        CatalogueError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Demande invalide"),
+        CatalogueError::Store(_) => {
+            return crate::middleware::respond(ApiError::from(e), true);
+        }
+    };
+    PageError {
+        status,
+        title,
+        message: e.to_string(),
+    }
+    .into_response()
+}
+
+/// The signed-in person, or a redirect to the sign-in page.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Actor, String), Box<Response>> {
+    let to_login = || Box::new(Redirect::to("/espace-agent/connexion").into_response());
+    let Some(token) = cookie(headers, COOKIE).filter(|t| !t.is_empty()) else {
+        return Err(to_login());
+    };
+    match office(state)?.actor(&token).await {
+        Ok(Some(actor)) => Ok((actor, token)),
+        Ok(None) => Err(to_login()),
+        Err(e) => Err(Box::new(page_error(e))),
+    }
+}
+
+fn form_map(body: &Bytes) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(body).into_owned() {
+        m.entry(k).or_default().push(v);
+    }
+    m
+}
+
+fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
+    m.get(k)
+        .and_then(|v| v.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn csrf_refused() -> Response {
+    PageError {
+        status: StatusCode::FORBIDDEN,
+        title: "Formulaire expiré",
+        message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Rechargez la page et recommencez.".into(),
+    }
+    .into_response()
+}
+
+fn secure(state: &AppState) -> &'static str {
+    let https = state
+        .identity
+        .as_ref()
+        .is_some_and(|p| p.config().secure_cookies());
+    if https || state.settings.tls {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+// ----- sign-in --------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "agent_login.html")]
+pub struct LoginPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub message: Option<String>,
+}
+
+fn login_page(state: &AppState, message: Option<String>, status: StatusCode) -> Response {
+    let csrf = sha256_hex(&format!("{:?}", std::time::SystemTime::now()))
+        + &sha256_hex(&socle_identity::random_token(16))[..16];
+    let mut r = render(&LoginPage {
+        layout: Layout::current("Espace agent"),
+        csrf: csrf.clone(),
+        message,
+    });
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF}={csrf}; Path=/espace-agent; HttpOnly; SameSite=Strict{}",
+        secure(state)
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub async fn login_form(State(state): State<AppState>) -> Response {
+    login_page(&state, None, StatusCode::OK)
+}
+
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let office = match office(&state) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    let m = form_map(&body);
+    let expected = cookie(&headers, LOGIN_CSRF).unwrap_or_default();
+    if expected.is_empty() || !same(&one(&m, "csrf"), &expected) {
+        return csrf_refused();
+    }
+    match office
+        .sign_in(&one(&m, "email"), &one(&m, "password"))
+        .await
+    {
+        Ok(Some(token)) => {
+            let mut r = Redirect::to("/espace-agent").into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{COOKIE}={token}; Path=/espace-agent; HttpOnly; SameSite=Lax; Max-Age=28800{}",
+                secure(&state)
+            )) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(None) => login_page(
+            &state,
+            Some("Adresse électronique ou mot de passe incorrect.".into()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn logout() -> Response {
+    let mut r = Redirect::to("/espace-agent/connexion").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "socle_agent=; Path=/espace-agent; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    r
+}
+
+// ----- the list -------------------------------------------------------------------
+
+pub struct Row {
+    pub id: String,
+    pub title: String,
+    pub api: String,
+    pub requester: String,
+    pub state: &'static str,
+}
+
+pub fn state_label(s: HabState) -> &'static str {
+    match s {
+        HabState::Draft => "Brouillon",
+        HabState::Submitted => "Soumise",
+        HabState::ChangesRequested => "Modifications demandées",
+        HabState::Validated => "Validée",
+        HabState::Refused => "Refusée",
+        HabState::Revoked => "Révoquée",
+        HabState::Expired => "Expirée",
+        HabState::Archived => "Archivée",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "agent_list.html")]
+pub struct ListPage {
+    pub layout: Layout,
+    pub email: String,
+    pub organisation: String,
+    pub rows: Vec<Row>,
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let a = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let (actor, office) = (&a.actor, a.office);
+    let list = match office.list(actor).await {
+        Ok(l) => l,
+        Err(e) => return page_error(e),
+    };
+    render(&ListPage {
+        layout: Layout::current("Demandes d’habilitation"),
+        email: actor.email.clone(),
+        organisation: actor.organisation.clone(),
+        rows: list
+            .into_iter()
+            .map(|h| Row {
+                title: if h.form.title.is_empty() {
+                    "(sans titre)".into()
+                } else {
+                    h.form.title.clone()
+                },
+                id: h.id,
+                api: h.api,
+                requester: h.requester,
+                state: state_label(h.state),
+            })
+            .collect(),
+    })
+}
+
+// ----- one request ----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "agent_request.html")]
+pub struct RequestPage {
+    pub layout: Layout,
+    pub id: String,
+    pub title: String,
+    pub state: &'static str,
+    pub message: Option<String>,
+    pub message_kind: &'static str,
+    pub facts: Vec<(&'static str, String)>,
+    pub actions: Vec<(&'static str, &'static str)>,
+    pub editable: bool,
+    pub credentials: bool,
+    pub csrf: String,
+    pub history: Vec<(String, String, String, String)>,
+}
+
+fn action_label(a: Action) -> &'static str {
+    match a {
+        Action::Submit => "Soumettre la demande",
+        Action::RequestChanges => "Demander des modifications",
+        Action::Validate => "Valider",
+        Action::Refuse => "Refuser",
+        Action::Revoke => "Révoquer",
+        Action::Archive => "Archiver",
+        Action::Expire => "Expirer",
+    }
+}
+
+fn request_page(
+    actor: &Actor,
+    token: &str,
+    h: &Habilitation,
+    message: Option<(String, &'static str)>,
+    status: StatusCode,
+) -> Response {
+    use socle_catalogue::habilitation::{may, may_edit, side};
+    let s = side(actor, &h.requester, &h.producer);
+    let actions = Action::ALL
+        .into_iter()
+        .filter(|a| may(s, *a) && a.from(h.state).is_some())
+        .map(|a| (a.as_str(), action_label(a)))
+        .collect();
+    let f = &h.form;
+    let facts = vec![
+        ("API", h.api.clone()),
+        ("Organisation demandeuse (SIRET)", h.requester.clone()),
+        ("Producteur (SIRET)", h.producer.clone()),
+        ("Finalité", f.purpose.clone()),
+        (
+            "Base légale",
+            format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
+        ),
+        ("Périmètres demandés", f.scopes.join(", ")),
+        (
+            "Durée de conservation",
+            format!("{} mois", f.retention_months),
+        ),
+        ("Destinataires", f.recipients.join(", ")),
+        (
+            "Responsable de traitement",
+            format!("{} <{}>", f.controller.name, f.controller.email),
+        ),
+        (
+            "Délégué à la protection des données",
+            format!("{} <{}>", f.dpo.name, f.dpo.email),
+        ),
+        (
+            "Contact technique",
+            format!(
+                "{} <{}>",
+                f.technical_contact.name, f.technical_contact.email
+            ),
+        ),
+        (
+            "Homologation",
+            format!(
+                "{} du {} au {}",
+                f.accreditation.authority, f.accreditation.start, f.accreditation.end
+            ),
+        ),
+        (
+            "Volume attendu",
+            format!("{} appels par jour", f.expected_volume),
+        ),
+        ("Mise en service", f.go_live.clone()),
+    ];
+    let history = h
+        .history
+        .iter()
+        .map(|e| {
+            (
+                e.at.replace('T', " ").trim_end_matches('Z').to_string(),
+                e.actor.clone(),
+                format!("{} → {}", e.action, state_label(e.to)),
+                e.comment.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (message, message_kind) = match message {
+        Some((m, k)) => (Some(m), k),
+        None => (None, "info"),
+    };
+    let mut r = render(&RequestPage {
+        layout: Layout::current(if f.title.is_empty() {
+            "Demande"
+        } else {
+            &f.title
+        }),
+        id: h.id.clone(),
+        title: if f.title.is_empty() {
+            "(sans titre)".into()
+        } else {
+            f.title.clone()
+        },
+        state: state_label(h.state),
+        message,
+        message_kind,
+        facts,
+        actions,
+        editable: may_edit(s, h.state),
+        credentials: s == Side::Requester && h.state == HabState::Validated,
+        csrf: csrf_of(token),
+        history,
+    });
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let a = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    match office.get(actor, &id).await {
+        Ok(h) => request_page(actor, token, &h, None, StatusCode::OK),
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, m) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    let Some(action) = Action::parse(&one(&m, "action")).filter(|a| *a != Action::Expire) else {
+        return page_error(CatalogueError::Invalid("action inconnue".into()));
+    };
+    let comment = Some(one(&m, "comment")).filter(|c| !c.trim().is_empty());
+    match office.act(actor, &id, action, comment).await {
+        Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
+        Err(CatalogueError::Invalid(msg)) | Err(CatalogueError::Conflict(msg)) => {
+            match office.get(actor, &id).await {
+                Ok(h) => request_page(
+                    actor,
+                    token,
+                    &h,
+                    Some((msg, "error")),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+                Err(e) => page_error(e),
+            }
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, _) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    let message = match office.credentials(actor, &id).await {
+        Ok((client_id, Some(secret))) => format!(
+            "Identifiant client : {client_id} — secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché."
+        ),
+        Ok((client_id, None)) => format!(
+            "Identifiant client : {client_id}. Le secret a déjà été affiché une fois : la plateforme n’en garde que l’empreinte."
+        ),
+        Err(e) => return page_error(e),
+    };
+    match office.get(actor, &id).await {
+        Ok(h) => request_page(actor, token, &h, Some((message, "success")), StatusCode::OK),
+        Err(e) => page_error(e),
+    }
+}
+
+// ----- the form -------------------------------------------------------------------
+
+pub struct Field {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub kind: &'static str,
+    pub multiline: bool,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "agent_form.html")]
+pub struct FormPage {
+    pub layout: Layout,
+    pub heading: &'static str,
+    pub api: String,
+    pub api_title: String,
+    pub action: String,
+    pub csrf: String,
+    pub message: Option<String>,
+    pub fields: Vec<Field>,
+    /// (name, description, checked)
+    pub scopes: Vec<(String, String, bool)>,
+}
+
+fn fields(f: &Form) -> Vec<Field> {
+    let field = |name, label, hint, kind, multiline, value: String| Field {
+        name,
+        label,
+        hint,
+        kind,
+        multiline,
+        value,
+    };
+    vec![
+        field(
+            "title",
+            "Intitulé de la démarche",
+            "",
+            "text",
+            false,
+            f.title.clone(),
+        ),
+        field(
+            "purpose",
+            "Finalité",
+            "Pourquoi ces données sont nécessaires, en quelques phrases.",
+            "text",
+            true,
+            f.purpose.clone(),
+        ),
+        field(
+            "legal_nature",
+            "Nature de la base légale",
+            "Par exemple : mission d’intérêt public.",
+            "text",
+            false,
+            f.legal_basis.nature.clone(),
+        ),
+        field(
+            "legal_text",
+            "Texte de référence",
+            "Loi, décret ou délibération, et article.",
+            "text",
+            false,
+            f.legal_basis.text.clone(),
+        ),
+        field(
+            "legal_url",
+            "Adresse du texte",
+            "Facultatif.",
+            "url",
+            false,
+            f.legal_basis.url.clone().unwrap_or_default(),
+        ),
+        field(
+            "retention_months",
+            "Durée de conservation (mois)",
+            "Au-delà de 36 mois, une justification est demandée.",
+            "number",
+            false,
+            if f.retention_months == 0 {
+                String::new()
+            } else {
+                f.retention_months.to_string()
+            },
+        ),
+        field(
+            "retention_justification",
+            "Justification de la durée de conservation",
+            "",
+            "text",
+            false,
+            f.retention_justification.clone().unwrap_or_default(),
+        ),
+        field(
+            "recipients",
+            "Destinataires des données",
+            "Un par ligne.",
+            "text",
+            true,
+            f.recipients.join("\n"),
+        ),
+        field(
+            "controller_name",
+            "Responsable de traitement — nom",
+            "",
+            "text",
+            false,
+            f.controller.name.clone(),
+        ),
+        field(
+            "controller_email",
+            "Responsable de traitement — adresse électronique",
+            "",
+            "email",
+            false,
+            f.controller.email.clone(),
+        ),
+        field(
+            "dpo_name",
+            "Délégué à la protection des données — nom",
+            "",
+            "text",
+            false,
+            f.dpo.name.clone(),
+        ),
+        field(
+            "dpo_email",
+            "Délégué à la protection des données — adresse électronique",
+            "",
+            "email",
+            false,
+            f.dpo.email.clone(),
+        ),
+        field(
+            "tech_name",
+            "Contact technique — nom",
+            "",
+            "text",
+            false,
+            f.technical_contact.name.clone(),
+        ),
+        field(
+            "tech_email",
+            "Contact technique — adresse électronique",
+            "",
+            "email",
+            false,
+            f.technical_contact.email.clone(),
+        ),
+        field(
+            "acc_authority",
+            "Homologation — autorité",
+            "",
+            "text",
+            false,
+            f.accreditation.authority.clone(),
+        ),
+        field(
+            "acc_start",
+            "Homologation — début",
+            "Format AAAA-MM-JJ.",
+            "text",
+            false,
+            f.accreditation.start.clone(),
+        ),
+        field(
+            "acc_end",
+            "Homologation — fin",
+            "Format AAAA-MM-JJ.",
+            "text",
+            false,
+            f.accreditation.end.clone(),
+        ),
+        field(
+            "expected_volume",
+            "Volume attendu (appels par jour)",
+            "",
+            "number",
+            false,
+            if f.expected_volume == 0 {
+                String::new()
+            } else {
+                f.expected_volume.to_string()
+            },
+        ),
+        field(
+            "go_live",
+            "Date de mise en service",
+            "Format AAAA-MM-JJ.",
+            "text",
+            false,
+            f.go_live.clone(),
+        ),
+    ]
+}
+
+fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
+    let url = one(m, "legal_url");
+    let justification = one(m, "retention_justification");
+    Form {
+        title: one(m, "title"),
+        purpose: one(m, "purpose"),
+        legal_basis: LegalBasis {
+            nature: one(m, "legal_nature"),
+            text: one(m, "legal_text"),
+            url: (!url.trim().is_empty()).then_some(url),
+        },
+        scopes: m.get("scopes").cloned().unwrap_or_default(),
+        retention_months: one(m, "retention_months").trim().parse().unwrap_or(0),
+        retention_justification: (!justification.trim().is_empty()).then_some(justification),
+        recipients: one(m, "recipients")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        controller: Contact {
+            name: one(m, "controller_name"),
+            email: one(m, "controller_email"),
+        },
+        dpo: Contact {
+            name: one(m, "dpo_name"),
+            email: one(m, "dpo_email"),
+        },
+        technical_contact: Contact {
+            name: one(m, "tech_name"),
+            email: one(m, "tech_email"),
+        },
+        accreditation: Accreditation {
+            authority: one(m, "acc_authority"),
+            start: one(m, "acc_start"),
+            end: one(m, "acc_end"),
+        },
+        expected_volume: one(m, "expected_volume").trim().parse().unwrap_or(0),
+        go_live: one(m, "go_live"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn form_page(
+    state: &AppState,
+    token: &str,
+    heading: &'static str,
+    api: &str,
+    action: String,
+    form: &Form,
+    message: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let listed = match state.catalogue.as_ref() {
+        Some(c) => match c.api(api).await {
+            Ok(l) => l,
+            Err(e) => return page_error(e),
+        },
+        None => return crate::middleware::respond(ApiError::unavailable("catalogue"), true),
+    };
+    let mut r = render(&FormPage {
+        layout: Layout::current(heading),
+        heading,
+        api: api.to_string(),
+        api_title: listed.api.title.clone(),
+        action,
+        csrf: csrf_of(token),
+        message,
+        fields: fields(form),
+        scopes: listed
+            .api
+            .scopes
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.description.clone(),
+                    form.scopes.contains(&s.name),
+                )
+            })
+            .collect(),
+    });
+    *r.status_mut() = status;
+    r
+}
+
+pub async fn new_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<BTreeMap<String, String>>,
+) -> Response {
+    let a = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let token = &a.token;
+    let api = q.get("api").cloned().unwrap_or_default();
+    form_page(
+        &state,
+        token,
+        "Nouvelle demande d’habilitation",
+        &api,
+        "/espace-agent/demandes".into(),
+        &Form::default(),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (a, m) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    let form = parse_form(&m);
+    let api = one(&m, "api");
+    match office.create(actor, &api, form.clone()).await {
+        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response(),
+        Err(CatalogueError::Invalid(msg)) => {
+            form_page(
+                &state,
+                token,
+                "Nouvelle demande d’habilitation",
+                &api,
+                "/espace-agent/demandes".into(),
+                &form,
+                Some(msg),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let a = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    match office.get(actor, &id).await {
+        Ok(h) => {
+            form_page(
+                &state,
+                token,
+                "Modifier la demande",
+                &h.api,
+                format!("/espace-agent/demandes/{id}/modifier"),
+                &h.form,
+                None,
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, m) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (actor, office) = (&a.actor, a.office);
+    match office.update(actor, &id, parse_form(&m)).await {
+        Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
+        Err(e) => page_error(e),
+    }
+}
