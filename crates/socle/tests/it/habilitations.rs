@@ -831,3 +831,211 @@ async fn back_office_pages(backend: Backend) {
 }
 
 on_both_stores!(back_office_pages);
+
+async fn webhooks_are_disabled_after_repeated_failures(backend: Backend) {
+    use socle_store::NotificationStore;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    publish(&app).await;
+    // A receiver that is never there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", dead.local_addr().unwrap());
+    drop(dead);
+    let (id, _) = socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        socle_catalogue::notify::notify(&app.store, PRODUCER, "test", &json!({"n": n}), "", "")
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::new();
+    for _ in 0..60 {
+        // Make every pending delivery due now, then attempt (the server's own worker
+        // attempts too: the outcome is the same).
+        for mut d in app.store.due_deliveries(i64::MAX, 100).await.unwrap() {
+            d.next_at = 0;
+            app.store.update_delivery(&d, 0).await.unwrap();
+        }
+        socle_catalogue::notify::deliver_due(&app.store, &http)
+            .await
+            .unwrap();
+        if app
+            .store
+            .due_deliveries(i64::MAX, 100)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+    }
+    let log = app.store.deliveries(PRODUCER, 10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    for d in &log {
+        assert_eq!(d.state, "failed", "{d:?}");
+        assert!(d.attempts >= socle_catalogue::notify::MAX_ATTEMPTS);
+        assert_eq!(d.last_error.as_deref(), Some("connection failed"));
+    }
+    let hook = app.store.webhook(&id).await.unwrap().unwrap();
+    assert!(
+        !hook.enabled,
+        "disabled after {} given-up deliveries",
+        hook.failures
+    );
+    socle_catalogue::notify::notify(&app.store, PRODUCER, "test", &json!({}), "", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.deliveries(PRODUCER, 10).await.unwrap().len(),
+        3,
+        "nothing queued for a disabled webhook"
+    );
+}
+
+async fn the_whole_request_through_the_pages(backend: Backend) {
+    use crate::identity::Browser;
+    use socle_catalogue::people::Role;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    async fn sign(app: &TestApp, email: &str) -> Browser {
+        let mut b = Browser::new(app);
+        let page = b.get("/espace-agent/connexion").await;
+        let r = b
+            .post(
+                "/espace-agent/connexion",
+                &[
+                    ("csrf", &csrf_in(&page.body)),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303);
+        b
+    }
+    let mut dev = sign(&app, "dev@demoville.fr").await;
+    let mut inst = sign(&app, "instructeur@caf.fr").await;
+    // The developer finds the API and asks for access from its page.
+    let api = dev.get("/catalogue/quotient-familial").await;
+    assert!(
+        api.body
+            .contains("/espace-agent/demandes/nouvelle?api=quotient-familial")
+    );
+    let form = dev
+        .get("/espace-agent/demandes/nouvelle?api=quotient-familial")
+        .await;
+    assert_eq!(form.status, 200);
+    let c = csrf_in(&form.body);
+    let fields: Vec<(&str, &str)> = vec![
+        ("csrf", &c),
+        ("api", "quotient-familial"),
+        ("title", "Tarification de la cantine"),
+        (
+            "purpose",
+            "Calculer le tarif de la cantine selon le quotient familial, sans justificatif.",
+        ),
+        ("legal_nature", "mission d’intérêt public"),
+        ("legal_text", "Code de l’éducation, L. 551-1"),
+        ("legal_url", ""),
+        ("retention_months", "12"),
+        ("retention_justification", ""),
+        ("recipients", "Service enfance"),
+        ("controller_name", "Maire"),
+        ("controller_email", "maire@demoville.fr"),
+        ("dpo_name", "DPD"),
+        ("dpo_email", "dpd@demoville.fr"),
+        ("tech_name", "DSI"),
+        ("tech_email", "dsi@demoville.fr"),
+        ("acc_authority", "Maire"),
+        ("acc_start", "2026-01-01"),
+        ("acc_end", "2029-01-01"),
+        ("expected_volume", "500"),
+        ("go_live", "2027-01-15"),
+        ("scopes", "quotient_familial"),
+    ];
+    let r = dev.post("/espace-agent/demandes", &fields).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let detail_url = r.location.unwrap();
+    assert_eq!(
+        act(&mut dev, detail_url.clone(), "submit", "").await.status,
+        303
+    );
+    assert_eq!(
+        act(
+            &mut inst,
+            detail_url.clone(),
+            "request_changes",
+            "Précisez les destinataires."
+        )
+        .await
+        .status,
+        303
+    );
+    let page = dev.get(&detail_url).await;
+    assert!(
+        page.body.contains("Modifications demandées")
+            && page.body.contains("Précisez les destinataires.")
+    );
+    // Resubmitted after an edit, then validated; credentials once.
+    let edit = dev.get(&format!("{detail_url}/modifier")).await;
+    let c = csrf_in(&edit.body);
+    let mut fields2 = fields.clone();
+    fields2[0] = ("csrf", &c);
+    fields2[9] = ("recipients", "Service enfance\nService financier");
+    assert_eq!(
+        dev.post(&format!("{detail_url}/modifier"), &fields2)
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        act(&mut dev, detail_url.clone(), "submit", "").await.status,
+        303
+    );
+    assert_eq!(
+        act(&mut inst, detail_url.clone(), "validate", "")
+            .await
+            .status,
+        303
+    );
+    let page = dev.get(&detail_url).await;
+    assert!(page.body.contains("Validée") && page.body.contains("Obtenir les identifiants"));
+    let r = dev
+        .post(
+            &format!("{detail_url}/identifiants"),
+            &[("csrf", &csrf_in(&page.body))],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("secret :"), "the secret is shown once");
+    let r = dev
+        .post(
+            &format!("{detail_url}/identifiants"),
+            &[("csrf", &csrf_in(&page.body))],
+        )
+        .await;
+    assert!(!r.body.contains("secret :") && r.body.contains("déjà été affiché"));
+}
+
+/// Submits one of the actions of a request's page, as its buttons do.
+async fn act(
+    b: &mut crate::identity::Browser,
+    url: String,
+    action: &str,
+    comment: &str,
+) -> crate::identity::Resp {
+    let page = b.get(&url).await;
+    let c = csrf_in(&page.body);
+    b.post(
+        &format!("{url}/action"),
+        &[("csrf", &c), ("action", action), ("comment", comment)],
+    )
+    .await
+}
+
+on_both_stores!(
+    webhooks_are_disabled_after_repeated_failures,
+    the_whole_request_through_the_pages
+);
