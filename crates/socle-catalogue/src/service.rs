@@ -58,6 +58,26 @@ fn folded(s: &str) -> String {
         .collect()
 }
 
+/// The data items whose name, meaning or legal source contain every word of `q`.
+pub fn filter_items(items: Vec<DataItem>, q: Option<&str>) -> Vec<DataItem> {
+    let words: Vec<String> = q
+        .map(folded)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    items
+        .into_iter()
+        .filter(|i| {
+            let hay = folded(&format!(
+                "{} {} {} {}",
+                i.id, i.name, i.meaning, i.legal_source
+            ));
+            words.iter().all(|w| hay.contains(w.as_str()))
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct Catalogue {
     store: Store,

@@ -121,12 +121,22 @@ pub struct DataItemList {
     pub data_items: Vec<DataItem>,
 }
 
-/// The data dictionary.
-#[utoipa::path(get, path = "/api/v1/data-items", tag = "catalogue",
-    responses((status = 200, description = "Every data item", body = DataItemList)))]
-pub async fn data_items(State(state): State<AppState>) -> Result<Json<DataItemList>, ApiError> {
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct ItemSearch {
+    /// Words looked for in the name, meaning and legal source (accents ignored).
+    pub q: Option<String>,
+}
+
+/// The data dictionary, searchable.
+#[utoipa::path(get, path = "/api/v1/data-items", tag = "catalogue", params(ItemSearch),
+    responses((status = 200, description = "The data items matching every word", body = DataItemList)))]
+pub async fn data_items(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ItemSearch>,
+) -> Result<Json<DataItemList>, ApiError> {
+    let items = catalogue(&state)?.data_items().await?;
     Ok(Json(DataItemList {
-        data_items: catalogue(&state)?.data_items().await?,
+        data_items: socle_catalogue::service::filter_items(items, q.q.as_deref()),
     }))
 }
 

@@ -202,6 +202,24 @@ async fn registering_and_searching(backend: Backend) {
     );
     let items: Value = app.get("/api/v1/data-items").await.json().await.unwrap();
     assert_eq!(items["data_items"][0]["id"], "rfr");
+    let found: Value = app
+        .get("/api/v1/data-items?q=reference%20fiscal")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["data_items"].as_array().unwrap().len(),
+        1,
+        "accents folded, every word"
+    );
+    let none: Value = app
+        .get("/api/v1/data-items?q=cantine")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(none["data_items"].as_array().unwrap().is_empty());
 
     // DCAT-AP export and pages.
     let r = app.get("/api/v1/catalogue.jsonld").await;
