@@ -10,52 +10,10 @@ use socle_store::{BackOfficeStore, HabilitationRow, Store};
 use crate::habilitation::{self, Action, Event, Form, Habilitation, Side, State};
 use crate::people::{self, Actor, Role, User};
 use crate::service::Catalogue;
-use crate::{CatalogueError, Result};
+use crate::{CatalogueError, Result, now, now_rfc3339, random, sha256_hex};
 
 /// Lifetime of a sign-in token.
 const TOKEN_TTL: i64 = 8 * 3600;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn now_rfc3339() -> String {
-    let secs = u64::try_from(now()).unwrap_or(0);
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-fn random(n: usize) -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut b = vec![0u8; n];
-    rand::rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
 
 fn forbidden(m: &str) -> CatalogueError {
     CatalogueError::Forbidden(m.to_string())
@@ -530,7 +488,7 @@ impl BackOffice {
 mod tests {
     #[test]
     fn rfc3339_now_has_the_right_shape() {
-        let s = super::now_rfc3339();
+        let s = crate::now_rfc3339();
         assert_eq!(s.len(), 20);
         assert!(s.starts_with("20") && s.ends_with('Z'));
     }

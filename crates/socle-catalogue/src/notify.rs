@@ -8,7 +8,7 @@ use std::time::Duration;
 use hmac::{KeyInit, Mac};
 use socle_store::{NotificationStore, Store, StoredDelivery, StoredWebhook};
 
-use crate::{CatalogueError, Result};
+use crate::{CatalogueError, Result, now, random};
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -31,21 +31,6 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// 2,048 s.
 pub fn backoff(attempts: i64) -> i64 {
     1_i64 << attempts.clamp(0, 12).saturating_sub(1).min(11)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn random(n: usize) -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut b = vec![0u8; n];
-    rand::rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Registers a webhook for `organisation`; returns `(id, secret)`, the secret shown once.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use socle_store::{CatalogueKind, CatalogueStore, Store};
 
 use crate::model::{Api, ApiInput, DataItem, Organisation, OrganisationInput};
-use crate::{CatalogueError, Result};
+use crate::{CatalogueError, Result, now};
 
 /// Filters of a catalogue search; all optional, combined with AND.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -34,13 +34,6 @@ fn decode<T: for<'de> Deserialize<'de>>(doc: &str) -> Result<T> {
 
 fn encode<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| CatalogueError::Invalid(e.to_string()))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn folded(s: &str) -> String {
