@@ -482,6 +482,30 @@ impl BackOffice {
         self.save(&h, version).await?;
         Ok((client_id, Some(secret)))
     }
+
+    /// Replaces the secret of a validated habilitation (a lost or leaked secret): the
+    /// old one stops working as soon as the gateway reloads (within a second); tokens
+    /// already issued with it stay valid until they expire.
+    pub async fn renew_secret(&self, actor: &Actor, id: &str) -> Result<(String, String)> {
+        let (mut h, version) = self.load(id).await?;
+        if habilitation::side(actor, &h.requester, &h.producer) != Side::Requester {
+            return Err(forbidden(
+                "credentials go to the requesting organisation only",
+            ));
+        }
+        let (Some(client_id), State::Validated) = (h.client_id.clone(), h.state) else {
+            return Err(CatalogueError::Conflict(format!(
+                "the habilitation is {}",
+                h.state.as_str()
+            )));
+        };
+        let secret = random(32);
+        h.secret_hash = Some(sha256_hex(&secret));
+        self.save(&h, version).await?;
+        self.journal(&self.pseudonym(actor), &h, "renew_secret")
+            .await?;
+        Ok((client_id, secret))
+    }
 }
 
 #[cfg(test)]

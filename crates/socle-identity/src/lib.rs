@@ -25,7 +25,7 @@ pub use client::{Client, ClientInput, NewClientSecret};
 pub use error::{IdentityError, OidcError};
 pub use keys::{KeyRing, MasterKey};
 pub use pivot::{Eidas, Identity};
-pub use provider::{Provider, ProviderConfig};
+pub use provider::{PersonToken, Provider, ProviderConfig};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -52,4 +52,9 @@ pub fn sha256_b64url(data: &[u8]) -> String {
     use base64::Engine;
     use sha2::Digest;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(data))
+}
+
+/// Constant-time comparison of secrets' hashes.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -140,6 +140,10 @@ struct CodeDoc {
     claims: Map<String, Value>,
     #[serde(default)]
     code_challenge: Option<String>,
+    /// The verified pivot identity, for data providers reached through the gateway on
+    /// the person's behalf (never released to the service by this record).
+    #[serde(default)]
+    person: Option<Identity>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +152,24 @@ struct TokenDoc {
     scopes: Vec<String>,
     claims: Map<String, Value>,
     acr: Eidas,
+    #[serde(default)]
+    person: Option<Identity>,
+}
+
+/// What an access token issued to a service says about the person, for the gateway's
+/// calls on the person's behalf ("FranceConnect-ed" mode).
+#[derive(Debug, Clone)]
+pub struct PersonToken {
+    pub client_id: String,
+    /// SIRET of the service's organisation.
+    pub organisation: String,
+    pub scopes: Vec<String>,
+    pub acr: Eidas,
+    /// The verified pivot identity.
+    pub identity: Identity,
+    /// The person key behind the journal pseudonym (hash of the pivot identity).
+    pub identity_hash: String,
+    pub expires_at: i64,
 }
 
 /// What the authorization endpoint answers when the request is refused.
@@ -302,7 +324,7 @@ impl Provider {
             "jwks_uri": format!("{iss}/jwks"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code", "client_credentials"],
             "subject_types_supported": ["pairwise"],
             "scopes_supported": pivot::SCOPES,
             "claims_supported": ["sub", "given_name", "given_name_array", "family_name", "birthdate",
@@ -982,6 +1004,7 @@ impl Provider {
             sub,
             claims,
             code_challenge: i.request.code_challenge.clone(),
+            person: Some(done.identity.clone()),
         };
         self.store
             .insert_code(
@@ -1293,7 +1316,8 @@ impl Provider {
 
     // ----- userinfo ---------------------------------------------------------------
 
-    pub async fn userinfo(&self, access_token: &str) -> Result<Userinfo> {
+    /// An access token that is known, unrevoked, unexpired, of an active client.
+    async fn live_token(&self, access_token: &str) -> Result<(TokenDoc, Client, i64)> {
         let invalid = |d: &str| IdentityError::oidc(OidcError::InvalidToken, d);
         let Some(t) = self
             .store
@@ -1314,6 +1338,11 @@ impl Provider {
             .active(&t.client_id)
             .await
             .map_err(|_| invalid("the client is disabled"))?;
+        Ok((doc, client, t.expires_at))
+    }
+
+    pub async fn userinfo(&self, access_token: &str) -> Result<Userinfo> {
+        let (doc, client, _) = self.live_token(access_token).await?;
         let mut claims = Map::new();
         claims.insert("sub".into(), json!(doc.sub));
         claims.extend(doc.claims);
@@ -1337,6 +1366,26 @@ impl Provider {
                 Ok(Userinfo::Jwt(out))
             }
         }
+    }
+
+    /// Checks an access token presented to the gateway on a person's behalf.
+    pub async fn person_token(&self, access_token: &str) -> Result<PersonToken> {
+        let (doc, client, expires_at) = self.live_token(access_token).await?;
+        let Some(identity) = doc.person else {
+            return Err(IdentityError::oidc(
+                OidcError::InvalidToken,
+                "the access token carries no identity",
+            ));
+        };
+        Ok(PersonToken {
+            client_id: client.client_id,
+            organisation: client.organisation,
+            scopes: doc.scopes,
+            acr: doc.acr,
+            identity_hash: identity.identity_hash(),
+            identity,
+            expires_at,
+        })
     }
 
     // ----- logout -----------------------------------------------------------------
@@ -1458,7 +1507,7 @@ impl Provider {
 }
 
 fn check_secret(client: &Client, secret: &str) -> Result<()> {
-    use subtle_eq::ct_eq;
+    use crate::ct_eq;
     match &client.secret_hash {
         Some(h)
             if ct_eq(
@@ -1472,13 +1521,6 @@ fn check_secret(client: &Client, secret: &str) -> Result<()> {
             OidcError::InvalidClient,
             "client authentication failed",
         )),
-    }
-}
-
-/// Constant-time comparison of two hashes.
-mod subtle_eq {
-    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 

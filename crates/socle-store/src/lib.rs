@@ -13,6 +13,7 @@
 mod catalogue;
 mod direct;
 mod error;
+mod gateway;
 mod identity;
 mod journal;
 mod migrate;
@@ -28,6 +29,7 @@ pub use catalogue::{
     StoredDelivery, StoredHabilitation, StoredWebhook,
 };
 pub use error::{Result, StoreError};
+pub use gateway::{GatewayStore, StoredConsent};
 pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{
     JournalState, JournalStore, JournalWriter, NewEntry, NodeHash, QueuedLeaf, SequencerLease,

@@ -32,6 +32,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_journal"),
     migration!(3, "0003_identity"),
     migration!(4, "0004_catalogue"),
+    migration!(5, "0005_gateway"),
 ];
 
 /// The schema version this binary writes and expects.

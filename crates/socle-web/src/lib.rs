@@ -63,6 +63,10 @@ pub struct AppState {
     pub catalogue: Option<socle_catalogue::Catalogue>,
     /// Back-office accounts and habilitation requests.
     pub back_office: Option<socle_catalogue::BackOffice>,
+    /// The gateway (`None` only while the schema is behind).
+    pub gateway: Option<socle_gateway::Gateway>,
+    /// People's consents for consent-based habilitations.
+    pub consents: Option<socle_gateway::Consents>,
     /// The demonstration identity provider and service (`socle demo` only).
     pub demo: Option<Arc<routes::demo::Demo>>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
@@ -73,6 +77,16 @@ pub struct AppState {
 impl AppState {
     pub fn instance_name(&self) -> Arc<str> {
         self.settings.instance_name.clone()
+    }
+
+    /// A habilitation or API changed on this node: the gateway sees it at the next
+    /// call (other nodes within a second).
+    pub async fn gateway_changed(&self) {
+        if let Some(g) = &self.gateway
+            && let Err(e) = g.reload().await
+        {
+            tracing::warn!(error = %e, "gateway not reloaded; it retries within a second");
+        }
     }
 }
 
@@ -95,7 +109,7 @@ pub fn router(state: AppState) -> Router {
             routes::journal::rate_limit,
         ));
 
-    use axum::routing::post;
+    use axum::routing::{any, post};
     use routes::{admin, agent, catalogue, demo, habilitations, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
@@ -171,6 +185,10 @@ pub fn router(state: AppState) -> Router {
             get(habilitations::credentials),
         )
         .route(
+            "/api/v1/habilitations/{id}/credentials/renew",
+            post(habilitations::renew_credentials),
+        )
+        .route(
             "/espace-agent/connexion",
             get(agent::login_form).post(agent::login),
         )
@@ -207,7 +225,17 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/fs/", get(demo::fs_home))
         .route("/demo/fs/login", get(demo::fs_login))
         .route("/demo/fs/callback", get(demo::fs_callback))
-        .route("/demo/fs/logged-out", get(demo::fs_logged_out));
+        .route("/demo/fs/logged-out", get(demo::fs_logged_out))
+        .route("/demo/fd/caf/quotient-familial", get(routes::demo_fd::caf))
+        .route(
+            "/demo/fd/impots/foyers-fiscaux",
+            get(routes::demo_fd::impots),
+        )
+        .route("/gateway/{org}/{api}/{version}", any(routes::gateway::call))
+        .route(
+            "/gateway/{org}/{api}/{version}/{*path}",
+            any(routes::gateway::call),
+        );
 
     Router::new()
         .merge(journal)

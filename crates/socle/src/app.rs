@@ -160,7 +160,47 @@ impl Application {
                 }
             });
         }
+        let (gateway, consents) = match (&catalogue, &journal, &identity) {
+            (Some(c), Some(j), Some(p)) => {
+                let mut gc = socle_gateway::GatewayConfig::new(&public_url);
+                gc.connect_timeout = config.gateway.connect_timeout;
+                gc.timeout = config.gateway.timeout;
+                gc.token_ttl =
+                    i64::try_from(config.gateway.token_lifetime.as_secs()).unwrap_or(900);
+                gc.open_rate = config.gateway.open_rate_limit;
+                let g = socle_gateway::Gateway::open(
+                    gc,
+                    store.clone(),
+                    c.clone(),
+                    j.clone(),
+                    p.keys.clone(),
+                    p.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
+                // The snapshot is rebuilt and quota counters saved every second.
+                let upkeep = g.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        upkeep.tick().await;
+                    }
+                });
+                let consents = socle_gateway::Consents::new(
+                    store.clone(),
+                    j.clone(),
+                    p.keys.clone(),
+                    &p.issuer(),
+                );
+                (Some(g), Some(consents))
+            }
+            _ => (None, None),
+        };
         let state = AppState {
+            gateway,
+            consents,
             store,
             instance: Arc::new(instance),
             settings: Arc::new(WebSettings {
@@ -219,6 +259,19 @@ impl Application {
         self.state.journal.as_ref()
     }
 
+    /// Where `socle demo` writes the demonstration service's credentials.
+    pub fn demo_file(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("demo.json")
+    }
+
+    pub fn gateway(&self) -> Option<&socle_gateway::Gateway> {
+        self.state.gateway.as_ref()
+    }
+
+    pub fn consents(&self) -> Option<&socle_gateway::Consents> {
+        self.state.consents.as_ref()
+    }
+
     /// Seeds the demonstration data, once per database; the seeding is journaled like
     /// any admin change.
     pub async fn seed_demo(&self) -> anyhow::Result<()> {
@@ -251,6 +304,23 @@ impl Application {
             crate::demo_catalogue::seed_back_office(&self.state.store, office)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot seed the demonstration habilitations: {e}"))?;
+        }
+        if let (Some(office), Some(identity)) = (&self.state.back_office, &self.state.identity) {
+            let doc =
+                crate::demo_catalogue::credentials_file(office, &identity.config().public_url)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot prepare the demonstration credentials: {e}")
+                    })?;
+            let path = self.demo_file();
+            let _ = std::fs::remove_file(&path);
+            write_private(&path, &serde_json::to_string_pretty(&doc)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(g) = &self.state.gateway {
+            g.reload()
+                .await
+                .map_err(|e| anyhow::anyhow!("gateway not reloaded: {e}"))?;
         }
         Ok(())
     }
@@ -312,6 +382,10 @@ impl Application {
                     }
                 }
             }
+        }
+        if let Some(gateway) = &state.gateway {
+            // Quota counters of the last second.
+            gateway.flush().await;
         }
         if let Some(journal) = &state.journal {
             // Sequence what was acknowledged and sign a last checkpoint.
@@ -441,7 +515,9 @@ pub async fn open_identity(
             let client = Client {
                 client_id: fs.client_id.clone(),
                 name: "Démarche de démonstration".into(),
-                organisation: "13002526500013".into(),
+                // The town hall's procedure: its habilitations let it call the
+                // gateway on the person's behalf.
+                organisation: crate::demo_catalogue::TOWN_HALL.into(),
                 secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
                 jwks: None,
                 token_endpoint_auth_method: "client_secret_basic".into(),
@@ -468,7 +544,11 @@ pub async fn open_identity(
                 disabled: false,
             };
             provider.clients.put(&client).await?;
-            Some(Arc::new(Demo { fi, fs }))
+            Some(Arc::new(Demo {
+                fi,
+                fs,
+                fd: Default::default(),
+            }))
         }
         None => None,
     };

@@ -32,6 +32,7 @@ pub struct Config {
     pub journal: JournalSettings,
     pub identity: IdentitySettings,
     pub admin: AdminSettings,
+    pub gateway: GatewaySettings,
     /// Where the embedded store and other local state live.
     pub data_dir: PathBuf,
     /// Set by `socle demo` (not a setting): mounts the demonstration identity provider
@@ -123,6 +124,19 @@ pub struct IdentityProviderConfig {
 pub struct AdminSettings {
     /// Bearer token of `/api/admin/*`; `None`: the admin API is closed.
     pub token: Option<String>,
+}
+
+/// Gateway settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    /// Longest wait to connect to a provider.
+    pub connect_timeout: Duration,
+    /// Longest wait for a provider's whole answer (then 504).
+    pub timeout: Duration,
+    /// Lifetime of `client_credentials` access tokens.
+    pub token_lifetime: Duration,
+    /// Calls per second one client address may make to an open API.
+    pub open_rate_limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -584,15 +598,24 @@ impl Config {
             rate_limit: r.get("journal.rate_limit", 50, positive_u32),
         };
 
-        let lifetime = |min: u64, max: u64| {
+        let between = |min: Duration, max: Duration| {
             move |v: &Value| {
                 let d = duration(v)?;
-                if d < Duration::from_secs(min) || d > Duration::from_secs(max) {
-                    Err(format!("must be between {min}s and {max}s"))
+                if d < min || d > max {
+                    Err(format!(
+                        "must be between {} and {}",
+                        format_duration(min),
+                        format_duration(max)
+                    ))
                 } else {
                     Ok(d)
                 }
             }
+        };
+        let lifetime =
+            move |min: u64, max: u64| between(Duration::from_secs(min), Duration::from_secs(max));
+        let lifetime_ms = move |min: u64, max: u64| {
+            between(Duration::from_millis(min), Duration::from_millis(max))
         };
         let identity = IdentitySettings {
             master_key: r.opt("identity.master_key", |v| {
@@ -646,6 +669,25 @@ impl Config {
             }),
         };
 
+        let gateway = GatewaySettings {
+            connect_timeout: r.get(
+                "gateway.connect_timeout",
+                Duration::from_secs(2),
+                lifetime_ms(50, 60_000),
+            ),
+            timeout: r.get(
+                "gateway.timeout",
+                Duration::from_secs(10),
+                lifetime_ms(100, 300_000),
+            ),
+            token_lifetime: r.get(
+                "gateway.token_lifetime",
+                Duration::from_secs(900),
+                lifetime(60, 86_400),
+            ),
+            open_rate_limit: r.get("gateway.open_rate_limit", 10, positive_u32),
+        };
+
         let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
             let s = string(v)?;
             if s.trim().is_empty() {
@@ -681,6 +723,7 @@ impl Config {
             journal,
             identity,
             admin,
+            gateway,
             data_dir,
             demo: false,
         })
@@ -784,6 +827,19 @@ impl Config {
             line(&mut out, "client_secret", q("***"));
             line(&mut out, "eidas_levels", format!("{:?}", p.eidas_levels));
         }
+        out.push_str("\n[gateway]\n");
+        for (k, d) in [
+            ("connect_timeout", self.gateway.connect_timeout),
+            ("timeout", self.gateway.timeout),
+            ("token_lifetime", self.gateway.token_lifetime),
+        ] {
+            line(&mut out, k, q(&format_duration(d)));
+        }
+        line(
+            &mut out,
+            "open_rate_limit",
+            self.gateway.open_rate_limit.to_string(),
+        );
         out.push_str("\n[admin]\n");
         match &self.admin.token {
             Some(_) => line(&mut out, "token", q("***")),

@@ -55,7 +55,8 @@ fn openapi(title: &str, path: &str, summary: &str, properties: serde_json::Value
         "info": {"title": title, "version": "1.0.0"},
         "paths": {path: {"get": {
             "summary": summary,
-            "parameters": [{"name": "identifiant", "in": "query", "required": true, "schema": {"type": "string"}}],
+            "description": "Appelé par un service au nom d’une personne connectée (jeton d’accès de la personne), ou de machine à machine avec le paramètre identifiant.",
+            "parameters": [{"name": "identifiant", "in": "query", "required": false, "description": "Numéro d’allocataire ou numéro fiscal (appels de machine à machine)", "schema": {"type": "string"}}],
             "responses": {"200": {"description": "Trouvé", "content": {"application/json": {"schema": {"type": "object", "properties": properties}}}},
                           "404": {"description": "Inconnu"}}
         }}}
@@ -137,7 +138,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
         themes: vec!["Fiscalité".into(), "Tarification sociale".into()],
         openapi: openapi("API Impôt particulier (démonstration)", "/foyers-fiscaux", "Situation fiscale d’un foyer",
             json!({"revenuFiscalReference": {"type": "integer"}, "nombreParts": {"type": "number"}})),
-        upstream_url: format!("{base}/demo/upstream/impots"),
+        upstream_url: format!("{base}/demo/fd/impots"),
         allow_private_upstream: true,
         access_mode: "habilitation".into(),
         rate_limit: Some(50),
@@ -158,7 +159,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
         themes: vec!["Famille".into(), "Tarification sociale".into()],
         openapi: openapi("API Quotient familial (démonstration)", "/quotient-familial", "Quotient familial d’un allocataire",
             json!({"quotientFamilial": {"type": "integer"}, "allocataires": {"type": "array"}, "enfants": {"type": "array"}})),
-        upstream_url: format!("{base}/demo/upstream/caf"),
+        upstream_url: format!("{base}/demo/fd/caf"),
         allow_private_upstream: true,
         access_mode: "habilitation".into(),
         rate_limit: Some(20),
@@ -273,6 +274,20 @@ pub async fn seed_back_office(
         .await?;
     office.act(&dev, &h.id, Action::Submit, None).await?;
     office.act(&caf, &h.id, Action::Validate, None).await?;
+    // Validated, on the person's consent: the tax data for the holiday centre, which
+    // the demonstration service may only obtain once the person has agreed.
+    let mut f = form(
+        "Tarifs du centre de loisirs (avec votre accord)",
+        &["revenu_fiscal_de_reference"],
+    );
+    f.legal_basis = socle_catalogue::habilitation::LegalBasis {
+        nature: "consentement de la personne".into(),
+        text: "Règlement (UE) 2016/679, article 6, paragraphe 1, point a)".into(),
+        url: Some("https://eur-lex.europa.eu/eli/reg/2016/679/oj".into()),
+    };
+    let h = office.create(&dev, "impot-particulier", f).await?;
+    office.act(&dev, &h.id, Action::Submit, None).await?;
+    office.act(&tax, &h.id, Action::Validate, None).await?;
     // Sent back for changes: the tax data.
     let h = office
         .create(
@@ -314,4 +329,51 @@ pub async fn seed_back_office(
         )
         .await?;
     Ok(())
+}
+
+/// What `socle demo` writes to `<data-dir>/demo.json`: the demonstration service's
+/// machine-to-machine credentials (a fresh secret at each start) and a ready-to-run
+/// gateway call.
+pub async fn credentials_file(
+    office: &socle_catalogue::BackOffice,
+    public_url: &str,
+) -> Result<serde_json::Value, socle_catalogue::CatalogueError> {
+    use socle_catalogue::habilitation::State;
+    use socle_catalogue::people::{Actor, Role};
+    let dev = Actor {
+        email: DEMO_DEVELOPER.into(),
+        organisation: TOWN_HALL.into(),
+        roles: vec![Role::Developer],
+    };
+    let h = office
+        .list(&dev)
+        .await?
+        .into_iter()
+        .find(|h| {
+            h.api == "quotient-familial"
+                && h.state == State::Validated
+                && h.form.title == "Tarification de la cantine"
+        })
+        .ok_or_else(|| {
+            socle_catalogue::CatalogueError::NotFound(
+                "the demonstration habilitation is missing (run socle demo --reset)".into(),
+            )
+        })?;
+    let (client_id, client_secret) = office.renew_secret(&dev, &h.id).await?;
+    let base = public_url.trim_end_matches('/');
+    let url = format!(
+        "{base}/gateway/{BENEFITS_FUND}/quotient-familial/v1/quotient-familial?identifiant=0000001&context=Tarification%20cantine%202027&recipient={TOWN_HALL}&object=dossier-demo-0001"
+    );
+    Ok(json!({
+        "habilitation": h.id,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "token_endpoint": format!("{base}/api/v2/token"),
+        "scope": h.form.scopes.join(" "),
+        "example_call": {
+            "method": "GET",
+            "url": url,
+            "headers": {"Accept": "application/json"},
+        },
+    }))
 }

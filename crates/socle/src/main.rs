@@ -665,6 +665,10 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         println!("  Demo service (log in through Socle): {base}/demo/fs/");
         println!("  API catalogue:       {base}/catalogue");
         println!(
+            "  Gateway credentials and an example call: {} (see README)",
+            app.demo_file().display()
+        );
+        println!(
             "  Back-office API:     POST {base}/api/v1/session with {} (or {}) and password \"{}\"",
             socle::demo_catalogue::DEMO_DEVELOPER,
             socle::demo_catalogue::DEMO_INSTRUCTOR_CAF,

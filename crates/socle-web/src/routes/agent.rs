@@ -457,7 +457,10 @@ pub async fn act(
     };
     let comment = Some(one(&m, "comment")).filter(|c| !c.trim().is_empty());
     match office.act(actor, &id, action, comment).await {
-        Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
+        Ok(_) => {
+            state.gateway_changed().await;
+            Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response()
+        }
         Err(CatalogueError::Invalid(msg)) | Err(CatalogueError::Conflict(msg)) => {
             match office.get(actor, &id).await {
                 Ok(h) => request_page(
@@ -485,7 +488,9 @@ pub async fn credentials(
         Err(r) => return *r,
     };
     let (actor, token, office) = (&a.actor, &a.token, a.office);
-    let message = match office.credentials(actor, &id).await {
+    let issued = office.credentials(actor, &id).await;
+    state.gateway_changed().await;
+    let message = match issued {
         Ok((client_id, Some(secret))) => format!(
             "Identifiant client : {client_id} — secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché."
         ),

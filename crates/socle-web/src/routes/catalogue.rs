@@ -198,6 +198,7 @@ pub async fn put_organisation(
     crate::routes::admin::authorize(&state, &headers)?;
     let input: OrganisationInput = json_body(&body, "organisation")?;
     let org = catalogue(&state)?.put_organisation(input).await?;
+    state.gateway_changed().await;
     journal_admin(&state, "organisation.registered", "siret", &org.siret).await?;
     Ok((StatusCode::CREATED, Json(org)).into_response())
 }
@@ -232,6 +233,7 @@ pub async fn put_api(
     crate::routes::admin::authorize(&state, &headers)?;
     let input: ApiInput = json_body(&body, "API")?;
     let api = catalogue(&state)?.put_api(input).await?;
+    state.gateway_changed().await;
     journal_admin(
         &state,
         "api.published",

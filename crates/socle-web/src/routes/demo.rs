@@ -27,7 +27,7 @@ pub struct DemoFs {
     pub client_id: String,
     pub client_secret: String,
     pub public_url: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// state → (nonce, PKCE verifier)
     pending: Mutex<HashMap<String, (String, String)>>,
 }
@@ -46,6 +46,73 @@ impl DemoFs {
         }
     }
 
+    /// Asks the gateway, on the person's behalf (their access token), for the data the
+    /// town hall's habilitations cover; says why when a call is refused.
+    pub async fn fetch_data(&self, access_token: &str) -> Vec<(String, String)> {
+        const TOWN_HALL: &str = "99003003300015";
+        let calls = [
+            (
+                "Quotient familial (CAF, habilitation « Tarification de la cantine »)",
+                format!(
+                    "{}/gateway/{}/quotient-familial/v1/quotient-familial",
+                    self.public_url,
+                    crate::routes::demo_fd::BENEFITS_FUND
+                ),
+                "/quotientFamilial",
+                "Tarification cantine 2027",
+            ),
+            (
+                "Revenu fiscal de référence (impôts, avec votre accord)",
+                format!(
+                    "{}/gateway/{}/impot-particulier/v1/foyers-fiscaux",
+                    self.public_url,
+                    crate::routes::demo_fd::TAX_OFFICE
+                ),
+                "/revenuFiscalReference",
+                "Tarifs du centre de loisirs 2027",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (label, url, pointer, context) in calls {
+            let answer = self
+                .http
+                .get(&url)
+                .bearer_auth(access_token)
+                .query(&[
+                    ("context", context),
+                    ("recipient", TOWN_HALL),
+                    ("object", "demarche-demo"),
+                ])
+                .send()
+                .await;
+            let shown = match answer {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    match r.json::<Value>().await {
+                        Ok(v) if ok => match v.pointer(pointer) {
+                            Some(Value::Number(n)) => format!("{n} €"),
+                            Some(other) => other.to_string(),
+                            None => "non transmis".into(),
+                        },
+                        Ok(v) => match v.get("code").and_then(Value::as_str) {
+                            Some("consent_required") => {
+                                "non transmis : votre accord est nécessaire (Mes autorisations)"
+                                    .into()
+                            }
+                            Some("not_found_at_provider") => "aucun dossier à votre nom".into(),
+                            Some(code) => format!("non transmis (code : {code})"),
+                            None => "non transmis".into(),
+                        },
+                        Err(_) => "réponse illisible".into(),
+                    }
+                }
+                Err(_) => "la plateforme n’a pas répondu".into(),
+            };
+            out.push((label.to_string(), shown));
+        }
+        out
+    }
+
     pub fn redirect_uri(&self) -> String {
         format!("{}/demo/fs/callback", self.public_url)
     }
@@ -59,6 +126,7 @@ impl DemoFs {
 pub struct Demo {
     pub fi: DemoFi,
     pub fs: DemoFs,
+    pub fd: crate::routes::demo_fd::DemoFd,
 }
 
 fn demo(state: &AppState) -> Result<&Demo, Box<Response>> {
@@ -236,6 +304,8 @@ pub struct DemoFsPage {
     pub identity: Option<Vec<(String, String)>>,
     pub logout_url: Option<String>,
     pub message: Option<String>,
+    /// Data obtained through the gateway: (what, value or why not).
+    pub data: Vec<(String, String)>,
 }
 
 fn fs_page(
@@ -243,11 +313,21 @@ fn fs_page(
     logout_url: Option<String>,
     message: Option<String>,
 ) -> Response {
+    fs_page_with(identity, logout_url, message, Vec::new())
+}
+
+fn fs_page_with(
+    identity: Option<Vec<(String, String)>>,
+    logout_url: Option<String>,
+    message: Option<String>,
+    data: Vec<(String, String)>,
+) -> Response {
     let mut r = render(&DemoFsPage {
         layout: Layout::current("Démarche de démonstration"),
         identity,
         logout_url,
         message,
+        data,
     });
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -306,9 +386,16 @@ pub async fn fs_login(State(state): State<AppState>) -> Response {
 }
 
 async fn fetch_jwks(fs: &DemoFs) -> Result<JwkSet, String> {
-    let v: Value = fs
-        .http
-        .get(format!("{}/api/v2/jwks", fs.public_url))
+    platform_jwks(&fs.http, &fs.public_url).await
+}
+
+/// The platform's published keys, fetched over HTTP as any partner would.
+pub(crate) async fn platform_jwks(
+    http: &reqwest::Client,
+    public_url: &str,
+) -> Result<JwkSet, String> {
+    let v: Value = http
+        .get(format!("{public_url}/api/v2/jwks"))
         .send()
         .await
         .map_err(|e| e.to_string())?
@@ -321,7 +408,7 @@ async fn fetch_jwks(fs: &DemoFs) -> Result<JwkSet, String> {
     }
 }
 
-fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String, Value>, String> {
+pub(crate) fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String, Value>, String> {
     let header = josekit::jwt::decode_header(jwt).map_err(|e| e.to_string())?;
     let kid = header
         .claim("kid")
@@ -374,7 +461,8 @@ pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
         };
         return fs_page(None, None, Some(format!("{why} (code : {error})")));
     }
-    let result: Result<(Vec<(String, String)>, String), String> = async {
+    type Rows = Vec<(String, String)>;
+    let result: Result<(Rows, String, Rows), String> = async {
         let code = q.get("code").ok_or("no code")?;
         let token: Value = fs
             .http
@@ -446,11 +534,12 @@ pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
                 .unwrap_or_default()
                 .to_string(),
         ));
-        Ok((rows, id_token.to_string()))
+        let data = fs.fetch_data(access).await;
+        Ok((rows, id_token.to_string(), data))
     }
     .await;
     match result {
-        Ok((rows, id_token)) => {
+        Ok((rows, id_token, data)) => {
             let logout = url::Url::parse_with_params(
                 &format!("{}/api/v2/session/end", fs.public_url),
                 &[
@@ -464,7 +553,7 @@ pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
             )
             .map(|u| u.to_string())
             .ok();
-            fs_page(Some(rows), logout, None)
+            fs_page_with(Some(rows), logout, None, data)
         }
         Err(e) => {
             tracing::warn!(error = %e, "demo service: login failed");

@@ -203,12 +203,11 @@ pub async fn act(
             input.action
         )));
     };
-    Ok(Json(
-        back_office(&state)?
-            .act(&actor, &id, action, input.comment)
-            .await?
-            .public(),
-    ))
+    let h = back_office(&state)?
+        .act(&actor, &id, action, input.comment)
+        .await?;
+    state.gateway_changed().await;
+    Ok(Json(h.public()))
 }
 
 /// Reopens a validated habilitation as a new draft; the old one stays valid until the
@@ -249,9 +248,38 @@ pub async fn credentials(
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let (client_id, client_secret) = back_office(&state)?.credentials(&actor, &id).await?;
+    state.gateway_changed().await;
     let mut r = Json(Credentials {
         client_id,
         client_secret,
+    })
+    .into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+/// Replaces the secret of a validated habilitation (lost or leaked): the new secret is
+/// shown once; the old one stops working at once on this node, within a second on the
+/// others.
+#[utoipa::path(post, path = "/api/v1/habilitations/{id}/credentials/renew", tag = "habilitations",
+    security(("user_token" = [])), params(("id" = String, Path, description = "The validated request")),
+    responses((status = 200, description = "The client id and the new secret", body = Credentials),
+        (status = 403, description = "Not the requesting organisation", body = ErrorBody),
+        (status = 409, description = "Not validated", body = ErrorBody)))]
+pub async fn renew_credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let (client_id, secret) = back_office(&state)?.renew_secret(&actor, &id).await?;
+    state.gateway_changed().await;
+    let mut r = Json(Credentials {
+        client_id,
+        client_secret: Some(secret),
     })
     .into_response();
     r.headers_mut().insert(

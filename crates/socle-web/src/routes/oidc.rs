@@ -634,6 +634,20 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         Ok(b) => b,
         Err(m) => return oidc_json(OidcError::InvalidClient, m),
     };
+    if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
+        let Some(g) = state.gateway.as_ref() else {
+            return ApiError::unavailable("the gateway is not ready").into_response();
+        };
+        return match g.issue_token(&form, basic) {
+            Ok(v) => {
+                let mut r = no_store(axum::Json(v).into_response());
+                r.headers_mut()
+                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                r
+            }
+            Err(e) => crate::routes::gateway::oauth_response(e),
+        };
+    }
     match p.token(&form, basic).await {
         Ok(v) => {
             let mut r = no_store(axum::Json(v).into_response());

@@ -9,18 +9,23 @@ use crate::identity::ADMIN_TOKEN;
 use crate::on_both_stores;
 use crate::support::{Backend, TestApp, run_binary};
 
-const PLATFORM: &str = "13002526500013";
-const PRODUCER: &str = "99002002600011";
-const REQUESTER: &str = "99003003300015";
-const OTHER: &str = "99001001900018";
+pub(crate) const PLATFORM: &str = "13002526500013";
+pub(crate) const PRODUCER: &str = "99002002600011";
+pub(crate) const REQUESTER: &str = "99003003300015";
+pub(crate) const OTHER: &str = "99001001900018";
 const PASSWORD: &str = "un mot de passe assez long";
 
-async fn admin(app: &TestApp, path: &str, body: Value) {
+pub(crate) async fn admin(app: &TestApp, path: &str, body: Value) {
     let (status, answer) = crate::catalogue::post(app, path, body).await;
     assert_eq!(status, 201, "{path}: {answer}");
 }
 
-async fn user(app: &TestApp, email: &str, org: &str, role: socle_catalogue::people::Role) {
+pub(crate) async fn user(
+    app: &TestApp,
+    email: &str,
+    org: &str,
+    role: socle_catalogue::people::Role,
+) {
     socle_catalogue::back_office::create_user(
         &app.store,
         email,
@@ -33,7 +38,7 @@ async fn user(app: &TestApp, email: &str, org: &str, role: socle_catalogue::peop
     .unwrap();
 }
 
-async fn sign_in(app: &TestApp, email: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, email: &str) -> String {
     let r = app
         .client
         .post(app.url("/api/v1/session"))
@@ -48,13 +53,18 @@ async fn sign_in(app: &TestApp, email: &str) -> String {
         .to_string()
 }
 
-struct Call<'a> {
-    app: &'a TestApp,
-    token: String,
+pub(crate) struct Call<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
 }
 
 impl Call<'_> {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self
             .app
             .client
@@ -67,13 +77,13 @@ impl Call<'_> {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
-    async fn act(&self, id: &str, action: &str, comment: Option<&str>) -> (u16, Value) {
+    pub async fn act(&self, id: &str, action: &str, comment: Option<&str>) -> (u16, Value) {
         self.post(
             &format!("/api/v1/habilitations/{id}/actions"),
             json!({"action": action, "comment": comment}),
@@ -82,7 +92,7 @@ impl Call<'_> {
     }
 }
 
-fn complete_form() -> Value {
+pub(crate) fn complete_form() -> Value {
     json!({
         "title": "Tarification de la cantine",
         "purpose": "Calculer le tarif de la cantine scolaire selon le quotient familial, sans demander d’attestation.",

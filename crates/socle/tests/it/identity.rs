@@ -19,8 +19,8 @@ use crate::on_both_stores;
 use crate::support::{Backend, TestApp, TestDb};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const LOGOUT: &str = "http://127.0.0.1:9/logged-out";
+pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub const LOGOUT: &str = "http://127.0.0.1:9/logged-out";
 
 // ----- a browser that keeps cookies and does not follow redirects ----------------------
 
@@ -806,7 +806,7 @@ async fn token_endpoint_rules(backend: Backend) {
         .client
         .post(app.url("/api/v2/token"))
         .basic_auth(&client.id, client.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
+        .form(&[("grant_type", "password")])
         .send()
         .await
         .unwrap();
@@ -814,6 +814,17 @@ async fn token_endpoint_rules(backend: Backend) {
         r.json::<Value>().await.unwrap()["error"],
         "unsupported_grant_type"
     );
+    // client_credentials is for the gateway, with a habilitation's credentials only.
+    let r = app
+        .client
+        .post(app.url("/api/v2/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
     let r = app
         .client
         .post(app.url("/api/v2/token"))

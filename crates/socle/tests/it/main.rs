@@ -9,6 +9,7 @@ mod support;
 
 mod catalogue;
 mod cli;
+mod gateway;
 mod habilitations;
 pub mod http;
 mod identity;

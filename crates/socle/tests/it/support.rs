@@ -168,6 +168,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub store: socle_store::Store,
     pub journal: Option<socle_journal::Journal>,
+    pub gateway: Option<socle_gateway::Gateway>,
+    pub consents: Option<socle_gateway::Consents>,
 }
 
 impl TestApp {
@@ -189,6 +191,8 @@ impl TestApp {
         let addr = app.local_addr();
         let store = app.store().clone();
         let journal = app.journal().cloned();
+        let gateway = app.gateway().cloned();
+        let consents = app.consents().cloned();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
@@ -205,6 +209,8 @@ impl TestApp {
             db,
             store,
             journal,
+            gateway,
+            consents,
         }
     }
 

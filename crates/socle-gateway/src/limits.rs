@@ -1,0 +1,176 @@
+//! Rate limits and quotas. Rates are token buckets in memory, per habilitation (or per
+//! client address for open APIs). Daily quotas count accepted calls in memory and add
+//! them to the store every second (`flush`), reading back the total of every node:
+//! a restart loses at most the last second's count, and with N nodes a quota can be
+//! overrun by at most N × (calls per second per node) × 1 s.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use socle_store::{GatewayStore, Store};
+
+/// What the `RateLimit-*` headers say after a call was let through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateState {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimits {
+    /// Takes a token from `key`'s bucket (`rate` per second, bursts of `rate`); on
+    /// refusal, the seconds to wait.
+    pub fn take(&self, key: &str, rate: u32) -> Result<RateState, (RateState, f64)> {
+        let rate_f = f64::from(rate.max(1));
+        let now = Instant::now();
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        };
+        if buckets.len() > 100_000 {
+            buckets
+                .retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate_f < rate_f);
+        }
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((rate_f, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate_f).min(rate_f);
+        *at = now;
+        let state = |t: f64| RateState {
+            limit: rate.max(1),
+            remaining: t.max(0.0).floor() as u32,
+            reset: ((rate_f - t) / rate_f).ceil().max(0.0) as u64,
+        };
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(state(*tokens))
+        } else {
+            Err((state(*tokens), (1.0 - *tokens) / rate_f))
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    day: String,
+    /// The total the store last returned (every node).
+    known: i64,
+    /// Accepted here since the last flush.
+    pending: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Quotas {
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+impl Quotas {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Counter>> {
+        match self.counters.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Counts one call of `habilitation` on `day` if it stays within `quota`; returns
+    /// the calls used (this one included) or `None` when the quota is spent.
+    pub async fn take(
+        &self,
+        store: &Store,
+        habilitation: &str,
+        day: &str,
+        quota: u64,
+    ) -> Result<Option<i64>, socle_store::StoreError> {
+        let fresh = {
+            let c = self.lock();
+            !matches!(c.get(habilitation), Some(x) if x.day == day)
+        };
+        if fresh {
+            // First call of the day on this node: read the shared total.
+            let known = store.add_quota_use(habilitation, day, 0).await?;
+            let mut c = self.lock();
+            let e = c.entry(habilitation.to_string()).or_default();
+            if e.day != day {
+                *e = Counter {
+                    day: day.to_string(),
+                    known,
+                    pending: 0,
+                };
+            }
+        }
+        let mut c = self.lock();
+        let Some(e) = c.get_mut(habilitation) else {
+            return Ok(None);
+        };
+        let used = e.known + e.pending;
+        if quota > 0 && used >= quota as i64 {
+            return Ok(None);
+        }
+        e.pending += 1;
+        Ok(Some(used + 1))
+    }
+
+    /// Adds the pending counts to the store and reads back the totals.
+    pub async fn flush(&self, store: &Store) -> Result<(), socle_store::StoreError> {
+        let pending: Vec<(String, String, i64)> = {
+            let mut c = self.lock();
+            c.iter_mut()
+                .filter(|(_, v)| v.pending > 0)
+                .map(|(k, v)| {
+                    let n = v.pending;
+                    v.pending = 0;
+                    v.known += n;
+                    (k.clone(), v.day.clone(), n)
+                })
+                .collect()
+        };
+        for (hab, day, n) in pending {
+            match store.add_quota_use(&hab, &day, n).await {
+                Ok(total) => {
+                    let mut c = self.lock();
+                    if let Some(e) = c.get_mut(&hab)
+                        && e.day == day
+                    {
+                        e.known = total;
+                    }
+                }
+                Err(err) => {
+                    // Put the count back: it is added at the next flush.
+                    let mut c = self.lock();
+                    if let Some(e) = c.get_mut(&hab)
+                        && e.day == day
+                    {
+                        e.pending += n;
+                        e.known -= n;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refuses_past_its_rate() {
+        let r = RateLimits::default();
+        for i in 0..5 {
+            let s = r.take("h", 5).unwrap();
+            assert_eq!(s.remaining, 4 - i);
+            assert_eq!(s.limit, 5);
+        }
+        let (s, wait) = r.take("h", 5).unwrap_err();
+        assert_eq!(s.remaining, 0);
+        assert!(wait > 0.0 && wait <= 0.2, "{wait}");
+        assert!(r.take("other", 5).is_ok());
+    }
+}

@@ -1,0 +1,449 @@
+//! What the hot path decides from: a snapshot of the published APIs (their upstream,
+//! operations and scopes) and of the validated habilitations, rebuilt off the request
+//! path and swapped whole. Pure: no I/O, no clock (today's date is passed in).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+use socle_catalogue::habilitation::{Habilitation, LegalBasis, State};
+use socle_catalogue::{Api, Organisation};
+
+/// One operation of an API's OpenAPI document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// Lowercase HTTP method.
+    pub method: String,
+    /// Path segments; `None` for a `{parameter}`.
+    pub segments: Vec<Option<String>>,
+    /// Alternative scope sets from the operation's `security` (one must be granted
+    /// whole); empty: any scope of the API reaches it.
+    pub requires: Vec<Vec<String>>,
+}
+
+impl Operation {
+    fn matches(&self, method: &str, segments: &[&str]) -> bool {
+        self.method == method
+            && self.segments.len() == segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(segments)
+                .all(|(want, got)| match want {
+                    Some(lit) => lit == got,
+                    None => !got.is_empty(),
+                })
+    }
+}
+
+/// A published API as the gateway routes it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub api: Api,
+    /// The major version callers name (`1` for `1.4.0`).
+    pub major: String,
+    pub upstream: url::Url,
+    pub operations: Vec<Operation>,
+}
+
+impl Route {
+    pub fn operation(&self, method: &str, path: &str) -> Option<&Operation> {
+        let segments: Vec<&str> = if path.is_empty() {
+            Vec::new()
+        } else {
+            path.split('/').collect()
+        };
+        self.operations
+            .iter()
+            .find(|o| o.matches(method, &segments))
+    }
+
+    /// The JSON pointers a set of scopes releases; `None` when one of them grants the
+    /// whole body (the pointer `""`).
+    pub fn fields(&self, scopes: &[String]) -> Option<Vec<String>> {
+        let mut out = BTreeSet::new();
+        for s in self.api.scopes.iter().filter(|s| scopes.contains(&s.name)) {
+            for f in &s.fields {
+                if f.is_empty() {
+                    return None;
+                }
+                out.insert(f.clone());
+            }
+        }
+        Some(out.into_iter().collect())
+    }
+
+    /// The data items a set of scopes carries.
+    pub fn data_items(&self, scopes: &[String]) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for s in self.api.scopes.iter().filter(|s| scopes.contains(&s.name)) {
+            out.extend(s.data_items.iter().cloned());
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// A validated habilitation as the gateway enforces it.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: Option<String>,
+    pub secret_hash: Option<String>,
+    /// SIRET of the service organisation.
+    pub requester: String,
+    /// SIRET of the providing organisation.
+    pub producer: String,
+    pub api: String,
+    pub title: String,
+    pub scopes: Vec<String>,
+    pub legal_basis: LegalBasis,
+    /// Its legal basis is the person's consent: calls need one, per person.
+    pub consent_based: bool,
+    /// Last day of validity (`YYYY-MM-DD`, the accreditation's end).
+    pub valid_until: String,
+    /// Calls per day (the validated expected volume); 0: no quota.
+    pub daily_quota: u64,
+}
+
+impl Grant {
+    pub fn from_habilitation(h: &Habilitation) -> Option<Grant> {
+        if h.state != State::Validated {
+            return None;
+        }
+        Some(Grant {
+            id: h.id.clone(),
+            client_id: h.client_id.clone(),
+            secret_hash: h.secret_hash.clone(),
+            requester: h.requester.clone(),
+            producer: h.producer.clone(),
+            api: h.api.clone(),
+            title: h.form.title.clone(),
+            scopes: h.form.scopes.clone(),
+            legal_basis: h.form.legal_basis.clone(),
+            consent_based: is_consent(&h.form.legal_basis.nature),
+            valid_until: h.form.accreditation.end.clone(),
+            daily_quota: h.form.expected_volume,
+        })
+    }
+
+    /// Whether the habilitation is still in force on `today` (`YYYY-MM-DD`).
+    pub fn in_force(&self, today: &str) -> bool {
+        self.valid_until.as_str() >= today
+    }
+
+    /// The reference written as the legal basis of an exchange.
+    pub fn legal_reference(&self) -> String {
+        format!("{} — {}", self.legal_basis.nature, self.legal_basis.text)
+    }
+}
+
+/// Whether a legal basis's nature is the person's consent (GDPR art. 6(1)(a)).
+pub fn is_consent(nature: &str) -> bool {
+    let n = nature.to_lowercase();
+    n.contains("consent")
+}
+
+/// Everything the hot path reads, built at once.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    routes: HashMap<String, Arc<Route>>,
+    /// SIRET, SIREN and acronym slug → SIRET.
+    organisations: HashMap<String, String>,
+    by_client: HashMap<String, Arc<Grant>>,
+    by_service: HashMap<(String, String), Arc<Grant>>,
+    by_id: HashMap<String, Arc<Grant>>,
+}
+
+/// Lowercase ASCII slug of an acronym ("CAF démo" → `caf-demo`).
+pub fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let c = match c {
+            'à' | 'â' | 'ä' | 'À' | 'Â' => 'a',
+            'é' | 'è' | 'ê' | 'ë' | 'É' | 'È' => 'e',
+            'î' | 'ï' => 'i',
+            'ô' | 'ö' => 'o',
+            'ù' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            c => c.to_ascii_lowercase(),
+        };
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+fn operations(openapi: &Value) -> Vec<Operation> {
+    let root_security = openapi.get("security");
+    let mut out = Vec::new();
+    let Some(paths) = openapi.get("paths").and_then(Value::as_object) else {
+        return out;
+    };
+    for (path, item) in paths {
+        let segments: Vec<Option<String>> = path
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                if s.starts_with('{') && s.ends_with('}') {
+                    None
+                } else {
+                    Some(s.to_string())
+                }
+            })
+            .collect();
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        for (method, op) in item {
+            if !matches!(
+                method.as_str(),
+                "get" | "put" | "post" | "delete" | "options" | "head" | "patch"
+            ) {
+                continue;
+            }
+            let security = op.get("security").or(root_security);
+            let requires = security
+                .and_then(Value::as_array)
+                .map(|reqs| {
+                    reqs.iter()
+                        .filter_map(Value::as_object)
+                        .map(|r| {
+                            r.values()
+                                .filter_map(Value::as_array)
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect::<Vec<_>>()
+                        })
+                        .filter(|v| !v.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Operation {
+                method: method.clone(),
+                segments: segments.clone(),
+                requires,
+            });
+        }
+    }
+    out
+}
+
+impl Snapshot {
+    /// Builds the snapshot; APIs whose upstream does not parse are left out (logged by
+    /// the caller from the returned names).
+    pub fn build(
+        apis: Vec<Api>,
+        organisations: Vec<Organisation>,
+        habilitations: Vec<Habilitation>,
+    ) -> (Snapshot, Vec<String>) {
+        let mut s = Snapshot::default();
+        let mut skipped = Vec::new();
+        for o in organisations {
+            s.organisations.insert(o.siret.clone(), o.siret.clone());
+            s.organisations.insert(o.siren.clone(), o.siret.clone());
+            if let Some(a) = &o.acronym {
+                let a = slug(a);
+                if !a.is_empty() {
+                    s.organisations.insert(a, o.siret.clone());
+                }
+            }
+        }
+        for api in apis {
+            let base = if api.upstream_url.ends_with('/') {
+                api.upstream_url.clone()
+            } else {
+                format!("{}/", api.upstream_url)
+            };
+            let Ok(upstream) = url::Url::parse(&base) else {
+                skipped.push(api.id.clone());
+                continue;
+            };
+            let major = api
+                .version
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches('v')
+                .to_string();
+            let operations = operations(&api.openapi);
+            s.routes.insert(
+                api.id.clone(),
+                Arc::new(Route {
+                    api,
+                    major,
+                    upstream,
+                    operations,
+                }),
+            );
+        }
+        for h in &habilitations {
+            let Some(g) = Grant::from_habilitation(h) else {
+                continue;
+            };
+            let g = Arc::new(g);
+            if let Some(c) = &g.client_id {
+                s.by_client.insert(c.clone(), g.clone());
+            }
+            // With several validated habilitations for one service and API (a reopened
+            // one being instructed keeps the old valid), the latest validated wins.
+            s.by_service
+                .insert((g.requester.clone(), g.api.clone()), g.clone());
+            s.by_id.insert(g.id.clone(), g);
+        }
+        (s, skipped)
+    }
+
+    /// The API `api` of organisation `organisation` (SIRET, SIREN or acronym slug).
+    pub fn route(&self, organisation: &str, api: &str) -> Option<Arc<Route>> {
+        let siret = self.organisations.get(organisation)?;
+        self.routes
+            .get(api)
+            .filter(|r| &r.api.organisation == siret)
+            .cloned()
+    }
+
+    pub fn route_by_id(&self, api: &str) -> Option<Arc<Route>> {
+        self.routes.get(api).cloned()
+    }
+
+    pub fn grant_by_client(&self, client_id: &str) -> Option<Arc<Grant>> {
+        self.by_client.get(client_id).cloned()
+    }
+
+    pub fn grant(&self, id: &str) -> Option<Arc<Grant>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// The validated habilitation of a service organisation for an API.
+    pub fn grant_for(&self, requester: &str, api: &str) -> Option<Arc<Grant>> {
+        self.by_service
+            .get(&(requester.to_string(), api.to_string()))
+            .cloned()
+    }
+
+    /// Every validated habilitation of a service organisation.
+    pub fn grants_of(&self, requester: &str) -> Vec<Arc<Grant>> {
+        let mut v: Vec<_> = self
+            .by_id
+            .values()
+            .filter(|g| g.requester == requester)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+}
+
+/// The purpose triple of a call (API Entreprise's mandatory parameters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Purpose {
+    /// The procedure or case (`context`), e.g. "Tarification cantine 2027".
+    pub context: String,
+    /// SIRET of the organisation that receives the data (`recipient`).
+    pub recipient: String,
+    /// The file or case reference (`object`, at most 50 characters).
+    pub object: String,
+}
+
+/// Checks the purpose triple; the message lists every problem.
+pub fn purpose(
+    context: Option<&str>,
+    recipient: Option<&str>,
+    object: Option<&str>,
+) -> Result<Purpose, String> {
+    let mut problems = Vec::new();
+    let context = context.map(str::trim).unwrap_or_default();
+    let recipient = recipient.map(str::trim).unwrap_or_default();
+    let object = object.map(str::trim).unwrap_or_default();
+    if context.is_empty() {
+        problems.push("context is required (the procedure the call serves)".to_string());
+    } else if context.chars().count() > 200 {
+        problems.push("context is longer than 200 characters".into());
+    }
+    if recipient.is_empty() {
+        problems
+            .push("recipient is required (SIRET of the organisation receiving the data)".into());
+    } else if let Some(p) = socle_catalogue::siret::siret_problem(recipient) {
+        problems.push(format!("recipient: {p}"));
+    }
+    if object.is_empty() {
+        problems.push("object is required (the case or file reference)".into());
+    } else if object.chars().count() > 50 {
+        problems.push("object is longer than 50 characters".into());
+    }
+    if context.chars().chain(object.chars()).any(char::is_control) {
+        problems.push("context and object must not contain control characters".into());
+    }
+    if problems.is_empty() {
+        Ok(Purpose {
+            context: context.to_string(),
+            recipient: recipient.to_string(),
+            object: object.to_string(),
+        })
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Whether granted scopes reach an operation.
+pub fn covers(op: &Operation, granted: &[String]) -> bool {
+    if granted.is_empty() {
+        return false;
+    }
+    op.requires.is_empty()
+        || op
+            .requires
+            .iter()
+            .any(|set| set.iter().all(|s| granted.contains(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn operations_and_scope_requirements() {
+        let doc = json!({"paths": {
+            "/foyers/{id}": {"get": {"security": [{"socle": ["rfr"]}, {"socle": ["a", "b"]}]}},
+            "/ping": {"get": {}, "parameters": []}
+        }});
+        let ops = operations(&doc);
+        assert_eq!(ops.len(), 2);
+        let foyers = ops.iter().find(|o| o.segments.len() == 2).unwrap();
+        assert!(foyers.matches("get", &["foyers", "123"]));
+        assert!(!foyers.matches("get", &["foyers", ""]));
+        assert!(!foyers.matches("post", &["foyers", "123"]));
+        assert!(!foyers.matches("get", &["foyers", "1", "2"]));
+        assert!(covers(foyers, &["rfr".into()]));
+        assert!(covers(foyers, &["a".into(), "b".into()]));
+        assert!(!covers(foyers, &["a".into()]));
+        let ping = ops.iter().find(|o| o.segments.len() == 1).unwrap();
+        assert!(covers(ping, &["x".into()]));
+        assert!(!covers(ping, &[]));
+    }
+
+    #[test]
+    fn purpose_rules() {
+        let ok = purpose(Some("Cantine"), Some("99003003300015"), Some("dossier-42")).unwrap();
+        assert_eq!(ok.object, "dossier-42");
+        let e = purpose(None, Some("12345678901234"), Some(&"x".repeat(51))).unwrap_err();
+        assert!(e.contains("context is required"), "{e}");
+        assert!(e.contains("recipient"), "{e}");
+        assert!(e.contains("50 characters"), "{e}");
+        assert!(purpose(Some("a\nb"), Some("99003003300015"), Some("o")).is_err());
+    }
+
+    #[test]
+    fn slugs_and_consent() {
+        assert_eq!(slug("CAF démo"), "caf-demo");
+        assert_eq!(slug("CFP  démo!"), "cfp-demo");
+        assert!(is_consent("Consentement de la personne"));
+        assert!(!is_consent("mission d’intérêt public"));
+    }
+}

@@ -1,0 +1,1312 @@
+//! The running gateway: the snapshot it decides from (rebuilt off the request path),
+//! machine-to-machine tokens, the verified-token cache, and the call pipeline —
+//! route, authenticate, authorise, limit, forward, minimise, journal, answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use socle_catalogue::{Catalogue, Search};
+use socle_identity::{Identity, KeyRing, Provider};
+use socle_journal::{Entry, EntryKind, Journal};
+use socle_store::{GatewayStore, Store};
+
+use crate::error::{GatewayError, Result};
+use crate::jwt;
+use crate::limits::{Quotas, RateLimits, RateState};
+use crate::minimise::minimise;
+use crate::policy::{self, Grant, Purpose, Route, Snapshot};
+use crate::stats::Stats;
+
+/// Settings of the gateway, validated by the binary's configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The platform's public URL (issuer of tokens and assertions).
+    pub public_url: String,
+    pub connect_timeout: Duration,
+    /// Longest wait for the provider's whole answer.
+    pub timeout: Duration,
+    /// Lifetime of machine-to-machine access tokens, seconds.
+    pub token_ttl: i64,
+    /// Lifetime of caller assertions, seconds (reused within it).
+    pub assertion_ttl: i64,
+    /// Largest answer accepted from a provider, bytes.
+    pub max_response: usize,
+    /// Calls per second one client address may make to an open API.
+    pub open_rate: u32,
+}
+
+impl GatewayConfig {
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+            token_ttl: 900,
+            assertion_ttl: 60,
+            max_response: 8 * 1024 * 1024,
+            open_rate: 10,
+        }
+    }
+
+    /// The issuer of the platform's tokens (the OpenID provider's).
+    pub fn issuer(&self) -> String {
+        format!("{}/api/v2", self.public_url)
+    }
+
+    fn audience(&self) -> String {
+        format!("{}/gateway", self.public_url)
+    }
+}
+
+/// One call as received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub organisation: String,
+    pub api: String,
+    /// `v1`…
+    pub version: String,
+    /// The rest of the path after the version, without its leading `/`.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub client_ip: IpAddr,
+    pub request_id: String,
+}
+
+/// The answer released to the caller.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Who calls.
+#[derive(Debug, Clone)]
+enum Caller {
+    /// A service with the credentials of a habilitation.
+    Machine {
+        habilitation: String,
+        client_id: String,
+        scopes: Vec<String>,
+    },
+    /// A service on a person's behalf, with the access token the person's login gave it.
+    Person {
+        client_id: String,
+        organisation: String,
+        identity: Box<Identity>,
+        identity_hash: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    caller: Caller,
+    /// Unix seconds.
+    until: i64,
+}
+
+/// One forwarded exchange, as journaled.
+#[derive(Clone, Copy)]
+struct Exchange<'a> {
+    call: &'a Call,
+    route: &'a Route,
+    grant: &'a Option<Arc<Grant>>,
+    caller: &'a Option<Caller>,
+    purpose: &'a Option<Purpose>,
+    granted: &'a [String],
+    request_hash: &'a str,
+    started: Instant,
+    consent: Option<&'a str>,
+}
+
+/// What a caller assertion is reused for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AssertionKey {
+    client_id: String,
+    habilitation: String,
+    purpose: Purpose,
+    person: Option<String>,
+}
+
+const PURPOSE_PARAMS: [&str; 3] = ["context", "recipient", "object"];
+
+/// Headers never forwarded, either way (hop-by-hop, RFC 9110 §7.6.1, and the caller's
+/// or provider's own credentials and addressing).
+const STRIPPED: [&str; 16] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "content-length",
+    "x-real-ip",
+    "via",
+];
+
+/// Response headers the provider may send through; everything else (Server,
+/// Set-Cookie, X-Powered-By, internal tracing…) stays behind.
+const PASSED_BACK: [&str; 3] = ["content-type", "content-language", "cache-control"];
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn seconds_to_midnight() -> i64 {
+    let n = time::OffsetDateTime::now_utc();
+    86_400 - i64::from(n.hour()) * 3600 - i64::from(n.minute()) * 60 - i64::from(n.second())
+}
+
+/// A DNS resolver that refuses private, loopback and link-local answers, so that an
+/// upstream host name cannot be pointed at the platform's own network (addresses
+/// written literally were checked when the API was published; `localhost` is only
+/// accepted there for demonstrations).
+struct PublicOnly;
+
+fn public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
+        }
+        IpAddr::V6(a) => {
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xfe00) == 0xfc00
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| !public_ip(IpAddr::V4(v4))))
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| host == "localhost" || public_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+struct Inner {
+    config: GatewayConfig,
+    store: Store,
+    catalogue: Catalogue,
+    journal: Journal,
+    keys: KeyRing,
+    identity: Provider,
+    http: reqwest::Client,
+    snapshot: RwLock<Arc<Snapshot>>,
+    tokens: RwLock<HashMap<[u8; 32], Cached>>,
+    assertions: Mutex<HashMap<AssertionKey, (String, i64)>>,
+    rates: RateLimits,
+    quotas: Quotas,
+    stats: Stats,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// The gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Builds the gateway and its first snapshot.
+    pub async fn open(
+        config: GatewayConfig,
+        store: Store,
+        catalogue: Catalogue,
+        journal: Journal,
+        keys: KeyRing,
+        identity: Provider,
+    ) -> Result<Gateway> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .tcp_nodelay(true)
+            .dns_resolver(Arc::new(PublicOnly))
+            .no_proxy()
+            .build()
+            .map_err(|e| {
+                GatewayError::unavailable("gateway_unavailable", format!("HTTP client: {e}"))
+            })?;
+        let g = Gateway {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                catalogue,
+                journal,
+                keys,
+                identity,
+                http,
+                snapshot: RwLock::new(Arc::new(Snapshot::default())),
+                tokens: RwLock::new(HashMap::new()),
+                assertions: Mutex::new(HashMap::new()),
+                rates: RateLimits::default(),
+                quotas: Quotas::default(),
+                stats: Stats::default(),
+                reloading: tokio::sync::Mutex::new(()),
+            }),
+        };
+        g.reload().await?;
+        Ok(g)
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.inner.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the snapshot from the store and swaps it in (every second in the
+    /// background, and at once after a change made on this node).
+    pub async fn reload(&self) -> Result<()> {
+        let _one = self.inner.reloading.lock().await;
+        let catalogue_error = |e: socle_catalogue::CatalogueError| {
+            tracing::error!(error = %e, "gateway: cannot read the catalogue");
+            GatewayError::unavailable("store_unavailable", "the catalogue cannot be read")
+        };
+        let apis = self
+            .inner
+            .catalogue
+            .search(&Search::default())
+            .await
+            .map_err(catalogue_error)?
+            .into_iter()
+            .map(|l| l.api)
+            .collect();
+        let organisations = self
+            .inner
+            .catalogue
+            .organisations()
+            .await
+            .map_err(catalogue_error)?;
+        let mut habilitations = Vec::new();
+        for doc in self.inner.store.validated_habilitations().await? {
+            match serde_json::from_str(&doc) {
+                Ok(h) => habilitations.push(h),
+                Err(e) => tracing::error!(error = %e, "gateway: unreadable habilitation skipped"),
+            }
+        }
+        let (snapshot, skipped) = Snapshot::build(apis, organisations, habilitations);
+        for s in skipped {
+            tracing::error!(api = %s, "gateway: API with an unusable upstream URL left out");
+        }
+        let snapshot = Arc::new(snapshot);
+        match self.inner.snapshot.write() {
+            Ok(mut s) => *s = snapshot,
+            Err(p) => *p.into_inner() = snapshot,
+        }
+        Ok(())
+    }
+
+    /// Background upkeep, every second: snapshot, quota counters, expired cache
+    /// entries.
+    pub async fn tick(&self) {
+        if let Err(e) = self.reload().await {
+            tracing::warn!(error = %e, "gateway: snapshot not rebuilt");
+        }
+        if let Err(e) = self.inner.quotas.flush(&self.inner.store).await {
+            tracing::warn!(error = %e, "gateway: quota counters not saved (kept for the next try)");
+        }
+        let t = now();
+        if let Ok(mut c) = self.inner.tokens.write() {
+            c.retain(|_, v| v.until > t);
+        }
+        if let Ok(mut a) = self.inner.assertions.lock() {
+            a.retain(|_, v| v.1 > t);
+        }
+    }
+
+    /// Saves the quota counters (at shutdown).
+    pub async fn flush(&self) {
+        if let Err(e) = self.inner.quotas.flush(&self.inner.store).await {
+            tracing::warn!(error = %e, "gateway: quota counters not saved");
+        }
+    }
+
+    // ----- tokens -------------------------------------------------------------------
+
+    /// The token endpoint's `client_credentials` grant (RFC 6749 §4.4) for the
+    /// credentials of a validated habilitation: a signed JWT access token (RFC 9068)
+    /// whose scopes are the validated ones, or the requested subset of them.
+    pub fn issue_token(
+        &self,
+        form: &BTreeMap<String, String>,
+        basic: Option<(String, String)>,
+    ) -> Result<Value> {
+        let (client_id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
+            (Some(b), None, None) => b,
+            (None, Some(id), Some(s)) => (id.clone(), s.clone()),
+            (Some(_), _, _) => {
+                return Err(GatewayError::oauth(
+                    400,
+                    "invalid_request",
+                    "authenticate with one method only",
+                ));
+            }
+            _ => {
+                return Err(GatewayError::oauth(
+                    401,
+                    "invalid_client",
+                    "client authentication is required (client_secret_basic or client_secret_post)",
+                ));
+            }
+        };
+        let bad_client = || {
+            GatewayError::oauth(
+                401,
+                "invalid_client",
+                "unknown client, wrong secret, or habilitation not in force",
+            )
+            .header("www-authenticate", "Basic realm=\"socle\"")
+        };
+        let snapshot = self.snapshot();
+        let Some(grant) = snapshot.grant_by_client(&client_id) else {
+            return Err(bad_client());
+        };
+        let Some(hash) = &grant.secret_hash else {
+            return Err(bad_client());
+        };
+        if !socle_identity::ct_eq(sha256_hex(secret.as_bytes()).as_bytes(), hash.as_bytes()) {
+            return Err(bad_client());
+        }
+        if !grant.in_force(&today()) {
+            return Err(bad_client());
+        }
+        let scopes: Vec<String> = match form.get("scope") {
+            None => grant.scopes.clone(),
+            Some(s) => {
+                let asked: Vec<String> = s
+                    .split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(x) = asked.iter().find(|x| !grant.scopes.contains(x)) {
+                    return Err(GatewayError::oauth(
+                        400,
+                        "invalid_scope",
+                        format!("scope {x:?} is not granted by the habilitation"),
+                    ));
+                }
+                asked
+            }
+        };
+        let t = now();
+        let ttl = self.inner.config.token_ttl;
+        let token = jwt::sign(
+            &self.inner.keys,
+            "at+jwt",
+            vec![
+                ("iss", json!(self.inner.config.issuer())),
+                ("sub", json!(client_id)),
+                ("aud", json!(self.inner.config.audience())),
+                ("iat", json!(t)),
+                ("exp", json!(t + ttl)),
+                ("jti", json!(socle_identity::random_token(16))),
+                ("client_id", json!(client_id)),
+                ("scope", json!(scopes.join(" "))),
+                ("habilitation", json!(grant.id)),
+            ],
+        )?;
+        metrics::counter!("socle_gateway_tokens_issued_total").increment(1);
+        Ok(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": scopes.join(" "),
+        }))
+    }
+
+    /// Who presents `token`: from the cache, or verified now and cached (by hash,
+    /// until the token expires; at most a minute for a person's token, so that a
+    /// revoked login stops being accepted within a minute).
+    async fn caller(&self, token: &str) -> Result<Caller> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let t = now();
+        if let Ok(c) = self.inner.tokens.read()
+            && let Some(hit) = c.get(&key)
+            && hit.until > t
+        {
+            return Ok(hit.caller.clone());
+        }
+        let invalid = |d: &str| GatewayError::unauthenticated("invalid_token", d);
+        let cached = if token.split('.').count() == 3 {
+            let p = self
+                .inner
+                .keys
+                .verify(token)
+                .map_err(|_| invalid("the access token is not signed by this platform"))?;
+            let claim = |k: &str| p.claim(k).and_then(Value::as_str).map(str::to_string);
+            if claim("iss").as_deref() != Some(self.inner.config.issuer().as_str())
+                || !p
+                    .audience()
+                    .is_some_and(|a| a.contains(&self.inner.config.audience().as_str()))
+            {
+                return Err(invalid("the access token is not meant for the gateway"));
+            }
+            let exp = p.claim("exp").and_then(Value::as_i64).unwrap_or(0);
+            if exp <= t {
+                return Err(invalid("the access token has expired"));
+            }
+            let (Some(habilitation), Some(client_id)) = (claim("habilitation"), claim("client_id"))
+            else {
+                return Err(invalid("the access token names no habilitation"));
+            };
+            let scopes = claim("scope")
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            Cached {
+                caller: Caller::Machine {
+                    habilitation,
+                    client_id,
+                    scopes,
+                },
+                until: exp,
+            }
+        } else {
+            let p = self
+                .inner
+                .identity
+                .person_token(token)
+                .await
+                .map_err(|e| match e {
+                    socle_identity::IdentityError::Store(s) => GatewayError::from(s),
+                    other => invalid(&other.to_string()),
+                })?;
+            Cached {
+                caller: Caller::Person {
+                    client_id: p.client_id,
+                    organisation: p.organisation,
+                    identity: Box::new(p.identity),
+                    identity_hash: p.identity_hash,
+                },
+                until: p.expires_at.min(t + 60),
+            }
+        };
+        if let Ok(mut c) = self.inner.tokens.write() {
+            if c.len() > 200_000 {
+                c.retain(|_, v| v.until > t);
+            }
+            c.insert(key, cached.clone());
+        }
+        Ok(cached.caller)
+    }
+
+    // ----- calls --------------------------------------------------------------------
+
+    /// Handles one call end to end. Refusals change nothing and reach no provider;
+    /// a forwarded call is journaled (durably) before anything is released.
+    pub async fn call(&self, call: Call) -> Result<Delivered> {
+        let started = Instant::now();
+        let snapshot = self.snapshot();
+        let route = snapshot
+            .route(&call.organisation, &call.api)
+            .ok_or_else(|| {
+                GatewayError::not_found(
+                    "unknown_api",
+                    format!(
+                        "no API {:?} is published by organisation {:?}",
+                        call.api, call.organisation
+                    ),
+                )
+            })?;
+        let provider_name = route.api.title.clone();
+        let with_provider = |e: GatewayError| e.provider(&provider_name);
+        if call.version.strip_prefix('v') != Some(route.major.as_str()) {
+            return Err(with_provider(GatewayError::not_found(
+                "unknown_version",
+                format!(
+                    "version {:?} is not served; the current major version is v{}",
+                    call.version, route.major
+                ),
+            )));
+        }
+        let path = clean_path(&call.path)
+            .map_err(|d| with_provider(GatewayError::bad_request("invalid_path", d)))?;
+        let method = call.method.as_str().to_ascii_lowercase();
+        let operation = route.operation(&method, &path).ok_or_else(|| {
+            with_provider(GatewayError::not_found(
+                "unknown_operation",
+                format!(
+                    "{} /{} is not an operation of this API's OpenAPI document",
+                    call.method, path
+                ),
+            ))
+        })?;
+        let (params, forwarded_query) = split_query(call.query.as_deref());
+        let open = route.api.access_mode == "open";
+
+        // Authentication and habilitation.
+        let token = bearer(&call.headers);
+        let (grant, caller, granted): (Option<Arc<Grant>>, Option<Caller>, Vec<String>) = match (
+            token, open,
+        ) {
+            (None, true) => (
+                None,
+                None,
+                route.api.scopes.iter().map(|s| s.name.clone()).collect(),
+            ),
+            (None, false) => {
+                return Err(with_provider(GatewayError::unauthenticated(
+                    "missing_token",
+                    "send an access token: Authorization: Bearer <token> (client_credentials from /api/v2/token, or the person's access token)",
+                )));
+            }
+            (Some(token), _) => {
+                let caller = self.caller(token).await.map_err(with_provider)?;
+                let (grant, granted) = self
+                    .authorise(&snapshot, &route, &caller)
+                    .map_err(with_provider)?;
+                (Some(grant), Some(caller), granted)
+            }
+        };
+        if !policy::covers(operation, &granted) {
+            return Err(with_provider(GatewayError::forbidden(
+                "scope_not_granted",
+                "the scopes granted do not cover this operation",
+            )));
+        }
+
+        // Purpose.
+        let header = |n: &str| call.headers.get(n).and_then(|v| v.to_str().ok());
+        let pick = |name: &str, h: &str| params.get(name).map(String::as_str).or(header(h));
+        let purpose = if open && caller.is_none() {
+            None
+        } else {
+            Some(
+                policy::purpose(
+                    pick("context", "x-socle-context"),
+                    pick("recipient", "x-socle-recipient"),
+                    pick("object", "x-socle-object"),
+                )
+                .map_err(|d| with_provider(GatewayError::bad_request("missing_purpose", d)))?,
+            )
+        };
+
+        // Legal basis: consent, when the habilitation rests on it.
+        let mut consent_id = None;
+        if let Some(g) = &grant
+            && g.consent_based
+        {
+            let Some(Caller::Person { identity_hash, .. }) = &caller else {
+                return Err(with_provider(GatewayError::forbidden(
+                    "consent_required",
+                    "this habilitation rests on the person's consent: call with the person's access token",
+                )));
+            };
+            let pseudonym = self.inner.journal.pseudonym(identity_hash);
+            match self
+                .inner
+                .store
+                .active_consent(&pseudonym, &g.id, now())
+                .await?
+            {
+                Some(c) => consent_id = Some(c.id),
+                None => {
+                    return Err(with_provider(GatewayError::forbidden(
+                        "consent_required",
+                        "the person has not consented to this exchange, or withdrew or let expire their consent",
+                    )));
+                }
+            }
+        }
+
+        // Rate limit, then quota (only accepted calls count).
+        let rate = match &grant {
+            Some(g) => self.inner.rates.take(&g.id, route.api.rate_limit),
+            None => self.inner.rates.take(
+                &format!("{}|{}", route.api.id, call.client_ip),
+                self.inner.config.open_rate.min(route.api.rate_limit.max(1)),
+            ),
+        };
+        let rate = match rate {
+            Ok(s) => s,
+            Err((s, wait)) => {
+                let mut e = GatewayError::new(
+                    429,
+                    "rate_limited",
+                    "Too many requests",
+                    format!("at most {} calls per second; retry later", s.limit),
+                )
+                .header("retry-after", (wait.ceil() as u64).max(1).to_string());
+                for (k, v) in rate_headers(s) {
+                    e = e.header(k, v);
+                }
+                return Err(with_provider(e));
+            }
+        };
+        if let Some(g) = &grant
+            && g.daily_quota > 0
+            && self
+                .inner
+                .quotas
+                .take(&self.inner.store, &g.id, &today(), g.daily_quota)
+                .await?
+                .is_none()
+        {
+            return Err(with_provider(
+                GatewayError::new(
+                    429,
+                    "quota_exceeded",
+                    "Quota exceeded",
+                    format!(
+                        "the habilitation's {} calls for today are used",
+                        g.daily_quota
+                    ),
+                )
+                .header("retry-after", seconds_to_midnight().to_string()),
+            ));
+        }
+
+        // Forward.
+        let request_hash = sha256_hex(
+            format!(
+                "{}\n{}\n/{}\n{}\n{}",
+                call.request_id,
+                call.method,
+                path,
+                forwarded_query,
+                sha256_hex(&call.body)
+            )
+            .as_bytes(),
+        );
+        let assertion = match (&grant, &caller, &purpose) {
+            (Some(g), Some(c), Some(p)) => Some(self.assertion(g, c, p, &granted)?),
+            _ => None,
+        };
+        let mut url = route.upstream.clone();
+        url.set_path(&format!("{}{}", route.upstream.path(), path));
+        url.set_query((!forwarded_query.is_empty()).then_some(forwarded_query.as_str()));
+        let mut headers = HeaderMap::new();
+        let connection_listed: Vec<String> = call
+            .headers
+            .get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        for (name, value) in &call.headers {
+            let n = name.as_str();
+            if STRIPPED.contains(&n)
+                || n.starts_with("x-socle-")
+                || n.starts_with("x-forwarded-")
+                || connection_listed.iter().any(|c| c == n)
+            {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        let set = |h: &mut HeaderMap, n: &'static str, v: &str| {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(HeaderName::from_static(n), v);
+            }
+        };
+        set(&mut headers, "x-socle-request-id", &call.request_id);
+        set(&mut headers, "x-socle-request-hash", &request_hash);
+        if let Some(a) = &assertion {
+            set(&mut headers, "x-socle-assertion", a);
+        }
+        let ex = Exchange {
+            call: &call,
+            route: &route,
+            grant: &grant,
+            caller: &caller,
+            purpose: &purpose,
+            granted: &granted,
+            request_hash: &request_hash,
+            started,
+            consent: consent_id.as_deref(),
+        };
+        let answer = match self.send(&ex, headers, url).await {
+            Ok((s, h, b)) => deliverable(&route, &granted, s, &h, b).map(|d| (d, h)),
+            Err(e) => Err(e),
+        };
+        let ((status, content_type, body), upstream_headers) = match answer {
+            Ok(x) => x,
+            Err(e) => {
+                // A failed exchange is journaled like any other; the provider's own
+                // answer is never passed on.
+                self.journal(&ex, None, e.status).await?;
+                self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
+                return Err(e.provider(&route.api.title));
+            }
+        };
+        let response_hash = sha256_hex(&body);
+
+        // Journal, durably, before releasing anything.
+        self.journal(&ex, Some(&response_hash), status).await?;
+
+        let mut out = HeaderMap::new();
+        for name in PASSED_BACK {
+            if name == "content-type" {
+                continue;
+            }
+            if let Some(v) = upstream_headers.get(name) {
+                out.insert(HeaderName::from_static(name), v.clone());
+            }
+        }
+        if let Some(ct) = content_type {
+            out.insert(http::header::CONTENT_TYPE, ct);
+        }
+        set(&mut out, "x-socle-request-id", &call.request_id);
+        set(&mut out, "x-socle-request-hash", &request_hash);
+        set(&mut out, "x-socle-response-hash", &response_hash);
+        for (k, v) in rate_headers(rate) {
+            set(&mut out, k, &v);
+        }
+        if call.headers.contains_key("x-socle-sign") {
+            let sig = self.signature(&call.request_id, &request_hash, &response_hash, &grant)?;
+            set(&mut out, "x-socle-signature", &sig);
+        }
+        let micros = started.elapsed().as_micros() as u64;
+        self.record(&route, &grant, status >= 400, micros);
+        Ok(Delivered {
+            status,
+            headers: out,
+            body,
+        })
+    }
+
+    /// Checks the caller's habilitation for the route; returns it and the scopes
+    /// granted for this call.
+    fn authorise(
+        &self,
+        snapshot: &Snapshot,
+        route: &Route,
+        caller: &Caller,
+    ) -> Result<(Arc<Grant>, Vec<String>)> {
+        let (grant, token_scopes) = match caller {
+            Caller::Machine {
+                habilitation,
+                scopes,
+                ..
+            } => {
+                let g = snapshot.grant(habilitation).ok_or_else(|| {
+                    GatewayError::forbidden(
+                        "habilitation_inactive",
+                        "the habilitation of these credentials is no longer validated (revoked, expired or replaced)",
+                    )
+                })?;
+                (g, Some(scopes))
+            }
+            Caller::Person { organisation, .. } => {
+                let g = snapshot
+                    .grant_for(organisation, &route.api.id)
+                    .ok_or_else(|| {
+                        GatewayError::forbidden(
+                            "no_habilitation",
+                            "the service has no validated habilitation for this API",
+                        )
+                    })?;
+                (g, None)
+            }
+        };
+        if grant.api != route.api.id {
+            return Err(GatewayError::forbidden(
+                "wrong_api",
+                format!(
+                    "the habilitation covers the API {:?}, not this one",
+                    grant.api
+                ),
+            ));
+        }
+        if !grant.in_force(&today()) {
+            return Err(GatewayError::forbidden(
+                "habilitation_expired",
+                format!("the habilitation ended on {}", grant.valid_until),
+            ));
+        }
+        let granted: Vec<String> = grant
+            .scopes
+            .iter()
+            .filter(|s| token_scopes.is_none_or(|t| t.contains(s)))
+            .cloned()
+            .collect();
+        Ok((grant, granted))
+    }
+
+    /// The caller assertion for (caller, habilitation, purpose, person), reused for
+    /// its short lifetime; the request itself is bound by `X-Socle-Request-Hash`.
+    fn assertion(
+        &self,
+        grant: &Grant,
+        caller: &Caller,
+        purpose: &Purpose,
+        scopes: &[String],
+    ) -> Result<String> {
+        let (client_id, person) = match caller {
+            Caller::Machine { client_id, .. } => (client_id.clone(), None),
+            Caller::Person {
+                client_id,
+                identity_hash,
+                ..
+            } => (client_id.clone(), Some(identity_hash.clone())),
+        };
+        let key = AssertionKey {
+            client_id: client_id.clone(),
+            habilitation: grant.id.clone(),
+            purpose: purpose.clone(),
+            person,
+        };
+        let t = now();
+        if let Ok(a) = self.inner.assertions.lock()
+            && let Some((jwt, exp)) = a.get(&key)
+            && *exp > t + 10
+        {
+            return Ok(jwt.clone());
+        }
+        let exp = t + self.inner.config.assertion_ttl;
+        let mut claims = vec![
+            ("iss", json!(self.inner.config.issuer())),
+            ("sub", json!(grant.requester)),
+            ("aud", json!(grant.producer)),
+            ("iat", json!(t)),
+            ("exp", json!(exp)),
+            ("jti", json!(socle_identity::random_token(16))),
+            ("client_id", json!(client_id)),
+            ("habilitation", json!(grant.id)),
+            ("api", json!(grant.api)),
+            ("scope", json!(scopes.join(" "))),
+            ("context", json!(purpose.context)),
+            ("recipient", json!(purpose.recipient)),
+            ("object", json!(purpose.object)),
+            ("legal_basis", json!(grant.legal_reference())),
+        ];
+        if let Caller::Person { identity, .. } = caller {
+            claims.push((
+                "person",
+                serde_json::to_value(identity.as_ref()).unwrap_or(Value::Null),
+            ));
+        }
+        let jwt = jwt::sign(&self.inner.keys, "socle-assertion+jwt", claims)?;
+        if let Ok(mut a) = self.inner.assertions.lock() {
+            if a.len() > 100_000 {
+                a.retain(|_, v| v.1 > t);
+            }
+            a.insert(key, (jwt.clone(), exp));
+        }
+        Ok(jwt)
+    }
+
+    fn signature(
+        &self,
+        request_id: &str,
+        request_hash: &str,
+        response_hash: &str,
+        grant: &Option<Arc<Grant>>,
+    ) -> Result<String> {
+        let mut claims = vec![
+            ("iss", json!(self.inner.config.issuer())),
+            ("iat", json!(now())),
+            ("request_id", json!(request_id)),
+            ("request_hash", json!(request_hash)),
+            ("response_hash", json!(response_hash)),
+        ];
+        if let Some(g) = grant {
+            claims.push(("aud", json!(g.requester)));
+        }
+        jwt::sign(&self.inner.keys, "socle-delivery+jwt", claims)
+    }
+
+    fn record(&self, route: &Route, grant: &Option<Arc<Grant>>, error: bool, micros: u64) {
+        let service = grant
+            .as_ref()
+            .map(|g| g.requester.clone())
+            .unwrap_or_else(|| "open".into());
+        self.inner
+            .stats
+            .record(&route.api.id, &service, error, micros);
+        metrics::counter!("socle_gateway_calls_total", "api" => route.api.id.clone(), "service" => service,
+            "outcome" => if error { "error" } else { "ok" })
+        .increment(1);
+        metrics::histogram!("socle_gateway_call_duration_seconds", "api" => route.api.id.clone())
+            .record(micros as f64 / 1e6);
+    }
+
+    /// Sends the request upstream and reads the answer (bounded).
+    async fn send(
+        &self,
+        ex: &Exchange<'_>,
+        headers: HeaderMap,
+        url: url::Url,
+    ) -> Result<(u16, HeaderMap, Bytes)> {
+        let sent = self
+            .inner
+            .http
+            .request(ex.call.method.clone(), url)
+            .headers(headers)
+            .body(ex.call.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let h = resp.headers().clone();
+                let body = read_limited(resp, self.inner.config.max_response).await?;
+                Ok((status, h, body))
+            }
+            Err(e) if e.is_timeout() => Err(GatewayError::new(
+                504,
+                "upstream_timeout",
+                "Provider timeout",
+                format!(
+                    "the provider did not answer within {} ms",
+                    self.inner.config.timeout.as_millis()
+                ),
+            )),
+            Err(e) => {
+                tracing::warn!(api = %ex.route.api.id, error = %e, "gateway: provider unreachable");
+                Err(GatewayError::new(
+                    502,
+                    "upstream_unavailable",
+                    "Provider unavailable",
+                    "the provider could not be reached",
+                ))
+            }
+        }
+    }
+
+    async fn journal(
+        &self,
+        ex: &Exchange<'_>,
+        response_hash: Option<&str>,
+        status: u16,
+    ) -> Result<()> {
+        let Exchange {
+            call,
+            route,
+            grant,
+            caller,
+            purpose,
+            granted,
+            request_hash,
+            started,
+            consent,
+        } = *ex;
+        let actor = match caller {
+            Some(Caller::Machine { client_id, .. }) | Some(Caller::Person { client_id, .. }) => {
+                format!("client:{client_id}")
+            }
+            None => "anonymous".to_string(),
+        };
+        let outcome = if (200..400).contains(&status) {
+            "ok"
+        } else {
+            "error"
+        };
+        let mut e = Entry::new(EntryKind::Exchange, actor, outcome);
+        if let Some(g) = grant {
+            e = e.organisation(g.requester.clone());
+        }
+        e = e.organisation(route.api.organisation.clone());
+        e.request_hash = Some(request_hash.to_string());
+        e.response_hash = response_hash.map(str::to_string);
+        if let Some(p) = purpose {
+            e.purpose = Some(format!("{} / {}", p.context, p.object));
+            e = e.detail("recipient", p.recipient.clone());
+        }
+        if let Some(g) = grant {
+            e.legal_basis = Some(match consent {
+                Some(c) => format!("consentement ({c})"),
+                None => g.legal_reference(),
+            });
+            e = e
+                .detail("habilitation", g.id.clone())
+                .detail("service", g.requester.clone());
+        }
+        if let Some(Caller::Person { identity_hash, .. }) = caller {
+            e = e.subject(self.inner.journal.pseudonym(identity_hash));
+        }
+        e = e
+            .detail("provider", route.api.organisation.clone())
+            .detail("api", route.api.id.clone())
+            .detail("api_version", route.api.version.clone())
+            .detail("method", call.method.as_str())
+            .detail("scopes", granted.join(","))
+            .detail("data_items", route.data_items(granted).join(","))
+            .detail("status", status.to_string())
+            .detail("request_id", call.request_id.clone())
+            .detail(
+                "latency_ms",
+                format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+            );
+        self.inner.journal.append(vec![e]).await.map_err(|err| {
+            tracing::error!(error = %err, "gateway: journal unavailable, answer withheld");
+            GatewayError::unavailable(
+                "journal_unavailable",
+                "the exchange could not be recorded in the journal, so its answer is withheld; retry later",
+            )
+        })
+    }
+}
+
+fn rate_headers(s: RateState) -> [(&'static str, String); 3] {
+    [
+        ("ratelimit-limit", s.limit.to_string()),
+        ("ratelimit-remaining", s.remaining.to_string()),
+        ("ratelimit-reset", s.reset.to_string()),
+    ]
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// Checks the path a caller asks for: segments only (no `.`/`..`, no encoded slash or
+/// backslash, no empty segment), so that it cannot leave the API's upstream base.
+pub fn clean_path(path: &str) -> std::result::Result<String, String> {
+    if path.is_empty() {
+        return Ok(String::new());
+    }
+    for seg in path.split('/') {
+        let lower = seg.to_ascii_lowercase();
+        if seg.is_empty()
+            || seg == "."
+            || seg == ".."
+            || lower.contains("%2f")
+            || lower.contains("%5c")
+            || lower.contains("%2e")
+            || lower.contains("%00")
+            || seg.contains('\\')
+            || seg.bytes().any(|b| b.is_ascii_control())
+        {
+            return Err(format!("the path segment {seg:?} is not allowed"));
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// Splits the query into the purpose parameters and the query forwarded to the
+/// provider (without them).
+fn split_query(query: Option<&str>) -> (HashMap<String, String>, String) {
+    let mut purpose = HashMap::new();
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if PURPOSE_PARAMS.contains(&k.as_ref()) {
+            purpose
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    (purpose, rest.finish())
+}
+
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes> {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() + c.len() > max {
+                    return Err(GatewayError::new(
+                        502,
+                        "upstream_invalid",
+                        "Invalid provider answer",
+                        format!("the provider's answer exceeds {max} bytes"),
+                    ));
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Err(e) if e.is_timeout() => {
+                return Err(GatewayError::new(
+                    504,
+                    "upstream_timeout",
+                    "Provider timeout",
+                    "the provider did not finish its answer in time",
+                ));
+            }
+            Err(_) => {
+                return Err(GatewayError::new(
+                    502,
+                    "upstream_unavailable",
+                    "Provider unavailable",
+                    "the provider's answer was cut off",
+                ));
+            }
+        }
+    }
+}
+
+fn is_json(ct: Option<&HeaderValue>) -> bool {
+    ct.and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let m = v
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// What may be released of the provider's answer: minimised JSON on success; the
+/// provider's own errors become the platform's, without their body.
+fn deliverable(
+    route: &Route,
+    granted: &[String],
+    status: u16,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(u16, Option<HeaderValue>, Bytes)> {
+    let invalid =
+        |d: &str| GatewayError::new(502, "upstream_invalid", "Invalid provider answer", d);
+    match status {
+        200..=299 => {}
+        404 | 410 => {
+            return Err(GatewayError::not_found(
+                "not_found_at_provider",
+                "the provider has no record matching this request",
+            ));
+        }
+        400 | 422 => {
+            return Err(GatewayError::bad_request(
+                "rejected_by_provider",
+                "the provider rejected the request's parameters; check them against the API's OpenAPI document",
+            ));
+        }
+        _ => {
+            tracing::warn!(api = %route.api.id, status, "gateway: provider error");
+            return Err(GatewayError::new(
+                502,
+                "upstream_error",
+                "Provider error",
+                format!("the provider answered with an error (HTTP {status})"),
+            ));
+        }
+    }
+    let fields = route.fields(granted);
+    let ct = headers.get(http::header::CONTENT_TYPE);
+    if status == 204 || body.is_empty() {
+        return Ok((status, None, Bytes::new()));
+    }
+    if is_json(ct) {
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|_| invalid("the provider's answer is not valid JSON"))?;
+        let out = match &fields {
+            None => doc,
+            Some(f) => minimise(&doc, f),
+        };
+        let bytes = serde_json::to_vec(&out).map_err(|_| invalid("unserialisable answer"))?;
+        Ok((
+            status,
+            Some(HeaderValue::from_static("application/json")),
+            Bytes::from(bytes),
+        ))
+    } else if fields.is_none() {
+        Ok((status, ct.cloned(), body))
+    } else {
+        Err(invalid(
+            "the provider answered a non-JSON body, which the granted scopes cannot be applied to",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        assert_eq!(clean_path("a/b").unwrap(), "a/b");
+        assert_eq!(clean_path("").unwrap(), "");
+        for bad in [
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/%2e%2e/b",
+            "a%2Fb",
+            "a\\b",
+            "a/./b",
+            "a/",
+        ] {
+            assert!(clean_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn purpose_parameters_are_taken_out() {
+        let (p, rest) = split_query(Some(
+            "identifiant=12&context=Cantine&recipient=1&object=o&x=%20y",
+        ));
+        assert_eq!(p.get("context").unwrap(), "Cantine");
+        assert_eq!(p.len(), 3);
+        assert_eq!(rest, "identifiant=12&x=+y");
+    }
+
+    #[test]
+    fn private_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!public_ip(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(public_ip("193.52.1.1".parse().unwrap()));
+    }
+}

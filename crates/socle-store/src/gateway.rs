@@ -1,0 +1,175 @@
+//! Gateway tables: the validated habilitations the hot path is built from, daily quota
+//! counters, and people's consents for consent-based habilitations.
+
+use crate::error::StoreError;
+use crate::{Backend, Result, Store, on_pool};
+
+/// A person's consent, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsent {
+    pub id: String,
+    /// The person's journal pseudonym.
+    pub subject: String,
+    pub habilitation_id: String,
+    /// The record (service, data items, purpose…), owned by the gateway crate.
+    pub doc: String,
+    pub granted_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+type ConsentRow = (String, String, String, String, i64, i64, Option<i64>);
+
+fn consent(r: ConsentRow) -> StoredConsent {
+    StoredConsent {
+        id: r.0,
+        subject: r.1,
+        habilitation_id: r.2,
+        doc: r.3,
+        granted_at: r.4,
+        expires_at: r.5,
+        revoked_at: r.6,
+    }
+}
+
+const CONSENT_COLUMNS: &str =
+    "id, subject, habilitation_id, doc, granted_at, expires_at, revoked_at";
+
+/// Persistence of the gateway, in its own terms.
+pub trait GatewayStore {
+    /// The documents of every validated habilitation.
+    fn validated_habilitations(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Adds `delta` accepted calls to a habilitation's counter for `day`; returns the
+    /// counter's new total (all nodes included).
+    fn add_quota_use(
+        &self,
+        habilitation_id: &str,
+        day: &str,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    fn insert_consent(&self, c: &StoredConsent) -> impl Future<Output = Result<()>> + Send;
+    /// A person's consents, newest first.
+    fn consents_of(&self, subject: &str)
+    -> impl Future<Output = Result<Vec<StoredConsent>>> + Send;
+    /// Whether the person has an unrevoked, unexpired consent for the habilitation.
+    fn active_consent(
+        &self,
+        subject: &str,
+        habilitation_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<StoredConsent>>> + Send;
+    /// Revokes one of the person's consents; `false` if there is none to revoke.
+    fn revoke_consent(
+        &self,
+        id: &str,
+        subject: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_runtime(e)
+}
+
+impl GatewayStore for Store {
+    async fn validated_habilitations(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT doc FROM catalogue_habilitations WHERE state = 'validated'")
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+        });
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    async fn add_quota_use(&self, habilitation_id: &str, day: &str, delta: i64) -> Result<i64> {
+        let (used,): (i64,) = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "INSERT INTO gateway_quotas (habilitation_id, day, used) VALUES ($1, $2, $3) \
+                 ON CONFLICT (habilitation_id, day) DO UPDATE SET used = gateway_quotas.used + $3 \
+                 RETURNING CAST(used AS BIGINT)",
+            )
+            .bind(habilitation_id)
+            .bind(day)
+            .bind(delta)
+            .fetch_one(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(used)
+    }
+
+    async fn insert_consent(&self, c: &StoredConsent) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO consents (id, subject, habilitation_id, doc, granted_at, expires_at, \
+                 revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&c.id)
+            .bind(&c.subject)
+            .bind(&c.habilitation_id)
+            .bind(&c.doc)
+            .bind(c.granted_at)
+            .bind(c.expires_at)
+            .bind(c.revoked_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn consents_of(&self, subject: &str) -> Result<Vec<StoredConsent>> {
+        let rows: Vec<ConsentRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = $1 \
+                 ORDER BY granted_at DESC, id"
+            ))
+            .bind(subject)
+            .fetch_all(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(rows.into_iter().map(consent).collect())
+    }
+
+    async fn active_consent(
+        &self,
+        subject: &str,
+        habilitation_id: &str,
+        now: i64,
+    ) -> Result<Option<StoredConsent>> {
+        let row: Option<ConsentRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = $1 \
+                 AND habilitation_id = $2 AND revoked_at IS NULL AND expires_at > $3 \
+                 ORDER BY granted_at DESC LIMIT 1"
+            ))
+            .bind(subject)
+            .bind(habilitation_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?
+        });
+        Ok(row.map(consent))
+    }
+
+    async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE consents SET revoked_at = $1 WHERE id = $2 AND subject = $3 \
+                 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(subject)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+}

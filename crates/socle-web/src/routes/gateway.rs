@@ -1,0 +1,117 @@
+//! The gateway's HTTP face: `/gateway/{organisation}/{api}/v{major}/{path…}` (thin:
+//! the pipeline is `socle_gateway::Gateway::call`) and the one mapping of
+//! `GatewayError` to the public error shape, with `meta.provider`.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use socle_gateway::{Call, GatewayError};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ClientAddr;
+use crate::middleware::current_request_id;
+
+/// Maps a gateway error to HTTP, once.
+pub fn error_response(e: GatewayError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({
+        "code": e.code,
+        "title": e.title,
+        "detail": e.detail,
+        "request_id": current_request_id().unwrap_or_default(),
+    });
+    if let Some(p) = &e.provider {
+        body["meta"] = json!({ "provider": p });
+    }
+    let mut r = (status, axum::Json(body)).into_response();
+    for (k, v) in &e.headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().insert(HeaderName::from_static(k), v);
+        }
+    }
+    r
+}
+
+/// An OAuth 2.0 token-endpoint error (RFC 6749 §5.2) with the platform's fields too.
+pub fn oauth_response(e: GatewayError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = json!({
+        "error": e.code,
+        "error_description": e.detail,
+        "code": e.code,
+        "title": e.title,
+        "detail": e.detail,
+        "request_id": current_request_id().unwrap_or_default(),
+    });
+    let mut r = (status, axum::Json(body)).into_response();
+    for (k, v) in &e.headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().insert(HeaderName::from_static(k), v);
+        }
+    }
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
+    state
+        .gateway
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("the gateway is not ready (database schema behind)"))
+}
+
+/// `/gateway/{organisation}/{api}/{version}[/{*path}]`. The path is taken raw from
+/// the URI (not percent-decoded), so that an encoded `/` or `..` is seen and refused.
+pub async fn call(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<ClientAddr>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let g = match gateway(&state) {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let raw = uri.path().strip_prefix("/gateway/").unwrap_or_default();
+    let mut parts = raw.splitn(4, '/');
+    let (Some(organisation), Some(api), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return error_response(GatewayError::not_found(
+            "unknown_api",
+            "call /gateway/{organisation}/{api}/v{major}/{path}",
+        ));
+    };
+    let client_ip = client
+        .map(|Extension(ConnectInfo(a))| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let call = Call {
+        method,
+        organisation: organisation.to_string(),
+        api: api.to_string(),
+        version: version.to_string(),
+        path: parts.next().unwrap_or_default().to_string(),
+        query: uri.query().map(str::to_string),
+        headers,
+        body,
+        client_ip,
+        request_id: current_request_id().unwrap_or_default(),
+    };
+    match g.call(call).await {
+        Ok(d) => {
+            let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
+            let mut r = (status, d.body).into_response();
+            r.headers_mut().extend(d.headers);
+            r
+        }
+        Err(e) => error_response(e),
+    }
+}

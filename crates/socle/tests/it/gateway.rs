@@ -1,0 +1,839 @@
+//! The gateway over real HTTP, on both stores: a real upstream (a raw HTTP server on
+//! port 0 that can answer, stall, reset, or send garbage), habilitations obtained
+//! through the back-office API, tokens from the token endpoint, and every refusal
+//! reason; minimisation, the caller assertion, the journal entry per exchange, rate
+//! limits and quotas (seen by a second node), revocation effective at the next call,
+//! fail-closed when the journal cannot write, and calls on a person's behalf with
+//! consent.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::habilitations::{Call, PRODUCER, REQUESTER, admin, complete_form, sign_in, user};
+use crate::identity::{ADMIN_TOKEN, LOGOUT, REDIRECT, jwks, verify};
+use crate::on_both_stores;
+use crate::support::{Backend, TestApp};
+
+/// A request as the provider received it: its request line and headers.
+type Seen = (String, Vec<(String, String)>);
+
+/// A provider's API: a hand-written HTTP/1.1 server, so that it can misbehave.
+struct Upstream {
+    url: String,
+    /// (request line, headers) of each request received.
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Upstream {
+    async fn start() -> Arc<Upstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = Arc::new(Upstream {
+            url: format!("http://{}/api", listener.local_addr().unwrap()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let me = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let mut lines = head.split("\r\n");
+                    let line = lines.next().unwrap_or_default().to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .take_while(|l| !l.is_empty())
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    me.seen.lock().unwrap().push((line.clone(), headers));
+                    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let route = path.split('?').next().unwrap_or_default();
+                    let (status, ctype, body): (u16, &str, String) = match route {
+                        "/api/quotient-familial" | "/api/scoped" => (
+                            200,
+                            "application/json",
+                            json!({"quotientFamilial": 640, "allocataires": [{"nom": "Dupont"}],
+                                   "enfants": [{"prenom": "Léa"}], "adresse": "1 rue de la Paix",
+                                   "interne": {"score": 7}})
+                            .to_string(),
+                        ),
+                        "/api/slow" => {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            (200, "application/json", "{}".into())
+                        }
+                        "/api/reset" => return, // drops the connection, no answer
+                        "/api/garbage" => {
+                            (200, "application/json", "{\"quotientFamilial\": 6".into())
+                        }
+                        "/api/text" => (200, "text/plain", "quotient familial : 640".into()),
+                        "/api/fail" => (
+                            500,
+                            "text/plain",
+                            "panic at src/db.rs:42: password=hunter2".into(),
+                        ),
+                        _ => (404, "application/json", "{\"error\":\"inconnu\"}".into()),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nserver: internal-42\r\nset-cookie: s=1\r\nx-powered-by: secret-stack\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        up
+    }
+
+    fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().unwrap()
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+const OPS: [&str; 8] = [
+    "/quotient-familial",
+    "/slow",
+    "/reset",
+    "/garbage",
+    "/text",
+    "/fail",
+    "/missing",
+    "/scoped",
+];
+
+/// Publishes the organisations and two APIs pointing at the upstream.
+async fn publish(app: &TestApp, up: &Upstream) {
+    for (siret, name, acronym, kind) in [
+        (PRODUCER, "Caisse démo", "CAF démo", "operator"),
+        (
+            REQUESTER,
+            "Mairie de Démoville",
+            "Démoville",
+            "local_authority",
+        ),
+    ] {
+        admin(
+            app,
+            "/api/admin/organisations",
+            json!({"siret": siret, "name": name, "acronym": acronym, "kind": kind}),
+        )
+        .await;
+    }
+    let mut paths = serde_json::Map::new();
+    for p in OPS {
+        let mut op = json!({"responses": {"200": {"description": "ok"}}});
+        if p == "/scoped" {
+            op["security"] = json!([{"socle": ["composition"]}]);
+        }
+        paths.insert(p.into(), json!({"get": op}));
+    }
+    let openapi =
+        json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.2.0"}, "paths": paths})
+            .to_string();
+    for (slug, rate) in [("quotient-familial", 1000), ("limitee", 2)] {
+        admin(app, "/api/admin/apis", json!({
+            "slug": slug, "organisation": PRODUCER, "title": format!("API {slug}"),
+            "description": "Le quotient familial", "openapi": openapi, "upstream_url": up.url,
+            "allow_private_upstream": true, "rate_limit": rate,
+            "access_mode": "habilitation", "contact": "api@caf.example.fr",
+            "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]},
+                       {"name": "composition", "description": "Foyer", "fields": ["/allocataires", "/enfants"]}]
+        }))
+        .await;
+    }
+}
+
+struct Env {
+    app: TestApp,
+    up: Arc<Upstream>,
+    dev: String,
+    inst: String,
+}
+
+impl Env {
+    async fn new(backend: Backend, demo: bool) -> Env {
+        use socle_catalogue::people::Role;
+        let app = TestApp::spawn_with(backend, |c| {
+            c.admin.token = Some(ADMIN_TOKEN.into());
+            c.gateway.timeout = Duration::from_millis(700);
+            c.demo = demo;
+        })
+        .await;
+        let up = Upstream::start().await;
+        publish(&app, &up).await;
+        user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+        user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+        let dev = sign_in(&app, "dev@demoville.fr").await;
+        let inst = sign_in(&app, "instructeur@caf.fr").await;
+        Env { app, up, dev, inst }
+    }
+
+    fn dev(&self) -> Call<'_> {
+        Call {
+            app: &self.app,
+            token: self.dev.clone(),
+        }
+    }
+
+    fn inst(&self) -> Call<'_> {
+        Call {
+            app: &self.app,
+            token: self.inst.clone(),
+        }
+    }
+
+    /// A validated habilitation with its credentials: (id, client_id, secret).
+    async fn habilitation(&self, api: &str, form: Value) -> (String, String, String) {
+        let (s, h) = self
+            .dev()
+            .post("/api/v1/habilitations", json!({"api": api, "form": form}))
+            .await;
+        assert_eq!(s, 201, "{h}");
+        let id = h["id"].as_str().unwrap().to_string();
+        assert_eq!(self.dev().act(&id, "submit", None).await.0, 200);
+        assert_eq!(self.inst().act(&id, "validate", None).await.0, 200);
+        let (s, c) = self
+            .dev()
+            .get(&format!("/api/v1/habilitations/{id}/credentials"))
+            .await;
+        assert_eq!(s, 200, "{c}");
+        (
+            id,
+            c["client_id"].as_str().unwrap().into(),
+            c["client_secret"].as_str().unwrap().into(),
+        )
+    }
+
+    async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> (u16, Value) {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let r = self
+            .app
+            .client
+            .post(self.app.url("/api/v2/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn call(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.app.client.get(self.app.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+const PURPOSE: &str = "context=Cantine%202027&recipient=99003003300015&object=dossier-42";
+
+fn qf(path: &str) -> String {
+    format!("/gateway/{PRODUCER}/quotient-familial/v1{path}?{PURPOSE}")
+}
+
+async fn refused(r: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (got, body["code"].as_str().unwrap_or_default()),
+        (status, code),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The journal entries, decoded, once they are sequenced.
+async fn journal_entries(app: &TestApp) -> Vec<Value> {
+    let page: Value = app
+        .get("/journal/entries?start=0&count=1000")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["entries"].as_array().cloned().unwrap_or_default()
+}
+
+/// The first journal entry matching, waiting for it to be in a checkpoint.
+async fn find_entry(app: &TestApp, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..50 {
+        if let Some(e) = journal_entries(app).await.into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no journal entry: {what}");
+}
+
+async fn exchange_entry(app: &TestApp, request_hash: &str) -> Value {
+    find_entry(app, request_hash, |e| e["request_hash"] == request_hash).await
+}
+
+async fn machine_to_machine(backend: Backend) {
+    let env = Env::new(backend, false).await;
+    let (hab, client_id, secret) = env.habilitation("quotient-familial", complete_form()).await;
+
+    // The token endpoint: wrong secret, unknown client, scope beyond the habilitation.
+    assert_eq!(
+        env.token(&client_id, "wrong", None).await.1["error"],
+        "invalid_client"
+    );
+    assert_eq!(env.token("hab-unknown", &secret, None).await.0, 401);
+    let (s, e) = env.token(&client_id, &secret, Some("composition")).await;
+    assert_eq!(
+        (s, e["error"].as_str().unwrap()),
+        (400, "invalid_scope"),
+        "{e}"
+    );
+    let (s, t) = env.token(&client_id, &secret, None).await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["scope"], "quotient_familial");
+    assert_eq!(t["token_type"], "Bearer");
+    let token = t["access_token"].as_str().unwrap().to_string();
+    let keys = jwks(&env.app).await;
+    let claims = verify(&token, &keys);
+    assert_eq!(claims["habilitation"], hab.as_str());
+    assert_eq!(claims["aud"], format!("{}/gateway", env.app.base));
+    let disco: Value = env
+        .app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        disco["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("client_credentials"))
+    );
+
+    // A minimised answer, hashes, rate headers; the provider's own headers stay behind.
+    let r = env
+        .app
+        .client
+        .get(env.app.url(&qf("/quotient-familial")) + "&identifiant=0000001")
+        .bearer_auth(&token)
+        .header("cookie", "session=abc")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-socle-sign", "jws")
+        .header("connection", "x-private")
+        .header("x-private", "hop")
+        .header("accept-language", "fr")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    for absent in ["server", "set-cookie", "x-powered-by"] {
+        assert!(h.get(absent).is_none(), "{absent} leaked");
+    }
+    assert_eq!(h["ratelimit-limit"], "1000");
+    assert!(h.get("ratelimit-remaining").is_some() && h.get("ratelimit-reset").is_some());
+    let request_hash = h["x-socle-request-hash"].to_str().unwrap().to_string();
+    let request_id = h["x-socle-request-id"].to_str().unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        h["x-socle-response-hash"].to_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&body))
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"quotientFamilial": 640}),
+        "only the granted field"
+    );
+    // The delivery's signature binds the request and response hashes.
+    let sig = verify(h["x-socle-signature"].to_str().unwrap(), &keys);
+    assert_eq!(
+        sig["response_hash"],
+        h["x-socle-response-hash"].to_str().unwrap()
+    );
+    assert_eq!(sig["request_id"], request_id.as_str());
+
+    // What the provider received.
+    let (line, seen) = env.up.last();
+    assert!(
+        line.starts_with("GET /api/quotient-familial?identifiant=0000001 "),
+        "{line}"
+    );
+    for absent in [
+        "authorization",
+        "cookie",
+        "x-forwarded-for",
+        "x-private",
+        "x-socle-sign",
+    ] {
+        assert!(header(&seen, absent).is_none(), "{absent} forwarded");
+    }
+    assert_eq!(header(&seen, "accept-language"), Some("fr"));
+    assert_eq!(
+        header(&seen, "x-socle-request-id"),
+        Some(request_id.as_str())
+    );
+    assert_eq!(
+        header(&seen, "x-socle-request-hash"),
+        Some(request_hash.as_str())
+    );
+    let assertion = verify(header(&seen, "x-socle-assertion").unwrap(), &keys);
+    assert_eq!(assertion["aud"], PRODUCER);
+    assert_eq!(assertion["sub"], REQUESTER);
+    assert_eq!(assertion["habilitation"], hab.as_str());
+    assert_eq!(assertion["context"], "Cantine 2027");
+    assert_eq!(assertion["object"], "dossier-42");
+    assert_eq!(assertion["recipient"], REQUESTER);
+    assert!(assertion.get("person").is_none());
+
+    // One journal entry for the exchange, with what the citizen space will show.
+    let e = exchange_entry(&env.app, &request_hash).await;
+    assert_eq!(e["kind"], "exchange");
+    assert_eq!(e["outcome"], "ok");
+    assert_eq!(e["actor"], format!("client:{client_id}"));
+    assert_eq!(e["purpose"], "Cantine 2027 / dossier-42");
+    assert_eq!(
+        e["response_hash"],
+        h["x-socle-response-hash"].to_str().unwrap()
+    );
+    assert_eq!(e["details"]["api"], "quotient-familial");
+    assert_eq!(e["details"]["habilitation"], hab.as_str());
+    assert_eq!(e["details"]["scopes"], "quotient_familial");
+    assert_eq!(e["details"]["status"], "200");
+    assert!(
+        e["legal_basis"]
+            .as_str()
+            .unwrap()
+            .contains("mission d’intérêt public")
+    );
+    assert_eq!(e["organisations"], json!([REQUESTER, PRODUCER]));
+
+    // The organisation may be named by its acronym; the purpose may come in headers.
+    let r = env
+        .app
+        .client
+        .get(
+            env.app
+                .url("/gateway/caf-demo/quotient-familial/v1/quotient-familial"),
+        )
+        .bearer_auth(&token)
+        .header("x-socle-context", "Cantine")
+        .header("x-socle-recipient", REQUESTER)
+        .header("x-socle-object", "o-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Refusals: each reason, and the provider never called.
+    let before = env.up.count();
+    refused(
+        env.call(&qf("/quotient-familial"), None).await,
+        401,
+        "missing_token",
+    )
+    .await;
+    refused(
+        env.call(&qf("/quotient-familial"), Some("not-a-token"))
+            .await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    refused(
+        env.call(&qf("/quotient-familial"), Some(&forged)).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    let b = refused(
+        env.call(
+            &format!("/gateway/{PRODUCER}/quotient-familial/v1/quotient-familial"),
+            Some(&token),
+        )
+        .await,
+        400,
+        "missing_purpose",
+    )
+    .await;
+    assert_eq!(b["meta"]["provider"], "API quotient-familial");
+    let long_object = format!(
+        "context=C&recipient=99003003300015&object={}",
+        "o".repeat(51)
+    );
+    for (q, why) in [
+        ("context=C&recipient=12345678901234&object=o", "recipient"),
+        (long_object.as_str(), "50 characters"),
+        ("recipient=99003003300015&object=o", "context is required"),
+    ] {
+        let b = refused(
+            env.call(
+                &format!("/gateway/{PRODUCER}/quotient-familial/v1/quotient-familial?{q}"),
+                Some(&token),
+            )
+            .await,
+            400,
+            "missing_purpose",
+        )
+        .await;
+        assert!(b["detail"].as_str().unwrap().contains(why), "{b}");
+    }
+    let path = |org: &str, api: &str, version: &str, op: &str| {
+        format!("/gateway/{org}/{api}/{version}{op}?{PURPOSE}")
+    };
+    for (url, status, code) in [
+        (path(PRODUCER, "inconnue", "v1", "/x"), 404, "unknown_api"),
+        (
+            path(REQUESTER, "quotient-familial", "v1", "/quotient-familial"),
+            404,
+            "unknown_api",
+        ),
+        (
+            path(PRODUCER, "quotient-familial", "v2", "/quotient-familial"),
+            404,
+            "unknown_version",
+        ),
+        (qf("/autre"), 404, "unknown_operation"),
+        (
+            qf("/quotient-familial/..%2F..%2Fadmin"),
+            400,
+            "invalid_path",
+        ),
+        (qf("/%2E%2E%2Fsecret"), 400, "invalid_path"),
+        (qf("/a%2Fb"), 400, "invalid_path"),
+        (qf("/a%5Cb"), 400, "invalid_path"),
+        (qf("/scoped"), 403, "scope_not_granted"),
+        // A token for one API does not open another.
+        (
+            path(PRODUCER, "limitee", "v1", "/quotient-familial"),
+            403,
+            "wrong_api",
+        ),
+    ] {
+        refused(env.call(&url, Some(&token)).await, status, code).await;
+    }
+    let r = env
+        .app
+        .client
+        .post(env.app.url(&qf("/quotient-familial")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 404, "unknown_operation").await;
+    assert_eq!(
+        env.up.count(),
+        before,
+        "no refused call reached the provider"
+    );
+
+    // The provider misbehaving: errors in the platform's shape, internals withheld,
+    // and each exchange journaled.
+    for (path, status, code) in [
+        ("/garbage", 502, "upstream_invalid"),
+        ("/text", 502, "upstream_invalid"),
+        ("/fail", 502, "upstream_error"),
+        ("/missing", 404, "not_found_at_provider"),
+        ("/slow", 504, "upstream_timeout"),
+        ("/reset", 502, "upstream_unavailable"),
+    ] {
+        let r = env.call(&qf(path), Some(&token)).await;
+        let rh = r
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let b = refused(r, status, code).await;
+        assert_eq!(b["meta"]["provider"], "API quotient-familial", "{path}");
+        let text = b.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("db.rs") && !text.contains("inconnu"),
+            "{text}"
+        );
+        let e = find_entry(&env.app, path, |e| {
+            e["details"]["request_id"] == rh.as_str()
+        })
+        .await;
+        assert_eq!(e["outcome"], "error", "{path}");
+        assert_eq!(e["details"]["status"], status.to_string(), "{path}");
+    }
+
+    // A revocation stops the very next call, and the next token.
+    let (s, _) = env
+        .inst()
+        .act(&hab, "revoke", Some("fin de la convention"))
+        .await;
+    assert_eq!(s, 200);
+    refused(
+        env.call(&qf("/quotient-familial"), Some(&token)).await,
+        403,
+        "habilitation_inactive",
+    )
+    .await;
+    assert_eq!(env.token(&client_id, &secret, None).await.0, 401);
+}
+
+async fn limits_quotas_and_fail_closed(backend: Backend) {
+    let env = Env::new(backend, false).await;
+    let mut form = complete_form();
+    form["expected_volume"] = json!(4);
+    let (hab, client_id, secret) = env.habilitation("limitee", form).await;
+    let token = env.token(&client_id, &secret, None).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/gateway/{PRODUCER}/limitee/v1/quotient-familial?{PURPOSE}");
+
+    // Rate: 2 per second; the third at once is refused with Retry-After.
+    let (a, b, c) = tokio::join!(
+        env.call(&path, Some(&token)),
+        env.call(&path, Some(&token)),
+        env.call(&path, Some(&token))
+    );
+    let mut statuses = vec![
+        a.status().as_u16(),
+        b.status().as_u16(),
+        c.status().as_u16(),
+    ];
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 429]);
+    let limited = [a, b, c].into_iter().find(|r| r.status() == 429).unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    assert_eq!(limited.headers()["ratelimit-remaining"], "0");
+    refused(limited, 429, "rate_limited").await;
+
+    // Quota: 4 accepted calls a day (refused ones do not count).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(env.call(&path, Some(&token)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(env.call(&path, Some(&token)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = refused(env.call(&path, Some(&token)).await, 429, "quota_exceeded").await;
+    assert!(r["detail"].as_str().unwrap().contains('4'));
+
+    // The counters are in the store: a second node starting now sees the quota spent.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut config = env.app.db.config();
+    config.admin.token = Some(ADMIN_TOKEN.into());
+    // Nodes of one platform share its public address (the tokens' issuer).
+    config.server.public_url = Some(env.app.base.clone());
+    let node = socle::Application::build(config).await.unwrap();
+    let other = format!("http://{}", node.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(node.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let r = env
+        .app
+        .client
+        .get(format!("{other}{path}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 429, "quota_exceeded").await;
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    let _ = hab;
+
+    // Fail closed: with the journal stopped, the provider's answer is withheld.
+    let (_, client2, secret2) = env.habilitation("quotient-familial", complete_form()).await;
+    let token2 = env.token(&client2, &secret2, None).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        env.call(&qf("/quotient-familial"), Some(&token2))
+            .await
+            .status(),
+        200
+    );
+    env.app.journal.as_ref().unwrap().shutdown().await;
+    let r = env.call(&qf("/quotient-familial"), Some(&token2)).await;
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("journal_unavailable"), "{text}");
+    assert!(!text.contains("640"), "nothing released: {text}");
+}
+
+async fn on_behalf_of_a_person_with_consent(backend: Backend) {
+    let env = Env::new(backend, true).await;
+    let app = &env.app;
+    // The service (an OIDC client of the town hall) and its two habilitations: one on
+    // a public-interest mission, one on the person's consent.
+    let client = crate::identity::register(
+        app,
+        json!({"name": "Cantine de Démoville", "organisation": REQUESTER,
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await;
+    let (_, m2m_client, m2m_secret) = env.habilitation("quotient-familial", complete_form()).await;
+    let mut form = complete_form();
+    form["legal_basis"] = json!({"nature": "consentement de la personne",
+        "text": "RGPD, article 6, paragraphe 1, point a)"});
+    form["scopes"] = json!(["quotient_familial", "composition"]);
+    let (consent_hab, c_client, c_secret) = env.habilitation("limitee", form).await;
+
+    let login = crate::identity::demo_login(app, &client, "marie", &[]).await;
+    let t: Value = crate::identity::token(app, &client, &login)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let person_token = t["access_token"].as_str().unwrap().to_string();
+
+    // With the person's token: the provider gets the pivot identity in the assertion.
+    let r = env
+        .call(&qf("/quotient-familial"), Some(&person_token))
+        .await;
+    assert_eq!(r.status(), 200);
+    let request_hash = r.headers()["x-socle-request-hash"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"quotientFamilial": 640})
+    );
+    let keys = jwks(app).await;
+    let (_, seen) = env.up.last();
+    let assertion = verify(header(&seen, "x-socle-assertion").unwrap(), &keys);
+    assert_eq!(assertion["person"]["given_name"], "Marie Claire");
+    assert_eq!(assertion["person"]["birthdate"], "1980-06-14");
+    assert_eq!(assertion["client_id"], client.id.as_str());
+    // The exchange is under the person's pseudonym, the same as their login's.
+    let e = exchange_entry(app, &request_hash).await;
+    let pseudonym = e["subject"].as_str().unwrap().to_string();
+    find_entry(app, "login under the same pseudonym", |x| {
+        x["kind"] == "login" && x["subject"] == pseudonym.as_str()
+    })
+    .await;
+    assert!(
+        !e.to_string().contains("Marie"),
+        "no identity in the journal"
+    );
+
+    // Consent-based: refused without consent, to the person's token and to the
+    // machine token alike.
+    let limited = format!("/gateway/{PRODUCER}/limitee/v1/quotient-familial?{PURPOSE}");
+    refused(
+        env.call(&limited, Some(&person_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
+    let m2m = env.token(&c_client, &c_secret, None).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    refused(
+        env.call(&limited, Some(&m2m)).await,
+        403,
+        "consent_required",
+    )
+    .await;
+
+    // The person consents (the citizen space's job; here through the store's API).
+    let gateway = app.gateway.as_ref().unwrap();
+    let consents = app.consents.as_ref().unwrap();
+    let snapshot = gateway.snapshot();
+    let grant = snapshot.grant(&consent_hab).unwrap();
+    let route = snapshot.route_by_id("limitee").unwrap();
+    let person = socle_identity::demo::people()
+        .into_iter()
+        .find(|p| p.login == "marie")
+        .unwrap();
+    let identity =
+        socle_identity::pivot::Identity::from_claims(person.claims.as_object().unwrap()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (consent, receipt) = consents
+        .grant(&identity.identity_hash(), &grant, &route, now + 3600)
+        .await
+        .unwrap();
+    let r = verify(&receipt, &keys);
+    assert_eq!(r["legal_basis"], "consent");
+    assert_eq!(r["controller"], REQUESTER);
+    assert_eq!(r["event"], "granted");
+    let r = env.call(&limited, Some(&person_token)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"quotientFamilial": 640, "allocataires": [{"nom": "Dupont"}], "enfants": [{"prenom": "Léa"}]})
+    );
+    // Revoked: the very next call is refused.
+    consents
+        .revoke(&identity.identity_hash(), &consent.id)
+        .await
+        .unwrap();
+    refused(
+        env.call(&limited, Some(&person_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
+    let _ = (m2m_client, m2m_secret);
+
+    // The person's token is no passe-partout: a service without a habilitation for the
+    // API is refused.
+    let other = crate::identity::register(
+        app,
+        json!({"name": "Autre service", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await;
+    let login = crate::identity::demo_login(app, &other, "jean", &[]).await;
+    let t: Value = crate::identity::token(app, &other, &login)
+        .await
+        .json()
+        .await
+        .unwrap();
+    refused(
+        env.call(
+            &qf("/quotient-familial"),
+            Some(t["access_token"].as_str().unwrap()),
+        )
+        .await,
+        403,
+        "no_habilitation",
+    )
+    .await;
+}
+
+on_both_stores!(
+    machine_to_machine,
+    limits_quotas_and_fail_closed,
+    on_behalf_of_a_person_with_consent
+);
