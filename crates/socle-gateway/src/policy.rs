@@ -290,9 +290,15 @@ impl Snapshot {
                 s.by_client.insert(c.clone(), g.clone());
             }
             // With several validated habilitations for one service and API (a reopened
-            // one being instructed keeps the old valid), the latest validated wins.
-            s.by_service
-                .insert((g.requester.clone(), g.api.clone()), g.clone());
+            // one is validated, the old one archived just after), the one valid the
+            // longest is used for calls on a person's behalf.
+            let key = (g.requester.clone(), g.api.clone());
+            if s.by_service
+                .get(&key)
+                .is_none_or(|other| (&other.valid_until, &other.id) < (&g.valid_until, &g.id))
+            {
+                s.by_service.insert(key, g.clone());
+            }
             s.by_id.insert(g.id.clone(), g);
         }
         (s, skipped)

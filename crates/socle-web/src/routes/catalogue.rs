@@ -12,6 +12,7 @@ use serde_json::Value;
 use socle_catalogue::{
     ApiInput, Catalogue, CatalogueError, DataItem, Listed, Organisation, OrganisationInput, Search,
 };
+use socle_gateway::Usage;
 use socle_journal::{Entry, EntryKind};
 
 use crate::AppState;
@@ -100,6 +101,11 @@ pub struct ApiDetail {
     #[serde(flatten)]
     pub api: Listed,
     pub versions: Vec<String>,
+    /// Where services call it: `/gateway/{organisation}/{api}/v{major}/…`.
+    pub gateway_path: String,
+    /// Calls through the gateway counted by this node since it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ApiUsage>,
 }
 
 #[utoipa::path(get, path = "/api/v1/apis/{id}", tag = "catalogue",
@@ -113,7 +119,19 @@ pub async fn detail(
     let c = catalogue(&state)?;
     let api = c.api(&id).await?;
     let versions = c.versions(&id).await?;
-    Ok(Json(ApiDetail { api, versions }))
+    let usage = usage(&state, &id).map(|(all, per)| ApiUsage {
+        all,
+        services: per
+            .into_iter()
+            .map(|(service, usage)| ServiceUsage { service, usage })
+            .collect(),
+    });
+    Ok(Json(ApiDetail {
+        gateway_path: gateway_path(&api.api),
+        api,
+        versions,
+        usage,
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -318,6 +336,41 @@ pub struct ApiPage {
     pub scopes: Vec<ScopeView>,
     /// (method, path, summary) of each operation of the OpenAPI document.
     pub operations: Vec<(String, String, String)>,
+    /// Where services call it through the gateway.
+    pub gateway_path: String,
+    /// Usage through the gateway on this node: in all, and per service (name).
+    pub usage: Option<(Usage, Vec<(String, Usage)>)>,
+}
+
+/// Usage of an API through the gateway, as this node counted it since it started.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiUsage {
+    #[serde(flatten)]
+    pub all: Usage,
+    /// Per service organisation (SIRET).
+    pub services: Vec<ServiceUsage>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServiceUsage {
+    pub service: String,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+fn usage(state: &AppState, api: &str) -> Option<(Usage, Vec<(String, Usage)>)> {
+    let g = state.gateway.as_ref()?;
+    let (all, per) = g.stats().for_api(api);
+    (all.calls > 0).then_some((all, per))
+}
+
+fn gateway_path(api: &socle_catalogue::Api) -> String {
+    format!(
+        "/gateway/{}/{}/v{}/",
+        api.organisation,
+        api.id,
+        api.version.split('.').next().unwrap_or("1")
+    )
 }
 
 fn operations(doc: &Value) -> Vec<(String, String, String)> {
@@ -396,7 +449,17 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         api.contact.clone()
     };
     let operations = operations(&api.openapi);
+    let mut usage = usage(&state, &api.id);
+    if let (Some((_, per)), Ok(orgs)) = (usage.as_mut(), c.organisations().await) {
+        for (service, _) in per.iter_mut() {
+            if let Some(o) = orgs.iter().find(|o| &o.siret == service) {
+                *service = o.name.clone();
+            }
+        }
+    }
     render(&ApiPage {
+        gateway_path: gateway_path(&api),
+        usage,
         layout: Layout::current(&api.title).section("catalogue"),
         api,
         producer,

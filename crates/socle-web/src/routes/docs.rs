@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::pages::{Layout, render};
-use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
+use crate::routes::{admin, catalogue, gateway, habilitations, health, journal, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,13 +28,15 @@ use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
         catalogue::add_webhook, catalogue::deliveries,
         habilitations::sign_in, habilitations::list, habilitations::create, habilitations::get,
         habilitations::update, habilitations::act, habilitations::credentials,
-        habilitations::register, habilitations::reopen,
+        habilitations::register, habilitations::reopen, habilitations::renew_credentials,
+        gateway::call,
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
         journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
         socle_identity::ClientInput, socle_identity::NewClientSecret, admin::ClientView,
         catalogue::ApiList, catalogue::ApiSummary, catalogue::ApiDetail, catalogue::DataItemList,
+        catalogue::ApiUsage, catalogue::ServiceUsage, socle_gateway::Usage,
         socle_catalogue::Organisation, socle_catalogue::OrganisationInput, socle_catalogue::DataItem,
         socle_catalogue::Api, socle_catalogue::ApiInput, socle_catalogue::Scope, socle_catalogue::Listed,
         catalogue::WebhookInput, catalogue::WebhookCreated, catalogue::Delivery, catalogue::DeliveryLog,
@@ -52,6 +54,7 @@ use crate::routes::{admin, catalogue, habilitations, health, journal, reports};
         (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
         (name = "catalogue", description = "Published APIs, their scopes and the data dictionary (public)"),
         (name = "habilitations", description = "Requests for access to an API (DataPass model), for back-office accounts"),
+        (name = "gateway", description = "Calls to data providers under habilitation: token from POST /api/v2/token (grant_type=client_credentials with the habilitation's credentials), or the person's access token from identity federation"),
         (name = "administration", description = "Service providers (OpenID Connect clients); needs the admin token"),
         (name = "documentation", description = "This description"),
     )
@@ -68,6 +71,18 @@ impl utoipa::Modify for AdminToken {
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "gateway_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "client_credentials access token (RFC 9068) of a habilitation, or a person's access token",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "user_token",

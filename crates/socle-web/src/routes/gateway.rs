@@ -11,7 +11,7 @@ use serde_json::json;
 use socle_gateway::{Call, GatewayError};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ClientAddr;
 use crate::middleware::current_request_id;
 
@@ -67,8 +67,33 @@ fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
         .ok_or_else(|| ApiError::unavailable("the gateway is not ready (database schema behind)"))
 }
 
-/// `/gateway/{organisation}/{api}/{version}[/{*path}]`. The path is taken raw from
-/// the URI (not percent-decoded), so that an encoded `/` or `..` is seen and refused.
+/// A call to a data provider's API through the gateway. Any method the API's OpenAPI
+/// document declares; the answer is the provider's, cut down to the fields of the
+/// scopes granted, with `X-Socle-Request-Id`, `X-Socle-Request-Hash`,
+/// `X-Socle-Response-Hash` and `RateLimit-*` headers (and `X-Socle-Signature`, a JWT
+/// over both hashes, when the request carries `X-Socle-Sign`). The path is taken raw
+/// from the URI (not percent-decoded), so that an encoded `/` or `..` is refused.
+#[utoipa::path(get, path = "/gateway/{organisation}/{api}/{version}/{path}", tag = "gateway",
+    security(("gateway_token" = [])),
+    params(
+        ("organisation" = String, Path, description = "SIRET, SIREN or acronym of the providing organisation"),
+        ("api" = String, Path, description = "The API's slug"),
+        ("version" = String, Path, description = "`v` and the major version, e.g. `v1`"),
+        ("path" = String, Path, description = "The operation's path in the API's OpenAPI document"),
+        ("context" = String, Query, description = "The procedure the call serves (or header X-Socle-Context)"),
+        ("recipient" = String, Query, description = "SIRET of the organisation receiving the data (or X-Socle-Recipient)"),
+        ("object" = String, Query, description = "The case or file reference, at most 50 characters (or X-Socle-Object)"),
+    ),
+    responses(
+        (status = 200, description = "The provider's answer, minimised"),
+        (status = 400, description = "`missing_purpose`, `invalid_path`, `rejected_by_provider`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`", body = ErrorBody),
+        (status = 403, description = "`habilitation_inactive`, `habilitation_expired`, `no_habilitation`, `wrong_api`, `scope_not_granted`, `consent_required`", body = ErrorBody),
+        (status = 404, description = "`unknown_api`, `unknown_version`, `unknown_operation`, `not_found_at_provider`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `quota_exceeded` (with Retry-After)", body = ErrorBody),
+        (status = 502, description = "`upstream_unavailable`, `upstream_error`, `upstream_invalid`", body = ErrorBody),
+        (status = 503, description = "`journal_unavailable`: the exchange could not be journaled, nothing is released", body = ErrorBody),
+        (status = 504, description = "`upstream_timeout`", body = ErrorBody)))]
 pub async fn call(
     State(state): State<AppState>,
     client: Option<Extension<ConnectInfo<ClientAddr>>>,

@@ -589,6 +589,38 @@ async fn machine_to_machine(backend: Backend) {
         assert_eq!(e["details"]["status"], status.to_string(), "{path}");
     }
 
+    // Usage statistics: the API's JSON and page, and /metrics.
+    let d: Value = env
+        .app
+        .get("/api/v1/apis/quotient-familial")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["gateway_path"],
+        format!("/gateway/{PRODUCER}/quotient-familial/v1/")
+    );
+    assert!(d["usage"]["calls"].as_u64().unwrap() >= 8, "{}", d["usage"]);
+    assert!(d["usage"]["errors"].as_u64().unwrap() >= 6);
+    assert_eq!(d["usage"]["services"][0]["service"], REQUESTER);
+    assert!(d["usage"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let page = env
+        .app
+        .get("/catalogue/quotient-familial")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Utilisation de l’API par service") && page.contains("Mairie de Démoville")
+    );
+    let metrics = env.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("socle_gateway_calls_total{api=\"quotient-familial\""),
+        "{metrics}"
+    );
+
     // A revocation stops the very next call, and the next token.
     let (s, _) = env
         .inst()
@@ -666,6 +698,15 @@ async fn limits_quotas_and_fail_closed(backend: Backend) {
     let _ = tx.send(());
     task.await.unwrap().unwrap();
     let _ = hab;
+
+    // A habilitation whose accreditation has ended is refused before the daily expiry
+    // job has filed it away.
+    let mut form = complete_form();
+    form["accreditation"] =
+        json!({"authority": "Maire", "start": "2020-01-01", "end": "2021-01-01"});
+    let (_, old_client, old_secret) = env.habilitation("quotient-familial", form).await;
+    let r = env.token(&old_client, &old_secret, None).await;
+    assert_eq!(r.0, 401, "no token for an expired habilitation: {}", r.1);
 
     // Fail closed: with the journal stopped, the provider's answer is withheld.
     let (_, client2, secret2) = env.habilitation("quotient-familial", complete_form()).await;
