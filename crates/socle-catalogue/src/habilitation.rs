@@ -238,6 +238,11 @@ pub struct Form {
     /// `YYYY-MM-DD`.
     #[serde(default)]
     pub go_live: String,
+    /// Deferred visibility: the exchanges under this habilitation are shown to the people
+    /// concerned only from this date (`YYYY-MM-DD`, e.g. during an investigation); until
+    /// then the citizen space says how many are withheld and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_after: Option<String>,
 }
 
 fn date_ok(s: &str) -> bool {
@@ -314,6 +319,9 @@ impl Form {
         }
         if !date_ok(&self.go_live) {
             p.push("go_live must be a date YYYY-MM-DD".into());
+        }
+        if self.visible_after.as_deref().is_some_and(|d| !date_ok(d)) {
+            p.push("visible_after must be a date YYYY-MM-DD".into());
         }
         p
     }

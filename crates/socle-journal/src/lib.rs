@@ -11,6 +11,7 @@
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 pub mod service;
 pub mod verify;
 
@@ -20,6 +21,7 @@ mod vectors;
 pub use entry::{Entry, EntryError, EntryKind, Pseudonymiser};
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier};
+pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
     ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, enqueue,
 };

@@ -67,6 +67,8 @@ pub struct AppState {
     pub gateway: Option<socle_gateway::Gateway>,
     /// People's consents for consent-based habilitations.
     pub consents: Option<socle_gateway::Consents>,
+    /// The citizen space ("Mon espace").
+    pub citizen: Option<Arc<routes::citizen::Citizen>>,
     /// The demonstration identity provider and service (`socle demo` only).
     pub demo: Option<Arc<routes::demo::Demo>>,
     /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
@@ -110,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::{any, post};
-    use routes::{admin, agent, catalogue, demo, habilitations, oidc};
+    use routes::{admin, agent, catalogue, citizen, demo, habilitations, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -226,6 +228,25 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/fs/login", get(demo::fs_login))
         .route("/demo/fs/callback", get(demo::fs_callback))
         .route("/demo/fs/logged-out", get(demo::fs_logged_out))
+        .route("/mon-espace", get(citizen::home))
+        .route("/mon-espace/", get(citizen::home))
+        .route("/mon-espace/connexion", get(citizen::login))
+        .route("/mon-espace/retour", get(citizen::callback))
+        .route("/mon-espace/deconnexion", post(citizen::logout))
+        .route("/mon-espace/donnees", get(citizen::data))
+        .route("/mon-espace/donnees/{index}/preuve", get(citizen::proof))
+        .route("/mon-espace/connexions", get(citizen::connections))
+        .route("/mon-espace/autorisations", get(citizen::authorisations))
+        .route(
+            "/mon-espace/autorisations/demande",
+            get(citizen::request).post(citizen::decide),
+        )
+        .route(
+            "/mon-espace/autorisations/{id}/retrait",
+            post(citizen::revoke),
+        )
+        .route("/mon-espace/autorisations/{id}/recu", get(citizen::receipt))
+        .route("/mon-espace/export", get(citizen::export))
         .route("/demo/fd/caf/quotient-familial", get(routes::demo_fd::caf))
         .route(
             "/demo/fd/impots/foyers-fiscaux",

@@ -198,9 +198,16 @@ impl Application {
             }
             _ => (None, None),
         };
+        let citizen = match (&gateway, &consents, &catalogue, &journal, &identity) {
+            (Some(g), Some(cs), Some(c), Some(j), Some(p)) => {
+                Some(open_citizen(&config, &store, g, cs, c, j, p, &public_url).await?)
+            }
+            _ => None,
+        };
         let state = AppState {
             gateway,
             consents,
+            citizen,
             store,
             instance: Arc::new(instance),
             settings: Arc::new(WebSettings {
@@ -573,6 +580,66 @@ pub async fn open_identity(
         }
     });
     Ok((provider, demo))
+}
+
+/// The citizen space: a service provider of the platform (client `espace-usager`,
+/// registered at each start with a secret derived from the platform's sealed secret, so
+/// that nodes sharing the database agree), over the journal, catalogue and consents.
+#[allow(clippy::too_many_arguments)]
+async fn open_citizen(
+    config: &Config,
+    store: &Store,
+    gateway: &socle_gateway::Gateway,
+    consents: &socle_gateway::Consents,
+    catalogue: &socle_catalogue::Catalogue,
+    journal: &Journal,
+    provider: &Provider,
+    public_url: &str,
+) -> anyhow::Result<Arc<socle_web::routes::citizen::Citizen>> {
+    let mut seed = provider.keys.pairwise_secret();
+    seed.extend_from_slice(b"|espace-usager");
+    let secret = socle_identity::sha256_hex(&seed);
+    let citizen = socle_web::routes::citizen::Citizen {
+        space: socle_citizen::Space::new(
+            store.clone(),
+            journal.clone(),
+            catalogue.clone(),
+            consents.clone(),
+            gateway.clone(),
+        ),
+        client_id: "espace-usager".into(),
+        client_secret: secret.clone(),
+        public_url: public_url.trim_end_matches('/').to_string(),
+        eidas_level: config.citizen.eidas_level,
+        session_ttl: i64::try_from(config.identity.session_lifetime.as_secs()).unwrap_or(1800),
+    };
+    let client = Client {
+        client_id: citizen.client_id.clone(),
+        name: "Mon espace".into(),
+        organisation: config.citizen.organisation.clone(),
+        secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
+        jwks: None,
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        redirect_uris: vec![citizen.redirect_uri()],
+        post_logout_redirect_uris: vec![citizen.post_logout_redirect_uri()],
+        scopes: ["openid", "identite_pivot"].map(String::from).to_vec(),
+        eidas_level: config.citizen.eidas_level,
+        id_token_signed_response_alg: "ES256".into(),
+        id_token_encrypted_response_alg: None,
+        id_token_encrypted_response_enc: None,
+        userinfo_signed_response_alg: None,
+        userinfo_encrypted_response_alg: None,
+        userinfo_encrypted_response_enc: None,
+        // The platform's own space: the person logs in to see their own records.
+        consent_exempt: true,
+        disabled: false,
+    };
+    provider
+        .clients
+        .put(&client)
+        .await
+        .context("cannot register the citizen space as a service")?;
+    Ok(Arc::new(citizen))
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is

@@ -33,6 +33,7 @@ pub struct Config {
     pub identity: IdentitySettings,
     pub admin: AdminSettings,
     pub gateway: GatewaySettings,
+    pub citizen: CitizenSettings,
     /// Where the embedded store and other local state live.
     pub data_dir: PathBuf,
     /// Set by `socle demo` (not a setting): mounts the demonstration identity provider
@@ -137,6 +138,15 @@ pub struct GatewaySettings {
     pub token_lifetime: Duration,
     /// Calls per second one client address may make to an open API.
     pub open_rate_limit: u32,
+}
+
+/// Citizen space settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CitizenSettings {
+    /// eIDAS level asked of identity providers when people log in (1 to 3).
+    pub eidas_level: u8,
+    /// SIRET of the organisation operating the platform (controller of the space).
+    pub organisation: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -688,6 +698,24 @@ impl Config {
             open_rate_limit: r.get("gateway.open_rate_limit", 10, positive_u32),
         };
 
+        let citizen = CitizenSettings {
+            eidas_level: r.get("citizen.eidas_level", 1, |v| {
+                let n = positive_u32(v)?;
+                if (1..=3).contains(&n) {
+                    Ok(n as u8)
+                } else {
+                    Err("must be 1, 2 or 3 (eidas1 to eidas3)".into())
+                }
+            }),
+            organisation: r.get("citizen.organisation", "13002526500013".to_string(), |v| {
+                let s = string(v)?;
+                match socle_catalogue::siret::siret_problem(&s) {
+                    None => Ok(s),
+                    Some(p) => Err(p),
+                }
+            }),
+        };
+
         let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
             let s = string(v)?;
             if s.trim().is_empty() {
@@ -724,6 +752,7 @@ impl Config {
             identity,
             admin,
             gateway,
+            citizen,
             data_dir,
             demo: false,
         })
@@ -840,6 +869,13 @@ impl Config {
             "open_rate_limit",
             self.gateway.open_rate_limit.to_string(),
         );
+        out.push_str("\n[citizen]\n");
+        line(
+            &mut out,
+            "eidas_level",
+            self.citizen.eidas_level.to_string(),
+        );
+        line(&mut out, "organisation", q(&self.citizen.organisation));
         out.push_str("\n[admin]\n");
         match &self.admin.token {
             Some(_) => line(&mut out, "token", q("***")),

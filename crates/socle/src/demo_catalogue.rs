@@ -209,6 +209,7 @@ fn form(title: &str, scopes: &[&str]) -> socle_catalogue::habilitation::Form {
         },
         expected_volume: 200,
         go_live: "2027-01-04".into(),
+        visible_after: None,
     }
 }
 

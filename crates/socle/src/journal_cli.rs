@@ -149,6 +149,49 @@ fn previous_for(
     }
 }
 
+/// `socle journal verify --proof FILE [--key KEY]`: one entry's proof bundle.
+/// Exit 0 when it verifies, 1 when it does not, 2 when the file cannot be read.
+pub fn verify_proof(path: &Path, pinned_key: Option<&str>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let bundle: socle_journal::ProofBundle = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the proof bundle {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match bundle.verify(pinned_key) {
+        Ok((checkpoint, entry)) => {
+            println!(
+                "OK: entry {} ({} of {}) is in the journal {} of {} entries, root {}, checkpoint signed by {}",
+                bundle.index,
+                entry.kind.as_str(),
+                entry.time,
+                checkpoint.origin,
+                checkpoint.size,
+                B64.encode(checkpoint.root),
+                bundle.key
+            );
+            if pinned_key.is_none() {
+                println!(
+                    "note: compare the key with the one published at /journal/key, or pass --key"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("TAMPERED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `socle journal verify --url URL` or `--bundle FILE`.
 pub async fn verify(
     url: Option<&str>,

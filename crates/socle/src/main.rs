@@ -180,11 +180,15 @@ enum JournalCommand {
     /// the first bad entry on any tampering.
     Verify {
         /// Base URL of a Socle instance, e.g. http://127.0.0.1:8080.
-        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+        #[arg(long, conflicts_with_all = ["bundle", "proof"], required_unless_present_any = ["bundle", "proof"])]
         url: Option<String>,
         /// A bundle written by `socle journal export`.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "proof")]
         bundle: Option<PathBuf>,
+        /// A proof bundle of one entry (`socle-proof/1`, downloaded from the citizen
+        /// space): checks its checkpoint's signature and its inclusion proof.
+        #[arg(long, value_name = "FILE")]
+        proof: Option<PathBuf>,
         /// Where checkpoints seen are remembered between runs.
         #[arg(long, value_name = "FILE", default_value = "socle-journal-state.json")]
         state: PathBuf,
@@ -422,10 +426,16 @@ fn journal_command(command: JournalCommand) -> ExitCode {
     use socle::journal_cli::{self, Outcome};
     match command {
         JournalCommand::Verify {
+            proof: Some(path),
+            key,
+            ..
+        } => journal_cli::verify_proof(&path, key.as_deref()),
+        JournalCommand::Verify {
             url,
             bundle,
             state,
             key,
+            proof: None,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

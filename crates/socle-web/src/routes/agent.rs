@@ -701,6 +701,14 @@ fn fields(f: &Form) -> Vec<Field> {
             false,
             f.go_live.clone(),
         ),
+        field(
+            "visible_after",
+            "Visibilité différée (facultatif)",
+            "Format AAAA-MM-JJ. Les personnes ne verront les échanges de cette habilitation dans leur espace qu’à partir de cette date (enquête en cours, par exemple) ; elles sauront combien sont différés et jusqu’à quand.",
+            "text",
+            false,
+            f.visible_after.clone().unwrap_or_default(),
+        ),
     ]
 }
 
@@ -743,6 +751,7 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
         },
         expected_volume: one(m, "expected_volume").trim().parse().unwrap_or(0),
         go_live: one(m, "go_live"),
+        visible_after: Some(one(m, "visible_after")).filter(|d| !d.trim().is_empty()),
     }
 }
 

@@ -22,6 +22,9 @@ use crate::error::{ApiError, PageError};
 use crate::pages::{Layout, render};
 use crate::routes::oidc::{oidc_json, query_pairs};
 
+/// The town hall that runs the demonstration service.
+const TOWN_HALL: &str = "99003003300015";
+
 /// The demonstration service provider (a confidential client of Socle).
 pub struct DemoFs {
     pub client_id: String,
@@ -49,7 +52,6 @@ impl DemoFs {
     /// Asks the gateway, on the person's behalf (their access token), for the data the
     /// town hall's habilitations cover; says why when a call is refused.
     pub async fn fetch_data(&self, access_token: &str) -> Vec<(String, String)> {
-        const TOWN_HALL: &str = "99003003300015";
         let calls = [
             (
                 "Quotient familial (CAF, habilitation « Tarification de la cantine »)",
@@ -306,6 +308,8 @@ pub struct DemoFsPage {
     pub message: Option<String>,
     /// Data obtained through the gateway: (what, value or why not).
     pub data: Vec<(String, String)>,
+    /// Where the person can authorise the consent-based exchange, when it was refused.
+    pub consent_url: Option<String>,
 }
 
 fn fs_page(
@@ -313,7 +317,7 @@ fn fs_page(
     logout_url: Option<String>,
     message: Option<String>,
 ) -> Response {
-    fs_page_with(identity, logout_url, message, Vec::new())
+    fs_page_with(identity, logout_url, message, Vec::new(), None)
 }
 
 fn fs_page_with(
@@ -321,12 +325,18 @@ fn fs_page_with(
     logout_url: Option<String>,
     message: Option<String>,
     data: Vec<(String, String)>,
+    consent_url: Option<String>,
 ) -> Response {
     let mut r = render(&DemoFsPage {
         layout: Layout::current("Démarche de démonstration"),
         identity,
         logout_url,
         message,
+        consent_url: data
+            .iter()
+            .any(|(_, v)| v.contains("votre accord est nécessaire"))
+            .then(|| consent_url.clone())
+            .flatten(),
         data,
     });
     r.headers_mut()
@@ -553,7 +563,15 @@ pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
             )
             .map(|u| u.to_string())
             .ok();
-            fs_page_with(Some(rows), logout, None, data)
+            // The town hall's consent-based habilitation, for the authorisation request.
+            let consent_url = state.gateway.as_ref().and_then(|g| {
+                g.snapshot()
+                    .grants_of(TOWN_HALL)
+                    .into_iter()
+                    .find(|h| h.consent_based)
+                    .map(|h| format!("/mon-espace/autorisations/demande?habilitation={}", h.id))
+            });
+            fs_page_with(Some(rows), logout, None, data, consent_url)
         }
         Err(e) => {
             tracing::warn!(error = %e, "demo service: login failed");

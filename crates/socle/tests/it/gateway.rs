@@ -23,7 +23,7 @@ use crate::support::{Backend, TestApp};
 type Seen = (String, Vec<(String, String)>);
 
 /// A provider's API: a hand-written HTTP/1.1 server, so that it can misbehave.
-struct Upstream {
+pub(crate) struct Upstream {
     url: String,
     /// (request line, headers) of each request received.
     seen: Mutex<Vec<Seen>>,
@@ -124,7 +124,7 @@ const OPS: [&str; 8] = [
 ];
 
 /// Publishes the organisations and two APIs pointing at the upstream.
-async fn publish(app: &TestApp, up: &Upstream) {
+pub(crate) async fn publish(app: &TestApp, up: &Upstream) {
     for (siret, name, acronym, kind) in [
         (PRODUCER, "Caisse démo", "CAF démo", "operator"),
         (
@@ -152,7 +152,11 @@ async fn publish(app: &TestApp, up: &Upstream) {
     let openapi =
         json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.2.0"}, "paths": paths})
             .to_string();
-    for (slug, rate) in [("quotient-familial", 1000), ("limitee", 2)] {
+    for (slug, rate) in [
+        ("quotient-familial", 1000),
+        ("limitee", 2),
+        ("differee", 100),
+    ] {
         admin(app, "/api/admin/apis", json!({
             "slug": slug, "organisation": PRODUCER, "title": format!("API {slug}"),
             "description": "Le quotient familial", "openapi": openapi, "upstream_url": up.url,
@@ -165,15 +169,15 @@ async fn publish(app: &TestApp, up: &Upstream) {
     }
 }
 
-struct Env {
-    app: TestApp,
-    up: Arc<Upstream>,
+pub(crate) struct Env {
+    pub app: TestApp,
+    pub up: Arc<Upstream>,
     dev: String,
     inst: String,
 }
 
 impl Env {
-    async fn new(backend: Backend, demo: bool) -> Env {
+    pub async fn new(backend: Backend, demo: bool) -> Env {
         use socle_catalogue::people::Role;
         let app = TestApp::spawn_with(backend, |c| {
             c.admin.token = Some(ADMIN_TOKEN.into());
@@ -205,7 +209,7 @@ impl Env {
     }
 
     /// A validated habilitation with its credentials: (id, client_id, secret).
-    async fn habilitation(&self, api: &str, form: Value) -> (String, String, String) {
+    pub async fn habilitation(&self, api: &str, form: Value) -> (String, String, String) {
         let (s, h) = self
             .dev()
             .post("/api/v1/habilitations", json!({"api": api, "form": form}))
@@ -226,7 +230,7 @@ impl Env {
         )
     }
 
-    async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> (u16, Value) {
+    pub async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> (u16, Value) {
         let mut form = vec![("grant_type", "client_credentials")];
         if let Some(s) = scope {
             form.push(("scope", s));
@@ -243,7 +247,7 @@ impl Env {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    async fn call(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+    pub async fn call(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut r = self.app.client.get(self.app.url(path));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -252,13 +256,14 @@ impl Env {
     }
 }
 
-const PURPOSE: &str = "context=Cantine%202027&recipient=99003003300015&object=dossier-42";
+pub(crate) const PURPOSE: &str =
+    "context=Cantine%202027&recipient=99003003300015&object=dossier-42";
 
-fn qf(path: &str) -> String {
+pub(crate) fn qf(path: &str) -> String {
     format!("/gateway/{PRODUCER}/quotient-familial/v1{path}?{PURPOSE}")
 }
 
-async fn refused(r: reqwest::Response, status: u16, code: &str) -> Value {
+pub(crate) async fn refused(r: reqwest::Response, status: u16, code: &str) -> Value {
     let got = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
     assert_eq!(

@@ -152,7 +152,7 @@ fn unescape(s: &str) -> String {
     out
 }
 
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let i = text.find(start)? + start.len();
     let j = text[i..].find(end)? + i;
     Some(&text[i..j])
@@ -162,7 +162,7 @@ fn form_action(body: &str) -> String {
     unescape(between(body, "<form method=\"post\" action=\"", "\"").expect("a form"))
 }
 
-fn csrf(body: &str) -> String {
+pub fn csrf(body: &str) -> String {
     between(body, "name=\"csrf\" value=\"", "\"")
         .expect("a CSRF field")
         .to_string()

@@ -8,6 +8,7 @@
 mod support;
 
 mod catalogue;
+mod citizen;
 mod cli;
 mod gateway;
 mod habilitations;

@@ -1,0 +1,819 @@
+//! The citizen space, "Mon espace" (`/mon-espace/…`): a person logs in through identity
+//! federation — the space is a service provider of the platform like any other — and
+//! sees the exchanges that concern them with their proofs, their logins, their
+//! consents (grant, withdraw, receipts), and can export everything as JSON. The rules
+//! and reading are in `socle_citizen`; these handlers render and parse. The session is
+//! a random token in an HttpOnly cookie, kept hashed in the store; forms carry a CSRF
+//! token from the session.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use socle_citizen::{
+    AuthorisationView, CitizenError, ConnectionView, ConsentPreview, ExchangePage, Filter,
+    LegalBasisView, Person, Space,
+};
+use socle_store::IdentityStore;
+
+use crate::AppState;
+use crate::error::{ApiError, PageError};
+use crate::pages::{Layout, render};
+use crate::routes::oidc::{cookie, query_pairs};
+
+const COOKIE: &str = "socle_espace";
+
+/// The citizen space as a service provider of the platform.
+pub struct Citizen {
+    pub space: Space,
+    pub client_id: String,
+    pub client_secret: String,
+    pub public_url: String,
+    /// The eIDAS level asked of identity providers (`acr_values`).
+    pub eidas_level: u8,
+    /// Lifetime of a session, seconds.
+    pub session_ttl: i64,
+}
+
+impl Citizen {
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/mon-espace/retour", self.public_url)
+    }
+
+    pub fn post_logout_redirect_uri(&self) -> String {
+        format!("{}/mon-espace/", self.public_url)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Pending {
+    state: String,
+    nonce: String,
+    /// Where to go once logged in (a path of the space).
+    back_to: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Session {
+    csrf: String,
+    #[serde(default)]
+    pending: Option<Pending>,
+    #[serde(default)]
+    identity_hash: Option<String>,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    id_token: String,
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn now() -> i64 {
+    socle_identity::now()
+}
+
+fn secure(state: &AppState) -> &'static str {
+    if state.settings.tls || citizen(state).is_ok_and(|c| c.public_url.starts_with("https://")) {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
+    state.citizen.as_deref().ok_or_else(|| {
+        Box::new(crate::middleware::respond(
+            ApiError::unavailable("the citizen space is not available"),
+            true,
+        ))
+    })
+}
+
+fn page_error(e: CitizenError) -> Response {
+    match e {
+        CitizenError::NotFound(_) => PageError::not_found().into_response(),
+        CitizenError::Invalid(m) => PageError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "Demande invalide",
+            message: m,
+        }
+        .into_response(),
+        CitizenError::Unavailable(_) => crate::middleware::respond(
+            ApiError::unavailable("the citizen space cannot read its records now"),
+            true,
+        ),
+    }
+}
+
+async fn load(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let token = cookie(headers, COOKIE).filter(|t| t.len() >= 32)?;
+    let doc = state
+        .store
+        .session(&format!("espace:{}", sha256_hex(&token)), now())
+        .await
+        .ok()??;
+    let s: Session = serde_json::from_str(&doc).ok()?;
+    Some((token, s))
+}
+
+async fn save(state: &AppState, token: &str, s: &Session, ttl: i64) -> Result<(), Response> {
+    let doc = serde_json::to_string(s).map_err(|_| ApiError::internal().into_response())?;
+    state
+        .store
+        .put_session(&format!("espace:{}", sha256_hex(token)), &doc, now() + ttl)
+        .await
+        .map_err(|e| crate::middleware::respond(ApiError::from(e), true))
+}
+
+fn with_cookie(state: &AppState, mut r: Response, token: &str, ttl: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/mon-espace; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
+        secure(state)
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// A logged-in person: the space, who they are, their session. A request without a
+/// session is sent to the login, which comes back to the same address (GET), or to
+/// the space's home (forms).
+pub struct Signed {
+    c: std::sync::Arc<Citizen>,
+    p: Person,
+    s: Session,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(c) = state.citizen.clone() else {
+            return Err(crate::middleware::respond(
+                ApiError::unavailable("the citizen space is not available"),
+                true,
+            ));
+        };
+        match load(state, &parts.headers).await {
+            Some((_, s)) if s.identity_hash.is_some() => Ok(Signed {
+                c,
+                p: Person {
+                    identity_hash: s.identity_hash.clone().unwrap_or_default(),
+                },
+                s,
+            }),
+            _ => {
+                let back = match parts.uri.path_and_query() {
+                    Some(p) if parts.method == axum::http::Method::GET => p.as_str().to_string(),
+                    _ => "/mon-espace/".into(),
+                };
+                Err(Redirect::to(&format!(
+                    "/mon-espace/connexion?retour={}",
+                    url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+                ))
+                .into_response())
+            }
+        }
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn form_map(body: &Bytes) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
+    m.get("csrf")
+        .is_some_and(|c| socle_identity::ct_eq(c.as_bytes(), s.csrf.as_bytes()))
+}
+
+fn csrf_refused() -> Response {
+    PageError {
+        status: StatusCode::FORBIDDEN,
+        title: "Formulaire expiré",
+        message: "Ce formulaire a expiré ou ne vient pas de cette page. Rechargez la page et recommencez.".into(),
+    }
+    .into_response()
+}
+
+/// `13/11/2026 à 09:05 (UTC)` from an RFC 3339 time.
+pub fn french_time(t: &str) -> String {
+    let (Some(d), Some(h)) = (t.get(..10), t.get(11..16)) else {
+        return t.to_string();
+    };
+    let p: Vec<&str> = d.split('-').collect();
+    if p.len() != 3 {
+        return t.to_string();
+    }
+    format!("{}/{}/{} à {h} (UTC)", p[2], p[1], p[0])
+}
+
+fn french_date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|d| format!("{:02}/{:02}/{:04}", d.day(), u8::from(d.month()), d.year()))
+        .unwrap_or_default()
+}
+
+// ----- login and logout --------------------------------------------------------------
+
+/// Starts a login at the platform (authorization code flow, as any service).
+pub async fn login(State(state): State<AppState>, uri: Uri) -> Response {
+    let c = match citizen(&state) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let back_to = query_pairs(&uri)
+        .into_iter()
+        .find(|(k, _)| k == "retour")
+        .map(|(_, v)| v)
+        .filter(|v| v.starts_with("/mon-espace") && !v.contains("//") && !v.contains('\\'))
+        .unwrap_or_else(|| "/mon-espace/".into());
+    let token = socle_identity::random_token(32);
+    let pending = Pending {
+        state: socle_identity::random_token(32),
+        nonce: socle_identity::random_token(32),
+        back_to,
+    };
+    let session = Session {
+        csrf: socle_identity::random_token(24),
+        pending: Some(pending.clone()),
+        ..Session::default()
+    };
+    if let Err(r) = save(&state, &token, &session, 600).await {
+        return r;
+    }
+    let mut u = match url::Url::parse(&format!("{}/api/v2/authorize", c.public_url)) {
+        Ok(u) => u,
+        Err(_) => return ApiError::internal().into_response(),
+    };
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &c.client_id)
+        .append_pair("redirect_uri", &c.redirect_uri())
+        .append_pair("scope", "openid identite_pivot")
+        .append_pair("state", &pending.state)
+        .append_pair("nonce", &pending.nonce)
+        .append_pair("acr_values", &format!("eidas{}", c.eidas_level));
+    with_cookie(
+        &state,
+        Redirect::to(u.as_str()).into_response(),
+        &token,
+        600,
+    )
+}
+
+/// Back from the platform: the code is exchanged (in process, with the space's
+/// credentials), the ID token's nonce checked, the person's identity read from the
+/// access token.
+pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let c = match citizen(&state) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let Some(identity) = state.identity.as_ref() else {
+        return crate::middleware::respond(
+            ApiError::unavailable("identity federation is not ready"),
+            true,
+        );
+    };
+    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let failed = |m: &str| {
+        PageError {
+            status: StatusCode::BAD_REQUEST,
+            title: "Connexion impossible",
+            message: m.to_string(),
+        }
+        .into_response()
+    };
+    let Some((token, mut session)) = load(&state, &headers).await else {
+        return failed(
+            "Cette connexion a expiré ou n’a pas été commencée ici. Recommencez depuis « Mon espace ».",
+        );
+    };
+    let Some(pending) = session
+        .pending
+        .take()
+        .filter(|p| Some(&p.state) == q.get("state"))
+    else {
+        return failed(
+            "Cette connexion est inconnue ou a déjà abouti. Recommencez depuis « Mon espace ».",
+        );
+    };
+    if q.contains_key("error") {
+        return failed(
+            "La connexion a été annulée ou refusée. Vous pouvez recommencer depuis « Mon espace ».",
+        );
+    }
+    let Some(code) = q.get("code") else {
+        return failed("La plateforme n’a pas renvoyé de code de connexion.");
+    };
+    let form: BTreeMap<String, String> = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", c.redirect_uri().as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let tokens = match identity
+        .token(&form, Some((c.client_id.clone(), c.client_secret.clone())))
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "citizen space: code not exchanged");
+            return failed("La connexion n’a pas pu aboutir. Recommencez depuis « Mon espace ».");
+        }
+    };
+    let id_token = tokens
+        .get("id_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let nonce_ok = identity
+        .keys
+        .verify(id_token)
+        .ok()
+        .and_then(|p| p.claim("nonce").and_then(Value::as_str).map(str::to_string))
+        .is_some_and(|n| n == pending.nonce);
+    let access = tokens
+        .get("access_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let person = match identity.person_token(access).await {
+        Ok(p) if nonce_ok => p,
+        _ => return failed("La réponse de la plateforme n’a pas pu être vérifiée. Recommencez."),
+    };
+    session.identity_hash = Some(person.identity_hash.clone());
+    session.given_name = person.identity.given_name.clone();
+    session.id_token = id_token.to_string();
+    // A new session token once logged in (no fixation).
+    let _ = state
+        .store
+        .delete_session(&format!("espace:{}", sha256_hex(&token)))
+        .await;
+    let fresh = socle_identity::random_token(32);
+    if let Err(r) = save(&state, &fresh, &session, c.session_ttl).await {
+        return r;
+    }
+    with_cookie(
+        &state,
+        Redirect::to(&pending.back_to).into_response(),
+        &fresh,
+        c.session_ttl,
+    )
+}
+
+/// Ends the space's session, then the platform's (RP-initiated logout).
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let c = match citizen(&state) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let Some((token, s)) = load(&state, &headers).await else {
+        return Redirect::to("/mon-espace/").into_response();
+    };
+    if !csrf_ok(&s, &form_map(&body)) {
+        return csrf_refused();
+    }
+    let _ = state
+        .store
+        .delete_session(&format!("espace:{}", sha256_hex(&token)))
+        .await;
+    let target = url::Url::parse_with_params(
+        &format!("{}/api/v2/session/end", c.public_url),
+        &[
+            ("id_token_hint", s.id_token.as_str()),
+            ("state", socle_identity::random_token(32).as_str()),
+            (
+                "post_logout_redirect_uri",
+                c.post_logout_redirect_uri().as_str(),
+            ),
+        ],
+    )
+    .map(|u| u.to_string())
+    .unwrap_or_else(|_| "/mon-espace/".into());
+    let mut r = Redirect::to(&target).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "socle_espace=; Path=/mon-espace; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    r
+}
+
+// ----- pages -------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "citizen_home.html")]
+pub struct HomePage {
+    pub layout: Layout,
+    pub given_name: Option<String>,
+    pub csrf: String,
+    pub current: &'static str,
+}
+
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = citizen(&state) {
+        return *r;
+    }
+    let s = load(&state, &headers)
+        .await
+        .map(|(_, s)| s)
+        .filter(|s| s.identity_hash.is_some());
+    no_store(render(&HomePage {
+        layout: Layout::current("Mon espace").section("espace"),
+        given_name: s.as_ref().map(|s| s.given_name.clone()),
+        csrf: s.map(|s| s.csrf).unwrap_or_default(),
+        current: "accueil",
+    }))
+}
+
+pub struct ExchangeRow {
+    pub index: u64,
+    pub when: String,
+    pub service: String,
+    pub provider: String,
+    pub api: String,
+    pub data_items: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub ok: bool,
+}
+
+#[derive(Template)]
+#[template(path = "citizen_data.html")]
+pub struct DataPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub rows: Vec<ExchangeRow>,
+    pub page: ExchangePage,
+    pub organisation: String,
+    pub from: String,
+    pub to: String,
+    pub withheld_until: String,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+fn filter_query(f: &Filter, page: usize) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("organisation", &f.organisation),
+        ("du", &f.from),
+        ("au", &f.to),
+    ] {
+        if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+            s.append_pair(k, v);
+        }
+    }
+    s.append_pair("page", &page.to_string());
+    format!("/mon-espace/donnees?{}", s.finish())
+}
+
+pub async fn data(signed: Signed, uri: Uri) -> Response {
+    let Signed { c, p, s } = signed;
+    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let date = |k: &str| {
+        q.get(k)
+            .filter(|d| {
+                time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                    .is_ok()
+            })
+            .cloned()
+    };
+    let filter = Filter {
+        organisation: q.get("organisation").filter(|o| !o.is_empty()).cloned(),
+        from: date("du"),
+        to: date("au"),
+    };
+    let page_no = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let page = match c.space.exchanges(&p, &filter, page_no).await {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    let rows = page
+        .items
+        .iter()
+        .map(|e| ExchangeRow {
+            index: e.index,
+            when: french_time(&e.time),
+            service: e.service_name.clone(),
+            provider: e.provider_name.clone(),
+            api: e.api_title.clone(),
+            data_items: e.data_items.join(", "),
+            purpose: e.purpose.clone(),
+            legal_basis: e.legal_basis.clone(),
+            ok: e.outcome == "ok",
+        })
+        .collect();
+    no_store(render(&DataPage {
+        layout: Layout::current("Mes données").section("espace"),
+        csrf: s.csrf,
+        current: "donnees",
+        rows,
+        organisation: filter.organisation.clone().unwrap_or_default(),
+        from: filter.from.clone().unwrap_or_default(),
+        to: filter.to.clone().unwrap_or_default(),
+        withheld_until: page
+            .withheld_until
+            .as_deref()
+            .map(|d| french_time(&format!("{d}T00:00")).replace(" à 00:00 (UTC)", ""))
+            .unwrap_or_default(),
+        previous: (page.page > 1).then(|| filter_query(&filter, page.page - 1)),
+        next: (page.page < page.pages).then(|| filter_query(&filter, page.page + 1)),
+        page,
+    }))
+}
+
+/// The proof bundle of one entry, as a file (`socle journal verify --proof`).
+pub async fn proof(signed: Signed, Path(index): Path<u64>) -> Response {
+    let Signed { c, p, s: _ } = signed;
+    match c.space.proof(&p, index).await {
+        Ok(b) => {
+            let mut r = no_store(axum::Json(b).into_response());
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("attachment; filename=\"preuve-{index}.json\""))
+            {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+pub struct ConnectionRow {
+    pub when: String,
+    pub service: String,
+    pub provider: String,
+    pub level: String,
+}
+
+#[derive(Template)]
+#[template(path = "citizen_connections.html")]
+pub struct ConnectionsPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub rows: Vec<ConnectionRow>,
+}
+
+fn level(acr: &str) -> String {
+    socle_identity::Eidas::parse(acr)
+        .map(|e| format!("{} ({acr})", e.label()))
+        .unwrap_or_else(|| acr.to_string())
+}
+
+pub async fn connections(signed: Signed) -> Response {
+    let Signed { c, p, s } = signed;
+    let list: Vec<ConnectionView> = match c.space.connections(&p).await {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    no_store(render(&ConnectionsPage {
+        layout: Layout::current("Mes connexions").section("espace"),
+        csrf: s.csrf,
+        current: "connexions",
+        rows: list
+            .into_iter()
+            .map(|v| ConnectionRow {
+                when: french_time(&v.time),
+                service: v.service,
+                provider: if v.provider == "demo" {
+                    "Fournisseur d’identité de démonstration".into()
+                } else {
+                    v.provider
+                },
+                level: level(&v.acr),
+            })
+            .collect(),
+    }))
+}
+
+pub struct ConsentRow {
+    pub view: AuthorisationView,
+    pub granted: String,
+    pub until: String,
+    pub revoked: String,
+}
+
+#[derive(Template)]
+#[template(path = "citizen_authorisations.html")]
+pub struct AuthorisationsPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub consents: Vec<ConsentRow>,
+    pub others: Vec<LegalBasisView>,
+    pub message: Option<String>,
+}
+
+async fn authorisations_page(
+    c: &Citizen,
+    p: &Person,
+    s: &Session,
+    message: Option<String>,
+) -> Response {
+    let (consents, others) = match c.space.authorisations(p).await {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    no_store(render(&AuthorisationsPage {
+        layout: Layout::current("Mes autorisations").section("espace"),
+        csrf: s.csrf.clone(),
+        current: "autorisations",
+        consents: consents
+            .into_iter()
+            .map(|v| ConsentRow {
+                granted: french_date(v.consent.granted_at),
+                until: french_date(v.consent.expires_at - 1),
+                revoked: v.consent.revoked_at.map(french_date).unwrap_or_default(),
+                view: v,
+            })
+            .collect(),
+        others,
+        message,
+    }))
+}
+
+pub async fn authorisations(signed: Signed) -> Response {
+    let Signed { c, p, s } = signed;
+    authorisations_page(&c, &p, &s, None).await
+}
+
+pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
+    let Signed { c, p, s } = signed;
+    if !csrf_ok(&s, &form_map(&body)) {
+        return csrf_refused();
+    }
+    match c.space.revoke(&p, &id).await {
+        Ok((consent, _)) => {
+            authorisations_page(&c,
+                &p,
+                &s,
+                Some(format!(
+                    "Autorisation retirée : le service ne pourra plus obtenir ces données. Reçu signé : « {} ».",
+                    consent.id
+                )),
+            )
+            .await
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+/// The signed receipt of a consent (a JWT, verifiable with the platform's JWKS).
+pub async fn receipt(signed: Signed, Path(id): Path<String>) -> Response {
+    let Signed { c, p, s: _ } = signed;
+    match c.space.receipt(&p, &id).await {
+        Ok(jwt) => {
+            let mut r = no_store((StatusCode::OK, jwt).into_response());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwt"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"recu-{id}.jwt\""))
+            {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "citizen_request.html")]
+pub struct RequestPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub preview: ConsentPreview,
+    pub until: String,
+    pub valid_until: String,
+    pub message: Option<String>,
+}
+
+/// A service asks the person for a long-lived authorisation: the preview.
+pub async fn request(signed: Signed, uri: Uri) -> Response {
+    let Signed { c, p: _, s } = signed;
+    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let preview = match c
+        .space
+        .request_preview(
+            q.get("habilitation")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return page_error(e),
+    };
+    let until = q
+        .get("jusqu_au")
+        .cloned()
+        .filter(|d| d.len() == 10 && d.as_str() <= preview.valid_until.as_str())
+        .unwrap_or_else(|| preview.valid_until.clone());
+    no_store(render(&RequestPage {
+        layout: Layout::current("Autoriser un service").section("espace"),
+        csrf: s.csrf,
+        current: "autorisations",
+        valid_until: french_time(&format!("{}T00:00", preview.valid_until))
+            .replace(" à 00:00 (UTC)", ""),
+        until,
+        preview,
+        message: None,
+    }))
+}
+
+/// The person's answer to the request: grant (until a date) or refuse.
+pub async fn decide(signed: Signed, body: Bytes) -> Response {
+    let Signed { c, p, s } = signed;
+    let m = form_map(&body);
+    if !csrf_ok(&s, &m) {
+        return csrf_refused();
+    }
+    let hab = m.get("habilitation").cloned().unwrap_or_default();
+    if m.get("decision").map(String::as_str) != Some("accorder") {
+        return authorisations_page(
+            &c,
+            &p,
+            &s,
+            Some(
+                "Vous avez refusé : aucune donnée ne sera transmise à ce service sur ce fondement."
+                    .into(),
+            ),
+        )
+        .await;
+    }
+    match c
+        .space
+        .grant(&p, &hab, m.get("jusqu_au").map(String::as_str).unwrap_or_default())
+        .await
+    {
+        Ok((consent, _)) => {
+            authorisations_page(&c,
+                &p,
+                &s,
+                Some(format!(
+                    "Autorisation accordée. Vous pouvez la retirer à tout moment ici ; son reçu signé est à télécharger ci-dessous ({}).",
+                    consent.id
+                )),
+            )
+            .await
+        }
+        Err(CitizenError::Invalid(msg)) => match c.space.request_preview(&hab).await {
+            Ok(preview) => {
+                let mut r = render(&RequestPage {
+                    layout: Layout::current("Autoriser un service").section("espace"),
+                    csrf: s.csrf.clone(),
+                    current: "autorisations",
+                    valid_until: french_time(&format!("{}T00:00", preview.valid_until))
+                        .replace(" à 00:00 (UTC)", ""),
+                    until: m.get("jusqu_au").cloned().unwrap_or_default(),
+                    preview,
+                    message: Some(msg),
+                });
+                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                no_store(r)
+            }
+            Err(e) => page_error(e),
+        },
+        Err(e) => page_error(e),
+    }
+}
+
+/// Everything, as JSON (GDPR articles 15 and 20).
+pub async fn export(signed: Signed) -> Response {
+    let Signed { c, p, s: _ } = signed;
+    match c.space.export(&p).await {
+        Ok(v) => {
+            let mut r = no_store(axum::Json(v).into_response());
+            r.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"mes-donnees.json\""),
+            );
+            r
+        }
+        Err(e) => page_error(e),
+    }
+}

@@ -1,0 +1,301 @@
+//! The citizen space over real HTTP, on both stores: a person logs in through identity
+//! federation, sees the exchange a service just made about them (and that another
+//! one is withheld until a date), downloads its proof, which verifies here and with
+//! `socle journal verify --proof`; sees their logins; grants a consent from a
+//! service's request, downloads its signed receipt, withdraws it — and the service's
+//! next call is refused; exports everything as JSON. Another person sees none of it.
+
+use serde_json::{Value, json};
+
+use crate::gateway::{Env, PURPOSE, qf, refused};
+use crate::habilitations::{PRODUCER, REQUESTER, complete_form};
+use crate::identity::{Browser, LOGOUT, REDIRECT, between, csrf, jwks, login_via, verify};
+use crate::on_both_stores;
+use crate::support::{Backend, run_binary};
+
+/// Logs `person` in to "Mon espace" in a fresh browser.
+async fn space_login(env: &Env, person: &str) -> Browser {
+    let mut b = Browser::new(&env.app);
+    let r = b.get("/mon-espace/donnees").await;
+    assert_eq!(r.status, 303, "not logged in: to the login");
+    let start = r.location.unwrap();
+    assert!(
+        start.starts_with("/mon-espace/connexion?retour="),
+        "{start}"
+    );
+    let r = b.get(&start).await;
+    assert_eq!(r.status, 303);
+    let authorize = r.location.unwrap();
+    assert!(authorize.contains("client_id=espace-usager"), "{authorize}");
+    let back = login_via(&mut b, &authorize, "demo", person).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let r = b.get(back.location.as_deref().unwrap()).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/mon-espace/donnees"));
+    b
+}
+
+async fn citizen_space(backend: Backend) {
+    let env = Env::new(backend, true).await;
+    let app = &env.app;
+    let client = crate::identity::register(
+        app,
+        json!({"name": "Cantine de Démoville", "organisation": REQUESTER,
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await;
+    let (mission, _, _) = env.habilitation("quotient-familial", complete_form()).await;
+    let mut deferred = complete_form();
+    deferred["title"] = json!("Contrôle en cours");
+    deferred["visible_after"] = json!("2099-01-01");
+    env.habilitation("differee", deferred).await;
+    let mut consent_form = complete_form();
+    consent_form["title"] = json!("Centre de loisirs");
+    consent_form["legal_basis"] = json!({"nature": "consentement de la personne",
+        "text": "RGPD, article 6, paragraphe 1, point a)"});
+    let (consent_hab, _, _) = env.habilitation("limitee", consent_form).await;
+
+    // The service obtains data about Marie on her behalf, twice (one deferred).
+    let login = crate::identity::demo_login(app, &client, "marie", &[]).await;
+    let t: Value = crate::identity::token(app, &client, &login)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let marie_token = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        env.call(&qf("/quotient-familial"), Some(&marie_token))
+            .await
+            .status(),
+        200
+    );
+    let deferred_call = format!("/gateway/{PRODUCER}/differee/v1/quotient-familial?{PURPOSE}");
+    assert_eq!(
+        env.call(&deferred_call, Some(&marie_token)).await.status(),
+        200
+    );
+    let consent_call = format!("/gateway/{PRODUCER}/limitee/v1/quotient-familial?{PURPOSE}");
+    refused(
+        env.call(&consent_call, Some(&marie_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
+
+    // "Mes données": the exchange, the withheld one announced, the proof.
+    let mut b = space_login(&env, "marie").await;
+    let mut page = b.get("/mon-espace/donnees").await;
+    for _ in 0..30 {
+        if page.body.contains("data-proof=") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = b.get("/mon-espace/donnees").await;
+    }
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Mairie de Démoville a obtenu"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Cantine 2027 / dossier-42"));
+    assert!(page.body.contains("mission d’intérêt public"));
+    assert!(
+        page.body.contains("1 échange à visibilité différée") && page.body.contains("01/01/2099"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Contrôle en cours"));
+    let proof_url = between(&page.body, "data-proof=\"", "\"")
+        .unwrap()
+        .to_string();
+    let r = b.get(&proof_url).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let bundle: socle_journal::ProofBundle = serde_json::from_str(&r.body).unwrap();
+    let key = app.get("/journal/key").await.text().await.unwrap();
+    let (checkpoint, entry) = bundle.verify(Some(key.trim())).unwrap();
+    assert_eq!(entry.kind, socle_journal::EntryKind::Exchange);
+    assert!(checkpoint.size > bundle.index);
+    // The same bundle, checked by the command line; a tampered one is caught.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("preuve.json");
+    std::fs::write(&file, &r.body).unwrap();
+    let f = file.display().to_string();
+    let (code, out, err) = run_binary(
+        &["journal", "verify", "--proof", &f, "--key", key.trim()],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK: entry"), "{out}");
+    let mut forged: Value = serde_json::from_str(&r.body).unwrap();
+    forged["index"] = json!(bundle.index + 1);
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let (code, out, _) = run_binary(&["journal", "verify", "--proof", &f], &[], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("TAMPERED"), "{out}");
+
+    // Filters: by organisation and period.
+    let none = b.get("/mon-espace/donnees?du=2099-01-01").await;
+    assert!(none.body.contains("Aucun échange ne correspond"));
+    let by_org = b
+        .get(&format!("/mon-espace/donnees?organisation={PRODUCER}"))
+        .await;
+    assert!(by_org.body.contains("data-proof="));
+
+    // "Mes connexions".
+    let c = b.get("/mon-espace/connexions").await;
+    assert_eq!(c.status, 200);
+    assert!(
+        c.body.contains("Cantine de Démoville") && c.body.contains("eidas1"),
+        "{}",
+        c.body
+    );
+
+    // A service asks for a long-lived authorisation; Marie sees what and grants it.
+    let req = b
+        .get(&format!(
+            "/mon-espace/autorisations/demande?habilitation={consent_hab}&jusqu_au=2028-12-31"
+        ))
+        .await;
+    assert_eq!(req.status, 200, "{}", req.body);
+    assert!(req.body.contains("Centre de loisirs") && req.body.contains("Mairie de Démoville"));
+    let token = csrf(&req.body);
+    let r = b
+        .post(
+            "/mon-espace/autorisations/demande",
+            &[
+                ("csrf", "forged"),
+                ("habilitation", &consent_hab),
+                ("jusqu_au", "2028-12-31"),
+                ("decision", "accorder"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "CSRF refused");
+    let r = b
+        .post(
+            "/mon-espace/autorisations/demande",
+            &[
+                ("csrf", &token),
+                ("habilitation", &consent_hab),
+                ("jusqu_au", "2031-01-01"),
+                ("decision", "accorder"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "not beyond the habilitation: {}", r.body);
+    let r = b
+        .post(
+            "/mon-espace/autorisations/demande",
+            &[
+                ("csrf", &token),
+                ("habilitation", &consent_hab),
+                ("jusqu_au", "2028-12-31"),
+                ("decision", "accorder"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Autorisation accordée"));
+    assert!(r.body.contains("31/12/2028"), "until the chosen date");
+    assert_eq!(
+        env.call(&consent_call, Some(&marie_token)).await.status(),
+        200
+    );
+    // The receipt is signed by the platform.
+    let consent_id = between(&r.body, "Reçu signé (", ")").unwrap().to_string();
+    let receipt = b
+        .get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
+        .await;
+    assert_eq!(receipt.status, 200);
+    let claims = verify(receipt.body.trim(), &jwks(app).await);
+    assert_eq!(claims["event"], "granted");
+    assert_eq!(claims["legal_basis"], "consent");
+    assert_eq!(claims["controller"], REQUESTER);
+    // The public-interest habilitation is listed, with its text, and not revocable.
+    let list = b.get("/mon-espace/autorisations").await;
+    assert!(
+        list.body.contains("Échanges prévus par la loi")
+            && list.body.contains("Code de l’éducation"),
+        "{}",
+        list.body
+    );
+    assert_eq!(
+        list.body.matches("/retrait\"").count(),
+        1,
+        "only the consent can be withdrawn"
+    );
+    assert!(
+        !list.body.contains("Contrôle en cours"),
+        "a withheld habilitation is not revealed"
+    );
+    let _ = mission;
+
+    // Withdrawn: the service's very next call is refused.
+    let r = b
+        .post(
+            &format!("/mon-espace/autorisations/{consent_id}/retrait"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Autorisation retirée"));
+    refused(
+        env.call(&consent_call, Some(&marie_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
+    let receipt = b
+        .get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
+        .await;
+    assert_eq!(
+        verify(receipt.body.trim(), &jwks(app).await)["event"],
+        "revoked"
+    );
+
+    // Export (GDPR articles 15 and 20).
+    let r = b.get("/mon-espace/export").await;
+    assert_eq!(r.status, 200);
+    let export: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(export["format"], "socle-citizen-export/1");
+    assert!(!export["exchanges"].as_array().unwrap().is_empty());
+    assert_eq!(export["withheld_exchanges"]["count"], 1);
+    assert!(!export["connections"].as_array().unwrap().is_empty());
+    assert_eq!(export["consents"][0]["status"], "revoked");
+
+    // Another person sees none of it, not even the proof.
+    let mut jean = space_login(&env, "jean").await;
+    let theirs = jean.get("/mon-espace/donnees").await;
+    assert!(
+        theirs.body.contains("Aucun échange ne correspond"),
+        "{}",
+        theirs.body
+    );
+    assert_eq!(jean.get(&proof_url).await.status, 404);
+    assert_eq!(
+        jean.get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
+            .await
+            .status,
+        404
+    );
+
+    // Logging out ends the space's session and the platform's.
+    let home = b.get("/mon-espace/").await;
+    let r = b
+        .post("/mon-espace/deconnexion", &[("csrf", &csrf(&home.body))])
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(r.location.unwrap().contains("/api/v2/session/end"));
+    assert_eq!(b.get("/mon-espace/donnees").await.status, 303);
+}
+
+on_both_stores!(citizen_space);
