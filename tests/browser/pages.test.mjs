@@ -6,15 +6,8 @@
 // Run by scripts/browser-test, which starts `socle demo` and sets SOCLE_URL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
-
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const BASE = process.env.SOCLE_URL;
-const SHOTS = process.env.SOCLE_SCREENSHOTS; // a directory, or unset
-assert.ok(BASE, 'SOCLE_URL must point at a running Socle');
+import { mkdirSync } from 'node:fs';
+import { BASE, SHOTS, launch, audit, checkPage, tabTo as tab } from './helpers.mjs';
 
 const PAGES = [
   { name: 'accueil', path: '/', status: 200 },
@@ -29,39 +22,8 @@ const PAGES = [
 const WIDTHS = [320, 1280];
 
 let browser;
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
+before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function audit(page) {
-  await page.addScriptTag({ content: AXE });
-  return page.evaluate(async () => {
-    const r = await window.axe.run(document, {
-      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
-    });
-    return r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ')) }));
-  });
-}
-
-// axe-core, no horizontal scrolling and, with SOCLE_SCREENSHOTS, a screenshot.
-async function checkPage(page, name, width) {
-  await page.waitForLoadState('networkidle');
-  assert.equal(await page.getAttribute('html', 'lang'), 'fr');
-  const violations = await audit(page);
-  assert.deepEqual(violations, [], `axe-core violations on ${name} at ${width}px:\n${JSON.stringify(violations, null, 2)}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `${name} scrolls horizontally by ${overflow}px at ${width}px`);
-  if (SHOTS) {
-    mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: true });
-  }
-}
 
 for (const p of PAGES) {
   for (const width of WIDTHS) {
@@ -127,13 +89,7 @@ for (const width of WIDTHS) {
     page.on('pageerror', e => problems.push(String(e)));
     const check = (name) => checkPage(page, name, width);
     // Focus an element by tabbing to it (never by clicking), then activate it.
-    const tabTo = async (selector) => {
-      for (let i = 0; i < 60; i++) {
-        await page.keyboard.press('Tab');
-        if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
-      }
-      throw new Error(`${selector} cannot be reached by keyboard`);
-    };
+    const tabTo = (selector) => tab(page, selector, 60);
     await page.goto(BASE + '/demo/fs/', { waitUntil: 'networkidle' });
     await check('demarche-accueil');
     await tabTo('a[href="/demo/fs/login"]');

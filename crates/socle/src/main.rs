@@ -271,6 +271,11 @@ struct DemoArgs {
     /// Delete the demonstration database first and start afresh.
     #[arg(long)]
     reset: bool,
+    /// Run the demonstration on this (empty or demo) PostgreSQL database instead of
+    /// the embedded store — the browser tests use it; the configuration's
+    /// `database.url` is never used by the demo.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -408,8 +413,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // The demo always runs on the embedded store.
-            config.database.url = None;
+            // The demo runs on the embedded store, unless --database-url names one.
+            config.database.url = args.database_url.clone();
             config.demo = true;
             if args.reset
                 && let Err(e) = reset_demo(&config.sqlite_path())
@@ -663,10 +668,16 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     let base = format!("{scheme}://{addr}");
     if demo {
-        println!(
-            "Socle demo is running on the embedded store ({}).",
-            config.sqlite_path().display()
-        );
+        match &config.database.url {
+            Some(url) => println!(
+                "Socle demo is running on PostgreSQL ({}).",
+                socle::config::redact_url(url)
+            ),
+            None => println!(
+                "Socle demo is running on the embedded store ({}).",
+                config.sqlite_path().display()
+            ),
+        }
     } else {
         println!("Socle is running ({} store).", app.store().kind());
     }

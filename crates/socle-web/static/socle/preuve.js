@@ -37,7 +37,9 @@
 
   // C2SP signed note: "text\n\n— name base64(keyhash[4] ‖ signature[64])\n".
   async function openNote(note, keyText) {
-    const [name, hash, data] = keyText.trim().split("+");
+    // name+hash+base64: the base64 part may itself contain "+".
+    const parts = keyText.trim().split("+");
+    const [name, hash, data] = [parts[0], parts[1], parts.slice(2).join("+")];
     const raw = b64(data);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("clé du journal illisible");
     const key = await crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]);

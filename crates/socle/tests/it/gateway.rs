@@ -152,16 +152,17 @@ pub(crate) async fn publish(app: &TestApp, up: &Upstream) {
     let openapi =
         json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.2.0"}, "paths": paths})
             .to_string();
-    for (slug, rate) in [
-        ("quotient-familial", 1000),
-        ("limitee", 2),
-        ("differee", 100),
+    for (slug, rate, mode) in [
+        ("quotient-familial", 1000, "habilitation"),
+        ("limitee", 2, "habilitation"),
+        ("differee", 100, "habilitation"),
+        ("ouverte", 1, "open"),
     ] {
         admin(app, "/api/admin/apis", json!({
             "slug": slug, "organisation": PRODUCER, "title": format!("API {slug}"),
             "description": "Le quotient familial", "openapi": openapi, "upstream_url": up.url,
             "allow_private_upstream": true, "rate_limit": rate,
-            "access_mode": "habilitation", "contact": "api@caf.example.fr",
+            "access_mode": mode, "contact": "api@caf.example.fr",
             "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]},
                        {"name": "composition", "description": "Foyer", "fields": ["/allocataires", "/enfants"]}]
         }))
@@ -669,6 +670,20 @@ async fn limits_quotas_and_fail_closed(backend: Backend) {
     assert!(limited.headers().get("retry-after").is_some());
     assert_eq!(limited.headers()["ratelimit-remaining"], "0");
     refused(limited, 429, "rate_limited").await;
+
+    // An open API: no token, no purpose, limited per client address.
+    let open = format!("/gateway/{PRODUCER}/ouverte/v1/quotient-familial");
+    let r = env.call(&open, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["ratelimit-limit"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["quotientFamilial"], 640);
+    assert!(
+        v.get("adresse").is_none(),
+        "open APIs are minimised to their scopes too"
+    );
+    let r = refused(env.call(&open, None).await, 429, "rate_limited").await;
+    assert!(r["detail"].as_str().unwrap().contains("1 calls per second"));
 
     // Quota: 4 accepted calls a day (refused ones do not count).
     tokio::time::sleep(Duration::from_millis(1100)).await;
