@@ -47,9 +47,27 @@ pub struct WebSettings {
     pub admin_token: Option<Arc<str>>,
 }
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler; one pointer to clone (every middleware layer and handler
+/// takes a copy per request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What the application state holds.
+pub struct AppParts {
     pub store: Store,
     pub instance: Arc<Instance>,
     pub settings: Arc<WebSettings>,

@@ -17,7 +17,7 @@ use socle_identity::{Broker, Client, FiSettings, KeyRing, MasterKey, Provider, P
 use socle_journal::{Entry, EntryKind, Journal, JournalConfig};
 use socle_store::{InstanceStore, Location, Store, StoreOptions};
 use socle_web::routes::demo::{Demo, DemoFs};
-use socle_web::{AppState, WebSettings};
+use socle_web::{AppParts, AppState, WebSettings};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -204,7 +204,7 @@ impl Application {
             }
             _ => None,
         };
-        let state = AppState {
+        let state = AppState::new(AppParts {
             gateway,
             consents,
             citizen,
@@ -230,7 +230,7 @@ impl Application {
             metrics: telemetry::metrics_handle()?,
             draining: Arc::new(AtomicBool::new(false)),
             started,
-        };
+        });
         metrics::gauge!(
             "socle_build_info",
             "version" => env!("CARGO_PKG_VERSION"),
