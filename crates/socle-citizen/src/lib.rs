@@ -218,16 +218,21 @@ impl Space {
         })
     }
 
-    /// The person's journal entries of `kinds`, newest first (with their indices).
+    /// The person's journal entries of `kinds` under their usual pseudonym, newest
+    /// first (with their indices).
     async fn entries(&self, p: &Person, kinds: &[EntryKind]) -> Result<Vec<(u64, Entry)>> {
-        let subject = self.pseudonym(p);
+        self.entries_of(&self.pseudonym(p), kinds).await
+    }
+
+    /// The entries of `kinds` indexed under `subject`, newest first, among those
+    /// already covered by a signed checkpoint (they can be proven; a newer one appears
+    /// within a second).
+    async fn entries_of(&self, subject: &str, kinds: &[EntryKind]) -> Result<Vec<(u64, Entry)>> {
         let indices = self
             .journal
-            .subject_indices(&subject, u64::MAX, MAX_ENTRIES)
+            .subject_indices(subject, u64::MAX, MAX_ENTRIES)
             .await
             .map_err(unavailable)?;
-        // Only entries already covered by a signed checkpoint are shown (they can be
-        // proven); a newer one appears within a second.
         let size = self
             .journal
             .latest_checkpoint()
@@ -240,13 +245,63 @@ impl Space {
             for e in got {
                 let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
                 // The index is by pseudonym; the entry itself must say so too.
-                if entry.subject.as_deref() == Some(subject.as_str()) && kinds.contains(&entry.kind)
-                {
+                if entry.subject.as_deref() == Some(subject) && kinds.contains(&entry.kind) {
                     out.push((e.index, entry));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The person's pseudonym for exchanges under a deferred habilitation.
+    fn deferred_pseudonym(&self, p: &Person, habilitation: &str) -> String {
+        self.journal
+            .pseudonym(&socle_gateway::policy::deferred_person_key(
+                habilitation,
+                &p.identity_hash,
+            ))
+    }
+
+    /// Habilitations with deferred visibility: (id, date).
+    async fn deferred(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for doc in self.store.habilitations(None).await.map_err(unavailable)? {
+            if let Ok(h) = serde_json::from_str::<Habilitation>(&doc)
+                && let Some(d) = h.form.visible_after
+            {
+                out.push((h.id, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pseudonyms whose entries the person may see now: their usual one, and the
+    /// one of each deferred habilitation whose date has passed; with the count of
+    /// entries still withheld and the last date until which some are.
+    async fn exchange_entries(
+        &self,
+        p: &Person,
+    ) -> Result<(Vec<(u64, Entry)>, usize, Option<String>)> {
+        let today = today();
+        let mut all = self.entries(p, &[EntryKind::Exchange]).await?;
+        let mut withheld = 0;
+        let mut until: Option<String> = None;
+        for (hab, date) in self.deferred().await? {
+            let subject = self.deferred_pseudonym(p, &hab);
+            let found = self.entries_of(&subject, &[EntryKind::Exchange]).await?;
+            if date > today {
+                if !found.is_empty() {
+                    withheld += found.len();
+                    if until.as_ref().is_none_or(|u| &date > u) {
+                        until = Some(date);
+                    }
+                }
+            } else {
+                all.extend(found);
+            }
+        }
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
+        Ok((all, withheld, until))
     }
 
     async fn habilitation(
@@ -265,23 +320,46 @@ impl Space {
         h
     }
 
-    /// "Mes données": the exchanges concerning the person, newest first.
+    /// "Mes données": the exchanges concerning the person, newest first, a page.
     pub async fn exchanges(
         &self,
         p: &Person,
         filter: &Filter,
         page: usize,
     ) -> Result<ExchangePage> {
+        let all = self.all_exchanges(p, filter).await?;
+        let total = all.items.len();
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = page.clamp(1, pages);
+        let items = all
+            .items
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .collect();
+        Ok(ExchangePage {
+            items,
+            total,
+            page,
+            pages,
+            withheld: all.withheld,
+            withheld_until: all.withheld_until,
+            organisations: all.organisations,
+        })
+    }
+
+    /// Every exchange the person may see now matching `filter` (one page holding all).
+    async fn all_exchanges(&self, p: &Person, filter: &Filter) -> Result<ExchangePage> {
         let names = self.names().await?;
         let today = today();
         let mut habs = HashMap::new();
         let mut visible = Vec::new();
-        let mut withheld = 0;
-        let mut withheld_until: Option<String> = None;
+        let (entries, mut withheld, mut withheld_until) = self.exchange_entries(p).await?;
         let mut organisations: HashMap<String, String> = HashMap::new();
-        for (index, e) in self.entries(p, &[EntryKind::Exchange]).await? {
+        for (index, e) in entries {
             let d = |k: &str| e.details.get(k).cloned().unwrap_or_default();
             let hab_id = d("habilitation");
+            // Entries journaled before their habilitation was given a visibility date.
             if let Some(h) = self.habilitation(&hab_id, &mut habs).await
                 && let Some(after) = &h.form.visible_after
                 && after.as_str() > today.as_str()
@@ -335,21 +413,13 @@ impl Space {
                 habilitation: hab_id,
             });
         }
-        let total = visible.len();
-        let pages = total.div_ceil(PAGE_SIZE).max(1);
-        let page = page.clamp(1, pages);
-        let items = visible
-            .into_iter()
-            .skip((page - 1) * PAGE_SIZE)
-            .take(PAGE_SIZE)
-            .collect();
         let mut organisations: Vec<(String, String)> = organisations.into_iter().collect();
         organisations.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(ExchangePage {
-            items,
-            total,
-            page,
-            pages,
+            total: visible.len(),
+            items: visible,
+            page: 1,
+            pages: 1,
             withheld,
             withheld_until,
             organisations,
@@ -418,7 +488,7 @@ impl Space {
         let mut habs = HashMap::new();
         let mut seen = Vec::new();
         let mut others = Vec::new();
-        for (_, e) in self.entries(p, &[EntryKind::Exchange]).await? {
+        for (_, e) in self.exchange_entries(p).await?.0 {
             let Some(id) = e.details.get("habilitation").cloned() else {
                 continue;
             };
@@ -567,23 +637,41 @@ impl Space {
             .map_err(|e| CitizenError::Unavailable(e.detail))
     }
 
-    /// The proof bundle of one of the person's entries against the latest checkpoint.
+    /// The proof bundle of one of the person's entries against the latest checkpoint;
+    /// another person's entry, or one still withheld, is "not found".
     pub async fn proof(&self, p: &Person, index: u64) -> Result<ProofBundle> {
-        let (_, got) = self.journal.entries(index, 1).await.map_err(unavailable)?;
-        let e = got
-            .into_iter()
-            .next()
-            .ok_or_else(|| CitizenError::NotFound("entrée inconnue".into()))?;
-        let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
-        if entry.subject.as_deref() != Some(self.pseudonym(p).as_str()) {
-            // Another person's entry: not even its existence is confirmed.
-            return Err(CitizenError::NotFound("entrée inconnue".into()));
-        }
+        let unknown = || CitizenError::NotFound("entrée inconnue".into());
         let checkpoint = self
             .journal
             .latest_checkpoint()
             .await
             .map_err(unavailable)?;
+        if index >= checkpoint.size {
+            return Err(unknown());
+        }
+        let (_, got) = self.journal.entries(index, 1).await.map_err(unavailable)?;
+        let e = got.into_iter().next().ok_or_else(unknown)?;
+        let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
+        let mut allowed = vec![self.pseudonym(p)];
+        let today = today();
+        for (hab, date) in self.deferred().await? {
+            let subject = self.deferred_pseudonym(p, &hab);
+            if date <= today {
+                allowed.push(subject);
+            }
+        }
+        if !entry.subject.as_ref().is_some_and(|s| allowed.contains(s)) {
+            return Err(unknown());
+        }
+        if let Some(hab) = entry.details.get("habilitation")
+            && let Some(h) = self.habilitation(hab, &mut HashMap::new()).await
+            && h.form
+                .visible_after
+                .as_ref()
+                .is_some_and(|d| d.as_str() > today.as_str())
+        {
+            return Err(unknown());
+        }
         let proof = self
             .journal
             .inclusion_proof(index, checkpoint.size)
@@ -601,11 +689,7 @@ impl Space {
 
     /// Everything above as one JSON document (GDPR articles 15 and 20).
     pub async fn export(&self, p: &Person) -> Result<serde_json::Value> {
-        let all = self.exchanges(p, &Filter::default(), 1).await?;
-        let mut exchanges = Vec::new();
-        for page in 1..=all.pages {
-            exchanges.extend(self.exchanges(p, &Filter::default(), page).await?.items);
-        }
+        let all = self.all_exchanges(p, &Filter::default()).await?;
         let (consents, other_bases) = self.authorisations(p).await?;
         Ok(serde_json::json!({
             "format": "socle-citizen-export/1",
@@ -613,7 +697,7 @@ impl Space {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             "journal_key": self.journal.verifier_key(),
-            "exchanges": exchanges,
+            "exchanges": all.items,
             "withheld_exchanges": {"count": all.withheld, "until": all.withheld_until},
             "connections": self.connections(p).await?,
             "consents": consents,

@@ -129,6 +129,11 @@ impl Consents {
         let consent = read(stored.clone())?;
         let receipt = self.receipt(&consent, "granted", &subject)?;
         self.journal(&consent, "granted", &subject).await?;
+        // One consent per person and habilitation: a new grant replaces the old one, so
+        // that withdrawing it stops the service.
+        self.store
+            .revoke_consents_for(&subject, &grant.id, t)
+            .await?;
         self.store.insert_consent(&stored).await?;
         Ok((consent, receipt))
     }

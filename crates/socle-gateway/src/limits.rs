@@ -129,6 +129,7 @@ impl Quotas {
                 })
                 .collect()
         };
+        let mut failed = None;
         for (hab, day, n) in pending {
             match store.add_quota_use(&hab, &day, n).await {
                 Ok(total) => {
@@ -148,11 +149,14 @@ impl Quotas {
                         e.pending += n;
                         e.known -= n;
                     }
-                    return Err(err);
+                    failed = Some(err);
                 }
             }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

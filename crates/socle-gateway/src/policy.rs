@@ -99,8 +99,13 @@ pub struct Grant {
     pub legal_basis: LegalBasis,
     /// Its legal basis is the person's consent: calls need one, per person.
     pub consent_based: bool,
+    /// First day of validity (`YYYY-MM-DD`, the accreditation's start).
+    pub valid_from: String,
     /// Last day of validity (`YYYY-MM-DD`, the accreditation's end).
     pub valid_until: String,
+    /// Exchanges are shown to the people concerned from this date (deferred
+    /// visibility); until then they are journaled under a separate pseudonym.
+    pub visible_after: Option<String>,
     /// Calls per day (the validated expected volume); 0: no quota.
     pub daily_quota: u64,
 }
@@ -121,20 +126,30 @@ impl Grant {
             scopes: h.form.scopes.clone(),
             legal_basis: h.form.legal_basis.clone(),
             consent_based: is_consent(&h.form.legal_basis.nature),
+            valid_from: h.form.accreditation.start.clone(),
             valid_until: h.form.accreditation.end.clone(),
+            visible_after: h.form.visible_after.clone(),
             daily_quota: h.form.expected_volume,
         })
     }
 
     /// Whether the habilitation is still in force on `today` (`YYYY-MM-DD`).
     pub fn in_force(&self, today: &str) -> bool {
-        self.valid_until.as_str() >= today
+        self.valid_from.as_str() <= today && self.valid_until.as_str() >= today
     }
 
     /// The reference written as the legal basis of an exchange.
     pub fn legal_reference(&self) -> String {
         format!("{} — {}", self.legal_basis.nature, self.legal_basis.text)
     }
+}
+
+/// The person key of exchanges under a habilitation with deferred visibility: the
+/// journal's pseudonym of it differs from the person's usual one, so that nobody can
+/// find those entries in the public journal from a pseudonym they know before the
+/// date; the citizen space, which knows both, shows them once the date has passed.
+pub fn deferred_person_key(habilitation: &str, identity_hash: &str) -> String {
+    format!("deferred|{habilitation}|{identity_hash}")
 }
 
 /// Whether a legal basis's nature is the person's consent (GDPR art. 6(1)(a)).

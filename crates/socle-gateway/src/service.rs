@@ -97,6 +97,8 @@ enum Caller {
         habilitation: String,
         client_id: String,
         scopes: Vec<String>,
+        /// Tag of the secret the token was obtained with.
+        credentials: String,
     },
     /// A service on a person's behalf, with the access token the person's login gave it.
     Person {
@@ -104,6 +106,8 @@ enum Caller {
         organisation: String,
         identity: Box<Identity>,
         identity_hash: String,
+        /// The login released the pivot identity to the service.
+        pivot: bool,
     },
 }
 
@@ -133,15 +137,23 @@ struct Exchange<'a> {
 struct AssertionKey {
     client_id: String,
     habilitation: String,
+    scopes: Vec<String>,
     purpose: Purpose,
     person: Option<String>,
 }
+
+/// Seconds after which a snapshot that could not be rebuilt stops serving.
+const STALE_AFTER: i64 = 10;
 
 const PURPOSE_PARAMS: [&str; 3] = ["context", "recipient", "object"];
 
 /// Headers never forwarded, either way (hop-by-hop, RFC 9110 §7.6.1, and the caller's
 /// or provider's own credentials and addressing).
-const STRIPPED: [&str; 16] = [
+const STRIPPED: [&str; 19] = [
+    // The answer is read whole and minimised: no compressed or partial answers.
+    "accept-encoding",
+    "range",
+    "if-range",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -163,6 +175,11 @@ const STRIPPED: [&str; 16] = [
 /// Response headers the provider may send through; everything else (Server,
 /// Set-Cookie, X-Powered-By, internal tracing…) stays behind.
 const PASSED_BACK: [&str; 3] = ["content-type", "content-language", "cache-control"];
+
+/// A short tag of a secret's hash, carried in tokens (not enough to guess anything).
+fn secret_tag(hash: &str) -> String {
+    sha256_hex(format!("tag:{hash}").as_bytes())[..16].to_string()
+}
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -240,6 +257,8 @@ struct Inner {
     quotas: Quotas,
     stats: Stats,
     reloading: tokio::sync::Mutex<()>,
+    /// When the snapshot was last rebuilt (Unix seconds).
+    snapshot_at: std::sync::atomic::AtomicI64,
 }
 
 /// The gateway; cheap to clone.
@@ -287,6 +306,7 @@ impl Gateway {
                 quotas: Quotas::default(),
                 stats: Stats::default(),
                 reloading: tokio::sync::Mutex::new(()),
+                snapshot_at: std::sync::atomic::AtomicI64::new(0),
             }),
         };
         g.reload().await?;
@@ -348,6 +368,9 @@ impl Gateway {
             Ok(mut s) => *s = snapshot,
             Err(p) => *p.into_inner() = snapshot,
         }
+        self.inner
+            .snapshot_at
+            .store(now(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -458,6 +481,8 @@ impl Gateway {
                 ("client_id", json!(client_id)),
                 ("scope", json!(scopes.join(" "))),
                 ("habilitation", json!(grant.id)),
+                // Which secret it was obtained with: a renewed secret ends it.
+                ("credentials", json!(secret_tag(hash))),
             ],
         )?;
         metrics::counter!("socle_gateway_tokens_issued_total").increment(1);
@@ -515,6 +540,7 @@ impl Gateway {
                     habilitation,
                     client_id,
                     scopes,
+                    credentials: claim("credentials").unwrap_or_default(),
                 },
                 until: exp,
             }
@@ -530,6 +556,7 @@ impl Gateway {
                 })?;
             Cached {
                 caller: Caller::Person {
+                    pivot: p.scopes.iter().any(|s| s == "identite_pivot"),
                     client_id: p.client_id,
                     organisation: p.organisation,
                     identity: Box::new(p.identity),
@@ -553,6 +580,20 @@ impl Gateway {
     /// a forwarded call is journaled (durably) before anything is released.
     pub async fn call(&self, call: Call) -> Result<Delivered> {
         let started = Instant::now();
+        // A snapshot that could not be rebuilt for a while may still hold a revoked
+        // habilitation: refuse rather than risk it.
+        if now()
+            - self
+                .inner
+                .snapshot_at
+                .load(std::sync::atomic::Ordering::Relaxed)
+            > STALE_AFTER
+        {
+            return Err(GatewayError::unavailable(
+                "gateway_stale",
+                "the platform cannot read the habilitations in force right now; nothing was sent to the provider",
+            ));
+        }
         let snapshot = self.snapshot();
         let route = snapshot
             .route(&call.organisation, &call.api)
@@ -835,6 +876,7 @@ impl Gateway {
             Caller::Machine {
                 habilitation,
                 scopes,
+                credentials,
                 ..
             } => {
                 let g = snapshot.grant(habilitation).ok_or_else(|| {
@@ -843,9 +885,26 @@ impl Gateway {
                         "the habilitation of these credentials is no longer validated (revoked, expired or replaced)",
                     )
                 })?;
+                if g.secret_hash.as_deref().map(secret_tag).as_deref() != Some(credentials.as_str())
+                {
+                    return Err(GatewayError::unauthenticated(
+                        "invalid_token",
+                        "the habilitation's secret was renewed: obtain a new token",
+                    ));
+                }
                 (g, Some(scopes))
             }
-            Caller::Person { organisation, .. } => {
+            Caller::Person {
+                organisation,
+                pivot,
+                ..
+            } => {
+                if !pivot {
+                    return Err(GatewayError::forbidden(
+                        "identity_not_released",
+                        "the person's login did not release their pivot identity (scope identite_pivot) to the service",
+                    ));
+                }
                 let g = snapshot
                     .grant_for(organisation, &route.api.id)
                     .ok_or_else(|| {
@@ -866,10 +925,14 @@ impl Gateway {
                 ),
             ));
         }
-        if !grant.in_force(&today()) {
+        let today = today();
+        if !grant.in_force(&today) {
             return Err(GatewayError::forbidden(
                 "habilitation_expired",
-                format!("the habilitation ended on {}", grant.valid_until),
+                format!(
+                    "the habilitation is in force from {} to {}",
+                    grant.valid_from, grant.valid_until
+                ),
             ));
         }
         let granted: Vec<String> = grant
@@ -901,6 +964,7 @@ impl Gateway {
         let key = AssertionKey {
             client_id: client_id.clone(),
             habilitation: grant.id.clone(),
+            scopes: scopes.to_vec(),
             purpose: purpose.clone(),
             person,
         };
@@ -1011,6 +1075,8 @@ impl Gateway {
                 ),
             )),
             Err(e) => {
+                // Without the URL: its path and query may identify a person.
+                let e = e.without_url();
                 tracing::warn!(api = %ex.route.api.id, error = %e, "gateway: provider unreachable");
                 Err(GatewayError::new(
                     502,
@@ -1071,7 +1137,13 @@ impl Gateway {
                 .detail("service", g.requester.clone());
         }
         if let Some(Caller::Person { identity_hash, .. }) = caller {
-            e = e.subject(self.inner.journal.pseudonym(identity_hash));
+            let key = match grant {
+                Some(g) if g.visible_after.is_some() => {
+                    policy::deferred_person_key(&g.id, identity_hash)
+                }
+                _ => identity_hash.clone(),
+            };
+            e = e.subject(self.inner.journal.pseudonym(&key));
         }
         e = e
             .detail("provider", route.api.organisation.clone())

@@ -58,6 +58,14 @@ pub trait GatewayStore {
         habilitation_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<StoredConsent>>> + Send;
+    /// Revokes every active consent of the person for a habilitation (before a new
+    /// grant replaces them); returns how many.
+    fn revoke_consents_for(
+        &self,
+        subject: &str,
+        habilitation_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
     /// Revokes one of the person's consents; `false` if there is none to revoke.
     fn revoke_consent(
         &self,
@@ -124,7 +132,7 @@ impl GatewayStore for Store {
         let rows: Vec<ConsentRow> = on_pool!(self, |pool| {
             sqlx::query_as(&format!(
                 "SELECT {CONSENT_COLUMNS} FROM consents WHERE subject = $1 \
-                 ORDER BY granted_at DESC, id"
+                 ORDER BY (revoked_at IS NULL) DESC, granted_at DESC, id"
             ))
             .bind(subject)
             .fetch_all(pool)
@@ -154,6 +162,27 @@ impl GatewayStore for Store {
             .map_err(err)?
         });
         Ok(row.map(consent))
+    }
+
+    async fn revoke_consents_for(
+        &self,
+        subject: &str,
+        habilitation_id: &str,
+        now: i64,
+    ) -> Result<u64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE consents SET revoked_at = $1 WHERE subject = $2 AND habilitation_id = $3 \
+                 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(subject)
+            .bind(habilitation_id)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        }))
     }
 
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool> {

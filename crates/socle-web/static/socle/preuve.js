@@ -75,7 +75,11 @@
       try {
         const r = await fetch(button.dataset.proof, { credentials: "same-origin" });
         if (!r.ok) throw new Error("preuve indisponible (" + r.status + ")");
-        const v = await verify(await r.json());
+        const bundle = await r.json();
+        if (String(bundle.index) !== button.dataset.index) throw new Error("la preuve porte sur une autre entrée");
+        const entry = JSON.parse(new TextDecoder().decode(b64(bundle.leaf)));
+        if (entry.kind !== "exchange") throw new Error("l’entrée prouvée n’est pas un échange");
+        const v = await verify(bundle);
         out.textContent = "Preuve vérifiée : l’échange figure dans le journal signé (" + v.origin + ", " + v.size + " entrées).";
         out.className = "fr-text--sm fr-mb-0 fr-message fr-message--valid";
       } catch (e) {

@@ -142,6 +142,29 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("TAMPERED"), "{out}");
 
+    // The withheld exchange is under another pseudonym in the public journal, and its
+    // proof is refused until the date.
+    let entries: Value = app
+        .get("/journal/entries?start=0&count=1000")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hidden = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "exchange" && e["details"]["api"] == "differee")
+        .expect("the deferred exchange is journaled")
+        .clone();
+    assert_ne!(hidden["subject"].as_str(), entry.subject.as_deref());
+    assert!(hidden["subject"].is_string());
+    let r = b
+        .get(&format!("/mon-espace/donnees/{}/preuve", hidden["index"]))
+        .await;
+    assert_eq!(r.status, 404, "no proof of a withheld exchange");
+    assert_eq!(b.get("/mon-espace/donnees/999999/preuve").await.status, 404);
+
     // Filters: by organisation and period.
     let none = b.get("/mon-espace/donnees?du=2099-01-01").await;
     assert!(none.body.contains("Aucun échange ne correspond"));
@@ -192,16 +215,14 @@ async fn citizen_space(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 422, "not beyond the habilitation: {}", r.body);
+    let grant_form = [
+        ("csrf", token.as_str()),
+        ("habilitation", consent_hab.as_str()),
+        ("jusqu_au", "2028-12-31"),
+        ("decision", "accorder"),
+    ];
     let r = b
-        .post(
-            "/mon-espace/autorisations/demande",
-            &[
-                ("csrf", &token),
-                ("habilitation", &consent_hab),
-                ("jusqu_au", "2028-12-31"),
-                ("decision", "accorder"),
-            ],
-        )
+        .post("/mon-espace/autorisations/demande", &grant_form)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Autorisation accordée"));
@@ -210,8 +231,21 @@ async fn citizen_space(backend: Backend) {
         env.call(&consent_call, Some(&marie_token)).await.status(),
         200
     );
+    // Granting again replaces the first consent (one withdrawal must be enough).
+    let again = b
+        .post("/mon-espace/autorisations/demande", &grant_form)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body.matches("/retrait\"").count(),
+        1,
+        "one active consent"
+    );
+    let r = again;
     // The receipt is signed by the platform.
-    let consent_id = between(&r.body, "Reçu signé (", ")").unwrap().to_string();
+    let consent_id = between(&r.body, "à télécharger ci-dessous (", ")")
+        .unwrap()
+        .to_string();
     let receipt = b
         .get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
         .await;

@@ -627,6 +627,38 @@ async fn machine_to_machine(backend: Backend) {
         "{metrics}"
     );
 
+    // A renewed secret ends the tokens obtained with the old one.
+    let (s, renewed) = env
+        .dev()
+        .post(
+            &format!("/api/v1/habilitations/{hab}/credentials/renew"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{renewed}");
+    refused(
+        env.call(&qf("/quotient-familial"), Some(&token)).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(
+        env.token(&client_id, &secret, None).await.0,
+        401,
+        "the old secret is refused"
+    );
+    let secret = renewed["client_secret"].as_str().unwrap().to_string();
+    let token = env.token(&client_id, &secret, None).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        env.call(&qf("/quotient-familial"), Some(&token))
+            .await
+            .status(),
+        200
+    );
+
     // A revocation stops the very next call, and the next token.
     let (s, _) = env
         .inst()
