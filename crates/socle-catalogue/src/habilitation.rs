@@ -192,6 +192,19 @@ pub struct LegalBasis {
     pub text: String,
     #[serde(default)]
     pub url: Option<String>,
+    /// The processing rests on the person's consent (GDPR art. 6(1)(a)): every
+    /// gateway call under the habilitation needs that person's consent. (A nature
+    /// naming consent counts too.)
+    #[serde(default)]
+    pub consent: bool,
+}
+
+impl LegalBasis {
+    /// Whether exchanges need the person's consent: the flag, or a nature that names
+    /// consent ("consentement de la personne") — the stricter reading wins.
+    pub fn is_consent(&self) -> bool {
+        self.consent || self.nature.to_lowercase().contains("consent")
+    }
 }
 
 /// A security accreditation (homologation).

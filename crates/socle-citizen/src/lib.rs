@@ -501,7 +501,7 @@ impl Space {
             };
             // Consents are listed above; a habilitation whose exchanges are still
             // withheld is not revealed here either.
-            if socle_gateway::policy::is_consent(&h.form.legal_basis.nature)
+            if h.form.legal_basis.is_consent()
                 || h.form
                     .visible_after
                     .as_ref()

@@ -125,7 +125,7 @@ impl Grant {
             title: h.form.title.clone(),
             scopes: h.form.scopes.clone(),
             legal_basis: h.form.legal_basis.clone(),
-            consent_based: is_consent(&h.form.legal_basis.nature),
+            consent_based: h.form.legal_basis.is_consent(),
             valid_from: h.form.accreditation.start.clone(),
             valid_until: h.form.accreditation.end.clone(),
             visible_after: h.form.visible_after.clone(),
@@ -150,12 +150,6 @@ impl Grant {
 /// date; the citizen space, which knows both, shows them once the date has passed.
 pub fn deferred_person_key(habilitation: &str, identity_hash: &str) -> String {
     format!("deferred|{habilitation}|{identity_hash}")
-}
-
-/// Whether a legal basis's nature is the person's consent (GDPR art. 6(1)(a)).
-pub fn is_consent(nature: &str) -> bool {
-    let n = nature.to_lowercase();
-    n.contains("consent")
 }
 
 /// Everything the hot path reads, built at once.
@@ -464,7 +458,14 @@ mod tests {
     fn slugs_and_consent() {
         assert_eq!(slug("CAF démo"), "caf-demo");
         assert_eq!(slug("CFP  démo!"), "cfp-demo");
-        assert!(is_consent("Consentement de la personne"));
-        assert!(!is_consent("mission d’intérêt public"));
+        let basis = |nature: &str, consent| LegalBasis {
+            nature: nature.into(),
+            text: "t".into(),
+            url: None,
+            consent,
+        };
+        assert!(basis("Consentement de la personne", false).is_consent());
+        assert!(basis("Accord exprès de la personne", true).is_consent());
+        assert!(!basis("mission d’intérêt public", false).is_consent());
     }
 }

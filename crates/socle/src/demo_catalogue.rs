@@ -194,6 +194,7 @@ fn form(title: &str, scopes: &[&str]) -> socle_catalogue::habilitation::Form {
             nature: "mission d’intérêt public".into(),
             text: "Code général des collectivités territoriales, article L. 2121-29".into(),
             url: Some("https://www.legifrance.gouv.fr/".into()),
+            consent: false,
         },
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         retention_months: 12,
@@ -285,6 +286,7 @@ pub async fn seed_back_office(
         nature: "consentement de la personne".into(),
         text: "Règlement (UE) 2016/679, article 6, paragraphe 1, point a)".into(),
         url: Some("https://eur-lex.europa.eu/eli/reg/2016/679/oj".into()),
+        consent: true,
     };
     let h = office.create(&dev, "impot-particulier", f).await?;
     office.act(&dev, &h.id, Action::Submit, None).await?;

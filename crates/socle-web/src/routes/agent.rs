@@ -529,6 +529,8 @@ pub struct FormPage {
     pub fields: Vec<Field>,
     /// (name, description, checked)
     pub scopes: Vec<(String, String, bool)>,
+    /// The legal basis is the person's consent.
+    pub legal_consent: bool,
 }
 
 fn fields(f: &Form) -> Vec<Field> {
@@ -722,6 +724,7 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
             nature: one(m, "legal_nature"),
             text: one(m, "legal_text"),
             url: (!url.trim().is_empty()).then_some(url),
+            consent: m.contains_key("legal_consent"),
         },
         scopes: m.get("scopes").cloned().unwrap_or_default(),
         retention_months: one(m, "retention_months").trim().parse().unwrap_or(0),
@@ -782,6 +785,7 @@ async fn form_page(
         csrf: csrf_of(token),
         message,
         fields: fields(form),
+        legal_consent: form.legal_basis.consent,
         scopes: listed
             .api
             .scopes

@@ -794,7 +794,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     .await;
     let (_, m2m_client, m2m_secret) = env.habilitation("quotient-familial", complete_form()).await;
     let mut form = complete_form();
-    form["legal_basis"] = json!({"nature": "consentement de la personne",
+    form["legal_basis"] = json!({"nature": "accord exprès de la personne", "consent": true,
         "text": "RGPD, article 6, paragraphe 1, point a)"});
     form["scopes"] = json!(["quotient_familial", "composition"]);
     let (consent_hab, c_client, c_secret) = env.habilitation("limitee", form).await;
