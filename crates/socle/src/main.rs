@@ -687,6 +687,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("  Home page:           {base}/");
     if demo {
         println!("  Demo service (log in through Socle): {base}/demo/fs/");
+        println!("  Citizen space (Mon espace): {base}/mon-espace/");
         println!("  API catalogue:       {base}/catalogue");
         println!(
             "  Gateway credentials and an example call: {} (see README)",
