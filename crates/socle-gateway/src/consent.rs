@@ -142,20 +142,27 @@ impl Consents {
     pub async fn revoke(&self, identity_hash: &str, id: &str) -> Result<(Consent, String)> {
         let subject = self.journal.pseudonym(identity_hash);
         let t = now();
-        if !self.store.revoke_consent(id, &subject, t).await? {
-            return Err(GatewayError::not_found(
+        let unknown = || {
+            GatewayError::not_found(
                 "unknown_consent",
                 "no active consent of yours has this identifier",
-            ));
-        }
-        let consent = self
+            )
+        };
+        let mut consent = self
             .list(identity_hash)
             .await?
             .into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| GatewayError::not_found("unknown_consent", "consent not found"))?;
-        let receipt = self.receipt(&consent, "revoked", &subject)?;
+            .find(|c| c.id == id && c.revoked_at.is_none())
+            .ok_or_else(unknown)?;
+        consent.revoked_at = Some(t);
+        // Journaled first, as a grant is: a withdrawal the journal cannot record is not
+        // made (the person is told to retry), so none goes unrecorded.
         self.journal(&consent, "revoked", &subject).await?;
+        if !self.store.revoke_consent(id, &subject, t).await? {
+            // Withdrawn meanwhile (another tab): the entry above records this one too.
+            return Err(unknown());
+        }
+        let receipt = self.receipt(&consent, "revoked", &subject)?;
         Ok((consent, receipt))
     }
 
