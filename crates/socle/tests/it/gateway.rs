@@ -898,6 +898,25 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     .await;
     let _ = (m2m_client, m2m_secret);
 
+    // A login that did not release the pivot identity does not carry it to providers.
+    let login =
+        crate::identity::demo_login(app, &client, "marie", &[("scope", "openid email")]).await;
+    let t: Value = crate::identity::token(app, &client, &login)
+        .await
+        .json()
+        .await
+        .unwrap();
+    refused(
+        env.call(
+            &qf("/quotient-familial"),
+            Some(t["access_token"].as_str().unwrap()),
+        )
+        .await,
+        403,
+        "identity_not_released",
+    )
+    .await;
+
     // The person's token is no passe-partout: a service without a habilitation for the
     // API is refused.
     let other = crate::identity::register(
