@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::{Env, PURPOSE, qf, refused};
 use crate::habilitations::{PRODUCER, REQUESTER, complete_form};
-use crate::identity::{Browser, LOGOUT, REDIRECT, between, csrf, jwks, login_via, verify};
+use crate::identity::{Browser, between, csrf, jwks, login_via, verify};
 use crate::on_both_stores;
 use crate::support::{Backend, run_binary};
 
@@ -38,13 +38,7 @@ async fn space_login(env: &Env, person: &str) -> Browser {
 async fn citizen_space(backend: Backend) {
     let env = Env::new(backend, true).await;
     let app = &env.app;
-    let client = crate::identity::register(
-        app,
-        json!({"name": "Cantine de Démoville", "organisation": REQUESTER,
-               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
-               "scopes": ["openid", "identite_pivot", "email"]}),
-    )
-    .await;
+    let client = env.service("Cantine de Démoville", REQUESTER).await;
     let (mission, _, _) = env.habilitation("quotient-familial", complete_form()).await;
     let mut deferred = complete_form();
     deferred["title"] = json!("Contrôle en cours");
@@ -57,13 +51,7 @@ async fn citizen_space(backend: Backend) {
     let (consent_hab, _, _) = env.habilitation("limitee", consent_form).await;
 
     // The service obtains data about Marie on her behalf, twice (one deferred).
-    let login = crate::identity::demo_login(app, &client, "marie", &[]).await;
-    let t: Value = crate::identity::token(app, &client, &login)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let marie_token = t["access_token"].as_str().unwrap().to_string();
+    let marie_token = env.person_token(&client, "marie", &[]).await;
     assert_eq!(
         env.call(&qf("/quotient-familial"), Some(&marie_token))
             .await

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::habilitations::{Call, PRODUCER, REQUESTER, admin, complete_form, sign_in, user};
-use crate::identity::{ADMIN_TOKEN, LOGOUT, REDIRECT, jwks, verify};
+use crate::identity::{ADMIN_TOKEN, LOGOUT, REDIRECT, TestClient, jwks, verify};
 use crate::on_both_stores;
 use crate::support::{Backend, TestApp};
 
@@ -229,6 +229,33 @@ impl Env {
             c["client_id"].as_str().unwrap().into(),
             c["client_secret"].as_str().unwrap().into(),
         )
+    }
+
+    /// A service registered as an OpenID Connect client of `organisation`.
+    pub async fn service(&self, name: &str, organisation: &str) -> TestClient {
+        crate::identity::register(
+            &self.app,
+            json!({"name": name, "organisation": organisation,
+                   "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+                   "scopes": ["openid", "identite_pivot", "email"]}),
+        )
+        .await
+    }
+
+    /// The access token `client` obtains when `person` logs in (demo provider).
+    pub async fn person_token(
+        &self,
+        client: &TestClient,
+        person: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let login = crate::identity::demo_login(&self.app, client, person, extra).await;
+        let t: Value = crate::identity::token(&self.app, client, &login)
+            .await
+            .json()
+            .await
+            .unwrap();
+        t["access_token"].as_str().unwrap().to_string()
     }
 
     pub async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> (u16, Value) {
@@ -785,13 +812,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     let app = &env.app;
     // The service (an OIDC client of the town hall) and its two habilitations: one on
     // a public-interest mission, one on the person's consent.
-    let client = crate::identity::register(
-        app,
-        json!({"name": "Cantine de Démoville", "organisation": REQUESTER,
-               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
-               "scopes": ["openid", "identite_pivot", "email"]}),
-    )
-    .await;
+    let client = env.service("Cantine de Démoville", REQUESTER).await;
     let (_, m2m_client, m2m_secret) = env.habilitation("quotient-familial", complete_form()).await;
     let mut form = complete_form();
     form["legal_basis"] = json!({"nature": "accord exprès de la personne", "consent": true,
@@ -799,13 +820,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     form["scopes"] = json!(["quotient_familial", "composition"]);
     let (consent_hab, c_client, c_secret) = env.habilitation("limitee", form).await;
 
-    let login = crate::identity::demo_login(app, &client, "marie", &[]).await;
-    let t: Value = crate::identity::token(app, &client, &login)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let person_token = t["access_token"].as_str().unwrap().to_string();
+    let person_token = env.person_token(&client, "marie", &[]).await;
 
     // With the person's token: the provider gets the pivot identity in the assertion.
     let r = env
@@ -899,19 +914,11 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     let _ = (m2m_client, m2m_secret);
 
     // A login that did not release the pivot identity does not carry it to providers.
-    let login =
-        crate::identity::demo_login(app, &client, "marie", &[("scope", "openid email")]).await;
-    let t: Value = crate::identity::token(app, &client, &login)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let no_pivot = env
+        .person_token(&client, "marie", &[("scope", "openid email")])
+        .await;
     refused(
-        env.call(
-            &qf("/quotient-familial"),
-            Some(t["access_token"].as_str().unwrap()),
-        )
-        .await,
+        env.call(&qf("/quotient-familial"), Some(&no_pivot)).await,
         403,
         "identity_not_released",
     )
@@ -919,25 +926,10 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
 
     // The person's token is no passe-partout: a service without a habilitation for the
     // API is refused.
-    let other = crate::identity::register(
-        app,
-        json!({"name": "Autre service", "organisation": "13002526500013",
-               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
-               "scopes": ["openid", "identite_pivot", "email"]}),
-    )
-    .await;
-    let login = crate::identity::demo_login(app, &other, "jean", &[]).await;
-    let t: Value = crate::identity::token(app, &other, &login)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other = env.service("Autre service", "13002526500013").await;
+    let jean = env.person_token(&other, "jean", &[]).await;
     refused(
-        env.call(
-            &qf("/quotient-familial"),
-            Some(t["access_token"].as_str().unwrap()),
-        )
-        .await,
+        env.call(&qf("/quotient-familial"), Some(&jean)).await,
         403,
         "no_habilitation",
     )
