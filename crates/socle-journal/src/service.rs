@@ -611,7 +611,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                     if due
                         && s.last_signed.map(|(size, _)| size) != Some(s.frontier.size())
                         && s.frontier.size() > 0
-                        && let Err(e) = sign(&inner, s).await
+                        && let Err(e) = sign(&inner, &mut w, s).await
                     {
                         tracing::error!(error = %e, "journal checkpoint not signed");
                     }
@@ -746,7 +746,11 @@ async fn integrate(
 }
 
 /// Signs a checkpoint of the current tree, after checking it extends the last one.
-async fn sign(inner: &Inner, seq: &mut Sequencing) -> Result<(), JournalError> {
+async fn sign(
+    inner: &Inner,
+    w: &mut JournalWriter,
+    seq: &mut Sequencing,
+) -> Result<(), JournalError> {
     let size = seq.frontier.size();
     let root = seq.frontier.root();
     if let Some((old_size, old_root)) = seq.last_signed {
@@ -772,7 +776,7 @@ async fn sign(inner: &Inner, seq: &mut Sequencing) -> Result<(), JournalError> {
         note,
         created_at: crate::entry::now_millis(),
     };
-    inner.store.journal_add_checkpoint(&cp).await?;
+    w.add_checkpoint(&cp).await?;
     seq.last_signed = Some((size, root));
     seq.last_sign_at = Instant::now();
     metrics::gauge!("socle_journal_checkpoint_size").set(size as f64);

@@ -77,7 +77,11 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    if read_only {
+        conn.busy_timeout(Duration::from_secs(10))?;
+    } else {
+        conn.busy_handler(Some(wait_for_lock))?;
+    }
     if read_only {
         conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
         conn.pragma_update(None, "cache_size", -16_000_i64)?;
@@ -91,6 +95,19 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// The writer's busy handler: while another connection (the sqlx pools: sessions,
+/// quota counters…) holds the write lock, retry every 50 µs, for up to 10 s. SQLite's
+/// default handler sleeps 1, 2, 5, 10… ms between tries, which turned every brief
+/// overlap into a multi-millisecond stall of all the journal's waiting appends.
+fn wait_for_lock(tries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(50);
+    if tries >= 200_000 {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }
 
 /// One writing connection on its own thread.

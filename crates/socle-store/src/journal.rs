@@ -587,6 +587,36 @@ impl JournalWriter {
         self.forget_if_unavailable(result)
     }
 
+    /// Records a signed checkpoint on the writer's own connection: on SQLite it then
+    /// never waits for the write lock behind the appends it follows.
+    pub async fn add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<()> {
+        const SQL: &str = "INSERT INTO journal_checkpoints (size, root, note, created_at) \
+                           VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
+        let size = to_i64(cp.size)?;
+        let result = match self.connection().await? {
+            WriterConn::Sqlite(w) => {
+                let cp = cp.clone();
+                w.run(move |conn| {
+                    conn.prepare_cached(SQL)
+                        .and_then(|mut q| q.execute((size, &cp.root[..], &cp.note, &cp.created_at)))
+                        .map(|_| ())
+                        .map_err(crate::direct::error)
+                })
+                .await
+            }
+            WriterConn::Postgres(conn) => sqlx::query(SQL)
+                .bind(size)
+                .bind(cp.root.as_slice())
+                .bind(&cp.note)
+                .bind(&cp.created_at)
+                .execute(&mut **conn)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime),
+        };
+        self.forget_if_unavailable(result)
+    }
+
     /// The oldest queued leaves (other nodes' appends), at most `limit`.
     pub async fn queued(&mut self, limit: usize) -> Result<Vec<QueuedLeaf>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
