@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub max_response: usize,
     /// Calls per second one client address may make to an open API.
     pub open_rate: u32,
+    /// Seconds the gateway keeps serving on a snapshot it could not rebuild.
+    pub stale_after: i64,
 }
 
 impl GatewayConfig {
@@ -51,6 +53,7 @@ impl GatewayConfig {
             assertion_ttl: 60,
             max_response: 8 * 1024 * 1024,
             open_rate: 10,
+            stale_after: 10,
         }
     }
 
@@ -141,9 +144,6 @@ struct AssertionKey {
     purpose: Purpose,
     person: Option<String>,
 }
-
-/// Seconds after which a snapshot that could not be rebuilt stops serving.
-const STALE_AFTER: i64 = 10;
 
 const PURPOSE_PARAMS: [&str; 3] = ["context", "recipient", "object"];
 
@@ -587,7 +587,7 @@ impl Gateway {
                 .inner
                 .snapshot_at
                 .load(std::sync::atomic::Ordering::Relaxed)
-            > STALE_AFTER
+            > self.inner.config.stale_after
         {
             return Err(GatewayError::unavailable(
                 "gateway_stale",

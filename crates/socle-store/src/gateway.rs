@@ -202,3 +202,23 @@ impl GatewayStore for Store {
         Ok(n == 1)
     }
 }
+
+impl Store {
+    /// Test support: hides the habilitations from every reader (or shows them again),
+    /// as a store that cannot be read would.
+    #[doc(hidden)]
+    pub async fn __test_hide_habilitations(&self, hidden: bool) -> Result<()> {
+        let sql = if hidden {
+            "ALTER TABLE catalogue_habilitations RENAME TO catalogue_habilitations_hidden"
+        } else {
+            "ALTER TABLE catalogue_habilitations_hidden RENAME TO catalogue_habilitations"
+        };
+        on_pool!(self, |pool| {
+            sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err)
+        })
+    }
+}

@@ -168,6 +168,7 @@ impl Application {
                 gc.token_ttl =
                     i64::try_from(config.gateway.token_lifetime.as_secs()).unwrap_or(900);
                 gc.open_rate = config.gateway.open_rate_limit;
+                gc.stale_after = i64::try_from(config.gateway.stale_after.as_secs()).unwrap_or(10);
                 let g = socle_gateway::Gateway::open(
                     gc,
                     store.clone(),

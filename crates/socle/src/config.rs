@@ -138,6 +138,9 @@ pub struct GatewaySettings {
     pub token_lifetime: Duration,
     /// Calls per second one client address may make to an open API.
     pub open_rate_limit: u32,
+    /// How long the gateway keeps serving when it cannot re-read the habilitations in
+    /// force (a revoked one could still pass); past it, calls get `503 gateway_stale`.
+    pub stale_after: Duration,
 }
 
 /// Citizen space settings.
@@ -696,6 +699,11 @@ impl Config {
                 lifetime(60, 86_400),
             ),
             open_rate_limit: r.get("gateway.open_rate_limit", 10, positive_u32),
+            stale_after: r.get(
+                "gateway.stale_after",
+                Duration::from_secs(10),
+                lifetime(2, 300),
+            ),
         };
 
         let citizen = CitizenSettings {
@@ -861,6 +869,7 @@ impl Config {
             ("connect_timeout", self.gateway.connect_timeout),
             ("timeout", self.gateway.timeout),
             ("token_lifetime", self.gateway.token_lifetime),
+            ("stale_after", self.gateway.stale_after),
         ] {
             line(&mut out, k, q(&format_duration(d)));
         }

@@ -81,6 +81,11 @@ impl Upstream {
                             (200, "application/json", "{\"quotientFamilial\": 6".into())
                         }
                         "/api/text" => (200, "text/plain", "quotient familial : 640".into()),
+                        "/api/bad-request" => (
+                            400,
+                            "application/json",
+                            "{\"error\":\"identifiant inconnu\"}".into(),
+                        ),
                         "/api/fail" => (
                             500,
                             "text/plain",
@@ -112,7 +117,7 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-const OPS: [&str; 8] = [
+const OPS: [&str; 9] = [
     "/quotient-familial",
     "/slow",
     "/reset",
@@ -121,6 +126,7 @@ const OPS: [&str; 8] = [
     "/fail",
     "/missing",
     "/scoped",
+    "/bad-request",
 ];
 
 /// Publishes the organisations and two APIs pointing at the upstream.
@@ -183,6 +189,7 @@ impl Env {
         let app = TestApp::spawn_with(backend, |c| {
             c.admin.token = Some(ADMIN_TOKEN.into());
             c.gateway.timeout = Duration::from_millis(700);
+            c.gateway.stale_after = Duration::from_secs(2);
             c.demo = demo;
         })
         .await;
@@ -596,6 +603,7 @@ async fn machine_to_machine(backend: Backend) {
         ("/text", 502, "upstream_invalid"),
         ("/fail", 502, "upstream_error"),
         ("/missing", 404, "not_found_at_provider"),
+        ("/bad-request", 400, "rejected_by_provider"),
         ("/slow", 504, "upstream_timeout"),
         ("/reset", 502, "upstream_unavailable"),
     ] {
@@ -799,6 +807,50 @@ async fn limits_quotas_and_fail_closed(backend: Backend) {
             .status(),
         200
     );
+
+    // Fail closed when the habilitations in force cannot be re-read: the gateway goes
+    // on for `stale_after` (2 s here), then refuses until the store answers again.
+    env.app.store.__test_hide_habilitations(true).await.unwrap();
+    let mut stale = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let before = env.up.count();
+        let r = env.call(&qf("/quotient-familial"), Some(&token2)).await;
+        if r.status() == 503 {
+            assert_eq!(env.up.count(), before, "nothing sent to the provider");
+            stale = Some(r.json::<Value>().await.unwrap());
+            break;
+        }
+        let status = r.status();
+        assert_eq!(
+            status,
+            200,
+            "served from the last snapshot meanwhile: {}",
+            r.text().await.unwrap()
+        );
+    }
+    let stale = stale.expect("the gateway refuses once its snapshot is stale");
+    assert_eq!(stale["code"], "gateway_stale", "{stale}");
+    env.app
+        .store
+        .__test_hide_habilitations(false)
+        .await
+        .unwrap();
+    let mut back = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if env
+            .call(&qf("/quotient-familial"), Some(&token2))
+            .await
+            .status()
+            == 200
+        {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the gateway serves again once the store answers");
+
     env.app.journal.as_ref().unwrap().shutdown().await;
     let r = env.call(&qf("/quotient-familial"), Some(&token2)).await;
     assert_eq!(r.status(), 503);
@@ -821,6 +873,25 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     let (consent_hab, c_client, c_secret) = env.habilitation("limitee", form).await;
 
     let person_token = env.person_token(&client, "marie", &[]).await;
+
+    // A habilitation whose accreditation has ended is refused at call time, on a
+    // person's behalf too, before the daily expiry job files it away.
+    let mut ended = complete_form();
+    ended["accreditation"] =
+        json!({"authority": "Maire", "start": "2020-01-01", "end": "2021-01-01"});
+    env.habilitation("differee", ended).await;
+    let before = env.up.count();
+    refused(
+        env.call(
+            &format!("/gateway/{PRODUCER}/differee/v1/quotient-familial?{PURPOSE}"),
+            Some(&person_token),
+        )
+        .await,
+        403,
+        "habilitation_expired",
+    )
+    .await;
+    assert_eq!(env.up.count(), before);
 
     // With the person's token: the provider gets the pivot identity in the assertion.
     let r = env
