@@ -23,6 +23,7 @@ pub mod minimise;
 pub mod policy;
 pub mod service;
 pub mod stats;
+mod upstream;
 
 pub use consent::{Consent, ConsentTerms, Consents};
 pub use error::GatewayError;

@@ -22,6 +22,7 @@ use crate::limits::{Quotas, RateLimits, RateState};
 use crate::minimise::minimise;
 use crate::policy::{self, Grant, Purpose, Route, Snapshot};
 use crate::stats::Stats;
+use crate::upstream::{Answer, Failure, Upstream};
 
 /// Settings of the gateway, validated by the binary's configuration.
 #[derive(Debug, Clone)]
@@ -199,49 +200,6 @@ fn seconds_to_midnight() -> i64 {
     86_400 - i64::from(n.hour()) * 3600 - i64::from(n.minute()) * 60 - i64::from(n.second())
 }
 
-/// A DNS resolver that refuses private, loopback and link-local answers, so that an
-/// upstream host name cannot be pointed at the platform's own network (addresses
-/// written literally were checked when the API was published; `localhost` is only
-/// accepted there for demonstrations).
-struct PublicOnly;
-
-fn public_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => {
-            !(a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_unspecified()
-                || a.is_broadcast()
-                || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
-        }
-        IpAddr::V6(a) => {
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || (a.segments()[0] & 0xfe00) == 0xfc00
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped()
-                    .is_some_and(|v4| !public_ip(IpAddr::V4(v4))))
-        }
-    }
-}
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| host == "localhost" || public_ip(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 struct Inner {
     config: GatewayConfig,
     store: Store,
@@ -249,7 +207,7 @@ struct Inner {
     journal: Journal,
     keys: KeyRing,
     identity: Provider,
-    http: reqwest::Client,
+    upstream: Upstream,
     snapshot: RwLock<Arc<Snapshot>>,
     tokens: RwLock<HashMap<[u8; 32], Cached>>,
     assertions: Mutex<HashMap<AssertionKey, (String, i64)>>,
@@ -277,19 +235,7 @@ impl Gateway {
         keys: KeyRing,
         identity: Provider,
     ) -> Result<Gateway> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .tcp_nodelay(true)
-            .dns_resolver(Arc::new(PublicOnly))
-            .no_proxy()
-            .build()
-            .map_err(|e| {
-                GatewayError::unavailable("gateway_unavailable", format!("HTTP client: {e}"))
-            })?;
+        let upstream = Upstream::new(config.connect_timeout, config.timeout, config.max_response);
         let g = Gateway {
             inner: Arc::new(Inner {
                 config,
@@ -298,7 +244,7 @@ impl Gateway {
                 journal,
                 keys,
                 identity,
-                http,
+                upstream,
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 tokens: RwLock::new(HashMap::new()),
                 assertions: Mutex::new(HashMap::new()),
@@ -770,9 +716,21 @@ impl Gateway {
             (Some(g), Some(c), Some(p)) => Some(self.assertion(g, c, p, &granted)?),
             _ => None,
         };
-        let mut url = route.upstream.clone();
-        url.set_path(&format!("{}{}", route.upstream.path(), path));
-        url.set_query((!forwarded_query.is_empty()).then_some(forwarded_query.as_str()));
+        // The API's base URL (ending in `/`), the checked raw path, the query.
+        let base = &route.upstream[..url::Position::AfterPath];
+        let mut target = String::with_capacity(base.len() + path.len() + forwarded_query.len() + 1);
+        target.push_str(base);
+        target.push_str(&path);
+        if !forwarded_query.is_empty() {
+            target.push('?');
+            target.push_str(&forwarded_query);
+        }
+        let uri = http::Uri::try_from(target).map_err(|_| {
+            with_provider(GatewayError::bad_request(
+                "invalid_path",
+                "the path or query cannot be forwarded as is",
+            ))
+        })?;
         let mut headers = HeaderMap::new();
         let connection_listed: Vec<String> = call
             .headers
@@ -814,7 +772,7 @@ impl Gateway {
             started,
             consent: consent_id.as_deref(),
         };
-        let answer = match self.send(&ex, headers, url).await {
+        let answer = match self.send(&ex, headers, uri).await {
             Ok((s, h, b)) => deliverable(&route, &granted, s, &h, b).map(|d| (d, h)),
             Err(e) => Err(e),
         };
@@ -1044,28 +1002,14 @@ impl Gateway {
     }
 
     /// Sends the request upstream and reads the answer (bounded).
-    async fn send(
-        &self,
-        ex: &Exchange<'_>,
-        headers: HeaderMap,
-        url: url::Url,
-    ) -> Result<(u16, HeaderMap, Bytes)> {
+    async fn send(&self, ex: &Exchange<'_>, headers: HeaderMap, uri: http::Uri) -> Result<Answer> {
         let sent = self
             .inner
-            .http
-            .request(ex.call.method.clone(), url)
-            .headers(headers)
-            .body(ex.call.body.clone())
-            .send()
+            .upstream
+            .send(ex.call.method.clone(), uri, headers, ex.call.body.clone())
             .await;
-        match sent {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let h = resp.headers().clone();
-                let body = read_limited(resp, self.inner.config.max_response).await?;
-                Ok((status, h, body))
-            }
-            Err(e) if e.is_timeout() => Err(GatewayError::new(
+        sent.map_err(|f| match f {
+            Failure::Timeout => GatewayError::new(
                 504,
                 "upstream_timeout",
                 "Provider timeout",
@@ -1073,19 +1017,24 @@ impl Gateway {
                     "the provider did not answer within {} ms",
                     self.inner.config.timeout.as_millis()
                 ),
-            )),
-            Err(e) => {
-                // Without the URL: its path and query may identify a person.
-                let e = e.without_url();
-                tracing::warn!(api = %ex.route.api.id, error = %e, "gateway: provider unreachable");
-                Err(GatewayError::new(
+            ),
+            Failure::TooLarge(max) => GatewayError::new(
+                502,
+                "upstream_invalid",
+                "Invalid provider answer",
+                format!("the provider's answer exceeds {max} bytes"),
+            ),
+            Failure::Unreachable(reason) => {
+                // The reason names no URL: its path and query may identify a person.
+                tracing::warn!(api = %ex.route.api.id, error = %reason, "gateway: provider unreachable");
+                GatewayError::new(
                     502,
                     "upstream_unavailable",
                     "Provider unavailable",
                     "the provider could not be reached",
-                ))
+                )
             }
-        }
+        })
     }
 
     async fn journal(
@@ -1223,42 +1172,6 @@ fn split_query(query: Option<&str>) -> (HashMap<String, String>, String) {
     (purpose, rest.finish())
 }
 
-async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes> {
-    let mut out = bytes::BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if out.len() + c.len() > max {
-                    return Err(GatewayError::new(
-                        502,
-                        "upstream_invalid",
-                        "Invalid provider answer",
-                        format!("the provider's answer exceeds {max} bytes"),
-                    ));
-                }
-                out.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(out.freeze()),
-            Err(e) if e.is_timeout() => {
-                return Err(GatewayError::new(
-                    504,
-                    "upstream_timeout",
-                    "Provider timeout",
-                    "the provider did not finish its answer in time",
-                ));
-            }
-            Err(_) => {
-                return Err(GatewayError::new(
-                    502,
-                    "upstream_unavailable",
-                    "Provider unavailable",
-                    "the provider's answer was cut off",
-                ));
-            }
-        }
-    }
-}
-
 fn is_json(ct: Option<&HeaderValue>) -> bool {
     ct.and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -1377,8 +1290,8 @@ mod tests {
             "fd00::1",
             "::ffff:10.0.0.1",
         ] {
-            assert!(!public_ip(ip.parse().unwrap()), "{ip}");
+            assert!(!crate::upstream::public_ip(ip.parse().unwrap()), "{ip}");
         }
-        assert!(public_ip("193.52.1.1".parse().unwrap()));
+        assert!(crate::upstream::public_ip("193.52.1.1".parse().unwrap()));
     }
 }
