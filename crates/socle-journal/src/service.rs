@@ -781,6 +781,8 @@ async fn sign(
     seq.last_sign_at = Instant::now();
     metrics::gauge!("socle_journal_checkpoint_size").set(size as f64);
     inner.known_size.fetch_max(size, Ordering::Relaxed);
-    let _ = inner.published.send(Some(cp));
+    // send_replace: `send` keeps the old value when nobody is subscribed at that
+    // moment, and a later subscriber would then wait for a checkpoint already signed.
+    inner.published.send_replace(Some(cp));
     Ok(())
 }
