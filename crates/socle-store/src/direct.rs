@@ -1,4 +1,4 @@
-//! Direct SQLite access (rusqlite) for the two hot paths where sqlx's design costs
+//! Direct SQLite access (rusqlite) for the hot paths where sqlx's design costs
 //! more than the work itself: sqlx runs every statement on a worker thread and hands
 //! each step of it over a channel, so a journal batch (begin, inserts, delete, commit)
 //! or a proof lookup pays several thread wake-ups.
@@ -7,6 +7,9 @@
 //!   map); a whole journal batch is one job, one hand-off.
 //! - [`Readers`]: a few read-only connections (memory-mapped) used from tokio's
 //!   blocking pool; a proof's lookups are one job.
+//! - The records of logins in progress (sessions, interactions, codes, tokens) go
+//!   through a second [`Writer`] with `synchronous = NORMAL`: a login made about 14
+//!   statements, each of which crossed sqlx's worker thread several times.
 //!
 //! Same file, same schema, same libsqlite3 as the sqlx pools; PostgreSQL is untouched.
 
@@ -70,7 +73,21 @@ pub(crate) fn execute_each<P: rusqlite::Params>(
     Ok(())
 }
 
+/// What a connection is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// The journal: `synchronous = FULL`, a commit is on disk when it returns.
+    Full,
+    /// Logins in progress: `synchronous = NORMAL`, as the ephemeral pool (see
+    /// `open::sqlite_ephemeral`).
+    Normal,
+}
+
 fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    open_as(path, read_only, Durability::Full)
+}
+
+fn open_as(path: &Path, read_only: bool, durability: Durability) -> rusqlite::Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -89,7 +106,11 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
         // The pools already put the file in WAL mode; FULL: a commit is on disk when
         // it returns. Plain I/O: the memory map slows an append-only writer down.
         conn.pragma_update(None, "journal_mode", "wal")?;
-        conn.pragma_update(None, "synchronous", "full")?;
+        let synchronous = match durability {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "mmap_size", 0_i64)?;
         conn.pragma_update(None, "foreign_keys", true)?;
     }
@@ -115,12 +136,22 @@ pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
 impl Writer {
     pub(crate) fn open(path: &Path) -> Result<Writer> {
-        let mut conn = open(path, false).map_err(error)?;
+        Self::open_as(path, Durability::Full, "socle-sqlite-writer")
+    }
+
+    pub(crate) fn open_as(path: &Path, durability: Durability, name: &str) -> Result<Writer> {
+        let mut conn = open_as(path, false, durability).map_err(error)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("socle-sqlite-writer".into())
+            .name(name.into())
             .spawn(move || {
                 // Ends when every sender is dropped (the writer released).
                 while let Ok(job) = rx.recv() {

@@ -6,6 +6,8 @@
 //! consumed once, a grant's tokens are revoked together, a jti is accepted once).
 
 use crate::error::StoreError;
+use rusqlite::OptionalExtension;
+
 use crate::{Backend, Result, Store, on_ephemeral, on_pool};
 
 /// A registered client (service provider).
@@ -343,46 +345,39 @@ impl IdentityStore for Store {
     }
 
     async fn put_session(&self, id: &str, doc: &str, expires_at: i64) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at",
-            )
-            .bind(id)
-            .bind(doc)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write(
+            "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at",
+            vec![P::text(id), P::text(doc), P::Int(expires_at)],
+        )
+        .await
+        .map(|_| ())
     }
-
     async fn session(&self, id: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_ephemeral!(self, |pool| {
-            sqlx::query_as("SELECT doc FROM oidc_sessions WHERE id = $1 AND expires_at > $2")
+        const SQL: &str = "SELECT doc FROM oidc_sessions WHERE id = $1 AND expires_at > $2";
+        match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let id = id.to_string();
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?.query_row((id, now), |r| r.get(0)).optional()
+                })
+                .await
+            }
+            Backend::Postgres(pool) => Ok(sqlx::query_as::<_, (String,)>(SQL)
                 .bind(id)
                 .bind(now)
                 .fetch_optional(pool)
                 .await
                 .map_err(err)?
-        });
-        Ok(row.map(|r| r.0))
+                .map(|r| r.0)),
+        }
     }
 
     async fn delete_session(&self, id: &str) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query("DELETE FROM oidc_sessions WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write("DELETE FROM oidc_sessions WHERE id = $1", vec![P::text(id)])
+            .await
+            .map(|_| ())
     }
-
     async fn put_interaction(
         &self,
         id: &str,
@@ -391,37 +386,42 @@ impl IdentityStore for Store {
         doc: &str,
         expires_at: i64,
     ) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
-                 session_id = excluded.session_id, fi_state = excluded.fi_state, \
-                 doc = excluded.doc, expires_at = excluded.expires_at",
-            )
-            .bind(id)
-            .bind(session_id)
-            .bind(fi_state)
-            .bind(doc)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write(
+            "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             session_id = excluded.session_id, fi_state = excluded.fi_state, \
+             doc = excluded.doc, expires_at = excluded.expires_at",
+            vec![
+                P::text(id),
+                P::text(session_id),
+                P::Maybe(fi_state.map(str::to_string)),
+                P::text(doc),
+                P::Int(expires_at),
+            ],
+        )
+        .await
+        .map(|_| ())
     }
-
     async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
-        Ok(on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2",
-            )
-            .bind(id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        }))
+        const SQL: &str =
+            "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2";
+        match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let id = id.to_string();
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?
+                        .query_row((id, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .await
+            }
+            Backend::Postgres(pool) => sqlx::query_as(SQL)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(err),
+        }
     }
 
     async fn interaction_in_session(
@@ -430,19 +430,27 @@ impl IdentityStore for Store {
         session_id: &str,
         now: i64,
     ) -> Result<Option<(String, String)>> {
-        Ok(on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "SELECT s.doc, i.doc FROM oidc_interactions i \
-                 JOIN oidc_sessions s ON s.id = i.session_id \
-                 WHERE i.id = $1 AND i.session_id = $2 AND i.expires_at > $3 AND s.expires_at > $3",
-            )
-            .bind(id)
-            .bind(session_id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        }))
+        const SQL: &str = "SELECT s.doc, i.doc FROM oidc_interactions i \
+             JOIN oidc_sessions s ON s.id = i.session_id \
+             WHERE i.id = $1 AND i.session_id = $2 AND i.expires_at > $3 AND s.expires_at > $3";
+        match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let (id, session_id) = (id.to_string(), session_id.to_string());
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?
+                        .query_row((id, session_id, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .await
+            }
+            Backend::Postgres(pool) => sqlx::query_as(SQL)
+                .bind(id)
+                .bind(session_id)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(err),
+        }
     }
 
     async fn interaction_by_fi_state(
@@ -450,32 +458,38 @@ impl IdentityStore for Store {
         fi_state: &str,
         now: i64,
     ) -> Result<Option<FiStateMatch>> {
-        Ok(on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "SELECT i.id, i.session_id, i.doc, s.doc FROM oidc_interactions i \
-                 LEFT JOIN oidc_sessions s ON s.id = i.session_id AND s.expires_at > $2 \
-                 WHERE i.fi_state = $1 AND i.expires_at > $2",
-            )
-            .bind(fi_state)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        }))
+        const SQL: &str = "SELECT i.id, i.session_id, i.doc, s.doc FROM oidc_interactions i \
+             LEFT JOIN oidc_sessions s ON s.id = i.session_id AND s.expires_at > $2 \
+             WHERE i.fi_state = $1 AND i.expires_at > $2";
+        match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let fi_state = fi_state.to_string();
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?
+                        .query_row((fi_state, now), |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()
+                })
+                .await
+            }
+            Backend::Postgres(pool) => sqlx::query_as(SQL)
+                .bind(fi_state)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(err),
+        }
     }
 
     async fn delete_interaction(&self, id: &str) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query("DELETE FROM oidc_interactions WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write(
+            "DELETE FROM oidc_interactions WHERE id = $1",
+            vec![P::text(id)],
+        )
+        .await
+        .map(|_| ())
     }
-
     async fn insert_code(
         &self,
         code_hash: &str,
@@ -483,23 +497,19 @@ impl IdentityStore for Store {
         doc: &str,
         expires_at: i64,
     ) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_grants (code_hash, client_id, doc, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(code_hash)
-            .bind(client_id)
-            .bind(doc)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write(
+            "INSERT INTO oidc_grants (code_hash, client_id, doc, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+            vec![
+                P::text(code_hash),
+                P::text(client_id),
+                P::text(doc),
+                P::Int(expires_at),
+            ],
+        )
+        .await
+        .map(|_| ())
     }
-
     async fn exchange_code(
         &self,
         code_hash: &str,
@@ -507,53 +517,86 @@ impl IdentityStore for Store {
         now: i64,
         token_expires_at: i64,
     ) -> Result<CodeUse> {
-        let fresh: Option<(String, String, i64)> = on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "UPDATE oidc_grants SET used_at = $1, token_hash = $2, token_expires_at = $3 \
-                 WHERE code_hash = $4 AND used_at IS NULL \
-                 RETURNING client_id, doc, expires_at",
-            )
-            .bind(now)
-            .bind(token_hash)
-            .bind(token_expires_at)
-            .bind(code_hash)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        });
-        if let Some((client_id, doc, expires_at)) = fresh {
-            return Ok(CodeUse::Fresh {
+        const FRESH: &str = "UPDATE oidc_grants SET used_at = $1, token_hash = $2, \
+             token_expires_at = $3 WHERE code_hash = $4 AND used_at IS NULL \
+             RETURNING client_id, doc, expires_at";
+        const REPLAYED: &str =
+            "UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1 RETURNING client_id";
+        let (fresh, replayed): (Option<(String, String, i64)>, Option<String>) =
+            match &self.ephemeral {
+                Backend::Sqlite(_) => {
+                    let (code_hash, token_hash) = (code_hash.to_string(), token_hash.to_string());
+                    // One job: both statements, the second only if the first matched nothing.
+                    self.ephemeral_run(move |c| {
+                        let fresh = lite(c, FRESH)?
+                            .query_row((now, &token_hash, token_expires_at, &code_hash), |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            })
+                            .optional()?;
+                        if fresh.is_some() {
+                            return Ok((fresh, None));
+                        }
+                        let replayed = lite(c, REPLAYED)?
+                            .query_row([&code_hash], |r| r.get(0))
+                            .optional()?;
+                        Ok((None, replayed))
+                    })
+                    .await?
+                }
+                Backend::Postgres(pool) => {
+                    let fresh = sqlx::query_as(FRESH)
+                        .bind(now)
+                        .bind(token_hash)
+                        .bind(token_expires_at)
+                        .bind(code_hash)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(err)?;
+                    let replayed = if fresh.is_some() {
+                        None
+                    } else {
+                        sqlx::query_as::<_, (String,)>(REPLAYED)
+                            .bind(code_hash)
+                            .fetch_optional(pool)
+                            .await
+                            .map_err(err)?
+                            .map(|r| r.0)
+                    };
+                    (fresh, replayed)
+                }
+            };
+        Ok(match (fresh, replayed) {
+            (Some((client_id, doc, expires_at)), _) => CodeUse::Fresh {
                 client_id,
                 doc,
                 expires_at,
-            });
-        }
-        let replayed: Option<(String,)> = on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1 RETURNING client_id",
-            )
-            .bind(code_hash)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        });
-        Ok(match replayed {
-            Some((client_id,)) => CodeUse::Replayed { client_id },
-            None => CodeUse::Unknown,
+            },
+            (None, Some(client_id)) => CodeUse::Replayed { client_id },
+            (None, None) => CodeUse::Unknown,
         })
     }
 
     async fn token(&self, token_hash: &str) -> Result<Option<StoredToken>> {
-        let row: Option<(String, String, i64, i64)> = on_ephemeral!(self, |pool| {
-            sqlx::query_as(
-                "SELECT client_id, doc, token_expires_at, CAST(revoked AS BIGINT) \
-                 FROM oidc_grants WHERE token_hash = $1",
-            )
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await
-            .map_err(err)?
-        });
+        const SQL: &str = "SELECT client_id, doc, token_expires_at, CAST(revoked AS BIGINT) \
+             FROM oidc_grants WHERE token_hash = $1";
+        let row: Option<(String, String, i64, i64)> = match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let token_hash = token_hash.to_string();
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?
+                        .query_row([token_hash], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
+                        .optional()
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => sqlx::query_as(SQL)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await
+                .map_err(err)?,
+        };
         Ok(row.map(|r| StoredToken {
             client_id: r.0,
             doc: r.1,
@@ -563,34 +606,23 @@ impl IdentityStore for Store {
     }
 
     async fn revoke_code(&self, code_hash: &str) -> Result<()> {
-        on_ephemeral!(self, |pool| {
-            sqlx::query("UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1")
-                .bind(code_hash)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
+        self.ephemeral_write(
+            "UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1",
+            vec![P::text(code_hash)],
+        )
+        .await
+        .map(|_| ())
     }
-
     async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
-        let n = on_ephemeral!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (client_id, jti) DO NOTHING",
+        let n = self
+            .ephemeral_write(
+                "INSERT INTO oidc_assertions (client_id, jti, expires_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
+                vec![P::text(client_id), P::text(jti), P::Int(expires_at)],
             )
-            .bind(client_id)
-            .bind(jti)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
+            .await?;
         Ok(n == 1)
     }
-
     async fn purge_identity(&self, now: i64) -> Result<u64> {
         let mut total = 0;
         for sql in [
@@ -613,6 +645,65 @@ impl IdentityStore for Store {
         }
         Ok(total)
     }
+}
+
+/// A parameter of a statement on the ephemeral records, bound on either backend.
+enum P {
+    Text(String),
+    Maybe(Option<String>),
+    Int(i64),
+}
+
+impl P {
+    fn text(s: &str) -> P {
+        P::Text(s.to_string())
+    }
+}
+
+impl rusqlite::ToSql for P {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            P::Text(s) => s.to_sql(),
+            P::Maybe(s) => s.to_sql(),
+            P::Int(i) => i.to_sql(),
+        }
+    }
+}
+
+impl Store {
+    /// One writing statement on the ephemeral records; rows changed.
+    async fn ephemeral_write(&self, sql: &'static str, params: Vec<P>) -> Result<u64> {
+        match &self.ephemeral {
+            Backend::Sqlite(_) => {
+                let n = self
+                    .ephemeral_run(move |c| {
+                        lite(c, sql)?.execute(rusqlite::params_from_iter(params.iter()))
+                    })
+                    .await?;
+                Ok(n as u64)
+            }
+            Backend::Postgres(pool) => {
+                let mut q = sqlx::query(sql);
+                for p in params {
+                    q = match p {
+                        P::Text(s) => q.bind(s),
+                        P::Maybe(s) => q.bind(s),
+                        P::Int(i) => q.bind(i),
+                    };
+                }
+                Ok(q.execute(pool).await.map_err(err)?.rows_affected())
+            }
+        }
+    }
+}
+
+/// The statement for SQLite, prepared once per connection: the same text with `?N`
+/// for PostgreSQL's `$N` (numbered, whatever their order in the text).
+fn lite<'c>(
+    c: &'c rusqlite::Connection,
+    sql: &str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    c.prepare_cached(&sql.replace('$', "?"))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

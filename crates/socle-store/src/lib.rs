@@ -76,6 +76,10 @@ pub struct Store {
     /// SQLite only: the file, and direct read connections for the journal's proofs.
     sqlite_path: Option<PathBuf>,
     readers: Option<std::sync::Arc<direct::Readers>>,
+    /// SQLite only: the connection of the records of logins in progress, opened on
+    /// first use (see `direct`).
+    ephemeral_direct:
+        Option<std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<direct::Writer>>>>>,
     max_connections: u32,
 }
 
@@ -147,9 +151,38 @@ impl Store {
             backend,
             ephemeral,
             readers: sqlite_path.as_deref().map(direct::Readers::new),
+            ephemeral_direct: sqlite_path.as_ref().map(|_| Default::default()),
             sqlite_path,
             max_connections: options.max_connections,
         })
+    }
+
+    /// Runs `f` on the SQLite connection of the records of logins in progress.
+    pub(crate) async fn ephemeral_run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (Some(slot), Some(path)) = (&self.ephemeral_direct, &self.sqlite_path) else {
+            return Err(StoreError::Unavailable("not an SQLite store".into()));
+        };
+        let writer = {
+            let mut w = slot
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the SQLite connection failed".into()))?;
+            match &*w {
+                Some(x) => x.clone(),
+                None => {
+                    let x = std::sync::Arc::new(direct::Writer::open_as(
+                        path,
+                        direct::Durability::Normal,
+                        "socle-sqlite-logins",
+                    )?);
+                    *w = Some(x.clone());
+                    x
+                }
+            }
+        };
+        writer.run(move |c| f(c).map_err(direct::error)).await
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -184,6 +217,11 @@ impl Store {
     pub async fn close(&self) {
         if let Some(r) = &self.readers {
             r.close();
+        }
+        if let Some(slot) = &self.ephemeral_direct
+            && let Ok(mut w) = slot.lock()
+        {
+            *w = None;
         }
         for b in [&self.ephemeral, &self.backend] {
             match b {
