@@ -235,7 +235,10 @@ impl Gateway {
         keys: KeyRing,
         identity: Provider,
     ) -> Result<Gateway> {
-        let upstream = Upstream::new(config.connect_timeout, config.timeout, config.max_response);
+        let upstream = Upstream::new(config.connect_timeout, config.timeout, config.max_response)
+            .map_err(|e| {
+            GatewayError::unavailable("gateway_unavailable", format!("HTTP client: {e}"))
+        })?;
         let g = Gateway {
             inner: Arc::new(Inner {
                 config,

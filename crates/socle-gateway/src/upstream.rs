@@ -44,7 +44,11 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(connect_timeout: Duration, timeout: Duration, max_response: usize) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+        max_response: usize,
+    ) -> Result<Self, String> {
         let mut http = HttpConnector::new_with_resolver(PublicOnly);
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -60,18 +64,10 @@ impl Upstream {
                 tracing::error!(error = %e, "gateway: no system CA certificates; HTTPS providers unreachable");
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
-                    .map(|b| {
-                        b.with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    });
-                match config {
-                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
-                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    ),
-                }
+                    .map_err(|e| format!("TLS: {e}"))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
             }
         };
         let connector = tls.https_or_http().enable_http1().wrap_connector(http);
@@ -80,11 +76,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(512)
             .build(connector);
-        Upstream {
+        Ok(Upstream {
             client,
             timeout,
             max_response,
-        }
+        })
     }
 
     /// Sends one request and reads the whole answer, within the total timeout.
