@@ -78,9 +78,12 @@ pub(crate) fn execute_each<P: rusqlite::Params>(
 pub(crate) enum Durability {
     /// The journal: `synchronous = FULL`, a commit is on disk when it returns.
     Full,
-    /// Logins in progress: `synchronous = NORMAL`, as the ephemeral pool (see
-    /// `open::sqlite_ephemeral`).
-    Normal,
+    /// Logins in progress: `synchronous = OFF`, never `fsync`ed, so a commit survives a
+    /// crash of the process (it is in the operating system's cache) but may be lost with
+    /// the machine, which costs the people concerned one new login. On the disk of the
+    /// benchmarks, `NORMAL` (an `fsync` at each WAL checkpoint) kept the logins' writer
+    /// waiting on the disk a third of its time.
+    Ephemeral,
 }
 
 fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
@@ -108,7 +111,7 @@ fn open_as(path: &Path, read_only: bool, durability: Durability) -> rusqlite::Re
         conn.pragma_update(None, "journal_mode", "wal")?;
         let synchronous = match durability {
             Durability::Full => "full",
-            Durability::Normal => "normal",
+            Durability::Ephemeral => "off",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "mmap_size", 0_i64)?;
@@ -131,6 +134,49 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
+/// The connection of the records of logins in progress, on their own file (see
+/// [`crate::logins_path`]), created with its tables on first use. A file that fails
+/// SQLite's integrity check (possible after a machine crash, as it is never
+/// `fsync`ed) is replaced by an empty one: the people concerned log in again.
+fn open_logins(path: &Path) -> Result<Connection> {
+    let prepare = || -> rusqlite::Result<bool> {
+        let conn = Connection::open(path)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Ok(false);
+        }
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.execute_batch(include_str!("../sql/sqlite_logins.sql"))?;
+        Ok(true)
+    };
+    if !matches!(prepare(), Ok(true)) {
+        tracing::warn!(
+            file = %path.display(),
+            "the file of logins in progress is damaged; starting a new one (people in \
+             the middle of a login will log in again)"
+        );
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot replace {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        if !matches!(prepare(), Ok(true)) {
+            return Err(StoreError::Unavailable(format!(
+                "cannot create {}",
+                path.display()
+            )));
+        }
+    }
+    open_as(path, false, Durability::Ephemeral).map_err(error)
+}
+
 /// One writing connection on its own thread.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -144,11 +190,16 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     pub(crate) fn open(path: &Path) -> Result<Writer> {
-        Self::open_as(path, Durability::Full, "socle-sqlite-writer")
+        let conn = open_as(path, false, Durability::Full).map_err(error)?;
+        Self::spawn(conn, "socle-sqlite-writer")
     }
 
-    pub(crate) fn open_as(path: &Path, durability: Durability, name: &str) -> Result<Writer> {
-        let mut conn = open_as(path, false, durability).map_err(error)?;
+    /// The writer of the records of logins in progress (see [`open_logins`]).
+    pub(crate) fn open_logins(path: &Path) -> Result<Writer> {
+        Self::spawn(open_logins(path)?, "socle-sqlite-logins")
+    }
+
+    fn spawn(mut conn: Connection, name: &str) -> Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(name.into())

@@ -8,7 +8,7 @@
 use crate::error::StoreError;
 use rusqlite::OptionalExtension;
 
-use crate::{Backend, Result, Store, on_ephemeral, on_pool};
+use crate::{Backend, Result, Store, on_pool};
 
 /// A registered client (service provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,15 +355,15 @@ impl IdentityStore for Store {
     }
     async fn session(&self, id: &str, now: i64) -> Result<Option<String>> {
         const SQL: &str = "SELECT doc FROM oidc_sessions WHERE id = $1 AND expires_at > $2";
-        match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        match &self.ephemeral_pg {
+            None => {
                 let id = id.to_string();
                 self.ephemeral_run(move |c| {
                     lite(c, SQL)?.query_row((id, now), |r| r.get(0)).optional()
                 })
                 .await
             }
-            Backend::Postgres(pool) => Ok(sqlx::query_as::<_, (String,)>(SQL)
+            Some(pool) => Ok(sqlx::query_as::<_, (String,)>(SQL)
                 .bind(id)
                 .bind(now)
                 .fetch_optional(pool)
@@ -405,8 +405,8 @@ impl IdentityStore for Store {
     async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
         const SQL: &str =
             "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2";
-        match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        match &self.ephemeral_pg {
+            None => {
                 let id = id.to_string();
                 self.ephemeral_run(move |c| {
                     lite(c, SQL)?
@@ -415,7 +415,7 @@ impl IdentityStore for Store {
                 })
                 .await
             }
-            Backend::Postgres(pool) => sqlx::query_as(SQL)
+            Some(pool) => sqlx::query_as(SQL)
                 .bind(id)
                 .bind(now)
                 .fetch_optional(pool)
@@ -433,8 +433,8 @@ impl IdentityStore for Store {
         const SQL: &str = "SELECT s.doc, i.doc FROM oidc_interactions i \
              JOIN oidc_sessions s ON s.id = i.session_id \
              WHERE i.id = $1 AND i.session_id = $2 AND i.expires_at > $3 AND s.expires_at > $3";
-        match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        match &self.ephemeral_pg {
+            None => {
                 let (id, session_id) = (id.to_string(), session_id.to_string());
                 self.ephemeral_run(move |c| {
                     lite(c, SQL)?
@@ -443,7 +443,7 @@ impl IdentityStore for Store {
                 })
                 .await
             }
-            Backend::Postgres(pool) => sqlx::query_as(SQL)
+            Some(pool) => sqlx::query_as(SQL)
                 .bind(id)
                 .bind(session_id)
                 .bind(now)
@@ -461,8 +461,8 @@ impl IdentityStore for Store {
         const SQL: &str = "SELECT i.id, i.session_id, i.doc, s.doc FROM oidc_interactions i \
              LEFT JOIN oidc_sessions s ON s.id = i.session_id AND s.expires_at > $2 \
              WHERE i.fi_state = $1 AND i.expires_at > $2";
-        match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        match &self.ephemeral_pg {
+            None => {
                 let fi_state = fi_state.to_string();
                 self.ephemeral_run(move |c| {
                     lite(c, SQL)?
@@ -473,7 +473,7 @@ impl IdentityStore for Store {
                 })
                 .await
             }
-            Backend::Postgres(pool) => sqlx::query_as(SQL)
+            Some(pool) => sqlx::query_as(SQL)
                 .bind(fi_state)
                 .bind(now)
                 .fetch_optional(pool)
@@ -523,8 +523,8 @@ impl IdentityStore for Store {
         const REPLAYED: &str =
             "UPDATE oidc_grants SET revoked = 1 WHERE code_hash = $1 RETURNING client_id";
         let (fresh, replayed): (Option<(String, String, i64)>, Option<String>) =
-            match &self.ephemeral {
-                Backend::Sqlite(_) => {
+            match &self.ephemeral_pg {
+                None => {
                     let (code_hash, token_hash) = (code_hash.to_string(), token_hash.to_string());
                     // One job: both statements, the second only if the first matched nothing.
                     self.ephemeral_run(move |c| {
@@ -543,7 +543,7 @@ impl IdentityStore for Store {
                     })
                     .await?
                 }
-                Backend::Postgres(pool) => {
+                Some(pool) => {
                     let fresh = sqlx::query_as(FRESH)
                         .bind(now)
                         .bind(token_hash)
@@ -579,8 +579,8 @@ impl IdentityStore for Store {
     async fn token(&self, token_hash: &str) -> Result<Option<StoredToken>> {
         const SQL: &str = "SELECT client_id, doc, token_expires_at, CAST(revoked AS BIGINT) \
              FROM oidc_grants WHERE token_hash = $1";
-        let row: Option<(String, String, i64, i64)> = match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        let row: Option<(String, String, i64, i64)> = match &self.ephemeral_pg {
+            None => {
                 let token_hash = token_hash.to_string();
                 self.ephemeral_run(move |c| {
                     lite(c, SQL)?
@@ -591,7 +591,7 @@ impl IdentityStore for Store {
                 })
                 .await?
             }
-            Backend::Postgres(pool) => sqlx::query_as(SQL)
+            Some(pool) => sqlx::query_as(SQL)
                 .bind(token_hash)
                 .fetch_optional(pool)
                 .await
@@ -634,14 +634,7 @@ impl IdentityStore for Store {
              AND (token_expires_at IS NULL OR token_expires_at <= $1)",
             "DELETE FROM oidc_assertions WHERE expires_at <= $1",
         ] {
-            total += on_ephemeral!(self, |pool| {
-                sqlx::query(sql)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map_err(err)?
-                    .rows_affected()
-            });
+            total += self.ephemeral_write(sql, vec![P::Int(now)]).await?;
         }
         Ok(total)
     }
@@ -673,8 +666,8 @@ impl rusqlite::ToSql for P {
 impl Store {
     /// One writing statement on the ephemeral records; rows changed.
     async fn ephemeral_write(&self, sql: &'static str, params: Vec<P>) -> Result<u64> {
-        match &self.ephemeral {
-            Backend::Sqlite(_) => {
+        match &self.ephemeral_pg {
+            None => {
                 let n = self
                     .ephemeral_run(move |c| {
                         lite(c, sql)?.execute(rusqlite::params_from_iter(params.iter()))
@@ -682,7 +675,7 @@ impl Store {
                     .await?;
                 Ok(n as u64)
             }
-            Backend::Postgres(pool) => {
+            Some(pool) => {
                 let mut q = sqlx::query(sql);
                 for p in params {
                     q = match p {

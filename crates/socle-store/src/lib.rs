@@ -70,14 +70,16 @@ impl StoreOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
-    /// Same database, relaxed durability: records of logins in progress (see
-    /// `open::sqlite_ephemeral`).
-    ephemeral: Backend,
+    /// PostgreSQL only: the same database, relaxed durability, for the records of logins
+    /// in progress (see `open::postgres_ephemeral`). On SQLite they are in a file of
+    /// their own, on `ephemeral_direct`.
+    ephemeral_pg: Option<PgPool>,
     /// SQLite only: the file, and direct read connections for the journal's proofs.
     sqlite_path: Option<PathBuf>,
     readers: Option<std::sync::Arc<direct::Readers>>,
-    /// SQLite only: the connection of the records of logins in progress, opened on
-    /// first use (see `direct`).
+    /// SQLite only: the writer of the records of logins in progress, on a thread of its
+    /// own, opened on first use, to their own file beside the database (see
+    /// [`logins_path`]).
     ephemeral_direct:
         Option<std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<direct::Writer>>>>>,
     max_connections: u32,
@@ -118,29 +120,17 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// The same, on the ephemeral pool.
-macro_rules! on_ephemeral {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.ephemeral {
-            Backend::Sqlite($pool) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-pub(crate) use on_ephemeral;
-
 impl Store {
     /// Opens (and for SQLite, creates) the database. It does not migrate: call
     /// [`Store::migrate`] or check [`Store::schema_status`].
     pub async fn open(options: &StoreOptions) -> Result<Store> {
-        let (backend, ephemeral) = match &options.location {
-            Location::Sqlite { path } => (
-                Backend::Sqlite(open::sqlite(path, options).await?),
-                Backend::Sqlite(open::sqlite_ephemeral(path, options)),
-            ),
+        let (backend, ephemeral_pg) = match &options.location {
+            Location::Sqlite { path } => {
+                (Backend::Sqlite(open::sqlite(path, options).await?), None)
+            }
             Location::Postgres { url } => (
                 Backend::Postgres(open::postgres(url, options).await?),
-                Backend::Postgres(open::postgres_ephemeral(url, options)?),
+                Some(open::postgres_ephemeral(url, options)?),
             ),
         };
         let sqlite_path = match &options.location {
@@ -149,7 +139,7 @@ impl Store {
         };
         Ok(Store {
             backend,
-            ephemeral,
+            ephemeral_pg,
             readers: sqlite_path.as_deref().map(direct::Readers::new),
             ephemeral_direct: sqlite_path.as_ref().map(|_| Default::default()),
             sqlite_path,
@@ -168,15 +158,11 @@ impl Store {
         let writer = {
             let mut w = slot
                 .lock()
-                .map_err(|_| StoreError::Unavailable("the SQLite connection failed".into()))?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match &*w {
                 Some(x) => x.clone(),
                 None => {
-                    let x = std::sync::Arc::new(direct::Writer::open_as(
-                        path,
-                        direct::Durability::Normal,
-                        "socle-sqlite-logins",
-                    )?);
+                    let x = std::sync::Arc::new(direct::Writer::open_logins(&logins_path(path))?);
                     *w = Some(x.clone());
                     x
                 }
@@ -223,13 +209,27 @@ impl Store {
         {
             *w = None;
         }
-        for b in [&self.ephemeral, &self.backend] {
-            match b {
-                Backend::Sqlite(pool) => pool.close().await,
-                Backend::Postgres(pool) => pool.close().await,
-            }
+        if let Some(pool) = &self.ephemeral_pg {
+            pool.close().await;
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// The file of the records of logins in progress beside an SQLite database:
+/// `socle.db` → `socle.logins.db`. They have a file (and a write-ahead log) of their
+/// own so that their commits never wait for the journal's `fsync` on the shared log, nor
+/// the journal for theirs; they are recreated empty if the file is lost, which costs the
+/// people concerned one new login.
+pub fn logins_path(database: &std::path::Path) -> PathBuf {
+    let stem = database
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "socle".into());
+    database.with_file_name(format!("{stem}.logins.db"))
 }
 
 /// The instance record: who this Socle is.

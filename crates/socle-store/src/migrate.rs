@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_identity"),
     migration!(4, "0004_catalogue"),
     migration!(5, "0005_gateway"),
+    migration!(6, "0006_logins_file"),
 ];
 
 /// The schema version this binary writes and expects.

@@ -66,27 +66,11 @@ pub(crate) async fn sqlite(path: &Path, options: &StoreOptions) -> Result<Sqlite
         })
 }
 
-/// A second, lazily connected pool on the same file for the ephemeral records of logins
-/// in progress (browser sessions, interactions, codes, tokens): `synchronous = NORMAL`,
-/// so a commit survives a crash of the process but may be lost with the machine, which
-/// costs the people concerned one new login. The journal and the registrations stay
-/// `FULL`.
-pub(crate) fn sqlite_ephemeral(path: &Path, options: &StoreOptions) -> SqlitePool {
-    let connect = SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .pragma("cache_size", "-4000")
-        .busy_timeout(std::time::Duration::from_secs(10));
-    SqlitePoolOptions::new()
-        .max_connections(options.max_connections.clamp(1, 4))
-        .acquire_timeout(options.acquire_timeout)
-        .connect_lazy_with(connect)
-}
-
-/// The PostgreSQL counterpart: `synchronous_commit = off` on its connections (a commit
-/// may be lost with the server, never half-applied).
+/// A second pool on the same database for the ephemeral records of logins in progress
+/// (browser sessions, interactions, codes, tokens): `synchronous_commit = off` on its
+/// connections (a commit may be lost with the server, never half-applied), which costs
+/// the people concerned one new login. On SQLite those records have a file of their own
+/// (`crate::logins_path`, `direct::Writer::open_logins`).
 pub(crate) fn postgres_ephemeral(url: &str, options: &StoreOptions) -> Result<PgPool> {
     let connect = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::InvalidUrl(redact_url_error(&e.to_string(), url)))?;
