@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use josekit::jwk::{Jwk, JwkSet};
-use josekit::jws::{ES256, JwsVerifier, PS256, RS256};
+use josekit::jws::{JwsVerifier, PS256, RS256};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -413,7 +413,7 @@ impl Broker {
                             Ok(v) => Arc::new(v),
                             Err(_) => continue,
                         },
-                        "ES256" => match ES256.verifier_from_jwk(jwk) {
+                        "ES256" => match crate::es256::Es256Verifier::from_jwk(jwk) {
                             Ok(v) => Arc::new(v),
                             Err(_) => continue,
                         },

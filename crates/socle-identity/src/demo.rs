@@ -85,6 +85,9 @@ struct Grant {
 struct State {
     codes: HashMap<String, Grant>,
     tokens: HashMap<String, (usize, i64)>,
+    /// When expired codes and tokens were last swept (at most once a second: a sweep
+    /// walks every live token).
+    swept_at: i64,
 }
 
 /// A validated authorization request to the demo provider.
@@ -108,7 +111,7 @@ pub struct DemoFi {
     /// Where the provider's logout returns (Socle's logout callback).
     pub post_logout_redirect_uri: String,
     key: Arc<Jwk>,
-    signer: Arc<josekit::jws::alg::ecdsa::EcdsaJwsSigner>,
+    signer: Arc<crate::es256::Es256Signer>,
     people: Arc<Vec<Person>>,
     state: Arc<Mutex<State>>,
 }
@@ -121,7 +124,7 @@ impl DemoFi {
         key.set_key_id(crate::random_token(8));
         key.set_algorithm("ES256");
         key.set_key_use("sig");
-        let signer = Arc::new(ES256.signer_from_jwk(&key)?);
+        let signer = Arc::new(crate::es256::Es256Signer::from_jwk(&key)?);
         Ok(DemoFi {
             signer,
             issuer: format!("{public_url}/demo/fi"),
@@ -210,8 +213,11 @@ impl DemoFi {
         let code = crate::random_token(32);
         if let Ok(mut s) = self.state.lock() {
             let now = crate::now();
-            s.codes.retain(|_, g| g.expires > now);
-            s.tokens.retain(|_, t| t.1 > now);
+            if s.swept_at != now {
+                s.swept_at = now;
+                s.codes.retain(|_, g| g.expires > now);
+                s.tokens.retain(|_, t| t.1 > now);
+            }
             s.codes.insert(
                 code.clone(),
                 Grant {

@@ -141,7 +141,7 @@ fn public_of(jwk: &Jwk) -> Result<Jwk> {
 
 fn signer_for(alg: &str, jwk: &Jwk) -> Result<Box<dyn JwsSigner>> {
     Ok(match alg {
-        "ES256" => Box::new(ES256.signer_from_jwk(jwk)?),
+        "ES256" => Box::new(crate::es256::Es256Signer::from_jwk(jwk)?),
         "RS256" => Box::new(RS256.signer_from_jwk(jwk)?),
         other => {
             return Err(IdentityError::Crypto(format!(
@@ -321,7 +321,10 @@ impl KeyRing {
         };
         let alg = jwk.algorithm().unwrap_or("ES256");
         let result = match alg {
-            "ES256" => josekit::jwt::decode_with_verifier(jwt, &ES256.verifier_from_jwk(&jwk)?),
+            "ES256" => josekit::jwt::decode_with_verifier(
+                jwt,
+                &crate::es256::Es256Verifier::from_jwk(&jwk)?,
+            ),
             "RS256" => josekit::jwt::decode_with_verifier(jwt, &RS256.verifier_from_jwk(&jwk)?),
             _ => return Err(IdentityError::invalid_request("unsupported JWT algorithm")),
         };

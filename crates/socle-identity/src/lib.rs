@@ -16,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod demo;
 pub mod error;
+pub mod es256;
 pub mod keys;
 pub mod pivot;
 pub mod provider;

@@ -1151,8 +1151,7 @@ impl Provider {
             .key("sig", Some(&alg), header.key_id())
             .ok_or_else(|| invalid("no registered key of the client matches the assertion"))?;
         let verified = match alg.as_str() {
-            "ES256" => josekit::jws::ES256
-                .verifier_from_jwk(&key)
+            "ES256" => crate::es256::Es256Verifier::from_jwk(&key)
                 .ok()
                 .and_then(|v| josekit::jwt::decode_with_verifier(jwt, &v).ok()),
             "RS256" => josekit::jws::RS256
