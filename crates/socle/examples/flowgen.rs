@@ -3,9 +3,10 @@
 //! simulated person with their own cookies) and token-endpoint exchanges per second,
 //! against Socle and against npm oidc-provider, with the same client code, in one run.
 //!
-//! It replaces a Node.js client that took about as much CPU per flow as the servers
-//! under test, on the same two cores: it capped every target at the client's own speed
-//! and squeezed the ratios toward 1. This one runs on one thread (tokio's current-thread
+//! It replaces, by default, a Node.js client (`tests/interop/bench.mjs`, still run by
+//! `BENCH_CLIENT=node scripts/bench-identity`) that took about as much CPU per flow as
+//! the servers under test, on the same two cores: it capped every target at the
+//! client's own speed and squeezed the ratios toward 1. This one runs on one thread (tokio's current-thread
 //! runtime) and reads, for each target, the CPU time the server process and the client
 //! used (`/proc/<pid>/stat`), so that the figures say what each server costs per flow.
 //!
