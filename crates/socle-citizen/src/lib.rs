@@ -228,26 +228,17 @@ impl Space {
     /// already covered by a signed checkpoint (they can be proven; a newer one appears
     /// within a second).
     async fn entries_of(&self, subject: &str, kinds: &[EntryKind]) -> Result<Vec<(u64, Entry)>> {
-        let indices = self
-            .journal
-            .subject_indices(subject, u64::MAX, MAX_ENTRIES)
-            .await
-            .map_err(unavailable)?;
-        let size = self
-            .journal
-            .latest_checkpoint()
-            .await
-            .map(|c| c.size)
-            .unwrap_or(0);
         let mut out = Vec::new();
-        for i in indices.into_iter().filter(|i| *i < size) {
-            let (_, got) = self.journal.entries(i, 1).await.map_err(unavailable)?;
-            for e in got {
-                let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
-                // The index is by pseudonym; the entry itself must say so too.
-                if entry.subject.as_deref() == Some(subject) && kinds.contains(&entry.kind) {
-                    out.push((e.index, entry));
-                }
+        for e in self
+            .journal
+            .subject_entries(subject, MAX_ENTRIES)
+            .await
+            .map_err(unavailable)?
+        {
+            let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
+            // The index is by pseudonym; the entry itself must say so too.
+            if entry.subject.as_deref() == Some(subject) && kinds.contains(&entry.kind) {
+                out.push((e.index, entry));
             }
         }
         Ok(out)

@@ -395,6 +395,21 @@ impl Journal {
         Ok((size, self.inner.store.journal_entries(start, end).await?))
     }
 
+    /// A person's entries (by pseudonym) among those covered by the latest checkpoint,
+    /// newest first, at most `limit`, read in one query.
+    pub async fn subject_entries(
+        &self,
+        subject: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, JournalError> {
+        let size = self.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
+        Ok(self
+            .inner
+            .store
+            .journal_subject_entries(subject, size, limit)
+            .await?)
+    }
+
     /// Indices of a person's entries (by pseudonym), newest first, below `before`.
     pub async fn subject_indices(
         &self,

@@ -223,6 +223,14 @@ pub trait JournalStore {
         after: u64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredCheckpoint>>> + Send;
+    /// The entries of `subject` below `before`, newest first, at most `limit`, in one
+    /// query (the citizen space lists a person's entries this way).
+    fn journal_subject_entries(
+        &self,
+        subject: &str,
+        before: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEntry>>> + Send;
     /// Indices of the entries of `subject` below `before`, newest first, at most `limit`.
     fn journal_subject_indices(
         &self,
@@ -416,24 +424,10 @@ impl JournalStore for Store {
             .await
             .map_err(StoreError::from_runtime)?
             .into_iter()
-            .map(|r| {
-                (
-                    r.get::<i64, _>(0),
-                    r.get::<Vec<u8>, _>(1),
-                    r.get::<Vec<u8>, _>(2),
-                )
-            })
+            .map(entry_row)
             .collect::<Vec<_>>()
         });
-        rows.into_iter()
-            .map(|(idx, leaf, hash)| {
-                Ok(StoredEntry {
-                    index: to_u64(idx)?,
-                    leaf,
-                    leaf_hash: to_hash(hash)?,
-                })
-            })
-            .collect()
+        stored_entries(rows)
     }
 
     async fn journal_add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<()> {
@@ -463,6 +457,32 @@ impl JournalStore for Store {
         self.journal_checkpoints_query(Some(after), limit).await
     }
 
+    async fn journal_subject_entries(
+        &self,
+        subject: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>> {
+        let before = to_i64(before.min(i64::MAX as u64))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = on_pool!(self, |pool| {
+            sqlx::query(
+                "SELECT idx, leaf, leaf_hash FROM journal_entries \
+                 WHERE subject = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3",
+            )
+            .bind(subject)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::from_runtime)?
+            .into_iter()
+            .map(entry_row)
+            .collect::<Vec<_>>()
+        });
+        stored_entries(rows)
+    }
+
     async fn journal_subject_indices(
         &self,
         subject: &str,
@@ -482,6 +502,32 @@ impl JournalStore for Store {
         });
         rows.into_iter().map(|(i,)| to_u64(i)).collect()
     }
+}
+
+/// An entry row (`idx, leaf, leaf_hash`) read from either dialect.
+fn entry_row<R: sqlx::Row>(r: R) -> (i64, Vec<u8>, Vec<u8>)
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    (
+        r.get::<i64, _>(0),
+        r.get::<Vec<u8>, _>(1),
+        r.get::<Vec<u8>, _>(2),
+    )
+}
+
+fn stored_entries(rows: Vec<(i64, Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEntry>> {
+    rows.into_iter()
+        .map(|(idx, leaf, hash)| {
+            Ok(StoredEntry {
+                index: to_u64(idx)?,
+                leaf,
+                leaf_hash: to_hash(hash)?,
+            })
+        })
+        .collect()
 }
 
 /// The journal's writing connection, kept for the life of the writer task: appends

@@ -214,6 +214,37 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+    // The citizen space reads a person's entries in one query, newest first.
+    append_n(&app, 1).await;
+    journal
+        .append(vec![
+            Entry::new(EntryKind::Consent, "citizen", "revoked").subject(pseudonym.clone()),
+        ])
+        .await
+        .unwrap();
+    journal
+        .wait_for_size(size + 3, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let entries = journal.subject_entries(&pseudonym, 10).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![size + 2, size]
+    );
+    for e in &entries {
+        let decoded = Entry::decode(&e.leaf).unwrap();
+        assert_eq!(decoded.subject.as_deref(), Some(pseudonym.as_str()));
+    }
+    let newest = journal.subject_entries(&pseudonym, 1).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].index, size + 2);
+    assert!(
+        journal
+            .subject_entries(&journal.pseudonym("someone else"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn the_journal_endpoints_are_rate_limited(backend: Backend) {
