@@ -106,6 +106,12 @@ fn open_as(path: &Path, read_only: bool, durability: Durability) -> rusqlite::Re
         conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
         conn.pragma_update(None, "cache_size", -16_000_i64)?;
     } else {
+        if durability == Durability::Ephemeral {
+            // The logins' file has this one connection: holding its lock for good
+            // spares a file lock and the shared-memory index at every transaction.
+            // (Set before the first access, so the index is never created.)
+            conn.pragma_update(None, "locking_mode", "exclusive")?;
+        }
         // The pools already put the file in WAL mode; FULL: a commit is on disk when
         // it returns. Plain I/O: the memory map slows an append-only writer down.
         conn.pragma_update(None, "journal_mode", "wal")?;
@@ -149,7 +155,26 @@ fn open_logins(path: &Path) -> Result<Connection> {
         conn.execute_batch(include_str!("../sql/sqlite_logins.sql"))?;
         Ok(true)
     };
-    if !matches!(prepare(), Ok(true)) {
+    // Damaged: the check fails, or SQLite does not recognise the file. Any other error
+    // (a lock held too long, permissions) leaves the file alone.
+    let damaged = match prepare() {
+        Ok(ok) => !ok,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            true
+        }
+        Err(e) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    if damaged {
         tracing::warn!(
             file = %path.display(),
             "the file of logins in progress is damaged; starting a new one (people in \
@@ -177,6 +202,9 @@ fn open_logins(path: &Path) -> Result<Connection> {
     open_as(path, false, Durability::Ephemeral).map_err(error)
 }
 
+/// The most jobs of the logins' writer run in one transaction.
+const LOGINS_BATCH: usize = 64;
+
 /// One writing connection on its own thread.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
@@ -191,22 +219,51 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     pub(crate) fn open(path: &Path) -> Result<Writer> {
         let conn = open_as(path, false, Durability::Full).map_err(error)?;
-        Self::spawn(conn, "socle-sqlite-writer")
+        Self::spawn(conn, "socle-sqlite-writer", 1)
     }
 
-    /// The writer of the records of logins in progress (see [`open_logins`]).
+    /// The writer of the records of logins in progress (see [`open_logins`]). The jobs
+    /// waiting when it takes one (up to [`LOGINS_BATCH`]) run in one transaction: a
+    /// commit writes whole pages to the write-ahead log, and one commit per statement
+    /// was the largest part of this thread's work. Each job is answered as soon as its
+    /// statement ran, before the commit: only this connection ever reads the file, so
+    /// every later statement sees the write; a commit that fails (a full disk) loses
+    /// the batch as a crash of the machine would, and the people concerned log in
+    /// again.
     pub(crate) fn open_logins(path: &Path) -> Result<Writer> {
-        Self::spawn(open_logins(path)?, "socle-sqlite-logins")
+        Self::spawn(open_logins(path)?, "socle-sqlite-logins", LOGINS_BATCH)
     }
 
-    fn spawn(mut conn: Connection, name: &str) -> Result<Writer> {
+    fn spawn(mut conn: Connection, name: &str, batch: usize) -> Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 // Ends when every sender is dropped (the writer released).
                 while let Ok(job) = rx.recv() {
+                    let mut waiting = Vec::new();
+                    while waiting.len() + 1 < batch {
+                        match rx.try_recv() {
+                            Ok(next) => waiting.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    if waiting.is_empty() {
+                        job(&mut conn);
+                        continue;
+                    }
+                    let began = conn.execute_batch("BEGIN").is_ok();
                     job(&mut conn);
+                    for next in waiting {
+                        next(&mut conn);
+                    }
+                    if began
+                        && !conn.is_autocommit()
+                        && let Err(e) = conn.execute_batch("COMMIT")
+                    {
+                        tracing::warn!(error = %e, "a batch of login records was not committed");
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
@@ -279,5 +336,54 @@ impl Readers {
         if let Ok(mut v) = self.idle.lock() {
             v.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM oidc_sessions", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The logins' file: kept across openings, replaced when damaged, never removed
+    /// because it is only busy.
+    #[test]
+    fn the_logins_file_is_replaced_only_when_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socle.logins.db");
+        let conn = open_logins(&path).unwrap();
+        conn.execute(
+            "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ('s', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(sessions(&conn), 1);
+        drop(conn);
+        assert_eq!(sessions(&open_logins(&path).unwrap()), 1, "kept");
+
+        // Locked by another connection for longer than the busy timeout: an error,
+        // and the file is left alone.
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE")
+            .unwrap();
+        let busy = open_logins(&path);
+        assert!(
+            matches!(&busy, Err(StoreError::Unavailable(m)) if m.contains("cannot open")),
+            "{busy:?}"
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+        drop(holder);
+        assert_eq!(sessions(&open_logins(&path).unwrap()), 1, "not replaced");
+
+        // Garbage where the file was: a new, empty one.
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        std::fs::write(&path, b"not a database, what a crash left ".repeat(200)).unwrap();
+        assert_eq!(sessions(&open_logins(&path).unwrap()), 0, "replaced");
     }
 }
