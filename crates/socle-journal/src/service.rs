@@ -410,20 +410,6 @@ impl Journal {
             .await?)
     }
 
-    /// Indices of a person's entries (by pseudonym), newest first, below `before`.
-    pub async fn subject_indices(
-        &self,
-        subject: &str,
-        before: u64,
-        limit: usize,
-    ) -> Result<Vec<u64>, JournalError> {
-        Ok(self
-            .inner
-            .store
-            .journal_subject_indices(subject, before, limit)
-            .await?)
-    }
-
     async fn check_size(&self, size: u64) -> Result<(), JournalError> {
         // Checkpoints only grow: a size already known to be covered needs no query.
         if size <= self.inner.known_size.load(Ordering::Relaxed) {

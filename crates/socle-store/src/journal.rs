@@ -231,13 +231,6 @@ pub trait JournalStore {
         before: u64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEntry>>> + Send;
-    /// Indices of the entries of `subject` below `before`, newest first, at most `limit`.
-    fn journal_subject_indices(
-        &self,
-        subject: &str,
-        before: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 }
 
 impl JournalStore for Store {
@@ -481,26 +474,6 @@ impl JournalStore for Store {
             .collect::<Vec<_>>()
         });
         stored_entries(rows)
-    }
-
-    async fn journal_subject_indices(
-        &self,
-        subject: &str,
-        before: u64,
-        limit: usize,
-    ) -> Result<Vec<u64>> {
-        let before = to_i64(before.min(i64::MAX as u64))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<(i64,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT idx FROM journal_entries WHERE subject = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3")
-                .bind(subject)
-                .bind(before)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::from_runtime)?
-        });
-        rows.into_iter().map(|(i,)| to_u64(i)).collect()
     }
 }
 

@@ -552,10 +552,7 @@ async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
             .all(|e| e.subject.as_ref() == Some(&pseudonym)),
         "one pseudonym per person"
     );
-    let listed = journal
-        .subject_indices(&pseudonym, u64::MAX, 100)
-        .await
-        .unwrap();
+    let listed = journal.subject_entries(&pseudonym, 100).await.unwrap();
     assert_eq!(
         listed.len(),
         6,

@@ -198,21 +198,17 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
         .unwrap();
     let page = app.get("/journal/entries").await.text().await.unwrap();
     assert!(!page.contains("Marie") && page.contains(&pseudonym));
-    let mine = journal
-        .subject_indices(&pseudonym, u64::MAX, 10)
+    let mine: Vec<u64> = journal
+        .subject_entries(&pseudonym, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|e| e.index)
+        .collect();
     assert_eq!(
         mine,
         vec![size],
         "the per-pseudonym index finds the person's entry"
-    );
-    assert!(
-        journal
-            .subject_indices(&journal.pseudonym("someone else"), u64::MAX, 10)
-            .await
-            .unwrap()
-            .is_empty()
     );
     // The citizen space reads a person's entries in one query, newest first.
     append_n(&app, 1).await;
