@@ -1,15 +1,17 @@
 //! The running journal: group commit, sequencer, checkpoints, and the reads behind the
 //! public endpoints.
 //!
-//! `append` hands entries to the **committer** task, which writes everything waiting
-//! into the durable queue in one transaction and acknowledges each caller once that
-//! transaction is committed (group commit: concurrent callers share one commit; a
-//! caller waits for its batch, never for the tree). The **sequencer** task — on
-//! PostgreSQL only in the node holding the advisory lock — moves queued leaves into
-//! the log, giving them indices, extending the stored tree, and signs a checkpoint
-//! when there is new data (every `checkpoint_interval`, so at least once a second).
-//! Before signing it proves to itself, from the stored tree, that the new checkpoint
-//! is consistent with the last one published: it never signs a fork.
+//! `append` hands entries to the node's **writer** task. On the node holding the
+//! sequencer lease (SQLite: a file lock; PostgreSQL: an advisory lock) it takes every
+//! append waiting, gives the leaves their indices, computes the tree nodes they
+//! complete, and hands that batch to the store, which calls back once it is durable —
+//! then each caller is answered (group commit: concurrent callers share one write).
+//! It also drains the durable queue of the other nodes' appends into the log. A task
+//! beside it signs a checkpoint when there is new data (every `checkpoint_interval`,
+//! so at least once a second), once the tree is readable; before signing it proves to
+//! itself, from the stored tree, that the new checkpoint is consistent with the last
+//! one published: it never signs a fork. On the other nodes the writer commits appends
+//! to the durable queue and answers after that commit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use socle_store::Store;
 use socle_store::{
-    JournalStore, JournalWriter, NewEntry, StoreError, StoredCheckpoint, StoredEntry,
+    JournalBatch, JournalSink, JournalStore, JournalWriter, NewEntry, StoreError, StoredCheckpoint,
+    StoredEntry,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -324,13 +327,17 @@ impl Journal {
         if *self.inner.stop.borrow() {
             return Err(JournalError::Closed);
         }
+        let started = Instant::now();
         let (done, wait) = oneshot::channel();
         self.inner
             .requests
             .send(Request { leaves, done })
             .await
             .map_err(|_| JournalError::Closed)?;
-        wait.await.map_err(|_| JournalError::Closed)?
+        let result = wait.await.map_err(|_| JournalError::Closed)?;
+        metrics::histogram!("socle_journal_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Waits until a checkpoint covering at least `size` entries is published (tests,
@@ -574,47 +581,107 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
         };
         let mut seq = match &lease {
             None => None,
-            Some(_) => match load(&inner).await {
-                Ok(s) => {
+            Some(l) => {
+                // On SQLite, leading first replays what the redo log acknowledged
+                // beyond the database, so that the stored tree is complete.
+                let loaded = match w.lead(l).await {
+                    Err(e) => Err(JournalError::from(e)),
+                    Ok(()) => load(&inner).await,
+                };
+                loaded
+                .inspect(|s| {
                     tracing::info!(size = s.frontier.size(), origin = %inner.origin, "journal sequencer running");
-                    Some(s)
-                }
-                Err(e) => {
+                })
+                .inspect_err(|e| {
                     tracing::error!(error = %e, "journal sequencer cannot load the log; appends go to the queue");
-                    None
-                }
-            },
+                })
+                .ok()
+            }
+        };
+        let lease = match (seq.is_some(), lease) {
+            (true, lease) => lease,
+            (false, None) => None,
+            (false, Some(_)) => {
+                // Could not sequence: give the lease back for another node, and queue
+                // appends on a plain durable connection meanwhile.
+                w.release();
+                None
+            }
         };
         let follower_since = Instant::now();
+        // The checkpoint being signed, beside the loop (never in the appends' way).
+        let mut signing: Option<JoinHandle<Result<(u64, Hash), JournalError>>> = None;
         loop {
             let stopping = *stop.borrow();
-            let batch = next_batch(&mut rx, &mut stop, idle).await;
+            let mut batch = next_batch(&mut rx, &mut stop, idle).await;
             let stopping = stopping || *stop.borrow();
             let mut leaves = Vec::new();
-            for r in &batch {
-                leaves.extend(r.leaves.iter().cloned());
+            for r in &mut batch {
+                leaves.append(&mut r.leaves);
             }
             match seq.as_mut() {
                 Some(s) => {
                     let drain = stopping || s.last_drain.elapsed() >= idle || batch.is_empty();
-                    let result = integrate(&inner, &mut w, s, leaves, drain).await;
+                    let done = acknowledge(batch, leaves.len());
+                    let result = integrate(&inner, &mut w, s, leaves, drain, done).await;
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "journal append failed");
                     }
-                    let conflict = matches!(result, Err(JournalError::Conflict(_)));
-                    ack(batch, &result);
-                    if conflict {
+                    if matches!(result, Err(JournalError::Conflict(_))) {
                         tracing::warn!("journal moved under this sequencer; reloading");
                         break;
                     }
-                    let due =
-                        s.last_sign_at.elapsed() >= inner.config.checkpoint_interval || stopping;
-                    if due
-                        && s.last_signed.map(|(size, _)| size) != Some(s.frontier.size())
-                        && s.frontier.size() > 0
-                        && let Err(e) = sign(&inner, &mut w, s).await
+                    if signing.as_ref().is_some_and(JoinHandle::is_finished)
+                        && let Some(h) = signing.take()
                     {
-                        tracing::error!(error = %e, "journal checkpoint not signed");
+                        settle(s, h.await);
+                    }
+                    let changed = s.last_signed.map(|(size, _)| size) != Some(s.frontier.size())
+                        && s.frontier.size() > 0;
+                    let finished = stopping && rx.is_closed() && rx.is_empty();
+                    if finished {
+                        // A last checkpoint covering everything acknowledged.
+                        if let Some(h) = signing.take() {
+                            settle(s, h.await);
+                        }
+                        let changed =
+                            s.last_signed.map(|(size, _)| size) != Some(s.frontier.size());
+                        if changed && s.frontier.size() > 0 {
+                            match w.sink().await {
+                                Ok(sink) => {
+                                    let last = sign(
+                                        inner.clone(),
+                                        sink,
+                                        s.frontier.size(),
+                                        s.frontier.root(),
+                                        s.last_signed,
+                                    )
+                                    .await;
+                                    settle(s, Ok(last));
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "journal checkpoint not signed")
+                                }
+                            }
+                        }
+                        w.finish().await;
+                        return;
+                    }
+                    let due = s.last_sign_at.elapsed() >= inner.config.checkpoint_interval;
+                    if due && changed && signing.is_none() {
+                        match w.sink().await {
+                            Ok(sink) => {
+                                s.last_sign_at = Instant::now();
+                                signing = Some(tokio::spawn(sign(
+                                    inner.clone(),
+                                    sink,
+                                    s.frontier.size(),
+                                    s.frontier.root(),
+                                    s.last_signed,
+                                )));
+                            }
+                            Err(e) => tracing::error!(error = %e, "journal checkpoint not signed"),
+                        }
                     }
                 }
                 None => {
@@ -628,16 +695,46 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                         }
                         ack(batch, &result);
                     }
+                    if stopping && rx.is_closed() && rx.is_empty() {
+                        w.finish().await;
+                        return;
+                    }
                     if !stopping && follower_since.elapsed() >= Duration::from_secs(1) {
                         break; // try to take the lease again
                     }
                 }
             }
-            if stopping && rx.is_closed() && rx.is_empty() {
-                return;
-            }
         }
+        if let Some(h) = signing.take() {
+            let _ = h.await;
+        }
+        w.release();
         drop(lease);
+    }
+}
+
+/// What to do once a batch is durable: answer its callers.
+fn acknowledge(batch: Vec<Request>, entries: usize) -> Done {
+    let began = Instant::now();
+    Box::new(move |result| {
+        if entries > 0 {
+            metrics::histogram!("socle_journal_commit_duration_seconds")
+                .record(began.elapsed().as_secs_f64());
+            metrics::histogram!("socle_journal_batch_entries").record(entries as f64);
+        }
+        ack(batch, &result.map_err(JournalError::from));
+    })
+}
+
+/// Takes a signing's outcome: its checkpoint is what the next must extend.
+fn settle(
+    seq: &mut Sequencing,
+    signed: Result<Result<(u64, Hash), JournalError>, tokio::task::JoinError>,
+) {
+    match signed {
+        Ok(Ok(last)) => seq.last_signed = Some(last),
+        Ok(Err(e)) => tracing::error!(error = %e, "journal checkpoint not signed"),
+        Err(e) => tracing::error!(error = %e, "journal checkpoint signer failed"),
     }
 }
 
@@ -677,25 +774,42 @@ async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
     })
 }
 
+/// Called once a batch is durable, or could not be made so.
+type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// Gives `fresh` leaves (this node's appends) and, when `drain`, the queued leaves of
-/// other nodes their indices, and writes them with the tree nodes they complete in one
-/// transaction.
+/// other nodes their indices, and hands them with the tree nodes they complete to the
+/// store as one batch; `done` (the callers' answer) is called once it is durable.
+/// Returns once handed over: the frontier then includes the batch.
 async fn integrate(
     inner: &Inner,
     w: &mut JournalWriter,
     seq: &mut Sequencing,
     fresh: Vec<(Vec<u8>, Option<String>)>,
     drain: bool,
+    done: Done,
 ) -> Result<(), JournalError> {
     let mut fresh = Some(fresh);
+    let mut done = Some(done);
     loop {
         let queued = if drain {
-            w.queued(inner.config.max_batch).await?
+            match w.queued(inner.config.max_batch).await {
+                Ok(q) => q,
+                Err(e) => {
+                    if let Some(d) = done.take() {
+                        d(Err(e.clone()));
+                    }
+                    return Err(e.into());
+                }
+            }
         } else {
             Vec::new()
         };
         let local = fresh.take().unwrap_or_default();
         if queued.is_empty() && local.is_empty() {
+            if let Some(d) = done.take() {
+                d(Ok(()));
+            }
             if drain {
                 seq.last_drain = Instant::now();
             }
@@ -728,9 +842,27 @@ async fn integrate(
             .filter(|(id, _)| id.level > 0)
             .map(|(id, h)| (merkle::storage_index(id), h))
             .collect();
-        match w.integrate(start, &entries, &nodes, &seqs).await {
+        let callers = done.take();
+        let counted: Done = Box::new(move |result| {
+            match &result {
+                Ok(()) => metrics::counter!("socle_journal_appended_total").increment(appended),
+                Err(e) if callers.is_none() => {
+                    tracing::error!(error = %e, "journal: queued appends not integrated");
+                }
+                Err(_) => {}
+            }
+            if let Some(d) = callers {
+                d(result);
+            }
+        });
+        let batch = JournalBatch {
+            from_size: start,
+            entries,
+            nodes,
+            seqs,
+        };
+        match w.integrate_with(batch, counted).await {
             Ok(()) => {
-                metrics::counter!("socle_journal_appended_total").increment(appended);
                 metrics::gauge!("socle_journal_size").set(frontier.size() as f64);
                 seq.frontier = frontier;
             }
@@ -746,15 +878,19 @@ async fn integrate(
     }
 }
 
-/// Signs a checkpoint of the current tree, after checking it extends the last one.
+/// Signs a checkpoint of the tree of `size` entries and `root`, once it is readable
+/// and after checking it extends the last one signed; publishes it.
 async fn sign(
-    inner: &Inner,
-    w: &mut JournalWriter,
-    seq: &mut Sequencing,
-) -> Result<(), JournalError> {
-    let size = seq.frontier.size();
-    let root = seq.frontier.root();
-    if let Some((old_size, old_root)) = seq.last_signed {
+    inner: Arc<Inner>,
+    sink: JournalSink,
+    size: u64,
+    root: Hash,
+    last: Option<(u64, Hash)>,
+) -> Result<(u64, Hash), JournalError> {
+    let began = Instant::now();
+    // The tree as far as `size` must be readable before a checkpoint says so.
+    sink.barrier().await?;
+    if let Some((old_size, old_root)) = last {
         let ids = merkle::nodes_for_consistency(old_size, size).map_err(integrity_error)?;
         let nodes = read_nodes(&inner.store, &ids).await?;
         let proof = merkle::consistency_proof(old_size, size, &nodes).map_err(integrity_error)?;
@@ -777,13 +913,13 @@ async fn sign(
         note,
         created_at: crate::entry::now_millis(),
     };
-    w.add_checkpoint(&cp).await?;
-    seq.last_signed = Some((size, root));
-    seq.last_sign_at = Instant::now();
+    sink.add_checkpoint(&cp).await?;
     metrics::gauge!("socle_journal_checkpoint_size").set(size as f64);
+    metrics::histogram!("socle_journal_checkpoint_duration_seconds")
+        .record(began.elapsed().as_secs_f64());
     inner.known_size.fetch_max(size, Ordering::Relaxed);
     // send_replace: `send` keeps the old value when nobody is subscribed at that
     // moment, and a later subscriber would then wait for a checkpoint already signed.
     inner.published.send_replace(Some(cp));
-    Ok(())
+    Ok((size, root))
 }

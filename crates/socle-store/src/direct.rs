@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Result;
 use crate::error::StoreError;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub(crate) fn error(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -270,20 +270,33 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
+    /// Where to send jobs from another thread (the journal's log hands its batches to
+    /// SQLite through it, in order with the jobs sent by [`Writer::run`]).
+    pub(crate) fn sender(&self) -> mpsc::Sender<Job> {
+        self.jobs.clone()
+    }
+
     /// Runs `f` on the writer's connection; returns its result.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move |conn| {
-                let _ = tx.send(f(conn));
-            }))
-            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?
+        run_on(&self.jobs, f).await
     }
+}
+
+/// Runs `f` on the connection of the writer `jobs` go to; returns its result.
+pub(crate) async fn run_on<T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    jobs.send(Box::new(move |conn| {
+        let _ = tx.send(f(conn));
+    }))
+    .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?;
+    rx.await
+        .map_err(|_| StoreError::Unavailable("the SQLite writer stopped".into()))?
 }
 
 /// Read-only connections, opened on demand and kept (at most `MAX_IDLE`).

@@ -1,7 +1,7 @@
 use std::io;
 
 /// Everything that can go wrong in the store, phrased for the operator who reads it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {reason}")]
     CreateDir { path: String, reason: String },

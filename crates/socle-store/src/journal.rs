@@ -13,6 +13,8 @@ use crate::{Backend, Result, Store, on_pool};
 
 pub type NodeHash = [u8; 32];
 
+pub use crate::journal_log::Batch as JournalBatch;
+
 /// A leaf waiting in the queue to be given an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedLeaf {
@@ -509,6 +511,60 @@ fn stored_entries(rows: Vec<(i64, Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEntry>
 pub struct JournalWriter {
     store: Store,
     conn: Option<WriterConn>,
+    /// SQLite, on the sequencer: the redo log appends are made durable in (see
+    /// `journal_log`); SQLite is written after, on the connection's thread.
+    log: Option<crate::journal_log::Log>,
+    /// The last queue row handed to the log: SQLite deletes queue rows when it
+    /// applies a batch, a moment later, so the next drain skips them meanwhile
+    /// (`AUTOINCREMENT` keys only grow).
+    logged_seq: i64,
+}
+
+/// The checkpoint signer's access to the journal's storage, beside the writer: a
+/// barrier (everything integrated so far readable) and the checkpoints' table.
+#[derive(Clone)]
+pub struct JournalSink {
+    store: Store,
+    /// SQLite with the log: where to ask for a flush.
+    log: Option<std::sync::mpsc::Sender<crate::journal_log::Job>>,
+    /// SQLite with the log: the journal's SQLite thread (checkpoints are written there,
+    /// so they never wait for the write lock behind the log's batches).
+    sqlite: Option<std::sync::mpsc::Sender<crate::direct::Job>>,
+}
+
+impl std::fmt::Debug for JournalSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalSink")
+    }
+}
+
+impl JournalSink {
+    /// Returns once every batch integrated before the call is readable by other
+    /// connections (the proofs' and the checkpoint's reads).
+    pub async fn barrier(&self) -> Result<()> {
+        match &self.log {
+            None => Ok(()),
+            Some(log) => crate::journal_log::flush(log).await,
+        }
+    }
+
+    /// Records a signed checkpoint (once per size).
+    pub async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<()> {
+        if let Some(jobs) = &self.sqlite {
+            const SQL: &str = "INSERT INTO journal_checkpoints (size, root, note, created_at) \
+                               VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
+            let size = to_i64(cp.size)?;
+            let cp = cp.clone();
+            return crate::direct::run_on(jobs, move |conn| {
+                conn.prepare_cached(SQL)
+                    .and_then(|mut q| q.execute((size, &cp.root[..], &cp.note, &cp.created_at)))
+                    .map(|_| ())
+                    .map_err(crate::direct::error)
+            })
+            .await;
+        }
+        self.store.journal_add_checkpoint(cp).await
+    }
 }
 
 enum WriterConn {
@@ -523,6 +579,8 @@ impl Store {
         JournalWriter {
             store: self.clone(),
             conn: None,
+            log: None,
+            logged_seq: 0,
         }
     }
 }
@@ -549,15 +607,86 @@ impl JournalWriter {
     }
 
     fn forget_if_unavailable<T>(&mut self, result: Result<T>) -> Result<T> {
-        if matches!(&result, Err(e) if e.is_unavailable()) {
-            self.conn = None;
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
+            match &self.log {
+                // The log's batches go to this connection's thread in order with its
+                // other jobs: never swap it under the log. The sequencer reloads.
+                Some(log) => log.stop(format!("the journal's SQLite connection failed: {e}")),
+                None => self.conn = None,
+            }
         }
         result
     }
 
-    /// Gives the connection back (the writer is idle or stopping).
+    /// Gives the connection back (the writer is idle, stopping, or reloading); stops
+    /// the log, if any (what it acknowledged stays in it until SQLite has it).
     pub fn release(&mut self) {
+        self.log = None;
+        self.logged_seq = 0;
         self.conn = None;
+    }
+
+    /// Becomes the sequencer under `lease`. On SQLite: replays, in one durable
+    /// transaction, what the log holds beyond the database (appends acknowledged
+    /// before a crash), then starts the log; appends are then durable once logged.
+    pub async fn lead(&mut self, lease: &SequencerLease) -> Result<()> {
+        self.release();
+        let Some(lock) = &lease.lock else {
+            return Ok(());
+        };
+        let path = self
+            .store
+            .sqlite_path
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("no SQLite file for the journal".into()))?;
+        let WriterConn::Sqlite(w) = self.connection().await? else {
+            return Ok(());
+        };
+        let at = path.clone();
+        let replayed = w.run(move |conn| recover(conn, &at)).await?;
+        if replayed > 0 {
+            tracing::info!(
+                entries = replayed,
+                "journal: acknowledged appends replayed from the log"
+            );
+        }
+        let log = crate::journal_log::Log::start(&path, lock.clone(), w.sender(), apply_logged)?;
+        self.log = Some(log);
+        Ok(())
+    }
+
+    /// Returns once every batch integrated so far is readable by other connections
+    /// (on SQLite with the log, applied by the writer's thread; elsewhere at once).
+    pub async fn barrier(&mut self) -> Result<()> {
+        match &self.log {
+            None => Ok(()),
+            Some(log) => crate::journal_log::flush(&log.sender()).await,
+        }
+    }
+
+    /// What the checkpoint signer needs, to run beside the writer: a barrier and the
+    /// checkpoints' table.
+    pub async fn sink(&mut self) -> Result<JournalSink> {
+        let logged = self.log.is_some();
+        let sqlite = match self.connection().await? {
+            WriterConn::Sqlite(w) if logged => Some(w.sender()),
+            _ => None,
+        };
+        Ok(JournalSink {
+            store: self.store.clone(),
+            log: self.log.as_ref().map(crate::journal_log::Log::sender),
+            sqlite,
+        })
+    }
+
+    /// The writer stops: lets SQLite take what the log acknowledged, then releases.
+    pub async fn finish(&mut self) {
+        if let Err(e) = self.barrier().await {
+            tracing::warn!(error = %e, "journal: the database will take the log's last batches at the next start");
+        }
+        self.release();
     }
 
     /// Durably queues leaves (a node that does not sequence); returns once committed.
@@ -606,49 +735,21 @@ impl JournalWriter {
         self.forget_if_unavailable(result)
     }
 
-    /// Records a signed checkpoint on the writer's own connection: on SQLite it then
-    /// never waits for the write lock behind the appends it follows.
-    pub async fn add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<()> {
-        const SQL: &str = "INSERT INTO journal_checkpoints (size, root, note, created_at) \
-                           VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
-        let size = to_i64(cp.size)?;
-        let result = match self.connection().await? {
-            WriterConn::Sqlite(w) => {
-                let cp = cp.clone();
-                w.run(move |conn| {
-                    conn.prepare_cached(SQL)
-                        .and_then(|mut q| q.execute((size, &cp.root[..], &cp.note, &cp.created_at)))
-                        .map(|_| ())
-                        .map_err(crate::direct::error)
-                })
-                .await
-            }
-            WriterConn::Postgres(conn) => sqlx::query(SQL)
-                .bind(size)
-                .bind(cp.root.as_slice())
-                .bind(&cp.note)
-                .bind(&cp.created_at)
-                .execute(&mut **conn)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime),
-        };
-        self.forget_if_unavailable(result)
-    }
-
     /// The oldest queued leaves (other nodes' appends), at most `limit`.
     pub async fn queued(&mut self, limit: usize) -> Result<Vec<QueuedLeaf>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = self.logged_seq;
         let result = match self.connection().await? {
             WriterConn::Sqlite(w) => {
                 w.run(move |conn| {
                     let mut q = conn
                         .prepare_cached(
-                            "SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT ?1",
+                            "SELECT seq, leaf, subject FROM journal_queue WHERE seq > ?2 \
+                             ORDER BY seq LIMIT ?1",
                         )
                         .map_err(crate::direct::error)?;
                     let rows = q
-                        .query_map([limit], |r| {
+                        .query_map([limit, after], |r| {
                             Ok(QueuedLeaf {
                                 seq: r.get(0)?,
                                 leaf: r.get(1)?,
@@ -692,61 +793,66 @@ impl JournalWriter {
         nodes: &[(u64, NodeHash)],
         seqs: &[i64],
     ) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let batch = crate::journal_log::Batch {
+            from_size,
+            entries: entries.to_vec(),
+            nodes: nodes.to_vec(),
+            seqs: seqs.to_vec(),
+        };
+        self.integrate_with(batch, done).await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the journal log stopped".into()))?
+    }
+
+    /// As [`JournalWriter::integrate`], without waiting: returns once the batch is
+    /// handed over (then the sequencer may go on from its end), and calls `done` once
+    /// it is durable or could not be made so. On SQLite the log writes what is
+    /// waiting with one flush, so batches handed in a row share it. An error returned
+    /// here (`done` is then called with it too) means nothing was handed over; a
+    /// [`StoreError::Conflict`] that the sequencer must reload from the store.
+    pub async fn integrate_with(
+        &mut self,
+        batch: JournalBatch,
+        done: Box<dyn FnOnce(Result<()>) + Send>,
+    ) -> Result<()> {
+        if let Some(log) = &self.log {
+            if let Some(why) = log.stopped() {
+                let e = StoreError::Conflict(format!(
+                    "the journal's log stopped ({why}); the sequencer reloads from the store"
+                ));
+                done(Err(e.clone()));
+                return Err(e);
+            }
+            if let Some(last) = batch.seqs.iter().max() {
+                self.logged_seq = self.logged_seq.max(*last);
+            }
+            log.append(batch, done);
+            return Ok(());
+        }
+        let result = self.integrate_now(batch).await;
+        done(result.clone());
+        result
+    }
+
+    /// One durable transaction (no log: PostgreSQL, or SQLite outside a lease).
+    async fn integrate_now(&mut self, batch: crate::journal_log::Batch) -> Result<()> {
+        let from_size = batch.from_size;
         let conflict = move || {
             StoreError::Conflict(format!(
                 "the journal is no longer at size {from_size}: another sequencer extended it"
             ))
         };
-        let ranges = runs(seqs);
+        let ranges = runs(&batch.seqs);
+        let (entries, nodes) = (&batch.entries, &batch.nodes);
         let result = match self.connection().await? {
             WriterConn::Sqlite(w) => {
-                let entries: Vec<(i64, Vec<u8>, NodeHash, Option<String>)> = entries
-                    .iter()
-                    .map(|e| {
-                        Ok((
-                            to_i64(e.index)?,
-                            e.leaf.clone(),
-                            e.leaf_hash,
-                            e.subject.clone(),
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let nodes: Vec<(i64, NodeHash)> = nodes
-                    .iter()
-                    .map(|(p, h)| Ok((to_i64(*p)?, *h)))
-                    .collect::<Result<_>>()?;
-                w.run(move |conn| {
-                    crate::direct::immediate(conn, |tx| {
-                        crate::direct::execute_each(
-                            tx,
-                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) \
-                             VALUES (?1, ?2, ?3, ?4)",
-                            entries.iter().map(|(idx, leaf, leaf_hash, subject)| {
-                                (idx, leaf, &leaf_hash[..], subject)
-                            }),
-                            |e| {
-                                if crate::direct::is_unique_violation(&e) {
-                                    conflict()
-                                } else {
-                                    crate::direct::error(e)
-                                }
-                            },
-                        )?;
-                        crate::direct::execute_each(
-                            tx,
-                            "INSERT INTO journal_nodes (pos, hash) VALUES (?1, ?2)",
-                            nodes.iter().map(|(pos, hash)| (pos, &hash[..])),
-                            crate::direct::error,
-                        )?;
-                        crate::direct::execute_each(
-                            tx,
-                            "DELETE FROM journal_queue WHERE seq >= ?1 AND seq <= ?2",
-                            ranges.iter().map(|(lo, hi)| [*lo, *hi]),
-                            crate::direct::error,
-                        )
-                    })
-                })
-                .await
+                let batch = batch.clone();
+                w.run(move |conn| crate::direct::immediate(conn, |tx| apply(tx, &batch)))
+                    .await
             }
             WriterConn::Postgres(conn) => {
                 let entries: Vec<EntryRow<'_>> = entries
@@ -812,6 +918,93 @@ impl JournalWriter {
         };
         self.forget_if_unavailable(result)
     }
+}
+
+/// Writes a sequencer batch into the SQLite tables: entries, the tree nodes they
+/// complete, and the removal of the queue rows they came from. A taken index is a
+/// [`StoreError::Conflict`] (another sequencer moved the log): nothing is written.
+fn apply(tx: &rusqlite::Transaction<'_>, batch: &crate::journal_log::Batch) -> Result<()> {
+    let from_size = batch.from_size;
+    let mut entries = Vec::with_capacity(batch.entries.len());
+    for e in &batch.entries {
+        entries.push((to_i64(e.index)?, &e.leaf, &e.leaf_hash[..], &e.subject));
+    }
+    let mut nodes = Vec::with_capacity(batch.nodes.len());
+    for (pos, hash) in &batch.nodes {
+        nodes.push((to_i64(*pos)?, &hash[..]));
+    }
+    crate::direct::execute_each(
+        tx,
+        "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES (?1, ?2, ?3, ?4)",
+        entries,
+        |e| {
+            if crate::direct::is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "the journal is no longer at size {from_size}: another sequencer extended it"
+                ))
+            } else {
+                crate::direct::error(e)
+            }
+        },
+    )?;
+    crate::direct::execute_each(
+        tx,
+        "INSERT INTO journal_nodes (pos, hash) VALUES (?1, ?2)",
+        nodes,
+        crate::direct::error,
+    )?;
+    crate::direct::execute_each(
+        tx,
+        "DELETE FROM journal_queue WHERE seq >= ?1 AND seq <= ?2",
+        runs(&batch.seqs).into_iter().map(|(lo, hi)| [lo, hi]),
+        crate::direct::error,
+    )
+}
+
+/// Logged batches into SQLite, in one transaction (on the journal's SQLite thread,
+/// after the log made them durable): `synchronous = NORMAL`, or `FULL` when the log
+/// needs everything before it durable in SQLite to reuse a half.
+fn apply_logged(
+    conn: &mut rusqlite::Connection,
+    batches: &[crate::journal_log::Batch],
+    durable: bool,
+) -> Result<()> {
+    if durable {
+        conn.pragma_update(None, "synchronous", "full")
+            .map_err(crate::direct::error)?;
+    }
+    let result = crate::direct::immediate(conn, |tx| batches.iter().try_for_each(|b| apply(tx, b)));
+    if durable {
+        conn.pragma_update(None, "synchronous", "normal")
+            .map_err(crate::direct::error)?;
+    }
+    result
+}
+
+/// Replays, in one durable transaction, the log's batches that continue the
+/// database; afterwards the connection writes with `synchronous = NORMAL` (the log
+/// carries durability). Returns the number of entries replayed.
+fn recover(conn: &mut rusqlite::Connection, database: &std::path::Path) -> Result<u64> {
+    conn.pragma_update(None, "synchronous", "full")
+        .map_err(crate::direct::error)?;
+    let replayed = crate::direct::immediate(conn, |tx| {
+        let size: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(crate::direct::error)?;
+        let mut n = 0;
+        for batch in crate::journal_log::pending(database, to_u64(size)?)? {
+            apply(tx, &batch)?;
+            n += batch.entries.len() as u64;
+        }
+        Ok(n)
+    })?;
+    conn.pragma_update(None, "synchronous", "normal")
+        .map_err(crate::direct::error)?;
+    Ok(replayed)
 }
 
 impl Store {
@@ -978,13 +1171,26 @@ const PG_SEQUENCER_LOCK: i64 = 0x736f_636c_6502;
 /// when the connection dies; SQLite has a single writer process.
 pub struct SequencerLease {
     _conn: Option<sqlx::PgConnection>,
+    /// SQLite: the exclusive lock on the database's journal log.
+    lock: Option<std::sync::Arc<crate::journal_log::LogLock>>,
 }
 
 impl Store {
     /// Tries to become the journal's sequencer; `None` if another node is.
     pub async fn journal_try_lead(&self) -> Result<Option<SequencerLease>> {
         match &self.backend {
-            Backend::Sqlite(_) => Ok(Some(SequencerLease { _conn: None })),
+            Backend::Sqlite(_) => {
+                // One process (one store) at a time writes the log; the others queue.
+                let path = self.sqlite_path.as_deref().ok_or_else(|| {
+                    StoreError::Unavailable("no SQLite file for the journal".into())
+                })?;
+                Ok(
+                    crate::journal_log::try_lock(path)?.map(|lock| SequencerLease {
+                        _conn: None,
+                        lock: Some(std::sync::Arc::new(lock)),
+                    }),
+                )
+            }
             Backend::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(StoreError::from_runtime)?;
                 let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
@@ -996,6 +1202,7 @@ impl Store {
                 // be handed to another caller with it.
                 Ok(got.then(|| SequencerLease {
                     _conn: Some(conn.detach()),
+                    lock: None,
                 }))
             }
         }
@@ -1005,6 +1212,122 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Location, StoreOptions};
+
+    async fn sqlite_store(dir: &std::path::Path) -> Store {
+        let store = Store::open(&StoreOptions::new(Location::Sqlite {
+            path: dir.join("socle.db"),
+        }))
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        store.journal_state("test").await.unwrap();
+        store
+    }
+
+    fn batch(from: u64, n: u64) -> Vec<NewEntry> {
+        (from..from + n)
+            .map(|i| NewEntry {
+                index: i,
+                leaf: format!("entry {i} {}", "x".repeat(2000)).into_bytes(),
+                leaf_hash: [(i % 251) as u8; 32],
+                subject: (i % 3 == 0).then(|| format!("p{i}")),
+            })
+            .collect()
+    }
+
+    /// Appends acknowledged by the log and lost by SQLite (a power cut takes the
+    /// commits made with `synchronous = NORMAL` since the last durable one) come back
+    /// when the next sequencer takes the lease; a second store on the same file
+    /// cannot lead meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_gives_back_what_sqlite_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let lease = store.journal_try_lead().await.unwrap().unwrap();
+        let other = sqlite_store(dir.path()).await;
+        assert!(
+            other.journal_try_lead().await.unwrap().is_none(),
+            "one sequencer"
+        );
+        let mut w = store.journal_writer();
+        w.lead(&lease).await.unwrap();
+        // 100 batches of 2 MB or so: the log goes round its two halves several times.
+        for b in 0..100 {
+            w.integrate(b * 100, &batch(b * 100, 100), &[(b, [1; 32])], &[])
+                .await
+                .unwrap();
+        }
+        w.barrier().await.unwrap();
+        assert_eq!(store.journal_state("test").await.unwrap().size, 10_000);
+        w.finish().await;
+        drop(lease);
+
+        // The last three batches vanish from SQLite, as after a power cut.
+        on_pool!(store, |pool| {
+            sqlx::query("DELETE FROM journal_entries WHERE idx >= 9700")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM journal_nodes WHERE pos >= 97")
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        assert_eq!(store.journal_state("test").await.unwrap().size, 9_700);
+
+        let lease = other.journal_try_lead().await.unwrap().unwrap();
+        let mut w = other.journal_writer();
+        w.lead(&lease).await.unwrap();
+        assert_eq!(other.journal_state("test").await.unwrap().size, 10_000);
+        let back = other.journal_entries(9_650, 10_000).await.unwrap();
+        assert_eq!(back.len(), 350);
+        for (e, want) in back.iter().zip(batch(9_650, 350)) {
+            assert_eq!(
+                (e.index, &e.leaf, e.leaf_hash),
+                (want.index, &want.leaf, want.leaf_hash)
+            );
+        }
+        let nodes = other.journal_hashes(&[], &[97, 98, 99]).await.unwrap();
+        assert_eq!(nodes.len(), 3, "the tree nodes too");
+        // And the log carries on from there.
+        w.integrate(10_000, &batch(10_000, 1), &[], &[])
+            .await
+            .unwrap();
+        w.finish().await;
+        assert_eq!(other.journal_state("test").await.unwrap().size, 10_001);
+    }
+
+    /// A batch SQLite refuses after the log took it stops the log: the next append is
+    /// a conflict, so that the sequencer reloads from the store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_sqlite_refuses_stops_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path()).await;
+        let lease = store.journal_try_lead().await.unwrap().unwrap();
+        let mut w = store.journal_writer();
+        w.lead(&lease).await.unwrap();
+        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
+        // The same indices again (only a second sequencer could do this).
+        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
+        let flushed = w.barrier().await;
+        assert!(
+            matches!(&flushed, Err(StoreError::Unavailable(m)) if m.contains("stopped")),
+            "{flushed:?}"
+        );
+        let next = w.integrate(2, &batch(2, 1), &[], &[]).await;
+        assert!(matches!(next, Err(StoreError::Conflict(_))), "{next:?}");
+        // Reloading: the lease is taken again and appends go on.
+        w.release();
+        drop(lease);
+        let lease = store.journal_try_lead().await.unwrap().unwrap();
+        w.lead(&lease).await.unwrap();
+        // The first batch, refused with the second in one transaction, came back from
+        // the log; the duplicate did not.
+        w.integrate(2, &batch(2, 1), &[], &[]).await.unwrap();
+        w.finish().await;
+        assert_eq!(store.journal_state("test").await.unwrap().size, 3);
+    }
 
     #[test]
     fn chunking_uses_few_statement_shapes() {

@@ -16,6 +16,7 @@ mod error;
 mod gateway;
 mod identity;
 mod journal;
+mod journal_log;
 mod migrate;
 mod open;
 
@@ -32,8 +33,8 @@ pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};
 pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
 pub use journal::{
-    JournalState, JournalStore, JournalWriter, NewEntry, NodeHash, QueuedLeaf, SequencerLease,
-    StoredCheckpoint, StoredEntry,
+    JournalBatch, JournalSink, JournalState, JournalStore, JournalWriter, NewEntry, NodeHash,
+    QueuedLeaf, SequencerLease, StoredCheckpoint, StoredEntry,
 };
 pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
 
