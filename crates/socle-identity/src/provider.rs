@@ -14,7 +14,7 @@ use josekit::jwt::JwtPayload;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use socle_journal::{Entry, EntryKind, Journal};
-use socle_store::{CodeUse, IdentityStore, Store};
+use socle_store::{CodeUse, IdentityStore, NewCode, NewInteraction, Store};
 
 use crate::broker::{Authenticated, Broker, Pending, ProviderSettings};
 use crate::client::{Client, Clients};
@@ -578,40 +578,73 @@ impl Provider {
         })
     }
 
-    /// Opens a login interaction for a validated request; returns its id and, when
+    /// Opens a login interaction for a validated request, in the browser session of
+    /// `cookie` (a new one when there is none, or it is not stored any more, or has
+    /// expired; a live one keeps its expiry): session and interaction are written
+    /// together. Returns the session (for its cookie), the interaction's id and, when
     /// the service named an identity provider able to serve it (`idp_hint`, as
     /// FranceConnect and ProConnect), the URL of that provider's login: the choice
     /// page is skipped.
     pub async fn begin(
         &self,
-        session: &SessionHandle,
+        cookie: Option<&str>,
         request: AuthRequest,
-    ) -> Result<(String, Option<String>)> {
+    ) -> Result<(SessionHandle, String, Option<String>)> {
+        // A cookie the platform does not know is never adopted: a new session gets a
+        // new random one.
+        let given = cookie.filter(|c| c.len() >= 32 && c.len() <= 64);
+        let fresh = crate::random_token(32);
+        let mut session = SessionHandle {
+            id: crate::sha256_hex(fresh.as_bytes()),
+            cookie: fresh,
+            doc: BrowserSession {
+                csrf: crate::random_token(24),
+                ..Default::default()
+            },
+        };
+        let given_id = given.map(|c| crate::sha256_hex(c.as_bytes()));
         let id = crate::random_token(24);
         let hint = request
             .idp_hint
             .clone()
             .filter(|h| self.broker.able(request.acr).iter().any(|p| p.id == *h));
-        let doc = Interaction {
+        let mut doc = Interaction {
             request,
             pending: None,
             done: None,
             logout_return: None,
         };
+        let mut url = None;
         if let Some(provider) = hint {
-            let url = self.start_login(&id, &session.id, doc, &provider).await?;
-            return Ok((id, Some(url)));
+            let (at, pending) = self.prepare_login(&doc, &provider).await?;
+            doc.pending = Some(pending);
+            url = Some(at);
         }
-        self.store
-            .put_interaction(
-                &id,
-                &session.id,
-                None,
-                &to_doc(&doc)?,
-                crate::now() + self.config.interaction_ttl,
+        let now = crate::now();
+        let used = self
+            .store
+            .begin_login(
+                given_id.as_deref(),
+                (
+                    &session.id,
+                    &to_doc(&session.doc)?,
+                    now + self.config.session_ttl,
+                ),
+                now,
+                NewInteraction {
+                    id: &id,
+                    fi_state: doc.pending.as_ref().map(|p| p.state.as_str()),
+                    doc: &to_doc(&doc)?,
+                    expires_at: now + self.config.interaction_ttl,
+                },
             )
             .await?;
-        Ok((id, None))
+        if let (Some(cookie), true) = (given, Some(&used) == given_id.as_ref()) {
+            // The live session kept: the handle only carries its cookie on.
+            session.cookie = cookie.to_string();
+            session.id = used;
+        }
+        Ok((session, id, url))
     }
 
     /// The browser session (by its cookie) and one of its login interactions, read
@@ -710,14 +743,9 @@ impl Provider {
         self.start_login(id, &session.id, i, provider).await
     }
 
-    /// Starts the login at `provider` and records what to check of its answer.
-    async fn start_login(
-        &self,
-        id: &str,
-        session_id: &str,
-        mut i: Interaction,
-        provider: &str,
-    ) -> Result<String> {
+    /// The login at `provider` for an interaction: its URL and what to check of its
+    /// answer (not yet recorded).
+    async fn prepare_login(&self, i: &Interaction, provider: &str) -> Result<(String, Pending)> {
         let able = self
             .broker
             .able(i.request.acr)
@@ -728,7 +756,18 @@ impl Provider {
                 "Ce fournisseur d’identité ne peut pas être utilisé pour ce service.".into(),
             ));
         }
-        let (url, pending) = self.broker.start(provider, i.request.acr).await?;
+        self.broker.start(provider, i.request.acr).await
+    }
+
+    /// Starts the login at `provider` and records what to check of its answer.
+    async fn start_login(
+        &self,
+        id: &str,
+        session_id: &str,
+        mut i: Interaction,
+        provider: &str,
+    ) -> Result<String> {
+        let (url, pending) = self.prepare_login(&i, provider).await?;
         let state = pending.state.clone();
         i.pending = Some(pending);
         self.store
@@ -874,15 +913,16 @@ impl Provider {
             tracing::error!(error = %e, "cannot record a login");
             unknown("La plateforme ne peut pas enregistrer votre connexion pour le moment.")
         };
-        self.save_session(&session).await.map_err(server)?;
         let exempt = client.as_ref().is_some_and(|c| c.consent_exempt);
         if exempt {
+            // The session is saved with the code, in one write.
             let url = self
-                .complete(&id, &session, &i, false)
+                .complete(&id, &session, &i, false, true)
                 .await
                 .map_err(server)?;
             Ok(CallbackOutcome::Redirect(url))
         } else {
+            self.save_session(&session).await.map_err(server)?;
             self.store
                 .put_interaction(
                     &id,
@@ -970,16 +1010,19 @@ impl Provider {
                 "the person refused to share their data",
             ));
         }
-        self.complete(id, &session, &i, true).await
+        self.complete(id, &session, &i, true, false).await
     }
 
-    /// Issues the code, journals the login (and consent), returns the redirect.
+    /// Journals the login (and consent), then issues the code and ends the
+    /// interaction (and saves the session, when `save_session`) in one write; returns
+    /// the redirect. A journal that cannot write leaves the interaction as it was.
     async fn complete(
         &self,
         id: &str,
         session: &SessionHandle,
         i: &Interaction,
         consented: bool,
+        save_session: bool,
     ) -> Result<String> {
         let Some(done) = &i.done else {
             return Err(IdentityError::Interaction("not authenticated".into()));
@@ -1006,14 +1049,7 @@ impl Provider {
             code_challenge: i.request.code_challenge.clone(),
             person: Some(done.identity.clone()),
         };
-        self.store
-            .insert_code(
-                &crate::sha256_hex(code.as_bytes()),
-                &client.client_id,
-                &to_doc(&doc)?,
-                crate::now() + self.config.code_ttl,
-            )
-            .await?;
+        let code_doc = to_doc(&doc)?;
         let pseudonym = self.journal.pseudonym(&identity_hash);
         let claim_names = pivot::claims_for(&i.request.scopes).join(",");
         let actor = format!("client:{}", client.client_id);
@@ -1046,7 +1082,26 @@ impl Provider {
                 ),
         );
         self.journal.append(entries).await?;
-        self.store.delete_interaction(id).await?;
+        let session_doc = if save_session {
+            Some(to_doc(&session.doc)?)
+        } else {
+            None
+        };
+        let now = crate::now();
+        self.store
+            .complete_login(
+                session_doc
+                    .as_deref()
+                    .map(|d| (session.id.as_str(), d, now + self.config.session_ttl)),
+                NewCode {
+                    code_hash: &crate::sha256_hex(code.as_bytes()),
+                    client_id: &client.client_id,
+                    doc: &code_doc,
+                    expires_at: now + self.config.code_ttl,
+                },
+                id,
+            )
+            .await?;
         metrics::counter!("socle_logins_total", "provider" => done.provider.clone()).increment(1);
         Ok(redirect_with(
             &i.request.redirect_uri,

@@ -136,12 +136,24 @@ pub trait IdentityStore {
     ) -> impl Future<Output = Result<Option<FiStateMatch>>> + Send;
     fn delete_interaction(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
-    fn insert_code(
+    /// Starts a login in one transaction: in the browser session `given` if it is
+    /// stored and live at `now` (it keeps its expiry), otherwise in the new session
+    /// `(id, doc, expires_at)`; records the interaction there (its `session_id` is
+    /// set to the session used). Returns the id of the session used.
+    fn begin_login(
         &self,
-        code_hash: &str,
-        client_id: &str,
-        doc: &str,
-        expires_at: i64,
+        given: Option<&str>,
+        new: (&str, &str, i64),
+        now: i64,
+        interaction: NewInteraction<'_>,
+    ) -> impl Future<Output = Result<String>> + Send;
+    /// Ends a login in one transaction: saves the browser session when it changed
+    /// (`(id, doc, expires_at)`), records the code and removes the interaction.
+    fn complete_login(
+        &self,
+        session: Option<(&str, &str, i64)>,
+        code: NewCode<'_>,
+        interaction: &str,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Exchanges a code for the access token `token_hash`, atomically: only one caller
     /// ever gets [`CodeUse::Fresh`]; a later one revokes the grant.
@@ -346,8 +358,7 @@ impl IdentityStore for Store {
 
     async fn put_session(&self, id: &str, doc: &str, expires_at: i64) -> Result<()> {
         self.ephemeral_write(
-            "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at",
+            PUT_SESSION,
             vec![P::text(id), P::text(doc), P::Int(expires_at)],
         )
         .await
@@ -386,21 +397,82 @@ impl IdentityStore for Store {
         doc: &str,
         expires_at: i64,
     ) -> Result<()> {
-        self.ephemeral_write(
-            "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
-             session_id = excluded.session_id, fi_state = excluded.fi_state, \
-             doc = excluded.doc, expires_at = excluded.expires_at",
-            vec![
-                P::text(id),
-                P::text(session_id),
-                P::Maybe(fi_state.map(str::to_string)),
-                P::text(doc),
-                P::Int(expires_at),
-            ],
-        )
-        .await
-        .map(|_| ())
+        let (sql, params) = NewInteraction {
+            id,
+            fi_state,
+            doc,
+            expires_at,
+        }
+        .owned()
+        .statement(session_id);
+        self.ephemeral_write(sql, params).await.map(|_| ())
+    }
+
+    async fn begin_login(
+        &self,
+        given: Option<&str>,
+        (id, doc, expires_at): (&str, &str, i64),
+        now: i64,
+        interaction: NewInteraction<'_>,
+    ) -> Result<String> {
+        const LIVE: &str = "SELECT COUNT(*) FROM oidc_sessions WHERE id = $1 AND expires_at > $2";
+        const INSERT: &str = "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3)";
+        let given = given.map(str::to_string);
+        let new = vec![P::text(id), P::text(doc), P::Int(expires_at)];
+        let (new_id, interaction) = (id.to_string(), interaction.owned());
+        match &self.ephemeral_pg {
+            None => {
+                self.ephemeral_run(move |c| {
+                    let sp = c.savepoint()?;
+                    let live = match &given {
+                        Some(g) => {
+                            lite(&sp, LIVE)?
+                                .query_row(rusqlite::params![g, now], |r| r.get::<_, i64>(0))?
+                                > 0
+                        }
+                        None => false,
+                    };
+                    let used = match given.filter(|_| live) {
+                        Some(g) => g,
+                        None => {
+                            lite(&sp, INSERT)?.execute(rusqlite::params_from_iter(new.iter()))?;
+                            new_id
+                        }
+                    };
+                    let (sql, params) = interaction.statement(&used);
+                    lite(&sp, sql)?.execute(rusqlite::params_from_iter(params.iter()))?;
+                    sp.commit()?;
+                    Ok(used)
+                })
+                .await
+            }
+            Some(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                let live = match &given {
+                    Some(g) => {
+                        let (n,): (i64,) = sqlx::query_as(LIVE)
+                            .bind(g)
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                        n > 0
+                    }
+                    None => false,
+                };
+                let used = match given.filter(|_| live) {
+                    Some(g) => g,
+                    None => {
+                        bind(INSERT, new).execute(&mut *tx).await.map_err(err)?;
+                        new_id
+                    }
+                };
+                let (sql, params) = interaction.statement(&used);
+                bind(sql, params).execute(&mut *tx).await.map_err(err)?;
+                tx.commit().await.map_err(err)?;
+                Ok(used)
+            }
+        }
     }
     async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
         const SQL: &str =
@@ -483,32 +555,26 @@ impl IdentityStore for Store {
     }
 
     async fn delete_interaction(&self, id: &str) -> Result<()> {
-        self.ephemeral_write(
-            "DELETE FROM oidc_interactions WHERE id = $1",
-            vec![P::text(id)],
-        )
-        .await
-        .map(|_| ())
+        self.ephemeral_write(DELETE_INTERACTION, vec![P::text(id)])
+            .await
+            .map(|_| ())
     }
-    async fn insert_code(
+    async fn complete_login(
         &self,
-        code_hash: &str,
-        client_id: &str,
-        doc: &str,
-        expires_at: i64,
+        session: Option<(&str, &str, i64)>,
+        code: NewCode<'_>,
+        interaction: &str,
     ) -> Result<()> {
-        self.ephemeral_write(
-            "INSERT INTO oidc_grants (code_hash, client_id, doc, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-            vec![
-                P::text(code_hash),
-                P::text(client_id),
-                P::text(doc),
-                P::Int(expires_at),
-            ],
-        )
-        .await
-        .map(|_| ())
+        let mut statements = Vec::with_capacity(3);
+        if let Some((id, doc, expires_at)) = session {
+            statements.push((
+                PUT_SESSION,
+                vec![P::text(id), P::text(doc), P::Int(expires_at)],
+            ));
+        }
+        statements.push(code.statement());
+        statements.push((DELETE_INTERACTION, vec![P::text(interaction)]));
+        self.ephemeral_writes(statements).await
     }
     async fn exchange_code(
         &self,
@@ -663,7 +729,106 @@ impl rusqlite::ToSql for P {
     }
 }
 
+const PUT_SESSION: &str = "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at";
+const DELETE_INTERACTION: &str = "DELETE FROM oidc_interactions WHERE id = $1";
+
+/// An interaction to record (or replace), in a browser session given apart.
+#[derive(Debug, Clone, Copy)]
+pub struct NewInteraction<'a> {
+    pub id: &'a str,
+    /// The state sent to the identity provider, once the person chose one.
+    pub fi_state: Option<&'a str>,
+    pub doc: &'a str,
+    pub expires_at: i64,
+}
+
+impl NewInteraction<'_> {
+    fn owned(&self) -> OwnedInteraction {
+        OwnedInteraction {
+            id: self.id.to_string(),
+            fi_state: self.fi_state.map(str::to_string),
+            doc: self.doc.to_string(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+struct OwnedInteraction {
+    id: String,
+    fi_state: Option<String>,
+    doc: String,
+    expires_at: i64,
+}
+
+impl OwnedInteraction {
+    fn statement(&self, session_id: &str) -> (&'static str, Vec<P>) {
+        (
+            "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             session_id = excluded.session_id, fi_state = excluded.fi_state, \
+             doc = excluded.doc, expires_at = excluded.expires_at",
+            vec![
+                P::text(&self.id),
+                P::text(session_id),
+                P::Maybe(self.fi_state.clone()),
+                P::text(&self.doc),
+                P::Int(self.expires_at),
+            ],
+        )
+    }
+}
+
+/// A code to record: the hash of the code, its client, its document, its expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCode<'a> {
+    pub code_hash: &'a str,
+    pub client_id: &'a str,
+    pub doc: &'a str,
+    pub expires_at: i64,
+}
+
+impl NewCode<'_> {
+    fn statement(&self) -> (&'static str, Vec<P>) {
+        (
+            "INSERT INTO oidc_grants (code_hash, client_id, doc, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+            vec![
+                P::text(self.code_hash),
+                P::text(self.client_id),
+                P::text(self.doc),
+                P::Int(self.expires_at),
+            ],
+        )
+    }
+}
+
 impl Store {
+    /// Writing statements on the ephemeral records in one transaction (on SQLite, one
+    /// hand-off to the logins' thread instead of one each).
+    async fn ephemeral_writes(&self, statements: Vec<(&'static str, Vec<P>)>) -> Result<()> {
+        match &self.ephemeral_pg {
+            None => {
+                self.ephemeral_run(move |c| {
+                    // A savepoint: the logins' thread may already be inside a batch.
+                    let sp = c.savepoint()?;
+                    for (sql, params) in &statements {
+                        lite(&sp, sql)?.execute(rusqlite::params_from_iter(params.iter()))?;
+                    }
+                    sp.commit()
+                })
+                .await
+            }
+            Some(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                for (sql, params) in statements {
+                    bind(sql, params).execute(&mut *tx).await.map_err(err)?;
+                }
+                tx.commit().await.map_err(err)
+            }
+        }
+    }
+
     /// One writing statement on the ephemeral records; rows changed.
     async fn ephemeral_write(&self, sql: &'static str, params: Vec<P>) -> Result<u64> {
         match &self.ephemeral_pg {
@@ -675,19 +840,29 @@ impl Store {
                     .await?;
                 Ok(n as u64)
             }
-            Some(pool) => {
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = match p {
-                        P::Text(s) => q.bind(s),
-                        P::Maybe(s) => q.bind(s),
-                        P::Int(i) => q.bind(i),
-                    };
-                }
-                Ok(q.execute(pool).await.map_err(err)?.rows_affected())
-            }
+            Some(pool) => Ok(bind(sql, params)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()),
         }
     }
+}
+
+/// A PostgreSQL statement with its parameters bound.
+fn bind(
+    sql: &str,
+    params: Vec<P>,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(sql);
+    for p in params {
+        q = match p {
+            P::Text(s) => q.bind(s),
+            P::Maybe(s) => q.bind(s),
+            P::Int(i) => q.bind(i),
+        };
+    }
+    q
 }
 
 /// The statement for SQLite, prepared once per connection: the same text with `?N`

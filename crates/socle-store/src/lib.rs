@@ -31,7 +31,10 @@ pub use catalogue::{
 };
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};
-pub use identity::{CodeUse, FiStateMatch, IdentityStore, StoredClient, StoredKey, StoredToken};
+pub use identity::{
+    CodeUse, FiStateMatch, IdentityStore, NewCode, NewInteraction, StoredClient, StoredKey,
+    StoredToken,
+};
 pub use journal::{
     JournalBatch, JournalSink, JournalState, JournalStore, JournalWriter, NewEntry, NodeHash,
     QueuedLeaf, SequencerLease, StoredCheckpoint, StoredEntry,

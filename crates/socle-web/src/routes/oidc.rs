@@ -292,21 +292,15 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
         }
         Err(AuthorizeRefusal::Redirect(url)) => return redirect(&url),
     };
+    // The browser session is stored with the interaction when new (an existing one
+    // keeps its expiry).
     let given = cookie(&headers, SESSION_COOKIE);
-    let session = match p.session(given.as_deref()).await {
-        Ok(s) => s,
-        Err(e) => return page_error(e),
-    };
-    // A new browser session is stored once; an existing one keeps its expiry.
-    if given.as_deref() != Some(session.cookie.as_str())
-        && let Err(e) = p.save_session(&session).await
-    {
-        return page_error(e);
-    }
-    match p.begin(&session, request).await {
-        Ok((id, None)) => with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session),
+    match p.begin(given.as_deref(), request).await {
+        Ok((session, id, None)) => {
+            with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session)
+        }
         // idp_hint: straight to the identity provider the service named.
-        Ok((_, Some(fi_url))) => with_session(redirect(&fi_url), p, &session),
+        Ok((session, _, Some(fi_url))) => with_session(redirect(&fi_url), p, &session),
         Err(IdentityError::Upstream { provider, reason }) => {
             tracing::warn!(%provider, %reason, "identity provider unreachable");
             upstream_page(UpstreamFailure {

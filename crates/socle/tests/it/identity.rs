@@ -641,6 +641,28 @@ async fn authorization_requests_are_checked(backend: Backend) {
             .unwrap()
             .starts_with("socle_session=")
     );
+    // A session cookie the platform does not know is never adopted (no session
+    // fixation): the login gets a new random one. A live one is kept.
+    let session_of = |r: &reqwest::Response| {
+        r.headers()["set-cookie"].to_str().unwrap()["socle_session=".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let live = session_of(&r);
+    for (sent, adopted) in [("x".repeat(43), false), (live.clone(), true)] {
+        let (url, _) = authorize_url(&client, &[("idp_hint", "demo")]);
+        let r = app
+            .client
+            .get(format!("{}{url}", app.base))
+            .header("cookie", format!("socle_session={sent}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(session_of(&r) == sent, adopted, "{sent}");
+    }
     let (url, _) = authorize_url(&client, &[("idp_hint", "unknown-provider")]);
     let r = app.get(&url).await;
     assert!(
