@@ -604,7 +604,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
             (false, Some(_)) => {
                 // Could not sequence: give the lease back for another node, and queue
                 // appends on a plain durable connection meanwhile.
-                w.release();
+                w.release().await;
                 None
             }
         };
@@ -708,7 +708,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
         if let Some(h) = signing.take() {
             let _ = h.await;
         }
-        w.release();
+        w.release().await;
         drop(lease);
     }
 }

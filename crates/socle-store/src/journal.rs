@@ -622,9 +622,18 @@ impl JournalWriter {
 
     /// Gives the connection back (the writer is idle, stopping, or reloading); stops
     /// the log, if any (what it acknowledged stays in it until SQLite has it).
-    pub fn release(&mut self) {
-        self.log = None;
+    pub async fn release(&mut self) {
         self.logged_seq = 0;
+        if let Some(log) = self.log.take() {
+            // Stopping the log joins its thread (its last write, its last hand-over to
+            // SQLite): not on a runtime worker.
+            let _ = tokio::task::spawn_blocking(move || drop(log)).await;
+            // Then the SQLite thread finishes what the log handed it before the
+            // connection goes: a next leader must not replay beside it.
+            if let Some(WriterConn::Sqlite(w)) = &self.conn {
+                let _ = w.run(|_| Ok(())).await;
+            }
+        }
         self.conn = None;
     }
 
@@ -632,7 +641,7 @@ impl JournalWriter {
     /// transaction, what the log holds beyond the database (appends acknowledged
     /// before a crash), then starts the log; appends are then durable once logged.
     pub async fn lead(&mut self, lease: &SequencerLease) -> Result<()> {
-        self.release();
+        self.release().await;
         let Some(lock) = &lease.lock else {
             return Ok(());
         };
@@ -686,7 +695,7 @@ impl JournalWriter {
         if let Err(e) = self.barrier().await {
             tracing::warn!(error = %e, "journal: the database will take the log's last batches at the next start");
         }
-        self.release();
+        self.release().await;
     }
 
     /// Durably queues leaves (a node that does not sequence); returns once committed.
@@ -962,18 +971,55 @@ fn apply(tx: &rusqlite::Transaction<'_>, batch: &crate::journal_log::Batch) -> R
 }
 
 /// Logged batches into SQLite, in one transaction (on the journal's SQLite thread,
-/// after the log made them durable): `synchronous = NORMAL`, or `FULL` when the log
-/// needs everything before it durable in SQLite to reuse a half.
+/// after the log made them durable), with `synchronous = NORMAL`; `durable`: a
+/// durable point, with everything committed before (the log reuses a half).
+///
+/// The first batch must continue the database: after a refused batch the log stops,
+/// and one applied beyond a gap would hide it from recovery, which continues from the
+/// largest index.
 fn apply_logged(
     conn: &mut rusqlite::Connection,
     batches: &[crate::journal_log::Batch],
     durable: bool,
 ) -> Result<()> {
+    in_transaction(conn, durable, |tx| {
+        let mut size = to_u64(stored_size(tx)?)?;
+        for b in batches {
+            if b.from_size != size {
+                return Err(StoreError::Conflict(format!(
+                    "the journal's database holds {size} entries; a logged batch starts at {}",
+                    b.from_size
+                )));
+            }
+            apply(tx, b)?;
+            size += b.entries.len() as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` in one immediate transaction; `durable`: committed with `synchronous =
+/// FULL` after rewriting the row of `journal_log_syncs`, which makes every commit
+/// before it durable too. (A `FULL` commit syncs SQLite's write-ahead log only if it
+/// writes something, and the log's file must never be flushed from outside SQLite:
+/// closing another descriptor of it drops SQLite's POSIX locks.)
+fn in_transaction<T>(
+    conn: &mut rusqlite::Connection,
+    durable: bool,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
     if durable {
         conn.pragma_update(None, "synchronous", "full")
             .map_err(crate::direct::error)?;
     }
-    let result = crate::direct::immediate(conn, |tx| batches.iter().try_for_each(|b| apply(tx, b)));
+    let result = crate::direct::immediate(conn, |tx| {
+        let out = f(tx)?;
+        if durable {
+            tx.execute("UPDATE journal_log_syncs SET n = n + 1 WHERE id = 1", [])
+                .map_err(crate::direct::error)?;
+        }
+        Ok(out)
+    });
     if durable {
         conn.pragma_update(None, "synchronous", "normal")
             .map_err(crate::direct::error)?;
@@ -981,30 +1027,30 @@ fn apply_logged(
     result
 }
 
-/// Replays, in one durable transaction, the log's batches that continue the
-/// database; afterwards the connection writes with `synchronous = NORMAL` (the log
-/// carries durability). Returns the number of entries replayed.
+fn stored_size(tx: &rusqlite::Connection) -> Result<i64> {
+    tx.query_row(
+        "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(crate::direct::error)
+}
+
+/// Replays, in one durable transaction, the log's batches that continue the database
+/// — durable even when nothing is replayed: the log is about to be written over from
+/// its start, and commits made with `synchronous = NORMAL` before a restart may still
+/// be only in memory. The connection writes with `synchronous = NORMAL` from then on
+/// (the log carries durability). Returns the number of entries replayed.
 fn recover(conn: &mut rusqlite::Connection, database: &std::path::Path) -> Result<u64> {
-    conn.pragma_update(None, "synchronous", "full")
-        .map_err(crate::direct::error)?;
-    let replayed = crate::direct::immediate(conn, |tx| {
-        let size: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(crate::direct::error)?;
+    in_transaction(conn, true, |tx| {
+        let size = stored_size(tx)?;
         let mut n = 0;
         for batch in crate::journal_log::pending(database, to_u64(size)?)? {
             apply(tx, &batch)?;
             n += batch.entries.len() as u64;
         }
         Ok(n)
-    })?;
-    conn.pragma_update(None, "synchronous", "normal")
-        .map_err(crate::direct::error)?;
-    Ok(replayed)
+    })
 }
 
 impl Store {
@@ -1225,6 +1271,15 @@ mod tests {
         store
     }
 
+    /// A store on `dir` whose writer holds the lease.
+    async fn leading(dir: &std::path::Path) -> (Store, SequencerLease, JournalWriter) {
+        let store = sqlite_store(dir).await;
+        let lease = store.journal_try_lead().await.unwrap().unwrap();
+        let mut w = store.journal_writer();
+        w.lead(&lease).await.unwrap();
+        (store, lease, w)
+    }
+
     fn batch(from: u64, n: u64) -> Vec<NewEntry> {
         (from..from + n)
             .map(|i| NewEntry {
@@ -1303,10 +1358,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_sqlite_refuses_stops_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
-        let lease = store.journal_try_lead().await.unwrap().unwrap();
-        let mut w = store.journal_writer();
-        w.lead(&lease).await.unwrap();
+        let (store, lease, mut w) = leading(dir.path()).await;
         w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
         // The same indices again (only a second sequencer could do this).
         w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
@@ -1318,7 +1370,7 @@ mod tests {
         let next = w.integrate(2, &batch(2, 1), &[], &[]).await;
         assert!(matches!(next, Err(StoreError::Conflict(_))), "{next:?}");
         // Reloading: the lease is taken again and appends go on.
-        w.release();
+        w.release().await;
         drop(lease);
         let lease = store.journal_try_lead().await.unwrap().unwrap();
         w.lead(&lease).await.unwrap();
@@ -1327,6 +1379,135 @@ mod tests {
         w.integrate(2, &batch(2, 1), &[], &[]).await.unwrap();
         w.finish().await;
         assert_eq!(store.journal_state("test").await.unwrap().size, 3);
+    }
+
+    /// Appends handed over in one burst, more than both halves of the log hold, go
+    /// through without the log waiting on itself: the hand-over that frees a half is
+    /// sent at the switch, not left to the timer that a busy log never sees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_larger_than_the_log_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _lease, mut w) = leading(dir.path()).await;
+        let syncs = || async {
+            on_pool!(store, |pool| {
+                sqlx::query_scalar::<_, i64>("SELECT n FROM journal_log_syncs")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+            })
+        };
+        // Taking the lease made a durable point, with nothing to replay.
+        assert_eq!(syncs().await, 1);
+        // 200 batches of 5 entries of 20 kB: 20 MB, both halves and more, in fewer
+        // entries than make the log hand over by their number; built first, so that
+        // the log finds them all waiting.
+        let batches: Vec<JournalBatch> = (0..200)
+            .map(|b| {
+                let mut entries = batch(b * 5, 5);
+                for e in &mut entries {
+                    e.leaf.resize(20_000, b'y');
+                }
+                JournalBatch {
+                    from_size: b * 5,
+                    entries,
+                    nodes: vec![],
+                    seqs: vec![],
+                }
+            })
+            .collect();
+        let began = std::time::Instant::now();
+        let mut waits = Vec::new();
+        for batch in batches {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            w.integrate_with(batch, Box::new(move |r| drop(tx.send(r))))
+                .await
+                .unwrap();
+            waits.push(rx);
+        }
+        for (i, rx) in waits.into_iter().enumerate() {
+            rx.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("batch {i}: {e}"));
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            began.elapsed()
+        );
+        w.finish().await;
+        assert_eq!(store.journal_state("test").await.unwrap().size, 1_000);
+        // And each half was written over only after one: two switches at least.
+        assert!(syncs().await >= 3, "{}", syncs().await);
+    }
+
+    /// A valid batch that SQLite fails to take (here a trigger; a full disk in life)
+    /// stops the log, and nothing after it reaches SQLite: the next leader replays it
+    /// from the log, with no hole in the journal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_sqlite_fails_comes_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, lease, mut w) = leading(dir.path()).await;
+        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
+        w.barrier().await.unwrap();
+        on_pool!(store, |pool| {
+            sqlx::query(
+                "CREATE TRIGGER refuse BEFORE INSERT ON journal_entries WHEN NEW.idx = 2 \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        });
+        w.integrate(2, &batch(2, 2), &[], &[]).await.unwrap();
+        assert!(w.barrier().await.is_err(), "SQLite refused it");
+        on_pool!(store, |pool| {
+            sqlx::query("DROP TRIGGER refuse")
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+        let next = w.integrate(4, &batch(4, 2), &[], &[]).await;
+        assert!(matches!(next, Err(StoreError::Conflict(_))), "{next:?}");
+        assert_eq!(store.journal_state("test").await.unwrap().size, 2);
+        w.release().await;
+        drop(lease);
+        let lease = store.journal_try_lead().await.unwrap().unwrap();
+        w.lead(&lease).await.unwrap();
+        assert_eq!(store.journal_state("test").await.unwrap().size, 4);
+        w.integrate(4, &batch(4, 2), &[], &[]).await.unwrap();
+        w.finish().await;
+        let all = store.journal_entries(0, 6).await.unwrap();
+        let indices: Vec<u64> = all.iter().map(|e| e.index).collect();
+        assert_eq!(indices, [0, 1, 2, 3, 4, 5]);
+    }
+
+    /// Logged batches are applied only where they continue the database: one beyond a
+    /// gap, or over entries already there, is refused and writes nothing.
+    #[tokio::test]
+    async fn logged_batches_must_continue_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = sqlite_store(dir.path()).await;
+        let mut conn = rusqlite::Connection::open(dir.path().join("socle.db")).unwrap();
+        let b = |from, n| JournalBatch {
+            from_size: from,
+            entries: batch(from, n),
+            nodes: vec![],
+            seqs: vec![],
+        };
+        apply_logged(&mut conn, &[b(0, 2), b(2, 1)], false).unwrap();
+        for (bad, why) in [
+            (vec![b(4, 1)], "a gap"),
+            (vec![b(1, 3)], "overlap"),
+            (vec![b(3, 1), b(5, 1)], "a gap after a good one"),
+        ] {
+            let r = apply_logged(&mut conn, &bad, true);
+            assert!(matches!(r, Err(StoreError::Conflict(_))), "{why}: {r:?}");
+        }
+        let size: i64 = conn
+            .query_row("SELECT COUNT(*) FROM journal_entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(size, 3, "nothing of the refused batches");
+        apply_logged(&mut conn, &[b(3, 1)], true).unwrap();
     }
 
     #[test]

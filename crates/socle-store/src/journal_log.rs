@@ -11,12 +11,16 @@
 //! on the journal's SQLite thread with `synchronous = NORMAL`, off their path.
 //!
 //! The log is two files used in turn ("halves"). A half is reused only once SQLite
-//! holds everything written in it durably: the first SQLite apply after a switch runs
-//! with `synchronous = FULL`, whose commit syncs SQLite's write-ahead log and so every
-//! apply before it, and only then frees the half left. After a crash the node that
-//! takes the lease replays, in one `FULL` transaction, the records that continue
-//! SQLite's size ([`pending`]); stale records (already in SQLite) have smaller sizes
-//! and are skipped, a torn last record fails its checksum and was never acknowledged.
+//! holds everything written in it durably: the first hand-over to SQLite after a
+//! switch is committed with `synchronous = FULL` (which syncs every commit before
+//! it), and only then frees the half left. That hand-over is sent at the latest when the log
+//! needs the half back, so a log kept busy never waits for itself. SQLite takes a
+//! hand-over only if it continues its size, and none after one it refused: a batch
+//! applied beyond a gap would hide the gap from recovery. After a crash the node that
+//! takes the lease replays, in one such durable transaction, the records that
+//! continue SQLite's size ([`pending`]) before writing the log over from its start; stale records
+//! (already in SQLite) have smaller sizes and are skipped, a torn last record fails
+//! its checksum and was never acknowledged.
 //!
 //! One process at a time writes the log: the lease is an exclusive `flock` on a lock
 //! file beside the database ([`LogLock`]); other nodes on the same file queue their
@@ -288,7 +292,8 @@ fn continuing(mut found: Vec<Batch>, size: u64) -> Vec<Batch> {
     out
 }
 
-/// Writes batches into SQLite in one transaction; `durable`: with `synchronous = FULL`.
+/// Writes batches into SQLite in one transaction; `durable`: committed so that it and
+/// everything committed before are on disk.
 pub(crate) type Apply = fn(&mut rusqlite::Connection, &[Batch], bool) -> Result<()>;
 
 /// Called once a logged batch is durable, or could not be made so.
@@ -310,6 +315,10 @@ impl Poison {
 
     fn get(&self) -> Option<String> {
         self.0.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.lock().map_or(true, |p| p.is_some())
     }
 }
 
@@ -380,6 +389,7 @@ impl Log {
             current: 0,
             offset: 0,
             dirty: [false; 2],
+            unsynced: Vec::new(),
             free: Arc::new((Mutex::new([false, true]), Condvar::new())),
             freeing: None,
             pending: Vec::new(),
@@ -481,6 +491,8 @@ struct Writer {
     offset: u64,
     /// Written and not yet flushed.
     dirty: [bool; 2],
+    /// Batches written and not yet flushed, in order; durable (pending) after a flush.
+    unsynced: Vec<Batch>,
     free: Free,
     /// The half left at the last switch, freed by the next (durable) SQLite apply.
     freeing: Option<usize>,
@@ -532,9 +544,14 @@ impl Writer {
             if !appended.is_empty() {
                 self.write_group(appended);
             }
+            // Under steady load the receive above never times out: the delay is
+            // checked here too, or SQLite would only get batches at a switch.
+            let due = self
+                .pending_since
+                .is_some_and(|since| since.elapsed() >= APPLY_EVERY);
             if !flushes.is_empty() || stop {
                 self.hand_to_sqlite(Some(flushes));
-            } else if self.pending_entries >= APPLY_ENTRIES {
+            } else if self.pending_entries >= APPLY_ENTRIES || due {
                 self.hand_to_sqlite(None);
             }
             if stop {
@@ -544,22 +561,30 @@ impl Writer {
     }
 
     fn write_group(&mut self, group: Vec<(Batch, Done)>) {
-        let written = group.iter().try_for_each(|(b, _)| self.write(&b.encode()));
-        let result = written.and_then(|()| self.sync());
-        match result {
+        let mut dones = Vec::with_capacity(group.len());
+        let mut written = Ok(());
+        for (batch, done) in group {
+            dones.push(done);
+            if written.is_ok() {
+                written = self.write(&batch.encode());
+                if written.is_ok() {
+                    self.unsynced.push(batch);
+                }
+            }
+        }
+        match written.and_then(|()| self.sync()) {
             Ok(()) => {
-                for (batch, done) in group {
-                    self.pending_entries += batch.entries.len();
-                    self.pending.push(batch);
+                for done in dones {
                     done(Ok(()));
                 }
-                self.pending_since
-                    .get_or_insert_with(std::time::Instant::now);
             }
             Err(e) => {
-                // After a failed write or flush the file's state is unknown.
+                // After a failed write or flush the file's state is unknown. (Batches
+                // of the group flushed at a switch before the failure may still be
+                // replayed: like a timed-out commit, the outcome is unknown.)
                 self.poison.set(e.to_string());
-                for (_, done) in group {
+                self.unsynced.clear();
+                for done in dones {
                     done(Err(e.clone()));
                 }
             }
@@ -596,6 +621,14 @@ impl Writer {
                 self.dirty[half] = false;
             }
         }
+        if !self.unsynced.is_empty() {
+            for batch in self.unsynced.drain(..) {
+                self.pending_entries += batch.entries.len();
+                self.pending.push(batch);
+            }
+            self.pending_since
+                .get_or_insert_with(std::time::Instant::now);
+        }
         Ok(())
     }
 
@@ -604,13 +637,25 @@ impl Writer {
         self.sync()?;
         let next = 1 - self.current;
         let began = std::time::Instant::now();
-        let (lock, cvar) = &*self.free;
+        if self.freeing == Some(next) {
+            // No batch went to SQLite since the last switch: the one that frees the
+            // other half is sent now, not left to a timer that a busy log never sees.
+            self.hand_to_sqlite(None);
+        }
+        let free = self.free.clone();
+        let (lock, cvar) = &*free;
         let guard = lock
             .lock()
             .map_err(|_| StoreError::Unavailable("journal log: lock".into()))?;
+        let poison = self.poison.clone();
         let (mut free, waited) = cvar
-            .wait_timeout_while(guard, FREE_WAIT, |f| !f[next])
+            .wait_timeout_while(guard, FREE_WAIT, |f| !f[next] && !poison.is_set())
             .map_err(|_| StoreError::Unavailable("journal log: lock".into()))?;
+        if let Some(why) = self.poison.get() {
+            return Err(StoreError::Unavailable(format!(
+                "the journal log stopped: {why}"
+            )));
+        }
         if waited.timed_out() {
             return Err(StoreError::Unavailable(
                 "the journal's database has not caught up with its log".into(),
@@ -630,18 +675,18 @@ impl Writer {
         let batches = std::mem::take(&mut self.pending);
         self.pending_entries = 0;
         self.pending_since = None;
-        // The first commit after a switch is durable and frees the half left: every
+        // The first hand-over after a switch is durable and frees the half left: every
         // batch of it was applied before, or is in this transaction.
-        let frees = if batches.is_empty() {
-            None
-        } else {
-            self.freeing.take()
-        };
+        let frees = self.freeing.take();
         let (free, poison, apply) = (self.free.clone(), self.poison.clone(), self.apply);
         let flushes = flushes.unwrap_or_default();
         let job: direct::Job = Box::new(move |conn| {
             let began = std::time::Instant::now();
-            let result = if batches.is_empty() {
+            let result = if let Some(why) = poison.get() {
+                // A batch before these was refused: applying these would leave a
+                // hole that recovery (which continues from the largest index) skips.
+                Err(StoreError::Unavailable(why))
+            } else if batches.is_empty() && frees.is_none() {
                 Ok(())
             } else {
                 apply(conn, &batches, frees.is_some())
@@ -650,18 +695,19 @@ impl Writer {
                 metrics::histogram!("socle_journal_sqlite_apply_seconds")
                     .record(began.elapsed().as_secs_f64());
             }
+            let (lock, cvar) = &*free;
             match &result {
                 Ok(()) => {
-                    if let Some(half) = frees {
-                        let (lock, cvar) = &*free;
-                        if let Ok(mut f) = lock.lock() {
-                            f[half] = true;
-                        }
-                        cvar.notify_all();
+                    if let Some(half) = frees
+                        && let Ok(mut f) = lock.lock()
+                    {
+                        f[half] = true;
                     }
                 }
                 Err(e) => poison.set(format!("SQLite did not take logged batches: {e}")),
             }
+            // A switch waiting wakes up either way (to go on, or to fail).
+            cvar.notify_all();
             let stopped = poison.get();
             for done in flushes {
                 let _ = done.send(match &stopped {

@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_catalogue"),
     migration!(5, "0005_gateway"),
     migration!(6, "0006_logins_file"),
+    migration!(7, "0007_journal_log_syncs"),
 ];
 
 /// The schema version this binary writes and expects.
