@@ -999,7 +999,7 @@ fn apply_logged(
 }
 
 /// Runs `f` in one immediate transaction; `durable`: committed with `synchronous =
-/// FULL` after rewriting the row of `journal_log_syncs`, which makes every commit
+/// FULL` after writing the row of `journal_log_syncs`, which makes every commit
 /// before it durable too. (A `FULL` commit syncs SQLite's write-ahead log only if it
 /// writes something, and the log's file must never be flushed from outside SQLite:
 /// closing another descriptor of it drops SQLite's POSIX locks.)
@@ -1015,8 +1015,13 @@ fn in_transaction<T>(
     let result = crate::direct::immediate(conn, |tx| {
         let out = f(tx)?;
         if durable {
-            tx.execute("UPDATE journal_log_syncs SET n = n + 1 WHERE id = 1", [])
-                .map_err(crate::direct::error)?;
+            // An upsert: it writes even if the row went missing.
+            tx.execute(
+                "INSERT INTO journal_log_syncs (id, n) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET n = n + 1",
+                [],
+            )
+            .map_err(crate::direct::error)?;
         }
         Ok(out)
     });
@@ -1374,8 +1379,8 @@ mod tests {
         drop(lease);
         let lease = store.journal_try_lead().await.unwrap().unwrap();
         w.lead(&lease).await.unwrap();
-        // The first batch, refused with the second in one transaction, came back from
-        // the log; the duplicate did not.
+        // The first batch is there (applied before, or refused with the duplicate in
+        // one transaction and replayed from the log); the duplicate is not.
         w.integrate(2, &batch(2, 1), &[], &[]).await.unwrap();
         w.finish().await;
         assert_eq!(store.journal_state("test").await.unwrap().size, 3);

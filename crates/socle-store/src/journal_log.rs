@@ -299,26 +299,45 @@ pub(crate) type Apply = fn(&mut rusqlite::Connection, &[Batch], bool) -> Result<
 /// Called once a logged batch is durable, or could not be made so.
 pub(crate) type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
-/// Why the log stopped taking appends (a failed write, or SQLite behind it).
-#[derive(Clone, Default)]
-struct Poison(Arc<Mutex<Option<String>>>);
+/// Why the log stopped taking appends (a failed write, or SQLite behind it); set under
+/// the lock of the halves' state, so that a switch waiting for a half cannot miss it.
+#[derive(Clone)]
+struct Poison {
+    why: Arc<Mutex<Option<String>>>,
+    free: Free,
+}
 
 impl Poison {
+    fn new(free: Free) -> Poison {
+        Poison {
+            why: Arc::default(),
+            free,
+        }
+    }
+
     fn set(&self, why: String) {
-        if let Ok(mut p) = self.0.lock()
+        let (lock, cvar) = &*self.free;
+        let held = lock.lock();
+        if let Ok(mut p) = self.why.lock()
             && p.is_none()
         {
             tracing::error!(reason = %why, "journal log stopped; the sequencer will reload");
             *p = Some(why);
         }
+        drop(held);
+        cvar.notify_all();
     }
 
+    /// A lock poisoned by a panic counts as stopped.
     fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|p| p.clone())
+        match self.why.lock() {
+            Ok(p) => p.clone(),
+            Err(_) => Some("the journal log's state was left by a panic".into()),
+        }
     }
 
     fn is_set(&self) -> bool {
-        self.0.lock().map_or(true, |p| p.is_some())
+        self.get().is_some()
     }
 }
 
@@ -382,7 +401,8 @@ impl Log {
         let [first, second]: [File; 2] = files
             .try_into()
             .map_err(|_| StoreError::Unavailable("journal log: files".into()))?;
-        let poison = Poison::default();
+        let free: Free = Arc::new((Mutex::new([false, true]), Condvar::new()));
+        let poison = Poison::new(free.clone());
         let mut writer = Writer {
             files: [first, second],
             paths: halves,
@@ -390,7 +410,7 @@ impl Log {
             offset: 0,
             dirty: [false; 2],
             unsynced: Vec::new(),
-            free: Arc::new((Mutex::new([false, true]), Condvar::new())),
+            free,
             freeing: None,
             pending: Vec::new(),
             pending_entries: 0,
@@ -695,19 +715,19 @@ impl Writer {
                 metrics::histogram!("socle_journal_sqlite_apply_seconds")
                     .record(began.elapsed().as_secs_f64());
             }
-            let (lock, cvar) = &*free;
+            // A switch waiting wakes up either way (to go on, or to fail).
             match &result {
                 Ok(()) => {
-                    if let Some(half) = frees
-                        && let Ok(mut f) = lock.lock()
-                    {
-                        f[half] = true;
+                    if let Some(half) = frees {
+                        let (lock, cvar) = &*free;
+                        if let Ok(mut f) = lock.lock() {
+                            f[half] = true;
+                        }
+                        cvar.notify_all();
                     }
                 }
                 Err(e) => poison.set(format!("SQLite did not take logged batches: {e}")),
             }
-            // A switch waiting wakes up either way (to go on, or to fail).
-            cvar.notify_all();
             let stopped = poison.get();
             for done in flushes {
                 let _ = done.send(match &stopped {
@@ -791,6 +811,56 @@ mod tests {
         assert_eq!(sizes(continuing(found.clone(), 0)), [0, 2, 5, 6, 8]);
         // A gap stops the chain.
         assert_eq!(sizes(continuing(found, 4)), Vec::<u64>::new());
+    }
+
+    /// The sizes `slow_then_refuse` was given, in order.
+    static APPLIED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+    /// An SQLite that takes its time over the first hand-over and then refuses it.
+    fn slow_then_refuse(_: &mut rusqlite::Connection, batches: &[Batch], _: bool) -> Result<()> {
+        let first = {
+            let mut applied = APPLIED.lock().unwrap();
+            applied.extend(batches.iter().map(|b| b.from_size));
+            applied.len() == batches.len()
+        };
+        if first {
+            std::thread::sleep(Duration::from_millis(300));
+            return Err(StoreError::Unavailable("disk full".into()));
+        }
+        Ok(())
+    }
+
+    /// A batch logged while SQLite was failing an earlier hand-over is not applied
+    /// after it: that would leave a hole recovery skips.
+    #[tokio::test]
+    async fn nothing_is_applied_after_a_refused_hand_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("socle.db");
+        drop(rusqlite::Connection::open(&db).unwrap());
+        let sqlite = direct::Writer::open(&db).unwrap();
+        let lock = Arc::new(try_lock(&db).unwrap().unwrap());
+        let log = Log::start(&db, lock, sqlite.sender(), slow_then_refuse).unwrap();
+        let logged = |from| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            log.append(batch(from, 2), Box::new(move |r| tx.send(r).unwrap()));
+            rx.recv().unwrap()
+        };
+        let flushed = |jobs: mpsc::Sender<Job>| tokio::spawn(async move { flush(&jobs).await });
+        logged(0).unwrap();
+        let first = flushed(log.sender());
+        // SQLite is busy failing the first hand-over: the next batch is logged
+        // meanwhile and handed over behind it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logged(2).unwrap();
+        let second = flushed(log.sender());
+        assert!(first.await.unwrap().is_err());
+        assert!(second.await.unwrap().is_err());
+        assert_eq!(
+            *APPLIED.lock().unwrap(),
+            [0],
+            "the second hand-over was skipped"
+        );
+        assert!(log.stopped().is_some());
     }
 
     #[test]
