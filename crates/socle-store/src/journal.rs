@@ -983,7 +983,7 @@ fn apply_logged(
     durable: bool,
 ) -> Result<()> {
     in_transaction(conn, durable, |tx| {
-        let mut size = to_u64(stored_size(tx)?)?;
+        let mut size = stored_size(tx)?;
         for b in batches {
             if b.from_size != size {
                 return Err(StoreError::Conflict(format!(
@@ -1032,13 +1032,16 @@ fn in_transaction<T>(
     result
 }
 
-fn stored_size(tx: &rusqlite::Connection) -> Result<i64> {
-    tx.query_row(
-        "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
-        [],
-        |r| r.get(0),
-    )
-    .map_err(crate::direct::error)
+/// The number of entries SQLite holds (indices have no gaps).
+fn stored_size(tx: &rusqlite::Connection) -> Result<u64> {
+    let size: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(crate::direct::error)?;
+    to_u64(size)
 }
 
 /// Replays, in one durable transaction, the log's batches that continue the database
@@ -1050,7 +1053,7 @@ fn recover(conn: &mut rusqlite::Connection, database: &std::path::Path) -> Resul
     in_transaction(conn, true, |tx| {
         let size = stored_size(tx)?;
         let mut n = 0;
-        for batch in crate::journal_log::pending(database, to_u64(size)?)? {
+        for batch in crate::journal_log::pending(database, size)? {
             apply(tx, &batch)?;
             n += batch.entries.len() as u64;
         }

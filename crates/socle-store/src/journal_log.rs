@@ -13,14 +13,14 @@
 //! The log is two files used in turn ("halves"). A half is reused only once SQLite
 //! holds everything written in it durably: the first hand-over to SQLite after a
 //! switch is committed with `synchronous = FULL` (which syncs every commit before
-//! it), and only then frees the half left. That hand-over is sent at the latest when the log
-//! needs the half back, so a log kept busy never waits for itself. SQLite takes a
-//! hand-over only if it continues its size, and none after one it refused: a batch
-//! applied beyond a gap would hide the gap from recovery. After a crash the node that
-//! takes the lease replays, in one such durable transaction, the records that
-//! continue SQLite's size ([`pending`]) before writing the log over from its start; stale records
-//! (already in SQLite) have smaller sizes and are skipped, a torn last record fails
-//! its checksum and was never acknowledged.
+//! it), and only then frees the half left. That hand-over is sent at the latest when
+//! the log needs the half back, so a log kept busy never waits for itself. SQLite
+//! takes a hand-over only if it continues its size, and none after one it refused: a
+//! batch applied beyond a gap would hide the gap from recovery. After a crash the node
+//! that takes the lease replays, in one such durable transaction, the records that
+//! continue SQLite's size ([`pending`]) before writing the log over from its start;
+//! stale records (already in SQLite) have smaller sizes and are skipped, a torn last
+//! record fails its checksum and was never acknowledged.
 //!
 //! One process at a time writes the log: the lease is an exclusive `flock` on a lock
 //! file beside the database ([`LogLock`]); other nodes on the same file queue their
@@ -586,10 +586,9 @@ impl Writer {
         for (batch, done) in group {
             dones.push(done);
             if written.is_ok() {
-                written = self.write(&batch.encode());
-                if written.is_ok() {
-                    self.unsynced.push(batch);
-                }
+                written = self
+                    .write(&batch.encode())
+                    .map(|()| self.unsynced.push(batch));
             }
         }
         match written.and_then(|()| self.sync()) {
