@@ -5,8 +5,13 @@
 //! Sealing is a compact JWE with `alg: dir` and `enc: A256GCM` (RFC 7516) under the
 //! 256-bit master key, so a database dump alone reveals no private key. The platform's
 //! pairwise-subject secret is kept the same way, as the key row `kid = "pairwise"`.
+//!
+//! On a first start the RSA key (a 2048-bit prime search: 50–500 ms) is generated in
+//! the background, so that a fresh instance is ready in milliseconds; signing with it
+//! and the JWKS wait for it ([`KeyRing::settled`]), ES256 is there at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use josekit::jwe::{Dir, JweHeader};
@@ -102,7 +107,13 @@ pub struct KeyRing {
     store: Store,
     master: MasterKey,
     loaded: Arc<RwLock<Arc<Loaded>>>,
+    /// False while a key generated in the background is not yet stored and loaded.
+    settled: Arc<AtomicBool>,
+    settled_rx: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Keys slow enough to generate that a first start does it in the background.
+const SLOW: &[&str] = &["RS256"];
 
 fn generate(alg: &str) -> Result<Jwk> {
     let mut jwk = match alg {
@@ -152,8 +163,10 @@ fn signer_for(alg: &str, jwk: &Jwk) -> Result<Box<dyn JwsSigner>> {
 }
 
 impl KeyRing {
-    /// Loads the keys, generating what is missing (first start).
+    /// Loads the keys, generating what is missing (first start). A missing RSA key is
+    /// generated in the background: [`KeyRing::settled`] waits for it.
     pub async fn open(store: Store, master: MasterKey) -> Result<KeyRing> {
+        let (settled_tx, settled_rx) = tokio::sync::watch::channel(false);
         let ring = KeyRing {
             store,
             master,
@@ -162,14 +175,19 @@ impl KeyRing {
                 public: Vec::new(),
                 pairwise: Vec::new(),
             }))),
+            settled: Arc::new(AtomicBool::new(true)),
+            settled_rx,
         };
         let now = crate::now();
         let keys = ring.store.keys(now).await?;
-        for alg in SIGNING_ALGS {
-            if !keys.iter().any(|k| k.alg == *alg && k.retired_at.is_none()) {
-                ring.insert_new(alg, now).await?;
-                tracing::info!(alg, "generated a token signing key");
-            }
+        let missing: Vec<&'static str> = SIGNING_ALGS
+            .iter()
+            .copied()
+            .filter(|alg| !keys.iter().any(|k| k.alg == *alg && k.retired_at.is_none()))
+            .collect();
+        for alg in missing.iter().filter(|a| !SLOW.contains(a)) {
+            ring.insert_new(alg, now).await?;
+            tracing::info!(alg, "generated a token signing key");
         }
         if !keys.iter().any(|k| k.kid == PAIRWISE) {
             use rand::RngCore;
@@ -190,11 +208,55 @@ impl KeyRing {
             }
         }
         ring.reload().await?;
+        let slow: Vec<&'static str> = missing.into_iter().filter(|a| SLOW.contains(a)).collect();
+        if !slow.is_empty() {
+            ring.settled.store(false, Ordering::Release);
+            let background = ring.clone();
+            tokio::spawn(async move {
+                for alg in slow {
+                    match background.generate_and_store(alg).await {
+                        Ok(_) => tracing::info!(alg, "generated a token signing key"),
+                        Err(e) => {
+                            tracing::error!(alg, error = %e, "cannot generate a token signing key")
+                        }
+                    }
+                }
+                if let Err(e) = background.reload().await {
+                    tracing::error!(error = %e, "cannot load the generated signing keys");
+                }
+                background.settled.store(true, Ordering::Release);
+                let _ = settled_tx.send(true);
+            });
+        } else {
+            settled_tx.send_replace(true);
+        }
         Ok(ring)
+    }
+
+    /// Waits until the keys generated in the background at a first start are loaded
+    /// (at once otherwise).
+    pub async fn settled(&self) {
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut rx = self.settled_rx.clone();
+        // An error means the generating task is gone: nothing left to wait for.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    async fn generate_and_store(&self, alg: &'static str) -> Result<String> {
+        let jwk = tokio::task::spawn_blocking(move || generate(alg))
+            .await
+            .map_err(|e| IdentityError::Crypto(format!("key generation stopped: {e}")))??;
+        self.store_new(alg, jwk, crate::now()).await
     }
 
     async fn insert_new(&self, alg: &str, now: i64) -> Result<String> {
         let jwk = generate(alg)?;
+        self.store_new(alg, jwk, now).await
+    }
+
+    async fn store_new(&self, alg: &str, jwk: Jwk, now: i64) -> Result<String> {
         let kid = jwk.key_id().unwrap_or_default().to_string();
         let public = public_of(&jwk)?;
         let row = StoredKey {
@@ -263,6 +325,7 @@ impl KeyRing {
     /// Replaces the signing key of `alg`; the old one stays published for
     /// `publish_for` seconds (the longest token lifetime). Returns the new kid.
     pub async fn rotate(&self, alg: &str, publish_for: i64) -> Result<String> {
+        self.settled().await;
         let now = crate::now();
         let kid = self.insert_new(alg, now).await?;
         self.store

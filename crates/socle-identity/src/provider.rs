@@ -1346,6 +1346,7 @@ impl Provider {
         set(&mut p, "auth_time", json!(doc.auth_time))?;
         set(&mut p, "sid", json!(doc.sid))?;
         set(&mut p, "at_hash", json!(at_hash(&access_token)))?;
+        self.keys.settled().await;
         let signed = self
             .keys
             .sign(&client.id_token_signed_response_alg, &p, Some("JWT"))?;
@@ -1407,6 +1408,7 @@ impl Provider {
                 p.set_issuer(self.issuer());
                 p.set_audience(vec![client.client_id.clone()]);
                 p.set_claim("iat", Some(json!(crate::now())))?;
+                self.keys.settled().await;
                 let signed = self.keys.sign(alg, &p, Some("JWT"))?;
                 let out = match &client.userinfo_encrypted_response_alg {
                     Some(a) => encrypt_to(

@@ -239,6 +239,8 @@ pub async fn discovery(State(state): State<AppState>) -> Response {
 pub async fn jwks(State(state): State<AppState>) -> Response {
     match provider(&state) {
         Ok(p) => {
+            // On a first start, until the RSA key generated in the background is in.
+            p.keys.settled().await;
             let mut r = axum::Json(p.keys.jwks()).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

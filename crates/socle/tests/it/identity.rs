@@ -1504,6 +1504,52 @@ async fn sessions_live_in_the_store(backend: Backend) {
     task.await.unwrap().unwrap();
 }
 
+async fn first_start_publishes_both_signing_keys(backend: Backend) {
+    // The RSA key of a first start is generated in the background (the instance is
+    // ready in milliseconds); the JWKS waits for it, and it is stored once.
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let keys_of = |base: String| async move {
+        let v: Value = reqwest::get(format!("{base}/api/v2/jwks"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut keys: Vec<(String, String)> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["alg"].to_string(), k["kid"].to_string()))
+            .collect();
+        keys.sort();
+        keys
+    };
+    // Stopped at once, before the generation can have finished: the next start
+    // generates what is missing.
+    let mut a = TestApp::start(db, config.clone()).await;
+    a.stop_in_place().await.unwrap();
+    let mut first = Vec::new();
+    for round in 0..2 {
+        let node = socle::Application::build(config.clone()).await.unwrap();
+        let base = format!("http://{}", node.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(node.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        let keys = keys_of(base).await;
+        if round == 0 {
+            let algs: Vec<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
+            assert_eq!(algs, ["\"ES256\"", "\"RS256\""], "{keys:?}");
+            first = keys;
+        } else {
+            assert_eq!(keys, first, "the keys are kept");
+        }
+        let _ = tx.send(());
+        task.await.unwrap().unwrap();
+    }
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -1517,4 +1563,5 @@ on_both_stores!(
     upstream_failures_are_pages_never_500,
     admin_api_and_client_options,
     sessions_live_in_the_store,
+    first_start_publishes_both_signing_keys,
 );
