@@ -109,7 +109,21 @@ pub struct KeyRing {
     loaded: Arc<RwLock<Arc<Loaded>>>,
     /// False while a key generated in the background is not yet stored and loaded.
     settled: Arc<AtomicBool>,
-    settled_rx: tokio::sync::watch::Receiver<bool>,
+    settled_tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Marks a background generation finished when dropped: at its end, or if its task
+/// panics or is dropped with the runtime, so that [`KeyRing::settled`] never hangs.
+struct Settle {
+    flag: Arc<AtomicBool>,
+    tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Release);
+        self.tx.send_replace(true);
+    }
 }
 
 /// Keys slow enough to generate that a first start does it in the background.
@@ -166,7 +180,6 @@ impl KeyRing {
     /// Loads the keys, generating what is missing (first start). A missing RSA key is
     /// generated in the background: [`KeyRing::settled`] waits for it.
     pub async fn open(store: Store, master: MasterKey) -> Result<KeyRing> {
-        let (settled_tx, settled_rx) = tokio::sync::watch::channel(false);
         let ring = KeyRing {
             store,
             master,
@@ -176,7 +189,7 @@ impl KeyRing {
                 pairwise: Vec::new(),
             }))),
             settled: Arc::new(AtomicBool::new(true)),
-            settled_rx,
+            settled_tx: Arc::new(tokio::sync::watch::Sender::new(true)),
         };
         let now = crate::now();
         let keys = ring.store.keys(now).await?;
@@ -209,28 +222,57 @@ impl KeyRing {
         }
         ring.reload().await?;
         let slow: Vec<&'static str> = missing.into_iter().filter(|a| SLOW.contains(a)).collect();
-        if !slow.is_empty() {
-            ring.settled.store(false, Ordering::Release);
-            let background = ring.clone();
-            tokio::spawn(async move {
-                for alg in slow {
-                    match background.generate_and_store(alg).await {
-                        Ok(_) => tracing::info!(alg, "generated a token signing key"),
-                        Err(e) => {
-                            tracing::error!(alg, error = %e, "cannot generate a token signing key")
-                        }
+        ring.generate_in_background(slow);
+        Ok(ring)
+    }
+
+    /// Generates and stores keys of `algs` on a task of their own (unless a generation
+    /// is already running), then reloads; [`KeyRing::settled`] waits for it. A failure
+    /// is logged; [`KeyRing::ensure`] tries again.
+    fn generate_in_background(&self, algs: Vec<&'static str>) {
+        if algs.is_empty()
+            || self
+                .settled
+                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        self.settled_tx.send_replace(false);
+        let settle = Settle {
+            flag: self.settled.clone(),
+            tx: self.settled_tx.clone(),
+        };
+        let ring = self.clone();
+        tokio::spawn(async move {
+            let _settle = settle;
+            for alg in algs {
+                match ring.generate_and_store(alg).await {
+                    Ok(_) => tracing::info!(alg, "generated a token signing key"),
+                    Err(e) => {
+                        tracing::warn!(alg, error = %e, "cannot generate a token signing key yet")
                     }
                 }
-                if let Err(e) = background.reload().await {
-                    tracing::error!(error = %e, "cannot load the generated signing keys");
-                }
-                background.settled.store(true, Ordering::Release);
-                let _ = settled_tx.send(true);
-            });
-        } else {
-            settled_tx.send_replace(true);
+            }
+            if let Err(e) = ring.reload().await {
+                tracing::warn!(error = %e, "cannot load the generated signing keys yet");
+            }
+        });
+    }
+
+    /// Starts generating any signing key still missing (its first generation failed:
+    /// the store was unreachable); run with the periodic reload.
+    pub fn ensure(&self) {
+        if !self.settled.load(Ordering::Acquire) {
+            return;
         }
-        Ok(ring)
+        let loaded = self.current();
+        let missing: Vec<&'static str> = SIGNING_ALGS
+            .iter()
+            .copied()
+            .filter(|alg| !loaded.signers.contains_key(alg))
+            .collect();
+        self.generate_in_background(missing);
     }
 
     /// Waits until the keys generated in the background at a first start are loaded
@@ -239,8 +281,8 @@ impl KeyRing {
         if self.settled.load(Ordering::Acquire) {
             return;
         }
-        let mut rx = self.settled_rx.clone();
-        // An error means the generating task is gone: nothing left to wait for.
+        let mut rx = self.settled_tx.subscribe();
+        // The sender lives as long as the ring: this ends when the generation does.
         let _ = rx.wait_for(|done| *done).await;
     }
 

@@ -572,6 +572,8 @@ pub async fn open_identity(
             n += 1;
             if let Err(e) = maintained.keys.reload().await {
                 tracing::debug!(error = %e, "signing keys not reloaded");
+            } else {
+                maintained.keys.ensure();
             }
             if n.is_multiple_of(6)
                 && let Err(e) = maintained.purge().await

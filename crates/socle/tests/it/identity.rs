@@ -1548,6 +1548,32 @@ async fn first_start_publishes_both_signing_keys(backend: Backend) {
         let _ = tx.send(());
         task.await.unwrap().unwrap();
     }
+    // A key missing after the first start (its generation failed: the store was
+    // unreachable) is generated again by the periodic upkeep, and signs.
+    let store = socle::open_store(&config).await.unwrap();
+    let ring =
+        socle_identity::KeyRing::open(store.clone(), socle::app::master_key(&config).unwrap())
+            .await
+            .unwrap();
+    let now = socle_identity::now();
+    socle_store::IdentityStore::retire_keys(&store, "RS256", "none", now, now)
+        .await
+        .unwrap();
+    ring.reload().await.unwrap();
+    let mut p = JwtPayload::new();
+    p.set_subject("s");
+    assert!(ring.sign("RS256", &p, None).is_err(), "no active RS256 key");
+    ring.ensure();
+    ring.settled().await;
+    let jwt = ring.sign("RS256", &p, None).unwrap();
+    let kid = josekit::jwt::decode_header(&jwt)
+        .unwrap()
+        .claim("kid")
+        .unwrap()
+        .to_string();
+    assert!(!first.iter().any(|(_, k)| *k == kid), "a new key: {kid}");
+    assert!(ring.verify(&jwt).is_ok());
+    store.close().await;
 }
 
 /// `login_via` starts from the authorization URL; here the interaction already exists.
