@@ -11,7 +11,6 @@
 //! and the JWKS wait for it ([`KeyRing::settled`]), ES256 is there at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use josekit::jwe::{Dir, JweHeader};
@@ -108,21 +107,16 @@ pub struct KeyRing {
     master: MasterKey,
     loaded: Arc<RwLock<Arc<Loaded>>>,
     /// False while a key generated in the background is not yet stored and loaded.
-    settled: Arc<AtomicBool>,
-    settled_tx: Arc<tokio::sync::watch::Sender<bool>>,
+    settled: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Marks a background generation finished when dropped: at its end, or if its task
 /// panics or is dropped with the runtime, so that [`KeyRing::settled`] never hangs.
-struct Settle {
-    flag: Arc<AtomicBool>,
-    tx: Arc<tokio::sync::watch::Sender<bool>>,
-}
+struct Settle(Arc<tokio::sync::watch::Sender<bool>>);
 
 impl Drop for Settle {
     fn drop(&mut self) {
-        self.flag.store(true, Ordering::Release);
-        self.tx.send_replace(true);
+        self.0.send_replace(true);
     }
 }
 
@@ -188,8 +182,7 @@ impl KeyRing {
                 public: Vec::new(),
                 pairwise: Vec::new(),
             }))),
-            settled: Arc::new(AtomicBool::new(true)),
-            settled_tx: Arc::new(tokio::sync::watch::Sender::new(true)),
+            settled: Arc::new(tokio::sync::watch::Sender::new(true)),
         };
         let now = crate::now();
         let keys = ring.store.keys(now).await?;
@@ -230,24 +223,22 @@ impl KeyRing {
     /// is already running), then reloads; [`KeyRing::settled`] waits for it. A failure
     /// is logged; [`KeyRing::ensure`] tries again.
     fn generate_in_background(&self, algs: Vec<&'static str>) {
-        if algs.is_empty()
-            || self
-                .settled
-                .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
+        if algs.is_empty() {
             return;
         }
-        self.settled_tx.send_replace(false);
-        let settle = Settle {
-            flag: self.settled.clone(),
-            tx: self.settled_tx.clone(),
-        };
+        // Settled → generating, under the channel's lock: one generation at a time.
+        let started = self
+            .settled
+            .send_if_modified(|done| std::mem::replace(done, false));
+        if !started {
+            return;
+        }
+        let settle = Settle(self.settled.clone());
         let ring = self.clone();
         tokio::spawn(async move {
             let _settle = settle;
             for alg in algs {
-                match ring.generate_and_store(alg).await {
+                match ring.insert_new(alg, crate::now()).await {
                     Ok(_) => tracing::info!(alg, "generated a token signing key"),
                     Err(e) => {
                         tracing::warn!(alg, error = %e, "cannot generate a token signing key yet")
@@ -263,7 +254,7 @@ impl KeyRing {
     /// Starts generating any signing key still missing (its first generation failed:
     /// the store was unreachable); run with the periodic reload.
     pub fn ensure(&self) {
-        if !self.settled.load(Ordering::Acquire) {
+        if !*self.settled.borrow() {
             return;
         }
         let loaded = self.current();
@@ -278,27 +269,20 @@ impl KeyRing {
     /// Waits until the keys generated in the background at a first start are loaded
     /// (at once otherwise).
     pub async fn settled(&self) {
-        if self.settled.load(Ordering::Acquire) {
+        if *self.settled.borrow() {
             return;
         }
-        let mut rx = self.settled_tx.subscribe();
+        let mut rx = self.settled.subscribe();
         // The sender lives as long as the ring: this ends when the generation does.
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    async fn generate_and_store(&self, alg: &'static str) -> Result<String> {
-        let jwk = tokio::task::spawn_blocking(move || generate(alg))
+    /// Generates a key of `alg` (off the runtime: an RSA prime search) and stores it.
+    async fn insert_new(&self, alg: &str, now: i64) -> Result<String> {
+        let owned = alg.to_string();
+        let jwk = tokio::task::spawn_blocking(move || generate(&owned))
             .await
             .map_err(|e| IdentityError::Crypto(format!("key generation stopped: {e}")))??;
-        self.store_new(alg, jwk, crate::now()).await
-    }
-
-    async fn insert_new(&self, alg: &str, now: i64) -> Result<String> {
-        let jwk = generate(alg)?;
-        self.store_new(alg, jwk, now).await
-    }
-
-    async fn store_new(&self, alg: &str, jwk: Jwk, now: i64) -> Result<String> {
         let kid = jwk.key_id().unwrap_or_default().to_string();
         let public = public_of(&jwk)?;
         let row = StoredKey {
