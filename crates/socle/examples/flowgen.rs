@@ -17,7 +17,7 @@
 //! - `op`: oidc-provider finishing its interaction at once (no page);
 //! - `op-pages`: oidc-provider's built-in login and consent pages.
 //!
-//!   flowgen --target … [--target …] [--seconds S] [--concurrency C]
+//!   flowgen --target … [--target …] [--seconds S] [--concurrency C] [--rounds N]
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -400,6 +400,13 @@ fn cpu(pid: u32) -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
+/// The comparisons printed: Socle's flow without pages against oidc-provider without
+/// pages, Socle's full journey against oidc-provider with its pages.
+const PAIRS: [(&str, &str); 2] = [
+    ("socle, no page", "oidc-provider"),
+    ("socle", "oidc-provider+pages"),
+];
+
 struct Measured {
     flows_per_sec: f64,
     p50: f64,
@@ -494,14 +501,15 @@ async fn measure(http: &Http, t: Rc<Target>, seconds: f64, concurrency: usize) -
     })
 }
 
-fn args() -> Res<(Vec<Target>, f64, usize)> {
+fn args() -> Res<(Vec<Target>, f64, usize, usize)> {
     let mut it = std::env::args().skip(1);
-    let (mut targets, mut seconds, mut concurrency) = (Vec::new(), 10.0, 16);
+    let (mut targets, mut seconds, mut concurrency, mut rounds) = (Vec::new(), 10.0, 16, 1);
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--seconds" => seconds = value()?.parse().map_err(|_| "bad --seconds")?,
             "--concurrency" => concurrency = value()?.parse().map_err(|_| "bad --concurrency")?,
+            "--rounds" => rounds = value()?.parse().map_err(|_| "bad --rounds")?,
             "--target" => {
                 let v = value()?;
                 let p: Vec<&str> = v.splitn(5, ',').collect();
@@ -527,11 +535,11 @@ fn args() -> Res<(Vec<Target>, f64, usize)> {
             x => return Err(format!("unknown argument {x}")),
         }
     }
-    Ok((targets, seconds, concurrency.max(1)))
+    Ok((targets, seconds, concurrency.max(1), rounds.max(1)))
 }
 
 fn main() {
-    let (targets, seconds, concurrency) = match args() {
+    let (targets, seconds, concurrency, rounds) = match args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("flowgen: {e}");
@@ -551,40 +559,68 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     let code = local.block_on(&rt, async move {
         let http: Http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
-        let mut results: HashMap<String, Measured> = HashMap::new();
-        for t in targets {
-            let name = t.name.clone();
-            match measure(&http, Rc::new(t), seconds, concurrency).await {
-                Ok(r) => {
-                    println!(
-                        "{name:<20} login flows {:>6.0}/s (p50 {:.1} ms, p99 {:.1} ms; CPU per flow: server {:.2} ms, client {:.2} ms)   token endpoint {:>6.0}/s ({} codes; server CPU {:.3} ms each)",
-                        r.flows_per_sec,
-                        r.p50,
-                        r.p99,
-                        r.server_ms_per_flow,
-                        r.client_ms_per_flow,
-                        r.tokens_per_sec,
-                        r.tokens,
-                        r.server_ms_per_token
-                    );
-                    results.insert(name, r);
+        let targets: Vec<Rc<Target>> = targets.into_iter().map(Rc::new).collect();
+        // Each round measures every target in turn; the machine's speed drifts from one
+        // minute to the next, so a ratio is taken within each round and the rounds'
+        // median is the figure.
+        let mut ratios: HashMap<&str, Vec<[f64; 3]>> = HashMap::new();
+        for round in 1..=rounds {
+            let mut results: HashMap<String, Measured> = HashMap::new();
+            for t in &targets {
+                let name = t.name.clone();
+                match measure(&http, t.clone(), seconds, concurrency).await {
+                    Ok(r) => {
+                        println!(
+                            "{}{name:<20} login flows {:>6.0}/s (p50 {:.1} ms, p99 {:.1} ms; CPU per flow: server {:.2} ms, client {:.2} ms)   token endpoint {:>6.0}/s ({} codes; server CPU {:.3} ms each)",
+                            if rounds > 1 { format!("round {round}: ") } else { String::new() },
+                            r.flows_per_sec,
+                            r.p50,
+                            r.p99,
+                            r.server_ms_per_flow,
+                            r.client_ms_per_flow,
+                            r.tokens_per_sec,
+                            r.tokens,
+                            r.server_ms_per_token
+                        );
+                        results.insert(name, r);
+                    }
+                    Err(e) => {
+                        eprintln!("flowgen: {name}: {e}");
+                        return 1;
+                    }
                 }
-                Err(e) => {
-                    eprintln!("flowgen: {name}: {e}");
-                    return 1;
+            }
+            for (mine, theirs) in PAIRS {
+                if let (Some(s), Some(o)) = (results.get(mine), results.get(theirs)) {
+                    ratios.entry(mine).or_default().push([
+                        s.flows_per_sec / o.flows_per_sec,
+                        s.tokens_per_sec / o.tokens_per_sec,
+                        o.server_ms_per_flow / s.server_ms_per_flow,
+                    ]);
                 }
             }
         }
-        for (mine, theirs) in [("socle, no page", "oidc-provider"), ("socle", "oidc-provider+pages")] {
-            if let (Some(s), Some(o)) = (results.get(mine), results.get(theirs)) {
-                println!(
-                    "ratio {mine} / {theirs}: login flows {:.2}x, token endpoint {:.2}x (target 3x); server CPU per flow {:.2}x less, per token {:.2}x less",
-                    s.flows_per_sec / o.flows_per_sec,
-                    s.tokens_per_sec / o.tokens_per_sec,
-                    o.server_ms_per_flow / s.server_ms_per_flow,
-                    o.server_ms_per_token / s.server_ms_per_token
-                );
-            }
+        for (mine, theirs) in PAIRS {
+            let Some(r) = ratios.get(mine) else { continue };
+            let med = |i: usize| {
+                let mut v: Vec<f64> = r.iter().map(|x| x[i]).collect();
+                v.sort_by(f64::total_cmp);
+                let spread = if v.len() > 1 {
+                    format!(" (rounds {:.2}–{:.2})", v[0], v[v.len() - 1])
+                } else {
+                    String::new()
+                };
+                let n = v.len();
+                let m = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+                format!("{m:.2}x{spread}")
+            };
+            println!(
+                "ratio {mine} / {theirs}{}: login flows {}, token endpoint {} (target 3x); server CPU per flow {} less",
+                if rounds > 1 { format!(", median of {rounds} rounds") } else { String::new() },
+                med(0),
+                med(1),
+                med(2)
+            );
         }
         0
     });
