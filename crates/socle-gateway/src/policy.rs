@@ -158,6 +158,8 @@ pub struct Snapshot {
     routes: HashMap<String, Arc<Route>>,
     /// SIRET, SIREN and acronym slug → SIRET.
     organisations: HashMap<String, String>,
+    /// SIRET → the name errors give as `meta.provider` (the acronym, else the name).
+    names: HashMap<String, String>,
     by_client: HashMap<String, Arc<Grant>>,
     by_service: HashMap<(String, String), Arc<Grant>>,
     by_id: HashMap<String, Arc<Grant>>,
@@ -253,6 +255,8 @@ impl Snapshot {
         let mut s = Snapshot::default();
         let mut skipped = Vec::new();
         for o in organisations {
+            let name = o.acronym.clone().unwrap_or_else(|| o.name.clone());
+            s.names.insert(o.siret.clone(), name);
             s.organisations.insert(o.siret.clone(), o.siret.clone());
             s.organisations.insert(o.siren.clone(), o.siret.clone());
             if let Some(a) = &o.acronym {
@@ -320,6 +324,15 @@ impl Snapshot {
             .get(api)
             .filter(|r| &r.api.organisation == siret)
             .cloned()
+    }
+
+    /// The providing organisation's acronym or name, as API Entreprise's
+    /// `meta.provider` gives it ("DGFIP", "INSEE"); its SIRET if it has neither.
+    pub fn provider_name(&self, siret: &str) -> String {
+        self.names
+            .get(siret)
+            .cloned()
+            .unwrap_or_else(|| siret.to_string())
     }
 
     pub fn route_by_id(&self, api: &str) -> Option<Arc<Route>> {

@@ -132,6 +132,8 @@ struct Exchange<'a> {
     purpose: &'a Option<Purpose>,
     granted: &'a [String],
     request_hash: &'a str,
+    /// Hex of the exchange's 32 random bytes that key the journal's hashes.
+    journal_key: &'a str,
     started: Instant,
     consent: Option<&'a str>,
 }
@@ -148,38 +150,47 @@ struct AssertionKey {
 
 const PURPOSE_PARAMS: [&str; 3] = ["context", "recipient", "object"];
 
-/// Headers never forwarded, either way (hop-by-hop, RFC 9110 §7.6.1, and the caller's
-/// or provider's own credentials and addressing).
-const STRIPPED: [&str; 19] = [
-    // The answer is read whole and minimised: no compressed or partial answers.
-    "accept-encoding",
-    "range",
-    "if-range",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "authorization",
-    "cookie",
-    "forwarded",
-    "content-length",
-    "x-real-ip",
-    "via",
+/// The caller's headers forwarded to the provider: content negotiation, the body's
+/// type and conditional requests. Everything else stays behind — hop-by-hop headers
+/// (RFC 9110 §7.6.1), credentials, cookies, addressing (`Forwarded`, `X-Forwarded-*`,
+/// `True-Client-IP`…), and the method and URL overrides some frameworks honour
+/// (`X-HTTP-Method-Override`, `X-Original-URL`…), which would let a caller reach an
+/// operation its scopes do not cover. No `Accept-Encoding` or `Range`: the answer is
+/// read whole and minimised.
+const FORWARDED: [&str; 8] = [
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-language",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
 ];
 
 /// Response headers the provider may send through; everything else (Server,
-/// Set-Cookie, X-Powered-By, internal tracing…) stays behind.
-const PASSED_BACK: [&str; 3] = ["content-type", "content-language", "cache-control"];
+/// Set-Cookie, X-Powered-By, Cache-Control, internal tracing…) stays behind. Every
+/// answer carries `Cache-Control: no-store` instead (RFC 9111 §5.2.2.5): it was
+/// obtained with the caller's credentials and usually concerns a person.
+const PASSED_BACK: [&str; 2] = ["content-type", "content-language"];
 
 /// A short tag of a secret's hash, carried in tokens (not enough to guess anything).
 fn secret_tag(hash: &str) -> String {
     sha256_hex(format!("tag:{hash}").as_bytes())[..16].to_string()
+}
+
+/// What the journal publishes of an exchange's request or response hash: hex
+/// HMAC-SHA256 of the hash's hex under the exchange's key (hex, as sent in
+/// `X-Socle-Journal-Key`). Whoever holds the key and the hash finds the entry; no one
+/// else learns anything from it.
+pub fn journal_hash(key_hex: &str, hash_hex: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let key = hex::decode(key_hex).unwrap_or_default();
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key) else {
+        return String::new();
+    };
+    mac.update(hash_hex.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -405,6 +416,15 @@ impl Gateway {
                     .filter(|x| !x.is_empty())
                     .map(str::to_string)
                     .collect();
+                if asked.is_empty() {
+                    // RFC 6749 §3.3: a token for nothing is of no use; name the scopes
+                    // or leave the parameter out to get all of the habilitation's.
+                    return Err(GatewayError::oauth(
+                        400,
+                        "invalid_scope",
+                        "the scope parameter is empty: name the scopes wanted, or omit it for all those of the habilitation",
+                    ));
+                }
                 if let Some(x) = asked.iter().find(|x| !grant.scopes.contains(x)) {
                     return Err(GatewayError::oauth(
                         400,
@@ -555,7 +575,7 @@ impl Gateway {
                     ),
                 )
             })?;
-        let provider_name = route.api.title.clone();
+        let provider_name = snapshot.provider_name(&route.api.organisation);
         let with_provider = |e: GatewayError| e.provider(&provider_name);
         if call.version.strip_prefix('v') != Some(route.major.as_str()) {
             return Err(with_provider(GatewayError::not_found(
@@ -715,6 +735,11 @@ impl Gateway {
             )
             .as_bytes(),
         );
+        // The journal is public: it holds the hashes keyed by a secret of this exchange
+        // alone, given to the caller and the provider, never the plain ones — the
+        // plain hash of `{"quotientFamilial":640}` or of `?identifiant=…` is found by
+        // trying the few values possible.
+        let journal_key = hex::encode(rand::random::<[u8; 32]>());
         let assertion = match (&grant, &caller, &purpose) {
             (Some(g), Some(c), Some(p)) => Some(self.assertion(g, c, p, &granted)?),
             _ => None,
@@ -735,24 +760,10 @@ impl Gateway {
             ))
         })?;
         let mut headers = HeaderMap::new();
-        let connection_listed: Vec<String> = call
-            .headers
-            .get_all("connection")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_ascii_lowercase())
-            .collect();
-        for (name, value) in &call.headers {
-            let n = name.as_str();
-            if STRIPPED.contains(&n)
-                || n.starts_with("x-socle-")
-                || n.starts_with("x-forwarded-")
-                || connection_listed.iter().any(|c| c == n)
-            {
-                continue;
+        for name in FORWARDED {
+            for value in call.headers.get_all(name) {
+                headers.append(HeaderName::from_static(name), value.clone());
             }
-            headers.append(name.clone(), value.clone());
         }
         let set = |h: &mut HeaderMap, n: &'static str, v: &str| {
             if let Ok(v) = HeaderValue::from_str(v) {
@@ -761,6 +772,7 @@ impl Gateway {
         };
         set(&mut headers, "x-socle-request-id", &call.request_id);
         set(&mut headers, "x-socle-request-hash", &request_hash);
+        set(&mut headers, "x-socle-journal-key", &journal_key);
         if let Some(a) = &assertion {
             set(&mut headers, "x-socle-assertion", a);
         }
@@ -772,6 +784,7 @@ impl Gateway {
             purpose: &purpose,
             granted: &granted,
             request_hash: &request_hash,
+            journal_key: &journal_key,
             started,
             consent: consent_id.as_deref(),
         };
@@ -786,7 +799,11 @@ impl Gateway {
                 // answer is never passed on.
                 self.journal(&ex, None, e.status).await?;
                 self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
-                return Err(e.provider(&route.api.title));
+                return Err(e
+                    .provider(&provider_name)
+                    .header("x-socle-request-id", call.request_id.clone())
+                    .header("x-socle-request-hash", request_hash.clone())
+                    .header("x-socle-journal-key", journal_key.clone()));
             }
         };
         let response_hash = sha256_hex(&body);
@@ -806,9 +823,14 @@ impl Gateway {
         if let Some(ct) = content_type {
             out.insert(http::header::CONTENT_TYPE, ct);
         }
+        out.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         set(&mut out, "x-socle-request-id", &call.request_id);
         set(&mut out, "x-socle-request-hash", &request_hash);
         set(&mut out, "x-socle-response-hash", &response_hash);
+        set(&mut out, "x-socle-journal-key", &journal_key);
         for (k, v) in rate_headers(rate) {
             set(&mut out, k, &v);
         }
@@ -1054,6 +1076,7 @@ impl Gateway {
             purpose,
             granted,
             request_hash,
+            journal_key,
             started,
             consent,
         } = *ex;
@@ -1073,8 +1096,8 @@ impl Gateway {
             e = e.organisation(g.requester.clone());
         }
         e = e.organisation(route.api.organisation.clone());
-        e.request_hash = Some(request_hash.to_string());
-        e.response_hash = response_hash.map(str::to_string);
+        e.request_hash = Some(journal_hash(journal_key, request_hash));
+        e.response_hash = response_hash.map(|h| journal_hash(journal_key, h));
         if let Some(p) = purpose {
             e.purpose = Some(format!("{} / {}", p.context, p.object));
             e = e.detail("recipient", p.recipient.clone());
@@ -1135,7 +1158,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Checks the path a caller asks for: segments only (no `.`/`..`, no encoded slash or
-/// backslash, no empty segment), so that it cannot leave the API's upstream base.
+/// backslash, no empty segment, no `;` path parameter), so that it cannot leave the API's upstream base.
 pub fn clean_path(path: &str) -> std::result::Result<String, String> {
     if path.is_empty() {
         return Ok(String::new());
@@ -1145,6 +1168,9 @@ pub fn clean_path(path: &str) -> std::result::Result<String, String> {
         if seg.is_empty()
             || seg == "."
             || seg == ".."
+            // Path parameters: Tomcat, Jetty and Spring read `..;x` as `..`.
+            || seg.contains(';')
+            || lower.contains("%3b")
             || lower.contains("%2f")
             || lower.contains("%5c")
             || lower.contains("%2e")
@@ -1268,9 +1294,30 @@ mod tests {
             "a\\b",
             "a/./b",
             "a/",
+            "a/..;/b",
+            "a/..%3B/b",
+            "a;jsessionid=1",
         ] {
             assert!(clean_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn journal_hashes_are_keyed() {
+        let plain = sha256_hex(b"{\"quotientFamilial\":640}");
+        let key = hex::encode([7u8; 32]);
+        let keyed = journal_hash(&key, &plain);
+        // Python: hmac.new(bytes([7] * 32), plain.encode(), hashlib.sha256).hexdigest()
+        assert_eq!(
+            plain,
+            "4c153a61eae3acdda3c3e76a48f1589d7cf03aca3fd24f93960b758391f21a43"
+        );
+        assert_eq!(
+            keyed,
+            "e1e20be7761dd394df3473717a952fac9198aa514380d4ba8bfbeb639d810762"
+        );
+        assert_eq!(keyed, journal_hash(&key, &plain), "deterministic");
+        assert_ne!(keyed, journal_hash(&hex::encode([8u8; 32]), &plain));
     }
 
     #[test]

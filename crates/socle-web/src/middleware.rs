@@ -22,6 +22,9 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    /// The id came from the caller's `X-Request-Id` (good for following logs across
+    /// systems; not unique, so never an exchange's id).
+    pub from_caller: bool,
     pub instance_name: Arc<str>,
 }
 
@@ -33,6 +36,16 @@ pub fn current_request_id() -> Option<String> {
     CONTEXT.try_with(|c| c.request_id.clone()).ok()
 }
 
+/// The id of an exchange that begins with this request: the request's own id when the
+/// platform made it, a new one when the caller chose it — a caller must not be able
+/// to give two exchanges the same id.
+pub fn new_exchange_id() -> String {
+    match CONTEXT.try_with(|c| (!c.from_caller).then(|| c.request_id.clone())) {
+        Ok(Some(id)) => id,
+        _ => new_request_id(),
+    }
+}
+
 pub fn current_instance_name() -> Option<Arc<str>> {
     CONTEXT.try_with(|c| c.instance_name.clone()).ok()
 }
@@ -41,15 +54,17 @@ pub fn current_instance_name() -> Option<Arc<str>> {
 /// across systems), generates one otherwise, and echoes it on the response. The id is
 /// a field of the request's tracing span, hence of every log line of the request.
 pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let request_id = req
+    let given = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_request_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id);
+        .map(str::to_string);
+    let from_caller = given.is_some();
+    let request_id = given.unwrap_or_else(new_request_id);
     let ctx = RequestContext {
         request_id: request_id.clone(),
+        from_caller,
         instance_name: state.instance_name(),
     };
     let span = tracing::info_span!("request", request_id = %request_id);

@@ -4,6 +4,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use socle_gateway::{Call, GatewayError};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ClientAddr;
-use crate::middleware::current_request_id;
+use crate::middleware::{current_request_id, new_exchange_id};
 
 /// Maps a gateway error to HTTP, once.
 pub fn error_response(e: GatewayError) -> Response {
@@ -70,8 +71,10 @@ fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
 /// A call to a data provider's API through the gateway. Any method the API's OpenAPI
 /// document declares; the answer is the provider's, cut down to the fields of the
 /// scopes granted, with `X-Socle-Request-Id`, `X-Socle-Request-Hash`,
-/// `X-Socle-Response-Hash` and `RateLimit-*` headers (and `X-Socle-Signature`, a JWT
-/// over both hashes, when the request carries `X-Socle-Sign`). The path is taken raw
+/// `X-Socle-Response-Hash`, `X-Socle-Journal-Key` (the key of the journal entry's
+/// HMAC-ed hashes), `Cache-Control: no-store` and `RateLimit-*` headers (and
+/// `X-Socle-Signature`, a JWT over both hashes, when the request carries
+/// `X-Socle-Sign`). The path is taken raw
 /// from the URI (not percent-decoded), so that an encoded `/` or `..` is refused.
 #[utoipa::path(get, path = "/gateway/{organisation}/{api}/{version}/{path}", tag = "gateway",
     security(("gateway_token" = [])),
@@ -86,10 +89,11 @@ fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
     ),
     responses(
         (status = 200, description = "The provider's answer, minimised"),
-        (status = 400, description = "`missing_purpose`, `invalid_path`, `rejected_by_provider`", body = ErrorBody),
+        (status = 400, description = "`missing_purpose`, `invalid_path`, `invalid_body`, `rejected_by_provider`", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`", body = ErrorBody),
         (status = 403, description = "`habilitation_inactive`, `habilitation_expired`, `no_habilitation`, `wrong_api`, `scope_not_granted`, `consent_required`", body = ErrorBody),
         (status = 404, description = "`unknown_api`, `unknown_version`, `unknown_operation`, `not_found_at_provider`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the request body exceeds the platform's limit", body = ErrorBody),
         (status = 429, description = "`rate_limited`, `quota_exceeded` (with Retry-After)", body = ErrorBody),
         (status = 502, description = "`upstream_unavailable`, `upstream_error`, `upstream_invalid`", body = ErrorBody),
         (status = 503, description = "`journal_unavailable`: the exchange could not be journaled, nothing is released", body = ErrorBody),
@@ -100,11 +104,32 @@ pub async fn call(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let g = match gateway(&state) {
         Ok(g) => g,
         Err(e) => return e.into_response(),
+    };
+    // A body over the limit (or cut off) while it streamed in: the same error shape.
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(GatewayError::new(
+                413,
+                "payload_too_large",
+                "Payload too large",
+                format!(
+                    "the request body exceeds {} bytes",
+                    state.settings.body_limit
+                ),
+            ));
+        }
+        Err(_) => {
+            return error_response(GatewayError::bad_request(
+                "invalid_body",
+                "the request body could not be read whole",
+            ));
+        }
     };
     let raw = uri.path().strip_prefix("/gateway/").unwrap_or_default();
     let mut parts = raw.splitn(4, '/');
@@ -128,7 +153,7 @@ pub async fn call(
         headers,
         body,
         client_ip,
-        request_id: current_request_id().unwrap_or_default(),
+        request_id: new_exchange_id(),
     };
     match g.call(call).await {
         Ok(d) => {

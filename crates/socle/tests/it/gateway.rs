@@ -94,7 +94,7 @@ impl Upstream {
                         _ => (404, "application/json", "{\"error\":\"inconnu\"}".into()),
                     };
                     let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nserver: internal-42\r\nset-cookie: s=1\r\nx-powered-by: secret-stack\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nserver: internal-42\r\ncache-control: public, max-age=86400\r\nset-cookie: s=1\r\nx-powered-by: secret-stack\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(reply.as_bytes()).await;
@@ -335,8 +335,22 @@ async fn find_entry(app: &TestApp, what: &str, pred: impl Fn(&Value) -> bool) ->
     panic!("no journal entry: {what}");
 }
 
-async fn exchange_entry(app: &TestApp, request_hash: &str) -> Value {
-    find_entry(app, request_hash, |e| e["request_hash"] == request_hash).await
+/// What the public journal holds of an exchange's hash: HMAC-SHA256 of the hash's hex
+/// under the exchange's key (`X-Socle-Journal-Key`), computed here independently.
+pub(crate) fn keyed(key_hex: &str, hash_hex: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&hex::decode(key_hex).unwrap())
+            .unwrap();
+    mac.update(hash_hex.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The journal entry of the exchange whose answer carried these headers.
+async fn exchange_entry(app: &TestApp, h: &reqwest::header::HeaderMap) -> Value {
+    let key = h["x-socle-journal-key"].to_str().unwrap();
+    let want = keyed(key, h["x-socle-request-hash"].to_str().unwrap());
+    find_entry(app, "exchange", |e| e["request_hash"] == want.as_str()).await
 }
 
 async fn machine_to_machine(backend: Backend) {
@@ -355,6 +369,14 @@ async fn machine_to_machine(backend: Backend) {
         (400, "invalid_scope"),
         "{e}"
     );
+    for empty in ["", " "] {
+        let (s, e) = env.token(&client_id, &secret, Some(empty)).await;
+        assert_eq!(
+            (s, e["error"].as_str().unwrap()),
+            (400, "invalid_scope"),
+            "a token for no scope: {e}"
+        );
+    }
     let (s, t) = env.token(&client_id, &secret, None).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["scope"], "quotient_familial");
@@ -390,6 +412,10 @@ async fn machine_to_machine(backend: Backend) {
         .header("connection", "x-private")
         .header("x-private", "hop")
         .header("accept-language", "fr")
+        .header("x-http-method-override", "DELETE")
+        .header("x-original-url", "/admin")
+        .header("true-client-ip", "10.0.0.1")
+        .header("x-request-id", "chosen-by-the-caller")
         .send()
         .await
         .unwrap();
@@ -398,6 +424,12 @@ async fn machine_to_machine(backend: Backend) {
     for absent in ["server", "set-cookie", "x-powered-by"] {
         assert!(h.get(absent).is_none(), "{absent} leaked");
     }
+    // The provider said `public, max-age=86400`: never for an answer about a person.
+    assert_eq!(h["cache-control"], "no-store");
+    // The caller's X-Request-Id is echoed for its logs, but the exchange's id is the
+    // platform's own.
+    assert_eq!(h["x-request-id"], "chosen-by-the-caller");
+    assert_ne!(h["x-socle-request-id"], "chosen-by-the-caller");
     assert_eq!(h["ratelimit-limit"], "1000");
     assert!(h.get("ratelimit-remaining").is_some() && h.get("ratelimit-reset").is_some());
     let request_hash = h["x-socle-request-hash"].to_str().unwrap().to_string();
@@ -433,9 +465,17 @@ async fn machine_to_machine(backend: Backend) {
         "x-forwarded-for",
         "x-private",
         "x-socle-sign",
+        "x-http-method-override",
+        "x-original-url",
+        "true-client-ip",
+        "x-request-id",
     ] {
         assert!(header(&seen, absent).is_none(), "{absent} forwarded");
     }
+    assert_eq!(
+        header(&seen, "x-socle-journal-key"),
+        h["x-socle-journal-key"].to_str().ok()
+    );
     assert_eq!(header(&seen, "accept-language"), Some("fr"));
     assert_eq!(
         header(&seen, "x-socle-request-id"),
@@ -455,15 +495,26 @@ async fn machine_to_machine(backend: Backend) {
     assert!(assertion.get("person").is_none());
 
     // One journal entry for the exchange, with what the citizen space will show.
-    let e = exchange_entry(&env.app, &request_hash).await;
+    // Its hashes are keyed by the exchange's key: whoever holds the key checks them,
+    // the public cannot try the few possible answers against them.
+    let e = exchange_entry(&env.app, &h).await;
     assert_eq!(e["kind"], "exchange");
     assert_eq!(e["outcome"], "ok");
     assert_eq!(e["actor"], format!("client:{client_id}"));
     assert_eq!(e["purpose"], "Cantine 2027 / dossier-42");
+    let key = h["x-socle-journal-key"].to_str().unwrap();
+    assert_eq!(key.len(), 64);
     assert_eq!(
         e["response_hash"],
-        h["x-socle-response-hash"].to_str().unwrap()
+        keyed(key, h["x-socle-response-hash"].to_str().unwrap()).as_str()
     );
+    let text = e.to_string();
+    assert!(
+        !text.contains(&request_hash)
+            && !text.contains(h["x-socle-response-hash"].to_str().unwrap()),
+        "no plain hash in the public journal: {text}"
+    );
+    assert_ne!(e["details"]["request_id"], "chosen-by-the-caller");
     assert_eq!(e["details"]["api"], "quotient-familial");
     assert_eq!(e["details"]["habilitation"], hab.as_str());
     assert_eq!(e["details"]["scopes"], "quotient_familial");
@@ -525,7 +576,7 @@ async fn machine_to_machine(backend: Backend) {
         "missing_purpose",
     )
     .await;
-    assert_eq!(b["meta"]["provider"], "API quotient-familial");
+    assert_eq!(b["meta"]["provider"], "CAF démo", "the provider's acronym");
     let long_object = format!(
         "context=C&recipient=99003003300015&object={}",
         "o".repeat(51)
@@ -571,6 +622,12 @@ async fn machine_to_machine(backend: Backend) {
         (qf("/%2E%2E%2Fsecret"), 400, "invalid_path"),
         (qf("/a%2Fb"), 400, "invalid_path"),
         (qf("/a%5Cb"), 400, "invalid_path"),
+        (qf("/quotient-familial/..;"), 400, "invalid_path"),
+        (
+            qf("/quotient-familial/..%3B/..%3B/admin"),
+            400,
+            "invalid_path",
+        ),
         (qf("/scoped"), 403, "scope_not_granted"),
         // A token for one API does not open another.
         (
@@ -590,6 +647,30 @@ async fn machine_to_machine(backend: Backend) {
         .await
         .unwrap();
     refused(r, 404, "unknown_operation").await;
+    // A chunked body over the limit (1 MiB): the gateway's error shape, not axum's text.
+    let mut sock = tokio::net::TcpStream::connect(env.app.addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        qf("/quotient-familial")
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'a'; 2 << 20];
+    let _ = sock
+        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+        .await;
+    let _ = sock.write_all(&chunk).await; // the server may stop reading first
+    let _ = sock.write_all(b"\r\n0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:.300}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+            && answer.contains("\"code\":\"payload_too_large\""),
+        "{answer:.600}"
+    );
     assert_eq!(
         env.up.count(),
         before,
@@ -608,6 +689,11 @@ async fn machine_to_machine(backend: Backend) {
         ("/reset", 502, "upstream_unavailable"),
     ] {
         let r = env.call(&qf(path), Some(&token)).await;
+        assert_eq!(
+            r.headers().get("x-socle-journal-key").map(|k| k.len()),
+            Some(64),
+            "a journaled failure gives the key of its entry's hashes: {path}"
+        );
         let rh = r
             .headers()
             .get("x-request-id")
@@ -616,7 +702,7 @@ async fn machine_to_machine(backend: Backend) {
             .unwrap()
             .to_string();
         let b = refused(r, status, code).await;
-        assert_eq!(b["meta"]["provider"], "API quotient-familial", "{path}");
+        assert_eq!(b["meta"]["provider"], "CAF démo", "{path}");
         let text = b.to_string();
         assert!(
             !text.contains("hunter2") && !text.contains("db.rs") && !text.contains("inconnu"),
@@ -898,10 +984,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
         .call(&qf("/quotient-familial"), Some(&person_token))
         .await;
     assert_eq!(r.status(), 200);
-    let request_hash = r.headers()["x-socle-request-hash"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let answer_headers = r.headers().clone();
     assert_eq!(
         r.json::<Value>().await.unwrap(),
         json!({"quotientFamilial": 640})
@@ -913,7 +996,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     assert_eq!(assertion["person"]["birthdate"], "1980-06-14");
     assert_eq!(assertion["client_id"], client.id.as_str());
     // The exchange is under the person's pseudonym, the same as their login's.
-    let e = exchange_entry(app, &request_hash).await;
+    let e = exchange_entry(app, &answer_headers).await;
     let pseudonym = e["subject"].as_str().unwrap().to_string();
     find_entry(app, "login under the same pseudonym", |x| {
         x["kind"] == "login" && x["subject"] == pseudonym.as_str()
