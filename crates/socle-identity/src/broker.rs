@@ -65,6 +65,9 @@ pub struct Discovery {
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// RFC 9207: the provider puts `iss` in its authorization responses.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 struct Cached {
@@ -231,13 +234,41 @@ impl Broker {
         Ok((url.to_string(), pending))
     }
 
-    /// Completes a login: exchanges the code, checks the ID token, fetches userinfo
-    /// and validates the identity.
-    pub async fn finish(&self, pending: &Pending, code: &str) -> Result<Authenticated> {
+    /// Completes a login: checks the answer's issuer (RFC 9207), exchanges the code,
+    /// checks the ID token, fetches userinfo and validates the identity.
+    ///
+    /// `iss` is the authorization response's `iss` parameter: when present it must be
+    /// the provider's issuer, and a provider that announces it must send it — otherwise
+    /// another provider could have the person's code for this one sent to it (a
+    /// mix-up attack, RFC 9207 §1).
+    pub async fn finish(
+        &self,
+        pending: &Pending,
+        code: &str,
+        iss: Option<&str>,
+    ) -> Result<Authenticated> {
         let p = self
             .provider(&pending.provider)
             .ok_or_else(|| IdentityError::Interaction("unknown identity provider".into()))?;
         let meta = self.metadata(p, false).await?;
+        match iss {
+            Some(i) if i != p.issuer => {
+                return Err(IdentityError::upstream(
+                    &p.id,
+                    "authorization response iss is not the provider's issuer",
+                ));
+            }
+            None if meta
+                .discovery
+                .authorization_response_iss_parameter_supported =>
+            {
+                return Err(IdentityError::upstream(
+                    &p.id,
+                    "authorization response has no iss although the provider announces it",
+                ));
+            }
+            _ => {}
+        }
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -323,6 +354,30 @@ impl Broker {
             let info = if is_jwt {
                 let body = read_text(p, "userinfo endpoint", resp).await?;
                 let c = self.verify_jwt(p, &meta, body.trim())?;
+                // OpenID Connect Core §5.3.2: a signed userinfo names its issuer and
+                // audience; when it does, they must be the provider and Socle.
+                if c.get("iss")
+                    .is_some_and(|i| i.as_str() != Some(p.issuer.as_str()))
+                {
+                    return Err(IdentityError::upstream(
+                        &p.id,
+                        "userinfo issuer is not the provider",
+                    ));
+                }
+                let aud_ok = match c.get("aud") {
+                    None => true,
+                    Some(Value::String(a)) => *a == p.client_id,
+                    Some(Value::Array(a)) => {
+                        a.iter().any(|x| x.as_str() == Some(p.client_id.as_str()))
+                    }
+                    Some(_) => false,
+                };
+                if !aud_ok {
+                    return Err(IdentityError::upstream(
+                        &p.id,
+                        "userinfo audience is not Socle",
+                    ));
+                }
                 Value::Object(c)
             } else {
                 read_json(p, "userinfo endpoint", resp).await?
@@ -527,17 +582,27 @@ fn describe(e: &reqwest::Error, what: &str) -> String {
     }
 }
 
-async fn read_text(p: &ProviderSettings, what: &str, resp: reqwest::Response) -> Result<String> {
+async fn read_text(
+    p: &ProviderSettings,
+    what: &str,
+    mut resp: reqwest::Response,
+) -> Result<String> {
     let status = resp.status();
-    let bytes = resp
-        .bytes()
+    let too_large = || IdentityError::upstream(&p.id, format!("{what} answer is too large"));
+    if resp.content_length().is_some_and(|l| l > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    // Read by chunks, so that an endless answer is cut at the limit, not held whole.
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| IdentityError::upstream(&p.id, describe(&e, what)))?;
-    if bytes.len() > MAX_BODY {
-        return Err(IdentityError::upstream(
-            &p.id,
-            format!("{what} answer is too large"),
-        ));
+        .map_err(|e| IdentityError::upstream(&p.id, describe(&e, what)))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     if !status.is_success() {
         let code = serde_json::from_slice::<Value>(&bytes)
@@ -549,7 +614,7 @@ async fn read_text(p: &ProviderSettings, what: &str, resp: reqwest::Response) ->
             format!("{what} answered HTTP {status} {code}"),
         ));
     }
-    String::from_utf8(bytes.to_vec())
+    String::from_utf8(bytes)
         .map_err(|_| IdentityError::upstream(&p.id, format!("{what} answer is not UTF-8")))
 }
 

@@ -252,6 +252,20 @@ impl ClientInput {
         if (ide_alg.is_some() || uie_alg.is_some()) && self.jwks.is_none() {
             problems.push("encryption needs the client's jwks (with an enc key)".into());
         }
+        // A key to encrypt to, now: found missing at the token endpoint, it would cost
+        // the person's login (the code is spent by then).
+        if let Some(jwks) = &self.jwks {
+            for (what, alg) in [("id_token", &ide_alg), ("userinfo", &uie_alg)] {
+                if let Some(a) = alg
+                    && find_key(jwks, "enc", Some(a), None).is_none()
+                {
+                    problems.push(format!(
+                        "{what}_encrypted_response_alg {a:?} needs an encryption key of the matching type in jwks ({} key, use \"enc\" or none)",
+                        if a.starts_with("RSA") { "RSA" } else { "EC" }
+                    ));
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(IdentityError::Invalid(problems.join("; ")));
         }
@@ -313,21 +327,26 @@ impl Client {
 
     /// The client's key for `use` (`sig` or `enc`) and, for `enc`, suitable for `alg`.
     pub fn key(&self, usage: &str, alg: Option<&str>, kid: Option<&str>) -> Option<Jwk> {
-        let set = parse_jwks(self.jwks.as_ref()?).ok()?;
-        set.keys()
-            .into_iter()
-            .filter(|k| k.key_use().is_none_or(|u| u == usage))
-            .filter(|k| kid.is_none_or(|id| k.key_id() == Some(id)))
-            .filter(|k| match alg {
-                Some(a) if a.starts_with("RSA") => k.key_type() == "RSA",
-                Some(a) if a.starts_with("ECDH") => k.key_type() == "EC",
-                Some("ES256") => k.key_type() == "EC",
-                Some("RS256") => k.key_type() == "RSA",
-                _ => true,
-            })
-            .map(|k| (*k).clone())
-            .next()
+        find_key(self.jwks.as_ref()?, usage, alg, kid)
     }
+}
+
+/// The key of a JWKS for `use` (`sig` or `enc`) and, for `enc`, suitable for `alg`.
+fn find_key(jwks: &Value, usage: &str, alg: Option<&str>, kid: Option<&str>) -> Option<Jwk> {
+    let set = parse_jwks(jwks).ok()?;
+    set.keys()
+        .into_iter()
+        .filter(|k| k.key_use().is_none_or(|u| u == usage))
+        .filter(|k| kid.is_none_or(|id| k.key_id() == Some(id)))
+        .filter(|k| match alg {
+            Some(a) if a.starts_with("RSA") => k.key_type() == "RSA",
+            Some(a) if a.starts_with("ECDH") => k.key_type() == "EC",
+            Some("ES256") => k.key_type() == "EC",
+            Some("RS256") => k.key_type() == "RSA",
+            _ => true,
+        })
+        .map(|k| (*k).clone())
+        .next()
 }
 
 /// How long a client read from the store is trusted (a client disabled on another

@@ -156,6 +156,7 @@ impl DemoFi {
             "id_token_signing_alg_values_supported": ["ES256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
             "acr_values_supported": ["eidas1", "eidas2", "eidas3"],
             "scopes_supported": ["openid", "given_name", "family_name", "birthdate", "gender",
                 "birthplace", "birthcountry", "email", "preferred_username"],
@@ -233,7 +234,8 @@ impl DemoFi {
             .map_err(|_| IdentityError::Page("redirect_uri".into()))?;
         u.query_pairs_mut()
             .append_pair("code", &code)
-            .append_pair("state", &req.state);
+            .append_pair("state", &req.state)
+            .append_pair("iss", &self.issuer);
         Ok(u.to_string())
     }
 
@@ -245,7 +247,8 @@ impl DemoFi {
         };
         u.query_pairs_mut()
             .append_pair("error", "access_denied")
-            .append_pair("state", &req.state);
+            .append_pair("state", &req.state)
+            .append_pair("iss", &self.issuer);
         u.to_string()
     }
 

@@ -19,6 +19,9 @@ pub enum OidcError {
     /// as `unmet_authentication_requirements` in the extension registry).
     UnmetAuthenticationRequirements,
     InvalidToken,
+    /// OpenID Connect Core §3.1.2.6: request objects are not supported.
+    RequestNotSupported,
+    RequestUriNotSupported,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -37,6 +40,8 @@ impl OidcError {
             OidcError::LoginRequired => "login_required",
             OidcError::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             OidcError::InvalidToken => "invalid_token",
+            OidcError::RequestNotSupported => "request_not_supported",
+            OidcError::RequestUriNotSupported => "request_uri_not_supported",
             OidcError::ServerError => "server_error",
             OidcError::TemporarilyUnavailable => "temporarily_unavailable",
         }

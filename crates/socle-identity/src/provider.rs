@@ -338,7 +338,7 @@ impl Provider {
             "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"],
             "userinfo_encryption_enc_values_supported": ["A256GCM"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
             "code_challenge_methods_supported": ["S256"],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
@@ -452,6 +452,20 @@ impl Provider {
             return Err(fail(
                 OidcError::InvalidRequest,
                 &format!("parameter {d} is repeated"),
+            ));
+        }
+        // Request objects are not supported (discovery says so): a service that signed
+        // its request must learn that its content was not read, not see it ignored.
+        if map.contains_key("request") {
+            return Err(fail(
+                OidcError::RequestNotSupported,
+                "request objects are not supported: send the parameters in the query",
+            ));
+        }
+        if map.contains_key("request_uri") {
+            return Err(fail(
+                OidcError::RequestUriNotSupported,
+                "request_uri is not supported: send the parameters in the query",
             ));
         }
         match map.get("response_type") {
@@ -616,9 +630,19 @@ impl Provider {
         };
         let mut url = None;
         if let Some(provider) = hint {
-            let (at, pending) = self.prepare_login(&doc, &provider).await?;
-            doc.pending = Some(pending);
-            url = Some(at);
+            match self.prepare_login(&doc, &provider).await {
+                Ok((at, pending)) => {
+                    doc.pending = Some(pending);
+                    url = Some(at);
+                }
+                // The named provider cannot be reached: the choice page instead, where
+                // the person can pick another one or go back to the service (which then
+                // gets an OIDC error), rather than a dead end.
+                Err(IdentityError::Upstream { provider, reason }) => {
+                    tracing::warn!(%provider, %reason, "identity provider of idp_hint unreachable: choice page");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let now = crate::now();
         let used = self
@@ -861,7 +885,8 @@ impl Provider {
                 "the identity provider answered without a code",
             ));
         };
-        let auth: Authenticated = match self.broker.finish(&pending, code).await {
+        let iss = params.get("iss").map(String::as_str);
+        let auth: Authenticated = match self.broker.finish(&pending, code, iss).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "identity provider login refused");
@@ -1447,14 +1472,18 @@ impl Provider {
     // ----- logout -----------------------------------------------------------------
 
     /// RP-initiated logout: `id_token_hint`, `state` and a registered
-    /// `post_logout_redirect_uri` are required. Ends the browser session and returns
-    /// where to go: the identity provider's logout when it has one (it comes back to
-    /// `/api/v2/client/logout-callback`), otherwise straight back to the service.
+    /// `post_logout_redirect_uri` are required. When the hint names this browser's
+    /// session (its `sid`), ends it and returns where to go: the identity provider's
+    /// logout when it has one (it comes back to `/api/v2/client/logout-callback`),
+    /// otherwise straight back to the service. A hint naming another session — someone
+    /// else's ID token in a link, or a login since replaced — is suspect (RP-Initiated
+    /// Logout 1.0 §2): the service is sent back, this browser's session is left alone
+    /// and no provider logout is chained. The flag says whether the session ended.
     pub async fn end_session(
         &self,
         params: &BTreeMap<String, String>,
         session: &SessionHandle,
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
         let page = |m: &str| IdentityError::Page(m.to_string());
         let Some(hint) = params.get("id_token_hint") else {
             return Err(page(
@@ -1479,6 +1508,17 @@ impl Provider {
                 "Le jeton transmis pour la déconnexion ne désigne aucun service.",
             ));
         };
+        // Only an ID token names a session; a userinfo JWT, signed by the same keys for
+        // the same audience, does not.
+        let Some(hint_sid) = payload
+            .claim("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion n’est pas un jeton d’identité (id_token).",
+            ));
+        };
         let client = self
             .clients
             .active(&client_id)
@@ -1498,6 +1538,10 @@ impl Provider {
             return Err(page("La demande de déconnexion ne contient pas state."));
         };
         let back = redirect_with(uri, &[("state", state)]);
+        if session.doc.sid.as_deref() != Some(hint_sid.as_str()) {
+            tracing::info!("logout hint names another session than this browser's: left alone");
+            return Ok((back, false));
+        }
         self.store.delete_session(&session.id).await?;
         if let (Some(provider), Some(id_token)) =
             (&session.doc.provider, &session.doc.provider_id_token)
@@ -1533,10 +1577,10 @@ impl Provider {
                         crate::now() + self.config.interaction_ttl,
                     )
                     .await?;
-                return Ok(url);
+                return Ok((url, true));
             }
         }
-        Ok(back)
+        Ok((back, true))
     }
 
     /// The identity provider logged the person out: back to the service.

@@ -302,16 +302,8 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
             with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session)
         }
         // idp_hint: straight to the identity provider the service named.
+        // An unreachable idp_hint provider gives the choice page (None above).
         Ok((session, _, Some(fi_url))) => with_session(redirect(&fi_url), p, &session),
-        Err(IdentityError::Upstream { provider, reason }) => {
-            tracing::warn!(%provider, %reason, "identity provider unreachable");
-            upstream_page(UpstreamFailure {
-                message: "Le fournisseur d’identité demandé ne répond pas pour le moment. Réessayez dans quelques minutes.".into(),
-                back_url: None,
-                retry_url: None,
-                client_name: None,
-            })
-        }
         Err(e) => page_error(e),
     }
 }
@@ -732,7 +724,8 @@ async fn end_session(
         Err(e) => return page_error(e),
     };
     match p.end_session(&params, &session).await {
-        Ok(url) => {
+        Ok((url, false)) => redirect(&url),
+        Ok((url, true)) => {
             let mut r = redirect(&url);
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"

@@ -620,6 +620,15 @@ async fn authorization_requests_are_checked(backend: Backend) {
         (vec![("code_challenge", "short")], "invalid_request"),
         (vec![("acr_values", "eidas4")], "invalid_request"),
         (vec![("prompt", "none")], "login_required"),
+        // OpenID Connect Core §3.1.2.6: request objects are refused, not ignored.
+        (
+            vec![("request", "eyJhbGciOiJub25lIn0.e30.")],
+            "request_not_supported",
+        ),
+        (
+            vec![("request_uri", "https://fs.example/req/1")],
+            "request_uri_not_supported",
+        ),
     ] {
         let (url, login) = authorize_url(&client, &extra);
         let q = error_redirect(&app, &url).await;
@@ -994,10 +1003,41 @@ async fn levels_consent_and_logout(backend: Backend) {
         verifier: verifier_and_challenge().0,
     };
     let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    // A userinfo JWT is signed by the same keys for the same audience, but names no
+    // session: not a logout hint.
+    let userinfo = app
+        .client
+        .get(app.url("/api/v2/userinfo"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.headers()["content-type"], "application/jwt");
+    let userinfo = userinfo.text().await.unwrap();
+    let r = b.get(&end(&userinfo, "bye", LOGOUT)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("pas un jeton d’identité"), "{}", r.body);
+    // Someone else's ID token (the earlier login, another browser) in a link: the
+    // service is sent back, but this browser's session is left alone — no provider
+    // logout chained, no cookie cleared (RP-Initiated Logout 1.0 §2).
+    let r = b.get(&end(&id_token, "not-mine", LOGOUT)).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{LOGOUT}?state=not-mine").as_str())
+    );
+    assert!(!r.headers.contains_key("set-cookie"));
+    // The browser's own ID token: its session ends, chained to the provider.
     let r = b
         .get(&end(t["id_token"].as_str().unwrap(), "bye", LOGOUT))
         .await;
     assert_eq!(r.status, 303);
+    assert!(
+        r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let fi_logout = r.location.unwrap();
     assert!(fi_logout.contains("/demo/fi/session/end"), "{fi_logout}");
     let r = b.get(&fi_logout).await;
@@ -1022,6 +1062,14 @@ pub enum Mode {
     InvalidIdentity,
     Slow,
     NotJson,
+    /// RFC 9207: the authorization response names another issuer (a mix-up).
+    MixUpIss,
+    /// The provider announces `iss` in its responses but leaves it out.
+    NoIss,
+    /// A signed userinfo (application/jwt) for another audience.
+    UserinfoWrongAudience,
+    /// A userinfo answer without end (no Content-Length, over the size limit).
+    Huge,
 }
 
 pub struct MockFi {
@@ -1094,7 +1142,8 @@ async fn mock_discovery(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
     axum::Json(
         json!({"issuer": i, "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"), "userinfo_endpoint": format!("{i}/userinfo"),
-        "jwks_uri": format!("{i}/jwks")}),
+        "jwks_uri": format!("{i}/jwks"),
+        "authorization_response_iss_parameter_supported": true}),
     )
 }
 
@@ -1124,6 +1173,16 @@ async fn mock_authorize(
         u.query_pairs_mut()
             .append_pair("code", &code)
             .append_pair("state", &q["state"]);
+    }
+    match fi.mode() {
+        Mode::NoIss => {}
+        Mode::MixUpIss => {
+            u.query_pairs_mut()
+                .append_pair("iss", "https://evil.example");
+        }
+        _ => {
+            u.query_pairs_mut().append_pair("iss", &fi.issuer);
+        }
     }
     Redirect::to(u.as_str())
 }
@@ -1193,23 +1252,74 @@ async fn mock_token(State(fi): State<Arc<MockFi>>, body: String) -> axum::respon
         .into_response()
 }
 
-async fn mock_userinfo(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
+async fn mock_userinfo(State(fi): State<Arc<MockFi>>) -> axum::response::Response {
     let place = if fi.mode() == Mode::InvalidIdentity {
         "ABCDE"
     } else {
         "35238"
     };
-    axum::Json(
-        json!({"sub": "fi-subject-42", "given_name": "Yann", "family_name": "Le Goff",
-        "birthdate": "1985-11-01", "gender": "male", "birthplace": place, "birthcountry": "99100"}),
-    )
+    let claims = json!({"sub": "fi-subject-42", "given_name": "Yann", "family_name": "Le Goff",
+        "birthdate": "1985-11-01", "gender": "male", "birthplace": place, "birthcountry": "99100"});
+    match fi.mode() {
+        Mode::UserinfoWrongAudience => {
+            let mut p = JwtPayload::new();
+            for (k, v) in claims.as_object().unwrap() {
+                p.set_claim(k, Some(v.clone())).unwrap();
+            }
+            p.set_issuer(&fi.issuer);
+            p.set_audience(vec!["someone-else"]);
+            let mut h = JwsHeader::new();
+            h.set_key_id("good");
+            let jwt =
+                josekit::jwt::encode_with_signer(&p, &h, &ES256.signer_from_jwk(&fi.key).unwrap())
+                    .unwrap();
+            ([("content-type", "application/jwt")], jwt).into_response()
+        }
+        Mode::Huge => {
+            // Chunks without end: the broker must stop at its limit, not hold it all.
+            let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            (
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        _ => axum::Json(claims).into_response(),
+    }
 }
 
 async fn upstream_failures_are_pages_never_500(backend: Backend) {
     let fi = MockFi::start().await;
     let provider = fi.provider("mock", vec![1, 2]);
-    let app = identity_app_with(backend, move |c| c.identity.providers.push(provider)).await;
+    // A provider that does not answer at all (nothing listens on port 1).
+    let mut down = fi.provider("down", vec![1, 2]);
+    down.issuer = "http://127.0.0.1:1".into();
+    let app = identity_app_with(backend, move |c| {
+        c.identity.providers.push(provider);
+        c.identity.providers.push(down);
+    })
+    .await;
     let client = register_default(&app).await;
+
+    // idp_hint naming a provider that cannot be reached: the choice page, with the
+    // others and the way back to the service — not a dead end.
+    let mut b = Browser::new(&app);
+    let (url, login) = authorize_url(&client, &[("idp_hint", "down")]);
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.location.clone().unwrap();
+    assert!(to.starts_with("/api/v2/interaction/"), "{to}");
+    let page = b.get(&to).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("FI mock"), "{}", page.body);
+    let cancel = unescape(between(&page.body, "fr-link--icon-left\" href=\"", "\"").unwrap());
+    assert!(cancel.starts_with(REDIRECT), "{cancel}");
+    let q = query(&cancel);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], login.state);
 
     // The certified-provider path works with this mock too (acr eidas2 taken as obtained).
     fi.set(Mode::Good);
@@ -1239,6 +1349,10 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
         (Mode::InvalidIdentity, "mal formée"),
         (Mode::Slow, "ne répond pas"),
         (Mode::NotJson, "n’a pas pu être vérifiée"),
+        (Mode::MixUpIss, "n’a pas pu être vérifiée"),
+        (Mode::NoIss, "n’a pas pu être vérifiée"),
+        (Mode::UserinfoWrongAudience, "n’a pas pu être vérifiée"),
+        (Mode::Huge, "n’a pas pu être vérifiée"),
     ] {
         fi.set(mode);
         let mut b = Browser::new(&app);
@@ -1336,6 +1450,30 @@ async fn admin_api_and_client_options(backend: Backend) {
             Value::Object(p.as_ref().clone())
         })
         .collect();
+    // Encryption to a JWKS without a key of the right type is refused at registration,
+    // not found out at the token endpoint after the person's code is spent.
+    let r = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"name": "Chiffré sans clé", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+               "jwks": {"keys": [public[0].clone()]},
+               "id_token_encrypted_response_alg": "RSA-OAEP"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs an encryption key"),
+        "{e}"
+    );
     let client = register(
         &app,
         json!({"name": "Chiffré", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
