@@ -361,6 +361,15 @@ pub async fn token(app: &TestApp, client: &TestClient, login: &Login) -> reqwest
         .unwrap()
 }
 
+pub async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v2/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn jwks(app: &TestApp) -> JwkSet {
     let v: Value = app.get("/api/v2/jwks").await.json().await.unwrap();
     JwkSet::from_map(v.as_object().unwrap().clone()).unwrap()
@@ -463,13 +472,7 @@ async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
     );
     assert!(!sub.contains("demo-"));
 
-    let ui = app
-        .client
-        .get(app.url("/api/v2/userinfo"))
-        .bearer_auth(t["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
     assert_eq!(ui.status(), 200);
     assert_eq!(ui.headers()["content-type"], "application/jwt");
     let info = verify(ui.text().await.unwrap().trim(), &set);
@@ -760,22 +763,11 @@ async fn token_endpoint_rules(backend: Backend) {
     let login = demo_login(&app, &client, "jean", &[]).await;
     let first: Value = token(&app, &client, &login).await.json().await.unwrap();
     let access = first["access_token"].as_str().unwrap().to_string();
-    let ui = |t: String| {
-        let app = &app;
-        async move {
-            app.client
-                .get(app.url("/api/v2/userinfo"))
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(ui(access.clone()).await.status(), 200);
+    assert_eq!(userinfo(&app, &access).await.status(), 200);
     let r = token(&app, &client, &login).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    let r = ui(access).await;
+    let r = userinfo(&app, &access).await;
     assert_eq!(
         r.status(),
         401,
@@ -1005,16 +997,10 @@ async fn levels_consent_and_logout(backend: Backend) {
     let t: Value = token(&app, &client, &l).await.json().await.unwrap();
     // A userinfo JWT is signed by the same keys for the same audience, but names no
     // session: not a logout hint.
-    let userinfo = app
-        .client
-        .get(app.url("/api/v2/userinfo"))
-        .bearer_auth(t["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.headers()["content-type"], "application/jwt");
-    let userinfo = userinfo.text().await.unwrap();
-    let r = b.get(&end(&userinfo, "bye", LOGOUT)).await;
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(ui.headers()["content-type"], "application/jwt");
+    let ui = ui.text().await.unwrap();
+    let r = b.get(&end(&ui, "bye", LOGOUT)).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("pas un jeton d’identité"), "{}", r.body);
     // Someone else's ID token (the earlier login, another browser) in a link: the
@@ -1532,13 +1518,7 @@ async fn admin_api_and_client_options(backend: Backend) {
     assert_eq!(header.content_encryption(), Some("A256GCM"));
     let claims = verify(std::str::from_utf8(&inner).unwrap(), &jwks(&app).await);
     assert_eq!(claims["aud"], json!(client.id));
-    let ui = app
-        .client
-        .get(app.url("/api/v2/userinfo"))
-        .bearer_auth(t["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
     assert!(
         ui.headers()["content-type"]
             .to_str()
