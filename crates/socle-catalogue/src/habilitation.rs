@@ -287,9 +287,9 @@ impl Form {
             p.push("legal_basis needs its nature and text".into());
         }
         if let Some(u) = &self.legal_basis.url
-            && url::Url::parse(u).is_err()
+            && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
         {
-            p.push("legal_basis.url is not a URL".into());
+            p.push("legal_basis.url must be an https (or http) address".into());
         }
         if self.scopes.is_empty() {
             p.push("scopes: request at least one".into());

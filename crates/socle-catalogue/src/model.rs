@@ -379,8 +379,10 @@ impl ApiInput {
             }
         }
         for d in &self.documentation {
-            if url::Url::parse(d).is_err() {
-                problems.push(format!("documentation link {d:?} is not a URL"));
+            if !url::Url::parse(d).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) {
+                problems.push(format!(
+                    "documentation link {d:?} must be an https (or http) address"
+                ));
             }
         }
         done(

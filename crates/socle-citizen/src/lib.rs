@@ -585,11 +585,20 @@ impl Space {
             .midnight()
             .assume_utc()
             .unix_timestamp();
+        if expires <= time::OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(CitizenError::Invalid(
+                "la date de fin ne peut être passée : choisissez aujourd’hui ou une date à venir"
+                    .into(),
+            ));
+        }
         self.consents
             .grant(&p.identity_hash, &grant, &route, expires)
             .await
             .map_err(|e| match e.status {
-                400 => CitizenError::Invalid(e.detail),
+                // The gateway's own wording is for integrators, not for the person.
+                400 => CitizenError::Invalid(
+                    "cette autorisation ne peut pas être accordée telle quelle".into(),
+                ),
                 _ => CitizenError::Unavailable(e.detail),
             })
     }

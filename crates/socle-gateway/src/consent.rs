@@ -128,13 +128,17 @@ impl Consents {
         };
         let consent = read(stored.clone())?;
         let receipt = self.receipt(&consent, "granted", &subject)?;
-        self.journal(&consent, "granted", &subject).await?;
-        // One consent per person and habilitation: a new grant replaces the old one, so
-        // that withdrawing it stops the service.
-        self.store
-            .revoke_consents_for(&subject, &grant.id, t)
+        // One consent per person and habilitation: a new grant replaces the active one
+        // (in the same transaction, a unique index behind it), so that withdrawing the
+        // one the person sees stops the service. The entry names the one it replaces.
+        let replaces = self
+            .store
+            .active_consent(&subject, &grant.id, t)
+            .await?
+            .map(|c| c.id);
+        self.journal_with(&consent, "granted", &subject, replaces)
             .await?;
-        self.store.insert_consent(&stored).await?;
+        self.store.replace_consent(&stored).await?;
         Ok((consent, receipt))
     }
 
@@ -205,6 +209,16 @@ impl Consents {
     }
 
     async fn journal(&self, c: &Consent, event: &str, subject: &str) -> Result<()> {
+        self.journal_with(c, event, subject, None).await
+    }
+
+    async fn journal_with(
+        &self,
+        c: &Consent,
+        event: &str,
+        subject: &str,
+        replaces: Option<String>,
+    ) -> Result<()> {
         let mut e = Entry::new(EntryKind::Consent, format!("person:{subject}"), event)
             .organisation(c.terms.service.clone())
             .organisation(c.terms.provider.clone())
@@ -214,6 +228,9 @@ impl Consents {
             .detail("api", c.terms.api.clone())
             .detail("data_items", c.terms.data_items.join(","))
             .detail("expires_at", c.expires_at.to_string());
+        if let Some(previous) = replaces {
+            e = e.detail("replaces", previous);
+        }
         e.legal_basis = Some("consentement".into());
         e.purpose = Some(c.terms.purpose.clone());
         self.journal.append(vec![e]).await.map_err(|err| {

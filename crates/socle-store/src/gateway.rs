@@ -47,7 +47,13 @@ pub trait GatewayStore {
         day: &str,
         delta: i64,
     ) -> impl Future<Output = Result<i64>> + Send;
-    fn insert_consent(&self, c: &StoredConsent) -> impl Future<Output = Result<()>> + Send;
+    /// Stores a new consent and, in the same transaction, revokes the person's active
+    /// consent for the same habilitation (at most one is active: a unique index says
+    /// so); returns the ids of the consents it replaced.
+    fn replace_consent(
+        &self,
+        c: &StoredConsent,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// A person's consents, newest first.
     fn consents_of(&self, subject: &str)
     -> impl Future<Output = Result<Vec<StoredConsent>>> + Send;
@@ -58,14 +64,6 @@ pub trait GatewayStore {
         habilitation_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<StoredConsent>>> + Send;
-    /// Revokes every active consent of the person for a habilitation (before a new
-    /// grant replaces them); returns how many.
-    fn revoke_consents_for(
-        &self,
-        subject: &str,
-        habilitation_id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<u64>> + Send;
     /// Revokes one of the person's consents; `false` if there is none to revoke.
     fn revoke_consent(
         &self,
@@ -107,25 +105,48 @@ impl GatewayStore for Store {
         Ok(used)
     }
 
-    async fn insert_consent(&self, c: &StoredConsent) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO consents (id, subject, habilitation_id, doc, granted_at, expires_at, \
-                 revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&c.id)
-            .bind(&c.subject)
-            .bind(&c.habilitation_id)
-            .bind(&c.doc)
-            .bind(c.granted_at)
-            .bind(c.expires_at)
-            .bind(c.revoked_at)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(())
+    async fn replace_consent(&self, c: &StoredConsent) -> Result<Vec<String>> {
+        // Two grants at once (a double click): on PostgreSQL the second transaction's
+        // insert waits for the first and then breaks the unique index; its retry sees the
+        // first consent and replaces it. SQLite runs writing transactions one at a time.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let outcome = on_pool!(self, |pool| {
+                async {
+                    let mut tx = pool.begin().await?;
+                    let replaced: Vec<(String,)> = sqlx::query_as(
+                        "UPDATE consents SET revoked_at = $1 WHERE subject = $2 \
+                         AND habilitation_id = $3 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(c.granted_at)
+                    .bind(&c.subject)
+                    .bind(&c.habilitation_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO consents (id, subject, habilitation_id, doc, granted_at, \
+                         expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&c.id)
+                    .bind(&c.subject)
+                    .bind(&c.habilitation_id)
+                    .bind(&c.doc)
+                    .bind(c.granted_at)
+                    .bind(c.expires_at)
+                    .bind(c.revoked_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(replaced.into_iter().map(|r| r.0).collect())
+                }
+                .await
+            });
+            match outcome {
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() && attempts < 3 => {}
+                other => return other.map_err(err),
+            }
+        }
     }
 
     async fn consents_of(&self, subject: &str) -> Result<Vec<StoredConsent>> {
@@ -162,27 +183,6 @@ impl GatewayStore for Store {
             .map_err(err)?
         });
         Ok(row.map(consent))
-    }
-
-    async fn revoke_consents_for(
-        &self,
-        subject: &str,
-        habilitation_id: &str,
-        now: i64,
-    ) -> Result<u64> {
-        Ok(on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE consents SET revoked_at = $1 WHERE subject = $2 AND habilitation_id = $3 \
-                 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(subject)
-            .bind(habilitation_id)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        }))
     }
 
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool> {

@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_gateway"),
     migration!(6, "0006_logins_file"),
     migration!(7, "0007_journal_log_syncs"),
+    migration!(8, "0008_one_active_consent"),
 ];
 
 /// The schema version this binary writes and expects.

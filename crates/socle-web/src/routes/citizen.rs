@@ -99,7 +99,14 @@ fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
 
 fn page_error(e: CitizenError) -> Response {
     match e {
-        CitizenError::NotFound(_) => PageError::not_found().into_response(),
+        CitizenError::NotFound(m) => PageError {
+            message: format!(
+                "{} ({m}).",
+                PageError::not_found().message.trim_end_matches('.')
+            ),
+            ..PageError::not_found()
+        }
+        .into_response(),
         CitizenError::Invalid(m) => PageError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             title: "Demande invalide",
@@ -194,8 +201,39 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-fn form_map(body: &Bytes) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
+/// The fields of a form or query; `None` when one is repeated (which value would be
+/// meant is not ours to guess).
+fn fields(pairs: impl Iterator<Item = (String, String)>) -> Option<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        if map.insert(k, v).is_some() {
+            return None;
+        }
+    }
+    Some(map)
+}
+
+fn form_map(body: &Bytes) -> Option<BTreeMap<String, String>> {
+    fields(url::form_urlencoded::parse(body).into_owned())
+}
+
+fn query_map(uri: &Uri) -> Option<BTreeMap<String, String>> {
+    fields(query_pairs(uri).into_iter())
+}
+
+/// A form or address with a repeated field: refused, nothing changed.
+fn repeated_field() -> Response {
+    no_store(
+        PageError {
+            status: StatusCode::BAD_REQUEST,
+            title: "Demande invalide",
+            message: "Un champ du formulaire ou de l’adresse est répété : la demande est \
+                      refusée et rien n’a été modifié. Revenez à la page précédente et \
+                      recommencez."
+                .into(),
+        }
+        .into_response(),
+    )
 }
 
 fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
@@ -233,17 +271,37 @@ fn french_date(unix: i64) -> String {
 // ----- login and logout --------------------------------------------------------------
 
 /// Starts a login at the platform (authorization code flow, as any service).
-pub async fn login(State(state): State<AppState>, uri: Uri) -> Response {
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let c = match citizen(&state) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let back_to = query_pairs(&uri)
-        .into_iter()
-        .find(|(k, _)| k == "retour")
-        .map(|(_, v)| v)
-        .filter(|v| v.starts_with("/mon-espace") && !v.contains("//") && !v.contains('\\'))
+    let Some(q) = query_map(&uri) else {
+        return repeated_field();
+    };
+    // Only a page of the space, written with visible characters (it becomes a
+    // Location header), never the login steps themselves.
+    let back_to = q
+        .get("retour")
+        .filter(|v| {
+            v.starts_with("/mon-espace")
+                && !v.contains("//")
+                && !v.contains('\\')
+                && v.bytes().all(|b| b.is_ascii_graphic())
+                && !matches!(
+                    v.split(['?', '#']).next(),
+                    Some("/mon-espace/connexion" | "/mon-espace/retour")
+                )
+        })
+        .cloned()
         .unwrap_or_else(|| "/mon-espace/".into());
+    // Already logged in: no new login (a link from elsewhere must not log the person
+    // out by replacing their session).
+    if let Some((_, s)) = load(&state, &headers).await
+        && s.identity_hash.is_some()
+    {
+        return Redirect::to(&back_to).into_response();
+    }
     let token = socle_identity::random_token(32);
     let pending = Pending {
         state: socle_identity::random_token(32),
@@ -292,7 +350,9 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             true,
         );
     };
-    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let Some(q) = query_map(&uri) else {
+        return repeated_field();
+    };
     let failed = |m: &str| {
         PageError {
             status: StatusCode::BAD_REQUEST,
@@ -388,7 +448,10 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let Some((token, s)) = load(&state, &headers).await else {
         return Redirect::to("/mon-espace/").into_response();
     };
-    if !csrf_ok(&s, &form_map(&body)) {
+    let Some(m) = form_map(&body) else {
+        return repeated_field();
+    };
+    if !csrf_ok(&s, &m) {
         return csrf_refused();
     }
     let _ = state
@@ -490,7 +553,9 @@ fn filter_query(f: &Filter, page: usize) -> String {
 
 pub async fn data(signed: Signed, uri: Uri) -> Response {
     let Signed { c, p, s } = signed;
-    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let Some(q) = query_map(&uri) else {
+        return repeated_field();
+    };
     let date = |k: &str| {
         q.get(k)
             .filter(|d| {
@@ -544,8 +609,12 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
 }
 
 /// The proof bundle of one entry, as a file (`socle journal verify --proof`).
-pub async fn proof(signed: Signed, Path(index): Path<u64>) -> Response {
+pub async fn proof(signed: Signed, Path(index): Path<String>) -> Response {
     let Signed { c, p, s: _ } = signed;
+    // Parsed here, not by the extractor: a bad index is a page like any unknown one.
+    let Ok(index) = index.parse::<u64>() else {
+        return no_store(PageError::not_found().into_response());
+    };
     match c.space.proof(&p, index).await {
         Ok(b) => {
             let mut r = no_store(axum::Json(b).into_response());
@@ -661,7 +730,10 @@ pub async fn authorisations(signed: Signed) -> Response {
 
 pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
     let Signed { c, p, s } = signed;
-    if !csrf_ok(&s, &form_map(&body)) {
+    let Some(m) = form_map(&body) else {
+        return repeated_field();
+    };
+    if !csrf_ok(&s, &m) {
         return csrf_refused();
     }
     match c.space.revoke(&p, &id).await {
@@ -709,13 +781,22 @@ pub struct RequestPage {
     pub preview: ConsentPreview,
     pub until: String,
     pub valid_until: String,
+    /// The first date the form accepts (UTC), as `AAAA-MM-JJ`.
+    pub today: String,
     pub message: Option<String>,
+}
+
+fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// A service asks the person for a long-lived authorisation: the preview.
 pub async fn request(signed: Signed, uri: Uri) -> Response {
     let Signed { c, p: _, s } = signed;
-    let q: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
+    let Some(q) = query_map(&uri) else {
+        return repeated_field();
+    };
     let preview = match c
         .space
         .request_preview(
@@ -740,6 +821,7 @@ pub async fn request(signed: Signed, uri: Uri) -> Response {
         valid_until: french_time(&format!("{}T00:00", preview.valid_until))
             .replace(" à 00:00 (UTC)", ""),
         until,
+        today: today(),
         preview,
         message: None,
     }))
@@ -748,7 +830,9 @@ pub async fn request(signed: Signed, uri: Uri) -> Response {
 /// The person's answer to the request: grant (until a date) or refuse.
 pub async fn decide(signed: Signed, body: Bytes) -> Response {
     let Signed { c, p, s } = signed;
-    let m = form_map(&body);
+    let Some(m) = form_map(&body) else {
+        return repeated_field();
+    };
     if !csrf_ok(&s, &m) {
         return csrf_refused();
     }
@@ -790,6 +874,7 @@ pub async fn decide(signed: Signed, body: Bytes) -> Response {
                     valid_until: french_time(&format!("{}T00:00", preview.valid_until))
                         .replace(" à 00:00 (UTC)", ""),
                     until: m.get("jusqu_au").cloned().unwrap_or_default(),
+                    today: today(),
                     preview,
                     message: Some(msg),
                 });

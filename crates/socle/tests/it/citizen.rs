@@ -35,6 +35,17 @@ async fn space_login(env: &Env, person: &str) -> Browser {
     b
 }
 
+/// The public journal's first thousand entries.
+async fn journal_entries(app: &crate::support::TestApp) -> Vec<Value> {
+    let v: Value = app
+        .get("/journal/entries?start=0&count=1000")
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["entries"].as_array().unwrap().clone()
+}
+
 async fn citizen_space(backend: Backend) {
     let env = Env::new(backend, true).await;
     let app = &env.app;
@@ -132,19 +143,11 @@ async fn citizen_space(backend: Backend) {
 
     // The withheld exchange is under another pseudonym in the public journal, and its
     // proof is refused until the date.
-    let entries: Value = app
-        .get("/journal/entries?start=0&count=1000")
+    let hidden = journal_entries(app)
         .await
-        .json()
-        .await
-        .unwrap();
-    let hidden = entries["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .find(|e| e["kind"] == "exchange" && e["details"]["api"] == "differee")
-        .expect("the deferred exchange is journaled")
-        .clone();
+        .expect("the deferred exchange is journaled");
     assert_ne!(hidden["subject"].as_str(), entry.subject.as_deref());
     assert!(hidden["subject"].is_string());
     let r = b
@@ -152,6 +155,24 @@ async fn citizen_space(backend: Backend) {
         .await;
     assert_eq!(r.status, 404, "no proof of a withheld exchange");
     assert_eq!(b.get("/mon-espace/donnees/999999/preuve").await.status, 404);
+    for bad in ["abc", "99999999999999999999999", "-1"] {
+        let r = b.get(&format!("/mon-espace/donnees/{bad}/preuve")).await;
+        assert_eq!(r.status, 404, "{bad}");
+        assert!(r.body.contains("Page non trouvée"), "a page: {}", r.body);
+    }
+    // Logged in already: the login address goes straight back, the session stays.
+    let r = b
+        .get("/mon-espace/connexion?retour=/mon-espace/connexions")
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location.as_deref(), Some("/mon-espace/connexions"));
+    assert_eq!(b.get("/mon-espace/donnees").await.status, 200);
+    // A repeated query field is refused, not guessed.
+    let r = b
+        .get("/mon-espace/donnees?du=2020-01-01&du=2099-01-01")
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("est répété"), "{}", r.body);
 
     // Filters: by organisation and period.
     let none = b.get("/mon-espace/donnees?du=2099-01-01").await;
@@ -179,30 +200,47 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(req.status, 200, "{}", req.body);
     assert!(req.body.contains("Centre de loisirs") && req.body.contains("Mairie de Démoville"));
     let token = csrf(&req.body);
-    let r = b
-        .post(
-            "/mon-espace/autorisations/demande",
-            &[
-                ("csrf", "forged"),
-                ("habilitation", &consent_hab),
-                ("jusqu_au", "2028-12-31"),
-                ("decision", "accorder"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 403, "CSRF refused");
+    // The answers refused: a forged CSRF token, a date beyond the habilitation, a date
+    // already past (in French).
+    for (csrf_value, until, status, says) in [
+        ("forged", "2028-12-31", 403, ""),
+        (token.as_str(), "2031-01-01", 422, "ne peut dépasser"),
+        (token.as_str(), "2020-01-01", 422, "ne peut être passée"),
+    ] {
+        let form = [
+            ("csrf", csrf_value),
+            ("habilitation", consent_hab.as_str()),
+            ("jusqu_au", until),
+            ("decision", "accorder"),
+        ];
+        let r = b.post("/mon-espace/autorisations/demande", &form).await;
+        assert_eq!(r.status, status, "{until}: {}", r.body);
+        assert!(r.body.contains(says), "{until}: {}", r.body);
+    }
+    assert!(
+        req.body.contains("min=\""),
+        "the form says the first date it accepts"
+    );
+    // Two decisions in one form: refused, and nothing granted.
     let r = b
         .post(
             "/mon-espace/autorisations/demande",
             &[
                 ("csrf", &token),
                 ("habilitation", &consent_hab),
-                ("jusqu_au", "2031-01-01"),
+                ("jusqu_au", "2028-12-31"),
+                ("decision", "refuser"),
                 ("decision", "accorder"),
             ],
         )
         .await;
-    assert_eq!(r.status, 422, "not beyond the habilitation: {}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    refused(
+        env.call(&consent_call, Some(&marie_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
     let grant_form = [
         ("csrf", token.as_str()),
         ("habilitation", consent_hab.as_str()),
@@ -229,11 +267,47 @@ async fn citizen_space(backend: Backend) {
         1,
         "one active consent"
     );
-    let r = again;
+    // A double click: two grants at once leave one active consent, and the journal
+    // says which one each replaced.
+    let mut twin = b.clone();
+    let (one, two) = tokio::join!(
+        b.post("/mon-espace/autorisations/demande", &grant_form),
+        twin.post("/mon-espace/autorisations/demande", &grant_form)
+    );
+    assert_eq!(
+        (one.status, two.status),
+        (200, 200),
+        "{}{}",
+        one.body,
+        two.body
+    );
+    let r = b.get("/mon-espace/autorisations").await;
+    assert_eq!(
+        r.body.matches("/retrait\"").count(),
+        1,
+        "one active consent"
+    );
+    let mut replaced = 0;
+    for _ in 0..30 {
+        replaced = journal_entries(app)
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "consent" && e["details"]["replaces"].is_string())
+            .count();
+        if replaced >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        replaced >= 2,
+        "grants name the consent they replace: {replaced}"
+    );
+    let _ = again;
     // The receipt is signed by the platform.
-    let consent_id = between(&r.body, "à télécharger ci-dessous (", ")")
-        .unwrap()
-        .to_string();
+    let end = r.body.find("/retrait\"").unwrap();
+    let consent_id = r.body[..end].rsplit('/').next().unwrap().to_string();
+    assert!(consent_id.starts_with("cons-"), "{consent_id}");
     let receipt = b
         .get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
         .await;
@@ -293,6 +367,18 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(export["withheld_exchanges"]["count"], 1);
     assert!(!export["connections"].as_array().unwrap().is_empty());
     assert_eq!(export["consents"][0]["status"], "revoked");
+
+    // A return address that cannot be a Location header (a line break) is replaced by
+    // the space's home, after a login that works.
+    let mut other = Browser::new(app);
+    let r = other
+        .get("/mon-espace/connexion?retour=/mon-espace/%0Aevil")
+        .await;
+    assert_eq!(r.status, 303);
+    let back = login_via(&mut other, r.location.as_deref().unwrap(), "demo", "jean").await;
+    let r = other.get(back.location.as_deref().unwrap()).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/mon-espace/"));
 
     // Another person sees none of it, not even the proof.
     let mut jean = space_login(&env, "jean").await;

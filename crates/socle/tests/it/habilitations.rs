@@ -210,18 +210,30 @@ async fn request_changes_and_validation(backend: Backend) {
     ] {
         assert!(d.contains(part), "{part}: {d}");
     }
-    let mut form = complete_form();
-    form["scopes"] = json!(["quotient_familial", "not-a-scope"]);
-    assert_eq!(
-        dev.send(reqwest::Method::PUT, &path, Some(form)).await.0,
-        200
-    );
-    assert!(
-        dev.act(&id, "submit", None).await.1["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not-a-scope")
-    );
+    // Refused at submission, saying why: an unknown scope; a legal basis's link that is
+    // not a web address (it is shown to people).
+    for (field, value, says) in [
+        (
+            "scopes",
+            json!(["quotient_familial", "not-a-scope"]),
+            "not-a-scope",
+        ),
+        (
+            "legal_basis",
+            json!({"nature": "mission d’intérêt public", "text": "Code de l’éducation",
+                "url": "javascript:alert(1)"}),
+            "legal_basis.url must be an https",
+        ),
+    ] {
+        let mut form = complete_form();
+        form[field] = value;
+        assert_eq!(
+            dev.send(reqwest::Method::PUT, &path, Some(form)).await.0,
+            200
+        );
+        let (_, e) = dev.act(&id, "submit", None).await;
+        assert!(e["detail"].as_str().unwrap().contains(says), "{e}");
+    }
     assert_eq!(
         dev.send(reqwest::Method::PUT, &path, Some(complete_form()))
             .await
@@ -308,6 +320,7 @@ async fn request_changes_and_validation(backend: Backend) {
         actions,
         [
             "create",
+            "update",
             "update",
             "update",
             "submit",

@@ -31,6 +31,7 @@ pub struct Resp {
     pub body: String,
 }
 
+#[derive(Clone)]
 pub struct Browser {
     pub base: String,
     client: reqwest::Client,
