@@ -146,6 +146,8 @@ fn wait_for_lock(tries: i32) -> bool {
 /// `fsync`ed) is replaced by an empty one: the people concerned log in again.
 fn open_logins(path: &Path) -> Result<Connection> {
     let prepare = || -> rusqlite::Result<bool> {
+        // Created private first, like the main database (SQLite would use the umask).
+        let _ = crate::open::private_file(path);
         let conn = Connection::open(path)?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {

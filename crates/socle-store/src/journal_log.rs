@@ -26,7 +26,7 @@
 //! file beside the database ([`LogLock`]); other nodes on the same file queue their
 //! appends durably in SQLite, as followers do on PostgreSQL.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -218,13 +218,7 @@ pub struct LogLock {
 /// holds it.
 pub(crate) fn try_lock(database: &Path) -> Result<Option<LogLock>> {
     let (_, path) = paths(database);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_error("cannot open", &path, e))?;
+    let file = crate::open::private_file(&path).map_err(|e| io_error("cannot open", &path, e))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(LogLock { _file: file })),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
@@ -480,13 +474,7 @@ impl Drop for Log {
 
 /// Opens a half, allocated to [`HALF_SIZE`].
 fn allocate(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| io_error("cannot open", path, e))?;
+    let file = crate::open::private_file(path).map_err(|e| io_error("cannot open", path, e))?;
     let len = file
         .metadata()
         .map_err(|e| io_error("cannot read", path, e))?

@@ -236,6 +236,58 @@ pub fn logins_path(database: &std::path::Path) -> PathBuf {
     database.with_file_name(format!("{stem}.logins.db"))
 }
 
+/// Every file of an embedded store whose database is at `database`: the database and
+/// its write-ahead log, the journal's redo log and its lock, the logins' file and its
+/// log (what `socle demo --reset` removes).
+pub fn embedded_files(database: &std::path::Path) -> Vec<PathBuf> {
+    let with = |p: &std::path::Path, suffix: &str| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let logins = logins_path(database);
+    let (halves, lock) = journal_log::paths(database);
+    let mut files = Vec::new();
+    for db in [database, logins.as_path()] {
+        files.extend(["", "-wal", "-shm", "-journal"].map(|s| with(db, s)));
+    }
+    files.extend(halves);
+    files.push(lock);
+    files
+}
+
+/// What an embedded database is, for `socle demo --reset`, which must never remove
+/// anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddedKind {
+    /// No database there, or one with no tables yet.
+    Absent,
+    /// Seeded by `socle demo` (its `demo.seeded` marker).
+    Demo,
+    /// Anything else, including a file SQLite cannot read.
+    Other,
+}
+
+/// Reads (only reads) what the embedded database at `database` is.
+pub fn embedded_kind(database: &std::path::Path) -> EmbeddedKind {
+    if !database.exists() {
+        return EmbeddedKind::Absent;
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(database, flags) else {
+        return EmbeddedKind::Other;
+    };
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    match count("SELECT COUNT(*) FROM instance_markers WHERE name = 'demo.seeded'") {
+        Ok(n) if n > 0 => EmbeddedKind::Demo,
+        Ok(_) => EmbeddedKind::Other,
+        Err(_) => match count("SELECT COUNT(*) FROM sqlite_master") {
+            Ok(0) => EmbeddedKind::Absent,
+            _ => EmbeddedKind::Other,
+        },
+    }
+}
+
 /// The instance record: who this Socle is.
 pub trait InstanceStore {
     /// Returns the instance, creating it with `name` on first call. Later calls keep

@@ -11,26 +11,46 @@ use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 use crate::error::{StoreError, io_reason};
 use crate::{Result, StoreOptions};
 
+/// Creates the directories missing on the way to `dir`, readable by this account only
+/// (the database holds the journal's signing key and pseudonym secret).
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Opens `path` for reading and writing, creating it readable by this account only
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode).
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 pub(crate) async fn sqlite(path: &Path, options: &StoreOptions) -> Result<SqlitePool> {
     let shown = path.display().to_string();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::CreateDir {
+        private_dir(dir).map_err(|e| StoreError::CreateDir {
             path: dir.display().to_string(),
             reason: io_reason(&e),
         })?;
     }
     // Open the file ourselves first: SQLite only says "unable to open database file",
     // the operating system says why.
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            reason: io_reason(&e),
-        })?;
+    private_file(path).map_err(|e| StoreError::Open {
+        path: shown.clone(),
+        reason: io_reason(&e),
+    })?;
 
     let connect = SqliteConnectOptions::new()
         .filename(path)

@@ -309,6 +309,11 @@ async fn verify_url(
         let Some(last) = page.checkpoints.last() else {
             break;
         };
+        // Each page must move forward: a server that repeats itself is not a journal.
+        anyhow::ensure!(
+            last.size > after,
+            "the server answered checkpoints not after size {after}: it is not following the protocol"
+        );
         after = last.size;
         notes.extend(page.checkpoints.into_iter().map(|c| c.note));
     }
@@ -520,6 +525,8 @@ pub struct BenchOptions {
     pub entries: u64,
     /// Then time this many inclusion and consistency proofs on the journal.
     pub proofs: usize,
+    /// Append even if the journal already has entries.
+    pub existing_journal: bool,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -534,6 +541,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// configured store; prints durable appends per second and latency percentiles, and with
 /// `--baseline` the same number of plain single-row INSERTs by the same writers.
 pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        opts.seconds.is_finite() && opts.seconds > 0.0 && opts.seconds <= 86_400.0,
+        "--seconds must be a number of seconds between 0 and 86400"
+    );
+    anyhow::ensure!(
+        opts.rate.is_finite() && opts.rate >= 0.0,
+        "--rate must be a number of entries per second (0: as fast as possible)"
+    );
+    anyhow::ensure!(opts.writers > 0, "--writers must be at least 1");
+    anyhow::ensure!(
+        opts.rate == 0.0 || opts.writers as f64 / opts.rate <= 86_400.0,
+        "--rate is too low for {} writers",
+        opts.writers
+    );
     let store = crate::open_store(config).await?;
     store.migrate().await?;
     let journal = crate::app::open_journal(&store, config).await?;
@@ -542,6 +563,13 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         .await
         .map(|c| c.size)
         .unwrap_or(0);
+    // A new journal's one entry is its own (the signing key it was created with).
+    anyhow::ensure!(
+        initial <= 1 || opts.existing_journal,
+        "this journal already has {initial} entries: benchmark entries are permanent, so \
+         point the benchmark at a scratch data directory or database (or pass \
+         --existing-journal if this one is scratch)"
+    );
     if opts.print_checkpoints {
         let mut rx = journal.subscribe();
         tokio::spawn(async move {

@@ -237,6 +237,10 @@ enum JournalCommand {
         /// Then time this many inclusion and consistency proofs.
         #[arg(long, default_value_t = 0)]
         proofs: usize,
+        /// Append to a journal that already has entries (by default the benchmark
+        /// refuses: its entries are permanent, never run it on a production journal).
+        #[arg(long)]
+        existing_journal: bool,
     },
 }
 
@@ -406,7 +410,7 @@ fn main() -> ExitCode {
                 layers = layers.file(path, true);
             }
             let layers = layers
-                .env(std::env::vars())
+                .env(environment())
                 .flag("server.listen", args.listen, "--listen")
                 .flag("data_dir", args.data_dir.map(path_string), "--data-dir");
             let mut config = match Config::from_layers(layers) {
@@ -420,7 +424,7 @@ fn main() -> ExitCode {
             config.database.url = args.database_url.clone();
             config.demo = true;
             if args.reset
-                && let Err(e) = reset_demo(&config.sqlite_path())
+                && let Err(e) = reset_demo(&config.sqlite_path(), &config.data_dir)
             {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
@@ -500,6 +504,7 @@ fn journal_command(command: JournalCommand) -> ExitCode {
             baseline,
             entries,
             proofs,
+            existing_journal,
         } => {
             let mut config = match load(&common, None) {
                 Ok(c) => c,
@@ -516,6 +521,7 @@ fn journal_command(command: JournalCommand) -> ExitCode {
                 baseline,
                 entries,
                 proofs,
+                existing_journal,
             };
             let c = config.clone();
             run(&config, async move { journal_cli::bench(&c, opts).await })
@@ -601,7 +607,7 @@ fn load(args: &ConfigArgs, listen: Option<String>) -> Result<Config, ExitCode> {
         None => Layers::new().file(Path::new("socle.toml"), false),
     };
     let layers = layers
-        .env(std::env::vars())
+        .env(environment())
         .flag("server.listen", listen, "--listen")
         .flag(
             "data_dir",
@@ -710,11 +716,19 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     app.run_until_stopped(stop).await
 }
 
-fn reset_demo(db: &Path) -> anyhow::Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        let path = PathBuf::from(name);
+fn reset_demo(db: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    use socle_store::EmbeddedKind;
+    // Only ever a demonstration's own files: `SOCLE_DATA_DIR` may name a real one.
+    if socle_store::embedded_kind(db) == EmbeddedKind::Other {
+        anyhow::bail!(
+            "{} is not a demonstration database (it has no demo.seeded marker): nothing \
+             was removed; choose another --data-dir for the demonstration",
+            db.display()
+        );
+    }
+    let mut files = socle_store::embedded_files(db);
+    files.push(data_dir.join("demo.json"));
+    for path in files {
         match std::fs::remove_file(&path) {
             Ok(()) => println!("removed {}", path.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -722,4 +736,22 @@ fn reset_demo(db: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The process environment for the configuration layers. `std::env::vars` panics on a
+/// variable that is not UTF-8 (any variable, not only ours): those are skipped, except
+/// a `SOCLE_…` one, which is refused rather than read wrong.
+fn environment() -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.into_string(), value.into_string()) {
+            (Ok(n), Ok(v)) => vars.push((n, v)),
+            (Ok(n), Err(_)) if n.starts_with("SOCLE_") => {
+                eprintln!("socle: the environment variable {n} is not valid UTF-8");
+                std::process::exit(2);
+            }
+            _ => {}
+        }
+    }
+    vars
 }

@@ -87,6 +87,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
             status.current, status.latest
         )));
     }
+    if state.journal.is_none() {
+        // Started while the schema was behind: the journal, identity federation, the
+        // catalogue and the gateway were not opened and answer 503 until a restart.
+        return Err(not_ready(
+            "this node started while the database schema was behind; the schema is current \
+             now: restart this node to serve",
+        ));
+    }
     Ok(Json(Ready {
         status: "ready".into(),
         store: state.store.kind().into(),

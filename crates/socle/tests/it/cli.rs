@@ -208,4 +208,75 @@ async fn migrate_command_reports_what_it_did(backend: Backend) {
     assert!(stdout.contains("already at version"), "{stdout}");
 }
 
-on_both_stores!(migrate_command_reports_what_it_did);
+/// `socle demo --reset` removes only a demonstration's files: pointed at a data
+/// directory whose database is not one (say `SOCLE_DATA_DIR` left exported), it refuses
+/// and removes nothing.
+#[test]
+fn demo_reset_never_removes_a_real_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    let (code, _, err) = run_binary(&["migrate", "--data-dir", &data_s], &[], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let db = data.join("socle.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let (code, out, err) = run_binary(
+        &[
+            "demo",
+            "--reset",
+            "--data-dir",
+            &data_s,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not a demonstration database"), "{err}");
+    assert!(!out.contains("removed"), "{out}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), before, "left alone");
+}
+
+/// `socle journal bench` refuses arguments it cannot honour, and a journal that has
+/// entries already (its entries are permanent) unless told it is scratch.
+async fn journal_bench_refuses_bad_arguments_and_a_used_journal(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let env = db.env();
+    let bench = |args: &'static [&'static str]| {
+        let (env, cwd) = (env.clone(), cwd.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["journal", "bench", "--writers", "2"];
+            all.extend_from_slice(args);
+            run_binary(&all, &env, &cwd)
+        })
+    };
+    for (args, says) in [
+        (&["--seconds", "nan"][..], "--seconds"),
+        (&["--seconds=-1"][..], "--seconds"),
+        (&["--seconds", "1", "--rate", "1e-300"][..], "--rate"),
+    ] {
+        let (code, out, err) = bench(args).await.unwrap();
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (code, out, err) = bench(&["--entries", "50", "--seconds", "1"]).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = bench(&["--entries", "50", "--seconds", "1"]).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("already has") && err.contains("--existing-journal"),
+        "{err}"
+    );
+    let (code, out, err) = bench(&["--entries", "50", "--seconds", "1", "--existing-journal"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+on_both_stores!(
+    migrate_command_reports_what_it_did,
+    journal_bench_refuses_bad_arguments_and_a_used_journal
+);

@@ -125,24 +125,41 @@ async fn readiness_follows_the_schema(backend: Backend) {
 
     let other = open(&app.db).await;
     other.migrate().await.unwrap();
-    let r = app.get("/readyz").await;
-    assert_eq!(r.status(), 200);
+    // Migrated, but this node opened nothing at start: it says so until restarted.
+    not_ready(app.get("/readyz").await, "restart this node").await;
+    assert_eq!(app.get("/journal/checkpoint").await.status(), 503);
+    // Restarted (SQLite: one process per file), it is ready.
+    let mut app = app;
+    app.stop_in_place().await.unwrap();
+    let mut config = app.db.config();
+    config.database.auto_migrate = false;
+    let node = socle::Application::build(config).await.unwrap();
+    let readyz = format!("http://{}/readyz", node.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(node.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
 
     // A newer binary migrated the database further: this node stops being ready.
     other
         .__test_bump_schema(LATEST_SCHEMA_VERSION + 1)
         .await
         .unwrap();
-    let r = app.get("/readyz").await;
+    not_ready(
+        reqwest::get(&readyz).await.unwrap(),
+        "newer than this binary",
+    )
+    .await;
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// A 503 from `/readyz` whose `detail` says `why`.
+async fn not_ready(r: reqwest::Response, why: &str) {
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("newer than this binary"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains(why), "{body}");
 }
 
 on_both_stores!(
@@ -177,6 +194,33 @@ async fn sqlite_open_errors_name_the_path_and_the_reason() {
             dir.path().join("socle.db").display()
         )
     );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").join("socle");
+    let mut config = TestDb::new(Backend::Sqlite).await.config();
+    config.data_dir = data.clone();
+    let app = socle::Application::build(config).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    let mut seen = 0;
+    for f in std::fs::read_dir(&data).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            seen += 1;
+            assert_eq!(mode(&f) & 0o077, 0, "{} is readable by others", f.display());
+        }
+    }
+    assert!(
+        seen >= 4,
+        "the database, its log, the journal's log, the master key"
+    );
+    drop(app);
 }
 
 #[tokio::test]
