@@ -255,12 +255,21 @@ impl BackOffice {
     }
 
     /// Replaces the form of a draft (or of a request sent back for changes).
-    pub async fn update(&self, actor: &Actor, id: &str, form: Form) -> Result<Habilitation> {
+    /// `seen`: the revision the person edited, if known; a request changed since is
+    /// refused ([`CatalogueError::Stale`]) rather than overwritten.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: &str,
+        form: Form,
+        seen: Option<usize>,
+    ) -> Result<Habilitation> {
         let (mut h, version) = self.load(id).await?;
         let side = habilitation::side(actor, &h.requester, &h.producer);
         if !habilitation::may_see(side, h.state) {
             return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
         }
+        fresh(&h, seen)?;
         if !habilitation::may_edit(side, h.state) {
             return Err(forbidden(
                 "only the requesting organisation edits its request, while a draft or sent back for changes",
@@ -280,19 +289,22 @@ impl BackOffice {
     }
 
     /// Moves a request on: checks the state, the actor's side, the comment and, to
-    /// submit, the form; on validation creates the credentials.
+    /// submit, the form; on validation creates the credentials. `seen`: the revision the
+    /// person read — an instructor must not validate a form changed since they read it.
     pub async fn act(
         &self,
         actor: &Actor,
         id: &str,
         action: Action,
         comment: Option<String>,
+        seen: Option<usize>,
     ) -> Result<Habilitation> {
         let (mut h, version) = self.load(id).await?;
         let side = habilitation::side(actor, &h.requester, &h.producer);
         if !habilitation::may_see(side, h.state) {
             return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
         }
+        fresh(&h, seen)?;
         if !habilitation::may(side, action) {
             return Err(forbidden(&format!(
                 "you may not {} this request",
@@ -629,4 +641,15 @@ pub fn register_csv(entries: &[Processing]) -> String {
         out.push_str("\r\n");
     }
     out
+}
+
+/// Refuses to act on a request changed since the revision the person saw.
+fn fresh(h: &Habilitation, seen: Option<usize>) -> Result<()> {
+    match seen {
+        Some(seen) if seen != h.revision() => Err(CatalogueError::Stale {
+            seen,
+            now: h.revision(),
+        }),
+        _ => Ok(()),
+    }
 }

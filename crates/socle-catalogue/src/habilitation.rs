@@ -381,6 +381,12 @@ pub struct Habilitation {
 }
 
 impl Habilitation {
+    /// How many times the request changed (its history's length): what a person saw
+    /// when they act on it, compared before the change (the JSON API's `ETag`).
+    pub fn revision(&self) -> usize {
+        self.history.len()
+    }
+
     /// The request as shown to people: without the secret's hash.
     pub fn public(mut self) -> Habilitation {
         self.secret_hash = None;

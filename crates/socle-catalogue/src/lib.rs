@@ -30,6 +30,9 @@ pub enum CatalogueError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request changed since the revision the person acted on.
+    #[error("the request changed since revision {seen} (now {now}): read it again")]
+    Stale { seen: usize, now: usize },
     /// This person may not do this.
     #[error("{0}")]
     Forbidden(String),

@@ -274,8 +274,10 @@ pub async fn seed_back_office(
             form("Tarification de la cantine", &["quotient_familial"]),
         )
         .await?;
-    office.act(&dev, &h.id, Action::Submit, None).await?;
-    office.act(&caf, &h.id, Action::Validate, None).await?;
+    office.act(&dev, &h.id, Action::Submit, None, None).await?;
+    office
+        .act(&caf, &h.id, Action::Validate, None, None)
+        .await?;
     // Validated, on the person's consent: the tax data for the holiday centre, which
     // the demonstration service may only obtain once the person has agreed.
     let mut f = form(
@@ -289,8 +291,10 @@ pub async fn seed_back_office(
         consent: true,
     };
     let h = office.create(&dev, "impot-particulier", f).await?;
-    office.act(&dev, &h.id, Action::Submit, None).await?;
-    office.act(&tax, &h.id, Action::Validate, None).await?;
+    office.act(&dev, &h.id, Action::Submit, None, None).await?;
+    office
+        .act(&tax, &h.id, Action::Validate, None, None)
+        .await?;
     // Sent back for changes: the tax data.
     let h = office
         .create(
@@ -302,13 +306,14 @@ pub async fn seed_back_office(
             ),
         )
         .await?;
-    office.act(&dev, &h.id, Action::Submit, None).await?;
+    office.act(&dev, &h.id, Action::Submit, None, None).await?;
     office
         .act(
             &tax,
             &h.id,
             Action::RequestChanges,
             Some("Le nombre de parts est-il nécessaire au calcul du tarif ?".into()),
+            None,
         )
         .await?;
     // Submitted, waiting for review.
@@ -322,7 +327,7 @@ pub async fn seed_back_office(
             ),
         )
         .await?;
-    office.act(&dev, &h.id, Action::Submit, None).await?;
+    office.act(&dev, &h.id, Action::Submit, None, None).await?;
     // A draft.
     office
         .create(

@@ -75,11 +75,28 @@ async fn posted<'a>(
     }
 }
 
+/// What an agent is told when the request changed since they opened it.
+const STALE: &str = "Cette demande a été modifiée depuis que vous l’avez ouverte : rien n’a \
+                     été fait. Relisez-la dans son état actuel avant d’agir.";
+
+/// The revision a page was built from, sent back with its form.
+fn seen(m: &BTreeMap<String, Vec<String>>) -> Option<usize> {
+    one(m, "revision").parse().ok()
+}
+
 fn page_error(e: CatalogueError) -> Response {
     let (status, title) = match &e {
         CatalogueError::NotFound(_) => return PageError::not_found().into_response(),
         CatalogueError::Forbidden(_) => (StatusCode::FORBIDDEN, "Action non autorisée"),
         CatalogueError::Conflict(_) => (StatusCode::CONFLICT, "Action impossible"),
+        CatalogueError::Stale { .. } => {
+            return PageError {
+                status: StatusCode::CONFLICT,
+                title: "Demande modifiée entre-temps",
+                message: STALE.into(),
+            }
+            .into_response();
+        }
         CatalogueError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Demande invalide"),
         CatalogueError::Store(_) => {
             return crate::middleware::respond(ApiError::from(e), true);
@@ -308,6 +325,8 @@ pub struct RequestPage {
     pub editable: bool,
     pub credentials: bool,
     pub csrf: String,
+    /// The request's revision, sent back with the actions form.
+    pub revision: usize,
     pub history: Vec<(String, String, String, String)>,
 }
 
@@ -417,6 +436,7 @@ fn request_page(
         editable: may_edit(s, h.state),
         credentials: s == Side::Requester && h.state == HabState::Validated,
         csrf: csrf_of(token),
+        revision: h.revision(),
         history,
     });
     *r.status_mut() = status;
@@ -456,12 +476,20 @@ pub async fn act(
         return page_error(CatalogueError::Invalid("action inconnue".into()));
     };
     let comment = Some(one(&m, "comment")).filter(|c| !c.trim().is_empty());
-    match office.act(actor, &id, action, comment).await {
+    match office.act(actor, &id, action, comment, seen(&m)).await {
         Ok(_) => {
             state.gateway_changed().await;
             Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response()
         }
-        Err(CatalogueError::Invalid(msg)) | Err(CatalogueError::Conflict(msg)) => {
+        Err(
+            e @ (CatalogueError::Invalid(_)
+            | CatalogueError::Conflict(_)
+            | CatalogueError::Stale { .. }),
+        ) => {
+            let msg = match e {
+                CatalogueError::Invalid(m) | CatalogueError::Conflict(m) => m,
+                _ => STALE.to_string(),
+            };
             match office.get(actor, &id).await {
                 Ok(h) => request_page(
                     actor,
@@ -871,7 +899,10 @@ pub async fn edit_form(
                 token,
                 "Modifier la demande",
                 &h.api,
-                format!("/espace-agent/demandes/{id}/modifier"),
+                format!(
+                    "/espace-agent/demandes/{id}/modifier?revision={}",
+                    h.revision()
+                ),
                 &h.form,
                 None,
                 StatusCode::OK,
@@ -886,6 +917,7 @@ pub async fn edit(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
     let (a, m) = match posted(&state, &headers, &body).await {
@@ -893,7 +925,11 @@ pub async fn edit(
         Err(r) => return *r,
     };
     let (actor, office) = (&a.actor, a.office);
-    match office.update(actor, &id, parse_form(&m)).await {
+    let revision = crate::routes::oidc::query_pairs(&uri)
+        .into_iter()
+        .find(|(k, _)| k == "revision")
+        .and_then(|(_, v)| v.parse().ok());
+    match office.update(actor, &id, parse_form(&m), revision).await {
         Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
         Err(e) => page_error(e),
     }

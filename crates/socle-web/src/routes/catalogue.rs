@@ -40,6 +40,12 @@ impl From<CatalogueError> for ApiError {
             CatalogueError::Conflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m)
             }
+            e @ CatalogueError::Stale { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Changed since you read it",
+                e.to_string(),
+            ),
             CatalogueError::Forbidden(m) => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", m)
             }

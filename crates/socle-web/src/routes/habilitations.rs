@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use socle_catalogue::BackOffice;
@@ -138,15 +138,47 @@ pub async fn create(
 /// One request, with its full history.
 #[utoipa::path(get, path = "/api/v1/habilitations/{id}", tag = "habilitations",
     security(("user_token" = [])), params(("id" = String, Path, description = "The request")),
-    responses((status = 200, description = "The request", body = Habilitation),
+    responses((status = 200, description = "The request; `ETag` is its revision, to send as `If-Match` with a change", body = Habilitation),
         (status = 404, description = "No such request, or not visible to you", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Habilitation>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    Ok(Json(back_office(&state)?.get(&actor, &id).await?.public()))
+    let h = back_office(&state)?.get(&actor, &id).await?;
+    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
+}
+
+/// `ETag: "<revision>"`, and never cached (the request names people).
+fn with_etag(h: &Habilitation, mut r: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", h.revision())) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The revision named by `If-Match` (RFC 9110 §13.1.1), if any: a change is then made
+/// only to that revision. `*` or no header: any.
+fn if_match(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or_default().trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|n| n.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "If-Match must be one ETag of this request, as GET returned it (\"3\")",
+            )
+        })
 }
 
 /// Replaces the form of a draft, or of a request sent back for changes.
@@ -155,21 +187,19 @@ pub async fn get(
     params(("id" = String, Path, description = "The request")),
     responses((status = 200, description = "Updated", body = Habilitation),
         (status = 403, description = "Not yours to edit, or not in an editable state", body = ErrorBody),
-        (status = 409, description = "Changed meanwhile", body = ErrorBody)))]
+        (status = 409, description = "Changed meanwhile", body = ErrorBody),
+        (status = 412, description = "Changed since the revision named by `If-Match`", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Habilitation>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let form: Form = json_body(&body, "form")?;
-    Ok(Json(
-        back_office(&state)?
-            .update(&actor, &id, form)
-            .await?
-            .public(),
-    ))
+    let seen = if_match(&headers)?;
+    let h = back_office(&state)?.update(&actor, &id, form, seen).await?;
+    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -188,13 +218,14 @@ pub struct Act {
     responses((status = 200, description = "The request in its new state", body = Habilitation),
         (status = 403, description = "Not allowed to you", body = ErrorBody),
         (status = 409, description = "Not possible in this state", body = ErrorBody),
+        (status = 412, description = "Changed since the revision named by `If-Match`", body = ErrorBody),
         (status = 422, description = "Comment missing, or the request is incomplete", body = ErrorBody)))]
 pub async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Habilitation>, ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let input: Act = json_body(&body, "action")?;
     let Some(action) = Action::parse(&input.action).filter(|a| *a != Action::Expire) else {
@@ -203,11 +234,12 @@ pub async fn act(
             input.action
         )));
     };
+    let seen = if_match(&headers)?;
     let h = back_office(&state)?
-        .act(&actor, &id, action, input.comment)
+        .act(&actor, &id, action, input.comment, seen)
         .await?;
     state.gateway_changed().await;
-    Ok(Json(h.public()))
+    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
 }
 
 /// Reopens a validated habilitation as a new draft; the old one stays valid until the

@@ -293,8 +293,39 @@ async fn request_changes_and_validation(backend: Backend) {
         200
     );
     assert_eq!(dev.act(&id, "submit", None).await.0, 200);
-    let (s, h) = inst.act(&id, "validate", None).await;
-    assert_eq!(s, 200);
+    // If-Match: a change is made only to the revision the caller read (RFC 9110).
+    let read = inst
+        .app
+        .client
+        .get(inst.app.url(&path))
+        .bearer_auth(&inst.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.headers()["cache-control"], "no-store");
+    let etag = read.headers()["etag"].to_str().unwrap().to_string();
+    let validate = |tag: &str| {
+        inst.app
+            .client
+            .post(inst.app.url(&format!("{path}/actions")))
+            .bearer_auth(&inst.token)
+            .header("if-match", tag)
+            .json(&json!({"action": "validate"}))
+            .send()
+    };
+    let stale = validate("\"1\"").await.unwrap();
+    assert_eq!(stale.status(), 412);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["code"], "precondition_failed");
+    assert_eq!(validate("W/1").await.unwrap().status(), 400);
+    let ok = validate(&etag).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_ne!(
+        ok.headers()["etag"].to_str().unwrap(),
+        etag,
+        "a new revision"
+    );
+    let h: Value = ok.json().await.unwrap();
     assert_eq!(h["state"], "validated");
     assert!(h.get("secret_hash").is_none());
 
@@ -751,7 +782,12 @@ on_both_stores!(reopening_and_expiry);
 
 /// The CSRF field of a page's form.
 fn csrf_in(body: &str) -> String {
-    body.split("name=\"csrf\" value=\"")
+    hidden_in(body, "csrf")
+}
+
+/// The value of a page's hidden field `name`.
+fn hidden_in(body: &str, name: &str) -> String {
+    body.split(&format!("name=\"{name}\" value=\""))
         .nth(1)
         .unwrap()
         .split('"')
@@ -985,6 +1021,8 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
         act(&mut dev, detail_url.clone(), "submit", "").await.status,
         303
     );
+    // An instructor opens the submitted request and leaves it open…
+    let read_earlier = inst.get(&detail_url).await.body;
     assert_eq!(
         act(
             &mut inst,
@@ -1004,19 +1042,40 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
     // Resubmitted after an edit, then validated; credentials once.
     let edit = dev.get(&format!("{detail_url}/modifier")).await;
     let c = csrf_in(&edit.body);
+    let target = edit
+        .body
+        .split("action=\"")
+        .find(|s| s.starts_with(&format!("{detail_url}/modifier")))
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(target.contains("?revision="), "{target}");
     let mut fields2 = fields.clone();
     fields2[0] = ("csrf", &c);
     fields2[9] = ("recipients", "Service enfance\nService financier");
-    assert_eq!(
-        dev.post(&format!("{detail_url}/modifier"), &fields2)
-            .await
-            .status,
-        303
+    assert_eq!(dev.post(&target, &fields2).await.status, 303);
+    // The same edit form sent again is out of date: refused, nothing overwritten.
+    let r = dev.post(&target, &fields2).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body.contains("modifiée depuis que vous l’avez ouverte"),
+        "{}",
+        r.body
     );
     assert_eq!(
         act(&mut dev, detail_url.clone(), "submit", "").await.status,
         303
     );
+    // …and validates from the page read before the changes: refused, it must be read
+    // again.
+    let r = act_from(&mut inst, &detail_url, &read_earlier, "validate", "").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("modifiée depuis que vous l’avez ouverte"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Soumise"), "still submitted: {}", r.body);
     assert_eq!(
         act(&mut inst, detail_url.clone(), "validate", "")
             .await
@@ -1050,10 +1109,26 @@ async fn act(
     comment: &str,
 ) -> crate::identity::Resp {
     let page = b.get(&url).await;
-    let c = csrf_in(&page.body);
+    act_from(b, &url, &page.body, action, comment).await
+}
+
+/// Submits an action from a page read earlier (its CSRF token and revision).
+async fn act_from(
+    b: &mut crate::identity::Browser,
+    url: &str,
+    page: &str,
+    action: &str,
+    comment: &str,
+) -> crate::identity::Resp {
+    let (c, revision) = (csrf_in(page), hidden_in(page, "revision"));
     b.post(
         &format!("{url}/action"),
-        &[("csrf", &c), ("action", action), ("comment", comment)],
+        &[
+            ("csrf", &c),
+            ("revision", &revision),
+            ("action", action),
+            ("comment", comment),
+        ],
     )
     .await
 }
