@@ -210,6 +210,32 @@ impl DataItem {
     }
 }
 
+/// Whether `ip` is an address of the public Internet: not loopback, private,
+/// link-local (cloud metadata), unspecified, broadcast, shared (CGNAT) or unique-local,
+/// an IPv4-mapped IPv6 address judged as its IPv4 address.
+pub fn public_ip(ip: IpAddr) -> bool {
+    let v4 = |a: std::net::Ipv4Addr| {
+        !(a.is_loopback()
+            || a.is_private()
+            || a.is_link_local()
+            || a.is_unspecified()
+            || a.is_broadcast()
+            || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
+    };
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => v4(m),
+            None => {
+                !(a.is_loopback()
+                    || a.is_unspecified()
+                    || (a.segments()[0] & 0xfe00) == 0xfc00
+                    || (a.segments()[0] & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
 /// Checks an upstream base URL: absolute, `https`, and not a loopback, private,
 /// link-local or cloud-metadata address — unless `allow_private` (demonstrations on
 /// one machine). Host names are checked again when the gateway resolves them.
@@ -224,31 +250,20 @@ pub fn upstream_problem(url: &str, allow_private: bool) -> Option<String> {
     let ip: Option<IpAddr> = match u.host() {
         Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
         Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
-        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+        // RFC 6761: `localhost` and every name under it are the loopback.
+        Some(url::Host::Domain(d))
+            if {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            } =>
+        {
             Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
         }
         Some(url::Host::Domain(_)) => None,
         None => return Some(format!("upstream_url {url:?} has no host")),
     };
     if let Some(ip) = ip {
-        let private = match ip {
-            IpAddr::V4(a) => {
-                a.is_loopback()
-                    || a.is_private()
-                    || a.is_link_local()
-                    || a.is_unspecified()
-                    || a.is_broadcast()
-                    || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1])
-            }
-            IpAddr::V6(a) => {
-                a.is_loopback()
-                    || a.is_unspecified()
-                    || (a.segments()[0] & 0xfe00) == 0xfc00
-                    || (a.segments()[0] & 0xffc0) == 0xfe80
-                    || a.to_ipv4_mapped()
-                        .is_some_and(|v4| v4.is_private() || v4.is_loopback() || v4.is_link_local())
-            }
-        };
+        let private = !public_ip(ip);
         if private && !allow_private {
             return Some(format!(
                 "upstream_url {url:?} is a loopback, private, link-local or metadata address: refused (allow_private_upstream is for demonstrations)"
@@ -425,6 +440,12 @@ mod tests {
             "https://[fe80::1]/",
             "https://[fd00::1]/",
             "https://100.64.0.1/",
+            "https://localhost./",
+            "https://api.localhost/",
+            "https://[::ffff:0.0.0.0]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:100.64.0.1]/",
+            "https://0.0.0.0/",
             "not a url",
         ] {
             assert!(upstream_problem(bad, false).is_some(), "{bad}");

@@ -33,6 +33,37 @@ pub fn backoff(attempts: i64) -> i64 {
     1_i64 << attempts.clamp(0, 12).saturating_sub(1).min(11)
 }
 
+/// The client that delivers webhooks: no redirects followed, and host names resolved
+/// to public addresses only (a name pointing at 127.0.0.1 or the cloud metadata
+/// address gets nothing). A private target, allowed at registration for a
+/// demonstration, is written as a literal address, which is not resolved.
+pub fn delivery_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(PublicDns))
+        .build()
+        .unwrap_or_default()
+}
+
+struct PublicDns;
+
+impl reqwest::dns::Resolve for PublicDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| crate::model::public_ip(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// Registers a webhook for `organisation`; returns `(id, secret)`, the secret shown once.
 pub async fn add_webhook(
     store: &Store,
@@ -189,5 +220,37 @@ mod tests {
             vec![1, 2, 4, 8, 16]
         );
         assert_eq!(backoff(100), 2048);
+    }
+
+    #[tokio::test]
+    async fn deliveries_never_reach_a_name_that_resolves_to_a_private_address() {
+        // A server on the loopback: reachable by its literal address, not by a name.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = [0u8; 1024];
+                let _ = s.read(&mut request).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let http = delivery_client();
+        let literal = http.get(format!("http://127.0.0.1:{port}/")).send().await;
+        assert_eq!(literal.unwrap().status(), 204);
+        let named = http
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let mut chain = format!("{named}");
+        let mut source = std::error::Error::source(&named);
+        while let Some(e) = source {
+            chain.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        assert!(chain.contains("no public address"), "{chain}");
     }
 }

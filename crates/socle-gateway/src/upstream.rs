@@ -137,25 +137,9 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Failure {
 #[derive(Clone, Copy)]
 pub(crate) struct PublicOnly;
 
+/// One rule for the catalogue's registration check and this resolver.
 pub(crate) fn public_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => {
-            !(a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_unspecified()
-                || a.is_broadcast()
-                || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
-        }
-        IpAddr::V6(a) => {
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || (a.segments()[0] & 0xfe00) == 0xfc00
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped()
-                    .is_some_and(|v4| !public_ip(IpAddr::V4(v4))))
-        }
-    }
+    socle_catalogue::model::public_ip(ip)
 }
 
 type Resolving =

@@ -216,6 +216,7 @@ pub trait BackOfficeStore {
         email: &str,
         expires_at: i64,
     ) -> impl Future<Output = Result<()>> + Send;
+    fn delete_user_token(&self, token_hash: &str) -> impl Future<Output = Result<()>> + Send;
     /// The e-mail of a live token's user.
     fn user_by_token(
         &self,
@@ -304,6 +305,18 @@ impl BackOfficeStore for Store {
             .await
             .map_err(err)?
             .rows_affected()
+        });
+        Ok(())
+    }
+
+    async fn delete_user_token(&self, token_hash: &str) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM catalogue_user_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
         });
         Ok(())
     }

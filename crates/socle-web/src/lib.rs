@@ -212,7 +212,7 @@ pub fn router(state: AppState) -> Router {
             "/espace-agent/connexion",
             get(agent::login_form).post(agent::login),
         )
-        .route("/espace-agent/deconnexion", get(agent::logout))
+        .route("/espace-agent/deconnexion", post(agent::logout))
         .route("/espace-agent", get(agent::list))
         .route("/espace-agent/demandes", post(agent::create))
         .route("/espace-agent/demandes/nouvelle", get(agent::new_form))

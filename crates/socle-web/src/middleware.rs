@@ -108,6 +108,11 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Answers name people, carry tokens or CSRF tokens: stored nowhere unless the
+    // handler says otherwise (static assets, public journal checkpoints).
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),

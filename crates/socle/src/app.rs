@@ -147,10 +147,7 @@ impl Application {
             // Webhook deliveries: due ones are attempted every half second.
             let store = store.clone();
             tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap_or_default();
+                let http = socle_catalogue::notify::delivery_client();
                 let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
                 loop {
                     tick.tick().await;

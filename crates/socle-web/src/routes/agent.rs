@@ -235,7 +235,16 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     }
 }
 
-pub async fn logout() -> Response {
+/// Signs out (a form with the CSRF token, so no other site can do it): the token is
+/// deleted, so it stops working for the JSON API too, and the cookie is cleared.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (a, _) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if let Err(e) = a.office.sign_out(&a.token).await {
+        return page_error(e);
+    }
     let mut r = Redirect::to("/espace-agent/connexion").into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
@@ -275,6 +284,7 @@ pub struct ListPage {
     pub layout: Layout,
     pub email: String,
     pub organisation: String,
+    pub csrf: String,
     pub rows: Vec<Row>,
 }
 
@@ -292,6 +302,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
         layout: Layout::current("Demandes d’habilitation"),
         email: actor.email.clone(),
         organisation: actor.organisation.clone(),
+        csrf: csrf_of(&a.token),
         rows: list
             .into_iter()
             .map(|h| Row {

@@ -1099,6 +1099,27 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
         )
         .await;
     assert!(!r.body.contains("secret :") && r.body.contains("déjà été affiché"));
+
+    // Signing out is a form (no other site can do it) and ends the token itself: a copy
+    // of the cookie kept elsewhere does not work any more.
+    let mut kept = dev.clone();
+    assert_eq!(kept.get("/espace-agent").await.status, 200);
+    assert_eq!(dev.get("/espace-agent/deconnexion").await.status, 405);
+    let list = dev.get("/espace-agent").await;
+    let r = dev
+        .post("/espace-agent/deconnexion", &[("csrf", "forged")])
+        .await;
+    assert_eq!(r.status, 403, "CSRF refused");
+    let r = dev
+        .post(
+            "/espace-agent/deconnexion",
+            &[("csrf", &csrf_in(&list.body))],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = kept.get("/espace-agent").await;
+    assert_eq!(r.status, 303, "signed out everywhere");
+    assert!(r.location.unwrap().contains("/espace-agent/connexion"));
 }
 
 /// Submits one of the actions of a request's page, as its buttons do.

@@ -230,6 +230,12 @@ async fn security_headers_on_every_response(backend: Backend) {
             !h.contains_key("strict-transport-security"),
             "no HSTS on plain HTTP ({path})"
         );
+        let cache = h["cache-control"].to_str().unwrap();
+        if path.starts_with("/static/") {
+            assert!(cache.contains("max-age"), "{path}: {cache}");
+        } else {
+            assert_eq!(cache, "no-store", "{path}: stored nowhere by default");
+        }
     }
 }
 
