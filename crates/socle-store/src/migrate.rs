@@ -259,4 +259,18 @@ impl Store {
         })
         .map_err(StoreError::from_runtime)
     }
+
+    /// Test support: the database as an older binary left it (its schema row for
+    /// `version` removed; the tables stay).
+    pub async fn __test_forget_migration(&self, version: i64) -> Result<()> {
+        let version = i32::try_from(version).unwrap_or(i32::MAX);
+        crate::on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM socle_schema WHERE version = $1")
+                .bind(version)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(StoreError::from_runtime)
+    }
 }

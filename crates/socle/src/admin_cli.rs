@@ -12,10 +12,20 @@ use crate::config::Config;
 
 async fn store(config: &Config) -> anyhow::Result<socle_store::Store> {
     let store = open_store(config).await?;
-    if config.database.auto_migrate {
+    // An empty database is set up (nothing else can be using it); one in use is never
+    // migrated as a side effect of an operator command: nodes of the previous version
+    // may be serving from it (`socle migrate` is the deliberate step).
+    if config.database.auto_migrate && store.schema_status().await?.current == 0 {
         store.migrate().await?;
     }
     let status = store.schema_status().await?;
+    anyhow::ensure!(
+        status.current <= status.latest,
+        "the database schema (version {}) is newer than this binary (version {}): use the \
+         newer binary",
+        status.current,
+        status.latest
+    );
     anyhow::ensure!(
         status.is_current(),
         "the database schema is at version {} but this binary needs {}: run `socle migrate`",

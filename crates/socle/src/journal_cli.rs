@@ -556,7 +556,10 @@ pub async fn bench(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
         opts.writers
     );
     let store = crate::open_store(config).await?;
-    store.migrate().await?;
+    // A scratch database is set up; one in use is not migrated behind its nodes' back.
+    if store.schema_status().await?.current == 0 || opts.existing_journal {
+        store.migrate().await?;
+    }
     let journal = crate::app::open_journal(&store, config).await?;
     let initial = journal
         .latest_checkpoint()

@@ -276,7 +276,35 @@ async fn journal_bench_refuses_bad_arguments_and_a_used_journal(backend: Backend
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Operator commands set up an empty database but never migrate one in use behind its
+/// nodes' back, and say which binary to use when the schema is newer.
+async fn operator_commands_do_not_migrate_a_database_in_use(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let env = db.env();
+    let run = |args: &'static [&'static str]| {
+        let (env, cwd) = (env.clone(), cwd.path().to_path_buf());
+        tokio::task::spawn_blocking(move || run_binary(args, &env, &cwd))
+    };
+    let (code, out, err) = run(&["admin", "client", "list"]).await.unwrap();
+    assert_eq!(code, 0, "an empty database is set up: {out}{err}");
+    let store = socle::open_store(&db.config()).await.unwrap();
+    let latest = socle_store::LATEST_SCHEMA_VERSION;
+    store.__test_forget_migration(latest).await.unwrap();
+    let (code, _, err) = run(&["admin", "client", "list"]).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("run `socle migrate`"), "{err}");
+    let status = store.schema_status().await.unwrap();
+    assert_eq!(status.current, latest - 1, "not migrated by the command");
+    store.__test_bump_schema(latest + 1).await.unwrap();
+    let (code, _, err) = run(&["admin", "client", "list"]).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("newer than this binary"), "{err}");
+    store.close().await;
+}
+
 on_both_stores!(
+    operator_commands_do_not_migrate_a_database_in_use,
     migrate_command_reports_what_it_did,
     journal_bench_refuses_bad_arguments_and_a_used_journal
 );
