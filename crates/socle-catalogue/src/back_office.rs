@@ -158,7 +158,14 @@ impl BackOffice {
                     .detail("scopes", h.form.scopes.join(",")),
             ])
             .await
-            .map_err(|e| CatalogueError::Invalid(format!("journal: {e}")))
+            .map_err(|e| {
+                // The change is stored: say so, as an outage (503), not as bad input.
+                tracing::error!(error = %e, action, "habilitation change not journaled");
+                CatalogueError::Store(socle_store::StoreError::Unavailable(format!(
+                    "the change was recorded but the journal did not take its entry ({e}); \
+                     the error is logged for the operator"
+                )))
+            })
     }
 
     async fn load(&self, id: &str) -> Result<(Habilitation, i64)> {
@@ -339,7 +346,12 @@ impl BackOffice {
             )));
         };
         let comment = comment.filter(|c| !c.trim().is_empty());
-        if action.needs_comment() && comment.is_none() {
+        // Archiving a validated habilitation ends access as a revocation does: only its
+        // requester (giving the access up) may do so without saying why.
+        let ends_access = action == Action::Archive
+            && h.state == State::Validated
+            && side != habilitation::Side::Requester;
+        if (action.needs_comment() || ends_access) && comment.is_none() {
             return Err(CatalogueError::Invalid(format!(
                 "say why: a comment is required to {}",
                 action.as_str().replace('_', " ")
@@ -490,11 +502,7 @@ impl BackOffice {
     /// hash kept — afterwards `(client_id, None)`.
     pub async fn credentials(&self, actor: &Actor, id: &str) -> Result<(String, Option<String>)> {
         let (mut h, version) = self.load(id).await?;
-        if habilitation::side(actor, &h.requester, &h.producer) != Side::Requester {
-            return Err(forbidden(
-                "credentials go to the requesting organisation only",
-            ));
-        }
+        requester_only(actor, &h, id)?;
         let Some(client_id) = h.client_id.clone() else {
             return Err(CatalogueError::Conflict(
                 "the request is not validated".into(),
@@ -520,11 +528,7 @@ impl BackOffice {
     /// already issued with it stay valid until they expire.
     pub async fn renew_secret(&self, actor: &Actor, id: &str) -> Result<(String, String)> {
         let (mut h, version) = self.load(id).await?;
-        if habilitation::side(actor, &h.requester, &h.producer) != Side::Requester {
-            return Err(forbidden(
-                "credentials go to the requesting organisation only",
-            ));
-        }
+        requester_only(actor, &h, id)?;
         let (Some(client_id), State::Validated) = (h.client_id.clone(), h.state) else {
             return Err(CatalogueError::Conflict(format!(
                 "the habilitation is {}",
@@ -547,6 +551,32 @@ mod tests {
         let s = crate::now_rfc3339();
         assert_eq!(s.len(), 20);
         assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+
+    #[test]
+    fn the_register_csv_cannot_carry_a_formula() {
+        let p = super::Processing {
+            habilitation: "h1".into(),
+            name: "=HYPERLINK(\"https://evil\")".into(),
+            purpose: "Un \"vrai\" motif".into(),
+            legal_basis: "+33".into(),
+            data: vec!["-1".into()],
+            source: "@api".into(),
+            recipients: vec![],
+            retention_months: 12,
+            controller: "c".into(),
+            dpo: "d".into(),
+            security: "s".into(),
+            since: "2026-01-01".into(),
+        };
+        let csv = super::register_csv(&[p]);
+        let row = csv.lines().nth(1).unwrap();
+        assert!(
+            row.contains("\"'=HYPERLINK(\"\"https://evil\"\")\""),
+            "{row}"
+        );
+        assert!(row.contains("\"'+33\"") && row.contains("\"'-1\"") && row.contains("\"'@api\""));
+        assert!(row.contains("\"Un \"\"vrai\"\" motif\""), "{row}");
     }
 }
 
@@ -635,9 +665,16 @@ impl BackOffice {
 }
 
 /// The register as CSV (RFC 4180: fields quoted, quotes doubled; lists joined by " | ").
+/// A field a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, carriage
+/// return first: OWASP's CSV injection) is prefixed with `'`, shown as text.
 pub fn register_csv(entries: &[Processing]) -> String {
     fn field(s: &str) -> String {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        let quote = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            "'"
+        } else {
+            ""
+        };
+        format!("\"{quote}{}\"", s.replace('"', "\"\""))
     }
     let mut out = String::from(
         "habilitation,traitement,finalite,base_legale,donnees,source,destinataires,conservation_mois,responsable,dpd,securite,depuis\r\n",
@@ -672,4 +709,19 @@ fn fresh(h: &Habilitation, seen: Option<usize>) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Credentials go to the requesting organisation only; to anyone who may not even see
+/// the request, it does not exist.
+fn requester_only(actor: &Actor, h: &Habilitation, id: &str) -> Result<()> {
+    let side = habilitation::side(actor, &h.requester, &h.producer);
+    if !habilitation::may_see(side, h.state) {
+        return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+    }
+    if side != Side::Requester {
+        return Err(forbidden(
+            "credentials go to the requesting organisation only",
+        ));
+    }
+    Ok(())
 }

@@ -258,14 +258,10 @@ pub struct Form {
     pub visible_after: Option<String>,
 }
 
+/// A calendar date written `YYYY-MM-DD` (2024-13-45 is not one).
 fn date_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    s.len() == 10
+        && time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
 }
 
 fn email_ok(s: &str) -> bool {
@@ -398,6 +394,21 @@ impl Habilitation {
 mod tests {
     use super::*;
     use crate::people::Actor;
+
+    #[test]
+    fn dates_are_calendar_dates() {
+        assert!(date_ok("2028-02-29"));
+        for bad in [
+            "2027-02-29",
+            "2024-13-45",
+            "2024-1-01",
+            "20240101",
+            "2024-01-01x",
+            "",
+        ] {
+            assert!(!date_ok(bad), "{bad}");
+        }
+    }
 
     fn actor(org: &str, roles: &[Role]) -> Actor {
         Actor {

@@ -375,7 +375,12 @@ fn gateway_path(api: &socle_catalogue::Api) -> String {
         "/gateway/{}/{}/v{}/",
         api.organisation,
         api.id,
-        api.version.split('.').next().unwrap_or("1")
+        // The gateway's own reading of the version: "v2.0" and "2.0" are major 2.
+        api.version
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('v')
     )
 }
 
@@ -449,10 +454,13 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     // Habilitation: a request in the back office; otherwise, the API's contact.
     let request_url = if api.access_mode == "habilitation" {
         format!("/espace-agent/demandes/nouvelle?api={}", api.id)
-    } else if api.contact.contains('@') {
+    } else if api.contact.contains('@') && !api.contact.contains(':') {
         format!("mailto:{}", api.contact)
-    } else {
+    } else if url::Url::parse(&api.contact).is_ok_and(|u| u.scheme() == "https") {
         api.contact.clone()
+    } else {
+        // Neither an address nor a web page: no link to follow.
+        String::new()
     };
     let operations = operations(&api.openapi);
     let mut usage = usage(&state, &api.id);

@@ -331,6 +331,11 @@ async fn request_changes_and_validation(backend: Backend) {
 
     // Credentials: to the requester only, the secret once.
     assert_eq!(inst.get(&format!("{path}/credentials")).await.0, 403);
+    assert_eq!(
+        stranger.get(&format!("{path}/credentials")).await.0,
+        404,
+        "not even its existence"
+    );
     let (s, c) = dev.get(&format!("{path}/credentials")).await;
     assert_eq!(s, 200);
     assert!(c["client_id"].as_str().unwrap().starts_with("hab-"));
@@ -407,8 +412,10 @@ async fn request_changes_and_validation(backend: Backend) {
         "the provider's register lists what it receives, not this"
     );
 
-    // Revocation needs a comment; then archiving; nothing after.
+    // Revocation needs a comment, and so does the provider's archiving of a validated
+    // habilitation (it ends access just the same); then archiving; nothing after.
     assert_eq!(inst.act(&id, "revoke", None).await.0, 422);
+    assert_eq!(inst.act(&id, "archive", None).await.0, 422);
     assert_eq!(
         inst.act(&id, "revoke", Some("Fin de la convention."))
             .await
