@@ -299,6 +299,7 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,
         ))
+        .layer(from_fn(middleware::plain_rejections))
         .layer(from_fn_with_state(state.clone(), middleware::limits))
         .layer(from_fn(middleware::observe))
         .layer(from_fn_with_state(

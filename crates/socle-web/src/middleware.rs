@@ -182,6 +182,51 @@ fn method_label(m: &Method) -> String {
     }
 }
 
+/// Turns the framework's own refusals (a path or query segment that does not parse:
+/// plain text, in English) into the platform's: the error shape for APIs, a French page
+/// for people. The gateway's answers are left as they are (a provider's own errors).
+pub async fn plain_rejections(req: Request, next: Next) -> Response {
+    let html = wants_html(&req);
+    let gateway = req.uri().path().starts_with("/gateway/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if gateway || !plain || !status.is_client_error() {
+        return response;
+    }
+    let text = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+        response.into_body(),
+        4096,
+    ))
+    .await
+    {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let detail = if text.trim().is_empty() {
+        "this request cannot be read".to_string()
+    } else {
+        text.trim().to_string()
+    };
+    let error = ApiError::new(status, "bad_request", "Invalid request", detail);
+    if html {
+        PageError {
+            status,
+            title: "Adresse invalide",
+            message: "Cette adresse ne peut pas être lue : un de ses éléments n’a pas la \
+                      forme attendue. Vérifiez-la, ou revenez à la page précédente."
+                .into(),
+        }
+        .into_response()
+    } else {
+        error.into_response()
+    }
+}
+
 /// Refuses bodies over the limit with a clear 413, whether announced by
 /// `Content-Length` or discovered while streaming, and bounds the whole handling of a
 /// request in time (408).

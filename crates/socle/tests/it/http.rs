@@ -160,6 +160,24 @@ async fn errors_have_one_shape(backend: Backend) {
         body["detail"].as_str().unwrap().contains("not JSON"),
         "{body}"
     );
+    // A path segment that is not UTF-8: the framework's plain-text refusal becomes the
+    // error shape for an API, a French page for a person.
+    let r = app.get("/api/v1/habilitations/%FF").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_body(r).await["code"], "bad_request");
+    let r = app
+        .client
+        .get(app.url("/espace-agent/demandes/%FF"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Adresse invalide") && html.contains("<html lang=\"fr\""),
+        "{html}"
+    );
 
     // A browser gets a page in French with a way back, not JSON.
     let r = app
