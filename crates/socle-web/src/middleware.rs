@@ -212,7 +212,6 @@ pub async fn plain_rejections(req: Request, next: Next) -> Response {
     } else {
         text.trim().to_string()
     };
-    let error = ApiError::new(status, "bad_request", "Invalid request", detail);
     if html {
         PageError {
             status,
@@ -223,7 +222,7 @@ pub async fn plain_rejections(req: Request, next: Next) -> Response {
         }
         .into_response()
     } else {
-        error.into_response()
+        ApiError::new(status, "bad_request", "Invalid request", detail).into_response()
     }
 }
 

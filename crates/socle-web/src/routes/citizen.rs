@@ -204,13 +204,7 @@ fn no_store(mut r: Response) -> Response {
 /// The fields of a form or query; `None` when one is repeated (which value would be
 /// meant is not ours to guess).
 fn fields(pairs: impl Iterator<Item = (String, String)>) -> Option<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    for (k, v) in pairs {
-        if map.insert(k, v).is_some() {
-            return None;
-        }
-    }
-    Some(map)
+    crate::routes::oidc::unique(pairs.collect()).ok()
 }
 
 fn form_map(body: &Bytes) -> Option<BTreeMap<String, String>> {

@@ -147,12 +147,12 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let h = back_office(&state)?.get(&actor, &id).await?;
-    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
+    Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
 /// `ETag: "<revision>"`, and never cached (the request names people).
-fn with_etag(h: &Habilitation, mut r: Response) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", h.revision())) {
+fn with_etag(revision: usize, mut r: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
         r.headers_mut().insert(header::ETAG, v);
     }
     r.headers_mut()
@@ -199,7 +199,7 @@ pub async fn update(
     let form: Form = json_body(&body, "form")?;
     let seen = if_match(&headers)?;
     let h = back_office(&state)?.update(&actor, &id, form, seen).await?;
-    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
+    Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -239,7 +239,7 @@ pub async fn act(
         .act(&actor, &id, action, input.comment, seen)
         .await?;
     state.gateway_changed().await;
-    Ok(with_etag(&h, Json(h.clone().public()).into_response()))
+    Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
 /// Reopens a validated habilitation as a new draft; the old one stays valid until the

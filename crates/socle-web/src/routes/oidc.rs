@@ -63,7 +63,7 @@ fn form_pairs(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>
     Ok(url::form_urlencoded::parse(body).into_owned().collect())
 }
 
-fn unique(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn unique(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, String> {
     let mut map = BTreeMap::new();
     for (k, v) in pairs {
         if map.insert(k.clone(), v).is_some() {
