@@ -14,7 +14,7 @@ use josekit::jwt::JwtPayload;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use socle_journal::{Entry, EntryKind, Journal};
-use socle_store::{CodeUse, IdentityStore, NewCode, NewInteraction, Store};
+use socle_store::{CodeUse, IdentityStore, NewCode, NewInteraction, SessionWrite, Store};
 
 use crate::broker::{Authenticated, Broker, Pending, ProviderSettings};
 use crate::client::{Client, Clients};
@@ -87,6 +87,33 @@ pub struct SessionHandle {
     pub cookie: String,
     pub id: String,
     pub doc: BrowserSession,
+    /// The stored session this one replaces once saved: a login gives the browser a
+    /// new cookie (and CSRF token), so that a session cookie known before the login —
+    /// planted by someone else, say — is worth nothing after it (session fixation).
+    pub replaces: Option<String>,
+}
+
+impl SessionHandle {
+    /// A new cookie, id and CSRF token for this session; the stored one it replaces is
+    /// removed when this one is saved.
+    fn renew(&mut self) {
+        let cookie = crate::random_token(32);
+        let old = std::mem::replace(&mut self.id, crate::sha256_hex(cookie.as_bytes()));
+        self.cookie = cookie;
+        self.doc.csrf = crate::random_token(24);
+        if self.replaces.is_none() {
+            self.replaces = Some(old);
+        }
+    }
+
+    fn write<'a>(&'a self, doc: &'a str, expires_at: i64) -> SessionWrite<'a> {
+        SessionWrite {
+            id: &self.id,
+            doc,
+            expires_at,
+            replaces: self.replaces.as_deref(),
+        }
+    }
 }
 
 /// A validated authorization request.
@@ -360,6 +387,7 @@ impl Provider {
                     cookie: c.to_string(),
                     id,
                     doc,
+                    replaces: None,
                 });
             }
         }
@@ -371,17 +399,18 @@ impl Provider {
                 csrf: crate::random_token(24),
                 ..Default::default()
             },
+            replaces: None,
         })
     }
 
     pub async fn save_session(&self, s: &SessionHandle) -> Result<()> {
-        self.store
-            .put_session(
-                &s.id,
-                &to_doc(&s.doc)?,
-                crate::now() + self.config.session_ttl,
-            )
-            .await?;
+        let doc = to_doc(&s.doc)?;
+        let expires_at = crate::now() + self.config.session_ttl;
+        if s.replaces.is_some() {
+            self.store.renew_session(s.write(&doc, expires_at)).await?;
+        } else {
+            self.store.put_session(&s.id, &doc, expires_at).await?;
+        }
         Ok(())
     }
 
@@ -615,6 +644,7 @@ impl Provider {
                 csrf: crate::random_token(24),
                 ..Default::default()
             },
+            replaces: None,
         };
         let given_id = given.map(|c| crate::sha256_hex(c.as_bytes()));
         let id = crate::random_token(24);
@@ -695,6 +725,7 @@ impl Provider {
                     cookie: cookie.to_string(),
                     id: session_id,
                     doc: from_doc(&session)?,
+                    replaces: None,
                 },
                 from_doc(&interaction)?,
             ));
@@ -806,12 +837,14 @@ impl Provider {
         Ok(url)
     }
 
-    /// The identity provider's answer (`state` plus `code`, or `error`).
+    /// The identity provider's answer (`state` plus `code`, or `error`). Once the person
+    /// is authenticated the browser session has a new cookie (the returned handle's),
+    /// which the answer must set.
     pub async fn callback(
         &self,
         cookie: Option<&str>,
         params: &BTreeMap<String, String>,
-    ) -> std::result::Result<CallbackOutcome, UpstreamFailure> {
+    ) -> std::result::Result<(CallbackOutcome, SessionHandle), UpstreamFailure> {
         let unknown = |message: &str| UpstreamFailure {
             message: message.to_string(),
             back_url: None,
@@ -850,6 +883,7 @@ impl Provider {
             cookie: cookie.unwrap_or_default().to_string(),
             id: sid,
             doc: from_doc(&session_doc).map_err(|_| unknown("Session illisible."))?,
+            replaces: None,
         };
         let mut i: Interaction = from_doc(&doc).map_err(|_| unknown("Connexion illisible."))?;
         let client = self.clients.active(&i.request.client_id).await.ok();
@@ -931,6 +965,7 @@ impl Provider {
             auth_time: auth.auth_time,
             id_token: auth.id_token.clone(),
         });
+        session.renew();
         session.doc.sid = Some(crate::random_token(24));
         session.doc.provider = Some(pending.provider.clone());
         session.doc.provider_id_token = Some(auth.id_token);
@@ -945,7 +980,7 @@ impl Provider {
                 .complete(&id, &session, &i, false, true)
                 .await
                 .map_err(server)?;
-            Ok(CallbackOutcome::Redirect(url))
+            Ok((CallbackOutcome::Redirect(url), session))
         } else {
             self.save_session(&session).await.map_err(server)?;
             self.store
@@ -958,7 +993,7 @@ impl Provider {
                 )
                 .await
                 .map_err(|e| server(e.into()))?;
-            Ok(CallbackOutcome::Consent(id))
+            Ok((CallbackOutcome::Consent(id), session))
         }
     }
 
@@ -1117,7 +1152,7 @@ impl Provider {
             .complete_login(
                 session_doc
                     .as_deref()
-                    .map(|d| (session.id.as_str(), d, now + self.config.session_ttl)),
+                    .map(|d| session.write(d, now + self.config.session_ttl)),
                 NewCode {
                     code_hash: &crate::sha256_hex(code.as_bytes()),
                     client_id: &client.client_id,

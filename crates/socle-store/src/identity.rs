@@ -104,6 +104,9 @@ pub trait IdentityStore {
     ) -> impl Future<Output = Result<()>> + Send;
     fn session(&self, id: &str, now: i64) -> impl Future<Output = Result<Option<String>>> + Send;
     fn delete_session(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Saves a browser session, in one transaction with the removal of the session it
+    /// replaces (`session.replaces`), whose logins in progress move to it.
+    fn renew_session(&self, session: SessionWrite<'_>) -> impl Future<Output = Result<()>> + Send;
 
     fn put_interaction(
         &self,
@@ -147,11 +150,12 @@ pub trait IdentityStore {
         now: i64,
         interaction: NewInteraction<'_>,
     ) -> impl Future<Output = Result<String>> + Send;
-    /// Ends a login in one transaction: saves the browser session when it changed
-    /// (`(id, doc, expires_at)`), records the code and removes the interaction.
+    /// Ends a login in one transaction: saves the browser session when it changed (and
+    /// removes the one it replaces, as [`IdentityStore::renew_session`]), records the
+    /// code and removes the interaction.
     fn complete_login(
         &self,
-        session: Option<(&str, &str, i64)>,
+        session: Option<SessionWrite<'_>>,
         code: NewCode<'_>,
         interaction: &str,
     ) -> impl Future<Output = Result<()>> + Send;
@@ -384,6 +388,10 @@ impl IdentityStore for Store {
         }
     }
 
+    async fn renew_session(&self, session: SessionWrite<'_>) -> Result<()> {
+        self.ephemeral_writes(session.statements()).await
+    }
+
     async fn delete_session(&self, id: &str) -> Result<()> {
         self.ephemeral_write("DELETE FROM oidc_sessions WHERE id = $1", vec![P::text(id)])
             .await
@@ -561,16 +569,13 @@ impl IdentityStore for Store {
     }
     async fn complete_login(
         &self,
-        session: Option<(&str, &str, i64)>,
+        session: Option<SessionWrite<'_>>,
         code: NewCode<'_>,
         interaction: &str,
     ) -> Result<()> {
-        let mut statements = Vec::with_capacity(3);
-        if let Some((id, doc, expires_at)) = session {
-            statements.push((
-                PUT_SESSION,
-                vec![P::text(id), P::text(doc), P::Int(expires_at)],
-            ));
+        let mut statements = Vec::with_capacity(5);
+        if let Some(session) = session {
+            statements.extend(session.statements());
         }
         statements.push(code.statement());
         statements.push((DELETE_INTERACTION, vec![P::text(interaction)]));
@@ -732,6 +737,36 @@ impl rusqlite::ToSql for P {
 const PUT_SESSION: &str = "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at";
 const DELETE_INTERACTION: &str = "DELETE FROM oidc_interactions WHERE id = $1";
+
+/// A browser session to save: its id (the cookie's hash), document and expiry, and the
+/// id of the stored session it replaces when a login gave the browser a new cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionWrite<'a> {
+    pub id: &'a str,
+    pub doc: &'a str,
+    pub expires_at: i64,
+    pub replaces: Option<&'a str>,
+}
+
+impl SessionWrite<'_> {
+    fn statements(&self) -> Vec<(&'static str, Vec<P>)> {
+        let mut out = vec![(
+            PUT_SESSION,
+            vec![P::text(self.id), P::text(self.doc), P::Int(self.expires_at)],
+        )];
+        if let Some(old) = self.replaces.filter(|old| *old != self.id) {
+            out.push((
+                "UPDATE oidc_interactions SET session_id = $1 WHERE session_id = $2",
+                vec![P::text(self.id), P::text(old)],
+            ));
+            out.push((
+                "DELETE FROM oidc_sessions WHERE id = $1",
+                vec![P::text(old)],
+            ));
+        }
+        out
+    }
+}
 
 /// An interaction to record (or replace), in a browser session given apart.
 #[derive(Debug, Clone, Copy)]

@@ -32,8 +32,8 @@ pub use catalogue::{
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};
 pub use identity::{
-    CodeUse, FiStateMatch, IdentityStore, NewCode, NewInteraction, StoredClient, StoredKey,
-    StoredToken,
+    CodeUse, FiStateMatch, IdentityStore, NewCode, NewInteraction, SessionWrite, StoredClient,
+    StoredKey, StoredToken,
 };
 pub use journal::{
     JournalBatch, JournalSink, JournalState, JournalStore, JournalWriter, NewEntry, NodeHash,

@@ -486,8 +486,12 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         .callback(cookie(&headers, SESSION_COOKIE).as_deref(), &params)
         .await
     {
-        Ok(CallbackOutcome::Consent(id)) => redirect(&format!("/api/v2/interaction/{id}/consent")),
-        Ok(CallbackOutcome::Redirect(url)) => redirect(&url),
+        Ok((CallbackOutcome::Consent(id), session)) => with_session(
+            redirect(&format!("/api/v2/interaction/{id}/consent")),
+            p,
+            &session,
+        ),
+        Ok((CallbackOutcome::Redirect(url), session)) => with_session(redirect(&url), p, &session),
         Err(f) => upstream_page(f),
     }
 }

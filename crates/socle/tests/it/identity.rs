@@ -1696,6 +1696,84 @@ async fn first_start_publishes_both_signing_keys(backend: Backend) {
 }
 
 /// `login_via` starts from the authorization URL; here the interaction already exists.
+async fn a_login_renews_the_session_cookie(backend: Backend) {
+    // Session fixation: a session cookie known before the login (one planted in the
+    // person's browser, say) must be worth nothing after it. The login gives the
+    // browser a new cookie; the old one's session is gone; the logins in progress in
+    // other tabs follow the new cookie. Both ends: with the consent page, and without
+    // (a client exempt from it, whose code is written with the session).
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+    let exempt = register(
+        &app,
+        json!({"name": "Service exempté", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "scopes": ["openid", "identite_pivot"],
+               "consent_exempt": true}),
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    let (url, first) = authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let choice_first = r.location.unwrap();
+    let planted = b.cookies["socle_session"].clone();
+    // A second tab, same browser: a login to the exempt service in the same session.
+    let (url, second) = authorize_url(&exempt, &[("scope", "openid identite_pivot")]);
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let choice_second = r.location.unwrap();
+    assert_eq!(
+        b.cookies["socle_session"], planted,
+        "one session for both tabs"
+    );
+
+    let r = login_via(&mut b, &format!("@{choice_first}"), "demo", "marie").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(query(r.location.as_deref().unwrap())["state"], first.state);
+    let renewed = b.cookies["socle_session"].clone();
+    assert_ne!(
+        renewed, planted,
+        "the login gives the browser a new session cookie"
+    );
+
+    // Whoever holds the old cookie has nothing: the second tab's login is not theirs.
+    let victim_page = b.get(&choice_second).await;
+    assert_eq!(victim_page.status, 200, "{}", victim_page.body);
+    let mut intruder = Browser::new(&app);
+    intruder
+        .cookies
+        .insert("socle_session".into(), planted.clone());
+    let r = intruder.get(&choice_second).await;
+    assert_ne!(r.status, 200, "the old cookie opens nothing: {}", r.body);
+    assert!(!r.body.contains(&csrf(&victim_page.body)));
+
+    // The second tab goes on with the new cookie, straight back to the exempt service,
+    // and that login renews the cookie once more.
+    let r = login_via(&mut b, &format!("@{choice_second}"), "demo", "marie").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.location.unwrap();
+    assert!(back.starts_with(REDIRECT), "{back}");
+    assert_eq!(query(&back)["state"], second.state);
+    assert!(query(&back).contains_key("code"));
+    let third = b.cookies["socle_session"].clone();
+    assert_ne!(third, renewed);
+    // Neither earlier cookie names a session any more: a login begun with one gets a
+    // fresh session.
+    for old in [&planted, &renewed] {
+        let mut stale = Browser::new(&app);
+        stale
+            .cookies
+            .insert("socle_session".into(), old.to_string());
+        let (url, _) = authorize_url(&client, &[]);
+        let r = stale.get(&url).await;
+        assert_eq!(r.status, 303);
+        assert_ne!(
+            &stale.cookies["socle_session"], old,
+            "a stale cookie is replaced"
+        );
+    }
+}
+
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
 }
@@ -1709,4 +1787,5 @@ on_both_stores!(
     admin_api_and_client_options,
     sessions_live_in_the_store,
     first_start_publishes_both_signing_keys,
+    a_login_renews_the_session_cookie,
 );
