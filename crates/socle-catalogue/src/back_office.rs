@@ -4,12 +4,15 @@
 //! pseudonym). A concurrent change to the same request is detected and refused, so a
 //! transition is applied whole or not at all.
 
+use std::time::Instant;
+
 use socle_journal::{Entry, EntryKind, Journal};
 use socle_store::{BackOfficeStore, HabilitationRow, Store};
 
 use crate::habilitation::{self, Action, Event, Form, Habilitation, Side, State};
 use crate::people::{self, Actor, Role, User};
 use crate::service::Catalogue;
+use crate::throttle::SignInThrottle;
 use crate::{CatalogueError, Result, now, now_rfc3339, random, sha256_hex};
 
 /// Lifetime of a sign-in token.
@@ -73,6 +76,8 @@ pub struct BackOffice {
     /// Password checks (Argon2: 19 MiB and a few milliseconds each) run off the async
     /// workers, two at a time: a burst of sign-ins cannot stall the gateway or logins.
     hashing: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Failed sign-ins per account (in memory, per node).
+    throttle: std::sync::Arc<SignInThrottle>,
 }
 
 impl BackOffice {
@@ -82,6 +87,7 @@ impl BackOffice {
             store,
             journal,
             hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
+            throttle: std::sync::Arc::default(),
         }
     }
 
@@ -94,20 +100,33 @@ impl BackOffice {
         }
     }
 
-    /// Signs in: a bearer token valid 8 hours, or `None` for wrong credentials.
+    /// Signs in: a bearer token valid 8 hours, or `None` for wrong credentials;
+    /// [`CatalogueError::Throttled`] after repeated failures on this address
+    /// ([`crate::throttle`]), without checking the password.
     pub async fn sign_in(&self, email: &str, password: &str) -> Result<Option<String>> {
+        // The throttle's key: the address as typed (an e-mail is at most 254
+        // characters), whether an account has it or not.
+        let account: String = email.to_lowercase().chars().take(254).collect();
+        if let Err(wait) = self.throttle.check(&account, Instant::now()) {
+            return Err(CatalogueError::Throttled {
+                retry_after: wait.as_secs().max(1),
+            });
+        }
         let user = self.user(email).await?;
         // Same work either way: no timing hint that the account exists.
         let hash = user.as_ref().map_or(
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
             |u| u.password_hash.as_str(),
         );
-        if !self.check_password(password, hash).await {
-            return Ok(None);
-        }
-        let Some(user) = user else {
+        let right = self.check_password(password, hash).await;
+        let Some(user) = user.filter(|_| right) else {
+            if self.throttle.failed(&account, Instant::now()).is_some() {
+                // No address in the log: a count is enough for the operator.
+                tracing::warn!("repeated failed sign-ins on one account: its next attempt waits");
+            }
             return Ok(None);
         };
+        self.throttle.succeeded(&account);
         let token = random(32);
         self.store
             .insert_user_token(&sha256_hex(&token), &user.email, now() + TOKEN_TTL)

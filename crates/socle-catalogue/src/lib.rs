@@ -15,6 +15,7 @@ pub mod notify;
 pub mod people;
 pub mod service;
 pub mod siret;
+pub mod throttle;
 
 pub use back_office::BackOffice;
 pub use model::{Api, ApiInput, DataItem, DataItemInput, Organisation, OrganisationInput, Scope};
@@ -36,6 +37,9 @@ pub enum CatalogueError {
     /// This person may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many failed sign-ins on this address: the next attempt waits.
+    #[error("too many failed sign-ins on this address: retry in {retry_after} s")]
+    Throttled { retry_after: u64 },
     #[error(transparent)]
     Store(socle_store::StoreError),
 }

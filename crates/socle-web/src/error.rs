@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub title: String,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (503 answers get 5 without it).
+    pub retry_after: Option<u64>,
 }
 
 /// The serialised form, also described in the OpenAPI document.
@@ -46,7 +48,14 @@ impl ApiError {
             code,
             title: title.into(),
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// With a `Retry-After` header of `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -128,10 +137,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        let retry_after = match self.retry_after {
+            Some(seconds) => HeaderValue::from_str(&seconds.to_string()).ok(),
+            None if self.status == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(HeaderValue::from_static("5"))
+            }
+            None => None,
+        };
+        if let Some(v) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }

@@ -98,7 +98,7 @@ fn page_error(e: CatalogueError) -> Response {
             .into_response();
         }
         CatalogueError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Demande invalide"),
-        CatalogueError::Store(_) => {
+        CatalogueError::Throttled { .. } | CatalogueError::Store(_) => {
             return crate::middleware::respond(ApiError::from(e), true);
         }
     };
@@ -198,6 +198,18 @@ fn login_page(state: &AppState, message: Option<String>, status: StatusCode) -> 
     r
 }
 
+/// "3 secondes", "1 minute", "15 minutes" (rounded up to the minute past a minute).
+fn french_duration(seconds: u64) -> String {
+    match seconds {
+        0 | 1 => "1 seconde".into(),
+        2..=59 => format!("{seconds} secondes"),
+        _ => match seconds.div_ceil(60) {
+            1 => "1 minute".into(),
+            m => format!("{m} minutes"),
+        },
+    }
+}
+
 pub async fn login_form(State(state): State<AppState>) -> Response {
     login_page(&state, None, StatusCode::OK)
 }
@@ -231,6 +243,21 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
             Some("Adresse électronique ou mot de passe incorrect.".into()),
             StatusCode::UNAUTHORIZED,
         ),
+        Err(CatalogueError::Throttled { retry_after }) => {
+            let mut r = login_page(
+                &state,
+                Some(format!(
+                    "Trop de tentatives de connexion ont échoué pour cette adresse. \
+                     Pour protéger le compte, attendez {} avant de réessayer.",
+                    french_duration(retry_after)
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         Err(e) => page_error(e),
     }
 }

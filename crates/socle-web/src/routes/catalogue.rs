@@ -49,6 +49,13 @@ impl From<CatalogueError> for ApiError {
             CatalogueError::Forbidden(m) => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", m)
             }
+            e @ CatalogueError::Throttled { retry_after } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "Too many failed sign-ins",
+                e.to_string(),
+            )
+            .retry_after(retry_after),
             CatalogueError::Store(s) => ApiError::from(s),
         }
     }

@@ -65,7 +65,8 @@ pub struct Token {
 /// Signs a back-office account in.
 #[utoipa::path(post, path = "/api/v1/session", tag = "habilitations", request_body = SignIn,
     responses((status = 200, description = "A bearer token, valid 8 hours", body = Token),
-        (status = 401, description = "Wrong e-mail or password", body = ErrorBody)))]
+        (status = 401, description = "Wrong e-mail or password", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins on this address: retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn sign_in(
     State(state): State<AppState>,
     body: axum::body::Bytes,

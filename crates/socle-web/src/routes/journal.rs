@@ -62,18 +62,14 @@ pub async fn rate_limit(
     if let Some(Extension(axum::extract::ConnectInfo(addr))) = client
         && let Err(wait) = state.journal_limiter.check(addr.ip())
     {
-        let mut response = ApiError::new(
+        return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "Too many requests",
             "this client sends journal requests too fast; slow down and retry after the delay given",
         )
+        .retry_after(wait.as_secs().max(1))
         .into_response();
-        let seconds = wait.as_secs().max(1).to_string();
-        if let Ok(v) = HeaderValue::from_str(&seconds) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return response;
     }
     next.run(req).await
 }

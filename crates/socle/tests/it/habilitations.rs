@@ -787,6 +787,83 @@ async fn reopening_and_expiry(backend: Backend) {
 
 on_both_stores!(reopening_and_expiry);
 
+async fn repeated_failed_sign_ins_make_the_account_wait(backend: Backend) {
+    use crate::identity::Browser;
+    use socle_catalogue::people::Role;
+    use socle_catalogue::throttle::FREE;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    let attempt = |email: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v1/session"))
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (status, retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    // An address nobody has and an existing account are treated alike: the first
+    // failures are only refused, then the address must wait — even with the right
+    // password, which is not checked. (Each check right after the last failure: the
+    // first wait is 2 s.)
+    for email in ["personne@demoville.fr", "Dev@Demoville.fr"] {
+        for n in 1..=FREE {
+            let (status, retry, body) = attempt(email, "wrong password!").await;
+            assert_eq!((status, retry), (401, None), "failure {n}: {body}");
+        }
+        let (status, retry, body) = attempt(email, PASSWORD).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["code"], "too_many_attempts");
+        assert!(matches!(retry, Some(1..=2)), "{retry:?}");
+    }
+    // The sign-in page says so in French, with Retry-After, and signs nobody in (the
+    // address as typed, case aside).
+    let mut b = Browser::new(&app);
+    let page = b.get("/espace-agent/connexion").await;
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &csrf_in(&page.body)),
+                ("email", "dev@demoville.fr"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("Trop de tentatives"), "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("socle_agent=")),
+        "no sign-in cookie"
+    );
+    // Other accounts are not concerned.
+    assert_eq!(attempt("instructeur@caf.fr", PASSWORD).await.0, 200);
+    // Once the wait is over the right password works, and clears the failures: the
+    // next mistake is refused without a wait.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _, body) = attempt("dev@demoville.fr", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(attempt("dev@demoville.fr", "wrong password!").await.0, 401);
+    assert_eq!(attempt("dev@demoville.fr", PASSWORD).await.0, 200);
+}
+
+on_both_stores!(repeated_failed_sign_ins_make_the_account_wait);
+
 /// The CSRF field of a page's form.
 fn csrf_in(body: &str) -> String {
     hidden_in(body, "csrf")
