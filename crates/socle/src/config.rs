@@ -1026,16 +1026,37 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
-/// A database URL with its password replaced by `***`.
+/// A database URL with its passwords replaced by `***`: the one after the user name,
+/// and query parameters such as `?password=` or `?sslpassword=` (libpq and sqlx read
+/// both).
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<redacted: unparsable URL>".into(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<redacted: unparsable URL>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["password", "secret", "token"]
+            .iter()
+            .any(|s| k.contains(s))
+    };
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -1129,6 +1150,19 @@ mod tests {
         let shown = c.redacted();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@db/socle"), "{shown}");
+    }
+
+    #[test]
+    fn passwords_in_the_query_are_redacted_too() {
+        assert_eq!(
+            redact_url("postgres://u@db/socle?sslmode=require&password=hunter2&SSLPassword=x"),
+            "postgres://u@db/socle?sslmode=require&password=***&SSLPassword=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@db/socle?application_name=socle"),
+            "postgres://u:***@db/socle?application_name=socle"
+        );
+        assert_eq!(redact_url("not a url"), "<redacted: unparsable URL>");
     }
 
     #[test]
