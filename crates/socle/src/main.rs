@@ -665,7 +665,17 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives once /readyz answers must drain.
-    let stop = shutdown_signal();
+    let first = shutdown_signal();
+    let stop = async move {
+        first.await;
+        // A second signal while draining (an operator's second Ctrl-C) stops at once:
+        // what the journal acknowledged is already durable; requests in flight fail.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!("second signal: stopping now, without waiting for requests in flight");
+            std::process::exit(130);
+        });
+    };
     let app = Application::build(config.clone()).await?;
     if demo {
         app.seed_demo().await?;

@@ -95,10 +95,54 @@ async fn shutdown_timeout_bounds_the_drain(backend: Backend) {
     );
 }
 
+/// A second signal while draining stops the process at once (exit code 130), without
+/// waiting for `server.shutdown_timeout` (30 s by default); the next start finds the
+/// store whole.
+async fn a_second_signal_stops_at_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut process = Process::serve(&db.env()).await;
+    let addr = process.base.trim_start_matches("http://").to_string();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"POST /api/v1/csp-reports HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    process.signal("INT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        process.child.try_wait().unwrap().is_none(),
+        "still draining after the first signal"
+    );
+    let started = std::time::Instant::now();
+    process.signal("INT");
+    assert_eq!(
+        process.wait_exit(Duration::from_secs(5)).await,
+        Some(130),
+        "{}",
+        process.stderr()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        process.stderr().contains("second signal"),
+        "{}",
+        process.stderr()
+    );
+    drop(tcp);
+    // The next start finds the store whole.
+    let mut again = Process::serve(&db.env()).await;
+    let ready = reqwest::get(format!("{}/readyz", again.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    again.signal("TERM");
+    assert_eq!(again.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
 on_both_stores!(
     sigterm_drains_in_flight_requests,
     sigint_stops_an_idle_server_promptly,
     shutdown_timeout_bounds_the_drain,
+    a_second_signal_stops_at_once,
 );
 
 /// `log.format = "json"`: one JSON object per line, every request line carries the
