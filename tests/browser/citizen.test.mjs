@@ -63,7 +63,7 @@ for (const [width, person, income] of [[320, 'marie', '24310'], [1280, 'lucas', 
     await check('espace-demande');
     main = await page.textContent('main');
     assert.ok(main.includes('Revenu fiscal de référence') && main.includes('Mairie de Démoville'), main);
-    await Promise.all([page.waitForURL(/\/mon-espace\/autorisations\/demande$/), page.click('button[value="accorder"]')]);
+    await Promise.all([page.waitForURL(/\/mon-espace\/autorisations\?fait=accord&recu=/), page.click('button[value="accorder"]')]);
     assert.ok((await page.textContent('main')).includes('Autorisation accordée'));
     await check('espace-autorisations');
 
@@ -97,7 +97,7 @@ for (const [width, person, income] of [[320, 'marie', '24310'], [1280, 'lucas', 
     // Withdraw, by keyboard; the service's next call is refused.
     await page.goto(BASE + '/mon-espace/autorisations', { waitUntil: 'networkidle' });
     await tabTo('form[action$="/retrait"] button');
-    await Promise.all([page.waitForURL(/\/retrait$/), page.keyboard.press('Enter')]);
+    await Promise.all([page.waitForURL(/\/mon-espace\/autorisations\?fait=retrait&recu=/), page.keyboard.press('Enter')]);
     assert.ok((await page.textContent('main')).includes('Autorisation retirée'));
     await check('espace-retrait');
     main = await serviceData(page, check, person);

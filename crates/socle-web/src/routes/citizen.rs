@@ -689,37 +689,98 @@ pub struct AuthorisationsPage {
     pub message: Option<String>,
 }
 
-async fn authorisations_page(
-    c: &Citizen,
-    p: &Person,
-    s: &Session,
-    message: Option<String>,
-) -> Response {
+/// What the person just did, shown once back on the list (the form's POST answers
+/// with a redirect here: reloading the page never sends the form again).
+enum Done {
+    Granted(String),
+    Revoked(String),
+    Refused,
+}
+
+impl Done {
+    fn from_query(q: &BTreeMap<String, String>) -> Option<Done> {
+        let receipt = || q.get("recu").cloned().unwrap_or_default();
+        match q.get("fait").map(String::as_str) {
+            Some("accord") => Some(Done::Granted(receipt())),
+            Some("retrait") => Some(Done::Revoked(receipt())),
+            Some("refus") => Some(Done::Refused),
+            _ => None,
+        }
+    }
+
+    fn location(&self) -> String {
+        let (done, receipt) = match self {
+            Done::Granted(id) => ("accord", Some(id)),
+            Done::Revoked(id) => ("retrait", Some(id)),
+            Done::Refused => ("refus", None),
+        };
+        let mut u = format!("/mon-espace/autorisations?fait={done}");
+        if let Some(id) = receipt {
+            u.push_str("&recu=");
+            u.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+        }
+        u
+    }
+
+    /// The message; a receipt is named only if it is one of this person's consents
+    /// (the address is not a place to put words in the platform's mouth).
+    fn message(&self, consents: &[ConsentRow]) -> String {
+        let own = |id: &str| consents.iter().any(|c| c.view.consent.id == id);
+        match self {
+            Done::Granted(id) if own(id) => format!(
+                "Autorisation accordée. Vous pouvez la retirer à tout moment ici ; son reçu signé est à télécharger ci-dessous ({id})."
+            ),
+            Done::Granted(_) => {
+                "Autorisation accordée. Vous pouvez la retirer à tout moment ici.".into()
+            }
+            Done::Revoked(id) if own(id) => format!(
+                "Autorisation retirée : le service ne pourra plus obtenir ces données. Reçu signé : « {id} »."
+            ),
+            Done::Revoked(_) => {
+                "Autorisation retirée : le service ne pourra plus obtenir ces données.".into()
+            }
+            Done::Refused => {
+                "Vous avez refusé : aucune donnée ne sera transmise à ce service sur ce fondement."
+                    .into()
+            }
+        }
+    }
+}
+
+fn see_other(done: &Done) -> Response {
+    no_store((StatusCode::SEE_OTHER, [(header::LOCATION, done.location())]).into_response())
+}
+
+async fn authorisations_page(c: &Citizen, p: &Person, s: &Session, done: Option<Done>) -> Response {
     let (consents, others) = match c.space.authorisations(p).await {
         Ok(x) => x,
         Err(e) => return page_error(e),
     };
+    let consents: Vec<ConsentRow> = consents
+        .into_iter()
+        .map(|v| ConsentRow {
+            granted: french_date(v.consent.granted_at),
+            until: french_date(v.consent.expires_at - 1),
+            revoked: v.consent.revoked_at.map(french_date).unwrap_or_default(),
+            view: v,
+        })
+        .collect();
     no_store(render(&AuthorisationsPage {
         layout: Layout::current("Mes autorisations").section("espace"),
         csrf: s.csrf.clone(),
         current: "autorisations",
-        consents: consents
-            .into_iter()
-            .map(|v| ConsentRow {
-                granted: french_date(v.consent.granted_at),
-                until: french_date(v.consent.expires_at - 1),
-                revoked: v.consent.revoked_at.map(french_date).unwrap_or_default(),
-                view: v,
-            })
-            .collect(),
+        message: done.map(|d| d.message(&consents)),
+        consents,
         others,
-        message,
     }))
 }
 
-pub async fn authorisations(signed: Signed) -> Response {
+pub async fn authorisations(signed: Signed, uri: Uri) -> Response {
     let Signed { c, p, s } = signed;
-    authorisations_page(&c, &p, &s, None).await
+    let Some(q) = query_map(&uri) else {
+        return repeated_field();
+    };
+    authorisations_page(&c, &p, &s, Done::from_query(&q)).await
 }
 
 pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
@@ -731,17 +792,7 @@ pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Resp
         return csrf_refused();
     }
     match c.space.revoke(&p, &id).await {
-        Ok((consent, _)) => {
-            authorisations_page(&c,
-                &p,
-                &s,
-                Some(format!(
-                    "Autorisation retirée : le service ne pourra plus obtenir ces données. Reçu signé : « {} ».",
-                    consent.id
-                )),
-            )
-            .await
-        }
+        Ok((consent, _)) => see_other(&Done::Revoked(consent.id)),
         Err(e) => page_error(e),
     }
 }
@@ -832,33 +883,18 @@ pub async fn decide(signed: Signed, body: Bytes) -> Response {
     }
     let hab = m.get("habilitation").cloned().unwrap_or_default();
     if m.get("decision").map(String::as_str) != Some("accorder") {
-        return authorisations_page(
-            &c,
-            &p,
-            &s,
-            Some(
-                "Vous avez refusé : aucune donnée ne sera transmise à ce service sur ce fondement."
-                    .into(),
-            ),
-        )
-        .await;
+        return see_other(&Done::Refused);
     }
     match c
         .space
-        .grant(&p, &hab, m.get("jusqu_au").map(String::as_str).unwrap_or_default())
+        .grant(
+            &p,
+            &hab,
+            m.get("jusqu_au").map(String::as_str).unwrap_or_default(),
+        )
         .await
     {
-        Ok((consent, _)) => {
-            authorisations_page(&c,
-                &p,
-                &s,
-                Some(format!(
-                    "Autorisation accordée. Vous pouvez la retirer à tout moment ici ; son reçu signé est à télécharger ci-dessous ({}).",
-                    consent.id
-                )),
-            )
-            .await
-        }
+        Ok((consent, _)) => see_other(&Done::Granted(consent.id)),
         Err(CitizenError::Invalid(msg)) => match c.space.request_preview(&hab).await {
             Ok(preview) => {
                 let mut r = render(&RequestPage {

@@ -241,18 +241,59 @@ async fn citizen_space(backend: Backend) {
         "consent_required",
     )
     .await;
+    // « Je refuse »: back to the list, which says so; nothing granted.
+    let r = b
+        .post(
+            "/mon-espace/autorisations/demande",
+            &[
+                ("csrf", &token),
+                ("habilitation", &consent_hab),
+                ("decision", "refuser"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/mon-espace/autorisations?fait=refus")
+    );
+    let r = b.get("/mon-espace/autorisations?fait=refus").await;
+    assert!(r.body.contains("Vous avez refusé"), "{}", r.body);
+    refused(
+        env.call(&consent_call, Some(&marie_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
     let grant_form = [
         ("csrf", token.as_str()),
         ("habilitation", consent_hab.as_str()),
         ("jusqu_au", "2028-12-31"),
         ("decision", "accorder"),
     ];
+    // The form's answer is a redirect to the list (reloading it sends nothing again),
+    // which says what was done and names the receipt.
     let r = b
         .post("/mon-espace/autorisations/demande", &grant_form)
         .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let done = r.location.unwrap();
+    assert!(
+        done.starts_with("/mon-espace/autorisations?fait=accord&recu=cons-"),
+        "{done}"
+    );
+    let r = b.get(&done).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Autorisation accordée"));
     assert!(r.body.contains("31/12/2028"), "until the chosen date");
+    let receipt_id = done.rsplit('=').next().unwrap();
+    assert!(r.body.contains(&format!("({receipt_id})")), "{}", r.body);
+    // An address naming a receipt that is not the person's does not repeat it.
+    let r = b
+        .get("/mon-espace/autorisations?fait=accord&recu=Appelez-le-0800000000")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Autorisation accordée") && !r.body.contains("0800000000"));
     assert_eq!(
         env.call(&consent_call, Some(&marie_token)).await.status(),
         200
@@ -261,7 +302,8 @@ async fn citizen_space(backend: Backend) {
     let again = b
         .post("/mon-espace/autorisations/demande", &grant_form)
         .await;
-    assert_eq!(again.status, 200);
+    assert_eq!(again.status, 303);
+    let again = b.get(&again.location.unwrap()).await;
     assert_eq!(
         again.body.matches("/retrait\"").count(),
         1,
@@ -276,7 +318,7 @@ async fn citizen_space(backend: Backend) {
     );
     assert_eq!(
         (one.status, two.status),
-        (200, 200),
+        (303, 303),
         "{}{}",
         one.body,
         two.body
@@ -342,8 +384,10 @@ async fn citizen_space(backend: Backend) {
             &[("csrf", &token)],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get(&r.location.unwrap()).await;
     assert!(r.body.contains("Autorisation retirée"));
+    assert!(r.body.contains(&consent_id), "names the receipt");
     refused(
         env.call(&consent_call, Some(&marie_token)).await,
         403,
