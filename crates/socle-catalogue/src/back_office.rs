@@ -1,13 +1,16 @@
 //! The back office over the store: accounts and sign-in, and habilitation requests
 //! moved through their states by people allowed to (rules in [`crate::habilitation`]),
 //! each step recorded in the request's history and in the journal (under the agent's
-//! pseudonym). A concurrent change to the same request is detected and refused, so a
-//! transition is applied whole or not at all.
+//! pseudonym). A concurrent change to the same request is detected and refused, and a
+//! step — the change, a habilitation it supersedes, their journal entries and the
+//! provider's notifications — is written in one transaction: whole or not at all.
 
 use std::time::Instant;
 
 use socle_journal::{Entry, EntryKind, Journal};
-use socle_store::{BackOfficeStore, HabilitationRow, Store};
+use socle_store::{
+    BackOfficeStore, HabilitationCommit, HabilitationRow, NewMail, Store, StoredDelivery,
+};
 
 use crate::habilitation::{self, Action, Event, Form, Habilitation, Side, State};
 use crate::people::{self, Actor, Role, User};
@@ -17,6 +20,26 @@ use crate::{CatalogueError, Result, now, now_rfc3339, random, sha256_hex};
 
 /// Lifetime of a sign-in token.
 const TOKEN_TTL: i64 = 8 * 3600;
+
+/// What one step of the back office writes, whole or not at all.
+#[derive(Default)]
+struct Step<'a> {
+    inserts: Vec<&'a Habilitation>,
+    updates: Vec<(&'a Habilitation, i64)>,
+    entries: Vec<Entry>,
+    notifications: (Vec<StoredDelivery>, Vec<NewMail>),
+}
+
+fn row<'a>(h: &'a Habilitation, doc: &'a str) -> HabilitationRow<'a> {
+    HabilitationRow {
+        id: &h.id,
+        requester: &h.requester,
+        producer: &h.producer,
+        api_id: &h.api,
+        state: h.state.as_str(),
+        doc,
+    }
+}
 
 fn forbidden(m: &str) -> CatalogueError {
     CatalogueError::Forbidden(m.to_string())
@@ -164,27 +187,16 @@ impl BackOffice {
         )
     }
 
-    async fn journal(&self, actor: &str, h: &Habilitation, action: &str) -> Result<()> {
-        self.journal
-            .append(vec![
-                Entry::new(EntryKind::Habilitation, actor, "ok")
-                    .organisation(h.requester.clone())
-                    .organisation(h.producer.clone())
-                    .detail("habilitation", h.id.clone())
-                    .detail("api", h.api.clone())
-                    .detail("action", action)
-                    .detail("state", h.state.as_str())
-                    .detail("scopes", h.form.scopes.join(",")),
-            ])
-            .await
-            .map_err(|e| {
-                // The change is stored: say so, as an outage (503), not as bad input.
-                tracing::error!(error = %e, action, "habilitation change not journaled");
-                CatalogueError::Store(socle_store::StoreError::Unavailable(format!(
-                    "the change was recorded but the journal did not take its entry ({e}); \
-                     the error is logged for the operator"
-                )))
-            })
+    /// The journal entry of a step.
+    fn entry(actor: &str, h: &Habilitation, action: &str) -> Entry {
+        Entry::new(EntryKind::Habilitation, actor, "ok")
+            .organisation(h.requester.clone())
+            .organisation(h.producer.clone())
+            .detail("habilitation", h.id.clone())
+            .detail("api", h.api.clone())
+            .detail("action", action)
+            .detail("state", h.state.as_str())
+            .detail("scopes", h.form.scopes.join(","))
     }
 
     async fn load(&self, id: &str) -> Result<(Habilitation, i64)> {
@@ -198,21 +210,33 @@ impl BackOffice {
         Ok((h, stored.version))
     }
 
-    async fn save(&self, h: &Habilitation, expected: i64) -> Result<()> {
-        let doc = serde_json::to_string(h).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
-        let row = HabilitationRow {
-            id: &h.id,
-            requester: &h.requester,
-            producer: &h.producer,
-            api_id: &h.api,
-            state: h.state.as_str(),
-            doc: &doc,
+    /// Writes a step whole, in one transaction: the new and changed requests (each
+    /// change at the version read), their journal entries and the notifications they
+    /// cause. A request changed meanwhile writes nothing.
+    async fn commit(&self, step: Step<'_>) -> Result<()> {
+        let doc = |h: &Habilitation| {
+            serde_json::to_string(h).map_err(|e| CatalogueError::Invalid(e.to_string()))
         };
-        if self
-            .store
-            .update_habilitation(&row, expected, now())
-            .await?
-        {
+        let inserts: Vec<(&Habilitation, String)> = step
+            .inserts
+            .iter()
+            .map(|h| Ok((*h, doc(h)?)))
+            .collect::<Result<_>>()?;
+        let updates: Vec<(&Habilitation, String, i64)> = step
+            .updates
+            .iter()
+            .map(|(h, v)| Ok((*h, doc(h)?, *v)))
+            .collect::<Result<_>>()?;
+        let (deliveries, mails) = step.notifications;
+        let commit = HabilitationCommit {
+            inserts: inserts.iter().map(|(h, d)| row(h, d)).collect(),
+            updates: updates.iter().map(|(h, d, v)| (row(h, d), *v)).collect(),
+            journal: socle_journal::encode(step.entries)
+                .map_err(|e| CatalogueError::Invalid(format!("journal entry refused: {e}")))?,
+            deliveries,
+            mails,
+        };
+        if self.store.commit_habilitations(&commit, now()).await? {
             Ok(())
         } else {
             Err(CatalogueError::Conflict(
@@ -221,8 +245,28 @@ impl BackOffice {
         }
     }
 
+    /// A change of one request alone (no entry, no notification).
+    async fn save(&self, h: &Habilitation, expected: i64) -> Result<()> {
+        self.commit(Step {
+            updates: vec![(h, expected)],
+            ..Step::default()
+        })
+        .await
+    }
+
     /// A new draft by the actor's organisation for `api`.
     pub async fn create(&self, actor: &Actor, api: &str, form: Form) -> Result<Habilitation> {
+        self.create_reopening(actor, api, form, None).await
+    }
+
+    /// A new draft, reopening the validated habilitation `reopens` if given.
+    async fn create_reopening(
+        &self,
+        actor: &Actor,
+        api: &str,
+        form: Form,
+        reopens: Option<String>,
+    ) -> Result<Habilitation> {
         let listed = self.catalogue.api(api).await?;
         if habilitation::side(actor, &actor.organisation, &listed.api.organisation)
             != Side::Requester
@@ -239,7 +283,7 @@ impl BackOffice {
             producer: listed.api.organisation.clone(),
             state: State::Draft,
             form,
-            reopens: None,
+            reopens,
             client_id: None,
             secret_hash: None,
             history: vec![Event {
@@ -251,21 +295,12 @@ impl BackOffice {
                 comment: None,
             }],
         };
-        let doc = serde_json::to_string(&h).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
-        self.store
-            .insert_habilitation(
-                &HabilitationRow {
-                    id: &h.id,
-                    requester: &h.requester,
-                    producer: &h.producer,
-                    api_id: &h.api,
-                    state: h.state.as_str(),
-                    doc: &doc,
-                },
-                now(),
-            )
-            .await?;
-        self.journal(&self.pseudonym(actor), &h, "create").await?;
+        self.commit(Step {
+            inserts: vec![&h],
+            entries: vec![Self::entry(&self.pseudonym(actor), &h, "create")],
+            ..Step::default()
+        })
+        .await?;
         Ok(h)
     }
 
@@ -399,18 +434,32 @@ impl BackOffice {
             comment,
         });
         h.state = to;
-        self.save(&h, version).await?;
-        self.journal(&self.pseudonym(actor), &h, action.as_str())
-            .await?;
-        self.notify(&h, action).await?;
-        if action == Action::Validate {
-            self.supersede(&h).await?;
+        // The step, the habilitation it supersedes (a reopened one, once validated),
+        // their entries and the provider's notifications: one transaction.
+        let superseded = match action {
+            Action::Validate => self.superseded(&h).await?,
+            _ => None,
+        };
+        let mut step = Step {
+            updates: vec![(&h, version)],
+            entries: vec![Self::entry(&self.pseudonym(actor), &h, action.as_str())],
+            notifications: self.notifications(&h, action).await?,
+            ..Step::default()
+        };
+        if let Some((old, old_version)) = &superseded {
+            step.updates.push((old, *old_version));
+            step.entries.push(Self::entry("system", old, "superseded"));
         }
+        self.commit(step).await?;
         Ok(h)
     }
 
-    /// Tells the provider: signed webhook(s) and an e-mail to the API's contact.
-    async fn notify(&self, h: &Habilitation, action: Action) -> Result<()> {
+    /// What tells the provider: signed webhook(s) and an e-mail to the API's contact.
+    async fn notifications(
+        &self,
+        h: &Habilitation,
+        action: Action,
+    ) -> Result<(Vec<StoredDelivery>, Vec<NewMail>)> {
         let contact = self
             .catalogue
             .api(&h.api)
@@ -432,7 +481,8 @@ impl BackOffice {
             h.api,
             h.state.as_str()
         );
-        crate::notify::notify(&self.store, &h.producer, &event, &body, &contact, &subject).await
+        crate::notify::notifications(&self.store, &h.producer, &event, &body, &contact, &subject)
+            .await
     }
 
     /// Reopens a validated habilitation: a new draft with the same form, which replaces
@@ -455,21 +505,19 @@ impl BackOffice {
                 old.state.as_str()
             )));
         }
-        let mut new = self.create(actor, &old.api, old.form.clone()).await?;
-        let (_, version) = self.load(&new.id).await?;
-        new.reopens = Some(old.id.clone());
-        self.save(&new, version).await?;
-        Ok(new)
+        self.create_reopening(actor, &old.api, old.form.clone(), Some(old.id.clone()))
+            .await
     }
 
-    /// When a reopened request is validated, the habilitation it replaces is archived.
-    async fn supersede(&self, h: &Habilitation) -> Result<()> {
+    /// When a reopened request is validated, the habilitation it replaces is archived
+    /// (in the validation's transaction): that habilitation, changed, at the version read.
+    async fn superseded(&self, h: &Habilitation) -> Result<Option<(Habilitation, i64)>> {
         let Some(old_id) = &h.reopens else {
-            return Ok(());
+            return Ok(None);
         };
         let (mut old, version) = self.load(old_id).await?;
         if old.state != State::Validated {
-            return Ok(());
+            return Ok(None);
         }
         old.history.push(Event {
             at: now_rfc3339(),
@@ -480,8 +528,7 @@ impl BackOffice {
             comment: Some(format!("remplacée par la demande {}", h.id)),
         });
         old.state = State::Archived;
-        self.save(&old, version).await?;
-        self.journal("system", &old, "superseded").await
+        Ok(Some((old, version)))
     }
 
     /// Expires the validated habilitations whose accreditation ended before `today`
@@ -508,9 +555,13 @@ impl BackOffice {
                 )),
             });
             h.state = State::Expired;
-            self.save(&h, version).await?;
-            self.journal("system", &h, Action::Expire.as_str()).await?;
-            self.notify(&h, Action::Expire).await?;
+            self.commit(Step {
+                updates: vec![(&h, version)],
+                entries: vec![Self::entry("system", &h, Action::Expire.as_str())],
+                notifications: self.notifications(&h, Action::Expire).await?,
+                ..Step::default()
+            })
+            .await?;
             n += 1;
         }
         Ok(n)
@@ -556,9 +607,12 @@ impl BackOffice {
         };
         let secret = random(32);
         h.secret_hash = Some(sha256_hex(&secret));
-        self.save(&h, version).await?;
-        self.journal(&self.pseudonym(actor), &h, "renew_secret")
-            .await?;
+        self.commit(Step {
+            updates: vec![(&h, version)],
+            entries: vec![Self::entry(&self.pseudonym(actor), &h, "renew_secret")],
+            ..Step::default()
+        })
+        .await?;
         Ok((client_id, secret))
     }
 }

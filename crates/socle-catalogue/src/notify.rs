@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
-use socle_store::{NotificationStore, Store, StoredDelivery, StoredWebhook};
+use socle_store::{NewMail, NotificationStore, Store, StoredDelivery, StoredWebhook};
 
 use crate::{CatalogueError, Result, now, random};
 
@@ -96,40 +96,63 @@ pub async fn notify(
     mail_to: &str,
     subject: &str,
 ) -> Result<()> {
-    let text = body.to_string();
+    let (deliveries, mails) =
+        notifications(store, organisation, event, body, mail_to, subject).await?;
     let t = now();
-    for w in store.webhooks(organisation).await? {
-        if !w.enabled {
-            continue;
-        }
-        store
-            .insert_delivery(
-                &StoredDelivery {
-                    id: random(12),
-                    webhook_id: w.id,
-                    event: event.to_string(),
-                    body: text.clone(),
-                    state: "pending".into(),
-                    attempts: 0,
-                    next_at: t,
-                    last_status: None,
-                    last_error: None,
-                    created_at: t,
-                },
-                t,
-            )
-            .await?;
+    for d in &deliveries {
+        store.insert_delivery(d, t).await?;
     }
-    if mail_to.contains('@') {
-        let body = format!(
-            "{subject}\n\n{}\n\n-- \nCe message est envoyé par la plateforme Socle.",
-            serde_json::to_string_pretty(body).unwrap_or_default()
-        );
+    for m in &mails {
         store
-            .insert_mail(&random(12), mail_to, subject, &body, t)
+            .insert_mail(&m.id, &m.recipient, &m.subject, &m.body, t)
             .await?;
     }
     Ok(())
+}
+
+/// What [`notify`] queues, for a caller that writes it in the transaction of the
+/// change it announces (`socle_store::HabilitationCommit`).
+pub async fn notifications(
+    store: &Store,
+    organisation: &str,
+    event: &str,
+    body: &serde_json::Value,
+    mail_to: &str,
+    subject: &str,
+) -> Result<(Vec<StoredDelivery>, Vec<NewMail>)> {
+    let text = body.to_string();
+    let t = now();
+    let deliveries = store
+        .webhooks(organisation)
+        .await?
+        .into_iter()
+        .filter(|w| w.enabled)
+        .map(|w| StoredDelivery {
+            id: random(12),
+            webhook_id: w.id,
+            event: event.to_string(),
+            body: text.clone(),
+            state: "pending".into(),
+            attempts: 0,
+            next_at: t,
+            last_status: None,
+            last_error: None,
+            created_at: t,
+        })
+        .collect();
+    let mut mails = Vec::new();
+    if mail_to.contains('@') {
+        mails.push(NewMail {
+            id: random(12),
+            recipient: mail_to.to_string(),
+            subject: subject.to_string(),
+            body: format!(
+                "{subject}\n\n{}\n\n-- \nCe message est envoyé par la plateforme Socle.",
+                serde_json::to_string_pretty(body).unwrap_or_default()
+            ),
+        });
+    }
+    Ok((deliveries, mails))
 }
 
 /// Delivers what is due; returns how many attempts were made.

@@ -316,11 +316,7 @@ impl Journal {
     /// Appends entries; returns once they are durable (they will be in every later
     /// checkpoint). Fails without writing anything if an entry is invalid.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<(), JournalError> {
-        let mut leaves = Vec::with_capacity(entries.len());
-        for e in entries {
-            let leaf = e.encode()?;
-            leaves.push((leaf, e.subject));
-        }
+        let leaves = encode(entries)?;
         if leaves.is_empty() {
             return Ok(());
         }
@@ -549,13 +545,22 @@ fn ack(batch: Vec<Request>, result: &Result<(), JournalError>) {
 /// or the next one to start, integrates them. For command-line tools that change the
 /// store beside a running server.
 pub async fn enqueue(store: &Store, entries: Vec<Entry>) -> Result<(), JournalError> {
-    let mut leaves = Vec::with_capacity(entries.len());
-    for e in entries {
-        let leaf = e.encode()?;
-        leaves.push((leaf, e.subject));
-    }
-    store.journal_writer().enqueue(&leaves).await?;
+    store.journal_writer().enqueue(&encode(entries)?).await?;
     Ok(())
+}
+
+/// An encoded entry as the journal stores it, and its subject (a person's pseudonym).
+pub type Leaf = (Vec<u8>, Option<String>);
+
+/// Entries as the leaves (and subjects) the journal stores, for a caller that writes
+/// them to the durable queue in its own transaction, with the change they record
+/// (`socle_store::HabilitationCommit`); the running sequencer integrates them. Fails if
+/// an entry is invalid.
+pub fn encode(entries: Vec<Entry>) -> Result<Vec<Leaf>, JournalError> {
+    entries
+        .into_iter()
+        .map(|e| Ok((e.encode()?, e.subject)))
+        .collect()
 }
 
 /// The journal's one writer task per node.

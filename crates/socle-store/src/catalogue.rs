@@ -223,22 +223,18 @@ pub trait BackOfficeStore {
         token_hash: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
-    fn insert_habilitation(
+    /// Writes changes to habilitation requests and what they cause, in **one**
+    /// transaction: all of it or nothing. False (nothing written) when an update's
+    /// stored version is no longer the expected one.
+    fn commit_habilitations(
         &self,
-        h: &HabilitationRow<'_>,
+        c: &HabilitationCommit<'_>,
         now: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn habilitation(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<StoredHabilitation>>> + Send;
-    /// Replaces the document if its version is still `expected`; false otherwise.
-    fn update_habilitation(
-        &self,
-        h: &HabilitationRow<'_>,
-        expected: i64,
-        now: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
     /// Requests where `organisation` is the requester or the producer (all with `None`).
     fn habilitations(
         &self,
@@ -256,6 +252,40 @@ pub struct HabilitationRow<'a> {
     pub state: &'a str,
     pub doc: &'a str,
 }
+
+/// A unit of change of the back office: new and changed requests (each change applied
+/// only if the stored version is still the expected one), with their journal entries —
+/// written to the journal's durable queue, which the running sequencer integrates
+/// within a fraction of a second — and the webhook deliveries and e-mails they cause.
+/// No state change without its entry, no entry without its change.
+#[derive(Debug, Default)]
+pub struct HabilitationCommit<'a> {
+    pub inserts: Vec<HabilitationRow<'a>>,
+    pub updates: Vec<(HabilitationRow<'a>, i64)>,
+    /// Encoded journal leaves and their subjects (`socle_journal::encode`).
+    pub journal: Vec<(Vec<u8>, Option<String>)>,
+    pub deliveries: Vec<StoredDelivery>,
+    pub mails: Vec<NewMail>,
+}
+
+/// An e-mail for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+const INSERT_HABILITATION: &str = "INSERT INTO catalogue_habilitations (id, requester, producer, \
+     api_id, state, doc, version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)";
+const UPDATE_HABILITATION: &str = "UPDATE catalogue_habilitations SET state = $1, doc = $2, \
+     version = version + 1, updated_at = $3 WHERE id = $4 AND version = $5";
+const INSERT_QUEUED_LEAF: &str = "INSERT INTO journal_queue (leaf, subject) VALUES ($1, $2)";
+const INSERT_DELIVERY: &str = "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, \
+     state, attempts, next_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)";
+const INSERT_MAIL: &str = "INSERT INTO catalogue_outbox (id, recipient, subject, body, \
+     created_at) VALUES ($1, $2, $3, $4, $5)";
 
 impl BackOfficeStore for Store {
     async fn insert_user(&self, email: &str, doc: &str, now: i64) -> Result<()> {
@@ -335,25 +365,73 @@ impl BackOfficeStore for Store {
         Ok(row.map(|r| r.0))
     }
 
-    async fn insert_habilitation(&self, h: &HabilitationRow<'_>, now: i64) -> Result<()> {
+    async fn commit_habilitations(&self, c: &HabilitationCommit<'_>, now: i64) -> Result<bool> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO catalogue_habilitations (id, requester, producer, api_id, state, doc, \
-                 version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
-            )
-            .bind(h.id)
-            .bind(h.requester)
-            .bind(h.producer)
-            .bind(h.api_id)
-            .bind(h.state)
-            .bind(h.doc)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
+            let mut tx = pool.begin().await.map_err(err)?;
+            for h in &c.inserts {
+                sqlx::query(INSERT_HABILITATION)
+                    .bind(h.id)
+                    .bind(h.requester)
+                    .bind(h.producer)
+                    .bind(h.api_id)
+                    .bind(h.state)
+                    .bind(h.doc)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            for (h, expected) in &c.updates {
+                let n = sqlx::query(UPDATE_HABILITATION)
+                    .bind(h.state)
+                    .bind(h.doc)
+                    .bind(now)
+                    .bind(h.id)
+                    .bind(*expected)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                if n != 1 {
+                    tx.rollback().await.map_err(err)?;
+                    return Ok(false);
+                }
+            }
+            for (leaf, subject) in &c.journal {
+                sqlx::query(INSERT_QUEUED_LEAF)
+                    .bind(leaf.as_slice())
+                    .bind(subject.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            for d in &c.deliveries {
+                sqlx::query(INSERT_DELIVERY)
+                    .bind(&d.id)
+                    .bind(&d.webhook_id)
+                    .bind(&d.event)
+                    .bind(&d.body)
+                    .bind(&d.state)
+                    .bind(d.next_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            for m in &c.mails {
+                sqlx::query(INSERT_MAIL)
+                    .bind(&m.id)
+                    .bind(&m.recipient)
+                    .bind(&m.subject)
+                    .bind(&m.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
         });
-        Ok(())
+        Ok(true)
     }
 
     async fn habilitation(&self, id: &str) -> Result<Option<StoredHabilitation>> {
@@ -367,30 +445,6 @@ impl BackOfficeStore for Store {
             .map_err(err)?
         });
         Ok(row.map(|(doc, version)| StoredHabilitation { doc, version }))
-    }
-
-    async fn update_habilitation(
-        &self,
-        h: &HabilitationRow<'_>,
-        expected: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE catalogue_habilitations SET state = $1, doc = $2, version = version + 1, \
-                 updated_at = $3 WHERE id = $4 AND version = $5",
-            )
-            .bind(h.state)
-            .bind(h.doc)
-            .bind(now)
-            .bind(h.id)
-            .bind(expected)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(n == 1)
     }
 
     async fn habilitations(&self, organisation: Option<&str>) -> Result<Vec<String>> {
@@ -612,21 +666,18 @@ impl NotificationStore for Store {
 
     async fn insert_delivery(&self, d: &StoredDelivery, now: i64) -> Result<()> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, state, attempts, next_at, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)",
-            )
-            .bind(&d.id)
-            .bind(&d.webhook_id)
-            .bind(&d.event)
-            .bind(&d.body)
-            .bind(&d.state)
-            .bind(d.next_at)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
+            sqlx::query(INSERT_DELIVERY)
+                .bind(&d.id)
+                .bind(&d.webhook_id)
+                .bind(&d.event)
+                .bind(&d.body)
+                .bind(&d.state)
+                .bind(d.next_at)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
         });
         Ok(())
     }
@@ -702,18 +753,16 @@ impl NotificationStore for Store {
         now: i64,
     ) -> Result<()> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO catalogue_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(recipient)
-            .bind(subject)
-            .bind(body)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
+            sqlx::query(INSERT_MAIL)
+                .bind(id)
+                .bind(recipient)
+                .bind(subject)
+                .bind(body)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
         });
         Ok(())
     }

@@ -1186,6 +1186,35 @@ impl Store {
 }
 
 impl Store {
+    /// Test support: makes every insert into the journal's durable queue fail (`true`),
+    /// or work again (`false`), as a full disk or a broken table would.
+    #[doc(hidden)]
+    pub async fn __test_refuse_queued_entries(&self, refuse: bool) -> Result<()> {
+        let sql = match (&self.backend, refuse) {
+            (Backend::Sqlite(_), true) => {
+                "CREATE TRIGGER socle_test_refuse BEFORE INSERT ON journal_queue \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            }
+            (Backend::Sqlite(_), false) => "DROP TRIGGER IF EXISTS socle_test_refuse",
+            (Backend::Postgres(_), true) => {
+                "CREATE OR REPLACE FUNCTION socle_test_refuse() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER socle_test_refuse BEFORE INSERT ON journal_queue \
+                 FOR EACH ROW EXECUTE FUNCTION socle_test_refuse()"
+            }
+            (Backend::Postgres(_), false) => {
+                "DROP TRIGGER IF EXISTS socle_test_refuse ON journal_queue"
+            }
+        };
+        on_pool!(self, |pool| {
+            sqlx::raw_sql(sql)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
     /// Test support: removes an entry, as an attacker with write access would.
     #[doc(hidden)]
     pub async fn __test_delete_entry(&self, index: u64) -> Result<()> {

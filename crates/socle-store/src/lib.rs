@@ -26,8 +26,8 @@ use std::time::Duration;
 use sqlx::{PgPool, SqlitePool};
 
 pub use catalogue::{
-    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationRow, NotificationStore,
-    StoredDelivery, StoredHabilitation, StoredWebhook,
+    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationCommit, HabilitationRow,
+    NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,
 };
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};

@@ -864,6 +864,107 @@ async fn repeated_failed_sign_ins_make_the_account_wait(backend: Backend) {
 
 on_both_stores!(repeated_failed_sign_ins_make_the_account_wait);
 
+/// A step of the back office is written whole or not at all: the change, the
+/// habilitation it supersedes, its journal entries (through the journal's durable
+/// queue) and the provider's webhook and e-mail. When the journal's part cannot be
+/// written, nothing is, and the step can be tried again.
+async fn a_step_is_written_with_its_journal_entries_or_not_at_all(backend: Backend) {
+    use socle_store::NotificationStore;
+    let (app, id, dev, inst) = validated(backend).await;
+    let d = Call {
+        app: &app,
+        token: dev,
+    };
+    let i = Call {
+        app: &app,
+        token: inst,
+    };
+    socle_catalogue::notify::add_webhook(&app.store, PRODUCER, "http://127.0.0.1:9/hook", true)
+        .await
+        .unwrap();
+    let (s, new) = d
+        .post(&format!("/api/v1/habilitations/{id}/reopen"), json!({}))
+        .await;
+    assert_eq!(s, 201, "{new}");
+    let new_id = new["id"].as_str().unwrap().to_string();
+    assert_eq!(d.act(&new_id, "submit", None).await.0, 200);
+    let before = (
+        app.store.deliveries(PRODUCER, 1000).await.unwrap().len(),
+        app.store.outbox(1000).await.unwrap().len(),
+    );
+    let journal = app.journal.as_ref().unwrap();
+    let steps = || async {
+        let cp = journal.latest_checkpoint().await.unwrap();
+        let (_, rows) = journal.entries(0, cp.size).await.unwrap();
+        rows.iter()
+            .filter_map(|r| socle_journal::Entry::decode(&r.leaf).ok())
+            .filter(|e| e.kind == socle_journal::EntryKind::Habilitation)
+            .map(|e| format!("{} {}", e.details["habilitation"], e.details["action"]))
+            .collect::<Vec<String>>()
+    };
+
+    app.store.__test_refuse_queued_entries(true).await.unwrap();
+    let (status, body) = i.act(&new_id, "validate", None).await;
+    assert!(status >= 500, "{status} {body}");
+    assert!(
+        body["code"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        d.get(&format!("/api/v1/habilitations/{new_id}")).await.1["state"],
+        "submitted"
+    );
+    assert_eq!(
+        d.get(&format!("/api/v1/habilitations/{id}")).await.1["state"],
+        "validated"
+    );
+    let after = (
+        app.store.deliveries(PRODUCER, 1000).await.unwrap().len(),
+        app.store.outbox(1000).await.unwrap().len(),
+    );
+    assert_eq!(after, before, "no webhook, no e-mail for a step not taken");
+
+    app.store.__test_refuse_queued_entries(false).await.unwrap();
+    assert_eq!(i.act(&new_id, "validate", None).await.0, 200);
+    assert_eq!(
+        d.get(&format!("/api/v1/habilitations/{id}")).await.1["state"],
+        "archived"
+    );
+    let after = (
+        app.store.deliveries(PRODUCER, 1000).await.unwrap().len(),
+        app.store.outbox(1000).await.unwrap().len(),
+    );
+    assert_eq!(
+        after,
+        (before.0 + 1, before.1 + 1),
+        "one webhook, one e-mail"
+    );
+    // Both entries reach the journal (the sequencer integrates the queue within a
+    // fraction of a second), once each.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = steps().await;
+        if seen.iter().any(|s| s.ends_with(" superseded")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let validate = format!("{new_id} validate");
+    let superseded = format!("{id} superseded");
+    assert_eq!(
+        seen.iter().filter(|s| **s == validate).count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| **s == superseded).count(),
+        1,
+        "{seen:?}"
+    );
+}
+
+on_both_stores!(a_step_is_written_with_its_journal_entries_or_not_at_all);
+
 /// The CSRF field of a page's form.
 fn csrf_in(body: &str) -> String {
     hidden_in(body, "csrf")
