@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
-use socle_store::{NewMail, NotificationStore, Store, StoredDelivery, StoredWebhook};
+use socle_store::{
+    BackOfficeStore, HabilitationCommit, NewMail, NotificationStore, Store, StoredDelivery,
+    StoredWebhook,
+};
 
 use crate::{CatalogueError, Result, now, random};
 
@@ -98,15 +101,12 @@ pub async fn notify(
 ) -> Result<()> {
     let (deliveries, mails) =
         notifications(store, organisation, event, body, mail_to, subject).await?;
-    let t = now();
-    for d in &deliveries {
-        store.insert_delivery(d, t).await?;
-    }
-    for m in &mails {
-        store
-            .insert_mail(&m.id, &m.recipient, &m.subject, &m.body, t)
-            .await?;
-    }
+    let queued = HabilitationCommit {
+        deliveries,
+        mails,
+        ..HabilitationCommit::default()
+    };
+    store.commit_habilitations(&queued, now()).await?;
     Ok(())
 }
 

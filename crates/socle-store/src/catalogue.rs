@@ -564,11 +564,6 @@ pub trait NotificationStore {
         failures: i64,
         disable: bool,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn insert_delivery(
-        &self,
-        d: &StoredDelivery,
-        now: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
     /// Pending deliveries due at `now`, oldest first.
     fn due_deliveries(
         &self,
@@ -585,14 +580,6 @@ pub trait NotificationStore {
         organisation: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredDelivery>>> + Send;
-    fn insert_mail(
-        &self,
-        id: &str,
-        recipient: &str,
-        subject: &str,
-        body: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
     /// `(recipient, subject, body)` of the outbox, newest first.
     fn outbox(
         &self,
@@ -664,24 +651,6 @@ impl NotificationStore for Store {
         Ok(())
     }
 
-    async fn insert_delivery(&self, d: &StoredDelivery, now: i64) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(INSERT_DELIVERY)
-                .bind(&d.id)
-                .bind(&d.webhook_id)
-                .bind(&d.event)
-                .bind(&d.body)
-                .bind(&d.state)
-                .bind(d.next_at)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
-    }
-
     async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<StoredDelivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM catalogue_deliveries \
@@ -742,29 +711,6 @@ impl NotificationStore for Store {
                 .map_err(err)?
         });
         Ok(rows.into_iter().map(delivery).collect())
-    }
-
-    async fn insert_mail(
-        &self,
-        id: &str,
-        recipient: &str,
-        subject: &str,
-        body: &str,
-        now: i64,
-    ) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(INSERT_MAIL)
-                .bind(id)
-                .bind(recipient)
-                .bind(subject)
-                .bind(body)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(())
     }
 
     async fn outbox(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
