@@ -146,6 +146,19 @@ impl Catalogue {
                 api.organisation
             )));
         }
+        // An API stays with the organisation that published it: its habilitations name
+        // that organisation as the producer whose instructors decide, and the gateway
+        // routes under its SIRET.
+        if let Some(doc) = self.store.api(&api.id).await? {
+            let published: Api = decode(&doc)?;
+            if published.organisation != api.organisation {
+                return Err(CatalogueError::Conflict(format!(
+                    "the API {} is published by organisation {}; another organisation \
+                     publishes its own API under another slug",
+                    api.id, published.organisation
+                )));
+            }
+        }
         let (doc, openapi) = (encode(&api)?, encode(&api.openapi)?);
         let record = socle_store::ApiRecord {
             id: &api.id,

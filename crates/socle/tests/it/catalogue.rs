@@ -164,6 +164,14 @@ async fn registering_and_searching(backend: Backend) {
     other["themes"] = json!(["Famille"]);
     other["scopes"][0]["data_items"] = json!([]);
     assert_eq!(post(&app, "/api/admin/apis", other).await.0, 201);
+    // An API stays with the organisation that published it.
+    let mut taken = api("revenus", "3.0.0");
+    taken["organisation"] = json!(OTHER);
+    taken["scopes"][0]["data_items"] = json!([]);
+    let (s, e) = post(&app, "/api/admin/apis", taken).await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["code"], "conflict");
+    assert!(e["detail"].as_str().unwrap().contains(ORG), "{e}");
     let d: Value = app.get("/api/v1/apis/revenus").await.json().await.unwrap();
     assert_eq!(d["version"], "2.0.0");
     assert_eq!(d["versions"], json!(["1.0.0", "2.0.0"]));
