@@ -17,6 +17,8 @@ use crate::{CatalogueError, Result, now, random};
 pub const MAX_ATTEMPTS: i64 = 8;
 /// Consecutive given-up deliveries that disable a webhook.
 pub const DISABLE_AFTER: i64 = 3;
+/// How long a delivery taken for an attempt is left to it (the attempt's timeout is 5 s).
+const CLAIM_SECONDS: i64 = 60;
 
 /// `sha256=` and the hex HMAC-SHA256 of the body under the webhook's secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -158,7 +160,7 @@ pub async fn notifications(
 /// Delivers what is due; returns how many attempts were made.
 pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize> {
     let due = store.due_deliveries(now(), 50).await?;
-    let n = due.len();
+    let mut n = 0;
     for mut d in due {
         let Some(w) = store.webhook(&d.webhook_id).await? else {
             continue;
@@ -169,6 +171,17 @@ pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize>
             store.update_delivery(&d, now()).await?;
             continue;
         }
+        // One attempt at a time, whichever node or loop gets there first: the claim
+        // makes the delivery due again only after the attempt's longest possible time
+        // (if this node stops mid-attempt, another sends it then: at least once).
+        let t = now();
+        if !store
+            .claim_delivery(&d.id, d.next_at, t + CLAIM_SECONDS, t)
+            .await?
+        {
+            continue;
+        }
+        n += 1;
         d.attempts += 1;
         let result = http
             .post(&w.url)

@@ -575,6 +575,16 @@ pub trait NotificationStore {
         d: &StoredDelivery,
         now: i64,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Takes a due delivery for one attempt: still pending and due at `seen_next_at`
+    /// (as read), it is made due again only at `until`, so that no other node (nor
+    /// another loop) sends it meanwhile; false if someone else took it first.
+    fn claim_delivery(
+        &self,
+        id: &str,
+        seen_next_at: i64,
+        until: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn deliveries(
         &self,
         organisation: &str,
@@ -686,6 +696,30 @@ impl NotificationStore for Store {
             .rows_affected()
         });
         Ok(())
+    }
+
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        seen_next_at: i64,
+        until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE catalogue_deliveries SET next_at = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'pending' AND next_at = $4",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(id)
+            .bind(seen_next_at)
+            .execute(pool)
+            .await
+            .map_err(err)?
+            .rows_affected()
+        });
+        Ok(n == 1)
     }
 
     async fn deliveries(&self, organisation: &str, limit: i64) -> Result<Vec<StoredDelivery>> {

@@ -1136,6 +1136,74 @@ async fn webhooks_are_disabled_after_repeated_failures(backend: Backend) {
     );
 }
 
+/// Deliveries are claimed one attempt at a time: several delivery loops at once (several
+/// nodes, or this node's worker and another) send each event once.
+async fn each_delivery_is_sent_once_by_concurrent_workers(backend: Backend) {
+    use socle_store::NotificationStore;
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    publish(&app).await;
+    // A slow receiver that counts each delivery id.
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    async fn slow(
+        axum::extract::State(seen): axum::extract::State<Seen>,
+        headers: axum::http::HeaderMap,
+    ) -> axum::http::StatusCode {
+        let id = headers
+            .get("x-socle-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        seen.lock().unwrap().push(id);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        axum::http::StatusCode::NO_CONTENT
+    }
+    let seen: Seen = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(slow))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true)
+        .await
+        .unwrap();
+    for n in 0..6 {
+        socle_catalogue::notify::notify(&app.store, PRODUCER, "test", &json!({"n": n}), "", "")
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::new();
+    let (a, b, c) = tokio::join!(
+        socle_catalogue::notify::deliver_due(&app.store, &http),
+        socle_catalogue::notify::deliver_due(&app.store, &http),
+        socle_catalogue::notify::deliver_due(&app.store, &http),
+    );
+    let attempts = a.unwrap() + b.unwrap() + c.unwrap();
+    // The server's own worker may have taken some too; wait until all are delivered.
+    for _ in 0..100 {
+        let log = app.store.deliveries(PRODUCER, 10).await.unwrap();
+        if log.iter().all(|d| d.state == "delivered") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = app.store.deliveries(PRODUCER, 10).await.unwrap();
+    assert_eq!(log.len(), 6);
+    assert!(
+        log.iter()
+            .all(|d| d.state == "delivered" && d.attempts == 1),
+        "{log:?}"
+    );
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    let mut ids: Vec<String> = log.iter().map(|d| d.id.clone()).collect();
+    ids.sort();
+    assert_eq!(got, ids, "each delivery received once");
+    assert!(attempts <= 6, "{attempts} attempts for 6 deliveries");
+}
+
+on_both_stores!(each_delivery_is_sent_once_by_concurrent_workers);
+
 async fn the_whole_request_through_the_pages(backend: Backend) {
     use crate::identity::Browser;
     use socle_catalogue::people::Role;
