@@ -106,6 +106,11 @@ pub struct Api {
     #[serde(default)]
     pub documentation: Vec<String>,
     pub scopes: Vec<Scope>,
+    /// The lowest eIDAS level (1 faible, 2 substantiel, 3 élevé) of the person's login
+    /// for calls on a person's behalf (the provider's requirement for its data); none:
+    /// any level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_eidas_level: Option<u8>,
 }
 
 /// What an administrator submits to publish an API (a new version replaces the
@@ -135,6 +140,10 @@ pub struct ApiInput {
     #[serde(default)]
     pub documentation: Vec<String>,
     pub scopes: Vec<Scope>,
+    /// The lowest eIDAS level (1, 2 or 3) of the person's login for calls on a
+    /// person's behalf; none: any level.
+    #[serde(default)]
+    pub person_eidas_level: Option<u8>,
 }
 
 fn valid_slug(s: &str) -> bool {
@@ -393,6 +402,13 @@ impl ApiInput {
                 }
             }
         }
+        if self
+            .person_eidas_level
+            .is_some_and(|l| !(1..=3).contains(&l))
+        {
+            problems
+                .push("person_eidas_level must be 1 (faible), 2 (substantiel) or 3 (élevé)".into());
+        }
         for d in &self.documentation {
             if !url::Url::parse(d).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) {
                 problems.push(format!(
@@ -417,6 +433,7 @@ impl ApiInput {
                 contact: self.contact,
                 documentation: self.documentation,
                 scopes: self.scopes,
+                person_eidas_level: self.person_eidas_level,
             },
         )
     }

@@ -112,6 +112,8 @@ enum Caller {
         identity_hash: String,
         /// The login released the pivot identity to the service.
         pivot: bool,
+        /// The eIDAS level of the person's login.
+        acr: socle_identity::Eidas,
     },
 }
 
@@ -530,6 +532,7 @@ impl Gateway {
                     organisation: p.organisation,
                     identity: Box::new(p.identity),
                     identity_hash: p.identity_hash,
+                    acr: p.acr,
                 },
                 until: p.expires_at.min(t + 60),
             }
@@ -625,6 +628,24 @@ impl Gateway {
                 (Some(grant), Some(caller), granted)
             }
         };
+        // The provider's eIDAS requirement for calls on a person's behalf.
+        if let (Some(min), Some(Caller::Person { acr, .. })) =
+            (route.api.person_eidas_level, &caller)
+            && acr.0 < min
+        {
+            let need = socle_identity::Eidas(min);
+            return Err(with_provider(GatewayError::forbidden(
+                "insufficient_eidas_level",
+                format!(
+                    "this API requires a login at eIDAS level {} ({}) for calls on a person's \
+                     behalf; the person logged in at {}: ask for acr_values={} at login",
+                    need.acr(),
+                    need.label(),
+                    acr.acr(),
+                    need.acr()
+                ),
+            )));
+        }
         if !policy::covers(operation, &granted) {
             return Err(with_provider(GatewayError::forbidden(
                 "scope_not_granted",

@@ -149,6 +149,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("revenu_fiscal_de_reference", "Le revenu fiscal de référence du foyer", &["/revenuFiscalReference"], &["revenu-fiscal-de-reference"]),
             scope("nombre_de_parts", "Le nombre de parts fiscales", &["/nombreParts"], &["nombre-de-parts"]),
         ],
+        person_eidas_level: None,
     })
     .await?;
     c.put_api(ApiInput {
@@ -170,6 +171,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("quotient_familial", "Le quotient familial du mois", &["/quotientFamilial"], &["quotient-familial"]),
             scope("composition_familiale", "Les allocataires et les enfants", &["/allocataires", "/enfants"], &["composition-familiale"]),
         ],
+        person_eidas_level: None,
     })
     .await?;
     Ok(())

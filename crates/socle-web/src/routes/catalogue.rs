@@ -345,6 +345,9 @@ pub struct ApiPage {
     pub producer: Organisation,
     pub versions: Vec<String>,
     pub access: &'static str,
+    /// "substantiel (eidas2)" when the API requires that level for calls on a
+    /// person's behalf.
+    pub person_level: Option<String>,
     pub request_url: String,
     pub scopes: Vec<ScopeView>,
     /// (method, path, summary) of each operation of the OpenAPI document.
@@ -480,6 +483,10 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
     render(&ApiPage {
         gateway_path: gateway_path(&api),
+        person_level: api
+            .person_eidas_level
+            .and_then(socle_identity::Eidas::from_level)
+            .map(|e| format!("{} ({})", e.label(), e.acr())),
         usage,
         layout: Layout::current(&api.title).section("catalogue"),
         api,

@@ -1095,3 +1095,62 @@ on_both_stores!(
     limits_quotas_and_fail_closed,
     on_behalf_of_a_person_with_consent
 );
+
+/// A provider may require a minimum eIDAS level of the person's login for calls on a
+/// person's behalf: a lower login is refused before anything reaches it; calls with a
+/// service's own credentials are not concerned.
+async fn a_provider_requires_an_eidas_level_on_a_persons_behalf(backend: Backend) {
+    let env = Env::new(backend, true).await;
+    let app = &env.app;
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    let api = |level: Value| {
+        json!({"slug": "exigeante", "organisation": PRODUCER, "title": "API exigeante",
+            "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
+            "allow_private_upstream": true, "access_mode": "habilitation",
+            "contact": "api@caf.example.fr", "person_eidas_level": level,
+            "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]})
+    };
+    let (s, e) = crate::catalogue::post(app, "/api/admin/apis", api(json!(4))).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("person_eidas_level"),
+        "{e}"
+    );
+    admin(app, "/api/admin/apis", api(json!(2))).await;
+    let mut form = complete_form();
+    form["scopes"] = json!(["quotient_familial"]);
+    let (_, client_id, secret) = env.habilitation("exigeante", form).await;
+    let client = env.service("Cantine de Démoville", REQUESTER).await;
+    let path = format!("/gateway/{PRODUCER}/exigeante/v1/quotient-familial?{PURPOSE}");
+
+    // Marie logs in at eidas1: refused, nothing sent.
+    let low = env.person_token(&client, "marie", &[]).await;
+    let before = env.up.count();
+    let body = refused(
+        env.call(&path, Some(&low)).await,
+        403,
+        "insufficient_eidas_level",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("eidas2"),
+        "{body}"
+    );
+    assert_eq!(body["meta"]["provider"], "CAF démo");
+    assert_eq!(env.up.count(), before, "nothing reached the provider");
+    // Jean logs in at eidas2: served.
+    let substantial = env.person_token(&client, "jean", &[]).await;
+    assert_eq!(env.call(&path, Some(&substantial)).await.status(), 200);
+    // The service's own credentials: not a call on a person's behalf.
+    let (s, t) = env.token(&client_id, &secret, None).await;
+    assert_eq!(s, 200, "{t}");
+    let m2m = t["access_token"].as_str().unwrap();
+    assert_eq!(env.call(&path, Some(m2m)).await.status(), 200);
+    // The API page says so.
+    let page = app.get("/catalogue/exigeante").await.text().await.unwrap();
+    assert!(page.contains("substantiel (eidas2)"), "{page}");
+}
+
+on_both_stores!(a_provider_requires_an_eidas_level_on_a_persons_behalf);
