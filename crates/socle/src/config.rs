@@ -796,6 +796,10 @@ impl Config {
             q(&format_duration(self.server.request_timeout)),
         );
         line(&mut out, "body_limit", self.server.body_limit.to_string());
+        match &self.server.public_url {
+            Some(u) => line(&mut out, "public_url", q(u)),
+            None => out.push_str("# public_url unset: derived from the listening address\n"),
+        }
         out.push_str("\n[database]\n");
         match &self.database.url {
             Some(url) => line(&mut out, "url", q(&redact_url(url))),
@@ -860,9 +864,17 @@ impl Config {
             line(&mut out, "id", q(&p.id));
             line(&mut out, "label", q(&p.label));
             line(&mut out, "issuer", q(&p.issuer));
+            if let Some(logo) = &p.logo {
+                line(&mut out, "logo", q(logo));
+            }
+            if let Some(d) = &p.discovery_url {
+                line(&mut out, "discovery_url", q(d));
+            }
             line(&mut out, "client_id", q(&p.client_id));
             line(&mut out, "client_secret", q("***"));
             line(&mut out, "eidas_levels", format!("{:?}", p.eidas_levels));
+            line(&mut out, "scope", q(&p.scope));
+            line(&mut out, "timeout", q(&format_duration(p.timeout)));
         }
         out.push_str("\n[gateway]\n");
         for (k, d) in [
@@ -1150,6 +1162,92 @@ mod tests {
         let shown = c.redacted();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@db/socle"), "{shown}");
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_the_same_once_its_secrets_are_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = socle_identity::MasterKey::generate_text();
+        let token = "an-admin-token-of-at-least-thirty-two-characters";
+        let file = dir.path().join("socle.toml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"data_dir = "/var/lib/socle"
+[instance]
+name = "Socle test"
+[server]
+listen = "127.0.0.1:9443"
+public_url = "https://socle.example.gouv.fr"
+shutdown_timeout = "7s"
+request_timeout = "11s"
+body_limit = 4096
+[database]
+url = "postgres://socle@db.example.gouv.fr/socle?sslmode=require"
+max_connections = 3
+acquire_timeout = "2s"
+auto_migrate = false
+[log]
+format = "json"
+level = "debug"
+[journal]
+origin = "socle.example.gouv.fr/journal"
+checkpoint_interval = "700ms"
+rate_limit = 7
+[identity]
+master_key = "{key}"
+session_lifetime = "600s"
+code_lifetime = "20s"
+access_token_lifetime = "120s"
+id_token_lifetime = "240s"
+[[identity.providers]]
+id = "fc"
+label = "FranceConnect"
+logo = "https://example.gouv.fr/fc.svg"
+issuer = "https://fc.example.gouv.fr/api/v2"
+discovery_url = "https://fc.example.gouv.fr/api/v2/.well-known/openid-configuration"
+client_id = "socle"
+client_secret = "the-provider-secret"
+eidas_levels = [1, 2]
+scope = "openid given_name family_name"
+timeout = "3s"
+[gateway]
+connect_timeout = "1s"
+timeout = "4s"
+token_lifetime = "300s"
+stale_after = "5s"
+open_rate_limit = 3
+[citizen]
+eidas_level = 2
+organisation = "13002526500013"
+[admin]
+token = "{token}"
+"#
+            ),
+        )
+        .unwrap();
+        let original = Config::from_layers(Layers::new().file(&file, true)).unwrap();
+        let printed = original.redacted();
+        assert!(
+            !printed.contains(&key)
+                && !printed.contains(token)
+                && !printed.contains("the-provider-secret"),
+            "{printed}"
+        );
+        let filled: String = printed
+            .lines()
+            .map(|l| match l.split_once(" = ") {
+                Some(("master_key", _)) => format!("master_key = \"{key}\""),
+                Some(("token", _)) => format!("token = \"{token}\""),
+                Some(("client_secret", _)) => "client_secret = \"the-provider-secret\"".into(),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let again = dir.path().join("again.toml");
+        std::fs::write(&again, filled).unwrap();
+        let read_back = Config::from_layers(Layers::new().file(&again, true)).unwrap();
+        assert_eq!(read_back, original, "{printed}");
     }
 
     #[test]
