@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS oidc_interactions (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS oidc_interactions_expiry ON oidc_interactions (expires_at);
+-- A login gives the browser a new session; the session's other logins in progress
+-- follow it (socle-store/src/identity.rs, `SessionWrite`).
+CREATE INDEX IF NOT EXISTS oidc_interactions_session ON oidc_interactions (session_id);
 
 -- Grants: an authorization code (hashed; single use, short-lived) and the access token
 -- issued for it (hashed), in one row so the exchange is one write. A replayed code

@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_logins_file"),
     migration!(7, "0007_journal_log_syncs"),
     migration!(8, "0008_one_active_consent"),
+    migration!(9, "0009_interactions_by_session"),
 ];
 
 /// The schema version this binary writes and expects.
