@@ -130,9 +130,11 @@ impl BackOffice {
         // The throttle's key: the address as typed (an e-mail is at most 254
         // characters), whether an account has it or not.
         let account: String = email.to_lowercase().chars().take(254).collect();
-        if let Err(wait) = self.throttle.check(&account, Instant::now()) {
+        if let Err(wait) = self.throttle.attempt(&account, Instant::now()) {
+            metrics::counter!("socle_sign_in_throttled_total").increment(1);
             return Err(CatalogueError::Throttled {
-                retry_after: wait.as_secs().max(1),
+                // Whole seconds, rounded up: waiting that long is always enough.
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
         let user = self.user(email).await?;
@@ -142,11 +144,8 @@ impl BackOffice {
             |u| u.password_hash.as_str(),
         );
         let right = self.check_password(password, hash).await;
+        // The attempt was counted before the check; a success clears the count.
         let Some(user) = user.filter(|_| right) else {
-            if self.throttle.failed(&account, Instant::now()).is_some() {
-                // No address in the log: a count is enough for the operator.
-                tracing::warn!("repeated failed sign-ins on one account: its next attempt waits");
-            }
             return Ok(None);
         };
         self.throttle.succeeded(&account);

@@ -68,7 +68,7 @@ pub async fn rate_limit(
             "Too many requests",
             "this client sends journal requests too fast; slow down and retry after the delay given",
         )
-        .retry_after(wait.as_secs().max(1))
+        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
         .into_response();
     }
     next.run(req).await

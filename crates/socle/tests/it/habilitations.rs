@@ -853,6 +853,19 @@ async fn repeated_failed_sign_ins_make_the_account_wait(backend: Backend) {
     );
     // Other accounts are not concerned.
     assert_eq!(attempt("instructeur@caf.fr", PASSWORD).await.0, 200);
+    // Attempts sent all at once are held like attempts in a row: each is counted
+    // before its password is checked.
+    let burst = futures_util::future::join_all(
+        (0..3 * FREE).map(|_| attempt("rafale@demoville.fr", "wrong password!")),
+    )
+    .await;
+    let checked = burst.iter().filter(|(s, _, _)| *s == 401).count();
+    let held = burst.iter().filter(|(s, _, _)| *s == 429).count();
+    assert_eq!(
+        (checked, held),
+        (FREE as usize, 2 * FREE as usize),
+        "{burst:?}"
+    );
     // Once the wait is over the right password works, and clears the failures: the
     // next mistake is refused without a wait.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
