@@ -982,14 +982,21 @@ impl Provider {
                 .map_err(server)?;
             Ok((CallbackOutcome::Redirect(url), session))
         } else {
-            self.save_session(&session).await.map_err(server)?;
+            // The renewed session and the authenticated interaction: one transaction.
+            let t = crate::now();
+            let (session_doc, doc) = (
+                to_doc(&session.doc).map_err(&server)?,
+                to_doc(&i).map_err(&server)?,
+            );
             self.store
-                .put_interaction(
-                    &id,
-                    &session.id,
-                    None,
-                    &to_doc(&i).map_err(&server)?,
-                    crate::now() + self.config.interaction_ttl,
+                .save_session_and_interaction(
+                    session.write(&session_doc, t + self.config.session_ttl),
+                    NewInteraction {
+                        id: &id,
+                        fi_state: None,
+                        doc: &doc,
+                        expires_at: t + self.config.interaction_ttl,
+                    },
                 )
                 .await
                 .map_err(|e| server(e.into()))?;

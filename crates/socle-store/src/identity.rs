@@ -107,6 +107,14 @@ pub trait IdentityStore {
     /// Saves a browser session, in one transaction with the removal of the session it
     /// replaces (`session.replaces`), whose logins in progress move to it.
     fn renew_session(&self, session: SessionWrite<'_>) -> impl Future<Output = Result<()>> + Send;
+    /// Saves a browser session as [`IdentityStore::renew_session`] and, in the same
+    /// transaction, one of its interactions (a login authenticated, waiting for the
+    /// person's consent).
+    fn save_session_and_interaction(
+        &self,
+        session: SessionWrite<'_>,
+        interaction: NewInteraction<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     fn put_interaction(
         &self,
@@ -390,6 +398,16 @@ impl IdentityStore for Store {
 
     async fn renew_session(&self, session: SessionWrite<'_>) -> Result<()> {
         self.ephemeral_writes(session.statements()).await
+    }
+
+    async fn save_session_and_interaction(
+        &self,
+        session: SessionWrite<'_>,
+        interaction: NewInteraction<'_>,
+    ) -> Result<()> {
+        let mut statements = session.statements();
+        statements.push(interaction.owned().statement(session.id));
+        self.ephemeral_writes(statements).await
     }
 
     async fn delete_session(&self, id: &str) -> Result<()> {
@@ -799,10 +817,13 @@ struct OwnedInteraction {
 impl OwnedInteraction {
     fn statement(&self, session_id: &str) -> (&'static str, Vec<P>) {
         (
+            // An interaction stays in its session: only a login's renewal moves it
+            // (`SessionWrite`), so a step that read the session before a renewal in
+            // another tab cannot put it back under the old one.
             "INSERT INTO oidc_interactions (id, session_id, fi_state, doc, expires_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
-             session_id = excluded.session_id, fi_state = excluded.fi_state, \
-             doc = excluded.doc, expires_at = excluded.expires_at",
+             fi_state = excluded.fi_state, doc = excluded.doc, \
+             expires_at = excluded.expires_at",
             vec![
                 P::text(&self.id),
                 P::text(session_id),

@@ -1695,7 +1695,6 @@ async fn first_start_publishes_both_signing_keys(backend: Backend) {
     store.close().await;
 }
 
-/// `login_via` starts from the authorization URL; here the interaction already exists.
 async fn a_login_renews_the_session_cookie(backend: Backend) {
     // Session fixation: a session cookie known before the login (one planted in the
     // person's browser, say) must be worth nothing after it. The login gives the
@@ -1774,6 +1773,7 @@ async fn a_login_renews_the_session_cookie(backend: Backend) {
     }
 }
 
+/// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
 }
