@@ -176,7 +176,7 @@ pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize>
         // (if this node stops mid-attempt, another sends it then: at least once).
         let t = now();
         if !store
-            .claim_delivery(&d.id, d.next_at, t + CLAIM_SECONDS, t)
+            .claim_delivery(&d.id, d.attempts, t + CLAIM_SECONDS, t)
             .await?
         {
             continue;
@@ -196,12 +196,15 @@ pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize>
             .body(d.body.clone())
             .send()
             .await;
+        // The webhook's health is written after the delivery's outcome: if that write
+        // failed, a delivered event would be sent again.
+        let mut health = None;
         match result {
             Ok(r) if r.status().is_success() => {
                 d.state = "delivered".into();
                 d.last_status = Some(i64::from(r.status().as_u16()));
                 d.last_error = None;
-                store.set_webhook_health(&w.id, 0, false).await?;
+                health = Some((0, false));
             }
             other => {
                 match other {
@@ -221,9 +224,7 @@ pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize>
                 if d.attempts >= MAX_ATTEMPTS {
                     d.state = "failed".into();
                     let failures = w.failures + 1;
-                    store
-                        .set_webhook_health(&w.id, failures, failures >= DISABLE_AFTER)
-                        .await?;
+                    health = Some((failures, failures >= DISABLE_AFTER));
                     tracing::warn!(webhook = %w.id, "webhook delivery given up");
                 } else {
                     d.next_at = now() + backoff(d.attempts);
@@ -231,6 +232,9 @@ pub async fn deliver_due(store: &Store, http: &reqwest::Client) -> Result<usize>
             }
         }
         store.update_delivery(&d, now()).await?;
+        if let Some((failures, disable)) = health {
+            store.set_webhook_health(&w.id, failures, disable).await?;
+        }
     }
     Ok(n)
 }

@@ -575,13 +575,15 @@ pub trait NotificationStore {
         d: &StoredDelivery,
         now: i64,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Takes a due delivery for one attempt: still pending and due at `seen_next_at`
-    /// (as read), it is made due again only at `until`, so that no other node (nor
-    /// another loop) sends it meanwhile; false if someone else took it first.
+    /// Takes a due delivery for one attempt: still pending, due at `now` and at the
+    /// attempt count read (`seen_attempts`), its count goes up by one and it is made due
+    /// again only at `until`, so that no other node (nor another loop) sends it
+    /// meanwhile; false if someone else took it first. An attempt cut short (its node
+    /// stopped) is counted, so retries stay bounded.
     fn claim_delivery(
         &self,
         id: &str,
-        seen_next_at: i64,
+        seen_attempts: i64,
         until: i64,
         now: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
@@ -701,19 +703,20 @@ impl NotificationStore for Store {
     async fn claim_delivery(
         &self,
         id: &str,
-        seen_next_at: i64,
+        seen_attempts: i64,
         until: i64,
         now: i64,
     ) -> Result<bool> {
         let n = on_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE catalogue_deliveries SET next_at = $1, updated_at = $2 \
-                 WHERE id = $3 AND state = 'pending' AND next_at = $4",
+                "UPDATE catalogue_deliveries SET attempts = attempts + 1, next_at = $1, \
+                 updated_at = $2 WHERE id = $3 AND state = 'pending' AND attempts = $4 \
+                 AND next_at <= $2",
             )
             .bind(until)
             .bind(now)
             .bind(id)
-            .bind(seen_next_at)
+            .bind(seen_attempts)
             .execute(pool)
             .await
             .map_err(err)?
