@@ -698,27 +698,51 @@ enum Done {
 }
 
 impl Done {
-    fn from_query(q: &BTreeMap<String, String>) -> Option<Done> {
+    /// What the address says was done, if the platform wrote that address for this
+    /// session (`jeton`: a MAC under the session's secret): a link from elsewhere
+    /// cannot make the page claim a step the person did not take.
+    fn from_query(q: &BTreeMap<String, String>, s: &Session) -> Option<Done> {
         let receipt = || q.get("recu").cloned().unwrap_or_default();
-        match q.get("fait").map(String::as_str) {
-            Some("accord") => Some(Done::Granted(receipt())),
-            Some("retrait") => Some(Done::Revoked(receipt())),
-            Some("refus") => Some(Done::Refused),
-            _ => None,
+        let done = match q.get("fait").map(String::as_str) {
+            Some("accord") => Done::Granted(receipt()),
+            Some("retrait") => Done::Revoked(receipt()),
+            Some("refus") => Done::Refused,
+            _ => return None,
+        };
+        let tag = q.get("jeton").map(String::as_str).unwrap_or_default();
+        socle_identity::ct_eq(tag.as_bytes(), done.tag(s).as_bytes()).then_some(done)
+    }
+
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Done::Granted(id) => ("accord", id),
+            Done::Revoked(id) => ("retrait", id),
+            Done::Refused => ("refus", ""),
         }
     }
 
-    fn location(&self) -> String {
-        let (done, receipt) = match self {
-            Done::Granted(id) => ("accord", Some(id)),
-            Done::Revoked(id) => ("retrait", Some(id)),
-            Done::Refused => ("refus", None),
-        };
-        let mut u = format!("/mon-espace/autorisations?fait={done}");
-        if let Some(id) = receipt {
-            u.push_str("&recu=");
-            u.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+    fn tag(&self, s: &Session) -> String {
+        use hmac::{KeyInit, Mac};
+        let (done, receipt) = self.parts();
+        // HMAC takes keys of any length: the error branch cannot be taken.
+        match hmac::Hmac::<sha2::Sha256>::new_from_slice(s.csrf.as_bytes()) {
+            Ok(mut mac) => {
+                mac.update(format!("mon-espace/autorisations\n{done}\n{receipt}").as_bytes());
+                hex::encode(&mac.finalize().into_bytes()[..16])
+            }
+            Err(_) => String::new(),
         }
+    }
+
+    fn location(&self, s: &Session) -> String {
+        let (done, receipt) = self.parts();
+        let mut u = format!("/mon-espace/autorisations?fait={done}");
+        if !receipt.is_empty() {
+            u.push_str("&recu=");
+            u.extend(url::form_urlencoded::byte_serialize(receipt.as_bytes()));
+        }
+        u.push_str("&jeton=");
+        u.push_str(&self.tag(s));
         u
     }
 
@@ -747,8 +771,14 @@ impl Done {
     }
 }
 
-fn see_other(done: &Done) -> Response {
-    no_store((StatusCode::SEE_OTHER, [(header::LOCATION, done.location())]).into_response())
+fn see_other(done: &Done, s: &Session) -> Response {
+    no_store(
+        (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, done.location(s))],
+        )
+            .into_response(),
+    )
 }
 
 async fn authorisations_page(c: &Citizen, p: &Person, s: &Session, done: Option<Done>) -> Response {
@@ -780,7 +810,7 @@ pub async fn authorisations(signed: Signed, uri: Uri) -> Response {
     let Some(q) = query_map(&uri) else {
         return repeated_field();
     };
-    authorisations_page(&c, &p, &s, Done::from_query(&q)).await
+    authorisations_page(&c, &p, &s, Done::from_query(&q, &s)).await
 }
 
 pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
@@ -792,7 +822,7 @@ pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Resp
         return csrf_refused();
     }
     match c.space.revoke(&p, &id).await {
-        Ok((consent, _)) => see_other(&Done::Revoked(consent.id)),
+        Ok((consent, _)) => see_other(&Done::Revoked(consent.id), &s),
         Err(e) => page_error(e),
     }
 }
@@ -883,7 +913,7 @@ pub async fn decide(signed: Signed, body: Bytes) -> Response {
     }
     let hab = m.get("habilitation").cloned().unwrap_or_default();
     if m.get("decision").map(String::as_str) != Some("accorder") {
-        return see_other(&Done::Refused);
+        return see_other(&Done::Refused, &s);
     }
     match c
         .space
@@ -894,7 +924,7 @@ pub async fn decide(signed: Signed, body: Bytes) -> Response {
         )
         .await
     {
-        Ok((consent, _)) => see_other(&Done::Granted(consent.id)),
+        Ok((consent, _)) => see_other(&Done::Granted(consent.id), &s),
         Err(CitizenError::Invalid(msg)) => match c.space.request_preview(&hab).await {
             Ok(preview) => {
                 let mut r = render(&RequestPage {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::{Env, PURPOSE, qf, refused};
 use crate::habilitations::{PRODUCER, REQUESTER, complete_form};
-use crate::identity::{Browser, between, csrf, jwks, login_via, verify};
+use crate::identity::{Browser, between, csrf, jwks, login_via, query, verify};
 use crate::on_both_stores;
 use crate::support::{Backend, run_binary};
 
@@ -253,12 +253,17 @@ async fn citizen_space(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(
-        r.location.as_deref(),
-        Some("/mon-espace/autorisations?fait=refus")
+    let done = r.location.unwrap();
+    assert!(
+        done.starts_with("/mon-espace/autorisations?fait=refus&jeton="),
+        "{done}"
     );
-    let r = b.get("/mon-espace/autorisations?fait=refus").await;
+    let r = b.get(&done).await;
     assert!(r.body.contains("Vous avez refusé"), "{}", r.body);
+    // The same address without its token (a link from elsewhere) claims nothing.
+    let r = b.get("/mon-espace/autorisations?fait=refus").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.body.contains("Vous avez refusé"), "{}", r.body);
     refused(
         env.call(&consent_call, Some(&marie_token)).await,
         403,
@@ -286,14 +291,24 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Autorisation accordée"));
     assert!(r.body.contains("31/12/2028"), "until the chosen date");
-    let receipt_id = done.rsplit('=').next().unwrap();
+    let receipt_id = query(&format!("http://x{done}"))["recu"].clone();
     assert!(r.body.contains(&format!("({receipt_id})")), "{}", r.body);
-    // An address naming a receipt that is not the person's does not repeat it.
-    let r = b
-        .get("/mon-espace/autorisations?fait=accord&recu=Appelez-le-0800000000")
-        .await;
-    assert_eq!(r.status, 200);
-    assert!(r.body.contains("Autorisation accordée") && !r.body.contains("0800000000"));
+    // An address written elsewhere, or altered, makes the page claim nothing.
+    for forged in [
+        "/mon-espace/autorisations?fait=accord&recu=Appelez-le-0800000000".to_string(),
+        done.replace(&receipt_id, "cons-autre"),
+        done.replace("fait=accord", "fait=retrait"),
+    ] {
+        let r = b.get(&forged).await;
+        assert_eq!(r.status, 200, "{forged}");
+        assert!(
+            !r.body.contains("Autorisation accordée")
+                && !r.body.contains("Autorisation retirée")
+                && !r.body.contains("0800000000"),
+            "{forged}: {}",
+            r.body
+        );
+    }
     assert_eq!(
         env.call(&consent_call, Some(&marie_token)).await.status(),
         200
