@@ -642,6 +642,39 @@ async fn open_citizen(
     Ok(Arc::new(citizen))
 }
 
+/// Resolves on the next SIGTERM or SIGINT with the exit code of a process they stop
+/// (143 or 130). The handlers are installed when this is called.
+pub fn second_signal() -> impl Future<Output = i32> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>, code: i32| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                        code
+                    }
+                    None => std::future::pending::<i32>().await,
+                }
+            };
+            tokio::select! {
+                code = wait(term, 143) => code,
+                code = wait(int, 130) => code,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            130
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
 /// called, not when the future is first polled: call it before serving, so a signal
 /// that arrives as soon as the server answers is never the default (fatal) one.

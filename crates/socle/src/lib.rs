@@ -15,5 +15,5 @@ pub mod journal_cli;
 pub mod telemetry;
 pub mod tls;
 
-pub use app::{Application, open_store, shutdown_signal};
+pub use app::{Application, open_store, second_signal, shutdown_signal};
 pub use config::{Config, ConfigErrors, Layers};

@@ -670,10 +670,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         first.await;
         // A second signal while draining (an operator's second Ctrl-C) stops at once:
         // what the journal acknowledged is already durable; requests in flight fail.
-        tokio::spawn(async {
-            shutdown_signal().await;
+        // Its handlers are installed here, before the drain begins.
+        let second = socle::second_signal();
+        tokio::spawn(async move {
+            let code = second.await;
+            // stderr is unbuffered: the line is out before the exit.
             tracing::warn!("second signal: stopping now, without waiting for requests in flight");
-            std::process::exit(130);
+            std::process::exit(code);
         });
     };
     let app = Application::build(config.clone()).await?;

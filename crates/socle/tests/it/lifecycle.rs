@@ -95,7 +95,8 @@ async fn shutdown_timeout_bounds_the_drain(backend: Backend) {
     );
 }
 
-/// A second signal while draining stops the process at once (exit code 130), without
+/// A second signal while draining stops the process at once (exit code 143 for a
+/// SIGTERM, 130 for a SIGINT), without
 /// waiting for `server.shutdown_timeout` (30 s by default); the next start finds the
 /// store whole.
 async fn a_second_signal_stops_at_once(backend: Backend) {
@@ -114,10 +115,10 @@ async fn a_second_signal_stops_at_once(backend: Backend) {
         "still draining after the first signal"
     );
     let started = std::time::Instant::now();
-    process.signal("INT");
+    process.signal("TERM");
     assert_eq!(
         process.wait_exit(Duration::from_secs(5)).await,
-        Some(130),
+        Some(143),
         "{}",
         process.stderr()
     );
