@@ -121,10 +121,14 @@ impl CatalogueStore for Store {
         macro_rules! write {
             ($pool:ident) => {{
                 let mut tx = $pool.begin().await.map_err(err)?;
-                sqlx::query(
+                // An API stays with the organisation that published it: the update
+                // applies only to the same organisation's record, in the same statement
+                // (two publications at once cannot take it over).
+                let written = sqlx::query(
                     "INSERT INTO catalogue_apis (id, organisation, doc, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO UPDATE SET organisation = excluded.organisation, \
-                     doc = excluded.doc, updated_at = excluded.updated_at",
+                     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, \
+                     updated_at = excluded.updated_at \
+                     WHERE catalogue_apis.organisation = excluded.organisation",
                 )
                 .bind(id)
                 .bind(organisation)
@@ -137,7 +141,14 @@ impl CatalogueStore for Store {
                         format!("organisation {organisation} is not registered"),
                     ),
                     other => err(other),
-                })?;
+                })?
+                .rows_affected();
+                if written == 0 {
+                    tx.rollback().await.map_err(err)?;
+                    return Err(StoreError::Conflict(format!(
+                        "the API {id} is published by another organisation"
+                    )));
+                }
                 sqlx::query(
                     "INSERT INTO catalogue_api_versions (api_id, version, openapi, created_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (api_id, version) DO UPDATE SET \
