@@ -136,9 +136,10 @@ impl Consents {
             .active_consent(&subject, &grant.id, t)
             .await?
             .map(|c| c.id);
-        self.journal_with(&consent, "granted", &subject, replaces)
-            .await?;
-        self.store.replace_consent(&stored).await?;
+        // The consent and its entry in one transaction (through the journal's durable
+        // queue): none without the other.
+        let entry = self.entry(&consent, "granted", &subject, replaces);
+        self.store.replace_consent(&stored, &encode(entry)?).await?;
         Ok((consent, receipt))
     }
 
@@ -159,11 +160,14 @@ impl Consents {
             .find(|c| c.id == id && c.revoked_at.is_none())
             .ok_or_else(unknown)?;
         consent.revoked_at = Some(t);
-        // Journaled first, as a grant is: a withdrawal the journal cannot record is not
-        // made (the person is told to retry), so none goes unrecorded.
-        self.journal(&consent, "revoked", &subject).await?;
-        if !self.store.revoke_consent(id, &subject, t).await? {
-            // Withdrawn meanwhile (another tab): the entry above records this one too.
+        // The withdrawal and its entry in one transaction, as a grant.
+        let entry = self.entry(&consent, "revoked", &subject, None);
+        if !self
+            .store
+            .revoke_consent(id, &subject, t, &encode(entry)?)
+            .await?
+        {
+            // Withdrawn meanwhile (another tab): that withdrawal has its entry.
             return Err(unknown());
         }
         let receipt = self.receipt(&consent, "revoked", &subject)?;
@@ -208,17 +212,8 @@ impl Consents {
         jwt::sign(&self.keys, "socle-consent-receipt+jwt", claims)
     }
 
-    async fn journal(&self, c: &Consent, event: &str, subject: &str) -> Result<()> {
-        self.journal_with(c, event, subject, None).await
-    }
-
-    async fn journal_with(
-        &self,
-        c: &Consent,
-        event: &str,
-        subject: &str,
-        replaces: Option<String>,
-    ) -> Result<()> {
+    /// The journal entry of a grant or withdrawal.
+    fn entry(&self, c: &Consent, event: &str, subject: &str, replaces: Option<String>) -> Entry {
         let mut e = Entry::new(EntryKind::Consent, format!("person:{subject}"), event)
             .organisation(c.terms.service.clone())
             .organisation(c.terms.provider.clone())
@@ -233,12 +228,17 @@ impl Consents {
         }
         e.legal_basis = Some("consentement".into());
         e.purpose = Some(c.terms.purpose.clone());
-        self.journal.append(vec![e]).await.map_err(|err| {
-            tracing::error!(error = %err, "consent not journaled");
-            GatewayError::unavailable(
-                "journal_unavailable",
-                "the journal cannot record this now; nothing was changed",
-            )
-        })
+        e
     }
+}
+
+/// An entry as the journal's queue takes it.
+fn encode(e: Entry) -> Result<Vec<socle_journal::Leaf>> {
+    socle_journal::encode(vec![e]).map_err(|err| {
+        tracing::error!(error = %err, "consent entry refused by the journal");
+        GatewayError::unavailable(
+            "journal_unavailable",
+            "the journal refused this consent's entry; nothing was changed",
+        )
+    })
 }

@@ -49,10 +49,13 @@ pub trait GatewayStore {
     ) -> impl Future<Output = Result<i64>> + Send;
     /// Stores a new consent and, in the same transaction, revokes the person's active
     /// consent for the same habilitation (at most one is active: a unique index says
-    /// so); returns the ids of the consents it replaced.
+    /// so) and queues the grant's journal entries (the journal's durable queue: no
+    /// consent without its entry, no entry without its consent); returns the ids of the
+    /// consents it replaced.
     fn replace_consent(
         &self,
         c: &StoredConsent,
+        journal: &[(Vec<u8>, Option<String>)],
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// A person's consents, newest first.
     fn consents_of(&self, subject: &str)
@@ -64,12 +67,15 @@ pub trait GatewayStore {
         habilitation_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<StoredConsent>>> + Send;
-    /// Revokes one of the person's consents; `false` if there is none to revoke.
+    /// Revokes one of the person's consents and, in the same transaction, queues the
+    /// withdrawal's journal entries; `false` (nothing written) if there is none to
+    /// revoke.
     fn revoke_consent(
         &self,
         id: &str,
         subject: &str,
         now: i64,
+        journal: &[(Vec<u8>, Option<String>)],
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -105,7 +111,11 @@ impl GatewayStore for Store {
         Ok(used)
     }
 
-    async fn replace_consent(&self, c: &StoredConsent) -> Result<Vec<String>> {
+    async fn replace_consent(
+        &self,
+        c: &StoredConsent,
+        journal: &[(Vec<u8>, Option<String>)],
+    ) -> Result<Vec<String>> {
         // Two grants at once (a double click): on PostgreSQL the second transaction's
         // insert waits for the first and then breaks the unique index; its retry sees the
         // first consent and replaces it. SQLite runs writing transactions one at a time.
@@ -137,6 +147,13 @@ impl GatewayStore for Store {
                     .bind(c.revoked_at)
                     .execute(&mut *tx)
                     .await?;
+                    for (leaf, subject) in journal {
+                        sqlx::query(crate::catalogue::INSERT_QUEUED_LEAF)
+                            .bind(leaf.as_slice())
+                            .bind(subject.as_deref())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(replaced.into_iter().map(|r| r.0).collect())
                 }
@@ -185,21 +202,41 @@ impl GatewayStore for Store {
         Ok(row.map(consent))
     }
 
-    async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
+    async fn revoke_consent(
+        &self,
+        id: &str,
+        subject: &str,
+        now: i64,
+        journal: &[(Vec<u8>, Option<String>)],
+    ) -> Result<bool> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let n = sqlx::query(
                 "UPDATE consents SET revoked_at = $1 WHERE id = $2 AND subject = $3 \
                  AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(id)
             .bind(subject)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(err)?
-            .rows_affected()
+            .rows_affected();
+            if n != 1 {
+                tx.rollback().await.map_err(err)?;
+                return Ok(false);
+            }
+            for (leaf, subject) in journal {
+                sqlx::query(crate::catalogue::INSERT_QUEUED_LEAF)
+                    .bind(leaf.as_slice())
+                    .bind(subject.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
         });
-        Ok(n == 1)
+        Ok(true)
     }
 }
 

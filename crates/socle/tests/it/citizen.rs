@@ -276,6 +276,19 @@ async fn citizen_space(backend: Backend) {
         ("jusqu_au", "2028-12-31"),
         ("decision", "accorder"),
     ];
+    // A grant whose journal entry cannot be written is not made.
+    app.store.__test_refuse_queued_entries(true).await.unwrap();
+    let r = b
+        .post("/mon-espace/autorisations/demande", &grant_form)
+        .await;
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    app.store.__test_refuse_queued_entries(false).await.unwrap();
+    refused(
+        env.call(&consent_call, Some(&marie_token)).await,
+        403,
+        "consent_required",
+    )
+    .await;
     // The form's answer is a redirect to the list (reloading it sends nothing again),
     // which says what was done and names the receipt.
     let r = b
@@ -392,6 +405,21 @@ async fn citizen_space(backend: Backend) {
     );
     let _ = mission;
 
+    // A withdrawal whose journal entry cannot be written is not made either.
+    app.store.__test_refuse_queued_entries(true).await.unwrap();
+    let r = b
+        .post(
+            &format!("/mon-espace/autorisations/{consent_id}/retrait"),
+            &[("csrf", &token)],
+        )
+        .await;
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    app.store.__test_refuse_queued_entries(false).await.unwrap();
+    assert_eq!(
+        env.call(&consent_call, Some(&marie_token)).await.status(),
+        200,
+        "still in force"
+    );
     // Withdrawn: the service's very next call is refused.
     let r = b
         .post(
