@@ -26,6 +26,18 @@ use crate::middleware::{CSP, current_request_id};
 use crate::pages::{Layout, render};
 
 pub const SESSION_COOKIE: &str = "socle_session";
+/// Its name on https: with the `__Host-` prefix, browsers take it only from this host,
+/// secure, for the whole site — no sibling domain or plain-HTTP page can plant one.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-socle_session";
+
+/// The session cookie's name for this platform's scheme.
+fn session_name(p: &Provider) -> &'static str {
+    if p.config().secure_cookies() {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 pub const CHOICE_COOKIE: &str = "socle_fi";
 
 /// Reads a cookie from the request.
@@ -217,7 +229,8 @@ fn with_session(mut r: Response, p: &Provider, s: &SessionHandle) -> Response {
         ""
     };
     let v = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        session_name(p),
         s.cookie,
         p.config().session_ttl
     );
@@ -296,7 +309,7 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
     };
     // The browser session is stored with the interaction when new (an existing one
     // keeps its expiry).
-    let given = cookie(&headers, SESSION_COOKIE);
+    let given = cookie(&headers, session_name(p));
     match p.begin(given.as_deref(), request).await {
         Ok((session, id, None)) => {
             with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session)
@@ -338,7 +351,7 @@ pub async fn choice(
         Err(e) => return crate::middleware::respond(e, true),
     };
     let view = match p
-        .choice(&id, cookie(&headers, SESSION_COOKIE).as_deref())
+        .choice(&id, cookie(&headers, session_name(p)).as_deref())
         .await
     {
         Ok(v) => v,
@@ -410,7 +423,7 @@ pub async fn choose(
             "Choisissez un fournisseur d’identité.".into(),
         ));
     };
-    let session_cookie = cookie(&headers, SESSION_COOKIE);
+    let session_cookie = cookie(&headers, session_name(&p));
     match p
         .choose(
             &id,
@@ -483,7 +496,7 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         Err(m) => return page_error(IdentityError::Page(format!("Réponse invalide : {m}."))),
     };
     match p
-        .callback(cookie(&headers, SESSION_COOKIE).as_deref(), &params)
+        .callback(cookie(&headers, session_name(p)).as_deref(), &params)
         .await
     {
         Ok((CallbackOutcome::Consent(id), session)) => with_session(
@@ -517,7 +530,7 @@ pub async fn consent_page(
         Err(e) => return crate::middleware::respond(e, true),
     };
     let view = match p
-        .consent_view(&id, cookie(&headers, SESSION_COOKIE).as_deref())
+        .consent_view(&id, cookie(&headers, session_name(p)).as_deref())
         .await
     {
         Ok(v) => v,
@@ -557,7 +570,7 @@ pub async fn consent(
             ));
         }
     };
-    let session_cookie = cookie(&headers, SESSION_COOKIE);
+    let session_cookie = cookie(&headers, session_name(&p));
     match p
         .consent(
             &id,
@@ -723,7 +736,10 @@ async fn end_session(
         Ok(m) => m,
         Err(m) => return page_error(IdentityError::Page(format!("Demande invalide : {m}."))),
     };
-    let session = match p.session(cookie(&headers, SESSION_COOKIE).as_deref()).await {
+    let session = match p
+        .session(cookie(&headers, session_name(p)).as_deref())
+        .await
+    {
         Ok(s) => s,
         Err(e) => return page_error(e),
     };
@@ -731,8 +747,14 @@ async fn end_session(
         Ok((url, false)) => redirect(&url),
         Ok((url, true)) => {
             let mut r = redirect(&url);
+            let secure = if p.config().secure_cookies() {
+                "; Secure"
+            } else {
+                ""
+            };
             if let Ok(v) = HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+                "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+                session_name(p)
             )) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }

@@ -1773,6 +1773,34 @@ async fn a_login_renews_the_session_cookie(backend: Backend) {
     }
 }
 
+async fn on_https_the_session_cookie_is_host_only(backend: Backend) {
+    // With an https public address the session cookie is `__Host-socle_session`:
+    // Secure, Path=/, no Domain — browsers take it from this host only, so no sibling
+    // domain or plain-HTTP page can plant one. (The test speaks HTTP to the server; the
+    // cookie's attributes are what a browser would enforce.)
+    let app = identity_app_with(backend, |c| {
+        c.server.public_url = Some("https://socle.example.gouv.fr".into());
+    })
+    .await;
+    let client = register_default(&app).await;
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-socle_session="), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("Path=/;") && !set.contains("Domain"),
+        "{set}"
+    );
+    let choice = r.location.unwrap();
+    assert_eq!(b.get(&choice).await.status, 200, "read back under its name");
+    // The same value under the plain name is not this session.
+    let value = b.cookies.remove("__Host-socle_session").unwrap();
+    b.cookies.insert("socle_session".into(), value);
+    assert_ne!(b.get(&choice).await.status, 200);
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -1788,4 +1816,5 @@ on_both_stores!(
     sessions_live_in_the_store,
     first_start_publishes_both_signing_keys,
     a_login_renews_the_session_cookie,
+    on_https_the_session_cookie_is_host_only,
 );
