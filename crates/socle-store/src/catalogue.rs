@@ -292,8 +292,6 @@ const INSERT_HABILITATION: &str = "INSERT INTO catalogue_habilitations (id, requ
      api_id, state, doc, version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)";
 const UPDATE_HABILITATION: &str = "UPDATE catalogue_habilitations SET state = $1, doc = $2, \
      version = version + 1, updated_at = $3 WHERE id = $4 AND version = $5";
-pub(crate) const INSERT_QUEUED_LEAF: &str =
-    "INSERT INTO journal_queue (leaf, subject) VALUES ($1, $2)";
 const INSERT_DELIVERY: &str = "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, \
      state, attempts, next_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)";
 const INSERT_MAIL: &str = "INSERT INTO catalogue_outbox (id, recipient, subject, body, \
@@ -409,14 +407,7 @@ impl BackOfficeStore for Store {
                     return Ok(false);
                 }
             }
-            for (leaf, subject) in &c.journal {
-                sqlx::query(INSERT_QUEUED_LEAF)
-                    .bind(leaf.as_slice())
-                    .bind(subject.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
+            crate::queue_leaves!(tx, &c.journal).map_err(err)?;
             for d in &c.deliveries {
                 sqlx::query(INSERT_DELIVERY)
                     .bind(&d.id)

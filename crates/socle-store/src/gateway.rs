@@ -147,13 +147,7 @@ impl GatewayStore for Store {
                     .bind(c.revoked_at)
                     .execute(&mut *tx)
                     .await?;
-                    for (leaf, subject) in journal {
-                        sqlx::query(crate::catalogue::INSERT_QUEUED_LEAF)
-                            .bind(leaf.as_slice())
-                            .bind(subject.as_deref())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    crate::queue_leaves!(tx, journal)?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(replaced.into_iter().map(|r| r.0).collect())
                 }
@@ -226,14 +220,7 @@ impl GatewayStore for Store {
                 tx.rollback().await.map_err(err)?;
                 return Ok(false);
             }
-            for (leaf, subject) in journal {
-                sqlx::query(crate::catalogue::INSERT_QUEUED_LEAF)
-                    .bind(leaf.as_slice())
-                    .bind(subject.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
+            crate::queue_leaves!(tx, journal).map_err(err)?;
             tx.commit().await.map_err(err)?;
         });
         Ok(true)

@@ -124,6 +124,27 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Inserts encoded journal leaves (`&[(leaf, subject)]`) into the journal's durable
+/// queue inside the open transaction `$tx`, on either backend, so that a change and its
+/// entries commit together; the running sequencer integrates them. Evaluates to a
+/// `Result<(), sqlx::Error>`.
+macro_rules! queue_leaves {
+    ($tx:ident, $leaves:expr) => {
+        async {
+            for (leaf, subject) in $leaves {
+                sqlx::query("INSERT INTO journal_queue (leaf, subject) VALUES ($1, $2)")
+                    .bind(leaf.as_slice())
+                    .bind(subject.as_deref())
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await
+    };
+}
+pub(crate) use queue_leaves;
+
 impl Store {
     /// Opens (and for SQLite, creates) the database. It does not migrate: call
     /// [`Store::migrate`] or check [`Store::schema_status`].

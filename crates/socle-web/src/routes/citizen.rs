@@ -746,23 +746,15 @@ impl Done {
         u
     }
 
-    /// The message; a receipt is named only if it is one of this person's consents
-    /// (the address is not a place to put words in the platform's mouth).
-    fn message(&self, consents: &[ConsentRow]) -> String {
-        let own = |id: &str| consents.iter().any(|c| c.view.consent.id == id);
+    /// The message (the receipt's id came from the platform: the address is signed).
+    fn message(&self) -> String {
         match self {
-            Done::Granted(id) if own(id) => format!(
+            Done::Granted(id) => format!(
                 "Autorisation accordée. Vous pouvez la retirer à tout moment ici ; son reçu signé est à télécharger ci-dessous ({id})."
             ),
-            Done::Granted(_) => {
-                "Autorisation accordée. Vous pouvez la retirer à tout moment ici.".into()
-            }
-            Done::Revoked(id) if own(id) => format!(
+            Done::Revoked(id) => format!(
                 "Autorisation retirée : le service ne pourra plus obtenir ces données. Reçu signé : « {id} »."
             ),
-            Done::Revoked(_) => {
-                "Autorisation retirée : le service ne pourra plus obtenir ces données.".into()
-            }
             Done::Refused => {
                 "Vous avez refusé : aucune donnée ne sera transmise à ce service sur ce fondement."
                     .into()
@@ -799,7 +791,7 @@ async fn authorisations_page(c: &Citizen, p: &Person, s: &Session, done: Option<
         layout: Layout::current("Mes autorisations").section("espace"),
         csrf: s.csrf.clone(),
         current: "autorisations",
-        message: done.map(|d| d.message(&consents)),
+        message: done.map(|d| d.message()),
         consents,
         others,
     }))
