@@ -46,7 +46,8 @@ fn forbidden(m: &str) -> CatalogueError {
 }
 
 /// Creates a local account (`socle admin user create`): checked, the password kept
-/// only as its argon2id hash.
+/// only as its argon2id hash; journaled as by `by` in the same transaction (`None`:
+/// journaled otherwise, as the demonstration's seeding is).
 pub async fn create_user(
     store: &Store,
     email: &str,
@@ -54,6 +55,7 @@ pub async fn create_user(
     organisation: &str,
     roles: Vec<Role>,
     password: &str,
+    by: Option<&str>,
 ) -> Result<()> {
     let mut problems = Vec::new();
     if !email.contains('@') || email.contains(' ') {
@@ -86,7 +88,12 @@ pub async fn create_user(
         password_hash: people::hash_password(password).map_err(CatalogueError::Invalid)?,
     };
     let doc = serde_json::to_string(&user).map_err(|e| CatalogueError::Invalid(e.to_string()))?;
-    store.insert_user(&user.email, &doc, now()).await?;
+    // The entry names the organisation, not the person.
+    let journal =
+        crate::service::admin_entry(by, "user.created", "organisation", &user.organisation)?;
+    store
+        .insert_user(&user.email, &doc, now(), &journal)
+        .await?;
     Ok(())
 }
 

@@ -69,12 +69,14 @@ impl reqwest::dns::Resolve for PublicDns {
     }
 }
 
-/// Registers a webhook for `organisation`; returns `(id, secret)`, the secret shown once.
+/// Registers a webhook for `organisation`, journaled as by `by` in the same
+/// transaction; returns `(id, secret)`, the secret shown once.
 pub async fn add_webhook(
     store: &Store,
     organisation: &str,
     url: &str,
     allow_private: bool,
+    by: &str,
 ) -> Result<(String, String)> {
     if let Some(p) = crate::model::upstream_problem(url, allow_private) {
         return Err(CatalogueError::Invalid(p.replace("upstream_url", "url")));
@@ -87,7 +89,9 @@ pub async fn add_webhook(
         enabled: true,
         failures: 0,
     };
-    store.insert_webhook(&w, now()).await?;
+    let journal =
+        crate::service::admin_entry(Some(by), "webhook.registered", "organisation", organisation)?;
+    store.insert_webhook(&w, now(), &journal).await?;
     Ok((w.id, w.secret))
 }
 

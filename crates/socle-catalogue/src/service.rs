@@ -81,14 +81,22 @@ impl Catalogue {
         Catalogue { store }
     }
 
-    pub async fn put_organisation(&self, input: OrganisationInput) -> Result<Organisation> {
+    /// Registers or updates an organisation, journaled as by `by` in the same
+    /// transaction (`None`: journaled otherwise, as the demonstration's seeding is).
+    pub async fn put_organisation(
+        &self,
+        input: OrganisationInput,
+        by: Option<&str>,
+    ) -> Result<Organisation> {
         let org = input.validate()?;
+        let journal = admin_entry(by, "organisation.registered", "siret", &org.siret)?;
         self.store
             .put_catalogue_doc(
                 CatalogueKind::Organisation,
                 &org.siret,
                 &encode(&org)?,
                 now(),
+                &journal,
             )
             .await?;
         Ok(org)
@@ -114,7 +122,8 @@ impl Catalogue {
             .collect()
     }
 
-    pub async fn put_data_item(&self, item: DataItem) -> Result<DataItem> {
+    /// Registers or updates a data item, journaled as [`Catalogue::put_organisation`].
+    pub async fn put_data_item(&self, item: DataItem, by: Option<&str>) -> Result<DataItem> {
         let item = item.validate()?;
         if self.organisation(&item.producer).await?.is_none() {
             return Err(CatalogueError::Invalid(format!(
@@ -122,8 +131,15 @@ impl Catalogue {
                 item.producer
             )));
         }
+        let journal = admin_entry(by, "data_item.registered", "data_item", &item.id)?;
         self.store
-            .put_catalogue_doc(CatalogueKind::DataItem, &item.id, &encode(&item)?, now())
+            .put_catalogue_doc(
+                CatalogueKind::DataItem,
+                &item.id,
+                &encode(&item)?,
+                now(),
+                &journal,
+            )
             .await?;
         Ok(item)
     }
@@ -137,7 +153,9 @@ impl Catalogue {
             .collect()
     }
 
-    pub async fn put_api(&self, input: ApiInput) -> Result<Api> {
+    /// Publishes an API (a new version, or the same one again), journaled as
+    /// [`Catalogue::put_organisation`].
+    pub async fn put_api(&self, input: ApiInput, by: Option<&str>) -> Result<Api> {
         let known: Vec<String> = self.data_items().await?.into_iter().map(|d| d.id).collect();
         let api = input.validate(&known)?;
         if self.organisation(&api.organisation).await?.is_none() {
@@ -167,7 +185,13 @@ impl Catalogue {
             version: &api.version,
             openapi: &openapi,
         };
-        self.store.put_api(&record, now()).await?;
+        let journal = admin_entry(
+            by,
+            "api.published",
+            "api",
+            &format!("{}@{}", api.id, api.version),
+        )?;
+        self.store.put_api(&record, now(), &journal).await?;
         Ok(api)
     }
 
@@ -293,4 +317,23 @@ impl Catalogue {
             "dcat:service": services,
         }))
     }
+}
+
+/// The journal entry of an administrative change (none when `by` is `None`), encoded
+/// for the store, which writes it in the change's transaction.
+pub(crate) fn admin_entry(
+    by: Option<&str>,
+    action: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<socle_journal::Leaf>> {
+    let Some(by) = by else {
+        return Ok(Vec::new());
+    };
+    socle_journal::encode(vec![
+        socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
+            .detail("action", action)
+            .detail(key, value),
+    ])
+    .map_err(|e| CatalogueError::Invalid(format!("journal entry refused: {e}")))
 }

@@ -377,12 +377,15 @@ impl Clients {
         }
     }
 
-    pub async fn create(&self, input: ClientInput) -> Result<(Client, NewClientSecret)> {
+    /// Registers a client; `by` (e.g. `operator:admin-api`) is the journal entry's
+    /// actor, written in the same transaction as the client.
+    pub async fn create(&self, input: ClientInput, by: &str) -> Result<(Client, NewClientSecret)> {
         let (client, secret) = input.into_client()?;
         let doc =
             serde_json::to_string(&client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        let journal = admin_entry(by, "client.created", &client.client_id)?;
         self.store
-            .insert_client(&client.client_id, &doc, crate::now())
+            .insert_client(&client.client_id, &doc, crate::now(), &journal)
             .await?;
         self.forget(&client.client_id);
         Ok((client, secret))
@@ -398,8 +401,9 @@ impl Clients {
             .update_client(&client.client_id, &doc, crate::now())
             .await?
         {
+            // Journaled with the demonstration's seeding.
             self.store
-                .insert_client(&client.client_id, &doc, crate::now())
+                .insert_client(&client.client_id, &doc, crate::now(), &[])
                 .await?;
         }
         Ok(())
@@ -453,11 +457,19 @@ impl Clients {
         Ok(out)
     }
 
-    pub async fn set_disabled(&self, client_id: &str, disabled: bool) -> Result<()> {
+    /// Disables (or enables again) a client, journaled as by `by` in the same
+    /// transaction.
+    pub async fn set_disabled(&self, client_id: &str, disabled: bool, by: &str) -> Result<()> {
         self.forget(client_id);
+        let action = if disabled {
+            "client.disabled"
+        } else {
+            "client.enabled"
+        };
+        let journal = admin_entry(by, action, client_id)?;
         if self
             .store
-            .set_client_disabled(client_id, disabled, crate::now())
+            .set_client_disabled(client_id, disabled, crate::now(), &journal)
             .await?
         {
             Ok(())
@@ -465,6 +477,15 @@ impl Clients {
             Err(IdentityError::NotFound(format!("client {client_id}")))
         }
     }
+}
+
+/// The journal entry of an administrative change of a client, encoded for the store.
+fn admin_entry(by: &str, action: &str, client_id: &str) -> Result<Vec<socle_journal::Leaf>> {
+    Ok(socle_journal::encode(vec![
+        socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
+            .detail("action", action)
+            .detail("client_id", client_id),
+    ])?)
 }
 
 #[cfg(test)]

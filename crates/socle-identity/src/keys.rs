@@ -279,6 +279,13 @@ impl KeyRing {
 
     /// Generates a key of `alg` (off the runtime: an RSA prime search) and stores it.
     async fn insert_new(&self, alg: &str, now: i64) -> Result<String> {
+        let row = self.new_key(alg, now).await?;
+        self.store.insert_key(&row).await?;
+        Ok(row.kid)
+    }
+
+    /// A new key of `alg`, sealed, as stored.
+    async fn new_key(&self, alg: &str, now: i64) -> Result<StoredKey> {
         let owned = alg.to_string();
         let jwk = tokio::task::spawn_blocking(move || generate(&owned))
             .await
@@ -294,8 +301,7 @@ impl KeyRing {
             retired_at: None,
             publish_until: None,
         };
-        self.store.insert_key(&row).await?;
-        Ok(kid)
+        Ok(row)
     }
 
     /// Re-reads the keys from the store (after a rotation by another process).
@@ -349,16 +355,24 @@ impl KeyRing {
     }
 
     /// Replaces the signing key of `alg`; the old one stays published for
-    /// `publish_for` seconds (the longest token lifetime). Returns the new kid.
-    pub async fn rotate(&self, alg: &str, publish_for: i64) -> Result<String> {
+    /// `publish_for` seconds (the longest token lifetime). The new key, the old one's
+    /// retirement and the journal entry (`oidc.key.rotated`, actor `by`) are one
+    /// transaction. Returns the new kid.
+    pub async fn rotate(&self, alg: &str, publish_for: i64, by: &str) -> Result<String> {
         self.settled().await;
         let now = crate::now();
-        let kid = self.insert_new(alg, now).await?;
+        let row = self.new_key(alg, now).await?;
+        let journal = socle_journal::encode(vec![
+            socle_journal::Entry::new(socle_journal::EntryKind::KeyRotation, by, "ok")
+                .detail("action", "oidc.key.rotated")
+                .detail("alg", alg)
+                .detail("kid", row.kid.clone()),
+        ])?;
         self.store
-            .retire_keys(alg, &kid, now, now + publish_for)
+            .rotate_key(&row, now + publish_for, &journal)
             .await?;
         self.reload().await?;
-        Ok(kid)
+        Ok(row.kid)
     }
 
     /// The JWKS document: every published public key.

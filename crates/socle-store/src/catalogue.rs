@@ -2,7 +2,7 @@
 //! documents, stored as JSON documents owned by `socle-catalogue`.
 
 use crate::error::StoreError;
-use crate::{Backend, Result, Store, on_pool};
+use crate::{Backend, Journaled, Result, Store, journaled, on_pool};
 
 /// Which catalogue table a document belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +32,15 @@ pub struct ApiRecord<'a> {
 
 /// Persistence of the catalogue, in its own terms.
 pub trait CatalogueStore {
-    /// Inserts or replaces an organisation or data item.
+    /// Inserts or replaces an organisation or data item, with the journal entries
+    /// recording it, in one transaction.
     fn put_catalogue_doc(
         &self,
         kind: CatalogueKind,
         key: &str,
         doc: &str,
         now: i64,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn catalogue_doc(
         &self,
@@ -50,8 +52,13 @@ pub trait CatalogueStore {
         kind: CatalogueKind,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Inserts or replaces an API and records its version's OpenAPI document (kept
-    /// once per version), in one transaction.
-    fn put_api(&self, api: &ApiRecord<'_>, now: i64) -> impl Future<Output = Result<()>> + Send;
+    /// once per version), with the journal entries recording it, in one transaction.
+    fn put_api(
+        &self,
+        api: &ApiRecord<'_>,
+        now: i64,
+        journal: Journaled<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn api(&self, id: &str) -> impl Future<Output = Result<Option<String>>> + Send;
     fn apis(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// The versions recorded for an API, oldest first.
@@ -69,22 +76,23 @@ impl CatalogueStore for Store {
         key: &str,
         doc: &str,
         now: i64,
+        journal: Journaled<'_>,
     ) -> Result<()> {
         let (table, column) = kind.table();
         let sql = format!(
             "INSERT INTO {table} ({column}, doc, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT ({column}) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at"
         );
-        on_pool!(self, |pool| {
+        journaled!(self, journal, |tx| {
             sqlx::query(&sql)
                 .bind(key)
                 .bind(doc)
                 .bind(now)
-                .execute(pool)
-                .await
-                .map_err(err)?
+                .execute(&mut *tx)
+                .await?
                 .rows_affected()
-        });
+        })
+        .map_err(err)?;
         Ok(())
     }
 
@@ -110,7 +118,7 @@ impl CatalogueStore for Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    async fn put_api(&self, api: &ApiRecord<'_>, now: i64) -> Result<()> {
+    async fn put_api(&self, api: &ApiRecord<'_>, now: i64, journal: Journaled<'_>) -> Result<()> {
         let ApiRecord {
             id,
             organisation,
@@ -161,6 +169,7 @@ impl CatalogueStore for Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+                crate::queue_leaves!(tx, journal).map_err(err)?;
                 tx.commit().await.map_err(err)
             }};
         }
@@ -214,11 +223,13 @@ pub struct StoredHabilitation {
 
 /// Back-office accounts and habilitation requests.
 pub trait BackOfficeStore {
+    /// Creates an account, with the journal entries recording it, in one transaction.
     fn insert_user(
         &self,
         email: &str,
         doc: &str,
         now: i64,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn user(&self, email: &str) -> impl Future<Output = Result<Option<String>>> + Send;
     fn insert_user_token(
@@ -298,15 +309,21 @@ const INSERT_MAIL: &str = "INSERT INTO catalogue_outbox (id, recipient, subject,
      created_at) VALUES ($1, $2, $3, $4, $5)";
 
 impl BackOfficeStore for Store {
-    async fn insert_user(&self, email: &str, doc: &str, now: i64) -> Result<()> {
-        let r = on_pool!(self, |pool| {
+    async fn insert_user(
+        &self,
+        email: &str,
+        doc: &str,
+        now: i64,
+        journal: Journaled<'_>,
+    ) -> Result<()> {
+        let r = journaled!(self, journal, |tx| {
             sqlx::query("INSERT INTO catalogue_users (email, doc, created_at) VALUES ($1, $2, $3)")
                 .bind(email)
                 .bind(doc)
                 .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
         });
         match r {
             Ok(_) => Ok(()),
@@ -549,10 +566,12 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, event, body, state, CAST(attempt
 
 /// Webhooks, deliveries and the e-mail outbox.
 pub trait NotificationStore {
+    /// Registers a webhook, with the journal entries recording it, in one transaction.
     fn insert_webhook(
         &self,
         w: &StoredWebhook,
         now: i64,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn webhooks(
         &self,
@@ -603,8 +622,13 @@ pub trait NotificationStore {
 }
 
 impl NotificationStore for Store {
-    async fn insert_webhook(&self, w: &StoredWebhook, now: i64) -> Result<()> {
-        on_pool!(self, |pool| {
+    async fn insert_webhook(
+        &self,
+        w: &StoredWebhook,
+        now: i64,
+        journal: Journaled<'_>,
+    ) -> Result<()> {
+        journaled!(self, journal, |tx| {
             sqlx::query(
                 "INSERT INTO catalogue_webhooks (id, organisation, url, secret, enabled, failures, created_at) \
                  VALUES ($1, $2, $3, $4, 1, 0, $5)",
@@ -614,11 +638,11 @@ impl NotificationStore for Store {
             .bind(&w.url)
             .bind(&w.secret)
             .bind(now)
-            .execute(pool)
-            .await
-            .map_err(err)?
+            .execute(&mut *tx)
+            .await?
             .rows_affected()
-        });
+        })
+        .map_err(err)?;
         Ok(())
     }
 

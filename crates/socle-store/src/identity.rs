@@ -8,7 +8,7 @@
 use crate::error::StoreError;
 use rusqlite::OptionalExtension;
 
-use crate::{Backend, Result, Store, on_pool};
+use crate::{Backend, Journaled, Result, Store, journaled, on_pool};
 
 /// A registered client (service provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +63,13 @@ pub type FiStateMatch = (String, String, String, Option<String>);
 
 /// Persistence of the identity federation, in its own terms.
 pub trait IdentityStore {
+    /// Registers a client, with the journal entries recording it, in one transaction.
     fn insert_client(
         &self,
         client_id: &str,
         doc: &str,
         now: i64,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn update_client(
         &self,
@@ -75,16 +77,28 @@ pub trait IdentityStore {
         doc: &str,
         now: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Disables or enables a client, with the journal entries recording it, in one
+    /// transaction; false (and nothing written) if there is no such client.
     fn set_client_disabled(
         &self,
         client_id: &str,
         disabled: bool,
         now: i64,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<bool>> + Send;
     fn client(&self, client_id: &str) -> impl Future<Output = Result<Option<StoredClient>>> + Send;
     fn clients(&self) -> impl Future<Output = Result<Vec<StoredClient>>> + Send;
 
     fn insert_key(&self, key: &StoredKey) -> impl Future<Output = Result<()>> + Send;
+    /// A rotation: inserts `key` and retires the other current keys of its algorithm
+    /// (published until `publish_until`), with the journal entries recording it, in one
+    /// transaction.
+    fn rotate_key(
+        &self,
+        key: &StoredKey,
+        publish_until: i64,
+        journal: Journaled<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Every key not yet past its publication end, newest first.
     fn keys(&self, now: i64) -> impl Future<Output = Result<Vec<StoredKey>>> + Send;
     /// Retires the current key(s) of `alg` other than `except`.
@@ -229,9 +243,32 @@ fn key_row(r: KeyRow) -> StoredKey {
     }
 }
 
+/// The insertion of a `StoredKey`, its parameters bound (either backend).
+macro_rules! insert_key {
+    ($key:expr) => {
+        sqlx::query(
+            "INSERT INTO oidc_keys (kid, alg, sealed, public_jwk, created_at, retired_at, \
+             publish_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&$key.kid)
+        .bind(&$key.alg)
+        .bind(&$key.sealed)
+        .bind(&$key.public_jwk)
+        .bind($key.created_at)
+        .bind($key.retired_at)
+        .bind($key.publish_until)
+    };
+}
+
 impl IdentityStore for Store {
-    async fn insert_client(&self, client_id: &str, doc: &str, now: i64) -> Result<()> {
-        let r = on_pool!(self, |pool| {
+    async fn insert_client(
+        &self,
+        client_id: &str,
+        doc: &str,
+        now: i64,
+        journal: Journaled<'_>,
+    ) -> Result<()> {
+        let r = journaled!(self, journal, |tx| {
             sqlx::query(
                 "INSERT INTO oidc_clients (client_id, doc, disabled, created_at, updated_at) \
                  VALUES ($1, $2, 0, $3, $3)",
@@ -239,9 +276,9 @@ impl IdentityStore for Store {
             .bind(client_id)
             .bind(doc)
             .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
         });
         match r {
             Ok(_) => Ok(()),
@@ -266,20 +303,29 @@ impl IdentityStore for Store {
         Ok(n == 1)
     }
 
-    async fn set_client_disabled(&self, client_id: &str, disabled: bool, now: i64) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
+    async fn set_client_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+        now: i64,
+        journal: Journaled<'_>,
+    ) -> Result<bool> {
+        journaled!(self, journal, |tx| {
+            let n = sqlx::query(
                 "UPDATE oidc_clients SET disabled = $1, updated_at = $2 WHERE client_id = $3",
             )
             .bind(i64::from(disabled))
             .bind(now)
             .bind(client_id)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(n == 1)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            true
+        })
+        .map_err(err)
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<StoredClient>> {
@@ -311,22 +357,36 @@ impl IdentityStore for Store {
 
     async fn insert_key(&self, key: &StoredKey) -> Result<()> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oidc_keys (kid, alg, sealed, public_jwk, created_at, retired_at, \
-                 publish_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&key.kid)
-            .bind(&key.alg)
-            .bind(&key.sealed)
-            .bind(&key.public_jwk)
-            .bind(key.created_at)
-            .bind(key.retired_at)
-            .bind(key.publish_until)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
+            insert_key!(key)
+                .execute(pool)
+                .await
+                .map_err(err)?
+                .rows_affected()
         });
+        Ok(())
+    }
+
+    async fn rotate_key(
+        &self,
+        key: &StoredKey,
+        publish_until: i64,
+        journal: Journaled<'_>,
+    ) -> Result<()> {
+        journaled!(self, journal, |tx| {
+            insert_key!(key).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE oidc_keys SET retired_at = $1, publish_until = $2 \
+                 WHERE alg = $3 AND kid <> $4 AND retired_at IS NULL",
+            )
+            .bind(key.created_at)
+            .bind(publish_until)
+            .bind(&key.alg)
+            .bind(&key.kid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        })
+        .map_err(err)?;
         Ok(())
     }
 

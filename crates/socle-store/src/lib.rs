@@ -145,6 +145,32 @@ macro_rules! queue_leaves {
 }
 pub(crate) use queue_leaves;
 
+/// Encoded journal leaves and their subjects (`socle_journal::encode`) that record a
+/// change: the store writes them to the journal's durable queue in the change's own
+/// transaction, so that no change is stored without its entries, nor entries without
+/// their change. Empty for a change journaled otherwise (the demonstration's seeding).
+pub type Journaled<'a> = &'a [(Vec<u8>, Option<String>)];
+
+/// Runs `$body` — statements on the open transaction `$tx`, evaluating to the result —
+/// then queues the journal leaves `$leaves` and commits, on either backend. A
+/// `return Ok(..)` inside the body ends without committing (nothing changed, nothing to
+/// record). Evaluates to a `Result<_, sqlx::Error>`.
+macro_rules! journaled {
+    ($store:expr, $leaves:expr, |$tx:ident| $body:expr) => {
+        crate::on_pool!($store, |pool| {
+            async {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                crate::queue_leaves!($tx, $leaves)?;
+                $tx.commit().await?;
+                Ok::<_, sqlx::Error>(out)
+            }
+            .await
+        })
+    };
+}
+pub(crate) use journaled;
+
 impl Store {
     /// Opens (and for SQLite, creates) the database. It does not migrate: call
     /// [`Store::migrate`] or check [`Store::schema_status`].
@@ -315,9 +341,14 @@ pub trait InstanceStore {
     /// the original identifier and creation time but follow a renamed instance.
     fn ensure_instance(&self, name: &str) -> impl Future<Output = Result<Instance>> + Send;
 
-    /// Records the one-time event `marker`; true only for the caller that recorded it
-    /// first (so "first start" work happens once, even with several nodes).
-    fn mark_once(&self, marker: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Records the one-time event `marker` with the journal entries recording it, in
+    /// one transaction; true only for the caller that recorded it first (so "first
+    /// start" work happens once, even with several nodes; the entries are written once).
+    fn mark_once(
+        &self,
+        marker: &str,
+        journal: Journaled<'_>,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 impl InstanceStore for Store {
@@ -344,20 +375,23 @@ impl InstanceStore for Store {
         })
     }
 
-    async fn mark_once(&self, marker: &str) -> Result<bool> {
+    async fn mark_once(&self, marker: &str, journal: Journaled<'_>) -> Result<bool> {
         let now = open::now_rfc3339();
-        let inserted = on_pool!(self, |pool| {
-            sqlx::query(
+        journaled!(self, journal, |tx| {
+            let inserted = sqlx::query(
                 "INSERT INTO instance_markers (name, created_at) VALUES ($1, $2) \
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(marker)
             .bind(&now)
-            .execute(pool)
-            .await
-            .map_err(StoreError::from_runtime)?
-            .rows_affected()
-        });
-        Ok(inserted == 1)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted != 1 {
+                return Ok(false);
+            }
+            true
+        })
+        .map_err(StoreError::from_runtime)
     }
 }

@@ -1,14 +1,16 @@
 //! `socle admin client create|list|disable` and `socle keys rotate`: operator commands
 //! that work on the store directly (a server may be running beside them). Their
-//! journal entries go to the journal's durable queue, integrated by the running
-//! sequencer or the next one to start.
+//! journal entries go to the journal's durable queue in the change's own transaction,
+//! integrated by the running sequencer or the next one to start.
 
 use anyhow::Context;
 use socle_identity::{ClientInput, KeyRing, ProviderConfig};
-use socle_journal::{Entry, EntryKind};
 
 use crate::app::{master_key, open_store};
 use crate::config::Config;
+
+/// The actor of the commands' journal entries.
+const CLI: &str = "operator:cli";
 
 async fn store(config: &Config) -> anyhow::Result<socle_store::Store> {
     let store = open_store(config).await?;
@@ -39,16 +41,7 @@ async fn store(config: &Config) -> anyhow::Result<socle_store::Store> {
 pub async fn create_client(config: &Config, input: ClientInput) -> anyhow::Result<()> {
     let store = store(config).await?;
     let clients = socle_identity::client::Clients::new(store.clone());
-    let (client, secret) = clients.create(input).await?;
-    socle_journal::enqueue(
-        &store,
-        vec![
-            Entry::new(EntryKind::Admin, "operator:cli", "ok")
-                .detail("action", "client.created")
-                .detail("client_id", client.client_id.clone()),
-        ],
-    )
-    .await?;
+    let (client, secret) = clients.create(input, CLI).await?;
     println!("client_id:     {}", secret.client_id);
     match &secret.client_secret {
         Some(s) => {
@@ -91,18 +84,9 @@ pub async fn list_clients(config: &Config) -> anyhow::Result<()> {
 pub async fn disable_client(config: &Config, client_id: &str) -> anyhow::Result<()> {
     let store = store(config).await?;
     socle_identity::client::Clients::new(store.clone())
-        .set_disabled(client_id, true)
+        .set_disabled(client_id, true, CLI)
         .await
         .with_context(|| format!("cannot disable client {client_id}"))?;
-    socle_journal::enqueue(
-        &store,
-        vec![
-            Entry::new(EntryKind::Admin, "operator:cli", "ok")
-                .detail("action", "client.disabled")
-                .detail("client_id", client_id),
-        ],
-    )
-    .await?;
     println!("client {client_id} disabled");
     store.close().await;
     Ok(())
@@ -118,21 +102,13 @@ pub async fn rotate_keys(config: &Config, algs: &[&str]) -> anyhow::Result<()> {
         i64::try_from(config.identity.id_token_lifetime.as_secs()).unwrap_or(i64::MAX);
     pc.access_token_ttl =
         i64::try_from(config.identity.access_token_lifetime.as_secs()).unwrap_or(i64::MAX);
-    let mut entries = Vec::new();
     for alg in algs {
-        let kid = ring.rotate(alg, pc.key_publication()).await?;
+        let kid = ring.rotate(alg, pc.key_publication(), CLI).await?;
         println!(
             "{alg}: new signing key {kid}; the previous one stays published for {} s",
             pc.key_publication()
         );
-        entries.push(
-            Entry::new(EntryKind::KeyRotation, "operator:cli", "ok")
-                .detail("action", "oidc.key.rotated")
-                .detail("alg", *alg)
-                .detail("kid", kid),
-        );
     }
-    socle_journal::enqueue(&store, entries).await?;
     println!("Running servers pick the new key up within 10 seconds.");
     store.close().await;
     Ok(())
@@ -148,18 +124,17 @@ pub async fn create_user(
     password: &str,
 ) -> anyhow::Result<()> {
     let store = store(config).await?;
-    socle_catalogue::back_office::create_user(&store, email, name, organisation, roles, password)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    socle_journal::enqueue(
+    socle_catalogue::back_office::create_user(
         &store,
-        vec![
-            Entry::new(EntryKind::Admin, "operator:cli", "ok")
-                .detail("action", "user.created")
-                .detail("organisation", organisation),
-        ],
+        email,
+        name,
+        organisation,
+        roles,
+        password,
+        Some(CLI),
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("account {email} created");
     store.close().await;
     Ok(())

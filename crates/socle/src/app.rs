@@ -88,15 +88,18 @@ impl Application {
 
         let journal = if status.is_current() {
             let journal = open_journal(&store, &config).await?;
-            if store.mark_once("instance.created").await? {
-                journal
-                    .append(vec![
+            // The marker and its entry in one transaction: a first start that fails
+            // half-way records both on the next.
+            store
+                .mark_once(
+                    "instance.created",
+                    &socle_journal::encode(vec![
                         Entry::new(EntryKind::Admin, "system", "ok")
                             .detail("action", "instance.created")
                             .detail("instance_id", instance.instance_id.clone()),
-                    ])
-                    .await?;
-            }
+                    ])?,
+                )
+                .await?;
             Some(journal)
         } else {
             None
@@ -280,18 +283,20 @@ impl Application {
     /// Seeds the demonstration data, once per database; the seeding is journaled like
     /// any admin change.
     pub async fn seed_demo(&self) -> anyhow::Result<()> {
-        let Some(journal) = &self.state.journal else {
+        if self.state.journal.is_none() {
             return Ok(());
-        };
-        if self.state.store.mark_once("demo.seeded").await? {
-            journal
-                .append(vec![
+        }
+        self.state
+            .store
+            .mark_once(
+                "demo.seeded",
+                &socle_journal::encode(vec![
                     Entry::new(EntryKind::Admin, "system", "ok")
                         .detail("action", "demo.seeded")
                         .detail("instance_id", self.state.instance.instance_id.clone()),
-                ])
-                .await?;
-        }
+                ])?,
+            )
+            .await?;
         // The demonstration catalogue is rewritten at each start (its URLs follow the
         // address the demo listens on).
         if let (Some(catalogue), Some(identity)) = (&self.state.catalogue, &self.state.identity) {
@@ -303,7 +308,7 @@ impl Application {
             && self
                 .state
                 .store
-                .mark_once("demo.back_office.seeded")
+                .mark_once("demo.back_office.seeded", &[])
                 .await?
         {
             crate::demo_catalogue::seed_back_office(&self.state.store, office)

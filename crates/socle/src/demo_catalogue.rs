@@ -87,7 +87,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
         ),
         org(TOWN_HALL, "Mairie de Démoville", None, "local_authority"),
     ] {
-        c.put_organisation(o).await?;
+        c.put_organisation(o, None).await?;
     }
     for i in [
         item(
@@ -127,7 +127,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             "Code de la sécurité sociale, article L. 512-3",
         ),
     ] {
-        c.put_data_item(i).await?;
+        c.put_data_item(i, None).await?;
     }
     let base = public_url.trim_end_matches('/');
     c.put_api(ApiInput {
@@ -150,7 +150,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("nombre_de_parts", "Le nombre de parts fiscales", &["/nombreParts"], &["nombre-de-parts"]),
         ],
         person_eidas_level: None,
-    })
+    }, None)
     .await?;
     c.put_api(ApiInput {
         slug: "quotient-familial".into(),
@@ -172,7 +172,7 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("composition_familiale", "Les allocataires et les enfants", &["/allocataires", "/enfants"], &["composition-familiale"]),
         ],
         person_eidas_level: None,
-    })
+    }, None)
     .await?;
     Ok(())
 }
@@ -250,6 +250,7 @@ pub async fn seed_back_office(
             org,
             vec![role],
             DEMO_PASSWORD,
+            None,
         )
         .await?;
     }

@@ -1,5 +1,6 @@
 //! The administration API: service providers (OpenID Connect clients). Closed unless
-//! `admin.token` is configured; every change is journaled.
+//! `admin.token` is configured; every change is journaled, in the change's own
+//! transaction (a change whose entry cannot be written is not made).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,10 +8,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use socle_identity::{ClientInput, IdentityError, NewClientSecret};
-use socle_journal::{Entry, EntryKind};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+
+/// The actor of the administration API's journal entries.
+pub(crate) const ADMIN_API: &str = "operator:admin-api";
 
 /// A client as listed (never its secret or its hash).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -100,18 +103,6 @@ fn map(e: IdentityError) -> ApiError {
     }
 }
 
-async fn journal_admin(state: &AppState, action: &str, client_id: &str) -> Result<(), ApiError> {
-    if let Some(j) = &state.journal {
-        j.append(vec![
-            Entry::new(EntryKind::Admin, "operator:admin-api", "ok")
-                .detail("action", action)
-                .detail("client_id", client_id),
-        ])
-        .await?;
-    }
-    Ok(())
-}
-
 fn identity(state: &AppState) -> Result<&socle_identity::Provider, ApiError> {
     state
         .identity
@@ -136,8 +127,11 @@ pub async fn create_client(
     authorize(&state, &headers)?;
     let input: ClientInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON client registration: {e}")))?;
-    let (client, secret) = identity(&state)?.clients.create(input).await.map_err(map)?;
-    journal_admin(&state, "client.created", &client.client_id).await?;
+    let (_, secret) = identity(&state)?
+        .clients
+        .create(input, ADMIN_API)
+        .await
+        .map_err(map)?;
     Ok((StatusCode::CREATED, Json(secret)).into_response())
 }
 
@@ -169,9 +163,8 @@ pub async fn disable_client(
     authorize(&state, &headers)?;
     identity(&state)?
         .clients
-        .set_disabled(&client_id, true)
+        .set_disabled(&client_id, true, ADMIN_API)
         .await
         .map_err(map)?;
-    journal_admin(&state, "client.disabled", &client_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

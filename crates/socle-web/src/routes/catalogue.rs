@@ -2,6 +2,7 @@
 //! DCAT-AP export), and the administration endpoints that register organisations,
 //! data items and APIs.
 
+use crate::routes::admin::ADMIN_API;
 use askama::Template;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,7 +14,6 @@ use socle_catalogue::{
     ApiInput, Catalogue, CatalogueError, DataItem, Listed, Organisation, OrganisationInput, Search,
 };
 use socle_gateway::Usage;
-use socle_journal::{Entry, EntryKind};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -194,23 +194,6 @@ pub async fn dcat(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 // ----- administration -------------------------------------------------------------
 
-async fn journal_admin(
-    state: &AppState,
-    action: &str,
-    key: &str,
-    value: &str,
-) -> Result<(), ApiError> {
-    if let Some(j) = &state.journal {
-        j.append(vec![
-            Entry::new(EntryKind::Admin, "operator:admin-api", "ok")
-                .detail("action", action)
-                .detail(key, value),
-        ])
-        .await?;
-    }
-    Ok(())
-}
-
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON {what}: {e}")))
@@ -228,9 +211,10 @@ pub async fn put_organisation(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: OrganisationInput = json_body(&body, "organisation")?;
-    let org = catalogue(&state)?.put_organisation(input).await?;
+    let org = catalogue(&state)?
+        .put_organisation(input, Some(ADMIN_API))
+        .await?;
     state.gateway_changed().await;
-    journal_admin(&state, "organisation.registered", "siret", &org.siret).await?;
     Ok((StatusCode::CREATED, Json(org)).into_response())
 }
 
@@ -246,8 +230,9 @@ pub async fn put_data_item(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: DataItem = json_body(&body, "data item")?;
-    let item = catalogue(&state)?.put_data_item(input).await?;
-    journal_admin(&state, "data_item.registered", "data_item", &item.id).await?;
+    let item = catalogue(&state)?
+        .put_data_item(input, Some(ADMIN_API))
+        .await?;
     Ok((StatusCode::CREATED, Json(item)).into_response())
 }
 
@@ -263,15 +248,8 @@ pub async fn put_api(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: ApiInput = json_body(&body, "API")?;
-    let api = catalogue(&state)?.put_api(input).await?;
+    let api = catalogue(&state)?.put_api(input, Some(ADMIN_API)).await?;
     state.gateway_changed().await;
-    journal_admin(
-        &state,
-        "api.published",
-        "api",
-        &format!("{}@{}", api.id, api.version),
-    )
-    .await?;
     Ok((StatusCode::CREATED, Json(api)).into_response())
 }
 
@@ -586,10 +564,14 @@ pub async fn add_webhook(
     if catalogue(&state)?.organisation(&siret).await?.is_none() {
         return Err(ApiError::not_found(format!("organisation {siret}")));
     }
-    let (id, secret) =
-        socle_catalogue::notify::add_webhook(&state.store, &siret, &input.url, input.allow_private)
-            .await?;
-    journal_admin(&state, "webhook.registered", "organisation", &siret).await?;
+    let (id, secret) = socle_catalogue::notify::add_webhook(
+        &state.store,
+        &siret,
+        &input.url,
+        input.allow_private,
+        ADMIN_API,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(WebhookCreated { id, secret })).into_response())
 }
 

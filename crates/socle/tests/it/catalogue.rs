@@ -262,25 +262,177 @@ async fn registering_and_searching(backend: Backend) {
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("lang=\"fr\""));
 
-    // Every registration is journaled.
-    let journal = app.journal.as_ref().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let cp = journal.latest_checkpoint().await.unwrap();
-    let (_, rows) = journal.entries(0, cp.size).await.unwrap();
-    let actions: Vec<String> = rows
-        .iter()
-        .filter_map(|r| socle_journal::Entry::decode(&r.leaf).ok())
-        .filter_map(|e| e.details.get("action").cloned())
-        .collect();
-    assert_eq!(
-        actions
-            .iter()
-            .filter(|a| *a == "organisation.registered")
-            .count(),
-        3
-    );
-    assert!(actions.contains(&"data_item.registered".to_string()));
-    assert_eq!(actions.iter().filter(|a| *a == "api.published").count(), 3);
+    // Every registration is journaled (with the change, through the journal's queue,
+    // which the sequencer integrates within a fraction of a second).
+    let journaled = |action: &'static str, n: usize| (action, n);
+    wait_for_actions(
+        &app,
+        &[
+            journaled("organisation.registered", 3),
+            journaled("data_item.registered", 1),
+            journaled("api.published", 3),
+        ],
+    )
+    .await;
 }
 
-on_both_stores!(registering_and_searching);
+/// The actions of the administrative and key-rotation entries covered by the latest
+/// checkpoint.
+pub(crate) async fn actions(app: &TestApp) -> Vec<String> {
+    let journal = app.journal.as_ref().unwrap();
+    let Ok(cp) = journal.latest_checkpoint().await else {
+        return Vec::new();
+    };
+    let (_, rows) = journal.entries(0, cp.size).await.unwrap();
+    rows.iter()
+        .filter_map(|r| socle_journal::Entry::decode(&r.leaf).ok())
+        .filter(|e| {
+            matches!(
+                e.kind,
+                socle_journal::EntryKind::Admin | socle_journal::EntryKind::KeyRotation
+            )
+        })
+        .filter_map(|e| e.details.get("action").cloned())
+        .collect()
+}
+
+/// Waits (up to 5 s) until the journal holds exactly `n` entries of each `action`.
+pub(crate) async fn wait_for_actions(app: &TestApp, expected: &[(&str, usize)]) {
+    let counts = |seen: &[String]| -> Vec<(String, usize)> {
+        expected
+            .iter()
+            .map(|(a, _)| (a.to_string(), seen.iter().filter(|s| s == a).count()))
+            .collect()
+    };
+    let want: Vec<(String, usize)> = expected.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = counts(&actions(app).await);
+        if got == want {
+            // And no more arrive later (a change journaled twice).
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(counts(&actions(app).await), want);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("journal entries {got:?}, expected {want:?}");
+}
+
+/// An administrative change whose journal entry cannot be written is not made: the
+/// change and its entry are one transaction (here the journal's queue refuses every
+/// insert, as a full disk would). Once the journal writes again, the same requests
+/// succeed and each change is journaled once.
+async fn an_admin_change_is_made_only_with_its_journal_entry(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
+    let org = json!({"siret": ORG, "name": "DINUM", "kind": "ministry"});
+    assert_eq!(post(&app, "/api/admin/organisations", org).await.0, 201);
+    let item = json!({"id": "rfr", "name": "Revenu fiscal de référence", "meaning": "Le revenu du foyer",
+                      "type": "integer", "unit": "euros", "producer": ORG, "legal_source": "CGI 1417"});
+    assert_eq!(post(&app, "/api/admin/data-items", item).await.0, 201);
+    let client = crate::identity::register_default(&app).await;
+    let clients = || crate::identity::clients(&app);
+    let webhooks = format!("/api/admin/organisations/{ORG}/webhooks");
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "allow_private": true});
+    let other = json!({"siret": OTHER, "name": "CAF démo", "kind": "operator"});
+    let new_client = json!({"name": "Service refusé", "organisation": ORG,
+                            "redirect_uris": [crate::identity::REDIRECT], "scopes": ["openid"]});
+    let disable = format!("/api/admin/clients/{}/disable", client.id);
+    let user = || {
+        socle_catalogue::back_office::create_user(
+            &app.store,
+            "agent@dinum.fr",
+            "Agent",
+            ORG,
+            vec![socle_catalogue::people::Role::Developer],
+            "un mot de passe assez long",
+            Some("operator:cli"),
+        )
+    };
+    let user_exists = || async {
+        socle_store::BackOfficeStore::user(&app.store, "agent@dinum.fr")
+            .await
+            .unwrap()
+            .is_some()
+    };
+
+    let before = clients().await.len();
+    let disabled = |listed: &[Value]| {
+        listed
+            .iter()
+            .find(|c| c["client_id"] == client.id.as_str())
+            .map(|c| c["disabled"] == true)
+    };
+
+    app.store.__test_refuse_queued_entries(true).await.unwrap();
+    for (path, body) in [
+        ("/api/admin/organisations", other.clone()),
+        ("/api/admin/apis", api("revenus", "1.0.0")),
+        (webhooks.as_str(), hook.clone()),
+        ("/api/admin/clients", new_client.clone()),
+        (disable.as_str(), Value::Null),
+    ] {
+        let (s, e) = post(&app, path, body).await;
+        assert!(s >= 500, "{path}: {s} {e}");
+        assert!(e["code"].is_string() && e["detail"].is_string(), "{e}");
+    }
+    assert!(user().await.is_err(), "the account is refused too");
+    // Nothing was changed.
+    let catalogue = socle_catalogue::Catalogue::new(app.store.clone());
+    assert!(catalogue.organisation(OTHER).await.unwrap().is_none());
+    assert_eq!(count(&app).await, 0);
+    assert!(
+        socle_store::NotificationStore::webhooks(&app.store, ORG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = clients().await;
+    assert_eq!(listed.len(), before, "{listed:?}");
+    assert_eq!(disabled(&listed), Some(false));
+    assert!(!user_exists().await);
+
+    app.store.__test_refuse_queued_entries(false).await.unwrap();
+    assert_eq!(post(&app, "/api/admin/organisations", other).await.0, 201);
+    assert_eq!(
+        post(&app, "/api/admin/apis", api("revenus", "1.0.0"))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(post(&app, &webhooks, hook).await.0, 201);
+    assert_eq!(post(&app, "/api/admin/clients", new_client).await.0, 201);
+    let r = app
+        .client
+        .post(app.url(&disable))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    user().await.unwrap();
+    assert!(user_exists().await);
+    assert!(catalogue.organisation(OTHER).await.unwrap().is_some());
+    assert_eq!(count(&app).await, 1);
+    let listed = clients().await;
+    assert_eq!(listed.len(), before + 1);
+    assert_eq!(disabled(&listed), Some(true));
+    wait_for_actions(
+        &app,
+        &[
+            ("organisation.registered", 2),
+            ("data_item.registered", 1),
+            ("api.published", 1),
+            ("webhook.registered", 1),
+            ("client.created", 2),
+            ("client.disabled", 1),
+            ("user.created", 1),
+        ],
+    )
+    .await;
+}
+
+on_both_stores!(
+    registering_and_searching,
+    an_admin_change_is_made_only_with_its_journal_entry
+);

@@ -276,16 +276,24 @@ async fn journal_bench_refuses_bad_arguments_and_a_used_journal(backend: Backend
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Runs the binary's commands on `db` from `cwd` (off the async workers).
+fn commands(
+    db: &TestDb,
+    cwd: &std::path::Path,
+) -> impl Fn(&'static [&'static str]) -> tokio::task::JoinHandle<(i32, String, String)> + use<> {
+    let (env, cwd) = (db.env(), cwd.to_path_buf());
+    move |args| {
+        let (env, cwd) = (env.clone(), cwd.clone());
+        tokio::task::spawn_blocking(move || run_binary(args, &env, &cwd))
+    }
+}
+
 /// Operator commands set up an empty database but never migrate one in use behind its
 /// nodes' back, and say which binary to use when the schema is newer.
 async fn operator_commands_do_not_migrate_a_database_in_use(backend: Backend) {
     let db = TestDb::new(backend).await;
     let cwd = tempfile::tempdir().unwrap();
-    let env = db.env();
-    let run = |args: &'static [&'static str]| {
-        let (env, cwd) = (env.clone(), cwd.path().to_path_buf());
-        tokio::task::spawn_blocking(move || run_binary(args, &env, &cwd))
-    };
+    let run = commands(&db, cwd.path());
     let (code, out, err) = run(&["admin", "client", "list"]).await.unwrap();
     assert_eq!(code, 0, "an empty database is set up: {out}{err}");
     let store = socle::open_store(&db.config()).await.unwrap();
@@ -303,7 +311,82 @@ async fn operator_commands_do_not_migrate_a_database_in_use(backend: Backend) {
     store.close().await;
 }
 
+/// `socle admin client create` and `socle keys rotate` write their change and its
+/// journal entry in one transaction: while the journal's queue refuses inserts (as a
+/// full disk would) they fail and change nothing; then each change is made and
+/// journaled once.
+async fn operator_commands_journal_their_change_in_its_transaction(backend: Backend) {
+    use socle_store::IdentityStore;
+    let db = TestDb::new(backend).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let run = commands(&db, cwd.path());
+    const CREATE: &[&str] = &[
+        "admin",
+        "client",
+        "create",
+        "--name",
+        "Service test",
+        "--organisation",
+        "13002526500013",
+        "--redirect-uri",
+        "https://fs.example.fr/callback",
+    ];
+    const ROTATE: &[&str] = &["keys", "rotate", "--alg", "ES256"];
+    let (code, out, err) = run(&["admin", "client", "list"]).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let store = socle::open_store(&db.config()).await.unwrap();
+    let es256 = || async {
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let keys = store.keys(now).await.unwrap();
+        let current = keys
+            .iter()
+            .filter(|k| k.alg == "ES256" && k.retired_at.is_none())
+            .count();
+        (keys.iter().filter(|k| k.alg == "ES256").count(), current)
+    };
+
+    store.__test_refuse_queued_entries(true).await.unwrap();
+    let (code, out, _) = run(CREATE).await.unwrap();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        !out.contains("client_secret"),
+        "no secret for a client not made: {out}"
+    );
+    let (code, out, _) = run(ROTATE).await.unwrap();
+    assert_ne!(code, 0, "{out}");
+    assert!(store.clients().await.unwrap().is_empty());
+    // The first key (made when the command opened the key ring) is still the only one.
+    assert_eq!(es256().await, (1, 1));
+
+    store.__test_refuse_queued_entries(false).await.unwrap();
+    let (code, out, err) = run(CREATE).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("client_secret"), "{out}");
+    let (code, out, err) = run(ROTATE).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(store.clients().await.unwrap().len(), 1);
+    assert_eq!(
+        es256().await,
+        (2, 1),
+        "the old key retired, still published"
+    );
+    store.close().await;
+
+    // A server on the database integrates the queued entries: one per change.
+    let config = db.config();
+    let app = crate::support::TestApp::start(db, config).await;
+    crate::catalogue::wait_for_actions(&app, &[("client.created", 1), ("oidc.key.rotated", 1)])
+        .await;
+}
+
 on_both_stores!(
+    operator_commands_journal_their_change_in_its_transaction,
     operator_commands_do_not_migrate_a_database_in_use,
     migrate_command_reports_what_it_did,
     journal_bench_refuses_bad_arguments_and_a_used_journal

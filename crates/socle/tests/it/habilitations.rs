@@ -33,6 +33,7 @@ pub(crate) async fn user(
         org,
         vec![role],
         PASSWORD,
+        Some("operator:test"),
     )
     .await
     .unwrap();
@@ -892,9 +893,15 @@ async fn a_step_is_written_with_its_journal_entries_or_not_at_all(backend: Backe
         app: &app,
         token: inst,
     };
-    socle_catalogue::notify::add_webhook(&app.store, PRODUCER, "http://127.0.0.1:9/hook", true)
-        .await
-        .unwrap();
+    socle_catalogue::notify::add_webhook(
+        &app.store,
+        PRODUCER,
+        "http://127.0.0.1:9/hook",
+        true,
+        "operator:test",
+    )
+    .await
+    .unwrap();
     let (s, new) = d
         .post(&format!("/api/v1/habilitations/{id}/reopen"), json!({}))
         .await;
@@ -1097,9 +1104,10 @@ async fn webhooks_are_disabled_after_repeated_failures(backend: Backend) {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", dead.local_addr().unwrap());
     drop(dead);
-    let (id, _) = socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true)
-        .await
-        .unwrap();
+    let (id, _) =
+        socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true, "operator:test")
+            .await
+            .unwrap();
     for n in 0..3 {
         socle_catalogue::notify::notify(&app.store, PRODUCER, "test", &json!({"n": n}), "", "")
             .await
@@ -1177,7 +1185,7 @@ async fn each_delivery_is_sent_once_by_concurrent_workers(backend: Backend) {
         .route("/hook", axum::routing::post(slow))
         .with_state(seen.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true)
+    socle_catalogue::notify::add_webhook(&app.store, PRODUCER, &url, true, "operator:test")
         .await
         .unwrap();
     for n in 0..6 {

@@ -212,6 +212,19 @@ pub async fn register(app: &TestApp, body: Value) -> TestClient {
     }
 }
 
+/// The registered clients, as the admin API lists them.
+pub async fn clients(app: &TestApp) -> Vec<Value> {
+    let r = app
+        .client
+        .get(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
 pub async fn register_default(app: &TestApp) -> TestClient {
     register(
         app,
@@ -1401,21 +1414,8 @@ async fn admin_api_and_client_options(backend: Backend) {
     for part in ["name", "SIRET", "ftp://x", "eidas_level"] {
         assert!(e["detail"].as_str().unwrap().contains(part), "{part}: {e}");
     }
-    let before = app
-        .client
-        .get(app.url("/api/admin/clients"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let before: Value = before.json().await.unwrap();
-    assert!(
-        before
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c.get("secret_hash").is_none())
-    );
+    let before = clients(&app).await;
+    assert!(before.iter().all(|c| c.get("secret_hash").is_none()));
 
     // private_key_jwt, RS256 ID tokens encrypted with RSA-OAEP, JSON userinfo.
     use josekit::jwk::KeyPair;
