@@ -23,7 +23,8 @@ pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
-    ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, encode, enqueue,
+    ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, TROUBLE_HOLD,
+    encode, enqueue,
 };
 pub use verify::{Report, Verifier, VerifyError};
 

@@ -120,7 +120,22 @@ struct Inner {
     known_size: AtomicU64,
     cache: NodeCache,
     config: JournalConfig,
+    /// Appends failing, until one succeeds (readiness).
+    failing: std::sync::Mutex<Option<Failing>>,
 }
+
+struct Failing {
+    /// The first failure of the run.
+    since: Instant,
+    /// The last one.
+    last: Instant,
+    why: &'static str,
+}
+
+/// How long a failed append keeps [`Journal::trouble`] reporting it when no append
+/// follows (a node taken out of rotation receives none): then the node says it is
+/// ready again, and the next append tells whether the journal writes.
+pub const TROUBLE_HOLD: Duration = Duration::from_secs(30);
 
 /// An inclusion proof as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +293,7 @@ impl Journal {
             known_size: AtomicU64::new(0),
             cache: NodeCache::default(),
             config,
+            failing: std::sync::Mutex::new(None),
         });
         let writer = tokio::spawn(writer(inner.clone(), rx));
         inner.tasks.lock().await.push(writer);
@@ -333,7 +349,57 @@ impl Journal {
         let result = wait.await.map_err(|_| JournalError::Closed)?;
         metrics::histogram!("socle_journal_append_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        let mut failing = self
+            .inner
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(()) => *failing = None,
+            Err(e) => {
+                metrics::counter!("socle_journal_append_failures_total").increment(1);
+                // The reason without details: it is shown on the public readiness probe.
+                let why = match e {
+                    JournalError::Unavailable(_) => "the journal's store is unreachable",
+                    JournalError::Closed => "the journal is shut down",
+                    JournalError::Conflict(_) => "another sequencer extended the journal",
+                    _ => "the journal's store refused the write",
+                };
+                let now = Instant::now();
+                let since = failing.as_ref().map_or(now, |f| f.since);
+                *failing = Some(Failing {
+                    since,
+                    last: now,
+                    why,
+                });
+            }
+        }
+        drop(failing);
         result
+    }
+
+    /// Why this node should not take traffic as far as the journal knows, for the
+    /// readiness probe: it is shut down, or its last append failed and none succeeded
+    /// since (reported for at most [`TROUBLE_HOLD`] after the last append, so that a
+    /// node out of rotation is tried again). `None` while appends are written. Appends
+    /// are counted here whatever their caller (gateway exchanges, logins, tools).
+    pub fn trouble(&self) -> Option<String> {
+        if *self.inner.stop.borrow() {
+            return Some("the journal is shut down".into());
+        }
+        let failing = self
+            .inner
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let f = failing
+            .as_ref()
+            .filter(|f| f.last.elapsed() < TROUBLE_HOLD)?;
+        Some(format!(
+            "{}: appends have failed for {} s (exchanges are refused until it writes again)",
+            f.why,
+            f.since.elapsed().as_secs()
+        ))
     }
 
     /// Waits until a checkpoint covering at least `size` entries is published (tests,

@@ -1190,24 +1190,38 @@ impl Store {
     /// or work again (`false`), as a full disk or a broken table would.
     #[doc(hidden)]
     pub async fn __test_refuse_queued_entries(&self, refuse: bool) -> Result<()> {
+        self.__test_refuse_inserts("journal_queue", refuse).await
+    }
+
+    /// Test support: makes every write of journal entries fail (`true`) — into the
+    /// log's tables and into the durable queue, as a full disk would — or work again.
+    #[doc(hidden)]
+    pub async fn __test_refuse_journal_writes(&self, refuse: bool) -> Result<()> {
+        self.__test_refuse_inserts("journal_queue", refuse).await?;
+        self.__test_refuse_inserts("journal_entries", refuse).await
+    }
+
+    async fn __test_refuse_inserts(&self, table: &str, refuse: bool) -> Result<()> {
         let sql = match (&self.backend, refuse) {
-            (Backend::Sqlite(_), true) => {
-                "CREATE TRIGGER socle_test_refuse BEFORE INSERT ON journal_queue \
+            (Backend::Sqlite(_), true) => format!(
+                "CREATE TRIGGER socle_test_refuse_{table} BEFORE INSERT ON {table} \
                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            ),
+            (Backend::Sqlite(_), false) => {
+                format!("DROP TRIGGER IF EXISTS socle_test_refuse_{table}")
             }
-            (Backend::Sqlite(_), false) => "DROP TRIGGER IF EXISTS socle_test_refuse",
-            (Backend::Postgres(_), true) => {
+            (Backend::Postgres(_), true) => format!(
                 "CREATE OR REPLACE FUNCTION socle_test_refuse() RETURNS trigger AS $$ \
                  BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER socle_test_refuse BEFORE INSERT ON journal_queue \
+                 CREATE TRIGGER socle_test_refuse_{table} BEFORE INSERT ON {table} \
                  FOR EACH ROW EXECUTE FUNCTION socle_test_refuse()"
-            }
+            ),
             (Backend::Postgres(_), false) => {
-                "DROP TRIGGER IF EXISTS socle_test_refuse ON journal_queue"
+                format!("DROP TRIGGER IF EXISTS socle_test_refuse_{table} ON {table}")
             }
         };
         on_pool!(self, |pool| {
-            sqlx::raw_sql(sql)
+            sqlx::raw_sql(&sql)
                 .execute(pool)
                 .await
                 .map(|_| ())

@@ -41,7 +41,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store is reachable and migrated, and the server is not draining.
+/// Readiness: the store is reachable and migrated, the journal writes, and the server
+/// is not draining.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),
@@ -87,13 +88,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
             status.current, status.latest
         )));
     }
-    if state.journal.is_none() {
+    let Some(journal) = &state.journal else {
         // Started while the schema was behind: the journal, identity federation, the
         // catalogue and the gateway were not opened and answer 503 until a restart.
         return Err(not_ready(
             "this node started while the database schema was behind; the schema is current \
              now: restart this node to serve",
         ));
+    };
+    // A journal that cannot write: the gateway would refuse every exchange (nothing is
+    // released unjournaled), so the load balancer should send them elsewhere.
+    if let Some(why) = journal.trouble() {
+        return Err(not_ready(why));
     }
     Ok(Json(Ready {
         status: "ready".into(),

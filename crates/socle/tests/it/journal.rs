@@ -630,7 +630,74 @@ async fn kill_9_loses_no_acknowledged_append(backend: Backend) {
     assert_eq!(code, 0, "{out}");
 }
 
+/// A journal that cannot write makes the node not ready (the gateway would refuse every
+/// exchange), without store internals in the public answer; once it writes again the
+/// node is ready, and every append acknowledged before the failure is in the log.
+async fn readiness_reports_a_journal_that_cannot_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let journal = app.journal.as_ref().unwrap();
+    let base = append_n(&app, 1).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let probe = |n: usize| {
+        vec![Entry::new(EntryKind::Admin, "system", "ok").detail("probe", n.to_string())]
+    };
+
+    app.store.__test_refuse_journal_writes(true).await.unwrap();
+    // SQLite acknowledges an append once its redo log has it, and learns of the refusal
+    // when the database takes the batch, a moment later: the appends after it fail.
+    let mut acknowledged = 0;
+    let mut failed = false;
+    for n in 0..100 {
+        if journal.append(probe(n)).await.is_err() {
+            failed = true;
+            break;
+        }
+        acknowledged += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed, "appends kept succeeding");
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "not_ready");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("journal"), "{detail}");
+    assert!(!detail.contains("refused by the test"), "{detail}");
+    assert!(journal.append(probe(1000)).await.is_err(), "still refused");
+    assert_eq!(app.get("/readyz").await.status(), 503);
+
+    app.store.__test_refuse_journal_writes(false).await.unwrap();
+    // Writing again (SQLite: once the sequencer has taken its lease back and replayed
+    // its redo log).
+    let mut back = false;
+    for n in 0..100 {
+        if journal.append(probe(2000 + n)).await.is_ok() {
+            back = true;
+            acknowledged += 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the journal did not write again");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let cp = journal
+        .wait_for_size(base + acknowledged, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (_, rows) = journal.entries(0, cp.size).await.unwrap();
+    let probes = rows
+        .iter()
+        .filter_map(|r| Entry::decode(&r.leaf).ok())
+        .filter(|e| e.details.contains_key("probe"))
+        .count() as u64;
+    assert!(
+        probes >= acknowledged,
+        "{probes} of {acknowledged} acknowledged"
+    );
+}
+
 on_both_stores!(
+    readiness_reports_a_journal_that_cannot_write,
     every_served_proof_verifies,
     invalid_ranges_are_refused,
     entries_carry_pseudonyms_not_people,
