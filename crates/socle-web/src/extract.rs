@@ -4,8 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::Connected;
 use axum::extract::{FromRequestParts, Query};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::serve::{IncomingStream, Listener};
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -42,5 +44,103 @@ impl PeerListener for tokio::net::TcpListener {}
 impl<L: PeerListener> Connected<IncomingStream<'_, L>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, L>) -> Self {
         ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// The client's address for per-client limits. The connection's peer, unless the peer
+/// is one of `trusted` (`server.trusted_proxies`: the reverse proxies or load balancers
+/// in front of Socle): then the right-most address of `X-Forwarded-For` that is not a
+/// trusted proxy — the one the nearest untrusted hop connected from. Addresses further
+/// left are whatever the client wrote and are never used; an entry that is not an
+/// address stops the walk at the hop that added it. Without trusted proxies the header
+/// is ignored, so a client cannot choose its own address.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    // Several headers count as one list, in order (RFC 9110 § 5.3).
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.iter().rev() {
+        let Some(ip) = forwarded_ip(hop) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:443`).
+fn forwarded_ip(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    hop.parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip().to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let from = |peer: &str, xff: &[&str]| client_ip(ip(peer), &headers(xff), &trusted);
+        // No trusted proxy: the peer, whatever the header says.
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), &headers(&["203.0.113.9"]), &[]),
+            ip("10.0.0.5")
+        );
+        // A peer that is not a trusted proxy: its header is its own invention.
+        assert_eq!(from("198.51.100.7", &["203.0.113.9"]), ip("198.51.100.7"));
+        // Behind one proxy.
+        assert_eq!(from("10.0.0.5", &["203.0.113.9"]), ip("203.0.113.9"));
+        // The client's own entries on the left are not believed.
+        assert_eq!(
+            from("10.0.0.5", &["1.1.1.1, 203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // Two trusted proxies in a row, the header split over two lines, ports.
+        assert_eq!(
+            from("10.0.0.5", &["1.1.1.1, 203.0.113.9:4711", "10.1.2.3"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(from("::1", &["[2001:db8::7]:443"]), ip("2001:db8::7"));
+        // IPv4 peers seen through an IPv6 listener.
+        assert_eq!(from("::ffff:10.0.0.5", &["203.0.113.9"]), ip("203.0.113.9"));
+        // Garbage stops the walk at the hop that wrote it.
+        assert_eq!(from("10.0.0.5", &["203.0.113.9, nonsense"]), ip("10.0.0.5"));
+        assert_eq!(
+            from("10.0.0.5", &["nonsense, 203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // Only trusted hops, or no header: the last one seen.
+        assert_eq!(from("10.0.0.5", &["10.9.9.9"]), ip("10.9.9.9"));
+        assert_eq!(from("10.0.0.5", &[]), ip("10.0.0.5"));
     }
 }

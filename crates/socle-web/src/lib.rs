@@ -43,6 +43,9 @@ pub struct WebSettings {
     pub ready_timeout: Duration,
     /// Requests per second one client may make to `/journal/*`.
     pub journal_rate_limit: u32,
+    /// The reverse proxies whose `X-Forwarded-For` names the client
+    /// ([`extract::client_ip`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bearer token of the administration API (`None`: closed).
     pub admin_token: Option<Arc<str>>,
 }

@@ -218,6 +218,7 @@ impl Application {
                 request_timeout: config.server.request_timeout,
                 ready_timeout: std::time::Duration::from_secs(2),
                 journal_rate_limit: config.journal.rate_limit,
+                trusted_proxies: config.server.trusted_proxies.clone(),
                 admin_token: config.admin.token.as_deref().map(Arc::from),
             }),
             identity,

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// The address people and services use to reach Socle (issuer base); `None`:
     /// `http://` + the bound address.
     pub public_url: Option<String>,
+    /// Reverse proxies and load balancers in front of Socle (addresses or CIDR ranges)
+    /// whose `X-Forwarded-For` names the client for per-client limits.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -423,6 +426,36 @@ fn positive_u32(v: &Value) -> Result<u32, String> {
     }
 }
 
+/// `["10.0.0.0/8", "192.0.2.7"]` (or, from an environment variable, the same
+/// comma-separated): addresses and CIDR ranges.
+fn networks(v: &Value) -> Result<Vec<ipnet::IpNet>, String> {
+    let items: Vec<String> = match v {
+        Value::Array(a) => a.iter().map(string).collect::<Result<_, _>>()?,
+        Value::String(s) => s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        other => {
+            return Err(format!(
+                "expected a list of addresses, found {}",
+                other.type_str()
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    format!("{item:?} is not an address or a CIDR range such as 10.0.0.0/8")
+                })
+        })
+        .collect()
+}
+
 /// `"30s"`, `"500ms"`, `"2m"`, `"1h"`, or a number of seconds.
 pub fn duration(v: &Value) -> Result<Duration, String> {
     let text = scalar_text(v);
@@ -520,6 +553,7 @@ impl Config {
                 }
                 Ok(s.trim_end_matches('/').to_string())
             }),
+            trusted_proxies: r.get("server.trusted_proxies", Vec::new(), networks),
         };
 
         let url = r.opt("database.url", |v| {
@@ -800,6 +834,17 @@ impl Config {
             Some(u) => line(&mut out, "public_url", q(u)),
             None => out.push_str("# public_url unset: derived from the listening address\n"),
         }
+        let proxies: Vec<String> = self
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| q(&n.to_string()))
+            .collect();
+        line(
+            &mut out,
+            "trusted_proxies",
+            format!("[{}]", proxies.join(", ")),
+        );
         out.push_str("\n[database]\n");
         match &self.database.url {
             Some(url) => line(&mut out, "url", q(&redact_url(url))),
@@ -1179,6 +1224,7 @@ name = "Socle test"
 [server]
 listen = "127.0.0.1:9443"
 public_url = "https://socle.example.gouv.fr"
+trusted_proxies = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]
 shutdown_timeout = "7s"
 request_timeout = "11s"
 body_limit = 4096
@@ -1261,6 +1307,22 @@ token = "{token}"
             "postgres://u:***@db/socle?application_name=socle"
         );
         assert_eq!(redact_url("not a url"), "<redacted: unparsable URL>");
+    }
+
+    #[test]
+    fn trusted_proxies_from_a_file_or_the_environment() {
+        let from = |v: Value| networks(&v);
+        assert_eq!(
+            from(Value::String("10.1.2.3/8, 192.0.2.7".into())).unwrap(),
+            vec![
+                "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+        assert!(from(Value::String("".into())).unwrap().is_empty());
+        let e = from(Value::Array(vec![Value::String("proxy.example".into())])).unwrap_err();
+        assert!(e.contains("\"proxy.example\" is not an address"), "{e}");
+        assert!(from(Value::Integer(3)).is_err());
     }
 
     #[test]

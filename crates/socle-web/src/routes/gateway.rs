@@ -141,7 +141,9 @@ pub async fn call(
         ));
     };
     let client_ip = client
-        .map(|Extension(ConnectInfo(a))| a.ip())
+        .map(|Extension(ConnectInfo(a))| {
+            crate::extract::client_ip(a.ip(), &headers, &state.settings.trusted_proxies)
+        })
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let call = Call {
         method,

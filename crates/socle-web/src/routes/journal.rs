@@ -60,7 +60,11 @@ pub async fn rate_limit(
     next: Next,
 ) -> Response {
     if let Some(Extension(axum::extract::ConnectInfo(addr))) = client
-        && let Err(wait) = state.journal_limiter.check(addr.ip())
+        && let Err(wait) = state.journal_limiter.check(crate::extract::client_ip(
+            addr.ip(),
+            req.headers(),
+            &state.settings.trusted_proxies,
+        ))
     {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

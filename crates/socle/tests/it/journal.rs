@@ -258,6 +258,54 @@ async fn the_journal_endpoints_are_rate_limited(backend: Backend) {
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
+/// Behind a trusted reverse proxy (`server.trusted_proxies`) the limit applies to each
+/// client `X-Forwarded-For` names, not to the proxy; from anyone else the header changes
+/// nothing, so a client cannot dodge the limit by writing it.
+async fn the_journal_rate_limit_follows_trusted_proxies(backend: Backend) {
+    let behind_proxy = TestApp::spawn_with(backend, |c| {
+        c.journal.rate_limit = 2;
+        c.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let statuses = |app: &TestApp, forwarded: Vec<String>| {
+        let requests: Vec<_> = forwarded
+            .into_iter()
+            .map(|f| {
+                app.client
+                    .get(app.url("/journal/key"))
+                    .header("x-forwarded-for", f)
+                    .send()
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for r in requests {
+                out.push(r.await.unwrap().status().as_u16());
+            }
+            out
+        }
+    };
+    let limited = |s: &[u16]| s.iter().filter(|c| **c == 429).count();
+    let a = statuses(&behind_proxy, vec!["203.0.113.1".to_string(); 8]).await;
+    assert!(limited(&a) >= 3, "{a:?}");
+    // Another client through the same proxy has its own budget.
+    let b = statuses(&behind_proxy, vec!["203.0.113.2".to_string()]).await;
+    assert_eq!(b, [200]);
+    // The first client writing another address on the left is still itself.
+    let forged = statuses(
+        &behind_proxy,
+        vec!["198.51.100.9, 203.0.113.1".to_string(); 4],
+    )
+    .await;
+    assert!(limited(&forged) >= 1, "{forged:?}");
+    behind_proxy.stop().await.unwrap();
+
+    // No trusted proxy: a new address in the header each time changes nothing.
+    let direct = TestApp::spawn_with(backend, |c| c.journal.rate_limit = 2).await;
+    let s = statuses(&direct, (0..8).map(|i| format!("203.0.113.{i}")).collect()).await;
+    assert!(limited(&s) >= 3, "{s:?}");
+}
+
 fn verify_cli(args: &[&str], cwd: &std::path::Path) -> (i32, String) {
     let out = Command::new(binary())
         .args(["journal", "verify"])
@@ -702,6 +750,7 @@ on_both_stores!(
     invalid_ranges_are_refused,
     entries_carry_pseudonyms_not_people,
     the_journal_endpoints_are_rate_limited,
+    the_journal_rate_limit_follows_trusted_proxies,
     verify_names_the_first_tampered_entry,
     verify_remembers_what_it_saw,
     kill_9_loses_no_acknowledged_append,
