@@ -131,13 +131,19 @@ impl BackOffice {
     }
 
     /// Signs in: a bearer token valid 8 hours, or `None` for wrong credentials;
-    /// [`CatalogueError::Throttled`] after repeated failures on this address
-    /// ([`crate::throttle`]), without checking the password.
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Option<String>> {
+    /// [`CatalogueError::Throttled`] after repeated failures on this e-mail address or
+    /// from this client address (`from`; [`crate::throttle`]), without checking the
+    /// password.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Option<String>> {
         // The throttle's key: the address as typed (an e-mail is at most 254
         // characters), whether an account has it or not.
         let account: String = email.to_lowercase().chars().take(254).collect();
-        if let Err(wait) = self.throttle.attempt(&account, Instant::now()) {
+        if let Err(wait) = self.throttle.attempt(&account, from, Instant::now()) {
             metrics::counter!("socle_sign_in_throttled_total").increment(1);
             return Err(CatalogueError::Throttled {
                 // Whole seconds, rounded up: waiting that long is always enough.
@@ -155,7 +161,7 @@ impl BackOffice {
         let Some(user) = user.filter(|_| right) else {
             return Ok(None);
         };
-        self.throttle.succeeded(&account);
+        self.throttle.succeeded(&account, from);
         let token = random(32);
         self.store
             .insert_user_token(&sha256_hex(&token), &user.email, now() + TOKEN_TTL)

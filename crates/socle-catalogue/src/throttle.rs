@@ -1,14 +1,22 @@
-//! Sign-in attempts per account, kept in memory, so that nobody can try passwords
-//! against one agent's account at the speed of the server (NIST SP 800-63B § 5.2.2:
-//! limit consecutive failed attempts on a single account).
+//! Sign-in attempts per account and per client address, kept in memory, so that nobody
+//! can try passwords against one agent's account at the speed of the server (NIST SP
+//! 800-63B § 5.2.2: limit consecutive failed attempts on a single account), nor one
+//! common password against every account from one address ("password spraying", which
+//! a per-account limit alone never notices).
 //!
 //! Every attempt counts until it succeeds — it is counted *before* its password is
 //! checked, so attempts sent all at once are held like attempts sent one after the
-//! other. The first [`FREE`] go through; each one after that must wait before it is
-//! even checked: 2 s after the previous, then twice as long each time, up to
-//! [`MAX_WAIT`]. A successful sign-in clears the account's count; an hour without an
+//! other. Per account, the first [`FREE`] go through; each one after that must wait
+//! before it is even checked: 2 s after the previous, then twice as long each time, up
+//! to [`MAX_WAIT`]. A successful sign-in clears the account's count; an hour without an
 //! attempt also does. The key is whatever e-mail address was typed, whether an account
 //! has it or not, so the answers say nothing about which accounts exist.
+//!
+//! Per client address (the connection's, or the one a trusted proxy forwards), the same
+//! waits start after [`FREE_PER_ADDRESS`] failures within the hour: a success only takes
+//! its own attempt back (an attacker's own account cannot clear the address), so the
+//! agents of a whole office behind one address are not held by each other's sign-ins,
+//! only by their typing mistakes beyond that many.
 //!
 //! Someone failing on purpose slows the agent down as much as themselves: by trying as
 //! each wait ends they can keep the account waiting (up to 15 minutes between attempts);
@@ -19,16 +27,20 @@
 //! throttled).
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Attempts without a success that go through without a wait.
+/// Attempts on one account without a success that go through without a wait.
 pub const FREE: u32 = 5;
+/// Failed attempts from one client address that go through without a wait.
+pub const FREE_PER_ADDRESS: u32 = 30;
 /// The longest wait between two attempts.
 pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Failures older than this are forgotten.
 const FORGET: Duration = Duration::from_secs(3600);
-/// Accounts tracked at most; beyond, those not waiting are forgotten first.
+/// Keys tracked at most (per kind); beyond, those not waiting are forgotten first.
 const CAP: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -39,39 +51,42 @@ struct Failures {
     until: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
-pub struct SignInThrottle {
-    accounts: Mutex<HashMap<String, Failures>>,
+/// Attempt counts for one kind of key, with its free allowance.
+#[derive(Debug)]
+struct Counts<K> {
+    free: u32,
+    map: HashMap<K, Failures>,
 }
 
-impl SignInThrottle {
-    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        // The map stays consistent whatever a panicking holder did: keep using it.
-        self.accounts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl<K: Hash + Eq + Clone> Counts<K> {
+    fn new(free: u32) -> Self {
+        Counts {
+            free,
+            map: HashMap::new(),
+        }
     }
 
-    /// Counts an attempt on `account` before its password is checked; `Err(wait)`
-    /// when the account must wait first (the attempt is then not counted).
-    pub fn attempt(&self, account: &str, now: Instant) -> Result<(), Duration> {
-        let mut accounts = self.accounts();
-        if let Some(until) = accounts.get(account).and_then(|f| f.until)
-            && until > now
-        {
-            return Err(until - now);
-        }
-        if accounts.len() >= CAP && !accounts.contains_key(account) {
-            accounts.retain(|_, f| now.duration_since(f.last) < FORGET && f.count >= FREE);
-            if accounts.len() >= CAP {
-                // Only waiting accounts left: the least-tried half goes (by rank, so
-                // that equal counts do not empty the table).
-                let mut counts: Vec<u32> = accounts.values().map(|f| f.count).collect();
+    /// How long `key` must still wait, if at all.
+    fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
+        let until = self.map.get(key)?.until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts an attempt on `key`.
+    fn count(&mut self, key: &K, now: Instant) {
+        if self.map.len() >= CAP && !self.map.contains_key(key) {
+            let free = self.free;
+            self.map
+                .retain(|_, f| now.duration_since(f.last) < FORGET && f.count >= free);
+            if self.map.len() >= CAP {
+                // Only waiting keys left: the least-tried half goes (by rank, so that
+                // equal counts do not empty the table).
+                let mut counts: Vec<u32> = self.map.values().map(|f| f.count).collect();
                 counts.sort_unstable();
                 let keep_above = counts[counts.len() / 2];
                 let mut dropped = 0;
-                let target = accounts.len() / 2;
-                accounts.retain(|_, f| {
+                let target = self.map.len() / 2;
+                self.map.retain(|_, f| {
                     if f.count <= keep_above && dropped < target {
                         dropped += 1;
                         false
@@ -81,7 +96,7 @@ impl SignInThrottle {
                 });
             }
         }
-        let f = accounts.entry(account.to_string()).or_insert(Failures {
+        let f = self.map.entry(key.clone()).or_insert(Failures {
             count: 0,
             last: now,
             until: None,
@@ -91,22 +106,92 @@ impl SignInThrottle {
         }
         f.count = f.count.saturating_add(1);
         f.last = now;
-        f.until = wait_after(f.count).map(|w| now + w);
-        Ok(())
+        f.until = wait_after(f.count, self.free).map(|w| now + w);
     }
 
-    /// A successful sign-in: the account's attempts are forgotten.
-    pub fn succeeded(&self, account: &str) {
-        self.accounts().remove(account);
+    /// Takes one attempt of `key` back (it succeeded).
+    fn refund(&mut self, key: &K) {
+        if let Some(f) = self.map.get_mut(key) {
+            f.count = f.count.saturating_sub(1);
+            if wait_after(f.count, self.free).is_none() {
+                f.until = None;
+            }
+        }
     }
 }
 
-/// The wait after the `count`-th attempt without a success.
-fn wait_after(count: u32) -> Option<Duration> {
-    if count < FREE {
+#[derive(Debug)]
+struct Tables {
+    accounts: Counts<String>,
+    addresses: Counts<IpAddr>,
+}
+
+#[derive(Debug)]
+pub struct SignInThrottle {
+    tables: Mutex<Tables>,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        SignInThrottle {
+            tables: Mutex::new(Tables {
+                accounts: Counts::new(FREE),
+                addresses: Counts::new(FREE_PER_ADDRESS),
+            }),
+        }
+    }
+}
+
+impl SignInThrottle {
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // The maps stay consistent whatever a panicking holder did: keep using them.
+        self.tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts an attempt on `account` from `address` before its password is checked;
+    /// `Err(wait)` when the account or the address must wait first (the attempt is
+    /// then not counted).
+    pub fn attempt(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut t = self.tables();
+        let account = account.to_string();
+        let waits = [
+            t.accounts.wait(&account, now),
+            address.and_then(|a| t.addresses.wait(&a, now)),
+        ];
+        if let Some(wait) = waits.into_iter().flatten().max() {
+            return Err(wait);
+        }
+        t.accounts.count(&account, now);
+        if let Some(a) = address {
+            t.addresses.count(&a, now);
+        }
+        Ok(())
+    }
+
+    /// A successful sign-in: the account's attempts are forgotten, the address's
+    /// attempt taken back.
+    pub fn succeeded(&self, account: &str, address: Option<IpAddr>) {
+        let mut t = self.tables();
+        t.accounts.map.remove(account);
+        if let Some(a) = address {
+            t.addresses.refund(&a);
+        }
+    }
+}
+
+/// The wait after the `count`-th attempt without a success, `free` going through.
+fn wait_after(count: u32, free: u32) -> Option<Duration> {
+    if count < free {
         return None;
     }
-    let doublings = (count - FREE).min(16);
+    let doublings = (count - free).min(16);
     Some(Duration::from_secs(2u64 << doublings).min(MAX_WAIT))
 }
 
@@ -117,7 +202,7 @@ mod tests {
     #[test]
     fn waits_grow_after_the_free_attempts_and_stop_at_the_maximum() {
         let waits: Vec<u64> = (1..=16)
-            .map(|n| wait_after(n).map_or(0, |w| w.as_secs()))
+            .map(|n| wait_after(n, FREE).map_or(0, |w| w.as_secs()))
             .collect();
         assert_eq!(
             waits,
@@ -125,7 +210,7 @@ mod tests {
                 0, 0, 0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900
             ]
         );
-        assert_eq!(wait_after(u32::MAX), Some(MAX_WAIT));
+        assert_eq!(wait_after(u32::MAX, FREE), Some(MAX_WAIT));
     }
 
     #[test]
@@ -134,32 +219,73 @@ mod tests {
         let start = Instant::now();
         // All at once, as parallel requests would: FREE go through, then a wait.
         for _ in 0..FREE {
-            assert!(t.attempt("a@x.fr", start).is_ok());
+            assert!(t.attempt("a@x.fr", None, start).is_ok());
         }
-        assert_eq!(t.attempt("a@x.fr", start), Err(Duration::from_secs(2)));
         assert_eq!(
-            t.attempt("a@x.fr", start),
+            t.attempt("a@x.fr", None, start),
+            Err(Duration::from_secs(2))
+        );
+        assert_eq!(
+            t.attempt("a@x.fr", None, start),
             Err(Duration::from_secs(2)),
             "a refusal is not counted"
         );
         assert!(
-            t.attempt("b@x.fr", start).is_ok(),
+            t.attempt("b@x.fr", None, start).is_ok(),
             "other accounts unaffected"
         );
         let later = start + Duration::from_secs(2);
-        assert!(t.attempt("a@x.fr", later).is_ok(), "the wait is over");
-        assert_eq!(t.attempt("a@x.fr", later), Err(Duration::from_secs(4)));
-        t.succeeded("a@x.fr");
-        assert!(t.attempt("a@x.fr", later).is_ok(), "counting starts again");
+        assert!(t.attempt("a@x.fr", None, later).is_ok(), "the wait is over");
+        assert_eq!(
+            t.attempt("a@x.fr", None, later),
+            Err(Duration::from_secs(4))
+        );
+        t.succeeded("a@x.fr", None);
+        assert!(
+            t.attempt("a@x.fr", None, later).is_ok(),
+            "counting starts again"
+        );
 
         for _ in 0..FREE {
-            let _ = t.attempt("c@x.fr", start);
+            let _ = t.attempt("c@x.fr", None, start);
         }
         let next_hour = start + FORGET;
-        assert!(t.attempt("c@x.fr", next_hour).is_ok());
+        assert!(t.attempt("c@x.fr", None, next_hour).is_ok());
         assert!(
-            t.attempt("c@x.fr", next_hour).is_ok(),
+            t.attempt("c@x.fr", None, next_hour).is_ok(),
             "old attempts forgotten"
+        );
+    }
+
+    #[test]
+    fn one_address_spraying_many_accounts_waits_and_others_do_not() {
+        let t = SignInThrottle::default();
+        let now = Instant::now();
+        let sprayer = Some("203.0.113.9".parse().unwrap());
+        let office = Some("198.51.100.1".parse().unwrap());
+        for i in 0..FREE_PER_ADDRESS {
+            assert!(t.attempt(&format!("agent{i}@x.fr"), sprayer, now).is_ok());
+        }
+        // A new account from the same address: held, though it was never tried.
+        assert_eq!(
+            t.attempt("agent-new@x.fr", sprayer, now),
+            Err(Duration::from_secs(2))
+        );
+        assert!(t.attempt("agent-new@x.fr", office, now).is_ok());
+        // Successes from an address take only their own attempt back: an office's
+        // agents signing in all day never add up to a wait.
+        for i in 0..3 * FREE_PER_ADDRESS {
+            let who = format!("colleague{i}@x.fr");
+            assert!(t.attempt(&who, office, now).is_ok(), "{i}");
+            t.succeeded(&who, office);
+        }
+        // The sprayer's own account succeeding takes back one attempt, no more.
+        t.succeeded("agent0@x.fr", sprayer);
+        let later = now + Duration::from_secs(2);
+        assert!(t.attempt("agent-x@x.fr", sprayer, later).is_ok());
+        assert_eq!(
+            t.attempt("agent-y@x.fr", sprayer, later),
+            Err(Duration::from_secs(2))
         );
     }
 
@@ -168,23 +294,23 @@ mod tests {
         let t = SignInThrottle::default();
         let now = Instant::now();
         for _ in 0..FREE + 2 {
-            let _ = t.attempt("target@x.fr", now);
-            let _ = t.attempt("target@x.fr", now + MAX_WAIT);
+            let _ = t.attempt("target@x.fr", None, now);
+            let _ = t.attempt("target@x.fr", None, now + MAX_WAIT);
         }
         for i in 0..CAP {
-            let _ = t.attempt(&format!("spray{i}@x.fr"), now);
+            let _ = t.attempt(&format!("spray{i}@x.fr"), None, now);
         }
-        assert!(t.attempt("target@x.fr", now).is_err());
-        assert!(t.accounts().len() <= CAP);
+        assert!(t.attempt("target@x.fr", None, now).is_err());
+        assert!(t.tables().accounts.map.len() <= CAP);
         // A table of waiting accounts only, all alike: half goes, not all.
         let t = SignInThrottle::default();
         for i in 0..CAP {
             for _ in 0..FREE {
-                let _ = t.attempt(&format!("w{i}@x.fr"), now);
+                let _ = t.attempt(&format!("w{i}@x.fr"), None, now);
             }
         }
-        let _ = t.attempt("new@x.fr", now);
-        let n = t.accounts().len();
+        let _ = t.attempt("new@x.fr", None, now);
+        let n = t.tables().accounts.map.len();
         assert!(n > CAP / 3 && n <= CAP, "{n}");
     }
 }

@@ -47,6 +47,28 @@ impl<L: PeerListener> Connected<IncomingStream<'_, L>> for ClientAddr {
     }
 }
 
+/// The client's address as the per-client limits count it ([`client_ip`]); `None` when
+/// the connection's own address is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<crate::AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<ClientAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(peer.map(|p| {
+            client_ip(p, &parts.headers, &state.settings.trusted_proxies)
+        })))
+    }
+}
+
 /// The client's address for per-client limits. The connection's peer, unless the peer
 /// is one of `trusted` (`server.trusted_proxies`: the reverse proxies or load balancers
 /// in front of Socle): then the right-most address of `X-Forwarded-For` that is not a

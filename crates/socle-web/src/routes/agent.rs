@@ -19,6 +19,7 @@ use socle_catalogue::{BackOffice, CatalogueError};
 
 use crate::AppState;
 use crate::error::{ApiError, PageError};
+use crate::extract::ClientIp;
 use crate::pages::{Layout, render};
 use crate::routes::oidc::cookie;
 
@@ -214,7 +215,12 @@ pub async fn login_form(State(state): State<AppState>) -> Response {
     login_page(&state, None, StatusCode::OK)
 }
 
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(from): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let office = match office(&state) {
         Ok(o) => o,
         Err(r) => return *r,
@@ -225,7 +231,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
         return csrf_refused();
     }
     match office
-        .sign_in(&one(&m, "email"), &one(&m, "password"))
+        .sign_in(&one(&m, "email"), &one(&m, "password"), from)
         .await
     {
         Ok(Some(token)) => {

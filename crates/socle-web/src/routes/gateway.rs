@@ -2,10 +2,9 @@
 //! the pipeline is `socle_gateway::Gateway::call`) and the one mapping of
 //! `GatewayError` to the public error shape, with `meta.provider`.
 
-use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -13,7 +12,7 @@ use socle_gateway::{Call, GatewayError};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ClientAddr;
+use crate::extract::ClientIp;
 use crate::middleware::{current_request_id, new_exchange_id};
 
 /// Maps a gateway error to HTTP, once.
@@ -100,7 +99,7 @@ fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
         (status = 504, description = "`upstream_timeout`", body = ErrorBody)))]
 pub async fn call(
     State(state): State<AppState>,
-    client: Option<Extension<ConnectInfo<ClientAddr>>>,
+    ClientIp(client): ClientIp,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -140,11 +139,7 @@ pub async fn call(
             "call /gateway/{organisation}/{api}/v{major}/{path}",
         ));
     };
-    let client_ip = client
-        .map(|Extension(ConnectInfo(a))| {
-            crate::extract::client_ip(a.ip(), &headers, &state.settings.trusted_proxies)
-        })
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let client_ip = client.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let call = Call {
         method,
         organisation: organisation.to_string(),

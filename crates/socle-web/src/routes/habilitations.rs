@@ -13,6 +13,7 @@ use socle_catalogue::people::Actor;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::ClientIp;
 
 fn back_office(state: &AppState) -> Result<&BackOffice, ApiError> {
     state
@@ -69,11 +70,12 @@ pub struct Token {
         (status = 429, description = "Too many failed sign-ins on this address: retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn sign_in(
     State(state): State<AppState>,
+    ClientIp(from): ClientIp,
     body: axum::body::Bytes,
 ) -> Result<Json<Token>, ApiError> {
     let input: SignIn = json_body(&body, "sign-in")?;
     match back_office(&state)?
-        .sign_in(&input.email, &input.password)
+        .sign_in(&input.email, &input.password, from)
         .await?
     {
         Some(token) => Ok(Json(Token {

@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiQuery, ClientAddr};
+use crate::extract::{ApiQuery, ClientIp};
 
 /// Most entries returned by one call of `/journal/entries`.
 pub const MAX_PAGE: u64 = 1000;
@@ -55,16 +55,12 @@ fn journal(state: &AppState) -> Result<&Journal, ApiError> {
 /// Per-client rate limit of the journal endpoints.
 pub async fn rate_limit(
     State(state): State<AppState>,
-    client: Option<Extension<axum::extract::ConnectInfo<ClientAddr>>>,
+    ClientIp(client): ClientIp,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(Extension(axum::extract::ConnectInfo(addr))) = client
-        && let Err(wait) = state.journal_limiter.check(crate::extract::client_ip(
-            addr.ip(),
-            req.headers(),
-            &state.settings.trusted_proxies,
-        ))
+    if let Some(ip) = client
+        && let Err(wait) = state.journal_limiter.check(ip)
     {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -876,7 +876,75 @@ async fn repeated_failed_sign_ins_make_the_account_wait(backend: Backend) {
     assert_eq!(attempt("dev@demoville.fr", PASSWORD).await.0, 200);
 }
 
-on_both_stores!(repeated_failed_sign_ins_make_the_account_wait);
+/// One password tried over many accounts from one client address (here behind a
+/// trusted proxy, which names the client in `X-Forwarded-For`): once that address has
+/// failed `FREE_PER_ADDRESS` times, any account waits from it — and only from it.
+async fn spraying_many_accounts_from_one_address_makes_it_wait(backend: Backend) {
+    use socle_catalogue::people::Role;
+    use socle_catalogue::throttle::FREE_PER_ADDRESS;
+    const SPRAYER: &str = "203.0.113.66";
+    const OFFICE: &str = "198.51.100.20";
+    let app = TestApp::spawn_with(backend, |c| {
+        c.admin.token = Some(ADMIN_TOKEN.into());
+        c.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    let attempt = |email: String, from: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v1/session"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r.headers().contains_key("retry-after");
+            (status, retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    // Each account tried once, all at once (each attempt is counted before its
+    // password is checked): none would ever wait on its own, the address does. The
+    // held ones include a real account with its right password, not checked.
+    let mut emails: Vec<String> = (0..FREE_PER_ADDRESS + 4)
+        .map(|i| format!("agent{i}@demoville.fr"))
+        .collect();
+    emails.push("dev@demoville.fr".into());
+    let sprayed = futures_util::future::join_all(emails.into_iter().map(|e| {
+        let password = if e.starts_with("dev@") {
+            PASSWORD
+        } else {
+            "Printemps2026!"
+        };
+        attempt(e, SPRAYER, password)
+    }))
+    .await;
+    let checked = sprayed.iter().filter(|(s, _, _)| *s == 401).count();
+    let held: Vec<_> = sprayed.iter().filter(|(s, _, _)| *s == 429).collect();
+    let signed_in = sprayed.iter().filter(|(s, _, _)| *s == 200).count();
+    assert_eq!(
+        (checked + signed_in, held.len()),
+        (FREE_PER_ADDRESS as usize, 5),
+        "{sprayed:?}"
+    );
+    assert!(
+        held.iter()
+            .all(|(_, retry, b)| *retry && b["code"] == "too_many_attempts"),
+        "{held:?}"
+    );
+    // The same account from another address is not concerned.
+    let (status, _, body) = attempt("dev@demoville.fr".into(), OFFICE, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+on_both_stores!(
+    repeated_failed_sign_ins_make_the_account_wait,
+    spraying_many_accounts_from_one_address_makes_it_wait
+);
 
 /// A step of the back office is written whole or not at all: the change, the
 /// habilitation it supersedes, its journal entries (through the journal's durable
