@@ -157,8 +157,10 @@ impl BackOffice {
             |u| u.password_hash.as_str(),
         );
         let right = self.check_password(password, hash).await;
-        // The attempt was counted before the check; a success clears the count.
+        // The attempt was counted before the check; a success clears the account's
+        // count and takes the address's attempt back.
         let Some(user) = user.filter(|_| right) else {
+            self.throttle.failed(from, Instant::now());
             return Ok(None);
         };
         self.throttle.succeeded(&account, from);

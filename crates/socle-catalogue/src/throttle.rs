@@ -12,11 +12,13 @@
 //! attempt also does. The key is whatever e-mail address was typed, whether an account
 //! has it or not, so the answers say nothing about which accounts exist.
 //!
-//! Per client address (the connection's, or the one a trusted proxy forwards), the same
-//! waits start after [`FREE_PER_ADDRESS`] failures within the hour: a success only takes
-//! its own attempt back (an attacker's own account cannot clear the address), so the
-//! agents of a whole office behind one address are not held by each other's sign-ins,
-//! only by their typing mistakes beyond that many.
+//! Per client address (the connection's, or the one a trusted proxy forwards; IPv6 per
+//! /64), the same waits start after [`FREE_PER_ADDRESS`] failures within an hour of the
+//! address's first attempt (then counting starts again): a success only takes its own
+//! attempt back and leaves the wait the last failure called for (an attacker's own
+//! account can neither clear the address nor end its wait), so the agents of a whole
+//! office behind one address are not held by each other's sign-ins, only by more typing
+//! mistakes than that in an hour.
 //!
 //! Someone failing on purpose slows the agent down as much as themselves: by trying as
 //! each wait ends they can keep the account waiting (up to 15 minutes between attempts);
@@ -46,22 +48,38 @@ const CAP: usize = 100_000;
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
+    /// The first attempt counted (the window's start).
+    since: Instant,
     last: Instant,
+    /// The last attempt whose password was wrong.
+    failed_at: Option<Instant>,
     /// No attempt is checked before this.
     until: Option<Instant>,
+}
+
+/// When a key's count starts again from zero.
+#[derive(Debug, Clone, Copy)]
+enum Forget {
+    /// An hour without any attempt (accounts: a success clears the count anyway).
+    Idle,
+    /// An hour after the first attempt counted (addresses: successes keep coming from
+    /// a busy office, so an idle hour may never come).
+    Window,
 }
 
 /// Attempt counts for one kind of key, with its free allowance.
 #[derive(Debug)]
 struct Counts<K> {
     free: u32,
+    forget: Forget,
     map: HashMap<K, Failures>,
 }
 
 impl<K: Hash + Eq + Clone> Counts<K> {
-    fn new(free: u32) -> Self {
+    fn new(free: u32, forget: Forget) -> Self {
         Counts {
             free,
+            forget,
             map: HashMap::new(),
         }
     }
@@ -98,24 +116,46 @@ impl<K: Hash + Eq + Clone> Counts<K> {
         }
         let f = self.map.entry(key.clone()).or_insert(Failures {
             count: 0,
+            since: now,
             last: now,
+            failed_at: None,
             until: None,
         });
-        if now.duration_since(f.last) >= FORGET {
-            f.count = 0;
+        let start = match self.forget {
+            Forget::Idle => f.last,
+            Forget::Window => f.since,
+        };
+        if now.duration_since(start) >= FORGET {
+            *f = Failures {
+                count: 0,
+                since: now,
+                last: now,
+                failed_at: None,
+                until: None,
+            };
         }
         f.count = f.count.saturating_add(1);
         f.last = now;
+        // Set before the password is checked, so that attempts sent at once are held.
         f.until = wait_after(f.count, self.free).map(|w| now + w);
     }
 
-    /// Takes one attempt of `key` back (it succeeded).
+    /// The attempt just counted for `key` had a wrong password.
+    fn failed(&mut self, key: &K, now: Instant) {
+        if let Some(f) = self.map.get_mut(key) {
+            f.failed_at = Some(now);
+        }
+    }
+
+    /// Takes one attempt of `key` back (it succeeded): the wait is again the one the
+    /// last failure calls for, so a success neither adds a wait nor shortens one.
     fn refund(&mut self, key: &K) {
         if let Some(f) = self.map.get_mut(key) {
             f.count = f.count.saturating_sub(1);
-            if wait_after(f.count, self.free).is_none() {
-                f.until = None;
-            }
+            let free = self.free;
+            f.until = f
+                .failed_at
+                .and_then(|at| wait_after(f.count, free).map(|w| at + w));
         }
     }
 }
@@ -135,8 +175,8 @@ impl Default for SignInThrottle {
     fn default() -> Self {
         SignInThrottle {
             tables: Mutex::new(Tables {
-                accounts: Counts::new(FREE),
-                addresses: Counts::new(FREE_PER_ADDRESS),
+                accounts: Counts::new(FREE, Forget::Idle),
+                addresses: Counts::new(FREE_PER_ADDRESS, Forget::Window),
             }),
         }
     }
@@ -173,6 +213,14 @@ impl SignInThrottle {
             t.addresses.count(&a, now);
         }
         Ok(())
+    }
+
+    /// A wrong password on an attempt from `address` (its wait then follows from this
+    /// failure).
+    pub fn failed(&self, address: Option<IpAddr>, now: Instant) {
+        if let Some(a) = address {
+            self.tables().addresses.failed(&a, now);
+        }
     }
 
     /// A successful sign-in: the account's attempts are forgotten, the address's
@@ -279,14 +327,34 @@ mod tests {
             assert!(t.attempt(&who, office, now).is_ok(), "{i}");
             t.succeeded(&who, office);
         }
-        // The sprayer's own account succeeding takes back one attempt, no more.
-        t.succeeded("agent0@x.fr", sprayer);
+        // The sprayer's own account succeeding takes back its own attempt only, and
+        // does not end the wait its failures called for.
+        t.failed(sprayer, now);
         let later = now + Duration::from_secs(2);
+        assert!(t.attempt("own@x.fr", sprayer, later).is_ok());
+        t.succeeded("own@x.fr", sprayer);
         assert!(t.attempt("agent-x@x.fr", sprayer, later).is_ok());
+        t.failed(sprayer, later);
         assert_eq!(
-            t.attempt("agent-y@x.fr", sprayer, later),
-            Err(Duration::from_secs(2))
+            t.attempt("own@x.fr", sprayer, later),
+            Err(Duration::from_secs(4)),
+            "the 31st failure: twice the first wait"
         );
+        // An office whose agents sign in all day, with a few mistakes: the count starts
+        // again an hour after its first attempt, successes notwithstanding.
+        let busy = Some("192.0.2.10".parse().unwrap());
+        let mut t0 = now;
+        for hour in 0..3 {
+            for i in 0..FREE_PER_ADDRESS - 1 {
+                let who = format!("typo{hour}-{i}@x.fr");
+                assert!(t.attempt(&who, busy, t0).is_ok(), "hour {hour}, {i}");
+                t.failed(busy, t0);
+                t0 += Duration::from_secs(60);
+                assert!(t.attempt("chef@x.fr", busy, t0).is_ok());
+                t.succeeded("chef@x.fr", busy);
+            }
+            t0 += Duration::from_secs(3600);
+        }
     }
 
     #[test]

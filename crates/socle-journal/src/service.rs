@@ -121,7 +121,17 @@ struct Inner {
     cache: NodeCache,
     config: JournalConfig,
     /// Appends failing, until one succeeds (readiness).
-    failing: std::sync::Mutex<Option<Failing>>,
+    health: std::sync::Mutex<Health>,
+    /// Appends handed to the writer so far (orders their outcomes).
+    submitted: AtomicU64,
+}
+
+#[derive(Default)]
+struct Health {
+    /// The newest append whose outcome was recorded: an older one finishing later says
+    /// nothing new.
+    newest: u64,
+    failing: Option<Failing>,
 }
 
 struct Failing {
@@ -293,7 +303,8 @@ impl Journal {
             known_size: AtomicU64::new(0),
             cache: NodeCache::default(),
             config,
-            failing: std::sync::Mutex::new(None),
+            health: std::sync::Mutex::new(Health::default()),
+            submitted: AtomicU64::new(0),
         });
         let writer = tokio::spawn(writer(inner.clone(), rx));
         inner.tasks.lock().await.push(writer);
@@ -340,6 +351,7 @@ impl Journal {
             return Err(JournalError::Closed);
         }
         let started = Instant::now();
+        let seq = self.inner.submitted.fetch_add(1, Ordering::Relaxed) + 1;
         let (done, wait) = oneshot::channel();
         self.inner
             .requests
@@ -349,15 +361,21 @@ impl Journal {
         let result = wait.await.map_err(|_| JournalError::Closed)?;
         metrics::histogram!("socle_journal_append_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        let mut failing = self
+        if result.is_err() {
+            metrics::counter!("socle_journal_append_failures_total").increment(1);
+        }
+        let mut health = self
             .inner
-            .failing
+            .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seq < health.newest {
+            return result;
+        }
+        health.newest = seq;
         match &result {
-            Ok(()) => *failing = None,
+            Ok(()) => health.failing = None,
             Err(e) => {
-                metrics::counter!("socle_journal_append_failures_total").increment(1);
                 // The reason without details: it is shown on the public readiness probe.
                 let why = match e {
                     JournalError::Unavailable(_) => "the journal's store is unreachable",
@@ -366,15 +384,20 @@ impl Journal {
                     _ => "the journal's store refused the write",
                 };
                 let now = Instant::now();
-                let since = failing.as_ref().map_or(now, |f| f.since);
-                *failing = Some(Failing {
+                // Since the first failure of this run (one the hold let go is over).
+                let since = health
+                    .failing
+                    .as_ref()
+                    .filter(|f| f.last.elapsed() < TROUBLE_HOLD)
+                    .map_or(now, |f| f.since);
+                health.failing = Some(Failing {
                     since,
                     last: now,
                     why,
                 });
             }
         }
-        drop(failing);
+        drop(health);
         result
     }
 
@@ -387,12 +410,13 @@ impl Journal {
         if *self.inner.stop.borrow() {
             return Some("the journal is shut down".into());
         }
-        let failing = self
+        let health = self
             .inner
-            .failing
+            .health
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let f = failing
+        let f = health
+            .failing
             .as_ref()
             .filter(|f| f.last.elapsed() < TROUBLE_HOLD)?;
         Some(format!(

@@ -47,8 +47,9 @@ impl<L: PeerListener> Connected<IncomingStream<'_, L>> for ClientAddr {
     }
 }
 
-/// The client's address as the per-client limits count it ([`client_ip`]); `None` when
-/// the connection's own address is unknown.
+/// The client's address as the per-client limits count it ([`client_ip`], an IPv6
+/// address cut to its /64 by [`limit_key`]); `None` when the connection's own address
+/// is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
 
@@ -64,7 +65,11 @@ impl FromRequestParts<crate::AppState> for ClientIp {
             .get::<axum::extract::ConnectInfo<ClientAddr>>()
             .map(|c| c.0.ip());
         Ok(ClientIp(peer.map(|p| {
-            client_ip(p, &parts.headers, &state.settings.trusted_proxies)
+            limit_key(client_ip(
+                p,
+                &parts.headers,
+                &state.settings.trusted_proxies,
+            ))
         })))
     }
 }
@@ -77,35 +82,71 @@ impl FromRequestParts<crate::AppState> for ClientIp {
 /// address stops the walk at the hop that added it. Without trusted proxies the header
 /// is ignored, so a client cannot choose its own address.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    // IPv4 addresses written as IPv6 (`::ffff:10.0.0.5`) are compared as IPv4, on
+    // both sides.
+    let is_trusted = |ip: &IpAddr| {
+        trusted
+            .iter()
+            .any(|n| n.contains(ip) || canonical_net(n).contains(ip))
+    };
     let mut client = peer.to_canonical();
     if !is_trusted(&client) {
         return client;
     }
-    // Several headers count as one list, in order (RFC 9110 § 5.3).
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
-    for hop in hops.iter().rev() {
-        let Some(ip) = forwarded_ip(hop) else {
+    // Several header lines count as one list, in order (RFC 9110 § 5.3), walked from
+    // the right; a line that is not text stops the walk like an entry that is not an
+    // address.
+    'lines: for line in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(line) = line.to_str() else {
             break;
         };
-        client = ip;
-        if !is_trusted(&ip) {
-            break;
+        for hop in line.split(',').rev() {
+            let Some(ip) = forwarded_ip(hop) else {
+                break 'lines;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                break 'lines;
+            }
         }
     }
     client
 }
 
-/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
-/// `[2001:db8::1]:443`).
+/// The key per-client limits count under: the address, or for IPv6 its /64 — the
+/// block one subscriber is given, inside which a client can take any address.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// An IPv4 range written as IPv6 (`::ffff:10.0.0.0/104`) as the IPv4 range it is.
+fn canonical_net(n: &IpNet) -> IpNet {
+    match n {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => {
+                ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(*n, IpNet::V4)
+            }
+            _ => *n,
+        },
+        IpNet::V4(_) => *n,
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly bracketed or with a port
+/// (`1.2.3.4:5678`, `[2001:db8::1]`, `[2001:db8::1]:443`).
 fn forwarded_ip(hop: &str) -> Option<IpAddr> {
     let hop = hop.trim();
-    if let Ok(ip) = hop.parse::<IpAddr>() {
+    let bare = hop
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(hop);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
     hop.parse::<SocketAddr>()
@@ -116,6 +157,26 @@ fn forwarded_ip(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        assert_eq!(
+            limit_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            limit_key("2001:db8:1:2:ffff::9".parse().unwrap()),
+            limit_key("2001:db8:1:2::1".parse().unwrap())
+        );
+        assert_ne!(
+            limit_key("2001:db8:1:3::1".parse().unwrap()),
+            limit_key("2001:db8:1:2::1".parse().unwrap())
+        );
+        assert_eq!(
+            limit_key("192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -159,6 +220,21 @@ mod tests {
         assert_eq!(from("10.0.0.5", &["203.0.113.9, nonsense"]), ip("10.0.0.5"));
         assert_eq!(
             from("10.0.0.5", &["nonsense, 203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // A line that is not text stops the walk there: the client's own line on the
+        // left is not reached.
+        let mut h = headers(&["6.6.6.6"]);
+        h.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\x80, 10.2.2.2").unwrap(),
+        );
+        assert_eq!(client_ip(ip("10.0.0.5"), &h, &trusted), ip("10.0.0.5"));
+        // Brackets without a port; a range written as IPv4-mapped IPv6.
+        assert_eq!(from("::1", &["[2001:db8::7]"]), ip("2001:db8::7"));
+        let mapped: Vec<IpNet> = vec!["::ffff:10.0.0.0/104".parse().unwrap()];
+        assert_eq!(
+            client_ip(ip("10.0.0.5"), &headers(&["203.0.113.9"]), &mapped),
             ip("203.0.113.9")
         );
         // Only trusted hops, or no header: the last one seen.
