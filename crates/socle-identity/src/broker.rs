@@ -85,6 +85,19 @@ pub struct Pending {
     pub state: String,
     pub nonce: String,
     pub verifier: String,
+    /// The provider's `auth_time` must be at least this (the service asked for a new
+    /// authentication, `prompt=login`, or a recent one, `max_age`).
+    #[serde(default)]
+    pub fresh_after: Option<i64>,
+}
+
+/// What the service asked about the age of the authentication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// `prompt=login`: the person authenticates again.
+    pub again: bool,
+    /// `max_age`: the authentication is at most this many seconds old.
+    pub max_age: Option<i64>,
 }
 
 /// What the provider vouched for.
@@ -203,16 +216,29 @@ impl Broker {
     }
 
     /// Starts a login at `provider`: the URL to send the person to, and what to keep.
-    pub async fn start(&self, provider: &str, acr: Eidas) -> Result<(String, Pending)> {
+    pub async fn start(
+        &self,
+        provider: &str,
+        acr: Eidas,
+        fresh: Freshness,
+    ) -> Result<(String, Pending)> {
         let p = self
             .provider(provider)
             .ok_or_else(|| IdentityError::Interaction("unknown identity provider".into()))?;
         let meta = self.metadata(p, false).await?;
+        let now = crate::now();
         let pending = Pending {
             provider: p.id.clone(),
             state: crate::random_token(32),
             nonce: crate::random_token(32),
             verifier: crate::random_token(32),
+            fresh_after: [
+                fresh.again.then_some(now),
+                fresh.max_age.map(|m| now.saturating_sub(m)),
+            ]
+            .into_iter()
+            .flatten()
+            .max(),
         };
         let mut url = url::Url::parse(&meta.discovery.authorization_endpoint)
             .map_err(|_| IdentityError::upstream(&p.id, "authorization_endpoint is not a URL"))?;
@@ -231,6 +257,14 @@ impl Broker {
             )
             .append_pair("code_challenge_method", "S256")
             .append_pair("acr_values", asked.acr());
+        // Passed on, so that a provider with its own session authenticates the person
+        // again (OpenID Connect Core §3.1.2.1); its auth_time is checked on return.
+        if fresh.again {
+            url.query_pairs_mut().append_pair("prompt", "login");
+        }
+        if let Some(m) = fresh.max_age {
+            url.query_pairs_mut().append_pair("max_age", &m.to_string());
+        }
         Ok((url.to_string(), pending))
     }
 
@@ -412,12 +446,22 @@ impl Broker {
                     .collect()
             })
             .unwrap_or_default();
-        let auth_time = numeric(&claims, "auth_time").unwrap_or_else(crate::now);
+        let given = numeric(&claims, "auth_time");
+        // As recent as the service asked: the provider's own auth_time, with SKEW.
+        if let Some(bound) = pending.fresh_after
+            && given.is_none_or(|t| t.saturating_add(SKEW) < bound)
+        {
+            return Err(IdentityError::upstream(
+                &p.id,
+                "not authenticated again as asked (prompt=login or max_age): auth_time \
+                 missing or too old",
+            ));
+        }
         Ok(Authenticated {
             identity,
             acr,
             amr,
-            auth_time,
+            auth_time: given.unwrap_or_else(crate::now),
             id_token,
         })
     }

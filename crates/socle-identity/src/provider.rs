@@ -130,6 +130,11 @@ pub struct AuthRequest {
     /// The identity provider the service asked for (`idp_hint`), if any.
     #[serde(default)]
     pub idp_hint: Option<String>,
+    /// `prompt=login` and `max_age`, passed on to the identity provider.
+    #[serde(default)]
+    pub reauthenticate: bool,
+    #[serde(default)]
+    pub max_age: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -529,14 +534,15 @@ impl Provider {
                 "nonce is required and must be at least 32 characters",
             ));
         }
-        let scopes: Vec<String> = map
-            .get("scope")
-            .copied()
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        // Scope values the platform does not know (`address`, `phone`, another
+        // platform's) are ignored, as OpenID Connect Core §3.1.2.1 and FranceConnect do;
+        // a known one the client was not registered for is refused below.
+        let mut scopes: Vec<String> = Vec::new();
+        for s in map.get("scope").copied().unwrap_or_default().split(' ') {
+            if crate::pivot::SCOPES.contains(&s) && !scopes.iter().any(|k| k == s) {
+                scopes.push(s.to_string());
+            }
+        }
         if !scopes.iter().any(|s| s == "openid") {
             return Err(fail(OidcError::InvalidScope, "scope must include openid"));
         }
@@ -578,19 +584,11 @@ impl Provider {
         }
         let mut acr = Eidas(client.eidas_level);
         if let Some(values) = map.get("acr_values") {
-            let asked: Vec<Option<Eidas>> = values
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(Eidas::parse)
-                .collect();
-            if asked.is_empty() || asked.iter().any(Option::is_none) {
-                return Err(fail(
-                    OidcError::InvalidRequest,
-                    "acr_values must be eidas1, eidas2 or eidas3",
-                ));
-            }
-            // Several values: any of them is acceptable, so the lowest is what is needed.
-            if let Some(lowest) = asked.into_iter().flatten().min() {
+            // Values other than eidas1, eidas2 and eidas3 are ignored (FranceConnect: « toute
+            // valeur différente … sera ignorée »; acr is a voluntary claim in OpenID Connect
+            // Core §5.5.1.1). Several values: any of them is acceptable, so the lowest is
+            // what is needed.
+            if let Some(lowest) = values.split(' ').filter_map(Eidas::parse).min() {
                 acr = acr.max(lowest);
             }
         }
@@ -600,15 +598,29 @@ impl Provider {
                 &format!("no identity provider can deliver {}", acr.acr()),
             ));
         }
-        if map
+        let prompt: Vec<&str> = map
             .get("prompt")
-            .is_some_and(|p| p.split(' ').any(|x| x == "none"))
-        {
+            .map(|p| p.split(' ').filter(|x| !x.is_empty()).collect())
+            .unwrap_or_default();
+        if prompt.contains(&"none") {
             return Err(fail(
                 OidcError::LoginRequired,
                 "prompt=none is not supported: the person always chooses an identity provider",
             ));
         }
+        // OpenID Connect Core §3.1.2.1: a non-negative number of seconds.
+        let max_age = match map.get("max_age") {
+            None => None,
+            Some(m) => match m.parse::<u32>() {
+                Ok(m) => Some(i64::from(m)),
+                Err(_) => {
+                    return Err(fail(
+                        OidcError::InvalidRequest,
+                        "max_age must be a non-negative number of seconds",
+                    ));
+                }
+            },
+        };
         Ok(AuthRequest {
             client_id: client.client_id,
             redirect_uri: redirect_uri.to_string(),
@@ -618,6 +630,8 @@ impl Provider {
             acr,
             code_challenge: challenge.map(str::to_string),
             idp_hint: map.get("idp_hint").map(|h| h.to_string()),
+            reauthenticate: prompt.contains(&"login"),
+            max_age,
         })
     }
 
@@ -811,7 +825,11 @@ impl Provider {
                 "Ce fournisseur d’identité ne peut pas être utilisé pour ce service.".into(),
             ));
         }
-        self.broker.start(provider, i.request.acr).await
+        let fresh = crate::broker::Freshness {
+            again: i.request.reauthenticate,
+            max_age: i.request.max_age,
+        };
+        self.broker.start(provider, i.request.acr, fresh).await
     }
 
     /// Starts the login at `provider` and records what to check of its answer.
@@ -936,6 +954,13 @@ impl Provider {
                         if reason.contains("in time") || reason.contains("connect") =>
                     {
                         format!("{label} ne répond pas pour le moment.")
+                    }
+                    IdentityError::Upstream { reason, .. }
+                        if reason.starts_with("not authenticated again") =>
+                    {
+                        format!(
+                            "{label} ne vous a pas demandé de vous authentifier à nouveau, comme le service l’exige."
+                        )
                     }
                     _ => format!("La réponse de {label} n’a pas pu être vérifiée."),
                 };
@@ -1605,6 +1630,8 @@ impl Provider {
                         acr: Eidas::LOW,
                         code_challenge: None,
                         idp_hint: None,
+                        reauthenticate: false,
+                        max_age: None,
                     },
                     pending: None,
                     done: None,

@@ -635,7 +635,6 @@ async fn authorization_requests_are_checked(backend: Backend) {
         (vec![("scope", "openid birth")], "invalid_scope"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
         (vec![("code_challenge", "short")], "invalid_request"),
-        (vec![("acr_values", "eidas4")], "invalid_request"),
         (vec![("prompt", "none")], "login_required"),
         // OpenID Connect Core §3.1.2.6: request objects are refused, not ignored.
         (
@@ -901,6 +900,36 @@ async fn levels_consent_and_logout(backend: Backend) {
         verify(t["id_token"].as_str().unwrap(), &jwks(&app).await)["acr"],
         "eidas2"
     );
+    // Unknown acr values are ignored (FranceConnect, OpenID Connect Core §5.5.1.1):
+    // "eidas2 niveau_inconnu" asks eidas2, "eidas4" alone asks nothing more than the
+    // client's level. Unknown scope values are ignored too (Core §3.1.2.1), and the
+    // token response says which scopes were granted.
+    let l = demo_login(
+        &app,
+        &client,
+        "jean",
+        &[
+            ("acr_values", "eidas2 niveau_inconnu"),
+            ("scope", "openid email address phone rnipp_birth"),
+        ],
+    )
+    .await;
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    assert_eq!(t["scope"], "openid email");
+    assert_eq!(
+        verify(t["id_token"].as_str().unwrap(), &jwks(&app).await)["acr"],
+        "eidas2"
+    );
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[("acr_values", "eidas2 niveau_inconnu")]);
+    let r = login_via(&mut b, &url, "demo", "marie").await;
+    assert_eq!(r.status, 502, "eidas2 still asked: {}", r.body);
+    let l = demo_login(&app, &client, "marie", &[("acr_values", "eidas4")]).await;
+    let t: Value = token(&app, &client, &l).await.json().await.unwrap();
+    assert_eq!(
+        verify(t["id_token"].as_str().unwrap(), &jwks(&app).await)["acr"],
+        "eidas1"
+    );
     // Fatou is eidas3: asked eidas1, the token says eidas3 (obtained, not more).
     let l = demo_login(&app, &client, "fatou", &[]).await;
     let t: Value = token(&app, &client, &l).await.json().await.unwrap();
@@ -1070,6 +1099,8 @@ pub enum Mode {
     UserinfoWrongAudience,
     /// A userinfo answer without end (no Content-Length, over the size limit).
     Huge,
+    /// An ID token whose auth_time is an hour old (a session of the provider's own).
+    OldAuthTime,
 }
 
 pub struct MockFi {
@@ -1078,6 +1109,8 @@ pub struct MockFi {
     forger: Jwk,
     mode: Mutex<Mode>,
     nonces: Mutex<BTreeMap<String, String>>,
+    /// The query of the last authorization request.
+    pub last_authorize: Mutex<BTreeMap<String, String>>,
 }
 
 fn es256_key(kid: &str) -> Jwk {
@@ -1098,6 +1131,7 @@ impl MockFi {
             forger: es256_key("good"),
             mode: Mutex::new(Mode::Good),
             nonces: Mutex::new(BTreeMap::new()),
+            last_authorize: Mutex::new(BTreeMap::new()),
         });
         let app = axum::Router::new()
             .route(
@@ -1159,6 +1193,7 @@ async fn mock_authorize(
 ) -> impl IntoResponse {
     assert_eq!(q["code_challenge_method"], "S256", "Socle always uses PKCE");
     assert!(q["nonce"].len() >= 32 && q["state"].len() >= 32);
+    *fi.last_authorize.lock().unwrap() = q.clone();
     let mut u = url::Url::parse(&q["redirect_uri"]).unwrap();
     if fi.mode() == Mode::Deny {
         u.query_pairs_mut()
@@ -1239,6 +1274,15 @@ async fn mock_token(State(fi): State<Arc<MockFi>>, body: String) -> axum::respon
     )
     .unwrap();
     p.set_claim("acr", Some(json!("eidas2"))).unwrap();
+    p.set_claim(
+        "auth_time",
+        Some(json!(if mode == Mode::OldAuthTime {
+            now - 3600
+        } else {
+            now
+        })),
+    )
+    .unwrap();
     let mut h = JwsHeader::new();
     h.set_key_id("good");
     let key = if mode == Mode::Forged {
@@ -1366,6 +1410,67 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
         assert_eq!(q["state"], login.state);
         assert!(r.body.contains("Choisir un autre compte"));
     }
+
+    // prompt=login and max_age are passed on to the provider, whose auth_time must then
+    // be recent: an hour-old authentication (its own session) is refused, with a page
+    // saying why; without them the same answer is taken.
+    fi.set(Mode::OldAuthTime);
+    for extra in [
+        vec![("prompt", "login")],
+        vec![("max_age", "600")],
+        vec![("prompt", "login consent"), ("max_age", "0")],
+    ] {
+        let mut b = Browser::new(&app);
+        let (url, login) = authorize_url(&client, &extra);
+        let r = login_via(&mut b, &url, "mock", "").await;
+        let asked = fi.last_authorize.lock().unwrap().clone();
+        if extra
+            .iter()
+            .any(|(k, v)| *k == "prompt" && v.contains("login"))
+        {
+            assert_eq!(
+                asked.get("prompt").map(String::as_str),
+                Some("login"),
+                "{extra:?}"
+            );
+        }
+        if let Some((_, m)) = extra.iter().find(|(k, _)| *k == "max_age") {
+            assert_eq!(
+                asked.get("max_age").map(String::as_str),
+                Some(*m),
+                "{extra:?}"
+            );
+        }
+        assert_eq!(r.status, 502, "{extra:?}: {}", r.body);
+        assert!(r.body.contains("authentifier à nouveau"), "{}", r.body);
+        let back = unescape(between(&r.body, "fr-btn--secondary\" href=\"", "\"").unwrap());
+        let q = query(&back);
+        assert_eq!(
+            (q["error"].as_str(), &q["state"]),
+            ("access_denied", &login.state)
+        );
+    }
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[("max_age", "7200")]);
+    assert_eq!(
+        login_via(&mut b, &url, "mock", "").await.status,
+        303,
+        "recent enough"
+    );
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    assert_eq!(login_via(&mut b, &url, "mock", "").await.status, 303);
+    assert!(!fi.last_authorize.lock().unwrap().contains_key("prompt"));
+    fi.set(Mode::Good);
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[("prompt", "login")]);
+    assert_eq!(
+        login_via(&mut b, &url, "mock", "").await.status,
+        303,
+        "authenticated now"
+    );
+    let (url, _) = authorize_url(&client, &[("max_age", "-1")]);
+    assert_eq!(error_redirect(&app, &url).await["error"], "invalid_request");
 
     // A service asking more than any provider offers gets a clear error.
     let strict = TestApp::spawn_with(backend, {
