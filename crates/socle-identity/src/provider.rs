@@ -135,6 +135,9 @@ pub struct AuthRequest {
     pub reauthenticate: bool,
     #[serde(default)]
     pub max_age: Option<i64>,
+    /// `prompt=consent`: the consent page is shown even to a service exempt from it.
+    #[serde(default)]
+    pub ask_consent: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -632,6 +635,7 @@ impl Provider {
             idp_hint: map.get("idp_hint").map(|h| h.to_string()),
             reauthenticate: prompt.contains(&"login"),
             max_age,
+            ask_consent: prompt.contains(&"consent"),
         })
     }
 
@@ -998,7 +1002,9 @@ impl Provider {
             tracing::error!(error = %e, "cannot record a login");
             unknown("La plateforme ne peut pas enregistrer votre connexion pour le moment.")
         };
-        let exempt = client.as_ref().is_some_and(|c| c.consent_exempt);
+        // OpenID Connect Core §3.1.2.1: with prompt=consent the person is asked even
+        // where the service is exempt.
+        let exempt = client.as_ref().is_some_and(|c| c.consent_exempt) && !i.request.ask_consent;
         if exempt {
             // The session is saved with the code, in one write.
             let url = self
@@ -1164,14 +1170,7 @@ impl Provider {
                 .detail("provider", done.provider.clone())
                 .detail("acr", done.acr.acr())
                 .detail("claims", claim_names)
-                .detail(
-                    "consent",
-                    if client.consent_exempt {
-                        "exempt"
-                    } else {
-                        "given"
-                    },
-                ),
+                .detail("consent", if consented { "given" } else { "exempt" }),
         );
         self.journal.append(entries).await?;
         let session_doc = if save_session {
@@ -1632,6 +1631,7 @@ impl Provider {
                         idp_hint: None,
                         reauthenticate: false,
                         max_age: None,
+                        ask_consent: false,
                     },
                     pending: None,
                     done: None,

@@ -235,6 +235,17 @@ pub async fn register_default(app: &TestApp) -> TestClient {
     .await
 }
 
+/// A service exempt from consent, with the pivot identity.
+pub async fn register_exempt(app: &TestApp) -> TestClient {
+    register(
+        app,
+        json!({"name": "Service exempté", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "scopes": ["openid", "identite_pivot"],
+               "consent_exempt": true}),
+    )
+    .await
+}
+
 pub fn long(tag: &str) -> String {
     format!("{tag}-{}", "x".repeat(40))
 }
@@ -1800,6 +1811,58 @@ async fn first_start_publishes_both_signing_keys(backend: Backend) {
     store.close().await;
 }
 
+/// A service exempt from consent gets the identity without a consent page, unless it
+/// asks for one with `prompt=consent` (OpenID Connect Core §3.1.2.1).
+async fn prompt_consent_asks_even_for_an_exempt_service(backend: Backend) {
+    let app = identity_app(backend).await;
+    let exempt = register_exempt(&app).await;
+    // Authorize (straight to the demo provider), log in there: where the callback goes.
+    let after_login = |extra: Vec<(&'static str, &'static str)>| {
+        let app = &app;
+        let exempt = &exempt;
+        async move {
+            let mut b = Browser::new(app);
+            let mut extra = extra;
+            extra.push(("idp_hint", "demo"));
+            extra.push(("scope", "openid identite_pivot"));
+            let (url, _) = authorize_url(exempt, &extra);
+            let r = b.get(&url).await;
+            assert_eq!(r.status, 303, "{}", r.body);
+            let fi = b.get(r.location.as_deref().unwrap()).await;
+            let mut fields = hidden_fields(&fi.body);
+            fields.push(("login".into(), "marie".into()));
+            fields.push(("decision".into(), "login".into()));
+            let f: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let r = b.post("/demo/fi/authorize", &f).await;
+            let cb = b.get(r.location.as_deref().unwrap()).await;
+            assert_eq!(cb.status, 303, "{}", cb.body);
+            let to = cb.location.unwrap();
+            let consent = if to.contains("/consent") {
+                let page = b.get(&to).await.body;
+                let r = b
+                    .post(
+                        &form_action(&page),
+                        &[("csrf", &csrf(&page)), ("decision", "accept")],
+                    )
+                    .await;
+                Some((page, r.location.unwrap_or_default()))
+            } else {
+                None
+            };
+            (to, consent)
+        }
+    };
+    let (to, consent) = after_login(vec![]).await;
+    assert!(to.starts_with(REDIRECT) && consent.is_none(), "{to}");
+    let (to, consent) = after_login(vec![("prompt", "consent")]).await;
+    let (page, back) = consent.unwrap_or_else(|| panic!("no consent page: {to}"));
+    assert!(page.contains("Service exempté"), "{page}");
+    assert!(query(&back).contains_key("code"), "accepted: {back}");
+}
+
 async fn a_login_renews_the_session_cookie(backend: Backend) {
     // Session fixation: a session cookie known before the login (one planted in the
     // person's browser, say) must be worth nothing after it. The login gives the
@@ -1808,13 +1871,7 @@ async fn a_login_renews_the_session_cookie(backend: Backend) {
     // (a client exempt from it, whose code is written with the session).
     let app = identity_app(backend).await;
     let client = register_default(&app).await;
-    let exempt = register(
-        &app,
-        json!({"name": "Service exempté", "organisation": "13002526500013",
-               "redirect_uris": [REDIRECT], "scopes": ["openid", "identite_pivot"],
-               "consent_exempt": true}),
-    )
-    .await;
+    let exempt = register_exempt(&app).await;
     let mut b = Browser::new(&app);
     let (url, first) = authorize_url(&client, &[]);
     let r = b.get(&url).await;
@@ -1921,5 +1978,6 @@ on_both_stores!(
     sessions_live_in_the_store,
     first_start_publishes_both_signing_keys,
     a_login_renews_the_session_cookie,
+    prompt_consent_asks_even_for_an_exempt_service,
     on_https_the_session_cookie_is_host_only,
 );
