@@ -85,8 +85,10 @@ async fn citizen_space(backend: Backend) {
     // "Mes données": the exchange, the withheld one announced, the proof.
     let mut b = space_login(&env, "marie").await;
     let mut page = b.get("/mon-espace/donnees").await;
+    // Both exchanges covered by a checkpoint (one is signed at most every 500 ms: the
+    // first may be covered before the second).
     for _ in 0..30 {
-        if page.body.contains("data-proof=") {
+        if page.body.contains("data-proof=") && page.body.contains("visibilité différée") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
