@@ -127,6 +127,9 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 const MAX_BODY: usize = 256 * 1024;
 /// Tolerated clock difference with providers.
 const SKEW: i64 = 60;
+/// How a refused freshness check's reason begins (the provider maps it to
+/// `login_required`).
+pub(crate) const NOT_AGAIN: &str = "not authenticated again as asked";
 
 impl Broker {
     pub fn new(providers: Vec<ProviderSettings>, redirect_uri: String) -> Result<Broker> {
@@ -258,11 +261,13 @@ impl Broker {
             .append_pair("code_challenge_method", "S256")
             .append_pair("acr_values", asked.acr());
         // Passed on, so that a provider with its own session authenticates the person
-        // again (OpenID Connect Core §3.1.2.1); its auth_time is checked on return.
+        // again (OpenID Connect Core §3.1.2.1); its auth_time is checked on return. With
+        // prompt=login, max_age=0 too: Core §2 makes auth_time required only when
+        // max_age was sent.
         if fresh.again {
             url.query_pairs_mut().append_pair("prompt", "login");
         }
-        if let Some(m) = fresh.max_age {
+        if let Some(m) = if fresh.again { Some(0) } else { fresh.max_age } {
             url.query_pairs_mut().append_pair("max_age", &m.to_string());
         }
         Ok((url.to_string(), pending))
@@ -446,15 +451,15 @@ impl Broker {
                     .collect()
             })
             .unwrap_or_default();
-        let given = numeric(&claims, "auth_time");
+        // An auth_time in the future is not believed (nor copied into Socle's tokens).
+        let given = numeric(&claims, "auth_time").filter(|t| *t <= crate::now() + SKEW);
         // As recent as the service asked: the provider's own auth_time, with SKEW.
         if let Some(bound) = pending.fresh_after
             && given.is_none_or(|t| t.saturating_add(SKEW) < bound)
         {
             return Err(IdentityError::upstream(
                 &p.id,
-                "not authenticated again as asked (prompt=login or max_age): auth_time \
-                 missing or too old",
+                format!("{NOT_AGAIN} (prompt=login or max_age): auth_time missing or too old"),
             ));
         }
         Ok(Authenticated {

@@ -909,6 +909,17 @@ impl Provider {
         };
         let mut i: Interaction = from_doc(&doc).map_err(|_| unknown("Connexion illisible."))?;
         let client = self.clients.active(&i.request.client_id).await.ok();
+        let fail_with = |i: &Interaction, error: OidcError, message: String, description: &str| {
+            UpstreamFailure {
+                message,
+                back_url: Some(self.cancel_url(&i.request, error, description)),
+                retry_url: Some(format!(
+                    "{}/api/v2/interaction/{id}",
+                    self.config.public_url
+                )),
+                client_name: client.as_ref().map(|c| c.name.clone()),
+            }
+        };
         let fail = |i: &Interaction, message: String, description: &str| UpstreamFailure {
             message,
             back_url: Some(self.cancel_url(&i.request, OidcError::AccessDenied, description)),
@@ -960,11 +971,17 @@ impl Provider {
                         format!("{label} ne répond pas pour le moment.")
                     }
                     IdentityError::Upstream { reason, .. }
-                        if reason.starts_with("not authenticated again") =>
+                        if reason.starts_with(crate::broker::NOT_AGAIN) =>
                     {
-                        format!(
-                            "{label} ne vous a pas demandé de vous authentifier à nouveau, comme le service l’exige."
-                        )
+                        // Core §3.1.2.1: the re-authentication did not happen.
+                        return Err(fail_with(
+                            &i,
+                            OidcError::LoginRequired,
+                            format!(
+                                "{label} ne vous a pas demandé de vous authentifier à nouveau, comme le service l’exige."
+                            ),
+                            "the identity provider did not authenticate the person again",
+                        ));
                     }
                     _ => format!("La réponse de {label} n’a pas pu être vérifiée."),
                 };

@@ -1112,6 +1112,10 @@ pub enum Mode {
     Huge,
     /// An ID token whose auth_time is an hour old (a session of the provider's own).
     OldAuthTime,
+    /// An ID token without auth_time.
+    NoAuthTime,
+    /// An ID token whose auth_time is a day ahead.
+    FutureAuthTime,
 }
 
 pub struct MockFi {
@@ -1285,15 +1289,12 @@ async fn mock_token(State(fi): State<Arc<MockFi>>, body: String) -> axum::respon
     )
     .unwrap();
     p.set_claim("acr", Some(json!("eidas2"))).unwrap();
-    p.set_claim(
-        "auth_time",
-        Some(json!(if mode == Mode::OldAuthTime {
-            now - 3600
-        } else {
-            now
-        })),
-    )
-    .unwrap();
+    match mode {
+        Mode::NoAuthTime => {}
+        Mode::OldAuthTime => p.set_claim("auth_time", Some(json!(now - 3600))).unwrap(),
+        Mode::FutureAuthTime => p.set_claim("auth_time", Some(json!(now + 86_400))).unwrap(),
+        _ => p.set_claim("auth_time", Some(json!(now))).unwrap(),
+    }
     let mut h = JwsHeader::new();
     h.set_key_id("good");
     let key = if mode == Mode::Forged {
@@ -1444,8 +1445,13 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
                 Some("login"),
                 "{extra:?}"
             );
-        }
-        if let Some((_, m)) = extra.iter().find(|(k, _)| *k == "max_age") {
+            // max_age=0 with it: auth_time is then required of the provider (Core §2).
+            assert_eq!(
+                asked.get("max_age").map(String::as_str),
+                Some("0"),
+                "{extra:?}"
+            );
+        } else if let Some((_, m)) = extra.iter().find(|(k, _)| *k == "max_age") {
             assert_eq!(
                 asked.get("max_age").map(String::as_str),
                 Some(*m),
@@ -1456,11 +1462,26 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
         assert!(r.body.contains("authentifier à nouveau"), "{}", r.body);
         let back = unescape(between(&r.body, "fr-btn--secondary\" href=\"", "\"").unwrap());
         let q = query(&back);
+        // Core §3.1.2.1: the re-authentication did not happen.
         assert_eq!(
             (q["error"].as_str(), &q["state"]),
-            ("access_denied", &login.state)
+            ("login_required", &login.state)
         );
     }
+    // No auth_time, or one in the future: refused when freshness was asked, taken (as
+    // the time of the login) otherwise.
+    for mode in [Mode::NoAuthTime, Mode::FutureAuthTime] {
+        fi.set(mode);
+        let mut b = Browser::new(&app);
+        let (url, _) = authorize_url(&client, &[("max_age", "600")]);
+        let r = login_via(&mut b, &url, "mock", "").await;
+        assert_eq!(r.status, 502, "{mode:?}: {}", r.body);
+        let mut b = Browser::new(&app);
+        let (url, _) = authorize_url(&client, &[]);
+        let r = login_via(&mut b, &url, "mock", "").await;
+        assert_eq!(r.status, 303, "{mode:?}: {}", r.body);
+    }
+    fi.set(Mode::OldAuthTime);
     let mut b = Browser::new(&app);
     let (url, _) = authorize_url(&client, &[("max_age", "7200")]);
     assert_eq!(
