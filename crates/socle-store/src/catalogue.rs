@@ -126,57 +126,51 @@ impl CatalogueStore for Store {
             version,
             openapi,
         } = *api;
-        macro_rules! write {
-            ($pool:ident) => {{
-                let mut tx = $pool.begin().await.map_err(err)?;
-                // An API stays with the organisation that published it: the update
-                // applies only to the same organisation's record, in the same statement
-                // (two publications at once cannot take it over).
-                let written = sqlx::query(
-                    "INSERT INTO catalogue_apis (id, organisation, doc, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, \
-                     updated_at = excluded.updated_at \
-                     WHERE catalogue_apis.organisation = excluded.organisation",
-                )
-                .bind(id)
-                .bind(organisation)
-                .bind(doc)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match e {
-                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::Conflict(
-                        format!("organisation {organisation} is not registered"),
-                    ),
-                    other => err(other),
-                })?
-                .rows_affected();
-                if written == 0 {
-                    tx.rollback().await.map_err(err)?;
-                    return Err(StoreError::Conflict(format!(
-                        "the API {id} is published by another organisation"
-                    )));
-                }
-                sqlx::query(
-                    "INSERT INTO catalogue_api_versions (api_id, version, openapi, created_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (api_id, version) DO UPDATE SET \
-                     openapi = excluded.openapi",
-                )
-                .bind(id)
-                .bind(version)
-                .bind(openapi)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-                crate::queue_leaves!(tx, journal).map_err(err)?;
-                tx.commit().await.map_err(err)
-            }};
+        let written = journaled!(self, journal, |tx| {
+            // An API stays with the organisation that published it: the update applies
+            // only to the same organisation's record, in the same statement (two
+            // publications at once cannot take it over).
+            let written = sqlx::query(
+                "INSERT INTO catalogue_apis (id, organisation, doc, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, \
+                 updated_at = excluded.updated_at \
+                 WHERE catalogue_apis.organisation = excluded.organisation",
+            )
+            .bind(id)
+            .bind(organisation)
+            .bind(doc)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO catalogue_api_versions (api_id, version, openapi, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (api_id, version) DO UPDATE SET \
+                 openapi = excluded.openapi",
+            )
+            .bind(id)
+            .bind(version)
+            .bind(openapi)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            true
+        })
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::Conflict(format!("organisation {organisation} is not registered"))
+            }
+            other => err(other),
+        })?;
+        if !written {
+            return Err(StoreError::Conflict(format!(
+                "the API {id} is published by another organisation"
+            )));
         }
-        match &self.backend {
-            Backend::Sqlite(pool) => write!(pool),
-            Backend::Postgres(pool) => write!(pool),
-        }
+        Ok(())
     }
 
     async fn api(&self, id: &str) -> Result<Option<String>> {

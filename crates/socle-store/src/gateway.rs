@@ -2,7 +2,7 @@
 //! counters, and people's consents for consent-based habilitations.
 
 use crate::error::StoreError;
-use crate::{Backend, Result, Store, on_pool};
+use crate::{Backend, Journaled, Result, Store, on_pool};
 
 /// A person's consent, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub trait GatewayStore {
     fn replace_consent(
         &self,
         c: &StoredConsent,
-        journal: &[(Vec<u8>, Option<String>)],
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// A person's consents, newest first.
     fn consents_of(&self, subject: &str)
@@ -75,7 +75,7 @@ pub trait GatewayStore {
         id: &str,
         subject: &str,
         now: i64,
-        journal: &[(Vec<u8>, Option<String>)],
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -114,7 +114,7 @@ impl GatewayStore for Store {
     async fn replace_consent(
         &self,
         c: &StoredConsent,
-        journal: &[(Vec<u8>, Option<String>)],
+        journal: Journaled<'_>,
     ) -> Result<Vec<String>> {
         // Two grants at once (a double click): on PostgreSQL the second transaction's
         // insert waits for the first and then breaks the unique index; its retry sees the
@@ -201,10 +201,9 @@ impl GatewayStore for Store {
         id: &str,
         subject: &str,
         now: i64,
-        journal: &[(Vec<u8>, Option<String>)],
+        journal: Journaled<'_>,
     ) -> Result<bool> {
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(err)?;
+        crate::journaled!(self, journal, |tx| {
             let n = sqlx::query(
                 "UPDATE consents SET revoked_at = $1 WHERE id = $2 AND subject = $3 \
                  AND revoked_at IS NULL",
@@ -213,17 +212,14 @@ impl GatewayStore for Store {
             .bind(id)
             .bind(subject)
             .execute(&mut *tx)
-            .await
-            .map_err(err)?
+            .await?
             .rows_affected();
             if n != 1 {
-                tx.rollback().await.map_err(err)?;
                 return Ok(false);
             }
-            crate::queue_leaves!(tx, journal).map_err(err)?;
-            tx.commit().await.map_err(err)?;
-        });
-        Ok(true)
+            true
+        })
+        .map_err(err)
     }
 }
 
