@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use serde::Serialize;
 use socle_catalogue::habilitation::Habilitation;
 use socle_catalogue::{Catalogue, Search};
@@ -236,8 +236,13 @@ impl Space {
             .map_err(unavailable)?
         {
             let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
-            // The index is by pseudonym; the entry itself must say so too.
-            if entry.subject.as_deref() == Some(subject) && kinds.contains(&entry.kind) {
+            // The index is by pseudonym; the entry's blinded subject must say so too.
+            if entry
+                .subject
+                .as_deref()
+                .is_some_and(|s| self.journal.is_subject(subject, s))
+                && kinds.contains(&entry.kind)
+            {
                 out.push((e.index, entry));
             }
         }
@@ -637,6 +642,19 @@ impl Space {
             .map_err(|e| CitizenError::Unavailable(e.detail))
     }
 
+    /// The pseudonyms whose entries the person may see now: their usual one, and that
+    /// of each deferred habilitation whose date has passed.
+    async fn visible_pseudonyms(&self, p: &Person) -> Result<Vec<String>> {
+        let mut visible = vec![self.pseudonym(p)];
+        let today = today();
+        for (hab, date) in self.deferred().await? {
+            if date <= today {
+                visible.push(self.deferred_pseudonym(p, &hab));
+            }
+        }
+        Ok(visible)
+    }
+
     /// The proof bundle of one of the person's entries against the latest checkpoint;
     /// another person's entry, or one still withheld, is "not found".
     pub async fn proof(&self, p: &Person, index: u64) -> Result<ProofBundle> {
@@ -652,15 +670,13 @@ impl Space {
         let (_, got) = self.journal.entries(index, 1).await.map_err(unavailable)?;
         let e = got.into_iter().next().ok_or_else(unknown)?;
         let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
-        let mut allowed = vec![self.pseudonym(p)];
+        let allowed = self.visible_pseudonyms(p).await?;
         let today = today();
-        for (hab, date) in self.deferred().await? {
-            let subject = self.deferred_pseudonym(p, &hab);
-            if date <= today {
-                allowed.push(subject);
-            }
-        }
-        if !entry.subject.as_ref().is_some_and(|s| allowed.contains(s)) {
+        if !entry
+            .subject
+            .as_deref()
+            .is_some_and(|s| allowed.iter().any(|p| self.journal.is_subject(p, s)))
+        {
             return Err(unknown());
         }
         if let Some(hab) = entry.details.get("habilitation")
@@ -691,12 +707,21 @@ impl Space {
     pub async fn export(&self, p: &Person) -> Result<serde_json::Value> {
         let all = self.all_exchanges(p, &Filter::default()).await?;
         let (consents, other_bases) = self.authorisations(p).await?;
+        let subject_keys: Vec<String> = self
+            .visible_pseudonyms(p)
+            .await?
+            .iter()
+            .map(|s| B64URL.encode(self.journal.subject_key(s)))
+            .collect();
         Ok(serde_json::json!({
             "format": "socle-citizen-export/1",
             "generated_at": time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             "journal_key": self.journal.verifier_key(),
+            // With them, the person finds their own entries in the public log: each
+            // entry's `subject` is a nonce and its HMAC under one of these keys.
+            "subject_keys": subject_keys,
             "exchanges": all.items,
             "withheld_exchanges": {"count": all.withheld, "until": all.withheld_until},
             "connections": self.connections(p).await?,

@@ -214,10 +214,10 @@ impl Consents {
 
     /// The journal entry of a grant or withdrawal.
     fn entry(&self, c: &Consent, event: &str, subject: &str, replaces: Option<String>) -> Entry {
-        let mut e = Entry::new(EntryKind::Consent, format!("person:{subject}"), event)
+        let mut e = Entry::new(EntryKind::Consent, "person", event)
             .organisation(c.terms.service.clone())
             .organisation(c.terms.provider.clone())
-            .subject(subject.to_string())
+            .subject(self.journal.subject_of(subject))
             .detail("consent_id", c.id.clone())
             .detail("habilitation", c.terms.habilitation.clone())
             .detail("api", c.terms.api.clone())

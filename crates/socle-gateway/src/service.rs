@@ -1139,7 +1139,7 @@ impl Gateway {
                 }
                 _ => identity_hash.clone(),
             };
-            e = e.subject(self.inner.journal.pseudonym(&key));
+            e = e.subject(self.inner.journal.subject(&key));
         }
         e = e
             .detail("provider", route.api.organisation.clone())

@@ -1112,7 +1112,7 @@ impl Provider {
                             "refused",
                         )
                         .organisation(client.organisation.clone())
-                        .subject(self.journal.pseudonym(&d.identity.identity_hash()))
+                        .subject(self.journal.subject(&d.identity.identity_hash()))
                         .detail("client_id", client.client_id.clone())
                         .detail("claims", claims),
                     ])
@@ -1173,7 +1173,7 @@ impl Provider {
             entries.push(
                 Entry::new(EntryKind::Consent, actor.clone(), "granted")
                     .organisation(client.organisation.clone())
-                    .subject(pseudonym.clone())
+                    .subject(self.journal.subject_of(&pseudonym))
                     .detail("client_id", client.client_id.clone())
                     .detail("claims", claim_names.clone()),
             );
@@ -1181,7 +1181,7 @@ impl Provider {
         entries.push(
             Entry::new(EntryKind::Login, actor, "ok")
                 .organisation(client.organisation.clone())
-                .subject(pseudonym)
+                .subject(self.journal.subject_of(&pseudonym))
                 .detail("client_id", client.client_id.clone())
                 .detail("client_name", client.name.clone())
                 .detail("provider", done.provider.clone())

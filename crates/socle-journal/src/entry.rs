@@ -6,8 +6,12 @@
 //! hold this is exactly RFC 8785, so any JCS library re-creates the bytes. The leaf is
 //! these bytes; `docs/JOURNAL.md` specifies them.
 //!
-//! Entries hold no clear personal data: a person appears only as `subject`, a keyed
-//! pseudonym (HMAC-SHA256 of a stable person key under the platform's journal secret).
+//! Entries hold no clear personal data: a person appears only as `subject`, a value
+//! that only the platform and the person can recognise and that differs in every entry
+//! (a random nonce and its HMAC under the person's subject key), so that the public log
+//! does not link one person's entries together. The store indexes entries beside the log
+//! by the person's stable pseudonym (HMAC-SHA256 of a stable person key under the
+//! platform's journal secret), which is never published.
 
 use std::collections::BTreeMap;
 
@@ -79,9 +83,14 @@ pub struct Entry {
     /// Hex SHA-256 of the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_hash: Option<String>,
-    /// The person concerned, as a pseudonym ([`Pseudonymiser`]).
+    /// The person concerned, as a blinded subject ([`Subject`]): recognisable with the
+    /// person's subject key only, different in every entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The person's stable pseudonym, under which the store indexes the entry beside
+    /// the log; never part of the leaf.
+    #[serde(skip)]
+    pub indexed_as: Option<String>,
     /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-29T14:03:07.123Z`.
     pub time: String,
     /// Encoding version, [`ENTRY_VERSION`].
@@ -116,6 +125,7 @@ impl Entry {
             request_hash: None,
             response_hash: None,
             subject: None,
+            indexed_as: None,
             time: now_millis(),
             v: ENTRY_VERSION,
         }
@@ -131,8 +141,11 @@ impl Entry {
         self
     }
 
-    pub fn subject(mut self, pseudonym: impl Into<String>) -> Self {
-        self.subject = Some(pseudonym.into());
+    /// The person concerned: the leaf holds the blinded subject, the index the
+    /// pseudonym.
+    pub fn subject(mut self, subject: Subject) -> Self {
+        self.subject = Some(subject.published);
+        self.indexed_as = Some(subject.pseudonym);
         self
     }
 
@@ -208,7 +221,61 @@ pub fn now_millis() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
 
-/// Derives subject pseudonyms: base64url(HMAC-SHA256(secret, person key)), 43 characters.
+/// A person as one journal entry records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The stable pseudonym: the store's index key, never published.
+    pub pseudonym: String,
+    /// What the leaf holds: `base64url(nonce) "." base64url(HMAC-SHA256(subject key,
+    /// nonce))`, a fresh 16-byte nonce each time.
+    pub published: String,
+}
+
+/// Label of the subject key's derivation (`docs/JOURNAL.md`).
+const SUBJECT_KEY_LABEL: &[u8] = b"socle-journal-subject-key/1\n";
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Option<[u8; 32]> {
+    // HMAC accepts keys of any length: `None` is unreachable, but never panic.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
+    for p in parts {
+        mac.update(p);
+    }
+    Some(mac.finalize().into_bytes().into())
+}
+
+/// The blinded subject of one entry: `nonce` and its tag under `key`.
+pub fn blinded_subject(key: &[u8; 32], nonce: &[u8; 16]) -> String {
+    let tag = hmac(key, &[nonce]).unwrap_or_default();
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(nonce),
+        URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// Whether a leaf's `subject` is the blinded subject of the person whose subject key is
+/// `key` (constant-time comparison of the tag).
+pub fn subject_matches(key: &[u8; 32], subject: &str) -> bool {
+    let Some((nonce, tag)) = subject.split_once('.') else {
+        return false;
+    };
+    let (Ok(nonce), Ok(tag)) = (URL_SAFE_NO_PAD.decode(nonce), URL_SAFE_NO_PAD.decode(tag)) else {
+        return false;
+    };
+    if nonce.len() != 16 {
+        return false;
+    }
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(&nonce);
+    mac.verify_slice(&tag).is_ok()
+}
+
+/// Derives a person's journal identifiers from the platform's journal secret: the
+/// stable pseudonym (base64url(HMAC-SHA256(secret, person key)), 43 characters), the
+/// subject key (HMAC-SHA256(secret, label ‖ pseudonym)) and from it each entry's
+/// blinded subject.
 #[derive(Clone)]
 pub struct Pseudonymiser {
     secret: [u8; 32],
@@ -229,12 +296,30 @@ impl Pseudonymiser {
     /// key derived from the verified pivot identity, never an identity provider's
     /// own subject).
     pub fn pseudonym(&self, person_key: &str) -> String {
-        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret) else {
-            // HMAC accepts keys of any length; unreachable, but never panic.
-            return String::new();
-        };
-        mac.update(person_key.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(hmac(&self.secret, &[person_key.as_bytes()]).unwrap_or_default())
+    }
+
+    /// The subject key of the person whose pseudonym is `pseudonym`: with it (and
+    /// nothing else) the person recognises their entries in the public log.
+    pub fn subject_key(&self, pseudonym: &str) -> [u8; 32] {
+        hmac(&self.secret, &[SUBJECT_KEY_LABEL, pseudonym.as_bytes()]).unwrap_or_default()
+    }
+
+    /// A new subject for one entry about the person whose pseudonym is `pseudonym`.
+    pub fn subject_of(&self, pseudonym: &str) -> Subject {
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        Subject {
+            published: blinded_subject(&self.subject_key(pseudonym), &nonce),
+            pseudonym: pseudonym.to_string(),
+        }
+    }
+
+    /// Whether a leaf's `subject` designates the person whose pseudonym is
+    /// `pseudonym`: their blinded subject, or the pseudonym itself (entries written
+    /// before subjects were blinded).
+    pub fn is_subject(&self, pseudonym: &str, subject: &str) -> bool {
+        subject == pseudonym || subject_matches(&self.subject_key(pseudonym), subject)
     }
 }
 
@@ -249,8 +334,11 @@ mod tests {
             ..Entry::new(EntryKind::Exchange, "client:fs-42", "ok")
         }
         .detail("api", "impots/v1/revenus")
-        .organisation("13002526500013")
-        .subject("abc");
+        .organisation("13002526500013");
+        let e = Entry {
+            subject: Some("abc".into()),
+            ..e
+        };
         let bytes = e.encode().unwrap();
         assert_eq!(
             String::from_utf8(bytes.clone()).unwrap(),
@@ -276,5 +364,39 @@ mod tests {
         assert_ne!(a.pseudonym("person-1"), a.pseudonym("person-2"));
         assert_ne!(a.pseudonym("person-1"), b.pseudonym("person-1"));
         assert_eq!(a.pseudonym("person-1").len(), 43);
+    }
+
+    #[test]
+    fn subjects_differ_in_every_entry_and_only_the_key_recognises_them() {
+        let a = Pseudonymiser::new([1u8; 32]);
+        let p = a.pseudonym("person-1");
+        let (s1, s2) = (a.subject_of(&p), a.subject_of(&p));
+        assert_eq!(s1.pseudonym, p);
+        assert_ne!(s1.published, s2.published);
+        assert_eq!(s1.published.len(), 22 + 1 + 43);
+        assert!(!s1.published.contains(&p));
+        assert!(a.is_subject(&p, &s1.published) && a.is_subject(&p, &s2.published));
+        let q = a.pseudonym("person-2");
+        assert!(!a.is_subject(&q, &s1.published));
+        // With the person's key alone, and under another platform secret it fails.
+        assert!(subject_matches(&a.subject_key(&p), &s1.published));
+        let b = Pseudonymiser::new([2u8; 32]);
+        assert!(!b.is_subject(&p, &s1.published));
+        // Legacy entries carry the pseudonym itself.
+        assert!(a.is_subject(&p, &p));
+        for bad in ["", ".", "abc", "AAAA.AAAA", &format!("{}x", s1.published)] {
+            assert!(!a.is_subject(&q, bad) && !subject_matches(&a.subject_key(&p), bad));
+        }
+        // Vectors computed with Python's hmac module (docs/JOURNAL.md): secret =
+        // 32 × 0x01, person key "person-1", nonce = 16 × 0x02.
+        assert_eq!(p, "RB5ClMNcPbl4v45KRVWHkDFMi5lAyBHsyW3pR1V4d7k");
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(a.subject_key(&p)),
+            "Ir-pQw6hLKKEHOu9rhnp-5r3BCJfJM42lOJ797tSH-Q"
+        );
+        assert_eq!(
+            blinded_subject(&[1u8; 32], &[2u8; 16]),
+            "AgICAgICAgICAgICAgICAg.aNpbgN5PpE9RzM4eJFMU7QEN-fd889DFnm8Cj17N-F8"
+        );
     }
 }

@@ -26,7 +26,7 @@ use socle_store::{
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::entry::{Entry, EntryError, Pseudonymiser};
+use crate::entry::{Entry, EntryError, Pseudonymiser, Subject};
 use crate::merkle::{self, Frontier, Hash, NodeId, NodeMap, ProofError};
 use crate::note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 
@@ -335,9 +335,31 @@ impl Journal {
         &self.inner.verifier
     }
 
-    /// The pseudonym of a person in journal entries.
+    /// The stable pseudonym of a person: the key of the index of their entries,
+    /// never published in a leaf.
     pub fn pseudonym(&self, person_key: &str) -> String {
         self.inner.pseudonymiser.pseudonym(person_key)
+    }
+
+    /// A new subject for one entry about the person whose stable key is `person_key`.
+    pub fn subject(&self, person_key: &str) -> Subject {
+        self.subject_of(&self.pseudonym(person_key))
+    }
+
+    /// A new subject for one entry about the person whose pseudonym is `pseudonym`.
+    pub fn subject_of(&self, pseudonym: &str) -> Subject {
+        self.inner.pseudonymiser.subject_of(pseudonym)
+    }
+
+    /// The subject key of the person whose pseudonym is `pseudonym`, which lets them
+    /// recognise their entries in the public log (`docs/JOURNAL.md`).
+    pub fn subject_key(&self, pseudonym: &str) -> [u8; 32] {
+        self.inner.pseudonymiser.subject_key(pseudonym)
+    }
+
+    /// Whether a leaf's `subject` designates the person whose pseudonym is `pseudonym`.
+    pub fn is_subject(&self, pseudonym: &str, subject: &str) -> bool {
+        self.inner.pseudonymiser.is_subject(pseudonym, subject)
     }
 
     /// Appends entries; returns once they are durable (they will be in every later
@@ -639,7 +661,7 @@ pub async fn enqueue(store: &Store, entries: Vec<Entry>) -> Result<(), JournalEr
     Ok(())
 }
 
-/// An encoded entry as the journal stores it, and its subject (a person's pseudonym).
+/// An encoded entry as the journal stores it, and the pseudonym it is indexed under.
 pub type Leaf = (Vec<u8>, Option<String>);
 
 /// Entries as the leaves (and subjects) the journal stores, for a caller that writes
@@ -649,7 +671,7 @@ pub type Leaf = (Vec<u8>, Option<String>);
 pub fn encode(entries: Vec<Entry>) -> Result<Vec<Leaf>, JournalError> {
     entries
         .into_iter()
-        .map(|e| Ok((e.encode()?, e.subject)))
+        .map(|e| Ok((e.encode()?, e.indexed_as)))
         .collect()
 }
 

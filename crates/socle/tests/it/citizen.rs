@@ -46,6 +46,42 @@ async fn journal_entries(app: &crate::support::TestApp) -> Vec<Value> {
     v["entries"].as_array().unwrap().clone()
 }
 
+/// The indices of the entries of `kind` whose `subject` one of `keys` recognises
+/// (docs/JOURNAL.md: `nonce "." HMAC-SHA256(key, nonce)`, base64url), computed by
+/// python3's standard library.
+fn recognised_by_python(keys: &Value, entries: &Value, kind: &str) -> Vec<u64> {
+    const SCRIPT: &str = r#"
+import base64, hashlib, hmac, json, sys
+keys, entries, kind = json.loads(sys.argv[1]), json.load(sys.stdin), sys.argv[2]
+d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+found = []
+for e in entries:
+    s = e.get("subject", "")
+    if e["kind"] != kind or "." not in s:
+        continue
+    nonce, tag = s.split(".", 1)
+    if any(hmac.compare_digest(hmac.new(d(k), d(nonce), hashlib.sha256).digest(), d(tag)) for k in keys):
+        found.append(e["index"])
+print(json.dumps(sorted(found)))
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, &keys.to_string(), kind])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(entries.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 async fn citizen_space(backend: Backend) {
     let env = Env::new(backend, true).await;
     let app = &env.app;
@@ -456,6 +492,26 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(export["withheld_exchanges"]["count"], 1);
     assert!(!export["connections"].as_array().unwrap().is_empty());
     assert_eq!(export["consents"][0]["status"], "revoked");
+    // With the export's subject keys, the person finds their exchanges in the public
+    // log and nothing else: checked by Python's own HMAC, not this code base's.
+    let mut exported: Vec<u64> = export["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    exported.sort();
+    let public = Value::Array(journal_entries(app).await);
+    let found = recognised_by_python(&export["subject_keys"], &public, "exchange");
+    assert_eq!(
+        found, exported,
+        "the keys find exactly the exported exchanges"
+    );
+    assert!(!found.contains(&hidden["index"].as_u64().unwrap()));
+    assert!(
+        recognised_by_python(&export["subject_keys"], &public, "login").len()
+            >= export["connections"].as_array().unwrap().len()
+    );
 
     // A return address that cannot be a Location header (a line break) is replaced by
     // the space's home, after a login that works.

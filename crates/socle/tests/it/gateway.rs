@@ -995,13 +995,22 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     assert_eq!(assertion["person"]["given_name"], "Marie Claire");
     assert_eq!(assertion["person"]["birthdate"], "1980-06-14");
     assert_eq!(assertion["client_id"], client.id.as_str());
-    // The exchange is under the person's pseudonym, the same as their login's.
+    // The exchange is the person's, as their login is, recognised by their subject
+    // key; the public log shows neither their pseudonym nor a subject shared by both.
+    let marie = crate::support::demo_identity("marie");
+    let journal = app.journal.as_ref().unwrap();
+    let pseudonym = journal.pseudonym(&marie.identity_hash());
     let e = exchange_entry(app, &answer_headers).await;
-    let pseudonym = e["subject"].as_str().unwrap().to_string();
-    find_entry(app, "login under the same pseudonym", |x| {
-        x["kind"] == "login" && x["subject"] == pseudonym.as_str()
+    let subject = e["subject"].as_str().unwrap().to_string();
+    assert!(journal.is_subject(&pseudonym, &subject) && subject != pseudonym);
+    let login = find_entry(app, "the person's login", |x| {
+        x["kind"] == "login"
+            && x["subject"]
+                .as_str()
+                .is_some_and(|s| journal.is_subject(&pseudonym, s))
     })
     .await;
+    assert_ne!(login["subject"], e["subject"]);
     assert!(
         !e.to_string().contains("Marie"),
         "no identity in the journal"
@@ -1033,12 +1042,7 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
     let snapshot = gateway.snapshot();
     let grant = snapshot.grant(&consent_hab).unwrap();
     let route = snapshot.route_by_id("limitee").unwrap();
-    let person = socle_identity::demo::people()
-        .into_iter()
-        .find(|p| p.login == "marie")
-        .unwrap();
-    let identity =
-        socle_identity::pivot::Identity::from_claims(person.claims.as_object().unwrap()).unwrap();
+    let identity = crate::support::demo_identity("marie");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let (consent, receipt) = consents
         .grant(&identity.identity_hash(), &grant, &route, now + 3600)

@@ -31,7 +31,7 @@ async fn append_n(app: &TestApp, n: usize) -> u64 {
         .map(|i| {
             Entry::new(EntryKind::Exchange, "client:test-fs", "ok")
                 .organisation("13002526500013")
-                .subject(journal.pseudonym(&format!("person-{}", i % 3)))
+                .subject(journal.subject(&format!("person-{}", i % 3)))
                 .detail("api", "dgfip/impot-particulier")
                 .detail("n", i.to_string())
         })
@@ -188,7 +188,7 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
     let size = append_n(&app, 2).await;
     journal
         .append(vec![
-            Entry::new(EntryKind::Consent, "citizen", "ok").subject(pseudonym.clone()),
+            Entry::new(EntryKind::Consent, "citizen", "ok").subject(journal.subject(person)),
         ])
         .await
         .unwrap();
@@ -197,7 +197,11 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
         .await
         .unwrap();
     let page = app.get("/journal/entries").await.text().await.unwrap();
-    assert!(!page.contains("Marie") && page.contains(&pseudonym));
+    assert!(!page.contains("Marie"));
+    assert!(
+        !page.contains(&pseudonym),
+        "the stable pseudonym is never published: {page}"
+    );
     let mine: Vec<u64> = journal
         .subject_entries(&pseudonym, 10)
         .await
@@ -214,7 +218,7 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
     append_n(&app, 1).await;
     journal
         .append(vec![
-            Entry::new(EntryKind::Consent, "citizen", "revoked").subject(pseudonym.clone()),
+            Entry::new(EntryKind::Consent, "citizen", "revoked").subject(journal.subject(person)),
         ])
         .await
         .unwrap();
@@ -227,10 +231,38 @@ async fn entries_carry_pseudonyms_not_people(backend: Backend) {
         entries.iter().map(|e| e.index).collect::<Vec<_>>(),
         vec![size + 2, size]
     );
-    for e in &entries {
-        let decoded = Entry::decode(&e.leaf).unwrap();
-        assert_eq!(decoded.subject.as_deref(), Some(pseudonym.as_str()));
+    // In the public log each entry has its own subject: nothing links the two, but
+    // the person's subject key recognises both, and no other key does.
+    let subjects: Vec<String> = entries
+        .iter()
+        .map(|e| Entry::decode(&e.leaf).unwrap().subject.unwrap())
+        .collect();
+    assert_ne!(subjects[0], subjects[1]);
+    let key = journal.subject_key(&pseudonym);
+    let other = journal.subject_key(&journal.pseudonym("someone else"));
+    for s in &subjects {
+        assert_ne!(s, &pseudonym);
+        assert!(socle_journal::subject_matches(&key, s));
+        assert!(!socle_journal::subject_matches(&other, s));
+        assert!(journal.is_subject(&pseudonym, s));
     }
+    let page: Value = app.get("/journal/entries").await.json().await.unwrap();
+    let recognised: Vec<u64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["subject"]
+                .as_str()
+                .is_some_and(|s| socle_journal::subject_matches(&key, s))
+        })
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        recognised,
+        vec![size, size + 2],
+        "the key finds exactly the person's entries in the public log"
+    );
     let newest = journal.subject_entries(&pseudonym, 1).await.unwrap();
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].index, size + 2);

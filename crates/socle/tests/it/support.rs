@@ -403,3 +403,12 @@ impl Relay {
         }
     }
 }
+
+/// The verified pivot identity of the demo FI's person `login`.
+pub fn demo_identity(login: &str) -> socle_identity::pivot::Identity {
+    let person = socle_identity::demo::people()
+        .into_iter()
+        .find(|p| p.login == login)
+        .unwrap();
+    socle_identity::pivot::Identity::from_claims(person.claims.as_object().unwrap()).unwrap()
+}
