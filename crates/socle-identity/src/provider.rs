@@ -1459,12 +1459,30 @@ impl Provider {
             .keys
             .sign(&client.id_token_signed_response_alg, &p, Some("JWT"))?;
         let id_token = match &client.id_token_encrypted_response_alg {
-            Some(alg) => encrypt_to(
-                &client,
-                alg,
-                client.id_token_encrypted_response_enc.as_deref(),
-                &signed,
-            )?,
+            Some(alg) => {
+                let sealed = encrypt_to(
+                    &client,
+                    alg,
+                    client.id_token_encrypted_response_enc.as_deref(),
+                    &signed,
+                )?;
+                // The platform cannot read it back: remember which session it names,
+                // for the service's logout. Without it that logout shows a page; the
+                // login itself must not fail for it (its code is already spent).
+                if let Err(e) = self
+                    .store
+                    .put_logout_hint(
+                        &crate::sha256_hex(sealed.as_bytes()),
+                        &client.client_id,
+                        &doc.sid,
+                        now + self.config.session_ttl,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "encrypted ID token not remembered for logout");
+                }
+                sealed
+            }
             None => signed,
         };
         metrics::counter!("socle_tokens_issued_total").increment(1);
@@ -1573,35 +1591,7 @@ impl Provider {
                 "La demande de déconnexion ne contient pas id_token_hint.",
             ));
         };
-        let Ok(payload) = self.keys.verify(hint) else {
-            return Err(page(
-                "Le jeton transmis pour la déconnexion n’a pas été émis par la plateforme.",
-            ));
-        };
-        if payload.issuer() != Some(self.issuer().as_str()) {
-            return Err(page(
-                "Le jeton transmis pour la déconnexion n’a pas été émis par la plateforme.",
-            ));
-        }
-        let Some(client_id) = payload
-            .audience()
-            .and_then(|a| a.first().map(|s| s.to_string()))
-        else {
-            return Err(page(
-                "Le jeton transmis pour la déconnexion ne désigne aucun service.",
-            ));
-        };
-        // Only an ID token names a session; a userinfo JWT, signed by the same keys for
-        // the same audience, does not.
-        let Some(hint_sid) = payload
-            .claim("sid")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return Err(page(
-                "Le jeton transmis pour la déconnexion n’est pas un jeton d’identité (id_token).",
-            ));
-        };
+        let (client_id, hint_sid) = self.hint_session(hint).await?;
         let client = self
             .clients
             .active(&client_id)
@@ -1667,6 +1657,51 @@ impl Provider {
             }
         }
         Ok((back, true))
+    }
+
+    /// The service and session an `id_token_hint` names: a signed ID token of the
+    /// platform (expired or not), or an encrypted one the platform issued (it cannot
+    /// decrypt it, so it knows it by its hash).
+    async fn hint_session(&self, hint: &str) -> Result<(String, String)> {
+        let page = |m: &str| IdentityError::Page(m.to_string());
+        let foreign = "Le jeton transmis pour la déconnexion n’a pas été émis par la plateforme.";
+        if hint.split('.').count() == 5 {
+            return self
+                .store
+                .logout_hint(&crate::sha256_hex(hint.as_bytes()), crate::now())
+                .await?
+                .ok_or_else(|| {
+                    page(
+                        "Le jeton chiffré transmis pour la déconnexion n’est pas connu de la plateforme (ou la session qu’il désigne a expiré).",
+                    )
+                });
+        }
+        let Ok(payload) = self.keys.verify(hint) else {
+            return Err(page(foreign));
+        };
+        if payload.issuer() != Some(self.issuer().as_str()) {
+            return Err(page(foreign));
+        }
+        let Some(client_id) = payload
+            .audience()
+            .and_then(|a| a.first().map(|s| s.to_string()))
+        else {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion ne désigne aucun service.",
+            ));
+        };
+        // Only an ID token names a session; a userinfo JWT, signed by the same keys for
+        // the same audience, does not.
+        let Some(sid) = payload
+            .claim("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Err(page(
+                "Le jeton transmis pour la déconnexion n’est pas un jeton d’identité (id_token).",
+            ));
+        };
+        Ok((client_id, sid))
     }
 
     /// The identity provider logged the person out: back to the service.

@@ -45,3 +45,13 @@ CREATE TABLE IF NOT EXISTS oidc_assertions (
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (client_id, jti)
 );
+
+-- Encrypted ID tokens issued (which the platform cannot read back), by hash, with the
+-- client and session they name: recognised as `id_token_hint` at logout.
+CREATE TABLE IF NOT EXISTS oidc_logout_hints (
+    hint_hash  TEXT   PRIMARY KEY,
+    client_id  TEXT   NOT NULL,
+    sid        TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oidc_logout_hints_expiry ON oidc_logout_hints (expires_at);

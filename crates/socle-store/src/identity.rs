@@ -194,6 +194,22 @@ pub trait IdentityStore {
     /// Revokes a grant (its code and token).
     fn revoke_code(&self, code_hash: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// Remembers an encrypted ID token (by `hint_hash`) as naming `sid` for `client_id`,
+    /// until `expires_at`.
+    fn put_logout_hint(
+        &self,
+        hint_hash: &str,
+        client_id: &str,
+        sid: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `(client_id, sid)` of a remembered encrypted ID token, if live at `now`.
+    fn logout_hint(
+        &self,
+        hint_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<(String, String)>>> + Send;
+
     /// Records a client assertion id; false if it was already used.
     fn use_assertion(
         &self,
@@ -762,6 +778,47 @@ impl IdentityStore for Store {
         .await
         .map(|_| ())
     }
+    async fn put_logout_hint(
+        &self,
+        hint_hash: &str,
+        client_id: &str,
+        sid: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.ephemeral_write(
+            "INSERT INTO oidc_logout_hints (hint_hash, client_id, sid, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (hint_hash) DO NOTHING",
+            vec![
+                P::text(hint_hash),
+                P::text(client_id),
+                P::text(sid),
+                P::Int(expires_at),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+    async fn logout_hint(&self, hint_hash: &str, now: i64) -> Result<Option<(String, String)>> {
+        const SQL: &str = "SELECT client_id, sid FROM oidc_logout_hints \
+             WHERE hint_hash = $1 AND expires_at > $2";
+        match &self.ephemeral_pg {
+            None => {
+                let hint_hash = hint_hash.to_string();
+                self.ephemeral_run(move |c| {
+                    lite(c, SQL)?
+                        .query_row((hint_hash, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .await
+            }
+            Some(pool) => sqlx::query_as(SQL)
+                .bind(hint_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(err),
+        }
+    }
     async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
         let n = self
             .ephemeral_write(
@@ -782,6 +839,7 @@ impl IdentityStore for Store {
             "DELETE FROM oidc_grants WHERE expires_at <= $1 - 3600 \
              AND (token_expires_at IS NULL OR token_expires_at <= $1)",
             "DELETE FROM oidc_assertions WHERE expires_at <= $1",
+            "DELETE FROM oidc_logout_hints WHERE expires_at <= $1",
         ] {
             total += self.ephemeral_write(sql, vec![P::Int(now)]).await?;
         }

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_journal_log_syncs"),
     migration!(8, "0008_one_active_consent"),
     migration!(9, "0009_interactions_by_session"),
+    migration!(10, "0010_logout_hints"),
 ];
 
 /// The schema version this binary writes and expects.

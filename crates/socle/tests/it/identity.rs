@@ -1095,6 +1095,97 @@ async fn levels_consent_and_logout(backend: Backend) {
     );
 }
 
+/// A login of `jean` in `b`, and the ID token the service gets for it.
+async fn encrypted_login(app: &TestApp, client: &TestClient, b: &mut Browser) -> String {
+    let (url, mut login) = authorize_url(client, &[]);
+    let r = login_via(b, &url, "demo", "jean").await;
+    login.code = query(r.location.as_deref().unwrap())["code"].clone();
+    let t: Value = token(app, client, &login).await.json().await.unwrap();
+    t["id_token"].as_str().unwrap().to_string()
+}
+
+/// A service whose ID tokens are encrypted sends one as it received it (a JWE the
+/// platform cannot decrypt) as `id_token_hint`: the platform knows it by its hash, ends
+/// that browser's session and chains the provider's logout; an altered or unknown JWE
+/// is a page, another browser's leaves this session alone.
+async fn an_encrypted_id_token_is_a_logout_hint(backend: Backend) {
+    let app = identity_app(backend).await;
+    let mut enc = Jwk::generate_ec_key(josekit::jwk::alg::ec::EcCurve::P256).unwrap();
+    enc.set_key_id("enc-1");
+    enc.set_key_use("enc");
+    let mut public = enc.to_public_key().unwrap();
+    public.set_key_id("enc-1");
+    public.set_key_use("enc");
+    let client = register(
+        &app,
+        json!({"name": "Chiffré", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+               "post_logout_redirect_uris": [LOGOUT],
+               "jwks": {"keys": [Value::Object(public.as_ref().clone())]},
+               "id_token_encrypted_response_alg": "ECDH-ES"}),
+    )
+    .await;
+    let end = |hint: &str, state: &str| {
+        let u = url::Url::parse_with_params(
+            "http://x/api/v2/session/end",
+            [
+                ("id_token_hint", hint),
+                ("state", state),
+                ("post_logout_redirect_uri", LOGOUT),
+            ],
+        )
+        .unwrap();
+        format!("/api/v2/session/end?{}", u.query().unwrap())
+    };
+    let mut b = Browser::new(&app);
+    let mine = encrypted_login(&app, &client, &mut b).await;
+    assert_eq!(mine.split('.').count(), 5, "a JWE");
+    let (inner, _) = josekit::jwe::deserialize_compact(
+        &mine,
+        &josekit::jwe::ECDH_ES.decrypter_from_jwk(&enc).unwrap(),
+    )
+    .unwrap();
+    let sid = verify(std::str::from_utf8(&inner).unwrap(), &jwks(&app).await)["sid"].clone();
+    assert!(sid.is_string());
+    let mut other = Browser::new(&app);
+    let theirs = encrypted_login(&app, &client, &mut other).await;
+
+    // Altered (one character of the tag) or never issued: a page, nothing ends.
+    let mut altered = mine.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    for hint in [altered, format!("{}.x", &mine[..mine.rfind('.').unwrap()])] {
+        let r = b.get(&end(&hint, "s")).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("pas connu de la plateforme"), "{}", r.body);
+        assert!(r.location.is_none() && !r.headers.contains_key("set-cookie"));
+    }
+    // Another browser's encrypted ID token: back to the service, this session stays.
+    let r = b.get(&end(&theirs, "not-mine")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{LOGOUT}?state=not-mine").as_str())
+    );
+    assert!(!r.headers.contains_key("set-cookie"));
+    // The browser's own: its session ends, chained to the provider, back with state.
+    let r = b.get(&end(&mine, "bye")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let fi_logout = r.location.unwrap();
+    assert!(fi_logout.contains("/demo/fi/session/end"), "{fi_logout}");
+    let r = b.get(&fi_logout).await;
+    let r = b.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("{LOGOUT}?state=bye").as_str())
+    );
+}
+
 // ----- a misbehaving upstream provider ------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -2008,4 +2099,5 @@ on_both_stores!(
     a_login_renews_the_session_cookie,
     prompt_consent_asks_even_for_an_exempt_service,
     on_https_the_session_cookie_is_host_only,
+    an_encrypted_id_token_is_a_logout_hint,
 );
