@@ -229,6 +229,7 @@ impl Space {
     /// within a second).
     async fn entries_of(&self, subject: &str, kinds: &[EntryKind]) -> Result<Vec<(u64, Entry)>> {
         let mut out = Vec::new();
+        let theirs = self.journal.matcher(subject);
         for e in self
             .journal
             .subject_entries(subject, MAX_ENTRIES)
@@ -237,10 +238,7 @@ impl Space {
         {
             let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
             // The index is by pseudonym; the entry's blinded subject must say so too.
-            if entry
-                .subject
-                .as_deref()
-                .is_some_and(|s| self.journal.is_subject(subject, s))
+            if entry.subject.as_deref().is_some_and(|s| theirs.matches(s))
                 && kinds.contains(&entry.kind)
             {
                 out.push((e.index, entry));

@@ -191,7 +191,8 @@ impl Consents {
     pub fn receipt(&self, c: &Consent, event: &str, subject: &str) -> Result<String> {
         let claims = vec![
             ("iss", json!(self.issuer)),
-            ("sub", json!(subject)),
+            // Not the journal pseudonym: a receipt is made to be shown.
+            ("sub", json!(self.journal.receipt_subject(subject, &c.id))),
             ("iat", json!(now())),
             ("jti", json!(socle_identity::random_token(16))),
             ("event", json!(event)),
@@ -214,18 +215,22 @@ impl Consents {
 
     /// The journal entry of a grant or withdrawal.
     fn entry(&self, c: &Consent, event: &str, subject: &str, replaces: Option<String>) -> Entry {
+        // The consent's id (and the one it replaces) would chain the person's grants,
+        // withdrawals and exchanges together in the public log: published keyed to
+        // this entry's subject (docs/JOURNAL.md).
+        let person = self.journal.subject_of(subject);
         let mut e = Entry::new(EntryKind::Consent, "person", event)
             .organisation(c.terms.service.clone())
             .organisation(c.terms.provider.clone())
-            .subject(self.journal.subject_of(subject))
-            .detail("consent_id", c.id.clone())
+            .detail("consent_ref", person.keyed(&c.id))
             .detail("habilitation", c.terms.habilitation.clone())
             .detail("api", c.terms.api.clone())
             .detail("data_items", c.terms.data_items.join(","))
             .detail("expires_at", c.expires_at.to_string());
         if let Some(previous) = replaces {
-            e = e.detail("replaces", previous);
+            e = e.detail("replaces_ref", person.keyed(&previous));
         }
+        e = e.subject(person);
         e.legal_basis = Some("consentement".into());
         e.purpose = Some(c.terms.purpose.clone());
         e

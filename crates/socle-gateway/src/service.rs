@@ -1123,23 +1123,32 @@ impl Gateway {
             e.purpose = Some(format!("{} / {}", p.context, p.object));
             e = e.detail("recipient", p.recipient.clone());
         }
+        let person = match caller {
+            Some(Caller::Person { identity_hash, .. }) => {
+                let key = match grant {
+                    Some(g) if g.visible_after.is_some() => {
+                        policy::deferred_person_key(&g.id, identity_hash)
+                    }
+                    _ => identity_hash.clone(),
+                };
+                Some(self.inner.journal.subject(&key))
+            }
+            _ => None,
+        };
         if let Some(g) = grant {
-            e.legal_basis = Some(match consent {
-                Some(c) => format!("consentement ({c})"),
-                None => g.legal_reference(),
+            e.legal_basis = Some(match (consent, &person) {
+                // The consent's id keyed to this entry's subject: in clear it would
+                // chain the person's exchanges together (docs/JOURNAL.md).
+                (Some(c), Some(p)) => format!("consentement ({})", p.keyed(c)),
+                (Some(_), None) => "consentement".to_string(),
+                (None, _) => g.legal_reference(),
             });
             e = e
                 .detail("habilitation", g.id.clone())
                 .detail("service", g.requester.clone());
         }
-        if let Some(Caller::Person { identity_hash, .. }) = caller {
-            let key = match grant {
-                Some(g) if g.visible_after.is_some() => {
-                    policy::deferred_person_key(&g.id, identity_hash)
-                }
-                _ => identity_hash.clone(),
-            };
-            e = e.subject(self.inner.journal.subject(&key));
+        if let Some(p) = person {
+            e = e.subject(p);
         }
         e = e
             .detail("provider", route.api.organisation.clone())

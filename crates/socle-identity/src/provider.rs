@@ -1467,15 +1467,16 @@ impl Provider {
                     &signed,
                 )?;
                 // The platform cannot read it back: remember which session it names,
-                // for the service's logout. Without it that logout shows a page; the
-                // login itself must not fail for it (its code is already spent).
+                // for the service's logout — a day beyond the longest the session can
+                // live, as a signed hint works expired. Without it that logout shows
+                // a page; the login itself must not fail for it (its code is spent).
                 if let Err(e) = self
                     .store
                     .put_logout_hint(
                         &crate::sha256_hex(sealed.as_bytes()),
                         &client.client_id,
                         &doc.sid,
-                        now + self.config.session_ttl,
+                        now + self.config.session_ttl + 86_400,
                     )
                     .await
                 {

@@ -88,9 +88,9 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// The person's stable pseudonym, under which the store indexes the entry beside
-    /// the log; never part of the leaf.
+    /// the log; never part of the leaf. Set with `subject` by [`Entry::subject`] only.
     #[serde(skip)]
-    pub indexed_as: Option<String>,
+    pub(crate) indexed_as: Option<String>,
     /// RFC 3339 UTC time with milliseconds, e.g. `2026-11-29T14:03:07.123Z`.
     pub time: String,
     /// Encoding version, [`ENTRY_VERSION`].
@@ -147,6 +147,11 @@ impl Entry {
         self.subject = Some(subject.published);
         self.indexed_as = Some(subject.pseudonym);
         self
+    }
+
+    /// The pseudonym the store indexes the entry under (set by [`Entry::subject`]).
+    pub fn indexed_as(&self) -> Option<&str> {
+        self.indexed_as.as_deref()
     }
 
     /// Checks the rules the encoding relies on.
@@ -222,13 +227,32 @@ pub fn now_millis() -> String {
 }
 
 /// A person as one journal entry records them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Subject {
     /// The stable pseudonym: the store's index key, never published.
     pub pseudonym: String,
     /// What the leaf holds: `base64url(nonce) "." base64url(HMAC-SHA256(subject key,
     /// nonce))`, a fresh 16-byte nonce each time.
     pub published: String,
+    key: [u8; 32],
+    nonce: [u8; 16],
+}
+
+impl std::fmt::Debug for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subject(..)")
+    }
+}
+
+impl Subject {
+    /// A reference about the person (a consent id…) as this entry may publish it:
+    /// base64url(HMAC-SHA256(subject key, nonce ‖ `"\n"` ‖ value)). Different in every
+    /// entry; the person, with their key, the nonce of the entry's subject and the
+    /// value, checks it.
+    pub fn keyed(&self, value: &str) -> String {
+        URL_SAFE_NO_PAD
+            .encode(hmac(&self.key, &[&self.nonce, b"\n", value.as_bytes()]).unwrap_or_default())
+    }
 }
 
 /// Label of the subject key's derivation (`docs/JOURNAL.md`).
@@ -305,13 +329,25 @@ impl Pseudonymiser {
         hmac(&self.secret, &[SUBJECT_KEY_LABEL, pseudonym.as_bytes()]).unwrap_or_default()
     }
 
+    /// The `sub` of a consent receipt (a document made to be shown): the person for
+    /// that consent only, base64url(HMAC-SHA256(subject key, `"receipt\n"` ‖ consent
+    /// id)), never the pseudonym.
+    pub fn receipt_subject(&self, pseudonym: &str, consent_id: &str) -> String {
+        let key = self.subject_key(pseudonym);
+        URL_SAFE_NO_PAD
+            .encode(hmac(&key, &[b"receipt\n", consent_id.as_bytes()]).unwrap_or_default())
+    }
+
     /// A new subject for one entry about the person whose pseudonym is `pseudonym`.
     pub fn subject_of(&self, pseudonym: &str) -> Subject {
         let mut nonce = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let key = self.subject_key(pseudonym);
         Subject {
-            published: blinded_subject(&self.subject_key(pseudonym), &nonce),
+            published: blinded_subject(&key, &nonce),
             pseudonym: pseudonym.to_string(),
+            key,
+            nonce,
         }
     }
 
@@ -319,7 +355,32 @@ impl Pseudonymiser {
     /// `pseudonym`: their blinded subject, or the pseudonym itself (entries written
     /// before subjects were blinded).
     pub fn is_subject(&self, pseudonym: &str, subject: &str) -> bool {
-        subject == pseudonym || subject_matches(&self.subject_key(pseudonym), subject)
+        SubjectMatcher::new(self, pseudonym).matches(subject)
+    }
+}
+
+/// Recognises one person's entries, the subject key computed once.
+pub struct SubjectMatcher {
+    pseudonym: String,
+    key: [u8; 32],
+}
+
+impl SubjectMatcher {
+    pub fn new(p: &Pseudonymiser, pseudonym: &str) -> Self {
+        Self {
+            pseudonym: pseudonym.to_string(),
+            key: p.subject_key(pseudonym),
+        }
+    }
+
+    /// The person's blinded subject, or (entries written before subjects were
+    /// blinded) their pseudonym itself.
+    pub fn matches(&self, subject: &str) -> bool {
+        if subject.contains('.') {
+            subject_matches(&self.key, subject)
+        } else {
+            subject == self.pseudonym
+        }
     }
 }
 
@@ -382,6 +443,31 @@ mod tests {
         assert!(subject_matches(&a.subject_key(&p), &s1.published));
         let b = Pseudonymiser::new([2u8; 32]);
         assert!(!b.is_subject(&p, &s1.published));
+        // References keyed to an entry's subject differ between entries, as do receipts'
+        // subjects between consents; none is the pseudonym.
+        assert_ne!(s1.keyed("cons-1"), s2.keyed("cons-1"));
+        assert_ne!(s1.keyed("cons-1"), s1.keyed("cons-2"));
+        assert_eq!(s1.keyed("cons-1"), s1.keyed("cons-1"));
+        assert_ne!(
+            a.receipt_subject(&p, "cons-1"),
+            a.receipt_subject(&p, "cons-2")
+        );
+        assert_ne!(a.receipt_subject(&p, "cons-1"), p);
+        assert!(
+            !format!("{s1:?}").contains(&s1.published),
+            "no key material in logs"
+        );
+        // A subject set by hand would not be indexed: refused.
+        let by_hand = Entry {
+            subject: Some(s1.published.clone()),
+            ..Entry::new(EntryKind::Consent, "person", "granted")
+        };
+        assert!(crate::service::encode(vec![by_hand]).is_err());
+        let leaves = crate::service::encode(vec![
+            Entry::new(EntryKind::Consent, "person", "granted").subject(s1.clone()),
+        ])
+        .unwrap();
+        assert_eq!(leaves[0].1.as_deref(), Some(p.as_str()));
         // Legacy entries carry the pseudonym itself.
         assert!(a.is_subject(&p, &p));
         for bad in ["", ".", "abc", "AAAA.AAAA", &format!("{}x", s1.published)] {

@@ -18,7 +18,9 @@ pub mod verify;
 #[cfg(test)]
 mod vectors;
 
-pub use entry::{Entry, EntryError, EntryKind, Pseudonymiser, Subject, subject_matches};
+pub use entry::{
+    Entry, EntryError, EntryKind, Pseudonymiser, Subject, SubjectMatcher, subject_matches,
+};
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};

@@ -26,7 +26,7 @@ use socle_store::{
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::entry::{Entry, EntryError, Pseudonymiser, Subject};
+use crate::entry::{Entry, EntryError, Pseudonymiser, Subject, SubjectMatcher};
 use crate::merkle::{self, Frontier, Hash, NodeId, NodeMap, ProofError};
 use crate::note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 
@@ -362,6 +362,18 @@ impl Journal {
         self.inner.pseudonymiser.is_subject(pseudonym, subject)
     }
 
+    /// The `sub` of a consent receipt of the person whose pseudonym is `pseudonym`.
+    pub fn receipt_subject(&self, pseudonym: &str, consent_id: &str) -> String {
+        self.inner
+            .pseudonymiser
+            .receipt_subject(pseudonym, consent_id)
+    }
+
+    /// Recognises the entries of the person whose pseudonym is `pseudonym`.
+    pub fn matcher(&self, pseudonym: &str) -> SubjectMatcher {
+        SubjectMatcher::new(&self.inner.pseudonymiser, pseudonym)
+    }
+
     /// Appends entries; returns once they are durable (they will be in every later
     /// checkpoint). Fails without writing anything if an entry is invalid.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<(), JournalError> {
@@ -671,7 +683,14 @@ pub type Leaf = (Vec<u8>, Option<String>);
 pub fn encode(entries: Vec<Entry>) -> Result<Vec<Leaf>, JournalError> {
     entries
         .into_iter()
-        .map(|e| Ok((e.encode()?, e.indexed_as)))
+        .map(|e| {
+            if e.subject.is_some() && e.indexed_as.is_none() {
+                // A subject set by hand would never be indexed: the person would not
+                // find the entry.
+                return Err(EntryError::Invalid("a subject is set with Entry::subject").into());
+            }
+            Ok((e.encode()?, e.indexed_as))
+        })
         .collect()
 }
 

@@ -218,7 +218,8 @@ pub trait IdentityStore {
         expires_at: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Deletes expired sessions, interactions, codes, tokens and assertion ids.
+    /// Deletes expired sessions, interactions, codes, tokens, assertion ids and logout
+    /// hints.
     fn purge_identity(&self, now: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 

@@ -186,8 +186,13 @@ async fn citizen_space(backend: Backend) {
         .into_iter()
         .find(|e| e["kind"] == "exchange" && e["details"]["api"] == "differee")
         .expect("the deferred exchange is journaled");
-    assert_ne!(hidden["subject"].as_str(), entry.subject.as_deref());
-    assert!(hidden["subject"].is_string());
+    let journal = app.journal.as_ref().unwrap();
+    let usual = journal.pseudonym(&crate::support::demo_identity("marie").identity_hash());
+    assert!(journal.is_subject(&usual, entry.subject.as_deref().unwrap()));
+    assert!(
+        !journal.is_subject(&usual, hidden["subject"].as_str().unwrap()),
+        "the usual key does not find the withheld exchange"
+    );
     let r = b
         .get(&format!("/mon-espace/donnees/{}/preuve", hidden["index"]))
         .await;
@@ -400,7 +405,7 @@ async fn citizen_space(backend: Backend) {
         replaced = journal_entries(app)
             .await
             .iter()
-            .filter(|e| e["kind"] == "consent" && e["details"]["replaces"].is_string())
+            .filter(|e| e["kind"] == "consent" && e["details"]["replaces_ref"].is_string())
             .count();
         if replaced >= 2 {
             break;
@@ -424,6 +429,18 @@ async fn citizen_space(backend: Backend) {
     assert_eq!(claims["event"], "granted");
     assert_eq!(claims["legal_basis"], "consent");
     assert_eq!(claims["controller"], REQUESTER);
+    // Neither the receipt nor the public log link the person's consents and exchanges:
+    // no pseudonym in the receipt, no consent id in clear in the log.
+    let journal = app.journal.as_ref().unwrap();
+    let usual = journal.pseudonym(&crate::support::demo_identity("marie").identity_hash());
+    assert!(
+        claims["sub"]
+            .as_str()
+            .is_some_and(|s| s.len() == 43 && s != usual)
+    );
+    let public = serde_json::to_string(&journal_entries(app).await).unwrap();
+    assert!(!public.contains(&consent_id) && !public.contains(&usual));
+    assert!(public.contains("consent_ref"));
     // The public-interest habilitation is listed, with its text, and not revocable.
     let list = b.get("/mon-espace/autorisations").await;
     assert!(
