@@ -8,6 +8,7 @@
 //! documents, `socle-web` serves the catalogue pages and JSON API. Habilitations (who
 //! may call which scope, and why) come next and build on these records.
 
+pub mod address;
 pub mod back_office;
 pub mod habilitation;
 pub mod model;

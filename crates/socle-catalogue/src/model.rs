@@ -219,31 +219,7 @@ impl DataItem {
     }
 }
 
-/// Whether `ip` is an address of the public Internet: not loopback, private,
-/// link-local (cloud metadata), unspecified, broadcast, shared (CGNAT) or unique-local,
-/// an IPv4-mapped IPv6 address judged as its IPv4 address.
-pub fn public_ip(ip: IpAddr) -> bool {
-    let v4 = |a: std::net::Ipv4Addr| {
-        !(a.is_loopback()
-            || a.is_private()
-            || a.is_link_local()
-            || a.is_unspecified()
-            || a.is_broadcast()
-            || a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
-    };
-    match ip {
-        IpAddr::V4(a) => v4(a),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(m) => v4(m),
-            None => {
-                !(a.is_loopback()
-                    || a.is_unspecified()
-                    || (a.segments()[0] & 0xfe00) == 0xfc00
-                    || (a.segments()[0] & 0xffc0) == 0xfe80)
-            }
-        },
-    }
-}
+pub use crate::address::public_ip;
 
 /// Checks an upstream base URL: absolute, `https`, and not a loopback, private,
 /// link-local or cloud-metadata address — unless `allow_private` (demonstrations on
