@@ -14,7 +14,10 @@ use socle_catalogue::{Api, Organisation};
 pub struct Operation {
     /// Lowercase HTTP method.
     pub method: String,
-    /// Path segments; `None` for a `{parameter}`.
+    /// The path template as the document writes it (`/personnes/{id}`): what the
+    /// journal names as the operation performed.
+    pub template: String,
+    /// Path segments, percent-decoded; `None` for a `{parameter}`.
     pub segments: Vec<Option<String>>,
     /// Alternative scope sets from the operation's `security` (one must be granted
     /// whole); empty: any scope of the API reaches it.
@@ -22,17 +25,29 @@ pub struct Operation {
 }
 
 impl Operation {
-    fn matches(&self, method: &str, segments: &[&str]) -> bool {
-        self.method == method
-            && self.segments.len() == segments.len()
+    /// Whether the operation's path template matches the (decoded) segments.
+    fn path_matches(&self, segments: &[Option<String>]) -> bool {
+        self.segments.len() == segments.len()
             && self
                 .segments
                 .iter()
                 .zip(segments)
-                .all(|(want, got)| match want {
-                    Some(lit) => lit == got,
-                    None => !got.is_empty(),
+                .all(|(want, got)| match (want, got) {
+                    (Some(lit), Some(got)) => lit == got,
+                    (Some(_), None) => false,
+                    (None, got) => got.as_deref() != Some(""),
                 })
+    }
+
+    #[cfg(test)]
+    fn matches(&self, method: &str, segments: &[&str]) -> bool {
+        let decoded: Vec<Option<String>> = segments.iter().map(|s| decode(s)).collect();
+        self.method == method && self.path_matches(&decoded)
+    }
+
+    /// The operation as the journal names it: `GET /personnes/{id}`.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.method.to_ascii_uppercase(), self.template)
     }
 }
 
@@ -47,15 +62,13 @@ pub struct Route {
 }
 
 impl Route {
+    /// The operation a call reaches, on a path already normalised
+    /// ([`normalise_path`]). As OpenAPI 3.1 "Path Templating Matching" says, concrete
+    /// paths are matched before templated ones, whatever the document's order: of the
+    /// templates matching the path, the one with a literal segment where the others
+    /// have a parameter (from the left) is the path; then its method.
     pub fn operation(&self, method: &str, path: &str) -> Option<&Operation> {
-        let segments: Vec<&str> = if path.is_empty() {
-            Vec::new()
-        } else {
-            path.split('/').collect()
-        };
-        self.operations
-            .iter()
-            .find(|o| o.matches(method, &segments))
+        best_operation(&self.operations, method, path)
     }
 
     /// The JSON pointers a set of scopes releases; `None` when one of them grants the
@@ -81,6 +94,24 @@ impl Route {
         }
         out.into_iter().collect()
     }
+}
+
+fn best_operation<'a>(ops: &'a [Operation], method: &str, path: &str) -> Option<&'a Operation> {
+    let segments: Vec<Option<String>> = if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').map(decode).collect()
+    };
+    let specificity =
+        |o: &Operation| -> Vec<bool> { o.segments.iter().map(Option::is_some).collect() };
+    let best = ops
+        .iter()
+        .filter(|o| o.path_matches(&segments))
+        .map(specificity)
+        .max()?;
+    ops.iter()
+        .filter(|o| o.path_matches(&segments) && specificity(o) == best)
+        .find(|o| o.method == method)
 }
 
 /// A validated habilitation as the gateway enforces it.
@@ -202,7 +233,9 @@ fn operations(openapi: &Value) -> Vec<Operation> {
                 if s.starts_with('{') && s.ends_with('}') {
                     None
                 } else {
-                    Some(s.to_string())
+                    // A literal the document wrote percent-encoded means its decoding;
+                    // one that does not decode can never match.
+                    Some(decode(s).unwrap_or_else(|| "\u{0}".to_string()))
                 }
             })
             .collect();
@@ -236,6 +269,7 @@ fn operations(openapi: &Value) -> Vec<Operation> {
                 .unwrap_or_default();
             out.push(Operation {
                 method: method.clone(),
+                template: path.clone(),
                 segments: segments.clone(),
                 requires,
             });
@@ -418,6 +452,94 @@ pub fn purpose(
     }
 }
 
+/// Bytes whose percent-encoding may not reach a provider: once decoded there, they
+/// would change the path's structure (`/`, `\\`, `;` path parameters, `?`, `#`),
+/// hide a second encoding (`%`), or end a string (controls).
+fn meaningful_encoding(b: u8) -> bool {
+    matches!(b, b'/' | b'\\' | b';' | b'?' | b'#' | b'%') || b.is_ascii_control()
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalises the path a caller asks for, as RFC 3986 §6.2.2 says (percent-encoded
+/// unreserved characters decoded, the other encodings' hex in upper case), and checks
+/// it: segments only (no empty segment, no `.` or `..`, no `;` path parameter, no
+/// backslash or control), and no segment still carrying an encoding that could change
+/// its meaning at the provider (`%2F`, `%5C`, `%3B`, `%3F`, `%23`, `%25`, controls).
+/// The result is both what operations are matched against and what is forwarded, so
+/// the provider sees the path the platform authorised.
+pub fn normalise_path(path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let refuse = || format!("the path segment {seg:?} is not allowed");
+        let bytes = seg.as_bytes();
+        let start = out.len();
+        let mut j = 0;
+        while j < bytes.len() {
+            let b = bytes[j];
+            if b == b'%' {
+                let hex = bytes
+                    .get(j + 1..j + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        format!("the path segment {seg:?} has a malformed percent-encoding")
+                    })?;
+                if unreserved(hex) {
+                    out.push(hex as char);
+                } else if meaningful_encoding(hex) {
+                    return Err(refuse());
+                } else {
+                    out.push_str(&format!("%{hex:02X}"));
+                }
+                j += 3;
+            } else {
+                if b == b'\\' || b == b';' || b.is_ascii_control() || !b.is_ascii() {
+                    return Err(refuse());
+                }
+                out.push(b as char);
+                j += 1;
+            }
+        }
+        let normalised = &out[start..];
+        if normalised.is_empty() || normalised == "." || normalised == ".." {
+            return Err(refuse());
+        }
+    }
+    Ok(out)
+}
+
+/// The text a normalised segment stands for (every percent-encoding decoded), compared
+/// with the document's literal segments; `None` when it is not UTF-8.
+fn decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut j = 0;
+    while j < bytes.len() {
+        if bytes[j] == b'%'
+            && let Some(b) = bytes
+                .get(j + 1..j + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            j += 3;
+        } else {
+            out.push(bytes[j]);
+            j += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether granted scopes reach an operation.
 pub fn covers(op: &Operation, granted: &[String]) -> bool {
     if granted.is_empty() {
@@ -454,6 +576,114 @@ mod tests {
         let ping = ops.iter().find(|o| o.segments.len() == 1).unwrap();
         assert!(covers(ping, &["x".into()]));
         assert!(!covers(ping, &[]));
+    }
+
+    #[test]
+    fn paths_are_normalised_and_checked() {
+        for (raw, want) in [
+            ("", Some("")),
+            ("a/b", Some("a/b")),
+            ("personnes/%72echerche", Some("personnes/recherche")),
+            ("personnes/%72%65%63herche", Some("personnes/recherche")),
+            ("a%2eb", Some("a.b")),
+            ("%7Euser", Some("~user")),
+            ("caf%c3%a9", Some("caf%C3%A9")),
+            ("a%20b", Some("a%20b")),
+            ("a%3ab", Some("a%3Ab")),
+            ("../x", None),
+            ("a/../b", None),
+            ("a/%2e%2e/b", None),
+            ("a/%2E/b", None),
+            ("a//b", None),
+            ("a/", None),
+            ("a%2Fb", None),
+            ("a%2fb", None),
+            ("a%5cb", None),
+            ("a\\b", None),
+            ("a/./b", None),
+            ("a/..;/b", None),
+            ("a/..%3B/b", None),
+            ("a;jsessionid=1", None),
+            ("a%00b", None),
+            ("%2572echerche", None),
+            ("a%3fb", None),
+            ("a%23b", None),
+            ("a%zzb", None),
+            ("a%2", None),
+            ("é", None),
+        ] {
+            assert_eq!(normalise_path(raw).ok().as_deref(), want, "{raw:?}");
+        }
+    }
+
+    /// The matcher over a table of paths: concrete before templated whatever the
+    /// document's order, literals compared with the decoded segment.
+    #[test]
+    fn operation_matching() {
+        let ops = operations(&json!({"paths": {
+            "/personnes/{id}": {"get": {"security": [{"s": ["lecture"]}]}},
+            "/personnes/recherche": {"get": {"security": [{"s": ["recherche"]}]}},
+            "/personnes/{id}/adresse": {"get": {}},
+            "/{type}/recherche/{id}": {"get": {}},
+            "/personnes/{id}/{champ}": {"get": {}},
+            "/export": {"post": {}},
+            "/{x}": {"get": {}},
+            "/caf%C3%A9": {"get": {}}
+        }}));
+        let find = |method: &str, path: &str| -> Option<String> {
+            let path = normalise_path(path).ok()?;
+            best_operation(&ops, method, &path).map(Operation::name)
+        };
+        for (method, path, want) in [
+            (
+                "get",
+                "personnes/recherche",
+                Some("GET /personnes/recherche"),
+            ),
+            (
+                "get",
+                "personnes/%72echerche",
+                Some("GET /personnes/recherche"),
+            ),
+            ("get", "personnes/RECHERCHE", Some("GET /personnes/{id}")),
+            ("get", "personnes/42", Some("GET /personnes/{id}")),
+            (
+                "get",
+                "personnes/42/adresse",
+                Some("GET /personnes/{id}/adresse"),
+            ),
+            (
+                "get",
+                "personnes/42/%61dresse",
+                Some("GET /personnes/{id}/adresse"),
+            ),
+            (
+                "get",
+                "personnes/42/nom",
+                Some("GET /personnes/{id}/{champ}"),
+            ),
+            (
+                "get",
+                "personnes/recherche/7",
+                Some("GET /personnes/{id}/{champ}"),
+            ),
+            (
+                "get",
+                "foyers/recherche/7",
+                Some("GET /{type}/recherche/{id}"),
+            ),
+            ("post", "personnes/recherche", None),
+            ("get", "export", None),
+            ("post", "export", Some("POST /export")),
+            ("get", "autre", Some("GET /{x}")),
+            ("get", "caf%C3%A9", Some("GET /caf%C3%A9")),
+            ("get", "caf%c3%a9", Some("GET /caf%C3%A9")),
+            ("get", "personnes", Some("GET /{x}")),
+            ("get", "", None),
+            ("get", "personnes/%2F", None),
+        ] {
+            assert_eq!(find(method, path).as_deref(), want, "{method} {path}");
+        }
     }
 
     #[test]

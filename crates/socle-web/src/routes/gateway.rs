@@ -152,7 +152,7 @@ pub async fn call(
         client_ip,
         request_id: new_exchange_id(),
     };
-    match g.call(call).await {
+    let mut r = match g.call(call).await {
         Ok(d) => {
             let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
             let mut r = (status, d.body).into_response();
@@ -160,5 +160,42 @@ pub async fn call(
             r
         }
         Err(e) => error_response(e),
+    };
+    inert(r.headers_mut());
+    r
+}
+
+/// A provider's content is never active on the platform's origin, whatever it says it
+/// is: no script runs in it, nothing loads from it (`sandbox; default-src 'none'`), a
+/// browser downloads anything but JSON instead of rendering it, and no other site may
+/// embed it. Without this, an HTML answer released whole by a scope would run with the
+/// citizen space's and the Espace agent's cookies.
+fn inert(h: &mut HeaderMap) {
+    h.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    let json = h
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let m = v
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    if !json {
+        h.insert(
+            axum::http::header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
     }
 }

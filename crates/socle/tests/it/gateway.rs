@@ -24,7 +24,7 @@ type Seen = (String, Vec<(String, String)>);
 
 /// A provider's API: a hand-written HTTP/1.1 server, so that it can misbehave.
 pub(crate) struct Upstream {
-    url: String,
+    pub(crate) url: String,
     /// (request line, headers) of each request received.
     seen: Mutex<Vec<Seen>>,
 }
@@ -81,6 +81,21 @@ impl Upstream {
                             (200, "application/json", "{\"quotientFamilial\": 6".into())
                         }
                         "/api/text" => (200, "text/plain", "quotient familial : 640".into()),
+                        "/api/page" => (
+                            200,
+                            "text/html",
+                            "<!doctype html><script>fetch('/mon-espace/export')</script>".into(),
+                        ),
+                        "/api/personnes/recherche" => (
+                            200,
+                            "application/json",
+                            json!({"nom": "Dupont", "resultats": [{"nom": "Dupont"}, {"nom": "Durand"}]}).to_string(),
+                        ),
+                        r if r.starts_with("/api/personnes/") => (
+                            200,
+                            "application/json",
+                            json!({"nom": "Dupont", "resultats": []}).to_string(),
+                        ),
                         "/api/bad-request" => (
                             400,
                             "application/json",
@@ -104,11 +119,11 @@ impl Upstream {
         up
     }
 
-    fn last(&self) -> Seen {
+    pub(crate) fn last(&self) -> Seen {
         self.seen.lock().unwrap().last().cloned().unwrap()
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }
@@ -179,8 +194,8 @@ pub(crate) async fn publish(app: &TestApp, up: &Upstream) {
 pub(crate) struct Env {
     pub app: TestApp,
     pub up: Arc<Upstream>,
-    dev: String,
-    inst: String,
+    pub(crate) dev: String,
+    pub(crate) inst: String,
 }
 
 impl Env {
@@ -325,7 +340,7 @@ async fn journal_entries(app: &TestApp) -> Vec<Value> {
 }
 
 /// The first journal entry matching, waiting for it to be in a checkpoint.
-async fn find_entry(app: &TestApp, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn find_entry(app: &TestApp, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..50 {
         if let Some(e) = journal_entries(app).await.into_iter().find(|e| pred(e)) {
             return e;
@@ -347,7 +362,7 @@ pub(crate) fn keyed(key_hex: &str, hash_hex: &str) -> String {
 }
 
 /// The journal entry of the exchange whose answer carried these headers.
-async fn exchange_entry(app: &TestApp, h: &reqwest::header::HeaderMap) -> Value {
+pub(crate) async fn exchange_entry(app: &TestApp, h: &reqwest::header::HeaderMap) -> Value {
     let key = h["x-socle-journal-key"].to_str().unwrap();
     let want = keyed(key, h["x-socle-request-hash"].to_str().unwrap());
     find_entry(app, "exchange", |e| e["request_hash"] == want.as_str()).await

@@ -16,4 +16,5 @@ pub mod http;
 mod identity;
 mod journal;
 mod lifecycle;
+mod security;
 mod store;
