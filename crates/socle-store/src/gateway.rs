@@ -227,6 +227,7 @@ impl Store {
     /// Test support: hides the habilitations from every reader (or shows them again),
     /// as a store that cannot be read would.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_hide_habilitations(&self, hidden: bool) -> Result<()> {
         let sql = if hidden {
             "ALTER TABLE catalogue_habilitations RENAME TO catalogue_habilitations_hidden"

@@ -1124,6 +1124,7 @@ impl Store {
     /// Test support: overwrites an entry's leaf bytes, as an attacker with write
     /// access to the database would.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_tamper_entry(&self, index: u64, leaf: &[u8]) -> Result<()> {
         let index = to_i64(index)?;
         on_pool!(self, |pool| {
@@ -1189,6 +1190,7 @@ impl Store {
     /// Test support: makes every insert into the journal's durable queue fail (`true`),
     /// or work again (`false`), as a full disk or a broken table would.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_refuse_queued_entries(&self, refuse: bool) -> Result<()> {
         self.__test_refuse_inserts("journal_queue", refuse).await
     }
@@ -1196,11 +1198,13 @@ impl Store {
     /// Test support: makes every write of journal entries fail (`true`) — into the
     /// log's tables and into the durable queue, as a full disk would — or work again.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_refuse_journal_writes(&self, refuse: bool) -> Result<()> {
         self.__test_refuse_inserts("journal_queue", refuse).await?;
         self.__test_refuse_inserts("journal_entries", refuse).await
     }
 
+    #[cfg(feature = "test-hooks")]
     async fn __test_refuse_inserts(&self, table: &str, refuse: bool) -> Result<()> {
         let sql = match (&self.backend, refuse) {
             (Backend::Sqlite(_), true) => format!(
@@ -1231,6 +1235,7 @@ impl Store {
 
     /// Test support: removes an entry, as an attacker with write access would.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_delete_entry(&self, index: u64) -> Result<()> {
         let index = to_i64(index)?;
         on_pool!(self, |pool| {
@@ -1245,6 +1250,7 @@ impl Store {
 
     /// Test support: stores a checkpoint note as is (a forged one).
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_insert_checkpoint(&self, size: u64, note: &str) -> Result<()> {
         let size = to_i64(size)?;
         on_pool!(self, |pool| {

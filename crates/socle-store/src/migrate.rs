@@ -248,6 +248,7 @@ async fn migrate_postgres(conn: &mut sqlx::PgConnection) -> Result<Vec<i64>> {
 /// Test support: marks the database as written by a future binary.
 #[doc(hidden)]
 impl Store {
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_bump_schema(&self, version: i64) -> Result<()> {
         let version = i32::try_from(version).unwrap_or(i32::MAX);
         crate::on_pool!(self, |pool| {
@@ -264,6 +265,7 @@ impl Store {
 
     /// Test support: the database as an older binary left it (its schema row for
     /// `version` removed; the tables stay).
+    #[cfg(feature = "test-hooks")]
     pub async fn __test_forget_migration(&self, version: i64) -> Result<()> {
         let version = i32::try_from(version).unwrap_or(i32::MAX);
         crate::on_pool!(self, |pool| {
