@@ -28,7 +28,7 @@ pub const SIGNING_ALGS: &[&str] = &["ES256", "RS256"];
 const PAIRWISE: &str = "pairwise";
 
 /// The 256-bit key that seals private keys at rest.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MasterKey([u8; 32]);
 
 impl std::fmt::Debug for MasterKey {
@@ -89,6 +89,21 @@ impl MasterKey {
             )
         })?;
         Ok(bytes)
+    }
+}
+
+/// The journal's secrets are sealed the same way as the signing keys (a compact JWE's
+/// bytes), so that a database dump signs no checkpoint and links no person's entries.
+impl socle_journal::SecretSeal for MasterKey {
+    fn seal(&self, secret: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        MasterKey::seal(self, secret)
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    fn unseal(&self, sealed: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let text = std::str::from_utf8(sealed).map_err(|_| "not a sealed value".to_string())?;
+        MasterKey::unseal(self, text).map_err(|e| e.to_string())
     }
 }
 

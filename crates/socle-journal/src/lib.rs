@@ -25,8 +25,8 @@ pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
-    ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, TROUBLE_HOLD,
-    encode, enqueue,
+    ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, SecretSeal,
+    TROUBLE_HOLD, encode, enqueue, read_signing_seed,
 };
 pub use verify::{Report, Verifier, VerifyError};
 

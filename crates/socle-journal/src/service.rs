@@ -173,9 +173,81 @@ fn random32() -> [u8; 32] {
     b
 }
 
-fn secret32(v: Vec<u8>, name: &str) -> Result<[u8; 32], JournalError> {
-    v.try_into()
+/// What keeps the journal's secrets (the checkpoint signing seed, the pseudonym key)
+/// out of reach of whoever reads the database or a backup of it: they are stored
+/// sealed, never in clear. The platform's master key implements it
+/// (`socle_identity::MasterKey`); an HSM can later.
+pub trait SecretSeal: Send + Sync {
+    /// Seals a secret for storage.
+    fn seal(&self, secret: &[u8]) -> Result<Vec<u8>, String>;
+    /// Opens a sealed secret; an error when it was sealed under another key.
+    fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// A secret stored by a version that kept them in clear: exactly its 32 raw bytes (a
+/// sealed one is a much longer compact JWE).
+fn in_clear(stored: &[u8]) -> bool {
+    stored.len() == 32
+}
+
+fn secret32(stored: Vec<u8>, name: &str, seal: &dyn SecretSeal) -> Result<[u8; 32], JournalError> {
+    if in_clear(&stored) {
+        return Err(JournalError::Integrity(format!(
+            "the stored {name} is in clear: it should have been sealed at start"
+        )));
+    }
+    seal.unseal(&stored)
+        .map_err(|e| JournalError::Config(format!("the journal's {name}: {e}")))?
+        .try_into()
         .map_err(|_| JournalError::Integrity(format!("the stored {name} is not 32 bytes")))
+}
+
+/// Seals the secrets an earlier version stored in clear (in one transaction), then
+/// reads (creating on first use) and opens the signing seed and the pseudonym key.
+async fn open_secrets(
+    store: &Store,
+    seal: &dyn SecretSeal,
+) -> Result<([u8; 32], [u8; 32]), JournalError> {
+    let sealed = store
+        .journal_reseal_secrets(|v| if in_clear(v) { seal.seal(v).ok() } else { None })
+        .await?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "journal: secrets stored in clear are now sealed under the master key"
+        );
+    }
+    let fresh = |name: &str| {
+        seal.seal(&random32())
+            .map_err(|e| JournalError::Config(format!("cannot seal the journal's {name}: {e}")))
+    };
+    let seed = secret32(
+        store
+            .journal_secret(SIGNING_KEY, &fresh(SIGNING_KEY)?)
+            .await?,
+        SIGNING_KEY,
+        seal,
+    )?;
+    let pseudonym = secret32(
+        store
+            .journal_secret(PSEUDONYM_KEY, &fresh(PSEUDONYM_KEY)?)
+            .await?,
+        PSEUDONYM_KEY,
+        seal,
+    )?;
+    Ok((seed, pseudonym))
+}
+
+/// The checkpoint signing key as stored, opened (`socle journal export`, offline).
+pub async fn read_signing_seed(
+    store: &Store,
+    seal: &dyn SecretSeal,
+) -> Result<Option<[u8; 32]>, JournalError> {
+    match store.journal_read_secret(SIGNING_KEY).await? {
+        None => Ok(None),
+        Some(v) if in_clear(&v) => Ok(v.try_into().ok()),
+        Some(v) => secret32(v, SIGNING_KEY, seal).map(Some),
+    }
 }
 
 /// Perfect-subtree hashes never change once written, so the upper levels — shared by
@@ -265,7 +337,11 @@ async fn read_nodes(store: &Store, ids: &[NodeId]) -> Result<NodeMap, JournalErr
 impl Journal {
     /// Opens the journal on `store` (migrated), creating its keys and state on first
     /// use, and starts the committer and sequencer tasks.
-    pub async fn open(store: Store, config: JournalConfig) -> Result<Journal, JournalError> {
+    pub async fn open(
+        store: Store,
+        config: JournalConfig,
+        seal: &dyn SecretSeal,
+    ) -> Result<Journal, JournalError> {
         let state = store.journal_state(&config.origin).await?;
         if state.origin != config.origin && config.origin_explicit {
             return Err(JournalError::Config(format!(
@@ -274,14 +350,7 @@ impl Journal {
                 config.origin, state.origin
             )));
         }
-        let seed = secret32(
-            store.journal_secret(SIGNING_KEY, &random32()).await?,
-            SIGNING_KEY,
-        )?;
-        let pseudonym = secret32(
-            store.journal_secret(PSEUDONYM_KEY, &random32()).await?,
-            PSEUDONYM_KEY,
-        )?;
+        let (seed, pseudonym) = open_secrets(&store, seal).await?;
         let signer = NoteSigner::from_seed(&state.origin, &seed)
             .map_err(|e| JournalError::Config(format!("journal origin {:?}: {e}", state.origin)))?;
         let verifier = signer.verifier();

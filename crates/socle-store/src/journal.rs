@@ -179,6 +179,12 @@ pub trait JournalStore {
     ) -> impl Future<Output = Result<Vec<u8>>> + Send;
     /// Returns the journal state, creating it with `origin` on first use.
     fn journal_state(&self, origin: &str) -> impl Future<Output = Result<JournalState>> + Send;
+    /// Rewrites, in one transaction, every stored secret for which `reseal` returns a
+    /// new value (a secret an earlier version wrote in clear, sealed now); a value
+    /// another node rewrote meanwhile is left as it is. Returns how many were rewritten.
+    fn journal_reseal_secrets<F>(&self, reseal: F) -> impl Future<Output = Result<usize>> + Send
+    where
+        F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
     /// Reads a secret without creating it.
     fn journal_read_secret(
         &self,
@@ -276,6 +282,37 @@ impl JournalStore for Store {
                 origin,
                 size: to_u64(size)?,
             })
+        })
+    }
+
+    async fn journal_reseal_secrets<F>(&self, reseal: F) -> Result<usize>
+    where
+        F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync,
+    {
+        let err = StoreError::from_runtime;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let rows: Vec<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT name, value FROM journal_secrets ORDER BY name")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            let mut rewritten = 0;
+            for (name, value) in rows {
+                let Some(new) = reseal(&value) else { continue };
+                rewritten += sqlx::query(
+                    "UPDATE journal_secrets SET value = $1 WHERE name = $2 AND value = $3",
+                )
+                .bind(&new)
+                .bind(&name)
+                .bind(&value)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected() as usize;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(rewritten)
         })
     }
 

@@ -88,6 +88,14 @@ impl Application {
 
         let journal = if status.is_current() {
             let journal = open_journal(&store, &config).await?;
+            if !config.demo
+                && let Some(path) = master_key_beside_database(&config)
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the master key lives beside the database: a copy of the data directory opens every sealed key; keep it elsewhere (identity.master_key_file) and back it up apart (docs/OPERATIONS.md)"
+                );
+            }
             // The marker and its entry in one transaction: a first start that fails
             // half-way records both on the next.
             store
@@ -419,7 +427,37 @@ pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Jour
     let mut jc = JournalConfig::new(origin);
     jc.origin_explicit = config.journal.origin.is_some();
     jc.checkpoint_interval = config.journal.checkpoint_interval;
-    Ok(Journal::open(store.clone(), jc).await?)
+    Ok(Journal::open(store.clone(), jc, &master_key(config)?).await?)
+}
+
+/// The master key for a command that only reads (`socle journal export`): never
+/// creates one, so that a missing key is an error rather than a new, useless key.
+pub fn existing_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &config.identity.master_key {
+        return Ok(MasterKey::parse(text)?);
+    }
+    let path = config.data_dir.join("master.key");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the master key at {} (set identity.master_key_file)",
+            path.display()
+        )
+    })?;
+    MasterKey::parse(&text)
+        .with_context(|| format!("{} does not hold a master key", path.display()))
+}
+
+/// The file beside the embedded database that holds the master key in use, if any: a
+/// copy of the data directory (a backup, a stolen disk) then carries both the sealed
+/// secrets and the key that opens them.
+pub fn master_key_beside_database(config: &Config) -> Option<std::path::PathBuf> {
+    if config.database.url.is_some() {
+        return None;
+    }
+    let path = config.data_dir.join("master.key");
+    let stored = MasterKey::parse(&std::fs::read_to_string(&path).ok()?).ok()?;
+    let in_use = master_key(config).ok()?;
+    (stored == in_use).then_some(path)
 }
 
 /// Reads the master key from the configuration, or from `data_dir/master.key`,

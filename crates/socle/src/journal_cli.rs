@@ -458,11 +458,10 @@ pub async fn export(config: &Config, out: &Path) -> anyhow::Result<u64> {
         .journal_read_state()
         .await?
         .ok_or_else(|| anyhow!("this database has no journal yet"))?;
-    let seed: [u8; 32] = store
-        .journal_read_secret("checkpoint_signing_key")
-        .await?
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| anyhow!("this database has no journal key"))?;
+    let seed: [u8; 32] =
+        socle_journal::read_signing_seed(&store, &crate::app::existing_master_key(config)?)
+            .await?
+            .ok_or_else(|| anyhow!("this database has no journal key"))?;
     let key = NoteSigner::from_seed(&state.origin, &seed)?
         .verifier()
         .encode();

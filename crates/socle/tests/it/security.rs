@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::gateway::{Env, PURPOSE, exchange_entry, refused};
 use crate::habilitations::{PRODUCER, admin, complete_form};
 use crate::on_both_stores;
-use crate::support::Backend;
+use crate::support::{Backend, TestApp, TestDb};
 
 /// An API whose document lists a templated path before a literal one, each with its
 /// own scope.
@@ -142,7 +142,194 @@ async fn provider_content_is_never_active(backend: Backend) {
     refused(r, 404, "unknown_operation").await;
 }
 
+/// Every value stored in the database, as bytes (text as its UTF-8, `bytea` as its
+/// bytes on PostgreSQL), with the table and column it is in.
+async fn every_value(db: &TestDb, config: &socle::Config) -> Vec<(String, Vec<u8>)> {
+    use sqlx::{Connection, Row};
+    let mut out = Vec::new();
+    match db.database_url() {
+        None => {
+            let url = format!("sqlite://{}?mode=ro", config.sqlite_path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+            for t in tables {
+                let cols: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                for col in cols {
+                    let rows = sqlx::query(&format!("SELECT CAST(\"{col}\" AS BLOB) FROM \"{t}\""))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                    for r in rows {
+                        if let Some(v) = r.get::<Option<Vec<u8>>, _>(0) {
+                            out.push((format!("{t}.{col}"), v));
+                        }
+                    }
+                }
+            }
+        }
+        Some(url) => {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let cols: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = 'public'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+            for (t, col, kind) in cols {
+                let sql = if kind == "bytea" {
+                    format!("SELECT \"{col}\" FROM \"{t}\"")
+                } else {
+                    format!("SELECT convert_to(\"{col}\"::text, 'UTF8') FROM \"{t}\"")
+                };
+                for r in sqlx::query(&sql).fetch_all(&mut c).await.unwrap() {
+                    if let Some(v) = r.get::<Option<Vec<u8>>, _>(0) {
+                        out.push((format!("{t}.{col}"), v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs one statement with byte parameters on the test database, as someone with
+/// write access to it would.
+async fn execute(db: &TestDb, config: &socle::Config, sql: &str, params: &[&[u8]]) {
+    use sqlx::Connection;
+    match db.database_url() {
+        None => {
+            let url = format!("sqlite://{}", config.sqlite_path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for p in params {
+                q = q.bind(p.to_vec());
+            }
+            assert_eq!(q.execute(&mut c).await.unwrap().rows_affected(), 1);
+        }
+        Some(url) => {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for p in params {
+                q = q.bind(p.to_vec());
+            }
+            assert_eq!(q.execute(&mut c).await.unwrap().rows_affected(), 1);
+        }
+    }
+}
+
+/// The 32-byte strings a stored value could be read as: its bytes, or its text in hex
+/// or base64.
+fn seeds(value: &[u8]) -> Vec<[u8; 32]> {
+    use base64::Engine;
+    let mut out: Vec<Vec<u8>> = vec![value.to_vec()];
+    if let Ok(text) = std::str::from_utf8(value) {
+        let text = text.trim().trim_start_matches("\\x");
+        out.extend(hex::decode(text).ok());
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+        ] {
+            out.extend(engine.decode(text).ok());
+        }
+    }
+    out.into_iter().filter_map(|v| v.try_into().ok()).collect()
+}
+
+/// The column holding a seed whose Ed25519 key is the journal's `key`, if any.
+async fn journal_seed_in(db: &TestDb, config: &socle::Config, key: &str) -> Option<String> {
+    let key = key.trim();
+    let origin = key.split('+').next().unwrap();
+    let values = every_value(db, config).await;
+    assert!(
+        values
+            .iter()
+            .filter(|(c, _)| c == "journal_secrets.value")
+            .count()
+            == 2,
+        "the journal's two secrets are stored"
+    );
+    for (column, value) in &values {
+        for seed in seeds(value) {
+            let derived = socle_journal::NoteSigner::from_seed(origin, &seed)
+                .unwrap()
+                .verifier()
+                .encode();
+            if derived == key {
+                return Some(column.clone());
+            }
+        }
+    }
+    None
+}
+
+/// Item 4: the journal's signing seed and pseudonym key are sealed under the master key;
+/// a database written by a version that kept them in clear is sealed at the next start,
+/// with the same keys.
+async fn journal_secrets_are_sealed(backend: Backend) {
+    use socle_journal::SecretSeal;
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let mut app = TestApp::start(db, config.clone()).await;
+    let key = app.get("/journal/key").await.text().await.unwrap();
+    assert_eq!(journal_seed_in(&app.db, &config, &key).await, None);
+
+    // As an earlier version stored them: in clear.
+    app.stop_in_place().await.unwrap();
+    let master = socle::app::master_key(&config).unwrap();
+    let stored = every_value(&app.db, &config)
+        .await
+        .into_iter()
+        .filter(|(c, _)| c == "journal_secrets.value")
+        .map(|(_, v)| v)
+        .collect::<Vec<_>>();
+    assert_eq!(stored.len(), 2);
+    for sealed in &stored {
+        let clear = SecretSeal::unseal(&master, sealed).unwrap();
+        assert_eq!(clear.len(), 32);
+        execute(
+            &app.db,
+            &config,
+            "UPDATE journal_secrets SET value = $1 WHERE value = $2",
+            &[&clear, sealed],
+        )
+        .await;
+    }
+    // The scan finds a seed in clear.
+    assert_eq!(
+        journal_seed_in(&app.db, &config, &key).await.as_deref(),
+        Some("journal_secrets.value")
+    );
+    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
+    drop(app);
+    let app = TestApp::start(db, config.clone()).await;
+    assert_eq!(
+        app.get("/journal/key").await.text().await.unwrap(),
+        key,
+        "the same signing key, sealed now"
+    );
+    assert_eq!(journal_seed_in(&app.db, &config, &key).await, None);
+    let resealed = every_value(&app.db, &config)
+        .await
+        .into_iter()
+        .filter(|(c, _)| c == "journal_secrets.value")
+        .map(|(_, v)| v)
+        .collect::<Vec<_>>();
+    for v in &resealed {
+        assert!(v.len() > 32 && SecretSeal::unseal(&master, v).unwrap().len() == 32);
+    }
+}
+
 on_both_stores!(
     gateway_matches_operations_as_openapi_says,
     provider_content_is_never_active,
+    journal_secrets_are_sealed,
 );
