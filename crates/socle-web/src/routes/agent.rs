@@ -786,10 +786,34 @@ fn fields(f: &Form) -> Vec<Field> {
     ]
 }
 
-fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
+/// A whole number typed in a form: empty is 0 (the domain then says the field is
+/// required); anything else that does not parse is a problem naming the field, never a
+/// silent 0.
+fn number<T: std::str::FromStr + Default>(
+    m: &BTreeMap<String, Vec<String>>,
+    name: &str,
+    label: &str,
+    problems: &mut Vec<String>,
+) -> T {
+    let text = one(m, name);
+    let text = text.trim();
+    if text.is_empty() {
+        return T::default();
+    }
+    text.parse().unwrap_or_else(|_| {
+        problems.push(format!(
+            "« {label} » : « {text} » n’est pas un nombre entier positif."
+        ));
+        T::default()
+    })
+}
+
+/// The habilitation form as posted, and the fields that could not be read.
+fn parse_form(m: &BTreeMap<String, Vec<String>>) -> (Form, Vec<String>) {
     let url = one(m, "legal_url");
     let justification = one(m, "retention_justification");
-    Form {
+    let mut problems = Vec::new();
+    let form = Form {
         title: one(m, "title"),
         purpose: one(m, "purpose"),
         legal_basis: LegalBasis {
@@ -799,7 +823,12 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
             consent: m.contains_key("legal_consent"),
         },
         scopes: m.get("scopes").cloned().unwrap_or_default(),
-        retention_months: one(m, "retention_months").trim().parse().unwrap_or(0),
+        retention_months: number(
+            m,
+            "retention_months",
+            "Durée de conservation (mois)",
+            &mut problems,
+        ),
         retention_justification: (!justification.trim().is_empty()).then_some(justification),
         recipients: one(m, "recipients")
             .lines()
@@ -824,10 +853,16 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> Form {
             start: one(m, "acc_start"),
             end: one(m, "acc_end"),
         },
-        expected_volume: one(m, "expected_volume").trim().parse().unwrap_or(0),
+        expected_volume: number(
+            m,
+            "expected_volume",
+            "Volume attendu (appels par jour)",
+            &mut problems,
+        ),
         go_live: one(m, "go_live"),
         visible_after: Some(one(m, "visible_after")).filter(|d| !d.trim().is_empty()),
-    }
+    };
+    (form, problems)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -905,8 +940,21 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Err(r) => return *r,
     };
     let (actor, token, office) = (&a.actor, &a.token, a.office);
-    let form = parse_form(&m);
+    let (form, problems) = parse_form(&m);
     let api = one(&m, "api");
+    if !problems.is_empty() {
+        return form_page(
+            &state,
+            token,
+            "Nouvelle demande d’habilitation",
+            &api,
+            "/espace-agent/demandes".into(),
+            &form,
+            Some(problems.join(" ")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
     match office.create(actor, &api, form.clone()).await {
         Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response(),
         Err(CatalogueError::Invalid(msg)) => {
@@ -973,7 +1021,29 @@ pub async fn edit(
         .into_iter()
         .find(|(k, _)| k == "revision")
         .and_then(|(_, v)| v.parse().ok());
-    match office.update(actor, &id, parse_form(&m), revision).await {
+    let (form, problems) = parse_form(&m);
+    if !problems.is_empty() {
+        let h = match office.get(actor, &id).await {
+            Ok(h) => h,
+            Err(e) => return page_error(e),
+        };
+        return form_page(
+            &state,
+            &a.token,
+            "Modifier la demande",
+            &h.api,
+            // The revision the agent edited, so that a concurrent change is still seen.
+            format!(
+                "/espace-agent/demandes/{id}/modifier?revision={}",
+                revision.unwrap_or(h.revision())
+            ),
+            &form,
+            Some(problems.join(" ")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    match office.update(actor, &id, form, revision).await {
         Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
         Err(e) => page_error(e),
     }

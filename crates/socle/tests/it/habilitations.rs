@@ -1346,9 +1346,28 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
         ("go_live", "2027-01-15"),
         ("scopes", "quotient_familial"),
     ];
+    // A number that does not parse is a form error naming the field, never a silent 0;
+    // nothing is created.
+    let mut bad = fields.clone();
+    bad[7] = ("retention_months", "douze");
+    bad[19] = ("expected_volume", "5OO");
+    let r = dev.post("/espace-agent/demandes", &bad).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body
+            .contains("« Durée de conservation (mois) » : « douze »")
+            && r.body
+                .contains("« Volume attendu (appels par jour) » : « 5OO »"),
+        "{}",
+        r.body
+    );
+    let listed = dev.get("/espace-agent").await.body;
+    assert!(!listed.contains("Tarification de la cantine"), "{listed}");
     let r = dev.post("/espace-agent/demandes", &fields).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let detail_url = r.location.unwrap();
+    let listed = dev.get("/espace-agent").await.body;
+    assert!(listed.contains("Tarification de la cantine"), "{listed}");
     assert_eq!(
         act(&mut dev, detail_url.clone(), "submit", "").await.status,
         303
@@ -1385,6 +1404,15 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
     let mut fields2 = fields.clone();
     fields2[0] = ("csrf", &c);
     fields2[9] = ("recipients", "Service enfance\nService financier");
+    let mut bad = fields2.clone();
+    bad[19] = ("expected_volume", "-3");
+    let r = dev.post(&target, &bad).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("« -3 » n’est pas un nombre entier"),
+        "{}",
+        r.body
+    );
     assert_eq!(dev.post(&target, &fields2).await.status, 303);
     // The same edit form sent again is out of date: refused, nothing overwritten.
     let r = dev.post(&target, &fields2).await;
