@@ -42,6 +42,22 @@ pub fn random_token(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A CSRF token: 32 bytes from the operating system's generator (`getrandom`), in
+/// base64url. Should the OS refuse, the thread's generator (itself seeded from the OS)
+/// answers instead.
+pub fn csrf_token() -> String {
+    use base64::Engine;
+    use rand::{RngCore, TryRngCore};
+    let mut bytes = [0u8; 32];
+    if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        tracing::warn!(
+            "the operating system's generator failed; CSRF token from the thread generator"
+        );
+        rand::rng().fill_bytes(&mut bytes);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Hex SHA-256, how codes, tokens, secrets and session ids are stored.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

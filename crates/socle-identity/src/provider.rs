@@ -100,7 +100,7 @@ impl SessionHandle {
         let cookie = crate::random_token(32);
         let old = std::mem::replace(&mut self.id, crate::sha256_hex(cookie.as_bytes()));
         self.cookie = cookie;
-        self.doc.csrf = crate::random_token(24);
+        self.doc.csrf = crate::csrf_token();
         if self.replaces.is_none() {
             self.replaces = Some(old);
         }
@@ -404,7 +404,7 @@ impl Provider {
             id: crate::sha256_hex(cookie.as_bytes()),
             cookie,
             doc: BrowserSession {
-                csrf: crate::random_token(24),
+                csrf: crate::csrf_token(),
                 ..Default::default()
             },
             replaces: None,
@@ -659,7 +659,7 @@ impl Provider {
             id: crate::sha256_hex(fresh.as_bytes()),
             cookie: fresh,
             doc: BrowserSession {
-                csrf: crate::random_token(24),
+                csrf: crate::csrf_token(),
                 ..Default::default()
             },
             replaces: None,

@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod pages;
 pub mod ratelimit;
 pub mod routes;
+pub mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -21,10 +21,7 @@ use crate::AppState;
 use crate::error::{ApiError, PageError};
 use crate::extract::ClientIp;
 use crate::pages::{Layout, render};
-use crate::routes::oidc::cookie;
-
-const COOKIE: &str = "socle_agent";
-const LOGIN_CSRF: &str = "socle_agent_csrf";
+use crate::session::{self, AGENT, AGENT_LOGIN_CSRF, same};
 
 fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
@@ -117,7 +114,10 @@ async fn signed_in(
     headers: &HeaderMap,
 ) -> Result<(Actor, String), Box<Response>> {
     let to_login = || Box::new(Redirect::to("/espace-agent/connexion").into_response());
-    let Some(token) = cookie(headers, COOKIE).filter(|t| !t.is_empty()) else {
+    let Some(token) = AGENT
+        .read(headers, session::secure(state))
+        .filter(|t| !t.is_empty())
+    else {
         return Err(to_login());
     };
     match office(state)?.actor(&token).await {
@@ -142,14 +142,6 @@ fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
         .unwrap_or_default()
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 fn csrf_refused() -> Response {
     PageError {
         status: StatusCode::FORBIDDEN,
@@ -157,18 +149,6 @@ fn csrf_refused() -> Response {
         message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Rechargez la page et recommencez.".into(),
     }
     .into_response()
-}
-
-fn secure(state: &AppState) -> &'static str {
-    let https = state
-        .identity
-        .as_ref()
-        .is_some_and(|p| p.config().secure_cookies());
-    if https || state.settings.tls {
-        "; Secure"
-    } else {
-        ""
-    }
 }
 
 // ----- sign-in --------------------------------------------------------------------
@@ -182,18 +162,14 @@ pub struct LoginPage {
 }
 
 fn login_page(state: &AppState, message: Option<String>, status: StatusCode) -> Response {
-    let csrf = sha256_hex(&format!("{:?}", std::time::SystemTime::now()))
-        + &sha256_hex(&socle_identity::random_token(16))[..16];
+    let csrf = session::csrf_token();
     let mut r = render(&LoginPage {
         layout: Layout::current("Espace agent"),
         csrf: csrf.clone(),
         message,
     });
     *r.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{LOGIN_CSRF}={csrf}; Path=/espace-agent; HttpOnly; SameSite=Strict{}",
-        secure(state)
-    )) {
+    if let Some(v) = AGENT_LOGIN_CSRF.set(&csrf, None, session::secure(state)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -226,7 +202,9 @@ pub async fn login(
         Err(r) => return *r,
     };
     let m = form_map(&body);
-    let expected = cookie(&headers, LOGIN_CSRF).unwrap_or_default();
+    let expected = AGENT_LOGIN_CSRF
+        .read(&headers, session::secure(&state))
+        .unwrap_or_default();
     if expected.is_empty() || !same(&one(&m, "csrf"), &expected) {
         return csrf_refused();
     }
@@ -236,10 +214,7 @@ pub async fn login(
     {
         Ok(Some(token)) => {
             let mut r = Redirect::to("/espace-agent").into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "{COOKIE}={token}; Path=/espace-agent; HttpOnly; SameSite=Lax; Max-Age=28800{}",
-                secure(&state)
-            )) {
+            if let Some(v) = AGENT.set(&token, Some(28_800), session::secure(&state)) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             r
@@ -279,12 +254,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return page_error(e);
     }
     let mut r = Redirect::to("/espace-agent/connexion").into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "socle_agent=; Path=/espace-agent; HttpOnly; SameSite=Lax; Max-Age=0",
-        ),
-    );
+    if let Some(v) = AGENT.clear(session::secure(&state)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
     r
 }
 

@@ -24,9 +24,8 @@ use socle_store::IdentityStore;
 use crate::AppState;
 use crate::error::{ApiError, PageError};
 use crate::pages::{Layout, render};
-use crate::routes::oidc::{cookie, query_pairs};
-
-const COOKIE: &str = "socle_espace";
+use crate::routes::oidc::query_pairs;
+use crate::session::{self, ESPACE};
 
 /// The citizen space as a service provider of the platform.
 pub struct Citizen {
@@ -80,14 +79,6 @@ fn now() -> i64 {
     socle_identity::now()
 }
 
-fn secure(state: &AppState) -> &'static str {
-    if state.settings.tls || citizen(state).is_ok_and(|c| c.public_url.starts_with("https://")) {
-        "; Secure"
-    } else {
-        ""
-    }
-}
-
 fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
     state.citizen.as_deref().ok_or_else(|| {
         Box::new(crate::middleware::respond(
@@ -121,7 +112,9 @@ fn page_error(e: CitizenError) -> Response {
 }
 
 async fn load(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    let token = cookie(headers, COOKIE).filter(|t| t.len() >= 32)?;
+    let token = ESPACE
+        .read(headers, session::secure(state))
+        .filter(|t| t.len() >= 32)?;
     let doc = state
         .store
         .session(&format!("espace:{}", sha256_hex(&token)), now())
@@ -141,10 +134,7 @@ async fn save(state: &AppState, token: &str, s: &Session, ttl: i64) -> Result<()
 }
 
 fn with_cookie(state: &AppState, mut r: Response, token: &str, ttl: i64) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/mon-espace; HttpOnly; SameSite=Lax; Max-Age={ttl}{}",
-        secure(state)
-    )) {
+    if let Some(v) = ESPACE.set(token, Some(ttl), session::secure(state)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -289,12 +279,14 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         })
         .cloned()
         .unwrap_or_else(|| "/mon-espace/".into());
-    // Already logged in: no new login (a link from elsewhere must not log the person
-    // out by replacing their session).
-    if let Some((_, s)) = load(&state, &headers).await
-        && s.identity_hash.is_some()
-    {
-        return Redirect::to(&back_to).into_response();
+    // A login always starts a fresh session: a session already in this browser may
+    // have been planted (someone else's, logged in: a login CSRF would then show
+    // them the person's choices and exchanges as their own). Whatever was there ends.
+    if let Some((old, _)) = load(&state, &headers).await {
+        let _ = state
+            .store
+            .delete_session(&format!("espace:{}", sha256_hex(&old)))
+            .await;
     }
     let token = socle_identity::random_token(32);
     let pending = Pending {
@@ -303,7 +295,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         back_to,
     };
     let session = Session {
-        csrf: socle_identity::random_token(24),
+        csrf: session::csrf_token(),
         pending: Some(pending.clone()),
         ..Session::default()
     };
@@ -466,12 +458,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
     .map(|u| u.to_string())
     .unwrap_or_else(|_| "/mon-espace/".into());
     let mut r = Redirect::to(&target).into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "socle_espace=; Path=/mon-espace; HttpOnly; SameSite=Lax; Max-Age=0",
-        ),
-    );
+    if let Some(v) = ESPACE.clear(session::secure(&state)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
     r
 }
 

@@ -24,32 +24,11 @@ use crate::AppState;
 use crate::error::{ApiError, PageError};
 use crate::middleware::{CSP, current_request_id};
 use crate::pages::{Layout, render};
+use crate::session;
 
-pub const SESSION_COOKIE: &str = "socle_session";
-/// Its name on https: with the `__Host-` prefix, browsers take it only from this host,
-/// secure, for the whole site — no sibling domain or plain-HTTP page can plant one.
-pub const SECURE_SESSION_COOKIE: &str = "__Host-socle_session";
-
-/// The session cookie's name for this platform's scheme.
-fn session_name(p: &Provider) -> &'static str {
-    if p.config().secure_cookies() {
-        SECURE_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
-    }
-}
-pub const CHOICE_COOKIE: &str = "socle_fi";
-
-/// Reads a cookie from the request.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+/// The browser session's cookie for this platform's scheme (`crate::session`).
+fn session_cookie(headers: &HeaderMap, p: &Provider) -> Option<String> {
+    session::SESSION.read(headers, p.config().secure_cookies())
 }
 
 /// Query parameters in order (duplicates kept, to be refused).
@@ -223,18 +202,11 @@ fn csp_with(mut r: Response, form_action: &[String], img: &[String]) -> Response
 }
 
 fn with_session(mut r: Response, p: &Provider, s: &SessionHandle) -> Response {
-    let secure = if p.config().secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        session_name(p),
-        s.cookie,
-        p.config().session_ttl
-    );
-    if let Ok(v) = HeaderValue::from_str(&v) {
+    if let Some(v) = session::SESSION.set(
+        &s.cookie,
+        Some(p.config().session_ttl),
+        p.config().secure_cookies(),
+    ) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -309,7 +281,7 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
     };
     // The browser session is stored with the interaction when new (an existing one
     // keeps its expiry).
-    let given = cookie(&headers, session_name(p));
+    let given = session_cookie(&headers, p);
     match p.begin(given.as_deref(), request).await {
         Ok((session, id, None)) => {
             with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session)
@@ -350,14 +322,11 @@ pub async fn choice(
         Ok(p) => p,
         Err(e) => return crate::middleware::respond(e, true),
     };
-    let view = match p
-        .choice(&id, cookie(&headers, session_name(p)).as_deref())
-        .await
-    {
+    let view = match p.choice(&id, session_cookie(&headers, p).as_deref()).await {
         Ok(v) => v,
         Err(e) => return page_error(e),
     };
-    let last = cookie(&headers, CHOICE_COOKIE);
+    let last = session::FI_CHOICE.read(&headers, p.config().secure_cookies());
     let mut providers: Vec<ProviderChoice> = view
         .providers
         .iter()
@@ -423,7 +392,7 @@ pub async fn choose(
             "Choisissez un fournisseur d’identité.".into(),
         ));
     };
-    let session_cookie = cookie(&headers, session_name(&p));
+    let session_cookie = session_cookie(&headers, &p);
     match p
         .choose(
             &id,
@@ -435,14 +404,9 @@ pub async fn choose(
     {
         Ok(url) => {
             let mut r = redirect(&url);
-            let secure = if p.config().secure_cookies() {
-                "; Secure"
-            } else {
-                ""
-            };
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "{CHOICE_COOKIE}={fi}; Path=/api/v2/interaction; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}"
-            )) {
+            if let Some(v) =
+                session::FI_CHOICE.set(fi, Some(31_536_000), p.config().secure_cookies())
+            {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             r
@@ -496,7 +460,7 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         Err(m) => return page_error(IdentityError::Page(format!("Réponse invalide : {m}."))),
     };
     match p
-        .callback(cookie(&headers, session_name(p)).as_deref(), &params)
+        .callback(session_cookie(&headers, p).as_deref(), &params)
         .await
     {
         Ok((CallbackOutcome::Consent(id), session)) => with_session(
@@ -530,7 +494,7 @@ pub async fn consent_page(
         Err(e) => return crate::middleware::respond(e, true),
     };
     let view = match p
-        .consent_view(&id, cookie(&headers, session_name(p)).as_deref())
+        .consent_view(&id, session_cookie(&headers, p).as_deref())
         .await
     {
         Ok(v) => v,
@@ -570,7 +534,7 @@ pub async fn consent(
             ));
         }
     };
-    let session_cookie = cookie(&headers, session_name(&p));
+    let session_cookie = session_cookie(&headers, &p);
     match p
         .consent(
             &id,
@@ -736,10 +700,7 @@ async fn end_session(
         Ok(m) => m,
         Err(m) => return page_error(IdentityError::Page(format!("Demande invalide : {m}."))),
     };
-    let session = match p
-        .session(cookie(&headers, session_name(p)).as_deref())
-        .await
-    {
+    let session = match p.session(session_cookie(&headers, p).as_deref()).await {
         Ok(s) => s,
         Err(e) => return page_error(e),
     };
@@ -747,15 +708,7 @@ async fn end_session(
         Ok((url, false)) => redirect(&url),
         Ok((url, true)) => {
             let mut r = redirect(&url);
-            let secure = if p.config().secure_cookies() {
-                "; Secure"
-            } else {
-                ""
-            };
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-                session_name(p)
-            )) {
+            if let Some(v) = session::SESSION.clear(p.config().secure_cookies()) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             r

@@ -203,11 +203,21 @@ async fn citizen_space(backend: Backend) {
         assert_eq!(r.status, 404, "{bad}");
         assert!(r.body.contains("Page non trouvée"), "a page: {}", r.body);
     }
-    // Logged in already: the login address goes straight back, the session stays.
+    // Logging in again starts a fresh session (one planted in the browser never
+    // survives a login): the old one ends at once, the new one after the login.
+    let before = b.cookies["socle_espace"].clone();
     let r = b
         .get("/mon-espace/connexion?retour=/mon-espace/connexions")
         .await;
     assert_eq!(r.status, 303);
+    let authorize = r.location.unwrap();
+    assert!(authorize.contains("client_id=espace-usager"), "{authorize}");
+    assert_ne!(b.cookies["socle_espace"], before);
+    let mut old = Browser::new(&env.app);
+    old.cookies.insert("socle_espace".into(), before);
+    assert_eq!(old.get("/mon-espace/donnees").await.status, 303);
+    let back = login_via(&mut b, &authorize, "demo", "marie").await;
+    let r = b.get(back.location.as_deref().unwrap()).await;
     assert_eq!(r.location.as_deref(), Some("/mon-espace/connexions"));
     assert_eq!(b.get("/mon-espace/donnees").await.status, 200);
     // A repeated query field is refused, not guessed.

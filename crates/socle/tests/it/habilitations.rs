@@ -13,7 +13,7 @@ pub(crate) const PLATFORM: &str = "13002526500013";
 pub(crate) const PRODUCER: &str = "99002002600011";
 pub(crate) const REQUESTER: &str = "99003003300015";
 pub(crate) const OTHER: &str = "99001001900018";
-const PASSWORD: &str = "un mot de passe assez long";
+pub(crate) const PASSWORD: &str = "un mot de passe assez long";
 
 pub(crate) async fn admin(app: &TestApp, path: &str, body: Value) {
     let (status, answer) = crate::catalogue::post(app, path, body).await;
@@ -663,7 +663,7 @@ on_both_stores!(
 );
 
 /// The organisations, and the family-benefits fund's API with two scopes.
-async fn publish(app: &TestApp) {
+pub(crate) async fn publish(app: &TestApp) {
     for (siret, name, kind) in [
         (PLATFORM, "DINUM", "ministry"),
         (PRODUCER, "CAF démo", "operator"),

@@ -35,7 +35,7 @@ pub struct Resp {
 pub struct Browser {
     pub base: String,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
 impl Browser {
@@ -159,7 +159,7 @@ pub fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     Some(&text[i..j])
 }
 
-fn form_action(body: &str) -> String {
+pub(crate) fn form_action(body: &str) -> String {
     unescape(between(body, "<form method=\"post\" action=\"", "\"").expect("a form"))
 }
 

@@ -328,7 +328,114 @@ async fn journal_secrets_are_sealed(backend: Backend) {
     }
 }
 
+/// Every `Set-Cookie` of a response, checked `__Host-`: Secure, Path=/, no Domain.
+fn host_only(r: &crate::identity::Resp, name: &str) -> String {
+    let mut found = None;
+    for v in r.headers.get_all("set-cookie") {
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("__Host-"), "{v}");
+        assert!(
+            v.contains("; Secure") && v.contains("Path=/;") && !v.contains("Domain"),
+            "{v}"
+        );
+        if v.starts_with(&format!("__Host-{name}=")) {
+            found = Some(v.to_string());
+        }
+    }
+    found.unwrap_or_else(|| panic!("no cookie {name}: {:?}", r.headers))
+}
+
+/// Item 7: on an https public address every cookie the pages set is `__Host-`; every
+/// CSRF token is 256 bits; logging in to the citizen space always starts a fresh
+/// session, so a session planted in the browser (someone else's, logged in) does not
+/// survive the person's login.
+async fn cookies_and_csrf(backend: Backend) {
+    use crate::identity::{Browser, csrf, identity_app_with};
+    use socle_catalogue::people::Role;
+    let app = identity_app_with(backend, |c| {
+        c.server.public_url = Some("https://socle.example.gouv.fr".into());
+    })
+    .await;
+
+    // Identity pages: the session, the identity provider chosen.
+    let client = crate::identity::register_default(&app).await;
+    let mut b = Browser::new(&app);
+    let (url, _) = crate::identity::authorize_url(&client, &[]);
+    let r = b.get(&url).await;
+    host_only(&r, "socle_session");
+    let choice = b.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(choice.status, 200, "{}", choice.body);
+    assert_eq!(csrf(&choice.body).len(), 43, "256 bits");
+    // (The identity provider chosen is remembered in `__Host-socle_fi`: the demo
+    // provider is not reachable at the https address, so `session`'s unit test covers
+    // that cookie.)
+
+    // The citizen space.
+    let mut person = Browser::new(&app);
+    let r = person.get("/mon-espace/connexion").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let planted = host_only(&r, "socle_espace");
+    let planted = planted
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    // A session already in the browser (planted, or the person's own) never survives
+    // a login: a new cookie, and the old session is gone.
+    let mut victim = Browser::new(&app);
+    victim
+        .cookies
+        .insert("__Host-socle_espace".into(), planted.clone());
+    let r = victim.get("/mon-espace/connexion").await;
+    assert_eq!(r.status, 303);
+    let fresh = host_only(&r, "socle_espace");
+    assert!(!fresh.contains(&planted), "{fresh}");
+    let r = person.get("/mon-espace/retour?code=x&state=y").await;
+    assert!(
+        r.body.contains("a expiré ou n’a pas été commencée ici"),
+        "the planted session ended: {}",
+        r.body
+    );
+
+    // The Espace agent: the sign-in form's token and the session.
+    crate::habilitations::publish(&app).await;
+    crate::habilitations::user(
+        &app,
+        "dev@demoville.fr",
+        crate::habilitations::REQUESTER,
+        Role::Developer,
+    )
+    .await;
+    let mut agent = Browser::new(&app);
+    let page = agent.get("/espace-agent/connexion").await;
+    let token = host_only(&page, "socle_agent_csrf");
+    assert!(token.contains("SameSite=Strict"), "{token}");
+    let form_token = csrf(&page.body);
+    assert_eq!(form_token.len(), 43, "256 bits");
+    let r = agent
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &form_token),
+                ("email", "dev@demoville.fr"),
+                ("password", crate::habilitations::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    host_only(&r, "socle_agent");
+    assert_eq!(agent.get("/espace-agent").await.status, 200);
+    // Under the bare name, the same session is nobody's.
+    let value = agent.cookies.remove("__Host-socle_agent").unwrap();
+    agent.cookies.insert("socle_agent".into(), value);
+    assert_eq!(agent.get("/espace-agent").await.status, 303);
+}
+
 on_both_stores!(
+    cookies_and_csrf,
     gateway_matches_operations_as_openapi_says,
     provider_content_is_never_active,
     journal_secrets_are_sealed,
