@@ -49,6 +49,9 @@ pub struct WebSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bearer token of the administration API (`None`: closed).
     pub admin_token: Option<Arc<str>>,
+    /// `/metrics` on the main address (`socle demo`); otherwise only on
+    /// [`metrics_router`]'s own listener.
+    pub metrics_public: bool,
 }
 
 /// Shared by every handler; one pointer to clone (every middleware layer and handler
@@ -280,14 +283,16 @@ pub fn router(state: AppState) -> Router {
             any(routes::gateway::call),
         );
 
-    Router::new()
-        .merge(journal)
+    let mut main = Router::new();
+    if state.settings.metrics_public {
+        main = main.route("/metrics", get(routes::health::metrics));
+    }
+    main.merge(journal)
         .merge(identity)
         .route("/", get(pages::home))
         .route("/journal", get(pages::journal))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
         .route("/api/openapi.json", get(routes::docs::openapi_json))
         .route("/api/docs", get(routes::docs::api_docs))
         .route(
@@ -314,6 +319,16 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::request_context,
         ))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for the operator's listener (`server.metrics_listen`, loopback by
+/// default): per-service counters are not published on the public address, where they
+/// could be correlated with the public journal.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .fallback(not_found)
         .with_state(state)
 }
 

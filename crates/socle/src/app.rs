@@ -26,9 +26,21 @@ use crate::{telemetry, tls};
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `/metrics` on its own listener (`serve`); `None` in `demo`, where the main
+    /// address serves them.
+    metrics: Option<(TcpListener, SocketAddr)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: AppState,
     config: Config,
+}
+
+/// A task that ends with its owner, whichever way the owner returns.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Opens the store the configuration names, with its clear errors.
@@ -228,6 +240,7 @@ impl Application {
                 journal_rate_limit: config.journal.rate_limit,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 admin_token: config.admin.token.as_deref().map(Arc::from),
+                metrics_public: config.demo,
             }),
             identity,
             catalogue,
@@ -247,9 +260,24 @@ impl Application {
             "store" => state.store.kind()
         )
         .set(1.0);
+        let metrics = if config.demo {
+            None
+        } else {
+            let l = TcpListener::bind(config.server.metrics_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} for metrics (server.metrics_listen)",
+                        config.server.metrics_listen
+                    )
+                })?;
+            let addr = l.local_addr()?;
+            Some((l, addr))
+        };
         Ok(Application {
             listener,
             local_addr,
+            metrics,
             tls,
             state,
             config,
@@ -258,6 +286,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` answers when not on the main address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     pub fn port(&self) -> u16 {
@@ -353,10 +386,18 @@ impl Application {
         let Application {
             listener,
             local_addr,
+            metrics,
             tls,
             state,
             config,
         } = self;
+        // The operator's metrics listener: plain HTTP, `/metrics` only; it stops with
+        // the process (nothing in flight there needs draining).
+        let _metrics_task = metrics.map(|(l, addr)| {
+            tracing::info!(address = %addr, "serving metrics");
+            let service = socle_web::metrics_router(state.clone());
+            AbortOnDrop(tokio::spawn(async move { axum::serve(l, service).await }))
+        });
         let router = socle_web::router(state.clone());
         let service =
             router.into_make_service_with_connect_info::<socle_web::extract::ClientAddr>();

@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Reverse proxies and load balancers in front of Socle (addresses or CIDR ranges)
     /// whose `X-Forwarded-For` names the client for per-client limits.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where `serve` answers `/metrics` (Prometheus): its own listener, on loopback by
+    /// default, never the public address (per-service counters can be correlated with
+    /// the public journal). `demo` serves them on the main address.
+    pub metrics_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -554,6 +558,11 @@ impl Config {
                 Ok(s.trim_end_matches('/').to_string())
             }),
             trusted_proxies: r.get("server.trusted_proxies", Vec::new(), networks),
+            metrics_listen: r.get(
+                "server.metrics_listen",
+                ([127, 0, 0, 1], 9464).into(),
+                socket_addr,
+            ),
         };
 
         let url = r.opt("database.url", |v| {
@@ -844,6 +853,11 @@ impl Config {
             &mut out,
             "trusted_proxies",
             format!("[{}]", proxies.join(", ")),
+        );
+        line(
+            &mut out,
+            "metrics_listen",
+            q(&self.server.metrics_listen.to_string()),
         );
         out.push_str("\n[database]\n");
         match &self.database.url {

@@ -120,6 +120,7 @@ fn not_ready(detail: impl Into<String>) -> ApiError {
 /// Prometheus metrics: requests by route template and status, latency histograms,
 /// store pool gauges, build info.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "For the operator: `socle serve` answers it on `server.metrics_listen` (loopback by default), not on the public address; `socle demo` on the main address.",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let pool = state.store.pool_stats();

@@ -757,7 +757,7 @@ async fn machine_to_machine(backend: Backend) {
     assert!(
         page.contains("Utilisation de l’API par service") && page.contains("Mairie de Démoville")
     );
-    let metrics = env.app.get("/metrics").await.text().await.unwrap();
+    let metrics = env.app.metrics().await;
     assert!(
         metrics.contains("socle_gateway_calls_total{api=\"quotient-familial\""),
         "{metrics}"

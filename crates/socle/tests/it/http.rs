@@ -60,7 +60,18 @@ async fn metrics_count_requests_by_route_template(backend: Backend) {
         assert_eq!(app.get("/static/dsfr/dsfr.min.css").await.status(), 200);
     }
     assert_eq!(app.get("/no/such/thing/4242").await.status(), 404);
-    let r = app.get("/metrics").await;
+    // `serve` keeps the metrics off the public address (issue 29, item 9): they answer
+    // on `server.metrics_listen` only.
+    let public = app.get("/metrics").await;
+    assert_eq!(public.status(), 404);
+    let metrics_addr = app.metrics_addr.expect("a metrics listener in serve mode");
+    assert_ne!(metrics_addr, app.addr);
+    let r = app
+        .client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -217,7 +228,7 @@ async fn csp_reports_are_counted(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(r#"socle_csp_violations_total{directive="script-src-elem"}"#),
         "{text}"
@@ -434,9 +445,16 @@ async fn slow_requests_get_408(backend: Backend) {
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
 }
 
+async fn demo_serves_metrics_on_the_main_address(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.demo = true).await;
+    assert_eq!(app.metrics_addr, None);
+    assert!(app.metrics().await.contains("socle_build_info"));
+}
+
 on_both_stores!(
     health_and_readiness,
     metrics_count_requests_by_route_template,
+    demo_serves_metrics_on_the_main_address,
     request_ids_are_echoed_or_generated,
     errors_have_one_shape,
     csp_reports_are_counted,

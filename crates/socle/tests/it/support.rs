@@ -113,7 +113,8 @@ impl TestDb {
                 Some(self.data_dir().display().to_string()),
                 "test",
             )
-            .flag("instance.name", Some("Socle test".into()), "test");
+            .flag("instance.name", Some("Socle test".into()), "test")
+            .flag("server.metrics_listen", Some("127.0.0.1:0".into()), "test");
         if let Some(url) = self.database_url() {
             layers = layers.flag("database.url", Some(url), "test");
         }
@@ -122,10 +123,16 @@ impl TestDb {
 
     /// Environment variables that make the binary use this database.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![(
-            "SOCLE_DATA_DIR".to_string(),
-            self.data_dir().display().to_string(),
-        )];
+        let mut env = vec![
+            (
+                "SOCLE_DATA_DIR".to_string(),
+                self.data_dir().display().to_string(),
+            ),
+            (
+                "SOCLE_SERVER__METRICS_LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+        ];
         if let Some(url) = self.database_url() {
             env.push(("SOCLE_DATABASE__URL".into(), url));
         }
@@ -161,6 +168,8 @@ impl Drop for TestDb {
 /// A server running in this process.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` answers (`None` in demo mode: the main address).
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -189,6 +198,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let store = app.store().clone();
         let journal = app.journal().cloned();
         let gateway = app.gateway().cloned();
@@ -199,6 +209,7 @@ impl TestApp {
         }));
         TestApp {
             addr,
+            metrics_addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -220,6 +231,17 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The Prometheus text, from wherever this node serves it.
+    pub async fn metrics(&self) -> String {
+        let url = match self.metrics_addr {
+            Some(a) => format!("http://{a}/metrics"),
+            None => self.url("/metrics"),
+        };
+        let r = self.client.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
     }
 
     /// Stops the server gracefully but keeps the database (other nodes may use it).
