@@ -47,7 +47,7 @@ async function startFi(socleBase) {
   const provider = new Provider(fiIssuer, {
     clients: [{
       client_id: 'socle', client_secret: FI_SECRET,
-      redirect_uris: [`${socleBase}/api/v2/oidc-callback`],
+      redirect_uris: [`${socleBase}/api/v2/oidc-callback/oidc-provider`],
       post_logout_redirect_uris: [`${socleBase}/api/v2/client/logout-callback`],
       id_token_signed_response_alg: 'RS256',
     }],

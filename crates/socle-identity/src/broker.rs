@@ -119,8 +119,9 @@ pub struct Broker {
     providers: Arc<Vec<ProviderSettings>>,
     http: reqwest::Client,
     cache: Arc<Mutex<HashMap<String, Arc<Cached>>>>,
-    /// Where the providers send people back: `{public_url}/api/v2/oidc-callback`.
-    pub redirect_uri: String,
+    /// Where the providers send people back, one address per provider:
+    /// `{public_url}/api/v2/oidc-callback/{id}` ([`Broker::redirect_uri`]).
+    callback_base: String,
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -132,7 +133,9 @@ const SKEW: i64 = 60;
 pub(crate) const NOT_AGAIN: &str = "not authenticated again as asked";
 
 impl Broker {
-    pub fn new(providers: Vec<ProviderSettings>, redirect_uri: String) -> Result<Broker> {
+    /// `callback_base`: `{public_url}/api/v2/oidc-callback`; each provider sends people
+    /// back to it followed by `/{id}`.
+    pub fn new(providers: Vec<ProviderSettings>, callback_base: String) -> Result<Broker> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("socle/", env!("CARGO_PKG_VERSION")))
@@ -142,8 +145,16 @@ impl Broker {
             providers: Arc::new(providers),
             http,
             cache: Arc::new(Mutex::new(HashMap::new())),
-            redirect_uri,
+            callback_base: callback_base.trim_end_matches('/').to_string(),
         })
+    }
+
+    /// The redirect URI registered at provider `id`. Each provider has its own (RFC 9700
+    /// §4.4.2.2), so an answer that comes back at one provider's address while the
+    /// login waits for another is a mix-up attack, refused before any code is sent
+    /// anywhere — also with providers that do not send RFC 9207's `iss`.
+    pub fn redirect_uri(&self, id: &str) -> String {
+        format!("{}/{id}", self.callback_base)
     }
 
     pub fn providers(&self) -> &[ProviderSettings] {
@@ -250,7 +261,7 @@ impl Broker {
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &p.client_id)
-            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("redirect_uri", &self.redirect_uri(&p.id))
             .append_pair("scope", &p.scope)
             .append_pair("state", &pending.state)
             .append_pair("nonce", &pending.nonce)
@@ -308,10 +319,11 @@ impl Broker {
             }
             _ => {}
         }
+        let redirect_uri = self.redirect_uri(&p.id);
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", self.redirect_uri.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
             ("code_verifier", pending.verifier.as_str()),
         ];
         let post_only = meta

@@ -130,7 +130,7 @@ impl DemoFi {
             issuer: format!("{public_url}/demo/fi"),
             client_id: "socle-demo".into(),
             client_secret: crate::random_token(32),
-            redirect_uri: format!("{public_url}/api/v2/oidc-callback"),
+            redirect_uri: format!("{public_url}/api/v2/oidc-callback/demo"),
             post_logout_redirect_uri: format!("{public_url}/api/v2/client/logout-callback"),
             key: Arc::new(key),
             people: Arc::new(people()),

@@ -865,6 +865,7 @@ impl Provider {
     pub async fn callback(
         &self,
         cookie: Option<&str>,
+        answered_at: &str,
         params: &BTreeMap<String, String>,
     ) -> std::result::Result<(CallbackOutcome, SessionHandle), UpstreamFailure> {
         let unknown = |message: &str| UpstreamFailure {
@@ -932,6 +933,21 @@ impl Provider {
         let Some(pending) = i.pending.take() else {
             return Err(unknown("Cette connexion n’attend pas de réponse."));
         };
+        // Each provider sends people back to its own address: an answer at another
+        // provider's address than the one this login waits for is a mix-up (RFC 9700
+        // §4.4): its code must reach no token endpoint, and nobody is logged in.
+        if pending.provider != answered_at {
+            tracing::warn!(
+                waiting_for = %pending.provider,
+                answered_at = %answered_at.chars().take(64).collect::<String>(),
+                "identity provider answer at another provider's address refused (mix-up)"
+            );
+            return Err(fail(
+                &i,
+                "La réponse reçue ne vient pas du fournisseur d’identité que vous avez choisi : par sécurité, la connexion est refusée. Recommencez depuis le service.".into(),
+                "the identity provider's answer came back at another provider's address",
+            ));
+        }
         let label = self
             .broker
             .provider(&pending.provider)

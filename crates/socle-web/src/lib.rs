@@ -155,7 +155,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/interaction/{id}/consent",
             get(oidc::consent_page).post(oidc::consent),
         )
-        .route("/api/v2/oidc-callback", get(oidc::callback))
+        .route("/api/v2/oidc-callback/{provider}", get(oidc::callback))
+        .route(
+            "/api/v2/oidc-callback",
+            get(oidc::callback_without_provider),
+        )
         .route("/api/v2/token", post(oidc::token))
         .route("/api/v2/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route(

@@ -590,6 +590,9 @@ pub async fn open_identity(
         None
     };
     let broker = Broker::new(providers, format!("{public_url}/api/v2/oidc-callback"))?;
+    for p in broker.providers() {
+        tracing::debug!(provider = %p.id, redirect_uri = %broker.redirect_uri(&p.id), "identity provider");
+    }
     let mut pc = ProviderConfig::new(public_url);
     let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     pc.session_ttl = secs(config.identity.session_lifetime);

@@ -449,8 +449,24 @@ fn upstream_page(f: UpstreamFailure) -> Response {
     r
 }
 
-/// The identity provider sends the person back here.
-pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+/// The address every provider shared before each had its own: an answer arriving
+/// there names no provider, so it cannot be matched to the login it claims (a
+/// provider still configured with it must register `/api/v2/oidc-callback/{id}`).
+pub async fn callback_without_provider(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    callback(State(state), Path(String::new()), headers, uri).await
+}
+
+/// Each identity provider sends the person back to its own address here.
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(provider_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let p = match provider(&state) {
         Ok(p) => p,
         Err(e) => return crate::middleware::respond(e, true),
@@ -460,7 +476,11 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         Err(m) => return page_error(IdentityError::Page(format!("Réponse invalide : {m}."))),
     };
     match p
-        .callback(session_cookie(&headers, p).as_deref(), &params)
+        .callback(
+            session_cookie(&headers, p).as_deref(),
+            &provider_id,
+            &params,
+        )
         .await
     {
         Ok((CallbackOutcome::Consent(id), session)) => with_session(

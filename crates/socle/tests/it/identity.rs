@@ -1217,6 +1217,10 @@ pub struct MockFi {
     nonces: Mutex<BTreeMap<String, String>>,
     /// The query of the last authorization request.
     pub last_authorize: Mutex<BTreeMap<String, String>>,
+    /// Whether its discovery announces RFC 9207's `iss` (a provider that does not).
+    pub announces_iss: std::sync::atomic::AtomicBool,
+    /// Every code its token endpoint was sent.
+    pub codes_received: Mutex<Vec<String>>,
 }
 
 fn es256_key(kid: &str) -> Jwk {
@@ -1238,6 +1242,8 @@ impl MockFi {
             mode: Mutex::new(Mode::Good),
             nonces: Mutex::new(BTreeMap::new()),
             last_authorize: Mutex::new(BTreeMap::new()),
+            announces_iss: std::sync::atomic::AtomicBool::new(true),
+            codes_received: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .route(
@@ -1283,7 +1289,8 @@ async fn mock_discovery(State(fi): State<Arc<MockFi>>) -> impl IntoResponse {
         json!({"issuer": i, "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"), "userinfo_endpoint": format!("{i}/userinfo"),
         "jwks_uri": format!("{i}/jwks"),
-        "authorization_response_iss_parameter_supported": true}),
+        "authorization_response_iss_parameter_supported":
+            fi.announces_iss.load(std::sync::atomic::Ordering::Relaxed)}),
     )
 }
 
@@ -1333,6 +1340,7 @@ async fn mock_token(State(fi): State<Arc<MockFi>>, body: String) -> axum::respon
         .into_owned()
         .collect();
     assert!(form.contains_key("code_verifier"));
+    fi.codes_received.lock().unwrap().push(form["code"].clone());
     let nonce = fi
         .nonces
         .lock()

@@ -434,7 +434,142 @@ async fn cookies_and_csrf(backend: Backend) {
     assert_eq!(agent.get("/espace-agent").await.status, 303);
 }
 
+/// The choice page of a login begun at `url`, the provider `provider` chosen: where
+/// Socle sends the browser (the provider's authorization request).
+async fn choose(b: &mut crate::identity::Browser, url: &str, provider: &str) -> String {
+    use crate::identity::{csrf, form_action};
+    let r = b.get(url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let choice = b.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(choice.status, 200, "{}", choice.body);
+    let r = b
+        .post(
+            &form_action(&choice.body),
+            &[("csrf", &csrf(&choice.body)), ("provider", provider)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    r.location.unwrap()
+}
+
+/// Item 2: a configured identity provider turned malicious runs the mix-up attack
+/// (RFC 9207 §1, RFC 9700 §4.4) against an honest provider that does not send `iss`:
+/// the victim, who chose the attacker's provider, is sent on to the honest one with
+/// the attacker's nonce and PKCE challenge; the honest code comes back to Socle. It
+/// must reach no token endpoint (the attacker's provider would otherwise learn it and
+/// redeem it in the attacker's own login), and nobody is logged in.
+async fn identity_provider_mix_up(backend: Backend) {
+    use crate::identity::{
+        Browser, MockFi, Mode, authorize_url, identity_app_with, query, register_default,
+    };
+    let honest = MockFi::start().await;
+    let evil = MockFi::start().await;
+    honest.set(Mode::NoIss);
+    honest
+        .announces_iss
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    evil.announces_iss
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let (h, e) = (
+        honest.provider("honnete", vec![1, 2]),
+        evil.provider("malveillant", vec![1, 2]),
+    );
+    let app = identity_app_with(backend, move |c| {
+        c.identity.providers.push(h);
+        c.identity.providers.push(e);
+    })
+    .await;
+    let client = register_default(&app).await;
+
+    // The attacker begins its own login with the honest provider and keeps the
+    // request Socle made there.
+    let mut attacker = Browser::new(&app);
+    let (url, _) = authorize_url(&client, &[]);
+    let to_honest = choose(&mut attacker, &url, "honnete").await;
+    let a = query(&to_honest);
+    assert!(
+        a["redirect_uri"].ends_with("/api/v2/oidc-callback/honnete"),
+        "{}",
+        a["redirect_uri"]
+    );
+
+    // The victim picks the attacker's provider, which forwards them to the honest one.
+    let mut victim = Browser::new(&app);
+    let (url, victim_login) = authorize_url(&client, &[]);
+    let to_evil = choose(&mut victim, &url, "malveillant").await;
+    let v = query(&to_evil);
+    let mut forwarded = url::Url::parse(&format!("{}/authorize", honest.issuer)).unwrap();
+    forwarded
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &a["client_id"])
+        .append_pair("redirect_uri", &a["redirect_uri"])
+        .append_pair("scope", &a["scope"])
+        .append_pair("state", &v["state"])
+        .append_pair("nonce", &a["nonce"])
+        .append_pair("code_challenge", &a["code_challenge"])
+        .append_pair("code_challenge_method", "S256");
+    let r = victim.get(forwarded.as_str()).await;
+    assert_eq!(r.status, 303);
+    let back = r.location.unwrap();
+    assert!(
+        !back.contains("iss="),
+        "the honest provider sends no iss: {back}"
+    );
+    let r = victim.get(&back).await;
+    // The honest code went to no token endpoint.
+    assert_eq!(
+        *evil.codes_received.lock().unwrap(),
+        Vec::<String>::new(),
+        "the honest code reached the attacker's provider"
+    );
+    assert!(honest.codes_received.lock().unwrap().is_empty());
+    assert_ne!(r.status, 303, "{}", r.body);
+    assert!(
+        r.body
+            .contains("ne vient pas du fournisseur d’identité que vous avez choisi"),
+        "{}",
+        r.body
+    );
+    // Nobody is logged in: whatever the attacker's provider could have learnt, the
+    // attacker's own login gets no code from it.
+    let stolen_codes = evil.codes_received.lock().unwrap().clone();
+    for stolen in stolen_codes {
+        let cb = format!("{}?code={stolen}&state={}", a["redirect_uri"], a["state"]);
+        let r = attacker.get(&cb).await;
+        assert!(
+            r.location.as_deref().is_none_or(|l| !l.contains("code=")),
+            "the attacker logged in as the victim"
+        );
+    }
+    // The victim's service got no code either; the way back says access_denied.
+    assert!(
+        r.body.contains(&format!("state={}", victim_login.state))
+            || r.body.contains("access_denied"),
+        "{}",
+        r.body
+    );
+
+    // The old shared address names no provider: refused as well.
+    let r = victim
+        .get(&format!(
+            "/api/v2/oidc-callback?code=x&state={}",
+            v["state"]
+        ))
+        .await;
+    assert_ne!(r.status, 303);
+    assert!(evil.codes_received.lock().unwrap().is_empty());
+
+    // The honest path still works end to end at its own address.
+    let r = attacker.get(&to_honest).await;
+    assert_eq!(r.status, 303);
+    let r = attacker.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(honest.codes_received.lock().unwrap().len(), 1);
+}
+
 on_both_stores!(
+    identity_provider_mix_up,
     cookies_and_csrf,
     gateway_matches_operations_as_openapi_says,
     provider_content_is_never_active,
