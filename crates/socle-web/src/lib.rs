@@ -52,6 +52,9 @@ pub struct WebSettings {
     /// `/metrics` on the main address (`socle demo`); otherwise only on
     /// [`metrics_router`]'s own listener.
     pub metrics_public: bool,
+    /// `gateway.public_url`: the gateway's own host (lower case, no port) and its
+    /// address; `None`: the gateway is under the platform's address.
+    pub gateway: Option<(String, String)>,
 }
 
 /// Shared by every handler; one pointer to clone (every middleware layer and handler
@@ -315,6 +318,10 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(middleware::plain_rejections))
         .layer(from_fn_with_state(state.clone(), middleware::limits))
         .layer(from_fn(middleware::observe))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::gateway_origin,
+        ))
         .layer(from_fn_with_state(
             state.clone(),
             middleware::security_headers,

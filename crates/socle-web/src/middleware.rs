@@ -182,6 +182,53 @@ fn method_label(m: &Method) -> String {
     }
 }
 
+/// The host a request was sent to (`Host`, or HTTP/2's `:authority`), in lower case,
+/// without its port.
+fn request_host(req: &Request) -> Option<String> {
+    let authority = match req.headers().get(header::HOST) {
+        Some(h) => h
+            .to_str()
+            .ok()?
+            .parse::<axum::http::uri::Authority>()
+            .ok()?,
+        None => req.uri().authority()?.clone(),
+    };
+    Some(
+        authority
+            .host()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase(),
+    )
+}
+
+/// With `gateway.public_url`, the gateway has a host of its own: `/gateway/…` is served
+/// there only, and that host serves nothing else (but health and readiness, for its
+/// load balancer). Providers' answers, inert as they are, then never share an origin
+/// with the citizen space or the Espace agent.
+pub async fn gateway_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some((gateway_host, gateway_url)) = state.settings.gateway.as_ref() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    let gateway_path = path == "/gateway" || path.starts_with("/gateway/");
+    let on_gateway_host = request_host(&req).as_deref() == Some(gateway_host.as_str());
+    if on_gateway_host && !(gateway_path || path == "/healthz" || path == "/readyz") {
+        return respond(
+            ApiError::not_found(
+                "this host serves the gateway only: /gateway/{organisation}/{api}/v{major}/…",
+            ),
+            false,
+        );
+    }
+    if gateway_path && !on_gateway_host {
+        return respond(
+            ApiError::not_found(format!("the gateway is served at {gateway_url}/gateway/")),
+            false,
+        );
+    }
+    next.run(req).await
+}
+
 /// Turns the framework's own refusals (a path or query segment that does not parse:
 /// plain text, in English) into the platform's: the error shape for APIs, a French page
 /// for people. The gateway's answers are left as they are (a provider's own errors).

@@ -241,6 +241,11 @@ impl Application {
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 admin_token: config.admin.token.as_deref().map(Arc::from),
                 metrics_public: config.demo,
+                gateway: config
+                    .gateway
+                    .public_url
+                    .as_ref()
+                    .and_then(|u| crate::config::url_host(u).map(|h| (h, u.clone()))),
             }),
             identity,
             catalogue,

@@ -148,6 +148,11 @@ pub struct GatewaySettings {
     /// How long the gateway keeps serving when it cannot re-read the habilitations in
     /// force (a revoked one could still pass); past it, calls get `503 gateway_stale`.
     pub stale_after: Duration,
+    /// The gateway's own address, on a host of its own (`https://api.socle.gouv.fr`):
+    /// `/gateway/…` is then served on that host only, and that host serves nothing
+    /// else, so providers' content never shares an origin with the platform's pages.
+    /// `None`: the gateway is under `server.public_url`.
+    pub public_url: Option<String>,
 }
 
 /// Citizen space settings.
@@ -544,19 +549,7 @@ impl Config {
             shutdown_timeout: r.get("server.shutdown_timeout", Duration::from_secs(30), duration),
             request_timeout: r.get("server.request_timeout", Duration::from_secs(30), duration),
             body_limit: r.get("server.body_limit", 1 << 20, byte_size),
-            public_url: r.opt("server.public_url", |v| {
-                let s = string(v)?;
-                let u = url::Url::parse(&s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                    return Err(format!(
-                        "{s:?} must be an http(s) URL such as https://socle.example.gouv.fr"
-                    ));
-                }
-                if u.query().is_some() || u.fragment().is_some() {
-                    return Err(format!("{s:?} must not have a query or fragment"));
-                }
-                Ok(s.trim_end_matches('/').to_string())
-            }),
+            public_url: r.opt("server.public_url", public_url),
             trusted_proxies: r.get("server.trusted_proxies", Vec::new(), networks),
             metrics_listen: r.get(
                 "server.metrics_listen",
@@ -747,7 +740,18 @@ impl Config {
                 Duration::from_secs(10),
                 lifetime(2, 300),
             ),
+            public_url: r.opt("gateway.public_url", public_url),
         };
+        if let (Some(g), Some(p)) = (&gateway.public_url, &server.public_url)
+            && url_host(g) == url_host(p)
+        {
+            let origin = r.origin("gateway.public_url");
+            r.fail(
+                "gateway.public_url",
+                origin,
+                "must be on another host than server.public_url (that is its point: the providers' answers on an origin of their own)",
+            );
+        }
 
         let citizen = CitizenSettings {
             eidas_level: r.get("citizen.eidas_level", 1, |v| {
@@ -949,6 +953,10 @@ impl Config {
             "open_rate_limit",
             self.gateway.open_rate_limit.to_string(),
         );
+        match &self.gateway.public_url {
+            Some(u) => line(&mut out, "public_url", q(u)),
+            None => out.push_str("# public_url unset: the gateway is under server.public_url\n"),
+        }
         out.push_str("\n[citizen]\n");
         line(
             &mut out,
@@ -977,6 +985,29 @@ impl Config {
         }
         out
     }
+}
+
+/// The host of a URL already checked by [`public_url`], in lower case.
+pub fn url_host(u: &str) -> Option<String> {
+    url::Url::parse(u)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+}
+
+/// An address people or services use to reach Socle: an http(s) URL with a host and
+/// no query, without its trailing `/`.
+fn public_url(v: &Value) -> Result<String, String> {
+    let s = string(v)?;
+    let u = url::Url::parse(&s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!(
+            "{s:?} must be an http(s) URL such as https://socle.example.gouv.fr"
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{s:?} must not have a query or fragment"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 /// `[[identity.providers]]`: an array of tables.
@@ -1147,6 +1178,31 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.database.url, None);
         assert_eq!(c.server.body_limit, 1 << 20);
+    }
+
+    #[test]
+    fn the_gateway_host_differs_from_the_platform_host() {
+        let layers = Layers::new().env(env(&[
+            ("SOCLE_SERVER__PUBLIC_URL", "https://socle.example.gouv.fr"),
+            (
+                "SOCLE_GATEWAY__PUBLIC_URL",
+                "https://SOCLE.example.gouv.fr:8443",
+            ),
+        ]));
+        let errors = Config::from_layers(layers).unwrap_err().0;
+        assert_eq!(errors[0].key, "gateway.public_url");
+        let layers = Layers::new().env(env(&[
+            ("SOCLE_SERVER__PUBLIC_URL", "https://socle.example.gouv.fr"),
+            (
+                "SOCLE_GATEWAY__PUBLIC_URL",
+                "https://api.socle.example.gouv.fr/",
+            ),
+        ]));
+        let c = Config::from_layers(layers).unwrap();
+        assert_eq!(
+            c.gateway.public_url.as_deref(),
+            Some("https://api.socle.example.gouv.fr")
+        );
     }
 
     #[test]

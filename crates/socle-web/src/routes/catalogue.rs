@@ -140,7 +140,7 @@ pub async fn detail(
             .collect(),
     });
     Ok(Json(ApiDetail {
-        gateway_path: gateway_path(&api.api),
+        gateway_path: gateway_path(&state, &api.api),
         api,
         versions,
         usage,
@@ -358,9 +358,17 @@ fn usage(state: &AppState, api: &str) -> Option<(Usage, Vec<(String, Usage)>)> {
     (all.calls > 0).then_some((all, per))
 }
 
-fn gateway_path(api: &socle_catalogue::Api) -> String {
+/// Where an API is called: under the gateway's own address when it has one
+/// (`gateway.public_url`), else the path on this one.
+fn gateway_path(state: &AppState, api: &socle_catalogue::Api) -> String {
     format!(
-        "/gateway/{}/{}/v{}/",
+        "{}/gateway/{}/{}/v{}/",
+        state
+            .settings
+            .gateway
+            .as_ref()
+            .map(|(_, url)| url.as_str())
+            .unwrap_or_default(),
         api.organisation,
         api.id,
         // The gateway's own reading of the version: "v2.0" and "2.0" are major 2.
@@ -460,7 +468,7 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         }
     }
     render(&ApiPage {
-        gateway_path: gateway_path(&api),
+        gateway_path: gateway_path(&state, &api),
         person_level: api
             .person_eidas_level
             .and_then(socle_identity::Eidas::from_level)

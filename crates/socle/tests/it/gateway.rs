@@ -200,12 +200,21 @@ pub(crate) struct Env {
 
 impl Env {
     pub async fn new(backend: Backend, demo: bool) -> Env {
+        Self::new_with(backend, demo, |_| {}).await
+    }
+
+    pub async fn new_with(
+        backend: Backend,
+        demo: bool,
+        tweak: impl FnOnce(&mut socle::Config),
+    ) -> Env {
         use socle_catalogue::people::Role;
         let app = TestApp::spawn_with(backend, |c| {
             c.admin.token = Some(ADMIN_TOKEN.into());
             c.gateway.timeout = Duration::from_millis(700);
             c.gateway.stale_after = Duration::from_secs(2);
             c.demo = demo;
+            tweak(c);
         })
         .await;
         let up = Upstream::start().await;

@@ -568,7 +568,89 @@ async fn identity_provider_mix_up(backend: Backend) {
     assert_eq!(honest.codes_received.lock().unwrap().len(), 1);
 }
 
+/// Item 3: with `gateway.public_url`, the gateway answers on its own host only, and
+/// that host serves nothing else; the catalogue names the gateway's address.
+async fn gateway_on_a_host_of_its_own(backend: Backend) {
+    let env = Env::new_with(backend, false, |c| {
+        c.gateway.public_url = Some("https://passerelle.test".into());
+    })
+    .await;
+    let openapi = json!({
+        "openapi": "3.1.0", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}
+    })
+    .to_string();
+    admin(
+        &env.app,
+        "/api/admin/apis",
+        json!({
+            "slug": "libre", "organisation": PRODUCER, "title": "API libre",
+            "description": "Ouverte", "openapi": openapi, "upstream_url": env.up.url,
+            "allow_private_upstream": true, "rate_limit": 1000,
+            "access_mode": "open", "contact": "api@caf.example.fr",
+            "scopes": [{"name": "qf", "description": "QF", "fields": ["/quotientFamilial"]}]
+        }),
+    )
+    .await;
+    let path = format!("/gateway/{PRODUCER}/libre/v1/quotient-familial");
+    let on = |host: &'static str, p: &str| {
+        env.app
+            .client
+            .get(env.app.url(p))
+            .header("host", host)
+            .send()
+    };
+    let before = env.up.count();
+    // On the platform's address, the gateway is not served: the error names it.
+    let r = env.call(&path, None).await;
+    let e = refused(r, 404, "not_found").await;
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("https://passerelle.test/gateway/"),
+        "{e}"
+    );
+    assert_eq!(env.up.count(), before, "the provider was reached");
+    // On its own host, it is.
+    let r = on("passerelle.test", &path).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"quotientFamilial": 640})
+    );
+    let r = on("PASSERELLE.test:443", &path).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // That host serves nothing else (but health and readiness).
+    for p in [
+        "/",
+        "/mon-espace/",
+        "/espace-agent/connexion",
+        "/api/v2/authorize",
+    ] {
+        let r = on("passerelle.test", p).await.unwrap();
+        refused(r, 404, "not_found").await;
+    }
+    assert_eq!(
+        on("passerelle.test", "/readyz").await.unwrap().status(),
+        200
+    );
+    // The catalogue names the gateway's address.
+    let api: Value = env
+        .app
+        .get("/api/v1/apis/libre")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        api["gateway_path"],
+        format!("https://passerelle.test/gateway/{PRODUCER}/libre/v1/")
+    );
+}
+
 on_both_stores!(
+    gateway_on_a_host_of_its_own,
     identity_provider_mix_up,
     cookies_and_csrf,
     gateway_matches_operations_as_openapi_says,
