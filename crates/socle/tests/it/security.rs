@@ -649,7 +649,62 @@ async fn gateway_on_a_host_of_its_own(backend: Backend) {
     );
 }
 
+/// What was already sound, held here too: text from a publisher is escaped in pages
+/// (askama), and a search is a parameter of its statement, never SQL.
+async fn markup_and_sql_in_input_are_inert(backend: Backend) {
+    let env = Env::new(backend, false).await;
+    let openapi = json!({
+        "openapi": "3.1.0", "info": {"title": "T", "version": "1.0.0"},
+        "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}}}
+    })
+    .to_string();
+    admin(
+        &env.app,
+        "/api/admin/apis",
+        json!({
+            "slug": "balises", "organisation": PRODUCER,
+            "title": "<script>alert(1)</script> API",
+            "description": "\"><img src=x onerror=alert(2)>", "openapi": openapi,
+            "upstream_url": env.up.url, "allow_private_upstream": true, "rate_limit": 10,
+            "access_mode": "open", "contact": "api@caf.example.fr",
+            "scopes": [{"name": "s", "description": "<b>gras</b>", "fields": ["/x"]}]
+        }),
+    )
+    .await;
+    for page in ["/catalogue/balises", "/catalogue?q=script"] {
+        let html = env.app.get(page).await.text().await.unwrap();
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{page}: {html}"
+        );
+        assert!(!html.contains("<script>alert"), "{page}");
+        assert!(!html.contains("<img src=x"), "{page}");
+        assert!(!html.contains("<b>gras</b>"), "{page}");
+    }
+    for q in [
+        "' OR 1=1 --",
+        "%' OR '1'='1",
+        "\"; DROP TABLE catalogue_apis; --",
+    ] {
+        let r = env
+            .app
+            .client
+            .get(env.app.url("/api/v1/apis"))
+            .query(&[("q", q)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        let found: Value = r.json().await.unwrap();
+        let text = found.to_string();
+        assert!(!text.contains("balises"), "{q} matched everything: {text}");
+    }
+    let r = env.app.get("/api/v1/apis/balises").await;
+    assert_eq!(r.status(), 200, "the table is still there");
+}
+
 on_both_stores!(
+    markup_and_sql_in_input_are_inert,
     gateway_on_a_host_of_its_own,
     identity_provider_mix_up,
     cookies_and_csrf,
