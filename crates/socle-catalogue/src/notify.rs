@@ -42,12 +42,17 @@ pub fn backoff(attempts: i64) -> i64 {
 /// to public addresses only (a name pointing at 127.0.0.1 or the cloud metadata
 /// address gets nothing). A private target, allowed at registration for a
 /// demonstration, is written as a literal address, which is not resolved.
-pub fn delivery_client() -> reqwest::Client {
+/// No proxy from the environment either (`HTTPS_PROXY` would resolve the name itself,
+/// around the check). `None` when the client cannot be built: then nothing is sent,
+/// rather than through a client without these rules.
+pub fn delivery_client() -> Option<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .dns_resolver(std::sync::Arc::new(PublicDns))
         .build()
-        .unwrap_or_default()
+        .inspect_err(|e| tracing::error!(error = %e, "webhook client not built: no delivery"))
+        .ok()
 }
 
 struct PublicDns;
@@ -281,7 +286,7 @@ mod tests {
                     .await;
             }
         });
-        let http = delivery_client();
+        let http = delivery_client().unwrap();
         let literal = http.get(format!("http://127.0.0.1:{port}/")).send().await;
         assert_eq!(literal.unwrap().status(), 204);
         let named = http

@@ -67,7 +67,7 @@ impl Route {
     /// paths are matched before templated ones, whatever the document's order: of the
     /// templates matching the path, the one with a literal segment where the others
     /// have a parameter (from the left) is the path; then its method.
-    pub fn operation(&self, method: &str, path: &str) -> Option<&Operation> {
+    pub fn operation(&self, method: &str, path: &str) -> Result<Option<&Operation>, String> {
         best_operation(&self.operations, method, path)
     }
 
@@ -96,7 +96,16 @@ impl Route {
     }
 }
 
-fn best_operation<'a>(ops: &'a [Operation], method: &str, path: &str) -> Option<&'a Operation> {
+/// The operation of `ops` a normalised path reaches (see [`Route::operation`]); an
+/// error when a parameter's value would read, at a provider that routes loosely, as a
+/// literal segment of another operation: differing only in ASCII case (Express and
+/// ASP.NET Core match routes ignoring case) or by a `.suffix` (Spring's suffix
+/// patterns). Such a call would be authorised as one operation and served as another.
+fn best_operation<'a>(
+    ops: &'a [Operation],
+    method: &str,
+    path: &str,
+) -> Result<Option<&'a Operation>, String> {
     let segments: Vec<Option<String>> = if path.is_empty() {
         Vec::new()
     } else {
@@ -104,14 +113,61 @@ fn best_operation<'a>(ops: &'a [Operation], method: &str, path: &str) -> Option<
     };
     let specificity =
         |o: &Operation| -> Vec<bool> { o.segments.iter().map(Option::is_some).collect() };
-    let best = ops
+    let Some(best) = ops
         .iter()
         .filter(|o| o.path_matches(&segments))
         .map(specificity)
-        .max()?;
-    ops.iter()
+        .max()
+    else {
+        return Ok(None);
+    };
+    let Some(chosen) = ops
+        .iter()
         .filter(|o| o.path_matches(&segments) && specificity(o) == best)
         .find(|o| o.method == method)
+    else {
+        return Ok(None);
+    };
+    for (i, (want, got)) in chosen.segments.iter().zip(&segments).enumerate() {
+        let (None, Some(got)) = (want, got) else {
+            continue;
+        };
+        let loose = loosely(got);
+        for other in ops.iter().filter(|o| o.segments.len() == segments.len()) {
+            let Some(Some(lit)) = other.segments.get(i) else {
+                continue;
+            };
+            let elsewhere_matches =
+                other
+                    .segments
+                    .iter()
+                    .zip(&segments)
+                    .enumerate()
+                    .all(|(j, (w, g))| {
+                        j == i
+                            || match (w, g) {
+                                (Some(l), Some(g)) => l == g,
+                                (None, g) => g.as_deref() != Some(""),
+                                _ => false,
+                            }
+                    });
+            if elsewhere_matches && lit != got && loose == lit.to_ascii_lowercase() {
+                return Err(format!(
+                    "the path segment {got:?} would read as {lit:?} (another operation) at a provider that ignores case or suffixes"
+                ));
+            }
+        }
+    }
+    Ok(Some(chosen))
+}
+
+/// A segment as a loose router may read it: lower case, without a `.suffix`.
+fn loosely(segment: &str) -> String {
+    let lower = segment.to_ascii_lowercase();
+    match lower.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => lower,
+    }
 }
 
 /// A validated habilitation as the gateway enforces it.
@@ -513,6 +569,11 @@ pub fn normalise_path(path: &str) -> Result<String, String> {
         if normalised.is_empty() || normalised == "." || normalised == ".." {
             return Err(refuse());
         }
+        // Encoded bytes that are not UTF-8 (an overlong `%C0%AE` is `.` to some old
+        // decoders) are refused.
+        if decode(normalised).is_none() {
+            return Err(refuse());
+        }
     }
     Ok(out)
 }
@@ -611,6 +672,8 @@ mod tests {
             ("a%zzb", None),
             ("a%2", None),
             ("é", None),
+            ("%C0%AE%C0%AE", None),
+            ("a%FF", None),
         ] {
             assert_eq!(normalise_path(raw).ok().as_deref(), want, "{raw:?}");
         }
@@ -632,7 +695,10 @@ mod tests {
         }}));
         let find = |method: &str, path: &str| -> Option<String> {
             let path = normalise_path(path).ok()?;
-            best_operation(&ops, method, &path).map(Operation::name)
+            best_operation(&ops, method, &path)
+                .ok()
+                .flatten()
+                .map(Operation::name)
         };
         for (method, path, want) in [
             (
@@ -645,7 +711,13 @@ mod tests {
                 "personnes/%72echerche",
                 Some("GET /personnes/recherche"),
             ),
-            ("get", "personnes/RECHERCHE", Some("GET /personnes/{id}")),
+            // Read as `recherche` by a provider that ignores case or suffixes: refused.
+            ("get", "personnes/RECHERCHE", None),
+            ("get", "personnes/Recherche", None),
+            ("get", "personnes/recherche.json", None),
+            ("get", "personnes/REcherche.xml", None),
+            ("get", "personnes/recherches", Some("GET /personnes/{id}")),
+            ("get", "personnes/.recherche", Some("GET /personnes/{id}")),
             ("get", "personnes/42", Some("GET /personnes/{id}")),
             (
                 "get",

@@ -593,8 +593,20 @@ impl Gateway {
         }
         let path = policy::normalise_path(&call.path)
             .map_err(|d| with_provider(GatewayError::bad_request("invalid_path", d)))?;
-        let method = call.method.as_str().to_ascii_lowercase();
-        let operation = route.operation(&method, &path).ok_or_else(|| {
+        // Methods are case-sensitive (RFC 9110 §9.1): `Get` is not `GET`, and what is
+        // forwarded is what was matched.
+        let method = call.method.as_str();
+        if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(with_provider(GatewayError::not_found(
+                "unknown_operation",
+                format!("the method {method:?} is not one of this API's operations"),
+            )));
+        }
+        let method = method.to_ascii_lowercase();
+        let operation = route
+            .operation(&method, &path)
+            .map_err(|d| with_provider(GatewayError::bad_request("invalid_path", d)))?;
+        let operation = operation.ok_or_else(|| {
             with_provider(GatewayError::not_found(
                 "unknown_operation",
                 format!(

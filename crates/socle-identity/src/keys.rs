@@ -92,6 +92,20 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// Checks that this is the key the store's secrets were sealed with, by opening a
+    /// stored one (none stored yet: a first start, any key will do). Run before anything
+    /// is sealed with it, so that a node started with the wrong key seals nothing over
+    /// the others' secrets.
+    pub async fn check_against(&self, store: &Store) -> Result<()> {
+        let keys = store.keys(crate::now()).await?;
+        match keys.first() {
+            Some(k) => self.unseal(&k.sealed).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The journal's secrets are sealed the same way as the signing keys (a compact JWE's
 /// bytes), so that a database dump signs no checkpoint and links no person's entries.
 impl socle_journal::SecretSeal for MasterKey {

@@ -208,6 +208,9 @@ async fn open_secrets(
     store: &Store,
     seal: &dyn SecretSeal,
 ) -> Result<([u8; 32], [u8; 32]), JournalError> {
+    // A seal that fails says why here, rather than leaving a secret in clear.
+    seal.seal(&random32())
+        .map_err(|e| JournalError::Config(format!("cannot seal the journal's secrets: {e}")))?;
     let sealed = store
         .journal_reseal_secrets(|v| if in_clear(v) { seal.seal(v).ok() } else { None })
         .await?;

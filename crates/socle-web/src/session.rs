@@ -100,14 +100,14 @@ impl Cookie {
     }
 }
 
-/// Whether the pages are served over https: the public address says so, or this
-/// process terminates TLS itself.
+/// Whether the pages are served over https, as the public address says (the same
+/// rule for every page's cookies); without the identity provider (a schema behind),
+/// whether this process terminates TLS.
 pub fn secure(state: &AppState) -> bool {
-    state.settings.tls
-        || state
-            .identity
-            .as_ref()
-            .is_some_and(|p| p.config().secure_cookies())
+    state
+        .identity
+        .as_ref()
+        .map_or(state.settings.tls, |p| p.config().secure_cookies())
 }
 
 /// A CSRF token: 256 bits from the operating system's generator, base64url.

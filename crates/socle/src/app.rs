@@ -170,7 +170,9 @@ impl Application {
             // Webhook deliveries: due ones are attempted every half second.
             let store = store.clone();
             tokio::spawn(async move {
-                let http = socle_catalogue::notify::delivery_client();
+                let Some(http) = socle_catalogue::notify::delivery_client() else {
+                    return;
+                };
                 let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
                 loop {
                     tick.tick().await;
@@ -401,7 +403,11 @@ impl Application {
         let _metrics_task = metrics.map(|(l, addr)| {
             tracing::info!(address = %addr, "serving metrics");
             let service = socle_web::metrics_router(state.clone());
-            AbortOnDrop(tokio::spawn(async move { axum::serve(l, service).await }))
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, service).await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }))
         });
         let router = socle_web::router(state.clone());
         let service =
@@ -473,7 +479,13 @@ pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Jour
     let mut jc = JournalConfig::new(origin);
     jc.origin_explicit = config.journal.origin.is_some();
     jc.checkpoint_interval = config.journal.checkpoint_interval;
-    Ok(Journal::open(store.clone(), jc, &master_key(config)?).await?)
+    let master = master_key(config)?;
+    // The wrong key (a node started without the shared one) must seal nothing.
+    master
+        .check_against(store)
+        .await
+        .context("the master key does not open the stored keys; nothing was changed")?;
+    Ok(Journal::open(store.clone(), jc, &master).await?)
 }
 
 /// The master key for a command that only reads (`socle journal export`): never

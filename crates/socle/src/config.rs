@@ -740,7 +740,15 @@ impl Config {
                 Duration::from_secs(10),
                 lifetime(2, 300),
             ),
-            public_url: r.opt("gateway.public_url", public_url),
+            public_url: r.opt("gateway.public_url", |v| {
+                let s = public_url(v)?;
+                if url::Url::parse(&s).is_ok_and(|u| u.path() != "/") {
+                    return Err(format!(
+                        "{s:?} must be an origin only (https://api.example.gouv.fr): the gateway is served at its /gateway/"
+                    ));
+                }
+                Ok(s)
+            }),
         };
         if let (Some(g), Some(p)) = (&gateway.public_url, &server.public_url)
             && url_host(g) == url_host(p)
@@ -989,9 +997,10 @@ impl Config {
 
 /// The host of a URL already checked by [`public_url`], in lower case.
 pub fn url_host(u: &str) -> Option<String> {
-    url::Url::parse(u)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    url::Url::parse(u).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    })
 }
 
 /// An address people or services use to reach Socle: an http(s) URL with a host and
@@ -1203,6 +1212,12 @@ mod tests {
             c.gateway.public_url.as_deref(),
             Some("https://api.socle.example.gouv.fr")
         );
+        let layers = Layers::new().env(env(&[(
+            "SOCLE_GATEWAY__PUBLIC_URL",
+            "https://api.socle.example.gouv.fr/passerelle",
+        )]));
+        assert!(Config::from_layers(layers).is_err());
+        assert_eq!(url_host("http://[::1]:8080").as_deref(), Some("::1"));
     }
 
     #[test]

@@ -66,10 +66,27 @@ async fn gateway_matches_operations_as_openapi_says(backend: Backend) {
         "/personnes/%2572echerche",
         "/personnes/a%2Fb",
         "/personnes/a%3Bb",
+        // What a provider matching routes loosely would read as `recherche`.
+        "/personnes/RECHERCHE",
+        "/personnes/recherche.json",
+        "/personnes/%C0%AE%C0%AE",
     ] {
         let r = env.call(&url(path), Some(&token)).await;
         refused(r, 400, "invalid_path").await;
     }
+    // A method in another case is not the document's.
+    let r = env
+        .app
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"Get").unwrap(),
+            env.app.url(&url("/personnes/42")),
+        )
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 404, "unknown_operation").await;
     assert_eq!(env.up.count(), before, "the provider was reached");
 
     // The operation granted works, and the provider sees the normalised path.
@@ -307,6 +324,16 @@ async fn journal_secrets_are_sealed(backend: Backend) {
     assert_eq!(
         journal_seed_in(&app.db, &config, &key).await.as_deref(),
         Some("journal_secrets.value")
+    );
+    // A node started with another master key refuses to start and seals nothing.
+    let mut stranger = config.clone();
+    stranger.identity.master_key = Some(socle_identity::MasterKey::generate_text());
+    let refused = socle::Application::build(stranger).await;
+    assert!(refused.is_err(), "a node with the wrong master key started");
+    assert_eq!(
+        journal_seed_in(&app.db, &config, &key).await.as_deref(),
+        Some("journal_secrets.value"),
+        "the secrets were resealed under the wrong key"
     );
     let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
     drop(app);
