@@ -251,12 +251,28 @@ pub enum CallbackOutcome {
 /// An identity provider failure shown to the person, with a way back.
 #[derive(Debug)]
 pub struct UpstreamFailure {
+    /// Whose doing it was: what the page's status says.
+    pub kind: FailureKind,
     pub message: String,
     /// Back to the service with an OIDC error (`None` if the login is unknown).
     pub back_url: Option<String>,
     /// Back to the choice page of the same login.
     pub retry_url: Option<String>,
     pub client_name: Option<String>,
+}
+
+/// Why a return from an identity provider did not log the person in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The person refused or cancelled at the provider: their choice, not an error.
+    Refused,
+    /// An old tab, a login begun in another browser or expired: the person's mistake.
+    Unknown,
+    /// The platform cannot read its store right now.
+    Unavailable,
+    /// The provider misbehaved: unreachable, an error of its own, an answer that does
+    /// not verify, an answer at another provider's address.
+    Provider,
 }
 
 /// The userinfo answer.
@@ -869,6 +885,7 @@ impl Provider {
         params: &BTreeMap<String, String>,
     ) -> std::result::Result<(CallbackOutcome, SessionHandle), UpstreamFailure> {
         let unknown = |message: &str| UpstreamFailure {
+            kind: FailureKind::Unknown,
             message: message.to_string(),
             back_url: None,
             retry_url: None,
@@ -883,8 +900,9 @@ impl Provider {
             .store
             .interaction_by_fi_state(state, crate::now())
             .await
-            .map_err(|_| {
-                unknown("La plateforme ne peut pas traiter votre connexion pour le moment.")
+            .map_err(|_| UpstreamFailure {
+                kind: FailureKind::Unavailable,
+                ..unknown("La plateforme ne peut pas traiter votre connexion pour le moment. Réessayez dans quelques instants.")
             })?;
         let Some((id, sid, doc, session_doc)) = found else {
             return Err(unknown(
@@ -912,6 +930,7 @@ impl Provider {
         let client = self.clients.active(&i.request.client_id).await.ok();
         let fail_with = |i: &Interaction, error: OidcError, message: String, description: &str| {
             UpstreamFailure {
+                kind: FailureKind::Provider,
                 message,
                 back_url: Some(self.cancel_url(&i.request, error, description)),
                 retry_url: Some(format!(
@@ -922,6 +941,7 @@ impl Provider {
             }
         };
         let fail = |i: &Interaction, message: String, description: &str| UpstreamFailure {
+            kind: FailureKind::Provider,
             message,
             back_url: Some(self.cancel_url(&i.request, OidcError::AccessDenied, description)),
             retry_url: Some(format!(
@@ -953,6 +973,21 @@ impl Provider {
             .provider(&pending.provider)
             .map(|p| p.label.clone())
             .unwrap_or_default();
+        if params.get("error").map(String::as_str) == Some("access_denied") {
+            // The person said no at the provider (OAuth 2.0 §4.1.2.1): a page that says
+            // so, with the way back to the service, which gets access_denied.
+            tracing::info!(provider = %pending.provider, "the person refused at the identity provider");
+            return Err(UpstreamFailure {
+                kind: FailureKind::Refused,
+                ..fail(
+                    &i,
+                    format!(
+                        "Vous n’avez pas autorisé {label} à vous identifier : vous n’êtes pas connecté. Vous pouvez revenir au service, ou choisir un autre moyen de vous connecter."
+                    ),
+                    "the person refused at the identity provider",
+                )
+            });
+        }
         if let Some(error) = params.get("error") {
             tracing::warn!(provider = %pending.provider, error = %error.chars().take(64).collect::<String>(), "identity provider returned an error");
             return Err(fail(

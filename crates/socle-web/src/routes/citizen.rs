@@ -362,9 +362,19 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         );
     };
     if q.contains_key("error") {
-        return failed(
-            "La connexion a été annulée ou refusée. Vous pouvez recommencer depuis « Mon espace ».",
-        );
+        // Cancelled on the choice page or refused at the provider: the person's choice,
+        // said plainly, with the way back (not an error page).
+        let page = crate::routes::oidc::LoginErrorPage {
+            layout: Layout::current("Connexion annulée"),
+            cancelled: true,
+            message: "Vous avez annulé la connexion : vous n’êtes pas connecté à « Mon espace »."
+                .into(),
+            back_url: Some("/mon-espace/".into()),
+            retry_url: None,
+            client_name: Some("Mon espace".into()),
+            request_id: String::new(),
+        };
+        return render(&page);
     }
     let Some(code) = q.get("code") else {
         return failed("La plateforme n’a pas renvoyé de code de connexion.");

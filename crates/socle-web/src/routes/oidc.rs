@@ -414,6 +414,7 @@ pub async fn choose(
         Err(IdentityError::Upstream { provider, reason }) => {
             tracing::warn!(%provider, %reason, "identity provider unreachable");
             upstream_page(UpstreamFailure {
+                kind: socle_identity::FailureKind::Provider,
                 message: "Ce fournisseur d’identité ne répond pas pour le moment. Réessayez ou choisissez-en un autre.".into(),
                 back_url: None,
                 retry_url: Some(format!("/api/v2/interaction/{id}")),
@@ -428,6 +429,8 @@ pub async fn choose(
 #[template(path = "login_error.html")]
 pub struct LoginErrorPage {
     pub layout: Layout,
+    /// The person cancelled or refused: said as information, not as an error.
+    pub cancelled: bool,
     pub message: String,
     pub back_url: Option<String>,
     pub retry_url: Option<String>,
@@ -436,8 +439,14 @@ pub struct LoginErrorPage {
 }
 
 fn upstream_page(f: UpstreamFailure) -> Response {
+    let cancelled = f.kind == socle_identity::FailureKind::Refused;
     let page = LoginErrorPage {
-        layout: Layout::current("La connexion n’a pas abouti"),
+        layout: Layout::current(if cancelled {
+            "Connexion annulée"
+        } else {
+            "La connexion n’a pas abouti"
+        }),
+        cancelled,
         message: f.message,
         back_url: f.back_url,
         retry_url: f.retry_url,
@@ -445,7 +454,13 @@ fn upstream_page(f: UpstreamFailure) -> Response {
         request_id: current_request_id().unwrap_or_default(),
     };
     let mut r = no_store(render(&page));
-    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    // 502 only when a provider misbehaved; a person's refusal or old tab is theirs.
+    *r.status_mut() = match f.kind {
+        socle_identity::FailureKind::Refused => StatusCode::OK,
+        socle_identity::FailureKind::Unknown => StatusCode::BAD_REQUEST,
+        socle_identity::FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        socle_identity::FailureKind::Provider => StatusCode::BAD_GATEWAY,
+    };
     r
 }
 

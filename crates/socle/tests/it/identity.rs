@@ -1500,7 +1500,8 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
     assert_ne!(id["sub"], "fi-subject-42", "never the FI's own subject");
 
     for (mode, needle) in [
-        (Mode::Deny, "n’a pas pu vous authentifier"),
+        // The person refused at the provider: their choice, a 200 page (issue 30).
+        (Mode::Deny, "n’avez pas autorisé FI mock"),
         (Mode::Forged, "n’a pas pu être vérifiée"),
         (Mode::Expired, "n’a pas pu être vérifiée"),
         (Mode::WrongIssuer, "n’a pas pu être vérifiée"),
@@ -1518,13 +1519,30 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
         let mut b = Browser::new(&app);
         let (url, login) = authorize_url(&client, &[]);
         let r = login_via(&mut b, &url, "mock", "").await;
-        assert_eq!(r.status, 502, "{mode:?}: {}", r.body);
+        let status = if mode == Mode::Deny { 200 } else { 502 };
+        assert_eq!(r.status, status, "{mode:?}: {}", r.body);
         assert!(r.body.contains(needle), "{mode:?}: {}", r.body);
         let back = unescape(between(&r.body, "fr-btn--secondary\" href=\"", "\"").unwrap());
         let q = query(&back);
         assert_eq!(q["error"], "access_denied", "{mode:?}");
         assert_eq!(q["state"], login.state);
         assert!(r.body.contains("Choisir un autre compte"));
+    }
+    // An old tab or a made-up answer: the person's, a 400 page, never a bad gateway.
+    for query_string in [
+        "state=inconnu&code=x",
+        "code=x",
+        "state=inconnu&error=access_denied",
+    ] {
+        let r = Browser::new(&app)
+            .get(&format!("/api/v2/oidc-callback/mock?{query_string}"))
+            .await;
+        assert_eq!(r.status, 400, "{query_string}: {}", r.body);
+        assert!(
+            r.body.contains("Recommencez") || r.body.contains("incomplète"),
+            "{}",
+            r.body
+        );
     }
 
     // prompt=login and max_age are passed on to the provider, whose auth_time must then
