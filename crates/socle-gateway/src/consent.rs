@@ -139,6 +139,7 @@ impl Consents {
         // The consent and its entry in one transaction (through the journal's durable
         // queue): none without the other.
         let entry = self.entry(&consent, "granted", &subject, replaces);
+        self.sequencing()?;
         self.store.replace_consent(&stored, &encode(entry)?).await?;
         Ok((consent, receipt))
     }
@@ -238,6 +239,19 @@ impl Consents {
 }
 
 /// An entry as the journal's queue takes it.
+impl Consents {
+    /// A consent is recorded or not given: none while the journal is not sequencing.
+    fn sequencing(&self) -> Result<()> {
+        self.journal.sequencing().map_err(|err| {
+            tracing::error!(error = %err, "consent refused: the journal is not sequencing");
+            GatewayError::unavailable(
+                "journal_unavailable",
+                "the journal is not recording right now, so nothing was changed; retry later",
+            )
+        })
+    }
+}
+
 fn encode(e: Entry) -> Result<Vec<socle_journal::Leaf>> {
     socle_journal::encode(vec![e]).map_err(|err| {
         tracing::error!(error = %err, "consent entry refused by the journal");

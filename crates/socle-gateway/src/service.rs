@@ -568,6 +568,15 @@ impl Gateway {
                 "the platform cannot read the habilitations in force right now; nothing was sent to the provider",
             ));
         }
+        // An exchange that could not be recorded must not happen: with the journal not
+        // sequencing, nothing reaches the provider.
+        self.inner.journal.sequencing().map_err(|e| {
+            tracing::error!(error = %e, "gateway: exchange refused, the journal is not sequencing");
+            GatewayError::unavailable(
+                "journal_unavailable",
+                "the journal is not recording exchanges right now, so nothing was sent to the provider; retry later",
+            )
+        })?;
         let snapshot = self.snapshot();
         let route = snapshot
             .route(&call.organisation, &call.api)

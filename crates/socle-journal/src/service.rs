@@ -43,6 +43,10 @@ pub struct JournalConfig {
     pub checkpoint_interval: Duration,
     /// Most leaves moved from the queue into the log in one transaction.
     pub max_batch: usize,
+    /// Longest a leaf may wait in the durable queue without being sequenced: past it
+    /// the sequencer is taken as halted, and new appends are refused (fail closed)
+    /// rather than acknowledged under no checkpoint.
+    pub max_unsequenced: Duration,
 }
 
 impl JournalConfig {
@@ -52,6 +56,7 @@ impl JournalConfig {
             origin_explicit: false,
             checkpoint_interval: Duration::from_millis(500),
             max_batch: 4096,
+            max_unsequenced: Duration::from_secs(5),
         }
     }
 }
@@ -124,6 +129,19 @@ struct Inner {
     health: std::sync::Mutex<Health>,
     /// Appends handed to the writer so far (orders their outcomes).
     submitted: AtomicU64,
+    /// Why this node, holding the sequencer's lease, could not load the log (the
+    /// stored tree does not match a published checkpoint…); `None` when it can.
+    halted: std::sync::Mutex<Option<String>>,
+    /// How long the oldest queued leaf has waited, as the lag watcher last saw it.
+    lag: std::sync::Mutex<Lag>,
+}
+
+/// The durable queue's oldest leaf, as the lag watcher follows it.
+struct Lag {
+    oldest: Option<i64>,
+    since: Instant,
+    /// Set once `oldest` has waited longer than `max_unsequenced`.
+    stalled: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -377,9 +395,17 @@ impl Journal {
             config,
             health: std::sync::Mutex::new(Health::default()),
             submitted: AtomicU64::new(0),
+            halted: std::sync::Mutex::new(None),
+            lag: std::sync::Mutex::new(Lag {
+                oldest: None,
+                since: Instant::now(),
+                stalled: None,
+            }),
         });
         let writer = tokio::spawn(writer(inner.clone(), rx));
         inner.tasks.lock().await.push(writer);
+        let watcher = tokio::spawn(watch_lag(inner.clone()));
+        inner.tasks.lock().await.push(watcher);
         let journal = Journal { inner };
         if state.size == 0 && latest.is_none() {
             // A new journal: its first entry records its signing key.
@@ -456,6 +482,7 @@ impl Journal {
         if *self.inner.stop.borrow() {
             return Err(JournalError::Closed);
         }
+        self.sequencing()?;
         let started = Instant::now();
         let seq = self.inner.submitted.fetch_add(1, Ordering::Relaxed) + 1;
         let (done, wait) = oneshot::channel();
@@ -516,6 +543,18 @@ impl Journal {
         if *self.inner.stop.borrow() {
             return Some("the journal is shut down".into());
         }
+        if let Err(JournalError::Unavailable(why)) = self.sequencing() {
+            return Some(why);
+        }
+        if let Some(why) = self
+            .inner
+            .halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            return Some(format!("the journal's sequencer is halted: {why}"));
+        }
         let health = self
             .inner
             .health
@@ -530,6 +569,25 @@ impl Journal {
             f.why,
             f.since.elapsed().as_secs()
         ))
+    }
+
+    /// Fails closed when the log is not being sequenced: the oldest leaf of the durable
+    /// queue has waited longer than `journal.max_unsequenced` (the sequencer is halted,
+    /// or no node holds it). What needs recording must then not happen: exchanges,
+    /// logins and consents are refused until it moves again.
+    pub fn sequencing(&self) -> Result<(), JournalError> {
+        let lag = self
+            .inner
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lag.stalled {
+            None => Ok(()),
+            Some(waited) => Err(JournalError::Unavailable(format!(
+                "the journal has sequenced nothing for {} s (entries wait unsigned in its queue): nothing that needs recording is accepted until it does",
+                waited.as_secs()
+            ))),
+        }
     }
 
     /// Waits until a checkpoint covering at least `size` entries is published (tests,
@@ -796,12 +854,30 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                     Err(e) => Err(JournalError::from(e)),
                     Ok(()) => load(&inner).await,
                 };
+                let mut halted = inner
+                    .halted
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *halted = loaded.as_ref().err().map(|e| match e {
+                    // Said on the public readiness probe: the kind, not the store's text.
+                    JournalError::Integrity(_) => {
+                        "the stored log does not match what was signed".to_string()
+                    }
+                    JournalError::Unavailable(_) => "its store is unreachable".to_string(),
+                    _ => "it cannot load the log".to_string(),
+                });
+                metrics::gauge!("socle_journal_sequencer_halted").set(if halted.is_some() {
+                    1.0
+                } else {
+                    0.0
+                });
+                drop(halted);
                 loaded
                 .inspect(|s| {
                     tracing::info!(size = s.frontier.size(), origin = %inner.origin, "journal sequencer running");
                 })
                 .inspect_err(|e| {
-                    tracing::error!(error = %e, "journal sequencer cannot load the log; appends go to the queue");
+                    tracing::error!(error = %e, "journal sequencer halted: cannot load the log; appends go to the queue");
                 })
                 .ok()
             }
@@ -918,6 +994,52 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
         }
         w.release().await;
         drop(lease);
+    }
+}
+
+/// Follows the age of the durable queue's oldest leaf, every quarter of the bound
+/// (at most a second): a leaf that waits longer than `max_unsequenced` means nobody is
+/// sequencing, and appends are then refused ([`Journal::sequencing`]).
+async fn watch_lag(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let period =
+        (inner.config.max_unsequenced / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = stopped(&mut stop) => return,
+        }
+        let oldest = match inner.store.journal_oldest_queued().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal: the queue's age cannot be read");
+                continue;
+            }
+        };
+        let mut lag = inner
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if oldest != lag.oldest {
+            lag.oldest = oldest;
+            lag.since = Instant::now();
+        }
+        let waited = lag.since.elapsed();
+        let stalled = (oldest.is_some() && waited > inner.config.max_unsequenced).then_some(waited);
+        if stalled.is_some() && lag.stalled.is_none() {
+            tracing::error!(
+                waited_ms = waited.as_millis() as u64,
+                "journal: a queued entry waits unsequenced; refusing what needs recording until it moves"
+            );
+        } else if stalled.is_none() && lag.stalled.is_some() {
+            tracing::info!("journal: sequencing again; accepting appends");
+        }
+        lag.stalled = stalled;
+        metrics::gauge!("socle_journal_unsequenced_age_seconds").set(if oldest.is_some() {
+            waited.as_secs_f64()
+        } else {
+            0.0
+        });
     }
 }
 

@@ -185,6 +185,8 @@ pub trait JournalStore {
     fn journal_reseal_secrets<F>(&self, reseal: F) -> impl Future<Output = Result<usize>> + Send
     where
         F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
+    /// The sequence number of the oldest leaf waiting in the durable queue, if any.
+    fn journal_oldest_queued(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
     /// Reads a secret without creating it.
     fn journal_read_secret(
         &self,
@@ -314,6 +316,16 @@ impl JournalStore for Store {
             tx.commit().await.map_err(err)?;
             Ok(rewritten)
         })
+    }
+
+    async fn journal_oldest_queued(&self) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT MIN(seq) FROM journal_queue")
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::from_runtime)?
+        });
+        Ok(row.0)
     }
 
     async fn journal_read_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {

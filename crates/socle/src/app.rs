@@ -479,6 +479,7 @@ pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Jour
     let mut jc = JournalConfig::new(origin);
     jc.origin_explicit = config.journal.origin.is_some();
     jc.checkpoint_interval = config.journal.checkpoint_interval;
+    jc.max_unsequenced = config.journal.max_unsequenced;
     let master = master_key(config)?;
     // The wrong key (a node started without the shared one) must seal nothing.
     master

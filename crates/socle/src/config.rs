@@ -96,6 +96,9 @@ pub struct JournalSettings {
     pub checkpoint_interval: Duration,
     /// Requests per second one client may make to the public `/journal/*` endpoints.
     pub rate_limit: u32,
+    /// Longest an entry may wait in the journal's queue unsequenced before the platform
+    /// fails closed (exchanges, logins and consents refused, `/readyz` 503).
+    pub max_unsequenced: Duration,
 }
 
 /// Identity federation settings.
@@ -645,6 +648,18 @@ impl Config {
                 }
             }),
             rate_limit: r.get("journal.rate_limit", 50, positive_u32),
+            max_unsequenced: r.get(
+                "journal.max_unsequenced",
+                Duration::from_secs(5),
+                |v| {
+                    let d = duration(v)?;
+                    if d < Duration::from_millis(200) || d > Duration::from_secs(3600) {
+                        Err("must be between 200ms and 1h".into())
+                    } else {
+                        Ok(d)
+                    }
+                },
+            ),
         };
 
         let between = |min: Duration, max: Duration| {
@@ -914,6 +929,11 @@ impl Config {
             q(&format_duration(self.journal.checkpoint_interval)),
         );
         line(&mut out, "rate_limit", self.journal.rate_limit.to_string());
+        line(
+            &mut out,
+            "max_unsequenced",
+            q(&format_duration(self.journal.max_unsequenced)),
+        );
         out.push_str("\n[identity]\n");
         match &self.identity.master_key {
             Some(_) => line(&mut out, "master_key", q("***")),

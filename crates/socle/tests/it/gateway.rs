@@ -30,7 +30,7 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    async fn start() -> Arc<Upstream> {
+    pub(crate) async fn start() -> Arc<Upstream> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up = Arc::new(Upstream {
             url: format!("http://{}/api", listener.local_addr().unwrap()),

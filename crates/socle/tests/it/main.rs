@@ -16,5 +16,6 @@ pub mod http;
 mod identity;
 mod journal;
 mod lifecycle;
+mod reliability;
 mod security;
 mod store;
