@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     pub assertion_ttl: i64,
     /// Largest answer accepted from a provider, bytes.
     pub max_response: usize,
+    /// Bytes of providers' answers held at once across all calls (then `503
+    /// gateway_busy`): bounds the gateway's memory whatever the providers send.
+    pub response_memory: usize,
     /// Calls per second one client address may make to an open API.
     pub open_rate: u32,
     /// Seconds the gateway keeps serving on a snapshot it could not rebuild.
@@ -53,6 +56,7 @@ impl GatewayConfig {
             token_ttl: 900,
             assertion_ttl: 60,
             max_response: 8 * 1024 * 1024,
+            response_memory: 32 * 1024 * 1024,
             open_rate: 10,
             stale_after: 10,
         }
@@ -250,8 +254,13 @@ impl Gateway {
         keys: KeyRing,
         identity: Provider,
     ) -> Result<Gateway> {
-        let upstream = Upstream::new(config.connect_timeout, config.timeout, config.max_response)
-            .map_err(|e| {
+        let upstream = Upstream::new(
+            config.connect_timeout,
+            config.timeout,
+            config.max_response,
+            config.response_memory,
+        )
+        .map_err(|e| {
             GatewayError::unavailable("gateway_unavailable", format!("HTTP client: {e}"))
         })?;
         let g = Gateway {
@@ -1095,6 +1104,20 @@ impl Gateway {
                 "Invalid provider answer",
                 format!("the provider's answer exceeds {max} bytes"),
             ),
+            Failure::CutOff(reason) => {
+                tracing::warn!(api = %ex.route.api.id, error = %reason, "gateway: provider's answer cut off");
+                GatewayError::new(
+                    502,
+                    "upstream_invalid",
+                    "Invalid provider answer",
+                    "the provider's answer was cut off",
+                )
+            }
+            Failure::Busy => GatewayError::unavailable(
+                "gateway_busy",
+                "the gateway is reading as many providers' answers as its memory allows; retry in a moment",
+            )
+            .header("retry-after", "1"),
             Failure::Unreachable(reason) => {
                 // The reason names no URL: its path and query may identify a person.
                 tracing::warn!(api = %ex.route.api.id, error = %reason, "gateway: provider unreachable");

@@ -28,10 +28,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub(crate) enum Failure {
     /// No complete answer within the timeout (connecting included).
     Timeout,
-    /// Not reachable, refused, reset, or cut off mid-answer (the reason, for logs).
+    /// Not reachable, refused or reset before answering (the reason, for logs).
     Unreachable(String),
+    /// The answer began and was cut off (the reason, for logs).
+    CutOff(String),
     /// The answer is larger than the bound.
     TooLarge(usize),
+    /// The answers being read together already hold the gateway's whole budget.
+    Busy,
 }
 
 /// A provider's answer: status, headers, whole body.
@@ -41,13 +45,21 @@ pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector<PublicOnly>>, Full<Bytes>>,
     timeout: Duration,
     max_response: usize,
+    /// KiB of answers held at once, across every call: what bounds the gateway's
+    /// memory whatever the providers send (each answer may be up to `max_response`,
+    /// and the minimised copy and the JSON tree come on top).
+    budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Granularity of the answers' memory budget.
+const KIB: usize = 1024;
 
 impl Upstream {
     pub(crate) fn new(
         connect_timeout: Duration,
         timeout: Duration,
         max_response: usize,
+        memory: usize,
     ) -> Result<Self, String> {
         let mut http = HttpConnector::new_with_resolver(PublicOnly);
         http.enforce_http(false);
@@ -80,6 +92,9 @@ impl Upstream {
             client,
             timeout,
             max_response,
+            budget: Arc::new(tokio::sync::Semaphore::new(
+                (memory / KIB).clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -98,17 +113,60 @@ impl Upstream {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| classify(&e))?;
             let (parts, mut body) = resp.into_parts();
-            let mut out = BytesMut::new();
+            // A declared length over the bound is refused before a byte is read.
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > self.max_response) {
+                return Err(Failure::TooLarge(self.max_response));
+            }
+            // Memory is taken from the budget as the answer arrives (all of it at once
+            // when its length is declared), and given back once it is read.
+            let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+            let mut reserve = |bytes: usize| -> Result<(), Failure> {
+                let have = held.as_ref().map_or(0, |p| p.num_permits());
+                let need = bytes.div_ceil(KIB).saturating_sub(have);
+                if need == 0 {
+                    return Ok(());
+                }
+                let more = u32::try_from(need)
+                    .ok()
+                    .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
+                    .ok_or(Failure::Busy)?;
+                match held.as_mut() {
+                    Some(p) => p.merge(more),
+                    None => held = Some(more),
+                }
+                Ok(())
+            };
+            reserve(declared.unwrap_or(0))?;
+            // The frames are kept as they come (no buffer that grows by doubling and
+            // copies itself), and joined once, at their exact size, when complete.
+            let mut frames: Vec<Bytes> = Vec::new();
+            let mut len = 0usize;
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| classify(&e))?;
+                let frame = frame.map_err(|e| Failure::CutOff(e.to_string()))?;
                 if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > self.max_response {
+                    if len + data.len() > self.max_response {
                         return Err(Failure::TooLarge(self.max_response));
                     }
-                    out.extend_from_slice(&data);
+                    reserve(len + data.len())?;
+                    len += data.len();
+                    frames.push(data);
                 }
             }
-            Ok((parts.status.as_u16(), parts.headers, out.freeze()))
+            let body = if frames.len() == 1 {
+                frames.pop().unwrap_or_default()
+            } else {
+                let mut out = BytesMut::with_capacity(len);
+                for f in frames {
+                    out.extend_from_slice(&f);
+                }
+                out.freeze()
+            };
+            Ok((parts.status.as_u16(), parts.headers, body))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await

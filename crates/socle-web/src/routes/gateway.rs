@@ -95,7 +95,7 @@ fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
         (status = 413, description = "`payload_too_large`: the request body exceeds the platform's limit", body = ErrorBody),
         (status = 429, description = "`rate_limited`, `quota_exceeded` (with Retry-After)", body = ErrorBody),
         (status = 502, description = "`upstream_unavailable`, `upstream_error`, `upstream_invalid`", body = ErrorBody),
-        (status = 503, description = "`journal_unavailable`: the exchange could not be journaled, nothing is released", body = ErrorBody),
+        (status = 503, description = "`journal_unavailable`: the exchange could not be journaled, nothing is released; `gateway_busy`: the answers being read fill the gateway's memory budget (Retry-After); `gateway_stale`", body = ErrorBody),
         (status = 504, description = "`upstream_timeout`", body = ErrorBody)))]
 pub async fn call(
     State(state): State<AppState>,
