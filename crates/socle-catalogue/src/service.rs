@@ -9,6 +9,7 @@ use crate::{CatalogueError, Result, now};
 
 /// Filters of a catalogue search; all optional, combined with AND.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Search {
     /// Words looked for in the title, description, themes and scopes.
     pub q: Option<String>,

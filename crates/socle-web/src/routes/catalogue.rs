@@ -153,6 +153,7 @@ pub struct DataItemList {
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemSearch {
     /// Words looked for in the name, meaning and legal source (accents ignored).
     pub q: Option<String>,

@@ -325,6 +325,7 @@ pub async fn renew_credentials(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RegisterQuery {
     /// `json` (default) or `csv`.
     pub format: Option<String>,

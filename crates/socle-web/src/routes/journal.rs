@@ -104,6 +104,7 @@ pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// Only checkpoints of a size larger than this (default 0).
     pub after: Option<u64>,
@@ -151,6 +152,7 @@ pub async fn checkpoints(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index (default 0).
     pub start: Option<u64>,
@@ -210,6 +212,7 @@ pub async fn entries(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// Index of the entry.
     pub index: u64,
@@ -247,6 +250,7 @@ pub async fn inclusion(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     pub from: u64,
     /// At most the latest checkpoint's size.

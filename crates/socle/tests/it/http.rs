@@ -361,6 +361,25 @@ async fn openapi_describes_every_json_api(backend: Backend) {
         );
     }
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+    // Every parameter is where it is sent: a path parameter names a segment of its
+    // path (clients generated from the document send the others in the query).
+    let mut in_query = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is not in the path"
+                    ),
+                    "query" => in_query += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(in_query >= 14, "{in_query} query parameters declared");
     let page = app.get("/api/docs").await.text().await.unwrap();
     assert!(page.contains("/readyz") && page.contains("/api/v1/csp-reports"));
     assert!(page.contains("Documentation des API"));
