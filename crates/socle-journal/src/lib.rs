@@ -26,7 +26,7 @@ pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
     ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, SecretSeal,
-    TROUBLE_HOLD, encode, enqueue, read_signing_seed,
+    TROUBLE_HOLD, check_stored_tree, encode, enqueue, read_signing_seed,
 };
 pub use verify::{Report, Verifier, VerifyError};
 

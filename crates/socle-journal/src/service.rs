@@ -1068,8 +1068,85 @@ fn settle(
     }
 }
 
+/// Recomputes the stored tree from `frontier` (trusted, at its size) up to `to`
+/// entries, from the entries' leaves: each entry's leaf hash from its bytes, and every
+/// node its leaf completes from the leaf hashes, compared with the stored ones. Returns
+/// the frontier at `to`, or names the first stored node or entry that does not match
+/// (a corrupted node would otherwise be served in inclusion proofs that do not verify).
+/// `checkpoints` (size, root) met on the way are checked too; `progress` is told the
+/// size reached after each page.
+pub async fn check_stored_tree(
+    store: &Store,
+    mut frontier: Frontier,
+    to: u64,
+    checkpoints: &[(u64, Hash)],
+    mut progress: impl FnMut(u64),
+) -> Result<Frontier, JournalError> {
+    const PAGE: u64 = 4096;
+    let bad = |m: String| JournalError::Integrity(m);
+    while frontier.size() < to {
+        let start = frontier.size();
+        let end = to.min(start + PAGE);
+        let entries = store.journal_entries(start, end).await?;
+        if entries.len() as u64 != end - start {
+            return Err(bad(format!(
+                "entries {start} to {end}: {} stored, {} expected",
+                entries.len(),
+                end - start
+            )));
+        }
+        let mut created = Vec::with_capacity(entries.len() * 2);
+        for e in &entries {
+            if e.index != frontier.size() {
+                return Err(bad(format!("entry {} is missing", frontier.size())));
+            }
+            let h = merkle::leaf_hash(&e.leaf);
+            if h != e.leaf_hash {
+                return Err(bad(format!(
+                    "entry {}: its stored leaf hash is not its leaf's",
+                    e.index
+                )));
+            }
+            frontier.push(h, &mut created);
+            if let Some((size, root)) = checkpoints.iter().find(|(s, _)| *s == frontier.size())
+                && frontier.root() != *root
+            {
+                return Err(bad(format!(
+                    "the entries do not give the root signed in the checkpoint of size {size}"
+                )));
+            }
+        }
+        let above: Vec<(NodeId, Hash)> =
+            created.into_iter().filter(|(id, _)| id.level > 0).collect();
+        let ids: Vec<NodeId> = above.iter().map(|(id, _)| *id).collect();
+        let stored = read_nodes(store, &ids).await?;
+        for (id, h) in &above {
+            let first = id.index << id.level;
+            let last = first + (1u64 << id.level) - 1;
+            match stored.get(id) {
+                None => {
+                    return Err(bad(format!(
+                        "the tree node over entries {first} to {last} (level {}) is missing",
+                        id.level
+                    )));
+                }
+                Some(s) if s != h => {
+                    return Err(bad(format!(
+                        "the stored tree node over entries {first} to {last} (level {}) does not match the entries",
+                        id.level
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        progress(frontier.size());
+    }
+    Ok(frontier)
+}
+
 /// Rebuilds the frontier from the stored tree and checks it against the last
-/// published checkpoint.
+/// published checkpoint; the nodes of the entries after it (the right edge, written
+/// since the last signature) are recomputed from their leaves.
 async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
     let state = inner.store.journal_state(&inner.origin).await?;
     let nodes = read_nodes(&inner.store, &Frontier::nodes_for(state.size)).await?;
@@ -1095,6 +1172,19 @@ async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
             Some((cp.size, cp.root))
         }
     };
+    // The entries after the last checkpoint are covered by no signature yet: their
+    // leaves and the nodes they complete must be the ones stored.
+    let signed = last_signed.map_or(0, |(size, _)| size);
+    if signed < state.size {
+        let nodes = read_nodes(&inner.store, &Frontier::nodes_for(signed)).await?;
+        let from = Frontier::from_nodes(signed, &nodes).map_err(integrity_error)?;
+        let rebuilt = check_stored_tree(&inner.store, from, state.size, &[], |_| {}).await?;
+        if rebuilt.root() != frontier.root() {
+            return Err(JournalError::Integrity(
+                "the stored right edge of the tree does not match the entries".into(),
+            ));
+        }
+    }
     let long_ago = Instant::now() - inner.config.checkpoint_interval;
     Ok(Sequencing {
         frontier,

@@ -1297,6 +1297,38 @@ impl Store {
         })
     }
 
+    /// Test support: overwrites a stored tree node (by storage position), as a damaged
+    /// disk or an attacker would.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_tamper_node(&self, position: u64, hash: &[u8]) -> Result<()> {
+        let position = to_i64(position)?;
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE journal_nodes SET hash = $1 WHERE pos = $2")
+                .bind(hash)
+                .bind(position)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Test support: deletes the checkpoints of a size above `size`.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_delete_checkpoints_above(&self, size: u64) -> Result<()> {
+        let size = to_i64(size)?;
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM journal_checkpoints WHERE size > $1")
+                .bind(size)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
     /// Test support: stores a checkpoint note as is (a forged one).
     #[doc(hidden)]
     #[cfg(feature = "test-hooks")]

@@ -441,6 +441,59 @@ fn verify_bundle(
     Ok(verifier.finish().map(|r| (header.key, r)))
 }
 
+/// `socle journal check`: the stored journal recomputed from its entries, offline.
+/// `Ok(Err(problem))` names the first entry, node or checkpoint that does not match.
+pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
+    let store = crate::open_store(config).await?;
+    let status = store.schema_status().await?;
+    if !status.is_current() {
+        bail!(
+            "the database schema is at version {}, this binary needs {}: run `socle migrate`",
+            status.current,
+            status.latest
+        );
+    }
+    let state = store
+        .journal_read_state()
+        .await?
+        .ok_or_else(|| anyhow!("this database has no journal yet"))?;
+    let mut checkpoints = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.journal_checkpoints(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.size;
+        checkpoints.extend(page.into_iter().map(|c| (c.size, c.root)));
+    }
+    if let Some((size, _)) = checkpoints.iter().find(|(s, _)| *s > state.size) {
+        return Ok(Err(format!(
+            "a checkpoint of size {size} was published but the stored log has only {} entries",
+            state.size
+        )));
+    }
+    let bar = indicatif::ProgressBar::new(state.size);
+    let outcome = socle_journal::check_stored_tree(
+        &store,
+        socle_journal::merkle::Frontier::new(),
+        state.size,
+        &checkpoints,
+        |n| bar.set_position(n),
+    )
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    Ok(match outcome {
+        Ok(f) => Ok(format!(
+            "{} entries, every stored node and {} checkpoints match; root {}",
+            f.size(),
+            checkpoints.len(),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, f.root())
+        )),
+        Err(socle_journal::JournalError::Integrity(problem)) => Err(problem),
+        Err(e) => return Err(e.into()),
+    })
+}
+
 /// `socle journal export --out FILE`: the journal up to its latest checkpoint, as a
 /// self-contained bundle (JSON lines: a header with the key and every checkpoint, then
 /// one line per entry).

@@ -200,6 +200,13 @@ enum JournalCommand {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Check the stored journal offline (the configured data directory or database,
+    /// no server needed): every entry's leaf hash, every stored tree node recomputed
+    /// from the entries, every checkpoint's root. Exits 1 naming the first mismatch.
+    Check {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
     /// Write the journal, up to its latest checkpoint, to a self-contained bundle.
     Export {
         #[command(flatten)]
@@ -474,6 +481,37 @@ fn journal_command(command: JournalCommand) -> ExitCode {
                         Some(index) => println!("TAMPERED: first bad index {index}: {e}"),
                         None => println!("TAMPERED: {e}"),
                     }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        JournalCommand::Check { common } => {
+            let config = match load(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let c = config.clone();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(journal_cli::check(&c)) {
+                Ok(Ok(summary)) => {
+                    println!("OK: {summary}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(problem)) => {
+                    println!("DAMAGED: {problem}");
                     ExitCode::FAILURE
                 }
                 Err(e) => {

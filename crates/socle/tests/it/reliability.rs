@@ -297,3 +297,80 @@ async fn oversized_answers_keep_memory_bounded(backend: Backend) {
 }
 
 on_both_stores!(oversized_answers_keep_memory_bounded);
+
+/// Item 2: a corrupted stored tree node (the level-1 node over entries 0 and 1) is
+/// found offline by `socle journal check`, and by the server at start when it lies
+/// after the last checkpoint (the sequencer halts, the node is not ready).
+async fn a_corrupted_tree_node_is_found(backend: Backend) {
+    use socle_journal::merkle::{NodeId, storage_index};
+    use socle_journal::{Entry, EntryKind};
+    use socle_store::JournalStore;
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let mut app = TestApp::start(db, config.clone()).await;
+    let journal = app.journal.clone().unwrap();
+    for n in 0..20 {
+        journal
+            .append(vec![
+                Entry::new(EntryKind::Admin, "system", "ok").detail("n", n.to_string()),
+            ])
+            .await
+            .unwrap();
+    }
+    app.stop_in_place().await.unwrap();
+    let env = app.db.env();
+    let dir = tempfile::tempdir().unwrap();
+    let check = || crate::support::run_binary(&["journal", "check"], &env, dir.path());
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK: "), "{out}");
+
+    let store = socle::app::open_store(&config).await.unwrap();
+    let pos = storage_index(NodeId { level: 1, index: 0 });
+    let original = store.journal_nodes(&[pos]).await.unwrap()[0].1;
+    store.__test_tamper_node(pos, &[7u8; 32]).await.unwrap();
+    let (code, out, err) = check();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("DAMAGED: the stored tree node over entries 0 to 1 (level 1)"),
+        "{out}"
+    );
+
+    // No signature covers the entries any more (as when the damage is after the last
+    // checkpoint): the server recomputes them at start and halts.
+    store.__test_delete_checkpoints_above(0).await.unwrap();
+    store.close().await;
+    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
+    drop(app);
+    let app = TestApp::start(db, config.clone()).await;
+    let mut halted = None;
+    for _ in 0..50 {
+        let r = app.get("/readyz").await;
+        if r.status() == 503 {
+            halted = Some(r.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let halted = halted.expect("the server started on a damaged tree");
+    assert!(
+        halted["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sequencer is halted: the stored log does not match"),
+        "{halted}"
+    );
+    // Repaired, it runs again.
+    app.store.__test_tamper_node(pos, &original).await.unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "not ready once repaired");
+}
+
+on_both_stores!(a_corrupted_tree_node_is_found);
