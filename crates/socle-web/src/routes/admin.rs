@@ -56,6 +56,18 @@ impl From<socle_identity::Client> for ClientView {
 }
 
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let missing = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            "send the administration token as Authorization: Bearer <token>",
+        )
+    };
+    // No credentials at all: 401 (RFC 9110 §15.5.2), whether or not the API is open.
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Err(missing());
+    }
     let Some(expected) = state.settings.admin_token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

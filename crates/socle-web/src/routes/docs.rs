@@ -33,6 +33,7 @@ use crate::routes::{admin, catalogue, gateway, habilitations, health, journal, r
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
+        reports::LegacyReport, reports::ReportingApiReport,
         journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
         socle_identity::ClientInput, socle_identity::NewClientSecret, admin::ClientView,
         catalogue::ApiList, catalogue::ApiSummary, catalogue::ApiDetail, catalogue::DataItemList,
@@ -41,14 +42,14 @@ use crate::routes::{admin, catalogue, gateway, habilitations, health, journal, r
         socle_catalogue::Api, socle_catalogue::ApiInput, socle_catalogue::Scope, socle_catalogue::Listed,
         catalogue::WebhookInput, catalogue::WebhookCreated, catalogue::Delivery, catalogue::DeliveryLog,
         habilitations::SignIn, habilitations::Token, habilitations::HabilitationList,
-        habilitations::NewRequest, habilitations::Act, habilitations::Credentials,
+        habilitations::NewRequest, habilitations::Act, habilitations::ActionName, habilitations::Credentials,
         habilitations::Register, socle_catalogue::back_office::Processing,
         socle_catalogue::habilitation::Habilitation, socle_catalogue::habilitation::Form,
         socle_catalogue::habilitation::State, socle_catalogue::habilitation::Event,
         socle_catalogue::habilitation::Contact, socle_catalogue::habilitation::LegalBasis,
         socle_catalogue::habilitation::Accreditation,
     )),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &ErrorResponses),
     tags(
         (name = "operations", description = "Health, readiness and metrics, for operators and orchestrators"),
         (name = "journal", description = "The tamper-evident journal: signed checkpoints, entries, proofs (public, read-only, rate-limited)"),
@@ -88,6 +89,47 @@ impl utoipa::Modify for AdminToken {
             "user_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every operation answers its errors in one shape, whatever their status (a refusal of
+/// the framework — a query that does not parse —, 401/403 of each credential, 404,
+/// 413, 429, 503 of a store or journal that cannot serve…): each says so with a
+/// `default` response, so that a client generated from the document, or a checker
+/// such as schemathesis, knows every status it may meet and its body.
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = ResponseBuilder::new()
+            .description(
+                "An error, in the platform's shape: `code` (stable), `title`, `detail`, `request_id`",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("default".to_string())
+                    .or_insert_with(|| error.clone().into());
+            }
+        }
     }
 }
 

@@ -205,9 +205,23 @@ pub async fn update(
     Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
+/// The steps of a request, as the API names them (the document's enumeration; the
+/// domain checks them again with who may take which).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    Submit,
+    RequestChanges,
+    Validate,
+    Refuse,
+    Revoke,
+    Archive,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Act {
     /// `submit`, `request_changes`, `validate`, `refuse`, `revoke` or `archive`.
+    #[schema(value_type = ActionName)]
     pub action: String,
     /// Required to request changes, refuse or revoke.
     #[serde(default)]

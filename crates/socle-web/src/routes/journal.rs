@@ -103,12 +103,31 @@ pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(text(format!("{}\n", journal(&state)?.verifier_key())))
 }
 
+/// Refuses a parameter outside what the OpenAPI document declares (400
+/// `invalid_range`), rather than clamping it silently.
+fn within(name: &str, value: Option<u64>, min: u64, max: u64) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v < min || v > max => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            "Invalid range",
+            format!("{name} must be between {min} and {max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The largest index or size the document declares (a signed 64-bit integer).
+const MAX_INDEX: u64 = i64::MAX as u64;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// Only checkpoints of a size larger than this (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub after: Option<u64>,
-    /// At most this many (default and maximum 1000).
+    /// At most this many (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -134,7 +153,9 @@ pub async fn checkpoints(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<CheckpointsQuery>,
 ) -> Result<Json<CheckpointList>, ApiError> {
-    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
+    within("after", q.after, 0, MAX_INDEX)?;
+    within("limit", q.limit, 1, MAX_PAGE)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE) as usize;
     let list = journal(&state)?
         .checkpoints(q.after.unwrap_or(0), limit)
         .await?;
@@ -155,8 +176,10 @@ pub async fn checkpoints(
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub start: Option<u64>,
-    /// How many (default and maximum 1000).
+    /// How many (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub count: Option<u64>,
 }
 
@@ -180,15 +203,9 @@ pub async fn entries(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Json<EntriesPage>, ApiError> {
+    within("start", q.start, 0, MAX_INDEX)?;
+    within("count", q.count, 1, MAX_PAGE)?;
     let count = q.count.unwrap_or(MAX_PAGE);
-    if count == 0 || count > MAX_PAGE {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_range",
-            "Invalid range",
-            format!("count must be between 1 and {MAX_PAGE}"),
-        ));
-    }
     let (size, rows) = journal(&state)?
         .entries(q.start.unwrap_or(0), count)
         .await?;
@@ -214,9 +231,11 @@ pub async fn entries(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// Index of the entry.
+    /// Index of the entry (below `size`).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub index: u64,
     /// Size of the tree (at most the latest checkpoint's).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub size: u64,
 }
 
@@ -240,6 +259,8 @@ pub async fn inclusion(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<InclusionProofView>, ApiError> {
+    within("index", Some(q.index), 0, MAX_INDEX)?;
+    within("size", Some(q.size), 1, MAX_INDEX)?;
     let p = journal(&state)?.inclusion_proof(q.index, q.size).await?;
     Ok(Json(InclusionProofView {
         index: p.index,
@@ -252,8 +273,11 @@ pub async fn inclusion(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
+    /// The older tree's size (at least 1, at most `to`).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub from: u64,
     /// At most the latest checkpoint's size.
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub to: u64,
 }
 
@@ -275,6 +299,8 @@ pub async fn consistency(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
+    within("from", Some(q.from), 1, MAX_INDEX)?;
+    within("to", Some(q.to), 1, MAX_INDEX)?;
     let p = journal(&state)?.consistency_proof(q.from, q.to).await?;
     Ok(Json(ConsistencyProofView {
         from: p.from,

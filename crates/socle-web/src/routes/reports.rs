@@ -11,10 +11,32 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ErrorBody};
 
+/// The legacy format (`report-uri`, `application/csp-report`): `{"csp-report": {…}}`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct LegacyReport {
+    #[serde(rename = "csp-report")]
+    #[schema(value_type = Object)]
+    pub csp_report: serde_json::Map<String, Value>,
+}
+
+/// One report of the Reporting API (`application/reports+json`, an array of them).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct ReportingApiReport {
+    /// `csp-violation` for these (others are accepted and not counted).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub body: serde_json::Map<String, Value>,
+}
+
 /// Receive a CSP violation report (`application/csp-report` or `application/reports+json`).
 #[utoipa::path(post, path = "/api/v1/csp-reports", tag = "operations",
-    request_body(content = Object, description = "A CSP report as browsers send it",
-        content_type = "application/csp-report"),
+    request_body(description = "A CSP report as browsers send it",
+        content(
+            (LegacyReport = "application/csp-report"),
+            (Vec<ReportingApiReport> = "application/reports+json"),
+            (LegacyReport = "application/json"),
+        )),
     responses(
         (status = 204, description = "Report counted"),
         (status = 400, description = "Not a JSON report", body = ErrorBody),
@@ -41,14 +63,24 @@ pub async fn csp_report(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     // Legacy format: {"csp-report": {...}}; Reporting API: [{"type": "csp-violation", "body": {...}}].
-    let reports: Vec<&Value> = match &value {
-        Value::Object(o) if o.contains_key("csp-report") => vec![&o["csp-report"]],
-        Value::Array(items) => items.iter().filter_map(|i| i.get("body")).collect(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "expected {\"csp-report\": {…}} or a Reporting API array",
-            ));
-        }
+    let shape = || {
+        ApiError::bad_request(
+            "expected {\"csp-report\": {…}} or a Reporting API array of {\"type\", \"body\": {…}}",
+        )
+    };
+    let reports: Vec<serde_json::Map<String, Value>> = if value.is_array() {
+        serde_json::from_value::<Vec<ReportingApiReport>>(value)
+            .map_err(|_| shape())?
+            .into_iter()
+            .filter(|r| r.kind == "csp-violation")
+            .map(|r| r.body)
+            .collect()
+    } else {
+        vec![
+            serde_json::from_value::<LegacyReport>(value)
+                .map_err(|_| shape())?
+                .csp_report,
+        ]
     };
     for report in reports {
         let directive = report
