@@ -682,6 +682,33 @@ impl Journal {
         Ok(())
     }
 
+    /// The stored tree nodes (above the leaves) that the entries `[start, end)` complete,
+    /// as proofs are read from them: a verifier that recomputes them from the entries
+    /// finds a corrupted node that its own root computation would never meet.
+    /// `end` is at most the latest checkpoint's size.
+    pub async fn stored_nodes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(NodeId, Hash)>, JournalError> {
+        self.check_size(end).await?;
+        let mut ids = Vec::new();
+        for i in start..end {
+            // Leaf i completes one node per trailing one bit of i.
+            for level in 1..=(i + 1).trailing_zeros().min(63) as u8 {
+                ids.push(NodeId {
+                    level,
+                    index: i >> level,
+                });
+            }
+        }
+        let nodes = read_nodes_cached(&self.inner.store, &self.inner.cache, &ids).await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| nodes.get(&id).map(|h| (id, *h)))
+            .collect())
+    }
+
     /// The inclusion proof of entry `index` in the tree of `size` entries.
     pub async fn inclusion_proof(
         &self,

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/journal/checkpoints", get(routes::journal::checkpoints))
         .route("/journal/key", get(routes::journal::key))
         .route("/journal/entries", get(routes::journal::entries))
+        .route("/journal/nodes", get(routes::journal::nodes))
         .route("/journal/proof/inclusion", get(routes::journal::inclusion))
         .route(
             "/journal/proof/consistency",

@@ -266,6 +266,69 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Compares the nodes the entries `[start, end)` completed, recomputed here, with the
+/// ones the server stores (`/journal/nodes`): a damaged node would make its inclusion
+/// proofs fail for the entries under it. A server without that endpoint (an older
+/// version) is not checked this way.
+async fn compare_nodes(
+    client: &reqwest::Client,
+    base: &str,
+    start: u64,
+    end: u64,
+    created: &[(merkle::NodeId, Hash)],
+) -> anyhow::Result<Result<(), VerifyError>> {
+    #[derive(Deserialize)]
+    struct Node {
+        level: u8,
+        index: u64,
+        hash: String,
+    }
+    #[derive(Deserialize)]
+    struct Page {
+        nodes: Vec<Node>,
+    }
+    if end <= start {
+        return Ok(Ok(()));
+    }
+    let url = format!("{base}/journal/nodes?start={start}&count={}", end - start);
+    let probe = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if probe.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Ok(()));
+    }
+    drop(probe);
+    let page: Page = get_json(client, &url).await?;
+    let mut served = BTreeMap::new();
+    for n in page.nodes {
+        served.insert((n.level, n.index), decode_hash(&n.hash)?);
+    }
+    for (id, h) in created.iter().filter(|(id, _)| id.level > 0) {
+        let first = id.index << id.level;
+        let last = first + (1u64 << id.level) - 1;
+        match served.get(&(id.level, id.index)) {
+            Some(s) if s == h => {}
+            found => {
+                return Ok(Err(VerifyError::Tampered {
+                    index: first,
+                    why: format!(
+                        "the server's stored tree node over entries {first} to {last} (level {}) {}: its inclusion proofs through it do not verify",
+                        id.level,
+                        if found.is_some() {
+                            "does not match the entries"
+                        } else {
+                            "is missing"
+                        }
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 async fn verify_url(
     base: &str,
     state: &VerifyStateFile,
@@ -325,6 +388,9 @@ async fn verify_url(
     let bar = progress(target);
     let mut samples: BTreeMap<u64, Hash> = BTreeMap::new();
     let sample_at = [0, target / 2, target.saturating_sub(1)];
+    // The tree recomputed from the entries, to compare with the nodes the server
+    // stores (what its proofs are read from).
+    let mut tree = merkle::Frontier::new();
     let mut next = 0u64;
     while next < target {
         #[derive(Deserialize)]
@@ -339,6 +405,8 @@ async fn verify_url(
         if page.entries.is_empty() {
             break;
         }
+        let first = next;
+        let mut created = Vec::new();
         for e in page.entries {
             let leaf = match feed(&mut verifier, &e)? {
                 Ok(leaf) => leaf,
@@ -347,10 +415,17 @@ async fn verify_url(
                     return Ok(Err(err));
                 }
             };
+            if e.index < target {
+                tree.push(merkle::leaf_hash(&leaf), &mut created);
+            }
             if sample_at.contains(&e.index) {
                 samples.insert(e.index, merkle::leaf_hash(&leaf));
             }
             next = e.index + 1;
+        }
+        if let Err(err) = compare_nodes(&client, base, first, next.min(target), &created).await? {
+            bar.finish_and_clear();
+            return Ok(Err(err));
         }
         bar.set_position(next);
     }

@@ -20,7 +20,7 @@ use crate::routes::{admin, catalogue, gateway, habilitations, health, journal, r
     ),
     paths(
         health::healthz, health::readyz, health::metrics, openapi_json, reports::csp_report,
-        journal::checkpoint, journal::key, journal::checkpoints, journal::entries,
+        journal::checkpoint, journal::key, journal::checkpoints, journal::entries, journal::nodes,
         journal::inclusion, journal::consistency,
         admin::create_client, admin::list_clients, admin::disable_client,
         catalogue::list, catalogue::detail, catalogue::data_items, catalogue::dcat,
@@ -33,7 +33,7 @@ use crate::routes::{admin, catalogue, gateway, habilitations, health, journal, r
     ),
     components(schemas(
         ErrorBody, health::Health, health::Ready, journal::CheckpointList, journal::CheckpointView,
-        reports::LegacyReport, reports::ReportingApiReport,
+        reports::LegacyReport, reports::ReportingApiReport, journal::NodesPage, journal::NodeView,
         journal::EntriesPage, journal::InclusionProofView, journal::ConsistencyProofView,
         socle_identity::ClientInput, socle_identity::NewClientSecret, admin::ClientView,
         catalogue::ApiList, catalogue::ApiSummary, catalogue::ApiDetail, catalogue::DataItemList,

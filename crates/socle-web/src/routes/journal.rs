@@ -228,6 +228,49 @@ pub async fn entries(
     Ok(Json(EntriesPage { size, entries }))
 }
 
+/// The stored tree nodes of a page of entries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodesPage {
+    pub nodes: Vec<NodeView>,
+}
+
+/// One perfect-subtree hash: over entries `index × 2^level` to `(index + 1) × 2^level − 1`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub level: u8,
+    pub index: u64,
+    /// Base64 hash.
+    pub hash: String,
+}
+
+/// The stored tree nodes (above the leaves) that entries `start` to `start + count − 1`
+/// complete — what inclusion and consistency proofs are read from — so that a verifier
+/// recomputing them from the entries (`socle journal verify`) finds a damaged node.
+#[utoipa::path(get, path = "/journal/nodes", tag = "journal", params(EntriesQuery),
+    responses((status = 200, description = "Nodes", body = NodesPage)))]
+pub async fn nodes(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
+) -> Result<Json<NodesPage>, ApiError> {
+    within("start", q.start, 0, MAX_INDEX)?;
+    within("count", q.count, 1, MAX_PAGE)?;
+    let j = journal(&state)?;
+    let size = j.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
+    let start = q.start.unwrap_or(0).min(size);
+    let end = start.saturating_add(q.count.unwrap_or(MAX_PAGE)).min(size);
+    let nodes = j.stored_nodes(start, end).await?;
+    Ok(Json(NodesPage {
+        nodes: nodes
+            .into_iter()
+            .map(|(id, h)| NodeView {
+                level: id.level,
+                index: id.index,
+                hash: B64.encode(h),
+            })
+            .collect(),
+    }))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {

@@ -353,7 +353,7 @@ fn verify_cli(args: &[&str], cwd: &std::path::Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-async fn verify_in_thread(args: Vec<String>, cwd: std::path::PathBuf) -> (i32, String) {
+pub(crate) async fn verify_in_thread(args: Vec<String>, cwd: std::path::PathBuf) -> (i32, String) {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         verify_cli(&args, &cwd)

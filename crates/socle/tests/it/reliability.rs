@@ -336,8 +336,33 @@ async fn a_corrupted_tree_node_is_found(backend: Backend) {
         "{out}"
     );
 
+    // Online: the node is off the path to the signed root, so the server runs and
+    // serves it; `socle journal verify` recomputes the nodes it is served and names it.
+    store.close().await;
+    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
+    drop(app);
+    let mut app = TestApp::start(db, config.clone()).await;
+    let (code, out) = crate::journal::verify_in_thread(
+        vec![
+            "--url".into(),
+            app.base.clone(),
+            "--state".into(),
+            dir.path().join("state.json").display().to_string(),
+        ],
+        dir.path().to_path_buf(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TAMPERED: first bad index 0")
+            && out.contains("tree node over entries 0 to 1 (level 1)"),
+        "{out}"
+    );
+    app.stop_in_place().await.unwrap();
+
     // No signature covers the entries any more (as when the damage is after the last
     // checkpoint): the server recomputes them at start and halts.
+    let store = socle::app::open_store(&config).await.unwrap();
     store.__test_delete_checkpoints_above(0).await.unwrap();
     store.close().await;
     let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
