@@ -120,6 +120,37 @@ for (const width of WIDTHS) {
   });
 }
 
+// A person who says no at the identity provider comes back to a page that says so, as
+// information (not an error), with the way back to the service, which is told
+// access_denied.
+for (const width of WIDTHS) {
+  test(`a refusal at the identity provider at ${width}px: "Connexion annulée", accessible, the way back`, async () => {
+    const context = await browser.newContext({ bypassCSP: true, viewport: { width, height: 900 }, locale: 'fr-FR' });
+    const page = await context.newPage();
+    const tabTo = (selector) => tab(page, selector, 60);
+    await page.goto(BASE + '/demo/fs/', { waitUntil: 'networkidle' });
+    await tabTo('a[href="/demo/fs/login"]');
+    await Promise.all([page.waitForURL(/\/api\/v2\/interaction\//), page.keyboard.press('Enter')]);
+    await tabTo('button[name="provider"][value="demo"]');
+    await Promise.all([page.waitForURL(/\/demo\/fi\/authorize/), page.keyboard.press('Enter')]);
+    await tabTo('button[value="refuse"]');
+    const [response] = await Promise.all([
+      page.waitForResponse(r => r.url().includes('/api/v2/oidc-callback/demo')),
+      page.keyboard.press('Enter'),
+    ]);
+    assert.equal(response.status(), 200);
+    await page.waitForLoadState('networkidle');
+    await checkPage(page, 'connexion-annulee', width);
+    const main = await page.textContent('main');
+    assert.ok(main.includes('Connexion annulée') && main.includes('vous n’êtes pas connecté'), main);
+    await tabTo('a.fr-btn--secondary');
+    await Promise.all([page.waitForURL(/\/demo\/fs\/callback/), page.keyboard.press('Enter')]);
+    const back = await page.textContent('main');
+    assert.ok(back.includes('access_denied'), back);
+    await context.close();
+  });
+}
+
 test('the choice and consent pages keep their CSP: forms may only lead to the providers and the service', async () => {
   const context = await browser.newContext({ viewport: { width: 320, height: 900 } });
   const page = await context.newPage();
