@@ -1068,7 +1068,12 @@ impl Provider {
         session.doc.provider_id_token = Some(auth.id_token);
         let server = |e: IdentityError| {
             tracing::error!(error = %e, "cannot record a login");
-            unknown("La plateforme ne peut pas enregistrer votre connexion pour le moment.")
+            UpstreamFailure {
+                kind: FailureKind::Unavailable,
+                ..unknown(
+                    "La plateforme ne peut pas enregistrer votre connexion pour le moment. Réessayez dans quelques instants.",
+                )
+            }
         };
         // OpenID Connect Core §3.1.2.1: with prompt=consent the person is asked even
         // where the service is exempt.

@@ -134,6 +134,9 @@ struct Inner {
     halted: std::sync::Mutex<Option<String>>,
     /// How long the oldest queued leaf has waited, as the lag watcher last saw it.
     lag: std::sync::Mutex<Lag>,
+    /// Queue rows already sequenced into the redo log (SQLite), which the watcher
+    /// does not count as waiting.
+    logged_seq: std::sync::atomic::AtomicI64,
 }
 
 /// The durable queue's oldest leaf, as the lag watcher follows it.
@@ -401,6 +404,7 @@ impl Journal {
                 since: Instant::now(),
                 stalled: None,
             }),
+            logged_seq: std::sync::atomic::AtomicI64::new(0),
         });
         let writer = tokio::spawn(writer(inner.clone(), rx));
         inner.tasks.lock().await.push(writer);
@@ -873,7 +877,16 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
             }
         };
         let mut seq = match &lease {
-            None => None,
+            None => {
+                // Not leading: whatever this node could not load before is another
+                // node's to sequence now (the lag watcher sees a platform-wide stall).
+                if let Ok(mut halted) = inner.halted.lock()
+                    && halted.take().is_some()
+                {
+                    metrics::gauge!("socle_journal_sequencer_halted").set(0.0);
+                }
+                None
+            }
             Some(l) => {
                 // On SQLite, leading first replays what the redo log acknowledged
                 // beyond the database, so that the stored tree is complete.
@@ -916,6 +929,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                 // Could not sequence: give the lease back for another node, and queue
                 // appends on a plain durable connection meanwhile.
                 w.release().await;
+                inner.logged_seq.store(0, Ordering::Relaxed);
                 None
             }
         };
@@ -935,6 +949,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                     let drain = stopping || s.last_drain.elapsed() >= idle || batch.is_empty();
                     let done = acknowledge(batch, leaves.len());
                     let result = integrate(&inner, &mut w, s, leaves, drain, done).await;
+                    inner.logged_seq.store(w.logged_seq(), Ordering::Relaxed);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "journal append failed");
                     }
@@ -1020,6 +1035,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
             let _ = h.await;
         }
         w.release().await;
+        inner.logged_seq.store(0, Ordering::Relaxed);
         drop(lease);
     }
 }
@@ -1036,7 +1052,8 @@ async fn watch_lag(inner: Arc<Inner>) {
             () = tokio::time::sleep(period) => {}
             () = stopped(&mut stop) => return,
         }
-        let oldest = match inner.store.journal_oldest_queued().await {
+        let after = inner.logged_seq.load(Ordering::Relaxed);
+        let oldest = match inner.store.journal_oldest_queued(after).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "journal: the queue's age cannot be read");
@@ -1100,8 +1117,8 @@ fn settle(
 /// node its leaf completes from the leaf hashes, compared with the stored ones. Returns
 /// the frontier at `to`, or names the first stored node or entry that does not match
 /// (a corrupted node would otherwise be served in inclusion proofs that do not verify).
-/// `checkpoints` (size, root) met on the way are checked too; `progress` is told the
-/// size reached after each page.
+/// `checkpoints` (size, root, by increasing size) met on the way are checked too;
+/// `progress` is told the size reached after each page.
 pub async fn check_stored_tree(
     store: &Store,
     mut frontier: Frontier,
@@ -1111,6 +1128,8 @@ pub async fn check_stored_tree(
 ) -> Result<Frontier, JournalError> {
     const PAGE: u64 = 4096;
     let bad = |m: String| JournalError::Integrity(m);
+    // The next checkpoint to meet (they come sorted): one comparison per entry.
+    let mut next_cp = checkpoints.partition_point(|(s, _)| *s <= frontier.size());
     while frontier.size() < to {
         let start = frontier.size();
         let end = to.min(start + PAGE);
@@ -1135,12 +1154,15 @@ pub async fn check_stored_tree(
                 )));
             }
             frontier.push(h, &mut created);
-            if let Some((size, root)) = checkpoints.iter().find(|(s, _)| *s == frontier.size())
-                && frontier.root() != *root
+            while let Some((size, root)) = checkpoints.get(next_cp)
+                && *size <= frontier.size()
             {
-                return Err(bad(format!(
-                    "the entries do not give the root signed in the checkpoint of size {size}"
-                )));
+                if *size == frontier.size() && frontier.root() != *root {
+                    return Err(bad(format!(
+                        "the entries do not give the root signed in the checkpoint of size {size}"
+                    )));
+                }
+                next_cp += 1;
             }
         }
         let above: Vec<(NodeId, Hash)> =

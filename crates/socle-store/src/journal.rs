@@ -185,8 +185,11 @@ pub trait JournalStore {
     fn journal_reseal_secrets<F>(&self, reseal: F) -> impl Future<Output = Result<usize>> + Send
     where
         F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync;
-    /// The sequence number of the oldest leaf waiting in the durable queue, if any.
-    fn journal_oldest_queued(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// The sequence number of the oldest leaf waiting in the durable queue above
+    /// `after` (on SQLite, rows up to the writer's logged sequence are already in the
+    /// redo log and only wait for their background deletion), if any.
+    fn journal_oldest_queued(&self, after: i64)
+    -> impl Future<Output = Result<Option<i64>>> + Send;
     /// Reads a secret without creating it.
     fn journal_read_secret(
         &self,
@@ -318,9 +321,10 @@ impl JournalStore for Store {
         })
     }
 
-    async fn journal_oldest_queued(&self) -> Result<Option<i64>> {
+    async fn journal_oldest_queued(&self, after: i64) -> Result<Option<i64>> {
         let row: (Option<i64>,) = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT MIN(seq) FROM journal_queue")
+            sqlx::query_as("SELECT MIN(seq) FROM journal_queue WHERE seq > $1")
+                .bind(after)
                 .fetch_one(pool)
                 .await
                 .map_err(StoreError::from_runtime)?
@@ -791,6 +795,11 @@ impl JournalWriter {
             }
         };
         self.forget_if_unavailable(result)
+    }
+
+    /// The highest queue row already in the redo log (SQLite; 0 elsewhere).
+    pub fn logged_seq(&self) -> i64 {
+        self.logged_seq
     }
 
     /// The oldest queued leaves (other nodes' appends), at most `limit`.

@@ -361,7 +361,7 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             "Cette connexion est inconnue ou a déjà abouti. Recommencez depuis « Mon espace ».",
         );
     };
-    if q.contains_key("error") {
+    if q.get("error").map(String::as_str) == Some("access_denied") {
         // Cancelled on the choice page or refused at the provider: the person's choice,
         // said plainly, with the way back (not an error page).
         let page = crate::routes::oidc::LoginErrorPage {
@@ -375,6 +375,11 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             request_id: String::new(),
         };
         return render(&page);
+    }
+    if q.contains_key("error") {
+        return failed(
+            "La connexion n’a pas abouti. Vous pouvez recommencer depuis « Mon espace ».",
+        );
     }
     let Some(code) = q.get("code") else {
         return failed("La plateforme n’a pas renvoyé de code de connexion.");

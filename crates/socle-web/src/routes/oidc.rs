@@ -149,6 +149,20 @@ fn page_error(e: IdentityError) -> Response {
         IdentityError::Store(s) => {
             return crate::middleware::respond(ApiError::from(s), true);
         }
+        // The journal cannot record the login or the consent: nothing was done (fail
+        // closed), and it is the platform's state, not the person's mistake.
+        IdentityError::Journal(e) => {
+            tracing::error!(error = %e, "identity: the journal cannot record; refused");
+            return crate::middleware::respond(
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_unavailable",
+                    "Journal unavailable",
+                    "the platform cannot record this step right now, so nothing was done; retry in a moment",
+                ),
+                true,
+            );
+        }
         other => {
             tracing::error!(error = %other, "identity error");
             return crate::middleware::respond(ApiError::internal(), true);
