@@ -27,5 +27,5 @@ mod upstream;
 
 pub use consent::{Consent, ConsentTerms, Consents};
 pub use error::GatewayError;
-pub use service::{Call, Delivered, Gateway, GatewayConfig};
+pub use service::{Call, Delivered, Gateway, GatewayConfig, is_json};
 pub use stats::Usage;

@@ -1254,7 +1254,9 @@ fn split_query(query: Option<&str>) -> (HashMap<String, String>, String) {
     (purpose, rest.finish())
 }
 
-fn is_json(ct: Option<&HeaderValue>) -> bool {
+/// Whether a `Content-Type` is JSON (`application/json` or `application/*+json`): what
+/// the gateway minimises, and what its web face lets a browser show inline.
+pub fn is_json(ct: Option<&HeaderValue>) -> bool {
     ct.and_then(|v| v.to_str().ok())
         .map(|v| {
             let m = v
@@ -1263,7 +1265,7 @@ fn is_json(ct: Option<&HeaderValue>) -> bool {
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase();
-            m == "application/json" || m.ends_with("+json")
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
         })
         .unwrap_or(false)
 }

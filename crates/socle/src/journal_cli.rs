@@ -530,9 +530,8 @@ fn verify_bundle(
     Ok(verifier.finish().map(|r| (header.key, r)))
 }
 
-/// `socle journal check`: the stored journal recomputed from its entries, offline.
-/// `Ok(Err(problem))` names the first entry, node or checkpoint that does not match.
-pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
+/// The configured store, refused unless its schema is this binary's.
+async fn current_store(config: &Config) -> anyhow::Result<socle_store::Store> {
     let store = crate::open_store(config).await?;
     let status = store.schema_status().await?;
     if !status.is_current() {
@@ -542,16 +541,35 @@ pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
             status.latest
         );
     }
-    // Checkpoints first, then the size: on a running node a checkpoint signed in
-    // between is then within the size read.
-    let mut checkpoints = Vec::new();
+    Ok(store)
+}
+
+/// Every stored checkpoint, by increasing size.
+async fn all_checkpoints(
+    store: &socle_store::Store,
+) -> anyhow::Result<Vec<socle_store::StoredCheckpoint>> {
+    let mut out = Vec::new();
     let mut after = 0;
     loop {
         let page = store.journal_checkpoints(after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.size;
-        checkpoints.extend(page.into_iter().map(|c| (c.size, c.root)));
+        out.extend(page);
     }
+    Ok(out)
+}
+
+/// `socle journal check`: the stored journal recomputed from its entries, offline.
+/// `Ok(Err(problem))` names the first entry, node or checkpoint that does not match.
+pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
+    let store = current_store(config).await?;
+    // Checkpoints first, then the size: on a running node a checkpoint signed in
+    // between is then within the size read.
+    let checkpoints: Vec<(u64, Hash)> = all_checkpoints(&store)
+        .await?
+        .into_iter()
+        .map(|c| (c.size, c.root))
+        .collect();
     let state = store
         .journal_read_state()
         .await?
@@ -589,15 +607,7 @@ pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
 /// self-contained bundle (JSON lines: a header with the key and every checkpoint, then
 /// one line per entry).
 pub async fn export(config: &Config, out: &Path) -> anyhow::Result<u64> {
-    let store = crate::open_store(config).await?;
-    let status = store.schema_status().await?;
-    if !status.is_current() {
-        bail!(
-            "the database schema is at version {}, this binary needs {}: run `socle migrate`",
-            status.current,
-            status.latest
-        );
-    }
+    let store = current_store(config).await?;
     let state = store
         .journal_read_state()
         .await?
@@ -609,15 +619,9 @@ pub async fn export(config: &Config, out: &Path) -> anyhow::Result<u64> {
     let key = NoteSigner::from_seed(&state.origin, &seed)?
         .verifier()
         .encode();
-    let mut checkpoints = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.journal_checkpoints(after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.size;
-        checkpoints.extend(page.into_iter().map(|c| c.note));
-    }
-    let size = after;
+    let stored = all_checkpoints(&store).await?;
+    let size = stored.last().map_or(0, |c| c.size);
+    let checkpoints: Vec<String> = stored.into_iter().map(|c| c.note).collect();
     let tmp = out.with_extension("partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;

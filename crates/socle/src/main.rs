@@ -456,15 +456,9 @@ fn journal_command(command: JournalCommand) -> ExitCode {
             key,
             proof: None,
         } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(2) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(journal_cli::verify(
                 url.as_deref(),
@@ -495,15 +489,9 @@ fn journal_command(command: JournalCommand) -> ExitCode {
                 Err(code) => return code,
             };
             let c = config.clone();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(2) {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(journal_cli::check(&c)) {
                 Ok(Ok(summary)) => {
@@ -658,17 +646,23 @@ fn load(args: &ConfigArgs, listen: Option<String>) -> Result<Config, ExitCode> {
     })
 }
 
-fn run(config: &Config, task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    telemetry::init_logs(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded runtime of a command; `Err(exit code)` (after saying why) when it
+/// cannot start.
+fn runtime(code: u8) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::from(code)
+        })
+}
+
+fn run(config: &Config, task: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    telemetry::init_logs(&config.log);
+    let runtime = match runtime(1) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,

@@ -179,19 +179,7 @@ fn inert(h: &mut HeaderMap) {
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
     );
-    let json = h
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            let m = v
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-        })
-        .unwrap_or(false);
+    let json = socle_gateway::is_json(h.get(axum::http::header::CONTENT_TYPE));
     if !json {
         h.insert(
             axum::http::header::CONTENT_DISPOSITION,
