@@ -9,6 +9,7 @@
 //! no HTTP. `docs/JOURNAL.md` specifies the formats precisely enough to re-implement.
 
 pub mod entry;
+pub mod mac;
 pub mod merkle;
 pub mod note;
 pub mod proof;
@@ -26,7 +27,7 @@ pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
     ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, SecretSeal,
-    TROUBLE_HOLD, check_stored_tree, encode, enqueue, read_signing_seed,
+    TROUBLE_HOLD, authenticate_queue, check_stored_tree, encode, enqueue, read_signing_seed,
 };
 pub use verify::{Report, Verifier, VerifyError};
 

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use socle_store::Store;
 use socle_store::{
-    JournalBatch, JournalSink, JournalStore, JournalWriter, NewEntry, StoreError, StoredCheckpoint,
-    StoredEntry,
+    JournalBatch, JournalSink, JournalStore, JournalWriter, NewEntry, QueueMac, QueuedLeaf,
+    StoreError, StoredCheckpoint, StoredEntry,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::entry::{Entry, EntryError, Pseudonymiser, Subject, SubjectMatcher};
+use crate::mac::MacKey;
 use crate::merkle::{self, Frontier, Hash, NodeId, NodeMap, ProofError};
 use crate::note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 
@@ -77,6 +78,10 @@ pub enum JournalError {
     NoCheckpoint,
     #[error("journal integrity: {0}")]
     Integrity(String),
+    /// Rows the journal did not write (no MAC, or not its MAC): someone else wrote
+    /// the database.
+    #[error("journal integrity: not written by this journal: {0}")]
+    Forged(String),
     #[error("journal configuration: {0}")]
     Config(String),
     #[error("another sequencer extended the journal: {0}")]
@@ -116,6 +121,10 @@ struct Inner {
     signer: NoteSigner,
     verifier: NoteVerifier,
     pseudonymiser: Pseudonymiser,
+    /// Authenticates what the journal writes (entries, queued leaves).
+    mac: MacKey,
+    /// The rows from before MACs were given theirs (or had been, by an earlier start).
+    adopted: std::sync::atomic::AtomicBool,
     requests: mpsc::Sender<Request>,
     wake: Notify,
     stop: watch::Sender<bool>,
@@ -187,6 +196,7 @@ pub struct ConsistencyProof {
 
 const SIGNING_KEY: &str = "checkpoint_signing_key";
 const PSEUDONYM_KEY: &str = "pseudonym_key";
+const MAC_KEY: &str = "entry_mac_key";
 
 fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
@@ -260,6 +270,29 @@ async fn open_secrets(
         seal,
     )?;
     Ok((seed, pseudonym))
+}
+
+/// Opens (creating on first use) the journal's MAC key and gives the store the MAC of
+/// queued leaves, so that this process can write what must be journaled to the durable
+/// queue: [`Journal::open`] does it, and so must a command-line tool that changes the
+/// store beside a running server.
+pub async fn authenticate_queue(
+    store: &Store,
+    seal: &dyn SecretSeal,
+) -> Result<MacKey, JournalError> {
+    let fresh = seal
+        .seal(&random32())
+        .map_err(|e| JournalError::Config(format!("cannot seal the journal's {MAC_KEY}: {e}")))?;
+    let key = MacKey::new(secret32(
+        store.journal_secret(MAC_KEY, &fresh).await?,
+        MAC_KEY,
+        seal,
+    )?);
+    let queue = key.clone();
+    store.set_queue_mac(QueueMac(Arc::new(move |leaf, subject| {
+        queue.queued(leaf, subject).to_vec()
+    })));
+    Ok(key)
 }
 
 /// The checkpoint signing key as stored, opened (`socle journal export`, offline).
@@ -375,6 +408,7 @@ impl Journal {
             )));
         }
         let (seed, pseudonym) = open_secrets(&store, seal).await?;
+        let mac = authenticate_queue(&store, seal).await?;
         let signer = NoteSigner::from_seed(&state.origin, &seed)
             .map_err(|e| JournalError::Config(format!("journal origin {:?}: {e}", state.origin)))?;
         let verifier = signer.verifier();
@@ -388,6 +422,8 @@ impl Journal {
             signer,
             verifier,
             pseudonymiser: Pseudonymiser::new(pseudonym),
+            mac,
+            adopted: std::sync::atomic::AtomicBool::new(false),
             requests,
             wake: Notify::new(),
             stop,
@@ -892,7 +928,7 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                 // beyond the database, so that the stored tree is complete.
                 let loaded = match w.lead(l).await {
                     Err(e) => Err(JournalError::from(e)),
-                    Ok(()) => load(&inner).await,
+                    Ok(()) => load(&inner, &mut w).await,
                 };
                 let mut halted = inner
                     .halted
@@ -902,6 +938,9 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                     // Said on the public readiness probe: the kind, not the store's text.
                     JournalError::Integrity(_) => {
                         "the stored log does not match what was signed".to_string()
+                    }
+                    JournalError::Forged(_) => {
+                        "the stored log holds rows this journal did not write".to_string()
                     }
                     JournalError::Unavailable(_) => "its store is unreachable".to_string(),
                     _ => "it cannot load the log".to_string(),
@@ -955,6 +994,13 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
                     }
                     if matches!(result, Err(JournalError::Conflict(_))) {
                         tracing::warn!("journal moved under this sequencer; reloading");
+                        break;
+                    }
+                    if matches!(result, Err(JournalError::Forged(_))) {
+                        // Reloading finds the same rows and halts with the reason.
+                        tracing::error!(
+                            "journal sequencer stopping: the queue holds a leaf this journal did not write"
+                        );
                         break;
                     }
                     if signing.as_ref().is_some_and(JoinHandle::is_finished)
@@ -1124,6 +1170,7 @@ pub async fn check_stored_tree(
     mut frontier: Frontier,
     to: u64,
     checkpoints: &[(u64, Hash)],
+    macs: Option<&MacKey>,
     mut progress: impl FnMut(u64),
 ) -> Result<Frontier, JournalError> {
     const PAGE: u64 = 4096;
@@ -1150,6 +1197,14 @@ pub async fn check_stored_tree(
             if h != e.leaf_hash {
                 return Err(bad(format!(
                     "entry {}: its stored leaf hash is not its leaf's",
+                    e.index
+                )));
+            }
+            if let Some(key) = macs
+                && !key.entry_ok(e.index, &e.leaf, e.subject.as_deref(), e.mac.as_deref())
+            {
+                return Err(JournalError::Forged(format!(
+                    "entry {} carries no valid MAC: it was not written by this journal's sequencer",
                     e.index
                 )));
             }
@@ -1193,10 +1248,26 @@ pub async fn check_stored_tree(
     Ok(frontier)
 }
 
+/// The queued leaves in `queued` whose MAC is not the journal's, named for the log.
+fn check_queued(key: &MacKey, queued: &[QueuedLeaf]) -> Result<(), JournalError> {
+    match queued
+        .iter()
+        .find(|q| !key.queued_ok(&q.leaf, q.subject.as_deref(), q.mac.as_deref()))
+    {
+        None => Ok(()),
+        Some(q) => Err(JournalError::Forged(format!(
+            "queued leaf {} carries no valid MAC: it was not written through this platform",
+            q.seq
+        ))),
+    }
+}
+
 /// Rebuilds the frontier from the stored tree and checks it against the last
-/// published checkpoint; the nodes of the entries after it (the right edge, written
-/// since the last signature) are recomputed from their leaves.
-async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
+/// published checkpoint; the entries after it (the right edge, written since the last
+/// signature) must carry the journal's MAC, and the nodes they complete are
+/// recomputed from their leaves; the head of the queue must carry MACs too. On the
+/// first start with a new MAC key, the rows from before MACs are adopted first.
+async fn load(inner: &Inner, w: &mut JournalWriter) -> Result<Sequencing, JournalError> {
     let state = inner.store.journal_state(&inner.origin).await?;
     let nodes = read_nodes(&inner.store, &Frontier::nodes_for(state.size)).await?;
     let frontier = Frontier::from_nodes(state.size, &nodes).map_err(integrity_error)?;
@@ -1221,13 +1292,60 @@ async fn load(inner: &Inner) -> Result<Sequencing, JournalError> {
             Some((cp.size, cp.root))
         }
     };
-    // The entries after the last checkpoint are covered by no signature yet: their
-    // leaves and the nodes they complete must be the ones stored.
+    // The entries after the last checkpoint are covered by no signature yet: they
+    // must be the sequencer's, and their leaves and the nodes they complete the ones
+    // stored.
     let signed = last_signed.map_or(0, |(size, _)| size);
+    if !inner.adopted.load(Ordering::Relaxed) {
+        let key = &inner.mac;
+        let mut recorded = Ok(());
+        let adopted = inner
+            .store
+            .journal_adopt_macs(
+                signed,
+                |i, leaf, subject| key.entry(i, leaf, subject).to_vec(),
+                |entries, queued| {
+                    if entries + queued == 0 {
+                        return Vec::new();
+                    }
+                    encode(vec![
+                        Entry::new(crate::EntryKind::Admin, "system", "ok")
+                            .detail("action", "journal.macs.adopted")
+                            .detail("entries", entries.to_string())
+                            .detail("queued", queued.to_string()),
+                    ])
+                    .unwrap_or_else(|e| {
+                        recorded = Err(e);
+                        Vec::new()
+                    })
+                },
+            )
+            .await?;
+        recorded?;
+        if let Some((entries, queued)) = adopted
+            && entries + queued > 0
+        {
+            tracing::warn!(
+                entries,
+                queued,
+                "journal: the unsigned entries and queued leaves written before MACs were adopted as they are (once per database)"
+            );
+        }
+        inner.adopted.store(true, Ordering::Relaxed);
+    }
+    check_queued(&inner.mac, &w.queued(inner.config.max_batch).await?)?;
     if signed < state.size {
         let nodes = read_nodes(&inner.store, &Frontier::nodes_for(signed)).await?;
         let from = Frontier::from_nodes(signed, &nodes).map_err(integrity_error)?;
-        let rebuilt = check_stored_tree(&inner.store, from, state.size, &[], |_| {}).await?;
+        let rebuilt = check_stored_tree(
+            &inner.store,
+            from,
+            state.size,
+            &[],
+            Some(&inner.mac),
+            |_| {},
+        )
+        .await?;
         if rebuilt.root() != frontier.root() {
             return Err(JournalError::Integrity(
                 "the stored right edge of the tree does not match the entries".into(),
@@ -1262,13 +1380,20 @@ async fn integrate(
     let mut done = Some(done);
     loop {
         let queued = if drain {
-            match w.queued(inner.config.max_batch).await {
+            let checked = w
+                .queued(inner.config.max_batch)
+                .await
+                .map_err(JournalError::from)
+                .and_then(|q| check_queued(&inner.mac, &q).map(|()| q));
+            match checked {
                 Ok(q) => q,
                 Err(e) => {
                     if let Some(d) = done.take() {
-                        d(Err(e.clone()));
+                        d(Err(StoreError::Unavailable(
+                            "the journal's sequencer stopped".into(),
+                        )));
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         } else {
@@ -1299,11 +1424,14 @@ async fn integrate(
         for (i, (leaf, subject)) in all.into_iter().enumerate() {
             let leaf_hash = merkle::leaf_hash(&leaf);
             frontier.push(leaf_hash, &mut nodes);
+            let index = start + i as u64;
+            let mac = inner.mac.entry(index, &leaf, subject.as_deref());
             entries.push(NewEntry {
-                index: start + i as u64,
+                index,
                 leaf,
                 leaf_hash,
                 subject,
+                mac: Some(mac),
             });
         }
         let nodes: Vec<(u64, Hash)> = nodes

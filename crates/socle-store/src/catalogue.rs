@@ -418,7 +418,7 @@ impl BackOfficeStore for Store {
                     return Ok(false);
                 }
             }
-            crate::queue_leaves!(tx, &c.journal).map_err(err)?;
+            crate::queue_leaves!(self, tx, &c.journal).map_err(err)?;
             for d in &c.deliveries {
                 sqlx::query(INSERT_DELIVERY)
                     .bind(&d.id)

@@ -147,7 +147,7 @@ impl GatewayStore for Store {
                     .bind(c.revoked_at)
                     .execute(&mut *tx)
                     .await?;
-                    crate::queue_leaves!(tx, journal)?;
+                    crate::queue_leaves!(self, tx, journal)?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(replaced.into_iter().map(|r| r.0).collect())
                 }

@@ -15,12 +15,29 @@ pub type NodeHash = [u8; 32];
 
 pub use crate::journal_log::Batch as JournalBatch;
 
+/// How a queued leaf is authenticated: `(leaf, subject) -> MAC`, under a key only the
+/// journal holds (`socle_journal`, which defines the format); the store stores the
+/// result beside the leaf ([`crate::Store::set_queue_mac`]).
+#[derive(Clone)]
+pub struct QueueMac(pub std::sync::Arc<QueueMacFn>);
+
+/// `(leaf, subject) -> MAC`.
+pub type QueueMacFn = dyn Fn(&[u8], Option<&str>) -> Vec<u8> + Send + Sync;
+
+impl std::fmt::Debug for QueueMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueMac")
+    }
+}
+
 /// A leaf waiting in the queue to be given an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedLeaf {
     pub seq: i64,
     pub leaf: Vec<u8>,
     pub subject: Option<String>,
+    /// Its MAC as stored (none on a row from before MACs, or a forged one).
+    pub mac: Option<Vec<u8>>,
 }
 
 /// A leaf given its index.
@@ -31,6 +48,9 @@ pub struct NewEntry {
     /// SHA-256(0x00 ‖ leaf), the level-0 node.
     pub leaf_hash: NodeHash,
     pub subject: Option<String>,
+    /// The sequencer's MAC of the entry (none only for a batch logged by a version
+    /// from before MACs).
+    pub mac: Option<NodeHash>,
 }
 
 /// A stored entry with its stored leaf hash (the level-0 node).
@@ -39,6 +59,10 @@ pub struct StoredEntry {
     pub index: u64,
     pub leaf: Vec<u8>,
     pub leaf_hash: NodeHash,
+    /// The entry's MAC as stored, checked by the sequencer (`socle_journal`).
+    pub mac: Option<Vec<u8>>,
+    /// Its subject index key, as stored.
+    pub subject: Option<String>,
 }
 
 /// A signed checkpoint as published.
@@ -57,8 +81,8 @@ pub struct JournalState {
     pub size: u64,
 }
 
-/// An entry as bound to an INSERT: index, leaf, leaf hash, subject.
-type EntryRow<'a> = (i64, &'a [u8], &'a [u8], Option<&'a str>);
+/// An entry as bound to an INSERT: index, leaf, leaf hash, subject, MAC.
+type EntryRow<'a> = (i64, &'a [u8], &'a [u8], Option<&'a str>, Option<&'a [u8]>);
 
 /// Rows per multi-row statement; batches are split into power-of-two chunks so only a
 /// handful of distinct statements exist (and are cached as prepared statements).
@@ -463,7 +487,7 @@ impl JournalStore for Store {
         let (start, end) = (to_i64(start)?, to_i64(end)?);
         let rows = on_pool!(self, |pool| {
             sqlx::query(
-                "SELECT idx, leaf, leaf_hash FROM journal_entries \
+                "SELECT idx, leaf, leaf_hash, mac, subject FROM journal_entries \
                  WHERE idx >= $1 AND idx < $2 ORDER BY idx",
             )
             .bind(start)
@@ -515,7 +539,7 @@ impl JournalStore for Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = on_pool!(self, |pool| {
             sqlx::query(
-                "SELECT idx, leaf, leaf_hash FROM journal_entries \
+                "SELECT idx, leaf, leaf_hash, mac, subject FROM journal_entries \
                  WHERE subject = $1 AND idx < $2 ORDER BY idx DESC LIMIT $3",
             )
             .bind(subject)
@@ -532,27 +556,35 @@ impl JournalStore for Store {
     }
 }
 
-/// An entry row (`idx, leaf, leaf_hash`) read from either dialect.
-fn entry_row<R: sqlx::Row>(r: R) -> (i64, Vec<u8>, Vec<u8>)
+/// An entry row as read: index, leaf, leaf hash, MAC, subject.
+type ReadRow = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<String>);
+
+/// An entry row (`idx, leaf, leaf_hash, mac, subject`) read from either dialect.
+fn entry_row<R: sqlx::Row>(r: R) -> ReadRow
 where
     usize: sqlx::ColumnIndex<R>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     (
         r.get::<i64, _>(0),
         r.get::<Vec<u8>, _>(1),
         r.get::<Vec<u8>, _>(2),
+        r.get::<Option<Vec<u8>>, _>(3),
+        r.get::<Option<String>, _>(4),
     )
 }
 
-fn stored_entries(rows: Vec<(i64, Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEntry>> {
+fn stored_entries(rows: Vec<ReadRow>) -> Result<Vec<StoredEntry>> {
     rows.into_iter()
-        .map(|(idx, leaf, hash)| {
+        .map(|(idx, leaf, hash, mac, subject)| {
             Ok(StoredEntry {
                 index: to_u64(idx)?,
                 leaf,
                 leaf_hash: to_hash(hash)?,
+                mac,
+                subject,
             })
         })
         .collect()
@@ -751,11 +783,16 @@ impl JournalWriter {
         self.release().await;
     }
 
-    /// Durably queues leaves (a node that does not sequence); returns once committed.
+    /// Durably queues leaves (a node that does not sequence), with their MACs
+    /// ([`crate::Store::set_queue_mac`]); returns once committed.
     pub async fn enqueue(&mut self, leaves: &[(Vec<u8>, Option<String>)]) -> Result<()> {
         if leaves.is_empty() {
             return Ok(());
         }
+        let macs = self
+            .store
+            .queue_macs(leaves)
+            .map_err(StoreError::from_runtime)?;
         let result = match self.connection().await? {
             WriterConn::Sqlite(w) => {
                 let leaves = leaves.to_vec();
@@ -763,8 +800,11 @@ impl JournalWriter {
                     crate::direct::immediate(conn, |tx| {
                         crate::direct::execute_each(
                             tx,
-                            "INSERT INTO journal_queue (leaf, subject) VALUES (?1, ?2)",
-                            leaves.iter().map(|(leaf, subject)| (leaf, subject)),
+                            "INSERT INTO journal_queue (leaf, subject, mac) VALUES (?1, ?2, ?3)",
+                            leaves
+                                .iter()
+                                .zip(&macs)
+                                .map(|((leaf, subject), mac)| (leaf, subject, mac)),
                             crate::direct::error,
                         )
                     })
@@ -776,14 +816,18 @@ impl JournalWriter {
                     let mut tx = sqlx::Connection::begin(&mut **conn)
                         .await
                         .map_err(StoreError::from_runtime)?;
-                    for chunk in chunks(leaves) {
+                    let rows: Vec<_> = leaves.iter().zip(&macs).collect();
+                    for chunk in chunks(&rows) {
                         let sql = format!(
-                            "INSERT INTO journal_queue (leaf, subject) VALUES {}",
-                            values(chunk.len(), 2)
+                            "INSERT INTO journal_queue (leaf, subject, mac) VALUES {}",
+                            values(chunk.len(), 3)
                         );
                         let mut q = sqlx::query(&sql);
-                        for (leaf, subject) in chunk {
-                            q = q.bind(leaf.as_slice()).bind(subject.as_deref());
+                        for ((leaf, subject), mac) in chunk {
+                            q = q
+                                .bind(leaf.as_slice())
+                                .bind(subject.as_deref())
+                                .bind(mac.as_slice());
                         }
                         q.execute(&mut *tx)
                             .await
@@ -811,7 +855,7 @@ impl JournalWriter {
                 w.run(move |conn| {
                     let mut q = conn
                         .prepare_cached(
-                            "SELECT seq, leaf, subject FROM journal_queue WHERE seq > ?2 \
+                            "SELECT seq, leaf, subject, mac FROM journal_queue WHERE seq > ?2 \
                              ORDER BY seq LIMIT ?1",
                         )
                         .map_err(crate::direct::error)?;
@@ -821,6 +865,7 @@ impl JournalWriter {
                                 seq: r.get(0)?,
                                 leaf: r.get(1)?,
                                 subject: r.get(2)?,
+                                mac: r.get(3)?,
                             })
                         })
                         .map_err(crate::direct::error)?;
@@ -829,22 +874,23 @@ impl JournalWriter {
                 })
                 .await
             }
-            WriterConn::Postgres(conn) => {
-                sqlx::query("SELECT seq, leaf, subject FROM journal_queue ORDER BY seq LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&mut **conn)
-                    .await
-                    .map_err(StoreError::from_runtime)
-                    .map(|rows| {
-                        rows.into_iter()
-                            .map(|r| QueuedLeaf {
-                                seq: r.get(0),
-                                leaf: r.get(1),
-                                subject: r.get(2),
-                            })
-                            .collect::<Vec<_>>()
+            WriterConn::Postgres(conn) => sqlx::query(
+                "SELECT seq, leaf, subject, mac FROM journal_queue ORDER BY seq LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&mut **conn)
+            .await
+            .map_err(StoreError::from_runtime)
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|r| QueuedLeaf {
+                        seq: r.get(0),
+                        leaf: r.get(1),
+                        subject: r.get(2),
+                        mac: r.get(3),
                     })
-            }
+                    .collect::<Vec<_>>()
+            }),
         };
         self.forget_if_unavailable(result)
     }
@@ -930,6 +976,7 @@ impl JournalWriter {
                             e.leaf.as_slice(),
                             e.leaf_hash.as_slice(),
                             e.subject.as_deref(),
+                            e.mac.as_ref().map(|m| m.as_slice()),
                         ))
                     })
                     .collect::<Result<_>>()?;
@@ -945,12 +992,17 @@ impl JournalWriter {
                         .map_err(StoreError::from_runtime)?;
                     for chunk in chunks(&entries) {
                         let sql = format!(
-                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES {}",
-                            values(chunk.len(), 4)
+                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject, mac) VALUES {}",
+                            values(chunk.len(), 5)
                         );
                         let mut q = sqlx::query(&sql);
-                        for (idx, leaf, leaf_hash, subject) in chunk {
-                            q = q.bind(*idx).bind(*leaf).bind(*leaf_hash).bind(*subject);
+                        for (idx, leaf, leaf_hash, subject, mac) in chunk {
+                            q = q
+                                .bind(*idx)
+                                .bind(*leaf)
+                                .bind(*leaf_hash)
+                                .bind(*subject)
+                                .bind(*mac);
                         }
                         q.execute(&mut *tx).await.map_err(|e| match e {
                             sqlx::Error::Database(db) if db.is_unique_violation() => conflict(),
@@ -994,7 +1046,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, batch: &crate::journal_log::Batch) -> R
     let from_size = batch.from_size;
     let mut entries = Vec::with_capacity(batch.entries.len());
     for e in &batch.entries {
-        entries.push((to_i64(e.index)?, &e.leaf, &e.leaf_hash[..], &e.subject));
+        entries.push((
+            to_i64(e.index)?,
+            &e.leaf,
+            &e.leaf_hash[..],
+            &e.subject,
+            e.mac.as_ref().map(|m| &m[..]),
+        ));
     }
     let mut nodes = Vec::with_capacity(batch.nodes.len());
     for (pos, hash) in &batch.nodes {
@@ -1002,7 +1060,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, batch: &crate::journal_log::Batch) -> R
     }
     crate::direct::execute_each(
         tx,
-        "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
         entries,
         |e| {
             if crate::direct::is_unique_violation(&e) {
@@ -1177,6 +1235,188 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Gives a MAC to the rows written before MACs existed (migration 11), once per
+    /// database (the marker `journal.macs.adopted`, set in the same transaction): the
+    /// entries from index `from` on (those no checkpoint covers) get
+    /// `entry_mac(index, leaf, subject)`, the queued leaves the store's queue MAC, and
+    /// `record(entries, queued)` gives the journal leaves recording it (queued in the
+    /// same transaction). `None` when it was done before.
+    pub async fn journal_adopt_macs(
+        &self,
+        from: u64,
+        entry_mac: impl Fn(u64, &[u8], Option<&str>) -> Vec<u8>,
+        record: impl FnOnce(usize, usize) -> Vec<(Vec<u8>, Option<String>)>,
+    ) -> Result<Option<(usize, usize)>> {
+        const MARKER: &str = "journal.macs.adopted";
+        let from = to_i64(from)?;
+        let done: i64 = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM instance_markers WHERE name = $1")
+                .bind(MARKER)
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::from_runtime)?
+        });
+        if done > 0 {
+            return Ok(None);
+        }
+        let entries: Vec<ReadRow> = on_pool!(self, |pool| {
+            sqlx::query(
+                "SELECT idx, leaf, leaf_hash, mac, subject FROM journal_entries \
+                 WHERE idx >= $1 AND mac IS NULL ORDER BY idx",
+            )
+            .bind(from)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::from_runtime)?
+            .into_iter()
+            .map(entry_row)
+            .collect()
+        });
+        let queued: Vec<(i64, Vec<u8>, Option<String>)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT seq, leaf, subject FROM journal_queue WHERE mac IS NULL")
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from_runtime)?
+        });
+        let leaves: Vec<(Vec<u8>, Option<String>)> = queued
+            .iter()
+            .map(|(_, l, s)| (l.clone(), s.clone()))
+            .collect();
+        let queue_macs = self.queue_macs(&leaves).map_err(StoreError::from_runtime)?;
+        let mut entry_macs = Vec::with_capacity(entries.len());
+        for (idx, leaf, _, _, subject) in &entries {
+            entry_macs.push((*idx, entry_mac(to_u64(*idx)?, leaf, subject.as_deref())));
+        }
+        let counts = (entry_macs.len(), queue_macs.len());
+        let journal = record(counts.0, counts.1);
+        let now = crate::open::now_rfc3339();
+        let adopted = crate::journaled!(self, &journal, |tx| {
+            let marked = sqlx::query(
+                "INSERT INTO instance_markers (name, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(MARKER)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if marked != 1 {
+                return Ok(None);
+            }
+            for (idx, mac) in &entry_macs {
+                sqlx::query("UPDATE journal_entries SET mac = $1 WHERE idx = $2 AND mac IS NULL")
+                    .bind(mac.as_slice())
+                    .bind(*idx)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for ((seq, _, _), mac) in queued.iter().zip(&queue_macs) {
+                sqlx::query("UPDATE journal_queue SET mac = $1 WHERE seq = $2 AND mac IS NULL")
+                    .bind(mac.as_slice())
+                    .bind(*seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(counts)
+        })
+        .map_err(StoreError::from_runtime)?;
+        Ok(adopted)
+    }
+
+    /// Test support: writes an entry (and the tree nodes it completes) straight into
+    /// the log, with no MAC, as an attacker with write access to the database would.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_forge_entry(
+        &self,
+        index: u64,
+        leaf: &[u8],
+        leaf_hash: &[u8],
+        nodes: &[(u64, NodeHash)],
+    ) -> Result<()> {
+        let index = to_i64(index)?;
+        let nodes: Vec<(i64, &[u8])> = nodes
+            .iter()
+            .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
+            .collect::<Result<_>>()?;
+        on_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO journal_entries (idx, leaf, leaf_hash) VALUES ($1, $2, $3)",
+                )
+                .bind(index)
+                .bind(leaf)
+                .bind(leaf_hash)
+                .execute(&mut *tx)
+                .await?;
+                for (pos, hash) in &nodes {
+                    sqlx::query("INSERT INTO journal_nodes (pos, hash) VALUES ($1, $2)")
+                        .bind(*pos)
+                        .bind(*hash)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+            .await
+            .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Test support: queues a leaf with the given MAC (none, or a made-up one), as an
+    /// attacker with write access to the database would.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_forge_queued(&self, leaf: &[u8], mac: Option<&[u8]>) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("INSERT INTO journal_queue (leaf, mac) VALUES ($1, $2)")
+                .bind(leaf)
+                .bind(mac)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Test support: makes the database look as a version from before MACs left it:
+    /// no MAC on any entry or queued leaf, and (with `and_key`) no MAC key nor the
+    /// marker of their adoption.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_forget_macs(&self, and_key: bool) -> Result<()> {
+        let mut sql = "UPDATE journal_entries SET mac = NULL; UPDATE journal_queue SET mac = NULL;"
+            .to_string();
+        if and_key {
+            sql.push_str(
+                " DELETE FROM journal_secrets WHERE name = 'entry_mac_key'; \
+                 DELETE FROM instance_markers WHERE name = 'journal.macs.adopted';",
+            );
+        }
+        on_pool!(self, |pool| {
+            sqlx::raw_sql(&sql)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Test support: empties the journal's queue, as an operator removing a forged
+    /// leaf would.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub async fn __test_clear_queue(&self) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM journal_queue")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
     }
 
     /// Test support: overwrites an entry's leaf bytes, as an attacker with write
@@ -1434,6 +1674,7 @@ mod tests {
                 leaf: format!("entry {i} {}", "x".repeat(2000)).into_bytes(),
                 leaf_hash: [(i % 251) as u8; 32],
                 subject: (i % 3 == 0).then(|| format!("p{i}")),
+                mac: Some([(i % 7) as u8; 32]),
             })
             .collect()
     }

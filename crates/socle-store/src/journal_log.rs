@@ -36,7 +36,11 @@ use crate::error::StoreError;
 use crate::journal::{NewEntry, NodeHash};
 use crate::{Result, direct};
 
-const MAGIC: [u8; 4] = *b"SJL1";
+/// Records written now: each entry carries the sequencer's MAC (a flag byte, then
+/// the 32 bytes when present).
+const MAGIC: [u8; 4] = *b"SJL2";
+/// Records of a version from before MACs, still replayed after an upgrade.
+const MAGIC_V1: [u8; 4] = *b"SJL1";
 /// Magic, payload length, CRC-32 of the payload.
 const HEADER: usize = 12;
 /// Larger lengths are damage, not records.
@@ -69,7 +73,7 @@ impl Batch {
         let size: usize = self
             .entries
             .iter()
-            .map(|e| 40 + e.leaf.len() + e.subject.as_ref().map_or(0, String::len))
+            .map(|e| 73 + e.leaf.len() + e.subject.as_ref().map_or(0, String::len))
             .sum::<usize>()
             + self.nodes.len() * 40
             + self.seqs.len() * 8
@@ -92,6 +96,13 @@ impl Batch {
             }
             out.extend_from_slice(&(e.leaf.len() as u32).to_le_bytes());
             out.extend_from_slice(&e.leaf);
+            match &e.mac {
+                None => out.push(0),
+                Some(mac) => {
+                    out.push(1);
+                    out.extend_from_slice(mac);
+                }
+            }
         }
         for (pos, hash) in &self.nodes {
             out.extend_from_slice(&pos.to_le_bytes());
@@ -111,9 +122,11 @@ impl Batch {
     /// (zeroes of allocated space), or it is torn or damaged.
     pub(crate) fn decode(buf: &[u8]) -> Option<(Batch, usize)> {
         let mut r = Reader(buf);
-        if r.take(4)? != MAGIC {
-            return None;
-        }
+        let with_macs = match r.take(4)? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return None,
+        };
         let len = r.u32()? as usize;
         let crc = r.u32()?;
         if len > MAX_PAYLOAD {
@@ -134,11 +147,21 @@ impl Batch {
                 n => Some(String::from_utf8(p.take(n as usize)?.to_vec()).ok()?),
             };
             let n = p.u32()? as usize;
+            let leaf = p.take(n)?.to_vec();
+            let mac = match with_macs {
+                false => None,
+                true => match p.take(1)?[0] {
+                    0 => None,
+                    1 => Some(p.take(32)?.try_into().ok()?),
+                    _ => return None,
+                },
+            };
             entries.push(NewEntry {
                 index: from_size.checked_add(i)?,
-                leaf: p.take(n)?.to_vec(),
+                leaf,
                 leaf_hash,
                 subject,
+                mac,
             });
         }
         let mut nodes = Vec::with_capacity((n_nodes as usize).min(len / 40));
@@ -248,7 +271,7 @@ fn scan(mut r: impl std::io::Read, size: u64) -> Vec<Batch> {
     let mut out = Vec::new();
     loop {
         let mut record = vec![0; HEADER];
-        if r.read_exact(&mut record).is_err() || record[..4] != MAGIC {
+        if r.read_exact(&mut record).is_err() || (record[..4] != MAGIC && record[..4] != MAGIC_V1) {
             return out;
         }
         let mut len = [0; 4];
@@ -745,6 +768,7 @@ mod tests {
                     leaf: format!("leaf {}", from + i).into_bytes(),
                     leaf_hash: [i as u8; 32],
                     subject: (i % 2 == 0).then(|| format!("p{i}")),
+                    mac: (i % 3 != 0).then_some([i as u8 ^ 0x5a; 32]),
                 })
                 .collect(),
             nodes: vec![(from, [7; 32])],
@@ -769,6 +793,45 @@ mod tests {
         }
         // Allocated space reads as zeroes: no record.
         assert_eq!(Batch::decode(&[0; 64]), None);
+    }
+
+    /// A record written before MACs (`SJL1`: no MAC after each leaf) is still replayed
+    /// after an upgrade, its entries without MAC.
+    #[test]
+    fn records_from_before_macs_still_decode() {
+        let mut b = batch(4, 2);
+        for e in &mut b.entries {
+            e.mac = None;
+        }
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&b.from_size.to_le_bytes());
+        for n in [b.entries.len(), b.nodes.len(), b.seqs.len()] {
+            payload.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for e in &b.entries {
+            payload.extend_from_slice(&e.leaf_hash);
+            match &e.subject {
+                None => payload.extend_from_slice(&u32::MAX.to_le_bytes()),
+                Some(s) => {
+                    payload.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    payload.extend_from_slice(s.as_bytes());
+                }
+            }
+            payload.extend_from_slice(&(e.leaf.len() as u32).to_le_bytes());
+            payload.extend_from_slice(&e.leaf);
+        }
+        for (pos, hash) in &b.nodes {
+            payload.extend_from_slice(&pos.to_le_bytes());
+            payload.extend_from_slice(hash);
+        }
+        for s in &b.seqs {
+            payload.extend_from_slice(&s.to_le_bytes());
+        }
+        let mut rec = MAGIC_V1.to_vec();
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        assert_eq!(Batch::decode(&rec), Some((b, rec.len())));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use identity::{
 };
 pub use journal::{
     JournalBatch, JournalSink, JournalState, JournalStore, JournalWriter, NewEntry, NodeHash,
-    QueuedLeaf, SequencerLease, StoredCheckpoint, StoredEntry,
+    QueueMac, QueuedLeaf, SequencerLease, StoredCheckpoint, StoredEntry,
 };
 pub use migrate::{LATEST_SCHEMA_VERSION, SchemaStatus};
 
@@ -87,6 +87,9 @@ pub struct Store {
     ephemeral_direct:
         Option<std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<direct::Writer>>>>>,
     max_connections: u32,
+    /// How queued journal leaves are authenticated, given by the journal when it opens
+    /// (shared by every clone of the store).
+    queue_mac: std::sync::Arc<std::sync::RwLock<Option<QueueMac>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -124,17 +127,21 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// Inserts encoded journal leaves (`&[(leaf, subject)]`) into the journal's durable
-/// queue inside the open transaction `$tx`, on either backend, so that a change and its
+/// Inserts encoded journal leaves (`&[(leaf, subject)]`), with their MACs
+/// ([`Store::set_queue_mac`]), into the journal's durable queue inside the open
+/// transaction `$tx`, on either backend, so that a change and its
 /// entries commit together; the running sequencer integrates them. Evaluates to a
 /// `Result<(), sqlx::Error>`.
 macro_rules! queue_leaves {
-    ($tx:ident, $leaves:expr) => {
+    ($store:expr, $tx:ident, $leaves:expr) => {
         async {
-            for (leaf, subject) in $leaves {
-                sqlx::query("INSERT INTO journal_queue (leaf, subject) VALUES ($1, $2)")
+            let leaves: crate::Journaled<'_> = $leaves;
+            let macs = $store.queue_macs(leaves)?;
+            for ((leaf, subject), mac) in leaves.iter().zip(macs) {
+                sqlx::query("INSERT INTO journal_queue (leaf, subject, mac) VALUES ($1, $2, $3)")
                     .bind(leaf.as_slice())
                     .bind(subject.as_deref())
+                    .bind(mac)
                     .execute(&mut *$tx)
                     .await?;
             }
@@ -161,7 +168,7 @@ macro_rules! journaled {
             async {
                 let mut $tx = pool.begin().await?;
                 let out = $body;
-                crate::queue_leaves!($tx, $leaves)?;
+                crate::queue_leaves!($store, $tx, $leaves)?;
                 $tx.commit().await?;
                 Ok::<_, sqlx::Error>(out)
             }
@@ -195,7 +202,41 @@ impl Store {
             ephemeral_direct: sqlite_path.as_ref().map(|_| Default::default()),
             sqlite_path,
             max_connections: options.max_connections,
+            queue_mac: Default::default(),
         })
+    }
+
+    /// Sets how queued journal leaves are authenticated (`socle_journal::Journal::open`
+    /// does): until then, nothing can be written to the journal's queue.
+    pub fn set_queue_mac(&self, mac: QueueMac) {
+        *self
+            .queue_mac
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mac);
+    }
+
+    /// The MACs of `leaves` for the journal's queue; an I/O error (the store is then
+    /// unavailable to the caller) when no journal is open in this process.
+    pub(crate) fn queue_macs(
+        &self,
+        leaves: &[(Vec<u8>, Option<String>)],
+    ) -> std::result::Result<Vec<Vec<u8>>, sqlx::Error> {
+        if leaves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let guard = self
+            .queue_mac
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(mac) = guard.as_ref() else {
+            return Err(sqlx::Error::Io(std::io::Error::other(
+                "the journal is not open in this process: nothing it must record can be written",
+            )));
+        };
+        Ok(leaves
+            .iter()
+            .map(|(leaf, subject)| (mac.0)(leaf, subject.as_deref()))
+            .collect())
     }
 
     /// Runs `f` on the SQLite connection of the records of logins in progress.

@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_one_active_consent"),
     migration!(9, "0009_interactions_by_session"),
     migration!(10, "0010_logout_hints"),
+    migration!(11, "0011_journal_macs"),
 ];
 
 /// The schema version this binary writes and expects.

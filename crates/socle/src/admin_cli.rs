@@ -37,9 +37,19 @@ async fn store(config: &Config) -> anyhow::Result<socle_store::Store> {
     Ok(store)
 }
 
+/// The store, able to queue journal entries (the journal's MAC key opened under the
+/// master key): for the commands that change something.
+async fn journaled_store(config: &Config) -> anyhow::Result<socle_store::Store> {
+    let store = store(config).await?;
+    socle_journal::authenticate_queue(&store, &master_key(config)?)
+        .await
+        .context("cannot open the journal's keys to record the change")?;
+    Ok(store)
+}
+
 /// Registers a client and prints its id and secret (the only time the secret is shown).
 pub async fn create_client(config: &Config, input: ClientInput) -> anyhow::Result<()> {
-    let store = store(config).await?;
+    let store = journaled_store(config).await?;
     let clients = socle_identity::client::Clients::new(store.clone());
     let (client, secret) = clients.create(input, CLI).await?;
     println!("client_id:     {}", secret.client_id);
@@ -82,7 +92,7 @@ pub async fn list_clients(config: &Config) -> anyhow::Result<()> {
 }
 
 pub async fn disable_client(config: &Config, client_id: &str) -> anyhow::Result<()> {
-    let store = store(config).await?;
+    let store = journaled_store(config).await?;
     socle_identity::client::Clients::new(store.clone())
         .set_disabled(client_id, true, CLI)
         .await
@@ -95,7 +105,7 @@ pub async fn disable_client(config: &Config, client_id: &str) -> anyhow::Result<
 /// Replaces the token signing key(s); the old ones stay in the JWKS until every token
 /// they signed has expired.
 pub async fn rotate_keys(config: &Config, algs: &[&str]) -> anyhow::Result<()> {
-    let store = store(config).await?;
+    let store = journaled_store(config).await?;
     let ring = KeyRing::open(store.clone(), master_key(config)?).await?;
     let mut pc = ProviderConfig::new("http://unused");
     pc.id_token_ttl =
@@ -123,7 +133,7 @@ pub async fn create_user(
     roles: Vec<socle_catalogue::people::Role>,
     password: &str,
 ) -> anyhow::Result<()> {
-    let store = store(config).await?;
+    let store = journaled_store(config).await?;
     socle_catalogue::back_office::create_user(
         &store,
         email,

@@ -586,6 +586,7 @@ pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
         socle_journal::merkle::Frontier::new(),
         state.size,
         &checkpoints,
+        None,
         |n| bar.set_position(n),
     )
     .await;
@@ -598,7 +599,10 @@ pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
             checkpoints.len(),
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, f.root())
         )),
-        Err(socle_journal::JournalError::Integrity(problem)) => Err(problem),
+        Err(
+            socle_journal::JournalError::Integrity(problem)
+            | socle_journal::JournalError::Forged(problem),
+        ) => Err(problem),
         Err(e) => return Err(e.into()),
     })
 }

@@ -57,37 +57,18 @@ async fn a_halted_sequencer_fails_closed(backend: Backend) {
     assert_eq!(app.get("/readyz").await.status(), 200);
 
     // A checkpoint beyond the stored log, as a database written by someone else.
-    let size: u64 = app
-        .get("/journal/checkpoint")
-        .await
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let size = checkpoint_size(&app).await;
     app.store
         .__test_insert_checkpoint(size + 5, "forged")
         .await
         .unwrap();
     app.stop_in_place().await.unwrap();
-    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
-    drop(app);
-    let app = TestApp::start(db, config).await;
+    let app = app.restart(config).await;
 
     // Not ready, and why.
-    let mut ready = None;
-    for _ in 0..50 {
-        let r = app.get("/readyz").await;
-        if r.status() == 503 {
-            ready = Some(r.json::<Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ready = ready.expect("/readyz stayed 200 with a halted sequencer");
+    let ready = readyz_until(&app, 503)
+        .await
+        .expect("/readyz stayed 200 with a halted sequencer");
     assert!(
         ready["detail"]
             .as_str()
@@ -296,20 +277,12 @@ on_both_stores!(oversized_answers_keep_memory_bounded);
 /// after the last checkpoint (the sequencer halts, the node is not ready).
 async fn a_corrupted_tree_node_is_found(backend: Backend) {
     use socle_journal::merkle::{NodeId, storage_index};
-    use socle_journal::{Entry, EntryKind};
     use socle_store::JournalStore;
     let db = TestDb::new(backend).await;
     let config = db.config();
     let mut app = TestApp::start(db, config.clone()).await;
     let journal = app.journal.clone().unwrap();
-    for n in 0..20 {
-        journal
-            .append(vec![
-                Entry::new(EntryKind::Admin, "system", "ok").detail("n", n.to_string()),
-            ])
-            .await
-            .unwrap();
-    }
+    append_numbered(&journal, 20).await;
     app.stop_in_place().await.unwrap();
     let env = app.db.env();
     let dir = tempfile::tempdir().unwrap();
@@ -332,9 +305,7 @@ async fn a_corrupted_tree_node_is_found(backend: Backend) {
     // Online: the node is off the path to the signed root, so the server runs and
     // serves it; `socle journal verify` recomputes the nodes it is served and names it.
     store.close().await;
-    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
-    drop(app);
-    let mut app = TestApp::start(db, config.clone()).await;
+    let mut app = app.restart(config.clone()).await;
     let (code, out) = crate::journal::verify_in_thread(
         vec![
             "--url".into(),
@@ -358,19 +329,10 @@ async fn a_corrupted_tree_node_is_found(backend: Backend) {
     let store = socle::app::open_store(&config).await.unwrap();
     store.__test_delete_checkpoints_above(0).await.unwrap();
     store.close().await;
-    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
-    drop(app);
-    let app = TestApp::start(db, config.clone()).await;
-    let mut halted = None;
-    for _ in 0..50 {
-        let r = app.get("/readyz").await;
-        if r.status() == 503 {
-            halted = Some(r.json::<Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let halted = halted.expect("the server started on a damaged tree");
+    let app = app.restart(config.clone()).await;
+    let halted = readyz_until(&app, 503)
+        .await
+        .expect("the server started on a damaged tree");
     assert!(
         halted["detail"]
             .as_str()
@@ -380,15 +342,253 @@ async fn a_corrupted_tree_node_is_found(backend: Backend) {
     );
     // Repaired, it runs again.
     app.store.__test_tamper_node(pos, &original).await.unwrap();
-    let mut ready = false;
+    assert!(
+        readyz_until(&app, 200).await.is_some(),
+        "not ready once repaired"
+    );
+}
+
+on_both_stores!(a_corrupted_tree_node_is_found);
+
+/// Appends `n` administrative entries, numbered.
+async fn append_numbered(journal: &socle_journal::Journal, n: usize) {
+    use socle_journal::{Entry, EntryKind};
+    for n in 0..n {
+        journal
+            .append(vec![
+                Entry::new(EntryKind::Admin, "system", "ok").detail("n", n.to_string()),
+            ])
+            .await
+            .unwrap();
+    }
+}
+
+/// `/readyz` once it answers `status` (within five seconds), as JSON.
+async fn readyz_until(app: &TestApp, status: u16) -> Option<Value> {
     for _ in 0..50 {
-        if app.get("/readyz").await.status() == 200 {
-            ready = true;
+        let r = app.get("/readyz").await;
+        if r.status() == status {
+            return Some(r.json::<Value>().await.unwrap_or(Value::Null));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The size of the latest published checkpoint.
+async fn checkpoint_size(app: &TestApp) -> u64 {
+    app.get("/journal/checkpoint")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Item 1: an entry written straight into `journal_entries` after the last checkpoint
+/// — right leaf hash, right tree nodes, as someone with write access to the database
+/// would — is not the sequencer's (it carries no MAC under the journal's key, which
+/// the database does not hold): the server halts instead of signing it, `/readyz`
+/// says why, and what needs recording is refused once the bound passes. On the code
+/// before MACs the entry was integrated and signed into the next checkpoint.
+async fn a_forged_entry_is_never_signed(backend: Backend) {
+    use socle_journal::merkle::{Frontier, leaf_hash, storage_index};
+    use socle_journal::{Entry, EntryKind};
+    use socle_store::JournalStore;
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.admin.token = Some(ADMIN_TOKEN.into());
+    config.journal.max_unsequenced = Duration::from_millis(600);
+    let mut app = TestApp::start(db, config.clone()).await;
+    let up = Upstream::start().await;
+    open_api(&app, &up).await;
+    assert_eq!(app.get(CALL).await.status(), 200);
+    app.stop_in_place().await.unwrap();
+
+    // The forger appends one entry after everything signed, with the tree nodes it
+    // completes, so that the stored tree is consistent.
+    let store = socle::app::open_store(&config).await.unwrap();
+    let size = store.journal_state("socle").await.unwrap().size;
+    let signed = store.journal_latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!(signed.size, size, "a clean stop signs everything");
+    let frontier =
+        socle_journal::check_stored_tree(&store, Frontier::new(), size, &[], None, |_| {})
+            .await
+            .unwrap();
+    let leaf = Entry::new(EntryKind::Admin, "root", "ok")
+        .detail("action", "habilitation.granted")
+        .encode()
+        .unwrap();
+    let hash = leaf_hash(&leaf);
+    let (mut frontier, mut created) = (frontier, Vec::new());
+    frontier.push(hash, &mut created);
+    let nodes: Vec<_> = created
+        .into_iter()
+        .filter(|(id, _)| id.level > 0)
+        .map(|(id, h)| (storage_index(id), h))
+        .collect();
+    store
+        .__test_forge_entry(size, &leaf, &hash, &nodes)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let app = app.restart(config.clone()).await;
+    let halted = readyz_until(&app, 503)
+        .await
+        .expect("the server sequenced on top of a forged entry");
+    assert!(
+        halted["detail"]
+            .as_str()
+            .unwrap()
+            .contains("holds rows this journal did not write"),
+        "{halted}"
+    );
+    // Nothing signed past what the sequencer wrote, and what needs recording is
+    // refused once the bound passes (the provider is not reached).
+    let mut refusal = None;
+    for _ in 0..60 {
+        let r = app.get(CALL).await;
+        if r.status() == 503 {
+            refusal = Some(r);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ready, "not ready once repaired");
+    refused(
+        refusal.expect("exchanges accepted"),
+        503,
+        "journal_unavailable",
+    )
+    .await;
+    assert_eq!(checkpoint_size(&app).await, size);
+    assert_eq!(
+        app.store
+            .journal_latest_checkpoint()
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        size,
+        "the forged entry was signed"
+    );
 }
 
-on_both_stores!(a_corrupted_tree_node_is_found);
+on_both_stores!(a_forged_entry_is_never_signed);
+
+/// Item 1, the queue: a leaf inserted into `journal_queue` by someone else (without
+/// the platform's MAC) stops the running sequencer before it is integrated; once the
+/// operator removes it, the node is ready again and what waited is sequenced.
+async fn a_forged_queued_leaf_is_never_integrated(backend: Backend) {
+    use socle_journal::{Entry, EntryKind};
+    use socle_store::JournalStore;
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let app = TestApp::start(db, config).await;
+    let journal = app.journal.clone().unwrap();
+    journal
+        .append(vec![
+            Entry::new(EntryKind::Admin, "system", "ok").detail("n", "1"),
+        ])
+        .await
+        .unwrap();
+    journal.wait_for_size(1, Duration::from_secs(5)).await.ok();
+    assert!(readyz_until(&app, 200).await.is_some());
+    let before = checkpoint_size(&app).await;
+
+    let leaf = Entry::new(EntryKind::Admin, "root", "ok")
+        .detail("action", "forged")
+        .encode()
+        .unwrap();
+    app.store
+        .__test_forge_queued(&leaf, Some(&[0u8; 32]))
+        .await
+        .unwrap();
+    let halted = readyz_until(&app, 503)
+        .await
+        .expect("the sequencer integrated a forged queued leaf");
+    assert!(
+        halted["detail"]
+            .as_str()
+            .unwrap()
+            .contains("holds rows this journal did not write"),
+        "{halted}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let size = checkpoint_size(&app).await;
+    assert!(size >= before);
+    let signed = app.store.journal_entries(0, size).await.unwrap();
+    assert!(
+        !signed
+            .iter()
+            .any(|e| e.leaf.windows(6).any(|w| w == b"forged")),
+        "the forged leaf was signed"
+    );
+
+    // Removed, the sequencer runs again.
+    app.store.__test_clear_queue().await.unwrap();
+    assert!(
+        readyz_until(&app, 200).await.is_some(),
+        "not ready once the forged leaf is gone"
+    );
+    journal
+        .append(vec![
+            Entry::new(EntryKind::Admin, "system", "ok").detail("n", "2"),
+        ])
+        .await
+        .unwrap();
+}
+
+on_both_stores!(a_forged_queued_leaf_is_never_integrated);
+
+/// Item 1, the upgrade: a database written before MACs (no MAC anywhere, no MAC key)
+/// is adopted once, at the start that creates the key; the same rows without MACs
+/// once the key exists are refused.
+async fn rows_from_before_macs_are_adopted_once(backend: Backend) {
+    use socle_journal::{Entry, EntryKind};
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let mut app = TestApp::start(db, config.clone()).await;
+    let journal = app.journal.clone().unwrap();
+    append_numbered(&journal, 5).await;
+    app.stop_in_place().await.unwrap();
+    // No checkpoint covers anything: every entry is in the unsigned tail.
+    let store = socle::app::open_store(&config).await.unwrap();
+    store.__test_delete_checkpoints_above(0).await.unwrap();
+    store.__test_forget_macs(false).await.unwrap();
+    store.close().await;
+    let mut app = app.restart(config.clone()).await;
+    let halted = readyz_until(&app, 503)
+        .await
+        .expect("entries without MAC were accepted with the key in place");
+    assert!(
+        halted["detail"]
+            .as_str()
+            .unwrap()
+            .contains("holds rows this journal did not write"),
+        "{halted}"
+    );
+    app.stop_in_place().await.unwrap();
+
+    let store = socle::app::open_store(&config).await.unwrap();
+    store.__test_forget_macs(true).await.unwrap();
+    store.close().await;
+    let app = app.restart(config.clone()).await;
+    if readyz_until(&app, 200).await.is_none() {
+        let why: Value = app.get("/readyz").await.json().await.unwrap();
+        panic!("a database from before MACs was not adopted: {why}");
+    }
+    let journal = app.journal.clone().unwrap();
+    journal
+        .append(vec![
+            Entry::new(EntryKind::Admin, "system", "ok").detail("n", "after"),
+        ])
+        .await
+        .unwrap();
+}
+
+on_both_stores!(rows_from_before_macs_are_adopted_once);

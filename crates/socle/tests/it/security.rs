@@ -335,9 +335,7 @@ async fn journal_secrets_are_sealed(backend: Backend) {
         Some("journal_secrets.value"),
         "the secrets were resealed under the wrong key"
     );
-    let db = std::mem::replace(&mut app.db, TestDb::new(Backend::Sqlite).await);
-    drop(app);
-    let app = TestApp::start(db, config.clone()).await;
+    let app = app.restart(config.clone()).await;
     assert_eq!(
         app.get("/journal/key").await.text().await.unwrap(),
         key,

@@ -255,6 +255,7 @@ async fn two_sequencers_cannot_fork_the_log(backend: Backend) {
         leaf: leaf.to_vec(),
         leaf_hash: [7u8; 32],
         subject: None,
+        mac: None,
     };
     let mut a = store.journal_writer();
     let mut b = store.journal_writer();

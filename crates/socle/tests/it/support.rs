@@ -193,6 +193,14 @@ impl TestApp {
         Self::start(db, config).await
     }
 
+    /// Starts a new server on this one's database (stopped in place first, or its
+    /// store tampered with meanwhile), with `config`.
+    pub async fn restart(mut self, config: Config) -> TestApp {
+        let db = std::mem::replace(&mut self.db, TestDb::new(Backend::Sqlite).await);
+        drop(self);
+        TestApp::start(db, config).await
+    }
+
     pub async fn start(db: TestDb, config: Config) -> TestApp {
         let app = Application::build(config)
             .await
