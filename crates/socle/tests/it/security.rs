@@ -271,8 +271,8 @@ async fn journal_seed_in(db: &TestDb, config: &socle::Config, key: &str) -> Opti
             .iter()
             .filter(|(c, _)| c == "journal_secrets.value")
             .count()
-            == 2,
-        "the journal's two secrets are stored"
+            == 3,
+        "the journal's three secrets are stored"
     );
     for (column, value) in &values {
         for seed in seeds(value) {
@@ -288,7 +288,7 @@ async fn journal_seed_in(db: &TestDb, config: &socle::Config, key: &str) -> Opti
     None
 }
 
-/// Item 4: the journal's signing seed and pseudonym key are sealed under the master key;
+/// Item 4: the journal's signing seed, pseudonym key (and entry MAC key) are sealed under the master key;
 /// a database written by a version that kept them in clear is sealed at the next start,
 /// with the same keys.
 async fn journal_secrets_are_sealed(backend: Backend) {
@@ -308,7 +308,7 @@ async fn journal_secrets_are_sealed(backend: Backend) {
         .filter(|(c, _)| c == "journal_secrets.value")
         .map(|(_, v)| v)
         .collect::<Vec<_>>();
-    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.len(), 3);
     for sealed in &stored {
         let clear = SecretSeal::unseal(&master, sealed).unwrap();
         assert_eq!(clear.len(), 32);
