@@ -154,10 +154,13 @@ const formAction = (html, base) => new URL(decode(html.match(/<form method="post
 const hidden = (html) => [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)]
   .map(([, k, v]) => [k, decode(v)]);
 
+// A service written for FranceConnect (its profile: signed userinfo, 32-character state
+// and nonce, state at logout) unless `extra` says otherwise.
 async function registerRp(extra = {}) {
   const r = await fetch(`${socleUrl}/api/admin/clients`, {
     method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
     body: JSON.stringify({ name: 'Service openid-client', organisation: '13002526500013',
+      profile: 'franceconnect',
       redirect_uris: [RP_REDIRECT], post_logout_redirect_uris: [RP_LOGOUT],
       scopes: ['openid', 'identite_pivot', 'email'], ...extra }),
   });
@@ -173,10 +176,11 @@ async function rpConfig(registered) {
 }
 
 // Authorize at Socle, pick the provider, pass its login, consent: the RP's callback URL.
-async function loginThrough(browser, config, provider, acr = 'eidas1') {
+async function loginThrough(browser, config, provider, acr = 'eidas1', defaults = false) {
   const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState() + client.randomState();
-  const nonce = client.randomNonce() + client.randomNonce();
+  // FranceConnect asks for 32 characters or more; the library's own values otherwise.
+  const state = defaults ? client.randomState() : client.randomState() + client.randomState();
+  const nonce = defaults ? client.randomNonce() : client.randomNonce() + client.randomNonce();
   const url = client.buildAuthorizationUrl(config, {
     redirect_uri: RP_REDIRECT, scope: 'openid identite_pivot email', state, nonce, acr_values: acr,
     code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
@@ -244,6 +248,24 @@ test('openid-client logs in through Socle and the demo identity provider', async
   await assert.rejects(client.authorizationCodeGrant(config, callback, {
     pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
   }), (e) => e.error === 'invalid_grant');
+});
+
+test('openid-client with its defaults and a standard client: JSON userinfo, logout without state', async () => {
+  const registered = await registerRp({ profile: 'standard' });
+  const config = await client.discovery(new URL(`${socleUrl}/api/v2`), registered.client_id, {},
+    client.ClientSecretBasic(registered.client_secret), { execute: [client.allowInsecureRequests] });
+  const browser = new Browser();
+  const { callback, verifier, state, nonce } = await loginThrough(browser, config, 'demo', 'eidas1', true);
+  const tokens = await client.authorizationCodeGrant(config, callback, {
+    pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+  });
+  assert.equal(tokens.expires_in, 300);
+  const info = await client.fetchUserInfo(config, tokens.access_token, tokens.claims().sub);
+  assert.equal(info.family_name, 'Martin');
+  const end = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token, post_logout_redirect_uri: RP_LOGOUT });
+  let r = await browser.get(end.href);
+  for (let hops = 0; hops < 4 && !r.location?.startsWith(RP_LOGOUT); hops++) r = await browser.get(r.location);
+  assert.equal(r.location, RP_LOGOUT);
 });
 
 test('openid-client logs in through Socle to oidc-provider as the upstream identity provider', async () => {

@@ -14,6 +14,59 @@ use socle_store::{IdentityStore, Store};
 use crate::error::{IdentityError, OidcError, Result};
 use crate::pivot::{Eidas, SCOPES};
 
+/// The rules a client is held to. OpenID Connect's by default; FranceConnect's stricter
+/// ones (its partner documentation) when the service asks for them at registration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientProfile {
+    /// OpenID Connect: `state` of at least 16 characters, `nonce` optional (at least 16
+    /// characters when sent), userinfo as JSON unless a signing algorithm is
+    /// registered, `state` optional at logout, access tokens of
+    /// `identity.access_token_lifetime` (5 minutes by default).
+    #[default]
+    Standard,
+    /// FranceConnect v2: `state` and `nonce` required, of at least 32 characters;
+    /// userinfo always signed; `state` required at logout; access tokens of 60 seconds
+    /// at most.
+    Franceconnect,
+}
+
+impl ClientProfile {
+    /// Fewest characters of `state` (and of `nonce`, when sent).
+    pub fn min_state_len(self) -> usize {
+        match self {
+            ClientProfile::Standard => 16,
+            ClientProfile::Franceconnect => 32,
+        }
+    }
+
+    /// Whether `nonce` must be sent (OpenID Connect Core §3.1.2.1: optional in the
+    /// code flow).
+    pub fn nonce_required(self) -> bool {
+        self == ClientProfile::Franceconnect
+    }
+
+    /// Whether `state` must be sent at logout (RP-Initiated Logout 1.0: optional).
+    pub fn logout_state_required(self) -> bool {
+        self == ClientProfile::Franceconnect
+    }
+
+    /// The lifetime of this client's access tokens, given the configured one.
+    pub fn access_token_ttl(self, configured: i64) -> i64 {
+        match self {
+            ClientProfile::Standard => configured,
+            ClientProfile::Franceconnect => configured.min(60),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientProfile::Standard => "standard",
+            ClientProfile::Franceconnect => "franceconnect",
+        }
+    }
+}
+
 /// A registered client, as stored (the secret only as its SHA-256).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Client {
@@ -21,6 +74,9 @@ pub struct Client {
     pub name: String,
     /// SIRET of the organisation responsible for the service.
     pub organisation: String,
+    /// The rules it is held to (clients stored before profiles: OpenID Connect's).
+    #[serde(default)]
+    pub profile: ClientProfile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
     /// Public keys of the client: `sig` keys for `private_key_jwt`, `enc` keys to
@@ -61,6 +117,11 @@ pub struct ClientInput {
     pub name: String,
     /// SIRET (14 digits) of the organisation.
     pub organisation: String,
+    /// `standard` (default: OpenID Connect's rules) or `franceconnect` (FranceConnect
+    /// v2's stricter ones: 32-character `state` and `nonce`, signed userinfo, `state`
+    /// at logout, 60-second access tokens).
+    #[serde(default)]
+    pub profile: Option<ClientProfile>,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -86,7 +147,9 @@ pub struct ClientInput {
     /// `A256GCM`.
     #[serde(default)]
     pub id_token_encrypted_response_enc: Option<String>,
-    /// `ES256` (default) or `RS256`; `"none"` for plain JSON userinfo.
+    /// `ES256` or `RS256`: userinfo as a signed JWT; unset or `"none"`: plain JSON
+    /// (OpenID Connect Registration §2). The `franceconnect` profile signs it always
+    /// (`ES256` unless `RS256` is given).
     #[serde(default)]
     pub userinfo_signed_response_alg: Option<String>,
     #[serde(default)]
@@ -221,11 +284,18 @@ impl ClientInput {
         if id_alg != "ES256" && id_alg != "RS256" {
             problems.push("id_token_signed_response_alg must be ES256 or RS256".into());
         }
-        let ui_alg = match self.userinfo_signed_response_alg.as_deref() {
-            None => Some("ES256".to_string()),
-            Some("none") => None,
-            Some(a @ ("ES256" | "RS256")) => Some(a.to_string()),
-            Some(_) => {
+        let profile = self.profile.unwrap_or_default();
+        let ui_alg = match (self.userinfo_signed_response_alg.as_deref(), profile) {
+            (None, ClientProfile::Franceconnect) => Some("ES256".to_string()),
+            (None | Some("none"), ClientProfile::Standard) => None,
+            (Some("none"), ClientProfile::Franceconnect) => {
+                problems.push(
+                    "the franceconnect profile signs userinfo: userinfo_signed_response_alg cannot be \"none\"".into(),
+                );
+                None
+            }
+            (Some(a @ ("ES256" | "RS256")), _) => Some(a.to_string()),
+            (Some(_), _) => {
                 problems
                     .push("userinfo_signed_response_alg must be ES256, RS256 or \"none\"".into());
                 None
@@ -279,6 +349,7 @@ impl ClientInput {
             client_id: client_id.clone(),
             name: self.name.trim().to_string(),
             organisation: self.organisation,
+            profile,
             secret_hash: secret.as_ref().map(|s| crate::sha256_hex(s.as_bytes())),
             jwks: self.jwks,
             token_endpoint_auth_method: method,

@@ -22,7 +22,7 @@ pub mod pivot;
 pub mod provider;
 
 pub use broker::{Broker, ProviderSettings as FiSettings};
-pub use client::{Client, ClientInput, NewClientSecret};
+pub use client::{Client, ClientInput, ClientProfile, NewClientSecret};
 pub use error::{IdentityError, OidcError};
 pub use keys::{KeyRing, MasterKey};
 pub use pivot::{Eidas, Identity};

@@ -1,7 +1,10 @@
 //! Socle as an OpenID Connect provider toward services: the authorization code flow
-//! with PKCE, FranceConnect v2 rules (`state` and `nonce` of at least 32 characters,
-//! exact `redirect_uri`, eIDAS `acr_values`, pairwise `sub`, signed userinfo), codes
-//! single-use for 30 s, RP-initiated logout chained to the identity provider.
+//! with PKCE, exact `redirect_uri`, eIDAS `acr_values`, pairwise `sub`, codes
+//! single-use for 30 s, RP-initiated logout chained to the identity provider. Each
+//! client is held to OpenID Connect's rules or, when it registered the `franceconnect`
+//! profile, to FranceConnect v2's stricter ones (`state` and `nonce` of at least 32
+//! characters, signed userinfo, `state` at logout, 60-second access tokens):
+//! [`ClientProfile`](crate::client::ClientProfile).
 //!
 //! The browser-facing steps keep their state in the store (browser session, login
 //! interaction) so any node can serve any step.
@@ -44,7 +47,7 @@ impl ProviderConfig {
         ProviderConfig {
             public_url: public_url.trim_end_matches('/').to_string(),
             code_ttl: 30,
-            access_token_ttl: 60,
+            access_token_ttl: 300,
             id_token_ttl: 300,
             session_ttl: 1800,
             interaction_ttl: 900,
@@ -539,18 +542,24 @@ impl Provider {
                 "only response_mode=query is supported",
             ));
         }
+        let min = client.profile.min_state_len();
         let state = state_param.unwrap_or_default();
-        if state.chars().count() < 32 {
+        if state.chars().count() < min {
             return Err(fail(
                 OidcError::InvalidRequest,
-                "state is required and must be at least 32 characters",
+                &format!("state is required and must be at least {min} characters"),
             ));
         }
         let nonce = map.get("nonce").copied().unwrap_or_default();
-        if nonce.chars().count() < 32 {
+        let nonce_len = nonce.chars().count();
+        if (client.profile.nonce_required() || nonce_len > 0) && nonce_len < min {
             return Err(fail(
                 OidcError::InvalidRequest,
-                "nonce is required and must be at least 32 characters",
+                &if client.profile.nonce_required() {
+                    format!("nonce is required and must be at least {min} characters")
+                } else {
+                    format!("nonce must be at least {min} characters")
+                },
             ));
         }
         // Scope values the platform does not know (`address`, `phone`, another
@@ -1443,6 +1452,9 @@ impl Provider {
         // One write binds the new access token to the code; it happens before the
         // checks below so that a code is never usable twice, whatever the outcome.
         let access_token = crate::random_token(32);
+        let access_ttl = client
+            .profile
+            .access_token_ttl(self.config.access_token_ttl);
         let code_hash = crate::sha256_hex(code.as_bytes());
         let (doc, expires_at) = match self
             .store
@@ -1450,7 +1462,7 @@ impl Provider {
                 &code_hash,
                 &crate::sha256_hex(access_token.as_bytes()),
                 now,
-                now + self.config.access_token_ttl,
+                now + access_ttl,
             )
             .await?
         {
@@ -1502,7 +1514,9 @@ impl Provider {
         p.set_claim("iat", Some(json!(now)))?;
         p.set_claim("exp", Some(json!(now + self.config.id_token_ttl)))?;
         let set = |p: &mut JwtPayload, k: &str, v: Value| p.set_claim(k, Some(v));
-        set(&mut p, "nonce", json!(doc.nonce))?;
+        if !doc.nonce.is_empty() {
+            set(&mut p, "nonce", json!(doc.nonce))?;
+        }
         set(&mut p, "acr", json!(doc.acr.acr()))?;
         if !doc.amr.is_empty() {
             set(&mut p, "amr", json!(doc.amr))?;
@@ -1546,7 +1560,7 @@ impl Provider {
         Ok(json!({
             "access_token": access_token,
             "token_type": "Bearer",
-            "expires_in": self.config.access_token_ttl,
+            "expires_in": access_ttl,
             "id_token": id_token,
             "scope": doc.scopes.join(" "),
         }))
@@ -1629,8 +1643,8 @@ impl Provider {
 
     // ----- logout -----------------------------------------------------------------
 
-    /// RP-initiated logout: `id_token_hint`, `state` and a registered
-    /// `post_logout_redirect_uri` are required. When the hint names this browser's
+    /// RP-initiated logout: `id_token_hint` and a registered `post_logout_redirect_uri`
+    /// are required, `state` too for the `franceconnect` profile. When the hint names this browser's
     /// session (its `sid`), ends it and returns where to go: the identity provider's
     /// logout when it has one (it comes back to `/api/v2/client/logout-callback`),
     /// otherwise straight back to the service. A hint naming another session — someone
@@ -1664,10 +1678,15 @@ impl Provider {
                 "L’adresse de retour après déconnexion n’a pas été déclarée par ce service : par sécurité, vous n’y êtes pas renvoyé.",
             ));
         }
-        let Some(state) = params.get("state").filter(|s| !s.is_empty()) else {
+        // RP-Initiated Logout 1.0 §2: `state` is optional; FranceConnect requires it.
+        let state = params.get("state").filter(|s| !s.is_empty());
+        if state.is_none() && client.profile.logout_state_required() {
             return Err(page("La demande de déconnexion ne contient pas state."));
+        }
+        let back = match state {
+            Some(state) => redirect_with(uri, &[("state", state)]),
+            None => uri.clone(),
         };
-        let back = redirect_with(uri, &[("state", state)]);
         if session.doc.sid.as_deref() != Some(hint_sid.as_str()) {
             tracing::info!("logout hint names another session than this browser's: left alone");
             return Ok((back, false));
@@ -1687,7 +1706,7 @@ impl Provider {
                     request: AuthRequest {
                         client_id,
                         redirect_uri: uri.clone(),
-                        state: state.clone(),
+                        state: state.cloned().unwrap_or_default(),
                         nonce: String::new(),
                         scopes: Vec::new(),
                         acr: Eidas::LOW,

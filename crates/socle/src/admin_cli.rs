@@ -78,11 +78,12 @@ pub async fn list_clients(config: &Config) -> anyhow::Result<()> {
     }
     for c in clients {
         println!(
-            "{}  {}  {}  eidas{}  {}  {}",
+            "{}  {}  {}  eidas{}  {:<13}  {}  {}",
             c.client_id,
             if c.disabled { "disabled" } else { "enabled " },
             c.organisation,
             c.eidas_level,
+            c.profile.as_str(),
             c.token_endpoint_auth_method,
             c.name
         );

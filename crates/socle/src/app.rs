@@ -629,6 +629,8 @@ pub async fn open_identity(
                 // The town hall's procedure: its habilitations let it call the
                 // gateway on the person's behalf.
                 organisation: crate::demo_catalogue::TOWN_HALL.into(),
+                // Written as a FranceConnect service is: held to its rules.
+                profile: socle_identity::ClientProfile::Franceconnect,
                 secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
                 jwks: None,
                 token_endpoint_auth_method: "client_secret_basic".into(),
@@ -723,6 +725,7 @@ async fn open_citizen(
         client_id: citizen.client_id.clone(),
         name: "Mon espace".into(),
         organisation: config.citizen.organisation.clone(),
+        profile: socle_identity::ClientProfile::Standard,
         secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
         jwks: None,
         token_endpoint_auth_method: "client_secret_basic".into(),

@@ -700,7 +700,7 @@ impl Config {
             ),
             access_token_lifetime: r.get(
                 "identity.access_token_lifetime",
-                Duration::from_secs(60),
+                Duration::from_secs(300),
                 lifetime(10, 3600),
             ),
             id_token_lifetime: r.get(

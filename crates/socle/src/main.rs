@@ -133,6 +133,11 @@ struct ClientCreateArgs {
     /// Lowest eIDAS level accepted (1, 2 or 3).
     #[arg(long)]
     eidas_level: Option<u8>,
+    /// The rules the service is held to: standard (OpenID Connect's, the default) or
+    /// franceconnect (32-character state and nonce, signed userinfo, state at logout,
+    /// 60-second access tokens).
+    #[arg(long, value_parser = ["standard", "franceconnect"])]
+    profile: Option<String>,
     /// client_secret_basic (default), client_secret_post, private_key_jwt or none.
     #[arg(long)]
     auth_method: Option<String>,
@@ -142,7 +147,8 @@ struct ClientCreateArgs {
     /// ES256 (default) or RS256.
     #[arg(long)]
     id_token_alg: Option<String>,
-    /// ES256 (default), RS256, or none for plain JSON userinfo.
+    /// ES256 or RS256 for signed userinfo; none (the default, but for the
+    /// franceconnect profile) for plain JSON.
     #[arg(long)]
     userinfo_alg: Option<String>,
     /// Encrypt ID tokens: RSA-OAEP, RSA-OAEP-256 or ECDH-ES (A256GCM).
@@ -580,6 +586,10 @@ fn client_command(command: ClientCommand) -> ExitCode {
             let input = socle_identity::ClientInput {
                 name: a.name,
                 organisation: a.organisation,
+                profile: a.profile.as_deref().map(|p| match p {
+                    "franceconnect" => socle_identity::ClientProfile::Franceconnect,
+                    _ => socle_identity::ClientProfile::Standard,
+                }),
                 redirect_uris: a.redirect_uris,
                 post_logout_redirect_uris: a.post_logout_redirect_uris,
                 scopes: a.scopes,

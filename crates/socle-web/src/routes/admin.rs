@@ -21,6 +21,8 @@ pub struct ClientView {
     pub client_id: String,
     pub name: String,
     pub organisation: String,
+    /// The rules the service is held to: `standard` or `franceconnect`.
+    pub profile: socle_identity::ClientProfile,
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -40,6 +42,7 @@ impl From<socle_identity::Client> for ClientView {
             client_id: c.client_id,
             name: c.name,
             organisation: c.organisation,
+            profile: c.profile,
             token_endpoint_auth_method: c.token_endpoint_auth_method,
             redirect_uris: c.redirect_uris,
             post_logout_redirect_uris: c.post_logout_redirect_uris,

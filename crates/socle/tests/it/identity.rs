@@ -235,6 +235,18 @@ pub async fn register_default(app: &TestApp) -> TestClient {
     .await
 }
 
+/// A service held to FranceConnect's rules (`profile = "franceconnect"`).
+pub async fn register_franceconnect(app: &TestApp) -> TestClient {
+    register(
+        app,
+        json!({"name": "Service test", "organisation": "13002526500013",
+               "profile": "franceconnect",
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await
+}
+
 /// A service exempt from consent, with the pivot identity.
 pub async fn register_exempt(app: &TestApp) -> TestClient {
     register(
@@ -285,12 +297,17 @@ pub fn authorize_url(client: &TestClient, extra: &[(&str, &str)]) -> (String, Lo
         }
     }
     let url = url::Url::parse_with_params("http://x/api/v2/authorize", params.iter()).unwrap();
+    // What was sent, extras included.
+    let sent = |k: &str, default: String| match extra.iter().find(|(e, _)| *e == k) {
+        Some((_, v)) => v.to_string(),
+        None => default,
+    };
     (
         format!("/api/v2/authorize?{}", url.query().unwrap()),
         Login {
             code: String::new(),
-            state,
-            nonce,
+            state: sent("state", state),
+            nonce: sent("nonce", nonce),
             verifier,
         },
     )
@@ -457,7 +474,7 @@ async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
     assert_eq!(disco, d2);
     assert_eq!(disco["code_challenge_methods_supported"], json!(["S256"]));
 
-    let client = register_default(&app).await;
+    let client = register_franceconnect(&app).await;
     let login = demo_login(&app, &client, "marie", &[]).await;
     let r = token(&app, &client, &login).await;
     assert_eq!(r.status(), 200);
@@ -597,7 +614,7 @@ async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
 
 async fn authorization_requests_are_checked(backend: Backend) {
     let app = identity_app(backend).await;
-    let client = register_default(&app).await;
+    let client = register_franceconnect(&app).await;
 
     // A wrong or missing redirect_uri, an unknown client: a page, never a redirect.
     for (extra, needle) in [
@@ -904,7 +921,7 @@ async fn token_endpoint_rules(backend: Backend) {
 
 async fn levels_consent_and_logout(backend: Backend) {
     let app = identity_app(backend).await;
-    let client = register_default(&app).await;
+    let client = register_franceconnect(&app).await;
 
     // Marie is known at eidas1 only: a service asking eidas2 gets no identity.
     let mut b = Browser::new(&app);
@@ -2106,6 +2123,127 @@ async fn on_https_the_session_cookie_is_host_only(backend: Backend) {
     assert_ne!(b.get(&choice).await.status, 200);
 }
 
+/// Issue 31, item 0: by default a service is held to OpenID Connect's rules, so that
+/// a relying-party library works with its defaults (Authlib: a 30-character `state`,
+/// a 20-character `nonce` or none, JSON userinfo, 60 s of leeway on the token's
+/// expiry, logout without `state`); the `franceconnect` profile keeps FranceConnect's.
+async fn client_profiles_standard_and_franceconnect(backend: Backend) {
+    let app = identity_app(backend).await;
+    let standard = register_default(&app).await;
+    let fc = register_franceconnect(&app).await;
+    let listed = clients(&app).await;
+    let profile_of = |id: &str| {
+        listed
+            .iter()
+            .find(|c| c["client_id"] == id)
+            .map(|c| c["profile"].clone())
+    };
+    assert_eq!(profile_of(&standard.id), Some(json!("standard")));
+    assert_eq!(profile_of(&fc.id), Some(json!("franceconnect")));
+
+    // Standard: 16 characters are enough, 15 are not; no nonce is fine, a short one
+    // is not.
+    let s16 = "s".repeat(16);
+    let login = demo_login(&app, &standard, "marie", &[("state", &s16), ("nonce", "")]).await;
+    assert_eq!(login.state, s16);
+    let t: Value = token(&app, &standard, &login).await.json().await.unwrap();
+    assert_eq!(t["expires_in"], 300, "{t}");
+    let id = verify(t["id_token"].as_str().unwrap(), &jwks(&app).await);
+    assert!(id.get("nonce").is_none(), "no nonce was sent: {id:?}");
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(ui.status(), 200);
+    assert_eq!(ui.headers()["content-type"], "application/json");
+    let info: Value = ui.json().await.unwrap();
+    assert_eq!(info["family_name"], "Dupont");
+    for (extra, why) in [
+        (vec![("state", "s".repeat(15))], "state"),
+        (vec![("nonce", "n".repeat(15))], "nonce"),
+    ] {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (url, _) = authorize_url(&standard, &extra);
+        let q = error_redirect(&app, &url).await;
+        assert_eq!(q["error"], "invalid_request", "{why}");
+        assert!(q["error_description"].contains("16 characters"), "{q:?}");
+    }
+
+    // FranceConnect: 32 characters, a nonce, signed userinfo, 60-second tokens.
+    for extra in [
+        vec![("state", "s".repeat(31))],
+        vec![("nonce", "n".repeat(31))],
+        vec![("nonce", String::new())],
+    ] {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (url, _) = authorize_url(&fc, &extra);
+        let q = error_redirect(&app, &url).await;
+        assert_eq!(q["error"], "invalid_request");
+        assert!(q["error_description"].contains("32 characters"), "{q:?}");
+    }
+    let login = demo_login(&app, &fc, "marie", &[]).await;
+    let t: Value = token(&app, &fc, &login).await.json().await.unwrap();
+    assert_eq!(t["expires_in"], 60, "{t}");
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(ui.headers()["content-type"], "application/jwt");
+    // FranceConnect signs userinfo: "none" cannot be registered with its profile.
+    let r = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"name": "S", "organisation": "13002526500013", "profile": "franceconnect",
+                      "redirect_uris": [REDIRECT], "userinfo_signed_response_alg": "none"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"name": "S", "organisation": "13002526500013", "profile": "keycloak",
+                      "redirect_uris": [REDIRECT]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "an unknown profile");
+
+    // Logout without state: back to the standard service without one; a page for the
+    // FranceConnect one.
+    for (client, expected) in [(&standard, Some(LOGOUT.to_string())), (&fc, None)] {
+        let mut b = Browser::new(&app);
+        let (url, mut login) = authorize_url(client, &[]);
+        let r = login_via(&mut b, &url, "demo", "marie").await;
+        login.code = query(r.location.as_deref().unwrap())["code"].clone();
+        let t: Value = token(&app, client, &login).await.json().await.unwrap();
+        let end = url::Url::parse_with_params(
+            "http://x/api/v2/session/end",
+            [
+                ("id_token_hint", t["id_token"].as_str().unwrap()),
+                ("post_logout_redirect_uri", LOGOUT),
+            ],
+        )
+        .unwrap();
+        let r = b
+            .get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
+            .await;
+        match &expected {
+            Some(to) => {
+                // Through the identity provider's logout, and back without state.
+                assert_eq!(r.status, 303, "{}", r.body);
+                let r = b.get(r.location.as_deref().unwrap()).await;
+                let r = b.get(r.location.as_deref().unwrap()).await;
+                assert_eq!(r.location.as_deref(), Some(to.as_str()));
+            }
+            None => {
+                assert_eq!(r.status, 400);
+                assert!(r.body.contains("ne contient pas state"), "{}", r.body);
+            }
+        }
+    }
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -2124,4 +2262,5 @@ on_both_stores!(
     prompt_consent_asks_even_for_an_exempt_service,
     on_https_the_session_cookie_is_host_only,
     an_encrypted_id_token_is_a_logout_hint,
+    client_profiles_standard_and_franceconnect,
 );
