@@ -576,8 +576,15 @@ mod tests {
     fn defaults_and_secret_shown_once() {
         let (c, s) = input().into_client().unwrap();
         assert_eq!(c.token_endpoint_auth_method, "client_secret_basic");
-        assert_eq!(c.userinfo_signed_response_alg.as_deref(), Some("ES256"));
+        assert_eq!(c.profile, ClientProfile::Standard);
+        // OpenID Connect Registration §2: JSON unless a signing algorithm is registered.
+        assert_eq!(c.userinfo_signed_response_alg, None);
         assert_eq!(c.id_token_signed_response_alg, "ES256");
+        // FranceConnect's profile signs userinfo.
+        let mut fc = input();
+        fc.profile = Some(ClientProfile::Franceconnect);
+        let (signed, _) = fc.into_client().unwrap();
+        assert_eq!(signed.userinfo_signed_response_alg.as_deref(), Some("ES256"));
         let secret = s.client_secret.unwrap();
         assert_eq!(
             c.secret_hash.as_deref(),
