@@ -268,6 +268,43 @@ test('openid-client with its defaults and a standard client: JSON userinfo, logo
   assert.equal(r.location, RP_LOGOUT);
 });
 
+test('openid-client: two services, one authentication (the second with prompt=none)', async () => {
+  const first = await registerRp({ profile: 'standard' });
+  const second = await registerRp({ profile: 'standard', consent_exempt: true });
+  const discover = (r) => client.discovery(new URL(`${socleUrl}/api/v2`), r.client_id, {},
+    client.ClientSecretBasic(r.client_secret), { execute: [client.allowInsecureRequests] });
+  const [c1, c2] = [await discover(first), await discover(second)];
+  const browser = new Browser();
+  const l1 = await loginThrough(browser, c1, 'demo', 'eidas1', true);
+  const t1 = await client.authorizationCodeGrant(c1, l1.callback, {
+    pkceCodeVerifier: l1.verifier, expectedState: l1.state, expectedNonce: l1.nonce, idTokenExpected: true,
+  });
+  // The second service, in the same browser, without any page.
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = client.randomNonce();
+  const url = client.buildAuthorizationUrl(c2, {
+    redirect_uri: RP_REDIRECT, scope: 'openid identite_pivot', state, nonce, prompt: 'none',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const r = await browser.get(url.href);
+  assert.equal(r.status, 303, r.body);
+  assert.ok(r.location.startsWith(RP_REDIRECT), r.location);
+  const t2 = await client.authorizationCodeGrant(c2, new URL(r.location), {
+    pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true,
+  });
+  const [id1, id2] = [t1.claims(), t2.claims()];
+  assert.equal(id2.sid, id1.sid, 'one session');
+  assert.equal(id2.auth_time, id1.auth_time, 'one authentication');
+  assert.notEqual(id2.sub, id1.sub, 'a pairwise subject per service');
+  // A browser without a session: login_required, reported by the library.
+  const fresh = new Browser();
+  const other = await fresh.get(url.href);
+  await assert.rejects(client.authorizationCodeGrant(c2, new URL(other.location), {
+    pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
+  }), (e) => e.error === 'login_required');
+});
+
 test('openid-client logs in through Socle to oidc-provider as the upstream identity provider', async () => {
   const registered = await registerRp();
   const config = await rpConfig(registered);

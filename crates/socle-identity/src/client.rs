@@ -584,7 +584,10 @@ mod tests {
         let mut fc = input();
         fc.profile = Some(ClientProfile::Franceconnect);
         let (signed, _) = fc.into_client().unwrap();
-        assert_eq!(signed.userinfo_signed_response_alg.as_deref(), Some("ES256"));
+        assert_eq!(
+            signed.userinfo_signed_response_alg.as_deref(),
+            Some("ES256")
+        );
         let secret = s.client_secret.unwrap();
         assert_eq!(
             c.secret_hash.as_deref(),

@@ -15,6 +15,8 @@ pub enum OidcError {
     InvalidScope,
     AccessDenied,
     LoginRequired,
+    /// `prompt=none` and the person would have to consent (Core §3.1.2.6).
+    ConsentRequired,
     /// OIDC: the requested acr cannot be met (OpenID Connect Core §3.1.2.6 lists it
     /// as `unmet_authentication_requirements` in the extension registry).
     UnmetAuthenticationRequirements,
@@ -38,6 +40,7 @@ impl OidcError {
             OidcError::InvalidScope => "invalid_scope",
             OidcError::AccessDenied => "access_denied",
             OidcError::LoginRequired => "login_required",
+            OidcError::ConsentRequired => "consent_required",
             OidcError::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             OidcError::InvalidToken => "invalid_token",
             OidcError::RequestNotSupported => "request_not_supported",

@@ -26,7 +26,7 @@ pub use client::{Client, ClientInput, ClientProfile, NewClientSecret};
 pub use error::{IdentityError, OidcError};
 pub use keys::{KeyRing, MasterKey};
 pub use pivot::{Eidas, Identity};
-pub use provider::{FailureKind, PersonToken, Provider, ProviderConfig};
+pub use provider::{Begun, FailureKind, PersonToken, Provider, ProviderConfig};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {

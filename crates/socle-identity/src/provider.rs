@@ -82,6 +82,24 @@ pub struct BrowserSession {
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id_token: Option<String>,
+    /// The person's authentication in this session: a service that asks within the
+    /// session's lifetime gets them without the choice page (single sign-on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SessionAuth>,
+    /// The services this session logged the person in to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
+    /// The services the person consented to in this session (not asked again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consented: Vec<String>,
+}
+
+/// An authentication kept in a browser session for single sign-on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionAuth {
+    done: AuthDone,
+    /// When the person logged in at the identity provider through the platform.
+    at: i64,
 }
 
 /// A session as handled by the web layer: the cookie value and its document.
@@ -141,6 +159,9 @@ pub struct AuthRequest {
     /// `prompt=consent`: the consent page is shown even to a service exempt from it.
     #[serde(default)]
     pub ask_consent: bool,
+    /// `prompt=none`: a code from the live session, or an error; never a page.
+    #[serde(default)]
+    pub no_prompt: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +238,30 @@ pub enum AuthorizeRefusal {
     Page(String),
     /// Redirect to the client with an error.
     Redirect(String),
+}
+
+/// Where an authorization request leads the browser.
+#[derive(Debug)]
+pub enum Begun {
+    /// The choice page of this interaction.
+    Choice(String),
+    /// The login of the identity provider the service named (`idp_hint`).
+    Provider(String),
+    /// Already authenticated in this session: the consent page of this interaction.
+    Consent(String),
+    /// Back to the service: a code (single sign-on) or an error (`prompt=none`).
+    Redirect(String),
+}
+
+/// How the person agreed to what a login releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consent {
+    /// On the consent page, now.
+    Given,
+    /// The service is exempt from consent.
+    Exempt,
+    /// Earlier in this browser session, to the same service.
+    Earlier,
 }
 
 /// The choice page's content.
@@ -394,6 +439,7 @@ impl Provider {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
             "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
             "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": ["none", "login", "consent"],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
@@ -630,10 +676,11 @@ impl Provider {
             .get("prompt")
             .map(|p| p.split(' ').filter(|x| !x.is_empty()).collect())
             .unwrap_or_default();
-        if prompt.contains(&"none") {
+        // Core §3.1.2.1: `none` with any other value is an error.
+        if prompt.contains(&"none") && prompt.len() > 1 {
             return Err(fail(
-                OidcError::LoginRequired,
-                "prompt=none is not supported: the person always chooses an identity provider",
+                OidcError::InvalidRequest,
+                "prompt=none cannot be combined with other prompt values",
             ));
         }
         // OpenID Connect Core §3.1.2.1: a non-negative number of seconds.
@@ -661,17 +708,134 @@ impl Provider {
             reauthenticate: prompt.contains(&"login"),
             max_age,
             ask_consent: prompt.contains(&"consent"),
+            no_prompt: prompt.contains(&"none"),
         })
     }
 
-    /// Opens a login interaction for a validated request, in the browser session of
-    /// `cookie` (a new one when there is none, or it is not stored any more, or has
-    /// expired; a live one keeps its expiry): session and interaction are written
-    /// together. Returns the session (for its cookie), the interaction's id and, when
+    /// The authentication of this session that satisfies `request`, if any (single
+    /// sign-on): not when the service asks for a new one (`prompt=login`), nor past
+    /// the session's lifetime since the login, nor below the level asked, nor older
+    /// than `max_age`, nor at another provider than the one named by `idp_hint`, nor
+    /// at a provider no longer able to serve the level.
+    fn single_sign_on(
+        &self,
+        session: &BrowserSession,
+        request: &AuthRequest,
+        now: i64,
+    ) -> Option<AuthDone> {
+        let a = session.auth.as_ref()?;
+        let fresh = request
+            .max_age
+            .is_none_or(|m| now.saturating_sub(a.done.auth_time) <= m);
+        let provider_ok = request
+            .idp_hint
+            .as_ref()
+            .is_none_or(|h| *h == a.done.provider)
+            && self
+                .broker
+                .able(request.acr)
+                .iter()
+                .any(|p| p.id == a.done.provider);
+        (!request.reauthenticate
+            && now.saturating_sub(a.at) <= self.config.session_ttl
+            && a.done.acr >= request.acr
+            && fresh
+            && provider_ok)
+            .then(|| a.done.clone())
+    }
+
+    /// Opens a login for a validated request, in the browser session of `cookie`.
+    ///
+    /// When that session holds an authentication that satisfies the request (single
+    /// sign-on), no identity provider is asked: the consent page when the service
+    /// needs one (not exempt and not consented to in this session, or
+    /// `prompt=consent`), otherwise straight back to the service with a code. With
+    /// `prompt=none`, only that: otherwise the service gets `login_required` or
+    /// `consent_required` (Core §3.1.2.6), and the person never sees a page.
+    ///
+    /// Otherwise a login interaction is opened in the session (a new one when there is
+    /// none, or it is not stored any more, or has expired; a live one keeps its
+    /// expiry), session and interaction written together: its choice page, or, when
     /// the service named an identity provider able to serve it (`idp_hint`, as
-    /// FranceConnect and ProConnect), the URL of that provider's login: the choice
-    /// page is skipped.
+    /// FranceConnect and ProConnect), that provider's login.
     pub async fn begin(
+        &self,
+        cookie: Option<&str>,
+        request: AuthRequest,
+    ) -> Result<(Option<SessionHandle>, Begun)> {
+        let now = crate::now();
+        let live = match cookie {
+            Some(_) => Some(self.session(cookie).await?).filter(|s| s.doc.auth.is_some()),
+            None => None,
+        };
+        let sso = live
+            .as_ref()
+            .and_then(|s| self.single_sign_on(&s.doc, &request, now));
+        match (live, sso) {
+            (Some(session), Some(done)) => {
+                let client = self.clients.active(&request.client_id).await?;
+                let consented = session.doc.consented.contains(&client.client_id);
+                let ask = request.ask_consent || !(client.consent_exempt || consented);
+                let id = crate::random_token(24);
+                let i = Interaction {
+                    request,
+                    pending: None,
+                    done: Some(done),
+                    logout_return: None,
+                };
+                if ask && i.request.no_prompt {
+                    let back = self.cancel_url(
+                        &i.request,
+                        OidcError::ConsentRequired,
+                        "the person has not consented to this service in this session",
+                    );
+                    return Ok((None, Begun::Redirect(back)));
+                }
+                if ask {
+                    self.store
+                        .put_interaction(
+                            &id,
+                            &session.id,
+                            None,
+                            &to_doc(&i)?,
+                            now + self.config.interaction_ttl,
+                        )
+                        .await?;
+                    return Ok((Some(session), Begun::Consent(id)));
+                }
+                let consent = if consented {
+                    Consent::Earlier
+                } else {
+                    Consent::Exempt
+                };
+                let url = self.complete(&id, &session, &i, consent).await?;
+                metrics::counter!("socle_single_sign_on_total").increment(1);
+                Ok((Some(session), Begun::Redirect(url)))
+            }
+            _ if request.no_prompt => {
+                let back = self.cancel_url(
+                    &request,
+                    OidcError::LoginRequired,
+                    "no session of the person satisfies the request",
+                );
+                Ok((None, Begun::Redirect(back)))
+            }
+            _ => {
+                let (session, id, url) = self.open_login(cookie, request).await?;
+                Ok((
+                    Some(session),
+                    match url {
+                        Some(url) => Begun::Provider(url),
+                        None => Begun::Choice(id),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// A new login interaction, in the session of `cookie` or a new one: its id and,
+    /// with a usable `idp_hint`, that provider's login URL.
+    async fn open_login(
         &self,
         cookie: Option<&str>,
         request: AuthRequest,
@@ -1090,7 +1254,7 @@ impl Provider {
         if exempt {
             // The session is saved with the code, in one write.
             let url = self
-                .complete(&id, &session, &i, false, true)
+                .complete(&id, &session, &i, Consent::Exempt)
                 .await
                 .map_err(server)?;
             Ok((CallbackOutcome::Redirect(url), session))
@@ -1190,20 +1354,20 @@ impl Provider {
                 "the person refused to share their data",
             ));
         }
-        self.complete(id, &session, &i, true, false).await
+        self.complete(id, &session, &i, Consent::Given).await
     }
 
-    /// Journals the login (and consent), then issues the code and ends the
-    /// interaction (and saves the session, when `save_session`) in one write; returns
-    /// the redirect. A journal that cannot write leaves the interaction as it was.
+    /// Journals the login (and consent), then issues the code, ends the interaction
+    /// and saves the session (which now names the service) in one write; returns the
+    /// redirect. A journal that cannot write leaves the interaction as it was.
     async fn complete(
         &self,
         id: &str,
         session: &SessionHandle,
         i: &Interaction,
-        consented: bool,
-        save_session: bool,
+        consent: Consent,
     ) -> Result<String> {
+        let consented = consent == Consent::Given;
         let Some(done) = &i.done else {
             return Err(IdentityError::Interaction("not authenticated".into()));
         };
@@ -1252,20 +1416,53 @@ impl Provider {
                 .detail("provider", done.provider.clone())
                 .detail("acr", done.acr.acr())
                 .detail("claims", claim_names)
-                .detail("consent", if consented { "given" } else { "exempt" }),
+                .detail(
+                    "consent",
+                    match consent {
+                        Consent::Given => "given",
+                        Consent::Exempt => "exempt",
+                        Consent::Earlier => "earlier",
+                    },
+                ),
         );
         self.journal.append(entries).await?;
-        let session_doc = if save_session {
-            Some(to_doc(&session.doc)?)
-        } else {
-            None
-        };
+        let mut session = session.clone();
         let now = crate::now();
+        // A login completed: the session keeps its authentication for single sign-on
+        // (one reused keeps its time). Another person in this browser: what the
+        // previous one did is not theirs.
+        let same = |a: &SessionAuth| {
+            a.done.auth_time == done.auth_time
+                && a.done.provider == done.provider
+                && a.done.identity.identity_hash() == identity_hash
+        };
+        if !session.doc.auth.as_ref().is_some_and(same) {
+            let same_person = session
+                .doc
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.done.identity.identity_hash() == identity_hash);
+            if !same_person {
+                session.doc.clients.clear();
+                session.doc.consented.clear();
+            }
+            session.doc.auth = Some(SessionAuth {
+                done: done.clone(),
+                at: now,
+            });
+        }
+        for (list, add) in [
+            (&mut session.doc.clients, true),
+            (&mut session.doc.consented, consented),
+        ] {
+            if add && !list.contains(&client.client_id) {
+                list.push(client.client_id.clone());
+            }
+        }
+        let session_doc = to_doc(&session.doc)?;
         self.store
             .complete_login(
-                session_doc
-                    .as_deref()
-                    .map(|d| session.write(d, now + self.config.session_ttl)),
+                Some(session.write(&session_doc, now + self.config.session_ttl)),
                 NewCode {
                     code_hash: &crate::sha256_hex(code.as_bytes()),
                     client_id: &client.client_id,
@@ -1715,6 +1912,7 @@ impl Provider {
                         reauthenticate: false,
                         max_age: None,
                         ask_consent: false,
+                        no_prompt: false,
                     },
                     pending: None,
                     done: None,

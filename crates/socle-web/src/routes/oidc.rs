@@ -18,7 +18,7 @@ use serde_json::json;
 use socle_identity::provider::{
     AuthorizeRefusal, CallbackOutcome, SessionHandle, UpstreamFailure, Userinfo,
 };
-use socle_identity::{IdentityError, OidcError, Provider};
+use socle_identity::{Begun, IdentityError, OidcError, Provider};
 
 use crate::AppState;
 use crate::error::{ApiError, PageError};
@@ -296,14 +296,22 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
     // The browser session is stored with the interaction when new (an existing one
     // keeps its expiry).
     let given = session_cookie(&headers, p);
-    match p.begin(given.as_deref(), request).await {
-        Ok((session, id, None)) => {
-            with_session(redirect(&format!("/api/v2/interaction/{id}")), p, &session)
-        }
-        // idp_hint: straight to the identity provider the service named.
-        // An unreachable idp_hint provider gives the choice page (None above).
-        Ok((session, _, Some(fi_url))) => with_session(redirect(&fi_url), p, &session),
-        Err(e) => page_error(e),
+    let (session, begun) = match p.begin(given.as_deref(), request).await {
+        Ok(b) => b,
+        Err(e) => return page_error(e),
+    };
+    let to = match begun {
+        Begun::Choice(id) => redirect(&format!("/api/v2/interaction/{id}")),
+        // idp_hint: straight to the identity provider the service named (an
+        // unreachable one gives the choice page).
+        Begun::Provider(fi_url) => redirect(&fi_url),
+        // Single sign-on: the person is authenticated in this session already.
+        Begun::Consent(id) => redirect(&format!("/api/v2/interaction/{id}/consent")),
+        Begun::Redirect(url) => redirect(&url),
+    };
+    match session {
+        Some(session) => with_session(to, p, &session),
+        None => to,
     }
 }
 

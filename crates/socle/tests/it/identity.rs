@@ -190,6 +190,7 @@ pub fn query(url: &str) -> BTreeMap<String, String> {
 
 // ----- clients ---------------------------------------------------------------------------
 
+#[derive(Clone)]
 pub struct TestClient {
     pub id: String,
     pub secret: Option<String>,
@@ -2244,6 +2245,141 @@ async fn client_profiles_standard_and_franceconnect(backend: Backend) {
     }
 }
 
+/// Issue 31, item 1: single sign-on. A person logged in to one service through Socle
+/// is not sent to an identity provider again by a second one within the session's
+/// lifetime: the consent page still shows for a service not consented to in this
+/// session; `prompt=none` gets a code when the session satisfies the request and
+/// `login_required` / `consent_required` otherwise (Core §3.1.2.6); `prompt=login`,
+/// a higher level or logout ends it.
+async fn single_sign_on_and_prompt_none(backend: Backend) {
+    let app = identity_app(backend).await;
+    let a = register_default(&app).await;
+    let exempt = register_exempt(&app).await;
+    let c = register_default(&app).await;
+    let d = register_default(&app).await;
+    let exchange = |client: &TestClient, mut login: Login, location: &str| {
+        let q = query(location);
+        assert_eq!(q.get("state"), Some(&login.state), "{location}");
+        login.code = q
+            .get("code")
+            .unwrap_or_else(|| panic!("a code: {location}"))
+            .clone();
+        let (app, client) = (&app, client.clone());
+        async move {
+            let t: Value = token(app, &client, &login).await.json().await.unwrap();
+            verify(t["id_token"].as_str().unwrap(), &jwks(app).await)
+        }
+    };
+
+    // Marie logs in to A, choosing the demonstration provider.
+    let mut b = Browser::new(&app);
+    let (url, login) = authorize_url(&a, &[]);
+    let r = login_via(&mut b, &url, "demo", "marie").await;
+    let id_a = exchange(&a, login, r.location.as_deref().unwrap()).await;
+
+    // The exempt service with prompt=none: a code at once, no page.
+    let (url, login) = authorize_url(
+        &exempt,
+        &[("prompt", "none"), ("scope", "openid identite_pivot")],
+    );
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let id_b = exchange(&exempt, login, r.location.as_deref().unwrap()).await;
+    assert_ne!(id_b["sub"], id_a["sub"], "a pairwise subject per service");
+    assert_eq!(
+        id_b["auth_time"], id_a["auth_time"],
+        "the same authentication"
+    );
+    assert_eq!(id_b["acr"], id_a["acr"]);
+    assert_eq!(id_b["sid"], id_a["sid"], "the same session");
+
+    // Service C without prompt: no choice page, but its consent page.
+    let (url, login) = authorize_url(&c, &[]);
+    let r = b.get(&url).await;
+    assert_eq!(r.status, 303);
+    let consent_url = r.location.unwrap();
+    assert!(consent_url.ends_with("/consent"), "{consent_url}");
+    let consent = b.get(&consent_url).await;
+    assert_eq!(consent.status, 200);
+    assert!(
+        consent.body.contains("Dupont"),
+        "the person's data are shown"
+    );
+    let r = b
+        .post(
+            &form_action(&consent.body),
+            &[("csrf", &csrf(&consent.body)), ("decision", "accept")],
+        )
+        .await;
+    exchange(&c, login, r.location.as_deref().unwrap()).await;
+    // Consented in this session: prompt=none gets a code now.
+    let (url, login) = authorize_url(&c, &[("prompt", "none")]);
+    let r = b.get(&url).await;
+    exchange(&c, login, r.location.as_deref().unwrap()).await;
+
+    // A service never consented to: consent_required; no session: login_required;
+    // a higher level than the session's: login_required; none with another value:
+    // invalid_request. The service gets its state back each time.
+    let (url, login) = authorize_url(&d, &[("prompt", "none")]);
+    let q = query(b.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(q["error"], "consent_required");
+    assert_eq!(q["state"], login.state);
+    let mut stranger = Browser::new(&app);
+    let (url, _) = authorize_url(&a, &[("prompt", "none")]);
+    let r = stranger.get(&url).await;
+    assert_eq!(
+        query(r.location.as_deref().unwrap())["error"],
+        "login_required"
+    );
+    assert!(
+        !r.headers.contains_key("set-cookie"),
+        "no session is opened"
+    );
+    let (url, _) = authorize_url(&a, &[("prompt", "none"), ("acr_values", "eidas2")]);
+    let q = query(b.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(q["error"], "login_required");
+    let (url, _) = authorize_url(&a, &[("prompt", "none login")]);
+    let q = query(b.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+
+    // prompt=login: the choice page again.
+    let (url, _) = authorize_url(&a, &[("prompt", "login")]);
+    let r = b.get(&url).await;
+    assert!(
+        !r.location.as_deref().unwrap().ends_with("/consent"),
+        "{:?}",
+        r.location
+    );
+    assert!(
+        b.get(r.location.as_deref().unwrap())
+            .await
+            .body
+            .contains("demo")
+    );
+
+    // After logout, no more single sign-on.
+    let (url, mut login) = authorize_url(&a, &[("prompt", "none")]);
+    let r = b.get(&url).await;
+    login.code = query(r.location.as_deref().unwrap())["code"].clone();
+    let t: Value = token(&app, &a, &login).await.json().await.unwrap();
+    let end = url::Url::parse_with_params(
+        "http://x/api/v2/session/end",
+        [
+            ("id_token_hint", t["id_token"].as_str().unwrap()),
+            ("post_logout_redirect_uri", LOGOUT),
+        ],
+    )
+    .unwrap();
+    b.get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
+        .await;
+    let (url, _) = authorize_url(
+        &exempt,
+        &[("prompt", "none"), ("scope", "openid identite_pivot")],
+    );
+    let q = query(b.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(q["error"], "login_required");
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -2263,4 +2399,5 @@ on_both_stores!(
     on_https_the_session_cookie_is_host_only,
     an_encrypted_id_token_is_a_logout_hint,
     client_profiles_standard_and_franceconnect,
+    single_sign_on_and_prompt_none,
 );
