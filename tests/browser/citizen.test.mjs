@@ -1,8 +1,8 @@
 // The citizen space in a real browser (issue: citizen space), at 320 and 1280 px, with
 // axe-core on every page visited: a demo person logs in at the demonstration service,
 // which obtains her family quotient through the gateway but not her tax income (that
-// rests on her consent); she follows the service's request to "Mon espace", logs in,
-// authorises it; the service now obtains it; in "Mes données" she sees the exchanges
+// rests on her consent); she follows the service's request to "Mon espace" (logged in
+// by single sign-on), authorises it; the service now obtains it; in "Mes données" she sees the exchanges
 // and verifies a proof in the page, by keyboard; she withdraws the authorisation in
 // "Mes autorisations", by keyboard — and the service's next call is refused.
 //
@@ -57,8 +57,10 @@ for (const [width, person, income] of [[320, 'marie', '24310'], [1280, 'lucas', 
     assert.ok(main.includes('votre accord est nécessaire'), main);
     await check('demarche-donnees');
 
-    // Its request, in "Mon espace": log in, preview, authorise.
-    await Promise.all([page.waitForURL(/\/mon-espace\/connexion|\/api\/v2\//), page.click('a[href*="/mon-espace/autorisations/demande"]')]);
+    // Its request, in "Mon espace": logged in by single sign-on (she logged in to the
+    // service through the platform in this browser: no provider is asked again),
+    // preview, authorise.
+    await Promise.all([page.waitForURL(/\/mon-espace\/connexion|\/api\/v2\/|\/mon-espace\/autorisations\/demande/), page.click('a[href*="/mon-espace/autorisations/demande"]')]);
     await throughLogin(page, /\/mon-espace\/autorisations\/demande/, check, person);
     await check('espace-demande');
     main = await page.textContent('main');
