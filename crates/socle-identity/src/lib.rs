@@ -13,6 +13,7 @@
 //! provider's people and protocol state live in [`demo`].
 
 pub mod broker;
+pub mod claims;
 pub mod client;
 pub mod demo;
 pub mod error;

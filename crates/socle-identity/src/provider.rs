@@ -20,6 +20,7 @@ use socle_journal::{Entry, EntryKind, Journal};
 use socle_store::{CodeUse, IdentityStore, NewCode, NewInteraction, SessionWrite, Store};
 
 use crate::broker::{Authenticated, Broker, Pending, ProviderSettings};
+use crate::claims::{RequestedClaims, registered_amr};
 use crate::client::{Client, Clients};
 use crate::error::{IdentityError, OidcError, Result};
 use crate::keys::KeyRing;
@@ -162,6 +163,39 @@ pub struct AuthRequest {
     /// `prompt=none`: a code from the live session, or an error; never a page.
     #[serde(default)]
     pub no_prompt: bool,
+    /// The `claims` parameter (Core §5.5).
+    #[serde(default)]
+    pub claims: RequestedClaims,
+}
+
+impl AuthRequest {
+    /// What the login releases: the scopes, and the claims asked for by name that the
+    /// client is registered for (a claim name is a scope of its own).
+    fn release(&self, client: &Client) -> Vec<String> {
+        let allowed = pivot::claims_for(&client.scopes);
+        let mut out = self.scopes.clone();
+        for c in self
+            .claims
+            .userinfo_names()
+            .into_iter()
+            .chain(self.claims.id_token_names())
+        {
+            if allowed.contains(&c.as_str()) && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The claims asked for in the ID token that the client is registered for.
+    fn id_token_claims(&self, client: &Client) -> Vec<String> {
+        let allowed = pivot::claims_for(&client.scopes);
+        self.claims
+            .id_token_names()
+            .into_iter()
+            .filter(|c| allowed.contains(&c.as_str()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +237,12 @@ struct CodeDoc {
     /// the person's behalf (never released to the service by this record).
     #[serde(default)]
     person: Option<Identity>,
+    /// Identity claims asked for in the ID token (`claims` parameter).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    id_claims: Map<String, Value>,
+    /// Whether the ID token carries `amr` (asked for with the `claims` parameter).
+    #[serde(default)]
+    amr_asked: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -440,7 +480,7 @@ impl Provider {
             "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
             "code_challenge_methods_supported": ["S256"],
             "prompt_values_supported": ["none", "login", "consent"],
-            "claims_parameter_supported": false,
+            "claims_parameter_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
@@ -656,7 +696,33 @@ impl Provider {
             }
             (None, None) => {}
         }
+        let requested = match map.get("claims") {
+            None => RequestedClaims::default(),
+            Some(text) => match RequestedClaims::parse(text) {
+                Ok(r) => r,
+                Err(m) => return Err(fail(OidcError::InvalidRequest, &m)),
+            },
+        };
+        let franceconnect = client.profile == crate::client::ClientProfile::Franceconnect;
+        let unmet = |why: &str| {
+            if franceconnect {
+                fail(OidcError::InvalidRequest, "acr_values not supported")
+            } else {
+                fail(OidcError::UnmetAuthenticationRequirements, why)
+            }
+        };
         let mut acr = Eidas(client.eidas_level);
+        // `acr` asked for with the claims parameter: as acr_values (Core §5.5.1.1); as
+        // essential with no eIDAS level among its values, it cannot be met.
+        if let Some((levels, essential)) = requested.acr() {
+            match levels.iter().min() {
+                Some(lowest) => acr = acr.max(*lowest),
+                None if essential => {
+                    return Err(unmet("the essential acr asked for is not an eIDAS level"));
+                }
+                None => {}
+            }
+        }
         if let Some(values) = map.get("acr_values") {
             // Values other than eidas1, eidas2 and eidas3 are ignored (FranceConnect: « toute
             // valeur différente … sera ignorée »; acr is a voluntary claim in OpenID Connect
@@ -667,9 +733,23 @@ impl Provider {
             }
         }
         if self.broker.able(acr).is_empty() {
+            // OpenID Connect's registered code; FranceConnect answers invalid_request
+            // (its error Y020002, "acr_values not supported").
+            return Err(unmet(&format!(
+                "no identity provider can deliver {}",
+                acr.acr()
+            )));
+        }
+        // An `idp_hint` naming no provider able to serve the level: the choice page, as
+        // for any hint (it is not OpenID Connect's); FranceConnect refuses it (its error
+        // Y030016, "invalid idp_hint parameter").
+        if franceconnect
+            && let Some(hint) = map.get("idp_hint")
+            && !self.broker.able(acr).iter().any(|p| p.id == *hint)
+        {
             return Err(fail(
-                OidcError::UnmetAuthenticationRequirements,
-                &format!("no identity provider can deliver {}", acr.acr()),
+                OidcError::InvalidRequest,
+                "invalid idp_hint parameter",
             ));
         }
         let prompt: Vec<&str> = map
@@ -709,6 +789,7 @@ impl Provider {
             max_age,
             ask_consent: prompt.contains(&"consent"),
             no_prompt: prompt.contains(&"none"),
+            claims: requested,
         })
     }
 
@@ -1290,8 +1371,9 @@ impl Provider {
             ));
         };
         let client = self.clients.active(&i.request.client_id).await?;
-        let released = done.identity.released(&i.request.scopes);
-        let claims = pivot::claims_for(&i.request.scopes)
+        let release = i.request.release(&client);
+        let released = done.identity.released(&release);
+        let claims = pivot::claims_for(&release)
             .into_iter()
             .filter_map(|c| {
                 released
@@ -1332,7 +1414,7 @@ impl Provider {
             let done = i.done.as_ref();
             if let Some(d) = done {
                 let client = self.clients.active(&i.request.client_id).await?;
-                let claims = pivot::claims_for(&i.request.scopes).join(",");
+                let claims = pivot::claims_for(&i.request.release(&client)).join(",");
                 self.journal
                     .append(vec![
                         Entry::new(
@@ -1378,7 +1460,11 @@ impl Provider {
             &identity_hash,
             &self.keys.pairwise_secret(),
         );
-        let claims = done.identity.released(&i.request.scopes);
+        let release = i.request.release(&client);
+        // Userinfo: the scopes and the claims asked for at userinfo (or in the ID token,
+        // which are released too); the ID token: those asked for in it.
+        let claims = done.identity.released(&release);
+        let id_claims = done.identity.released(&i.request.id_token_claims(&client));
         let code = crate::random_token(32);
         let doc = CodeDoc {
             redirect_uri: i.request.redirect_uri.clone(),
@@ -1392,10 +1478,12 @@ impl Provider {
             claims,
             code_challenge: i.request.code_challenge.clone(),
             person: Some(done.identity.clone()),
+            id_claims,
+            amr_asked: i.request.claims.wants_amr(),
         };
         let code_doc = to_doc(&doc)?;
         let pseudonym = self.journal.pseudonym(&identity_hash);
-        let claim_names = pivot::claims_for(&i.request.scopes).join(",");
+        let claim_names = pivot::claims_for(&release).join(",");
         let actor = format!("client:{}", client.client_id);
         let mut entries = Vec::new();
         if consented {
@@ -1715,8 +1803,13 @@ impl Provider {
             set(&mut p, "nonce", json!(doc.nonce))?;
         }
         set(&mut p, "acr", json!(doc.acr.acr()))?;
-        if !doc.amr.is_empty() {
-            set(&mut p, "amr", json!(doc.amr))?;
+        // amr on request only (the claims parameter), RFC 8176 values only.
+        let amr = registered_amr(&doc.amr);
+        if doc.amr_asked && !amr.is_empty() {
+            set(&mut p, "amr", json!(amr))?;
+        }
+        for (k, v) in &doc.id_claims {
+            set(&mut p, k, v.clone())?;
         }
         set(&mut p, "auth_time", json!(doc.auth_time))?;
         set(&mut p, "sid", json!(doc.sid))?;
@@ -1913,6 +2006,7 @@ impl Provider {
                         max_age: None,
                         ask_consent: false,
                         no_prompt: false,
+                        claims: RequestedClaims::default(),
                     },
                     pending: None,
                     done: None,

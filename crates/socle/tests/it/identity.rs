@@ -314,6 +314,18 @@ pub fn authorize_url(client: &TestClient, extra: &[(&str, &str)]) -> (String, Lo
     )
 }
 
+/// Logs `person` in on the demonstration provider's page `fi`: its answer.
+pub async fn demo_fi(b: &mut Browser, fi: &Resp, person: &str) -> Resp {
+    let mut fields = hidden_fields(&fi.body);
+    fields.push(("login".into(), person.into()));
+    fields.push(("decision".into(), "login".into()));
+    let f: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    b.post("/demo/fi/authorize", &f).await
+}
+
 /// Authorize, choose `provider`, pass its login, consent: the redirect to the service.
 pub async fn login_via(b: &mut Browser, url: &str, provider: &str, person: &str) -> Resp {
     let choice_url = match url.strip_prefix('@') {
@@ -336,14 +348,7 @@ pub async fn login_via(b: &mut Browser, url: &str, provider: &str, person: &str)
     let mut fi = b.get(r.location.as_deref().unwrap()).await;
     if provider == "demo" {
         assert_eq!(fi.status, 200, "demo FI page: {}", fi.body);
-        let mut fields = hidden_fields(&fi.body);
-        fields.push(("login".into(), person.into()));
-        fields.push(("decision".into(), "login".into()));
-        let f: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        fi = b.post("/demo/fi/authorize", &f).await;
+        fi = demo_fi(b, &fi, person).await;
     }
     assert!(
         fi.status == 302 || fi.status == 303,
@@ -488,7 +493,8 @@ async fn code_flow_with_pkce_userinfo_and_journal(backend: Backend) {
     assert_eq!(id["aud"], json!(client.id));
     assert_eq!(id["nonce"], json!(login.nonce));
     assert_eq!(id["acr"], json!("eidas1"));
-    assert_eq!(id["amr"], json!(["pwd"]));
+    assert!(id.get("amr").is_none(), "amr only when asked for: {id:?}");
+    assert!(id.get("family_name").is_none(), "claims are at userinfo");
     for claim in ["exp", "iat", "auth_time"] {
         assert!(
             id[claim].is_i64(),
@@ -724,7 +730,11 @@ async fn authorization_requests_are_checked(backend: Backend) {
         assert_eq!(r.status(), 303);
         assert_eq!(session_of(&r) == sent, adopted, "{sent}");
     }
-    let (url, _) = authorize_url(&client, &[("idp_hint", "unknown-provider")]);
+    // An idp_hint naming no provider: the choice page for a standard client (the
+    // hint is not OpenID Connect's), FranceConnect's invalid_request for its profile
+    // (its error Y030016).
+    let standard = register_default(&app).await;
+    let (url, _) = authorize_url(&standard, &[("idp_hint", "unknown-provider")]);
     let r = app.get(&url).await;
     assert!(
         r.headers()["location"]
@@ -732,6 +742,10 @@ async fn authorization_requests_are_checked(backend: Backend) {
             .unwrap()
             .starts_with("/api/v2/interaction/")
     );
+    let (url, _) = authorize_url(&client, &[("idp_hint", "unknown-provider")]);
+    let q = error_redirect(&app, &url).await;
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["error_description"], "invalid idp_hint parameter");
 
     // Unrecognised parameters are ignored (RFC 6749 §3.1).
     let (url, _) = authorize_url(&client, &[("unknown_parameter", "x"), ("ui_locales", "fr")]);
@@ -1001,13 +1015,7 @@ async fn levels_consent_and_logout(backend: Backend) {
         )
         .await;
     let fi = b.get(r.location.as_deref().unwrap()).await;
-    let mut fields = hidden_fields(&fi.body);
-    fields.push(("login".into(), "lucas".into()));
-    let f: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let r = b.post("/demo/fi/authorize", &f).await;
+    let r = demo_fi(&mut b, &fi, "lucas").await;
     let r = b.get(r.location.as_deref().unwrap()).await;
     let consent = b.get(r.location.as_deref().unwrap()).await;
     assert!(consent.body.contains("Bernard"), "the person sees the data");
@@ -1658,6 +1666,12 @@ async fn upstream_failures_are_pages_never_500(backend: Backend) {
     let q = error_redirect(&strict, &url).await;
     assert_eq!(q["error"], "unmet_authentication_requirements");
     assert!(q["error_description"].contains("eidas2"));
+    // FranceConnect's profile: its code (Y020002).
+    let client = register_franceconnect(&strict).await;
+    let (url, _) = authorize_url(&client, &[("acr_values", "eidas2")]);
+    let q = error_redirect(&strict, &url).await;
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["error_description"], "acr_values not supported");
 }
 
 async fn admin_api_and_client_options(backend: Backend) {
@@ -1990,14 +2004,7 @@ async fn prompt_consent_asks_even_for_an_exempt_service(backend: Backend) {
             let r = b.get(&url).await;
             assert_eq!(r.status, 303, "{}", r.body);
             let fi = b.get(r.location.as_deref().unwrap()).await;
-            let mut fields = hidden_fields(&fi.body);
-            fields.push(("login".into(), "marie".into()));
-            fields.push(("decision".into(), "login".into()));
-            let f: Vec<(&str, &str)> = fields
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let r = b.post("/demo/fi/authorize", &f).await;
+            let r = demo_fi(&mut b, &fi, "marie").await;
             let cb = b.get(r.location.as_deref().unwrap()).await;
             assert_eq!(cb.status, 303, "{}", cb.body);
             let to = cb.location.unwrap();
@@ -2380,6 +2387,115 @@ async fn single_sign_on_and_prompt_none(backend: Backend) {
     assert_eq!(q["error"], "login_required");
 }
 
+/// Issue 31, item 3: the `claims` parameter (Core §5.5). Claims asked for in the ID
+/// token are put there, those asked for at userinfo released there, when the client is
+/// registered for them (and shown on the consent page); `amr` only when asked for;
+/// `acr` asked as essential with values is a level requirement.
+async fn the_claims_parameter(backend: Backend) {
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+    let disco: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco["claims_parameter_supported"], true);
+    let asked = json!({
+        "id_token": {"given_name": null, "amr": null,
+                     "acr": {"essential": true, "values": ["eidas1", "eidas2"]}},
+        "userinfo": {"email": {"essential": true}, "phone_number": null}
+    })
+    .to_string();
+    let mut b = Browser::new(&app);
+    let (url, mut login) = authorize_url(&client, &[("scope", "openid"), ("claims", &asked)]);
+    let r = b.get(&url).await;
+    let choice = b.get(r.location.as_deref().unwrap()).await;
+    let r = b
+        .post(
+            &form_action(&choice.body),
+            &[("csrf", &csrf(&choice.body)), ("provider", "demo")],
+        )
+        .await;
+    let fi = b.get(r.location.as_deref().unwrap()).await;
+    let r = demo_fi(&mut b, &fi, "marie").await;
+    let r = b.get(r.location.as_deref().unwrap()).await;
+    let consent = b.get(r.location.as_deref().unwrap()).await;
+    assert!(
+        consent.body.contains("Marie Claire"),
+        "the given names are shown"
+    );
+    assert!(
+        consent.body.contains("marie.dupont@example.fr"),
+        "the email too"
+    );
+    assert!(!consent.body.contains("Dupont"), "not the family name");
+    let r = b
+        .post(
+            &form_action(&consent.body),
+            &[("csrf", &csrf(&consent.body)), ("decision", "accept")],
+        )
+        .await;
+    login.code = query(r.location.as_deref().unwrap())["code"].clone();
+    let t: Value = token(&app, &client, &login).await.json().await.unwrap();
+    let id = verify(t["id_token"].as_str().unwrap(), &jwks(&app).await);
+    assert_eq!(id["given_name"], "Marie Claire");
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert!(
+        id.get("email").is_none(),
+        "asked at userinfo, not in the ID token"
+    );
+    let info: Value = userinfo(&app, t["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email"], "marie.dupont@example.fr");
+    assert_eq!(info["given_name"], "Marie Claire");
+    assert!(info.get("family_name").is_none(), "{info}");
+    assert!(info.get("phone_number").is_none(), "{info}");
+
+    // A claim the client is not registered for is not released.
+    let narrow = register(
+        &app,
+        json!({"name": "Service étroit", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "scopes": ["openid", "email"]}),
+    )
+    .await;
+    let asked = json!({"userinfo": {"family_name": {"essential": true}}}).to_string();
+    let login = demo_login(
+        &app,
+        &narrow,
+        "marie",
+        &[("scope", "openid email"), ("claims", &asked)],
+    )
+    .await;
+    let t: Value = token(&app, &narrow, &login).await.json().await.unwrap();
+    let info: Value = userinfo(&app, t["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(info.get("family_name").is_none(), "{info}");
+    assert_eq!(info["email"], "marie.dupont@example.fr");
+
+    // acr essential with no eIDAS level: cannot be met; malformed claims: refused.
+    for (claims, error) in [
+        (
+            json!({"id_token": {"acr": {"essential": true, "value": "loa-high"}}}).to_string(),
+            "unmet_authentication_requirements",
+        ),
+        ("{not json".to_string(), "invalid_request"),
+        (
+            json!({"userinfo": {"email": true}}).to_string(),
+            "invalid_request",
+        ),
+    ] {
+        let (url, _) = authorize_url(&client, &[("claims", &claims)]);
+        assert_eq!(error_redirect(&app, &url).await["error"], error, "{claims}");
+    }
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -2400,4 +2516,5 @@ on_both_stores!(
     an_encrypted_id_token_is_a_logout_hint,
     client_profiles_standard_and_franceconnect,
     single_sign_on_and_prompt_none,
+    the_claims_parameter,
 );
