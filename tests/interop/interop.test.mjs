@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import * as client from 'openid-client';
+import * as jose from 'jose';
 import Provider from 'oidc-provider';
 
 const BIN = process.env.SOCLE_TEST_BIN;
@@ -303,6 +304,57 @@ test('openid-client: two services, one authentication (the second with prompt=no
   await assert.rejects(client.authorizationCodeGrant(c2, new URL(other.location), {
     pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
   }), (e) => e.error === 'login_required');
+});
+
+test('back-channel logout: the logout_token verified by the jose library at the service', async () => {
+  // The service's back-channel endpoint: refuses the first POST, accepts the next.
+  const received = [];
+  const bc = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      received.push(new URLSearchParams(body).get('logout_token'));
+      res.statusCode = received.length === 1 ? 503 : 200;
+      res.end();
+    });
+  });
+  await new Promise((r) => bc.listen(0, '127.0.0.1', r));
+  const bcUrl = `http://127.0.0.1:${bc.address().port}/backchannel-logout`;
+  try {
+    const registered = await registerRp({ profile: 'standard', backchannel_logout_uri: bcUrl,
+      backchannel_logout_session_required: true });
+    const config = await client.discovery(new URL(`${socleUrl}/api/v2`), registered.client_id, {},
+      client.ClientSecretBasic(registered.client_secret), { execute: [client.allowInsecureRequests] });
+    assert.equal(config.serverMetadata().backchannel_logout_supported, true);
+    const browser = new Browser();
+    const l = await loginThrough(browser, config, 'demo', 'eidas1', true);
+    const tokens = await client.authorizationCodeGrant(config, l.callback, {
+      pkceCodeVerifier: l.verifier, expectedState: l.state, expectedNonce: l.nonce, idTokenExpected: true,
+    });
+    const end = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token, post_logout_redirect_uri: RP_LOGOUT });
+    await browser.get(end.href);
+    for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(received.length, 2, 'refused once, then delivered');
+    const jwks = jose.createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri));
+    const claims = [];
+    for (const token of received) {
+      const { payload, protectedHeader } = await jose.jwtVerify(token, jwks, {
+        issuer: `${socleUrl}/api/v2`, audience: registered.client_id, typ: 'logout+jwt', maxTokenAge: '2m',
+      });
+      assert.equal(protectedHeader.typ, 'logout+jwt');
+      claims.push(payload);
+    }
+    const id = tokens.claims();
+    for (const c of claims) {
+      assert.deepEqual(c.events, { 'http://schemas.openid.net/event/backchannel-logout': {} });
+      assert.equal(c.sid, id.sid);
+      assert.equal(c.sub, id.sub);
+      assert.equal(c.nonce, undefined);
+    }
+    assert.equal(claims[0].jti, claims[1].jti, 'the same token id on retry');
+  } finally {
+    bc.close();
+  }
 });
 
 test('openid-client logs in through Socle to oidc-provider as the upstream identity provider', async () => {

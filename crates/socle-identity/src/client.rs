@@ -87,6 +87,13 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Where a logout token is POSTed when a session that logged in to the service
+    /// ends (OpenID Connect Back-Channel Logout 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the service needs `sid` in logout tokens (Socle always sends it).
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
     pub scopes: Vec<String>,
     /// Lowest eIDAS level the service accepts.
     pub eidas_level: u8,
@@ -125,6 +132,13 @@ pub struct ClientInput {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Where Socle POSTs a logout token when a session that logged in to the service
+    /// ends (Back-Channel Logout 1.0): https, or http on localhost; no fragment.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether logout tokens must carry `sid` (they always do).
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
     /// Defaults to `openid identite_pivot email`.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -237,6 +251,7 @@ impl ClientInput {
             .redirect_uris
             .iter()
             .chain(&self.post_logout_redirect_uris)
+            .chain(&self.backchannel_logout_uri)
         {
             if let Err(e) = valid_redirect_uri(u) {
                 problems.push(e);
@@ -355,6 +370,8 @@ impl ClientInput {
             token_endpoint_auth_method: method,
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             scopes,
             eidas_level,
             id_token_signed_response_alg: id_alg,

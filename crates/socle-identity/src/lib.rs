@@ -12,6 +12,7 @@
 //! and errors to HTTP once, `socle-store` keeps its records. The demonstration identity
 //! provider's people and protocol state live in [`demo`].
 
+pub mod backchannel;
 pub mod broker;
 pub mod claims;
 pub mod client;

@@ -374,8 +374,8 @@ pub enum Userinfo {
 /// The OpenID Connect provider.
 #[derive(Clone)]
 pub struct Provider {
-    store: Store,
-    journal: Journal,
+    pub(crate) store: Store,
+    pub(crate) journal: Journal,
     pub keys: KeyRing,
     pub clients: Clients,
     pub broker: Broker,
@@ -485,6 +485,8 @@ impl Provider {
             "request_uri_parameter_supported": false,
             "authorization_response_iss_parameter_supported": true,
             "frontchannel_logout_supported": false,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         })
     }
 
@@ -1981,6 +1983,9 @@ impl Provider {
             tracing::info!("logout hint names another session than this browser's: left alone");
             return Ok((back, false));
         }
+        // Every service the session logged in to is told (Back-Channel Logout), from the
+        // durable outbox, before the session is gone.
+        self.queue_backchannel(&session.doc).await?;
         self.store.delete_session(&session.id).await?;
         if let (Some(provider), Some(id_token)) =
             (&session.doc.provider, &session.doc.provider_id_token)
@@ -2025,6 +2030,38 @@ impl Provider {
             }
         }
         Ok((back, true))
+    }
+
+    /// Queues a logout token for each service `session` logged in to that registered a
+    /// `backchannel_logout_uri` (crate::backchannel).
+    pub(crate) async fn queue_backchannel(&self, session: &BrowserSession) -> Result<usize> {
+        let (Some(auth), Some(sid)) = (&session.auth, &session.sid) else {
+            return Ok(0);
+        };
+        let identity_hash = auth.done.identity.identity_hash();
+        let subject = self.journal.pseudonym(&identity_hash);
+        let mut rows = Vec::new();
+        for client_id in &session.clients {
+            let Some(client) = self.clients.get(client_id).await? else {
+                continue;
+            };
+            let Some(uri) = client.backchannel_logout_uri.clone() else {
+                continue;
+            };
+            let owed = crate::backchannel::Owed {
+                uri,
+                sub: pivot::pairwise_sub(client_id, &identity_hash, &self.keys.pairwise_secret()),
+                sid: sid.clone(),
+                subject: subject.clone(),
+            };
+            rows.push(socle_store::NewBackchannel {
+                id: crate::random_token(24),
+                client_id: client_id.clone(),
+                doc: to_doc(&owed)?,
+            });
+        }
+        self.store.queue_backchannel(&rows, crate::now()).await?;
+        Ok(rows.len())
     }
 
     /// The service and session an `id_token_hint` names: a signed ID token of the

@@ -728,22 +728,15 @@ impl NotificationStore for Store {
         until: i64,
         now: i64,
     ) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE catalogue_deliveries SET attempts = attempts + 1, next_at = $1, \
-                 updated_at = $2 WHERE id = $3 AND state = 'pending' AND attempts = $4 \
-                 AND next_at <= $2",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(id)
-            .bind(seen_attempts)
-            .execute(pool)
-            .await
-            .map_err(err)?
-            .rows_affected()
-        });
-        Ok(n == 1)
+        crate::backchannel::claim_outbox_row(
+            self,
+            "catalogue_deliveries",
+            id,
+            seen_attempts,
+            until,
+            now,
+        )
+        .await
     }
 
     async fn deliveries(&self, organisation: &str, limit: i64) -> Result<Vec<StoredDelivery>> {

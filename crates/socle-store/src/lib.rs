@@ -10,6 +10,7 @@
 //! a database written by a newer binary is refused rather than guessed at.
 //! The same test suite (in the `socle` crate's integration tests) runs on both backends.
 
+mod backchannel;
 mod catalogue;
 mod direct;
 mod error;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use backchannel::{NewBackchannel, StoredBackchannel};
 pub use catalogue::{
     ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationCommit, HabilitationRow,
     NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,

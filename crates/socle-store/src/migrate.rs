@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_interactions_by_session"),
     migration!(10, "0010_logout_hints"),
     migration!(11, "0011_journal_macs"),
+    migration!(12, "0012_backchannel_logout"),
 ];
 
 /// The schema version this binary writes and expects.

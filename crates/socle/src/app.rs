@@ -146,6 +146,14 @@ impl Application {
             None => (None, None),
         };
 
+        if let Some(provider) = identity.clone() {
+            // Back-channel logout tokens.
+            deliver_every_half_second("back-channel logouts", move |http| {
+                let provider = provider.clone();
+                async move { provider.deliver_logouts(&http).await }
+            });
+        }
+
         let catalogue = status
             .is_current()
             .then(|| socle_catalogue::Catalogue::new(store.clone()));
@@ -167,19 +175,11 @@ impl Application {
             });
         }
         if back_office.is_some() {
-            // Webhook deliveries: due ones are attempted every half second.
+            // Webhook deliveries.
             let store = store.clone();
-            tokio::spawn(async move {
-                let Some(http) = socle_catalogue::notify::delivery_client() else {
-                    return;
-                };
-                let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = socle_catalogue::notify::deliver_due(&store, &http).await {
-                        tracing::debug!(error = %e, "webhook deliveries not attempted");
-                    }
-                }
+            deliver_every_half_second("webhook deliveries", move |http| {
+                let store = store.clone();
+                async move { socle_catalogue::notify::deliver_due(&store, &http).await }
             });
         }
         let (gateway, consents) = match (&catalogue, &journal, &identity) {
@@ -470,6 +470,30 @@ impl Application {
 
 /// Opens the journal with the configured origin (derived from the instance name when
 /// unset).
+/// Attempts the deliveries that are due every half second, on a task of its own, with
+/// the client for calls made on someone else's word (public addresses only, no
+/// redirects: `socle_catalogue::notify::delivery_client`); a round that fails is
+/// logged and the next one tried.
+fn deliver_every_half_second<F, Fut, E>(what: &'static str, round: F)
+where
+    F: Fn(reqwest::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<usize, E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let Some(http) = socle_catalogue::notify::delivery_client() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if let Err(e) = round(http.clone()).await {
+                tracing::debug!(error = %e, "{what} not attempted");
+            }
+        }
+    });
+}
+
 pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Journal> {
     let origin = config
         .journal
@@ -636,6 +660,8 @@ pub async fn open_identity(
                 token_endpoint_auth_method: "client_secret_basic".into(),
                 redirect_uris: vec![fs.redirect_uri()],
                 post_logout_redirect_uris: vec![fs.post_logout_redirect_uri()],
+                backchannel_logout_uri: None,
+                backchannel_logout_session_required: false,
                 scopes: [
                     "openid",
                     "identite_pivot",
@@ -731,6 +757,8 @@ async fn open_citizen(
         token_endpoint_auth_method: "client_secret_basic".into(),
         redirect_uris: vec![citizen.redirect_uri()],
         post_logout_redirect_uris: vec![citizen.post_logout_redirect_uri()],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
         scopes: ["openid", "identite_pivot"].map(String::from).to_vec(),
         eidas_level: config.citizen.eidas_level,
         id_token_signed_response_alg: "ES256".into(),

@@ -127,6 +127,10 @@ struct ClientCreateArgs {
     /// Exact post-logout redirect URI (repeat for several).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
+    /// Where to POST logout tokens when a session that logged in to the service ends
+    /// (OpenID Connect Back-Channel Logout).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
     /// Allowed scope (repeat; default openid identite_pivot email).
     #[arg(long = "scope")]
     scopes: Vec<String>,
@@ -592,6 +596,8 @@ fn client_command(command: ClientCommand) -> ExitCode {
                 }),
                 redirect_uris: a.redirect_uris,
                 post_logout_redirect_uris: a.post_logout_redirect_uris,
+                backchannel_logout_uri: a.backchannel_logout_uri,
+                backchannel_logout_session_required: false,
                 scopes: a.scopes,
                 eidas_level: a.eidas_level,
                 token_endpoint_auth_method: a.auth_method,

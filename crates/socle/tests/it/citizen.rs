@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::gateway::journal_entries;
 use crate::gateway::{Env, PURPOSE, qf, refused};
 use crate::habilitations::{PRODUCER, REQUESTER, complete_form};
 use crate::identity::{Browser, between, csrf, jwks, login_via, query, verify};
@@ -33,17 +34,6 @@ async fn space_login(env: &Env, person: &str) -> Browser {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location.as_deref(), Some("/mon-espace/donnees"));
     b
-}
-
-/// The public journal's first thousand entries.
-async fn journal_entries(app: &crate::support::TestApp) -> Vec<Value> {
-    let v: Value = app
-        .get("/journal/entries?start=0&count=1000")
-        .await
-        .json()
-        .await
-        .unwrap();
-    v["entries"].as_array().unwrap().clone()
 }
 
 /// The indices of the entries of `kind` whose `subject` one of `keys` recognises

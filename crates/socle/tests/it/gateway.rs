@@ -337,8 +337,8 @@ pub(crate) async fn refused(r: reqwest::Response, status: u16, code: &str) -> Va
     body
 }
 
-/// The journal entries, decoded, once they are sequenced.
-async fn journal_entries(app: &TestApp) -> Vec<Value> {
+/// The public journal's first thousand entries, decoded, once they are sequenced.
+pub(crate) async fn journal_entries(app: &TestApp) -> Vec<Value> {
     let page: Value = app
         .get("/journal/entries?start=0&count=1000")
         .await

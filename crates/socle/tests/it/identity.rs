@@ -2496,6 +2496,214 @@ async fn the_claims_parameter(backend: Backend) {
     }
 }
 
+/// The bodies a back-channel logout endpoint received, and how many it refuses first.
+#[derive(Clone, Default)]
+struct LogoutEndpoint {
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    refuse_first: usize,
+}
+
+async fn receive_logout(
+    axum::extract::State(e): axum::extract::State<LogoutEndpoint>,
+    body: String,
+) -> axum::http::StatusCode {
+    let mut all = e.received.lock().unwrap();
+    all.push(body);
+    if all.len() <= e.refuse_first {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        axum::http::StatusCode::OK
+    }
+}
+
+impl LogoutEndpoint {
+    /// Serves on port 0; its URL.
+    async fn start(refuse_first: usize) -> (LogoutEndpoint, String) {
+        let e = LogoutEndpoint {
+            refuse_first,
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+        let router = axum::Router::new()
+            .route("/backchannel", axum::routing::post(receive_logout))
+            .with_state(e.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (e, url)
+    }
+
+    /// The logout tokens received, waiting up to `secs` for `n` of them.
+    async fn tokens(&self, n: usize, secs: u64) -> Vec<String> {
+        for _ in 0..secs * 10 {
+            if self.received.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                url::form_urlencoded::parse(b.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// Issue 31, item 2: back-channel logout. When a session ends (RP-initiated logout
+/// from any service), every service it logged in to that registered a
+/// `backchannel_logout_uri` gets a signed logout token, retried until it answers 200,
+/// delivered once with one `jti`, journaled.
+async fn back_channel_logout(backend: Backend) {
+    let app = identity_app(backend).await;
+    let disco: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco["backchannel_logout_supported"], true);
+    assert_eq!(disco["backchannel_logout_session_supported"], true);
+    assert_eq!(disco["frontchannel_logout_supported"], false);
+    let (steady, steady_url) = LogoutEndpoint::start(0).await;
+    let (flaky, flaky_url) = LogoutEndpoint::start(1).await;
+    let a = register(
+        &app,
+        json!({"name": "Service A", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": [LOGOUT],
+               "backchannel_logout_uri": steady_url,
+               "backchannel_logout_session_required": true}),
+    )
+    .await;
+    let b_client = register(
+        &app,
+        json!({"name": "Service B", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "scopes": ["openid", "identite_pivot"],
+               "consent_exempt": true, "backchannel_logout_uri": flaky_url}),
+    )
+    .await;
+    let silent = register_exempt(&app).await;
+    let bad = app
+        .client
+        .post(app.url("/api/admin/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"name": "S", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+                      "backchannel_logout_uri": "http://example.fr/logout#x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "http off localhost, a fragment");
+
+    // Marie logs in to A, then (single sign-on) to B and to a service without a
+    // back-channel URI.
+    let mut b = Browser::new(&app);
+    let (url, mut login) = authorize_url(&a, &[]);
+    let r = login_via(&mut b, &url, "demo", "marie").await;
+    login.code = query(r.location.as_deref().unwrap())["code"].clone();
+    let t: Value = token(&app, &a, &login).await.json().await.unwrap();
+    let id_a = verify(t["id_token"].as_str().unwrap(), &jwks(&app).await);
+    let mut subs = vec![(a.id.clone(), id_a["sub"].clone())];
+    for client in [&b_client, &silent] {
+        let (url, mut login) = authorize_url(
+            client,
+            &[("prompt", "none"), ("scope", "openid identite_pivot")],
+        );
+        let r = b.get(&url).await;
+        login.code = query(r.location.as_deref().unwrap())["code"].clone();
+        let t: Value = token(&app, client, &login).await.json().await.unwrap();
+        let id = verify(t["id_token"].as_str().unwrap(), &jwks(&app).await);
+        subs.push((client.id.clone(), id["sub"].clone()));
+    }
+    assert!(
+        steady.tokens(0, 0).await.is_empty(),
+        "nothing before logout"
+    );
+
+    // She logs out from A.
+    let end = url::Url::parse_with_params(
+        "http://x/api/v2/session/end",
+        [
+            ("id_token_hint", t["id_token"].as_str().unwrap()),
+            ("post_logout_redirect_uri", LOGOUT),
+        ],
+    )
+    .unwrap();
+    let r = b
+        .get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
+        .await;
+    assert_eq!(r.status, 303);
+
+    // A gets one token; B refuses the first attempt, then gets the same token again.
+    let set = jwks(&app).await;
+    let check = |jwt: &str, client: &TestClient| {
+        let header = josekit::jwt::decode_header(jwt).unwrap();
+        assert_eq!(header.claim("typ"), Some(&json!("logout+jwt")));
+        let c = verify(jwt, &set);
+        assert_eq!(c["iss"], json!(format!("{}/api/v2", app.base)));
+        assert_eq!(c["aud"], json!(client.id.clone()));
+        assert_eq!(c["sid"], id_a["sid"], "the session's sid");
+        let sub = subs
+            .iter()
+            .find(|(id, _)| *id == client.id)
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(c["sub"], sub, "the service's pairwise sub");
+        assert_eq!(
+            c["events"],
+            json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+        );
+        assert!(c.get("nonce").is_none(), "a logout token has no nonce");
+        let (iat, exp) = (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
+        assert!(exp > iat && exp - iat <= 120);
+        c["jti"].as_str().unwrap().to_string()
+    };
+    let got = steady.tokens(1, 10).await;
+    assert_eq!(got.len(), 1);
+    check(&got[0], &a);
+    let got = flaky.tokens(2, 15).await;
+    assert_eq!(got.len(), 2, "refused once, then delivered");
+    assert_eq!(
+        check(&got[0], &b_client),
+        check(&got[1], &b_client),
+        "one jti"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(steady.tokens(1, 0).await.len(), 1, "delivered once");
+    assert_eq!(flaky.tokens(2, 0).await.len(), 2, "delivered once");
+    let rows = app.store.backchannel_of(&b_client.id).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 2));
+    assert!(
+        app.store
+            .backchannel_of(&silent.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Journaled: who was told, under the person's pseudonym.
+    let mut told = 0;
+    for _ in 0..50 {
+        told = crate::gateway::journal_entries(&app)
+            .await
+            .iter()
+            .filter(|e| e["details"]["action"] == "logout.backchannel" && e["outcome"] == "ok")
+            .count();
+        if told == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(told, 2);
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -2517,4 +2725,5 @@ on_both_stores!(
     client_profiles_standard_and_franceconnect,
     single_sign_on_and_prompt_none,
     the_claims_parameter,
+    back_channel_logout,
 );
