@@ -357,6 +357,53 @@ test('back-channel logout: the logout_token verified by the jose library at the 
   }
 });
 
+test('openid-client with keys by URL (jwks_uri) for private_key_jwt and encryption, rotated mid-test', async () => {
+  const pair = async (kid, use) => {
+    const params = use === 'sig' ? { name: 'ECDSA', namedCurve: 'P-256' }
+      : { name: 'RSA-OAEP', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+    const usages = use === 'sig' ? ['sign', 'verify'] : ['decrypt', 'encrypt'];
+    const { privateKey, publicKey } = await crypto.subtle.generateKey(params, true, usages);
+    const jwk = { ...(await crypto.subtle.exportKey('jwk', publicKey)), kid, use };
+    delete jwk.key_ops; delete jwk.ext; delete jwk.alg;
+    return { privateKey, jwk, kid };
+  };
+  let served = [await pair('sig-1', 'sig'), await pair('enc-1', 'enc')];
+  let fetches = 0;
+  const keys = http.createServer((req, res) => {
+    fetches += 1;
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('cache-control', 'max-age=300');
+    res.end(JSON.stringify({ keys: served.map((k) => k.jwk) }));
+  });
+  await new Promise((r) => keys.listen(0, '127.0.0.1', r));
+  try {
+    const registered = await registerRp({ profile: 'standard', token_endpoint_auth_method: 'private_key_jwt',
+      jwks_uri: `http://127.0.0.1:${keys.address().port}/jwks`,
+      id_token_encrypted_response_alg: 'RSA-OAEP-256', id_token_encrypted_response_enc: 'A256GCM' });
+    const loginWith = async ([sig, enc]) => {
+      const config = await client.discovery(new URL(`${socleUrl}/api/v2`), registered.client_id, {
+        id_token_encrypted_response_alg: 'RSA-OAEP-256', id_token_encrypted_response_enc: 'A256GCM',
+      }, client.PrivateKeyJwt({ key: sig.privateKey, kid: sig.kid }), { execute: [client.allowInsecureRequests] });
+      client.enableDecryptingResponses(config, ['A256GCM'], { key: enc.privateKey, alg: 'RSA-OAEP-256', kid: enc.kid });
+      const l = await loginThrough(new Browser(), config, 'demo', 'eidas1', true);
+      const tokens = await client.authorizationCodeGrant(config, l.callback, {
+        pkceCodeVerifier: l.verifier, expectedState: l.state, expectedNonce: l.nonce, idTokenExpected: true,
+      });
+      assert.equal(tokens.id_token.split('.').length, 5, 'an encrypted ID token');
+      return tokens.claims();
+    };
+    assert.equal((await loginWith(served)).acr, 'eidas2');
+    assert.equal(fetches, 1);
+    // The service rotates both keys: the new signing key id makes Socle fetch again.
+    served = [await pair('sig-2', 'sig'), await pair('enc-2', 'enc')];
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await loginWith(served)).acr, 'eidas2');
+    assert.equal(fetches, 2);
+  } finally {
+    keys.close();
+  }
+});
+
 test('openid-client logs in through Socle to oidc-provider as the upstream identity provider', async () => {
   const registered = await registerRp();
   const config = await rpConfig(registered);

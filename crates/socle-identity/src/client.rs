@@ -83,6 +83,9 @@ pub struct Client {
     /// encrypt ID tokens and userinfo to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
+    /// Or where to fetch them (crate::service_keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
@@ -148,10 +151,14 @@ pub struct ClientInput {
     /// `client_secret_basic` (default), `client_secret_post`, `private_key_jwt`, `none`.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
-    /// Required for `private_key_jwt` and for encryption.
+    /// Required for `private_key_jwt` and for encryption, or `jwks_uri`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<Value>,
+    /// Where Socle fetches the client's keys instead (https, or http on localhost),
+    /// kept as its `Cache-Control` says and fetched again for an unknown key id.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// `ES256` (default) or `RS256`.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
@@ -289,8 +296,17 @@ impl ClientInput {
         {
             problems.push(e);
         }
-        if method == "private_key_jwt" && self.jwks.is_none() {
-            problems.push("private_key_jwt needs the client's jwks".into());
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            problems.push("give jwks or jwks_uri, not both".into());
+        }
+        if let Some(uri) = &self.jwks_uri
+            && let Err(e) = valid_redirect_uri(uri)
+        {
+            problems.push(format!("jwks_uri: {e}"));
+        }
+        let keys = self.jwks.is_some() || self.jwks_uri.is_some();
+        if method == "private_key_jwt" && !keys {
+            problems.push("private_key_jwt needs the client's jwks or jwks_uri".into());
         }
         let id_alg = self
             .id_token_signed_response_alg
@@ -334,8 +350,9 @@ impl ClientInput {
             problems.push(e);
             (None, None)
         });
-        if (ide_alg.is_some() || uie_alg.is_some()) && self.jwks.is_none() {
-            problems.push("encryption needs the client's jwks (with an enc key)".into());
+        if (ide_alg.is_some() || uie_alg.is_some()) && !keys {
+            problems
+                .push("encryption needs the client's jwks or jwks_uri (with an enc key)".into());
         }
         // A key to encrypt to, now: found missing at the token endpoint, it would cost
         // the person's login (the code is spent by then).
@@ -367,6 +384,7 @@ impl ClientInput {
             profile,
             secret_hash: secret.as_ref().map(|s| crate::sha256_hex(s.as_bytes())),
             jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
             token_endpoint_auth_method: method,
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
@@ -420,7 +438,12 @@ impl Client {
 }
 
 /// The key of a JWKS for `use` (`sig` or `enc`) and, for `enc`, suitable for `alg`.
-fn find_key(jwks: &Value, usage: &str, alg: Option<&str>, kid: Option<&str>) -> Option<Jwk> {
+pub(crate) fn find_key(
+    jwks: &Value,
+    usage: &str,
+    alg: Option<&str>,
+    kid: Option<&str>,
+) -> Option<Jwk> {
     let set = parse_jwks(jwks).ok()?;
     set.keys()
         .into_iter()

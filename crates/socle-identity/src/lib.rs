@@ -22,6 +22,7 @@ pub mod es256;
 pub mod keys;
 pub mod pivot;
 pub mod provider;
+pub mod service_keys;
 
 pub use broker::{Broker, ProviderSettings as FiSettings};
 pub use client::{Client, ClientInput, ClientProfile, NewClientSecret};

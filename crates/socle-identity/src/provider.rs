@@ -25,6 +25,7 @@ use crate::client::{Client, Clients};
 use crate::error::{IdentityError, OidcError, Result};
 use crate::keys::KeyRing;
 use crate::pivot::{self, Eidas, Identity};
+use crate::service_keys::ServiceKeys;
 
 /// Lifetimes and addresses.
 #[derive(Debug, Clone)]
@@ -380,6 +381,8 @@ pub struct Provider {
     pub clients: Clients,
     pub broker: Broker,
     config: Arc<ProviderConfig>,
+    /// Services' keys registered by URL, fetched and kept.
+    service_keys: Arc<ServiceKeys>,
 }
 
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -435,7 +438,17 @@ impl Provider {
             keys,
             broker,
             config: Arc::new(config),
+            service_keys: Arc::new(ServiceKeys::new(None)),
         }
+    }
+
+    /// Gives the client that fetches services' keys registered by URL (`jwks_uri`):
+    /// the one for calls made on someone else's word (public addresses only, no
+    /// redirects). Without it, a client registered with `jwks_uri` cannot authenticate
+    /// nor be encrypted to.
+    pub fn with_service_http(mut self, http: Option<reqwest::Client>) -> Self {
+        self.service_keys = Arc::new(ServiceKeys::new(http));
+        self
     }
 
     pub fn config(&self) -> &ProviderConfig {
@@ -1662,9 +1675,11 @@ impl Provider {
             ));
         }
         let alg = header.algorithm().unwrap_or_default().to_string();
-        let key = client
-            .key("sig", Some(&alg), header.key_id())
-            .ok_or_else(|| invalid("no registered key of the client matches the assertion"))?;
+        let key = self
+            .service_keys
+            .key(&client, "sig", Some(&alg), header.key_id())
+            .await
+            .map_err(|why| invalid(&format!("the assertion cannot be checked: {why}")))?;
         let verified = match alg.as_str() {
             "ES256" => crate::es256::Es256Verifier::from_jwk(&key)
                 .ok()
@@ -1822,12 +1837,14 @@ impl Provider {
             .sign(&client.id_token_signed_response_alg, &p, Some("JWT"))?;
         let id_token = match &client.id_token_encrypted_response_alg {
             Some(alg) => {
-                let sealed = encrypt_to(
-                    &client,
-                    alg,
-                    client.id_token_encrypted_response_enc.as_deref(),
-                    &signed,
-                )?;
+                let sealed = self
+                    .encrypt_to(
+                        &client,
+                        alg,
+                        client.id_token_encrypted_response_enc.as_deref(),
+                        &signed,
+                    )
+                    .await?;
                 // The platform cannot read it back: remember which session it names,
                 // for the service's logout — a day beyond the longest the session can
                 // live, as a signed hint works expired. Without it that logout shows
@@ -1900,12 +1917,15 @@ impl Provider {
                 self.keys.settled().await;
                 let signed = self.keys.sign(alg, &p, Some("JWT"))?;
                 let out = match &client.userinfo_encrypted_response_alg {
-                    Some(a) => encrypt_to(
-                        &client,
-                        a,
-                        client.userinfo_encrypted_response_enc.as_deref(),
-                        &signed,
-                    )?,
+                    Some(a) => {
+                        self.encrypt_to(
+                            &client,
+                            a,
+                            client.userinfo_encrypted_response_enc.as_deref(),
+                            &signed,
+                        )
+                        .await?
+                    }
                     None => signed,
                 };
                 Ok(Userinfo::Jwt(out))
@@ -2150,14 +2170,33 @@ fn check_secret(client: &Client, secret: &str) -> Result<()> {
     }
 }
 
-/// Nested JWT: the signed token encrypted to the client's `enc` key (RFC 7519 §5.2).
-fn encrypt_to(client: &Client, alg: &str, enc: Option<&str>, signed: &str) -> Result<String> {
-    let key = client.key("enc", Some(alg), None).ok_or_else(|| {
-        IdentityError::Crypto(format!(
-            "client {} has no key to encrypt to",
-            client.client_id
-        ))
-    })?;
+impl Provider {
+    /// Nested JWT: the signed token encrypted to the client's `enc` key (RFC 7519
+    /// §5.2). No key to encrypt to (a `jwks_uri` that fails, or serves none) is the
+    /// client's problem: `invalid_client`, with the reason.
+    async fn encrypt_to(
+        &self,
+        client: &Client,
+        alg: &str,
+        enc: Option<&str>,
+        signed: &str,
+    ) -> Result<String> {
+        let key = self
+            .service_keys
+            .key(client, "enc", Some(alg), None)
+            .await
+            .map_err(|why| {
+                IdentityError::oidc(
+                    OidcError::InvalidClient,
+                    format!("no key to encrypt to: {why}"),
+                )
+            })?;
+        seal_to(&key, alg, enc, signed)
+    }
+}
+
+/// The signed token `signed` encrypted to `key`.
+fn seal_to(key: &josekit::jwk::Jwk, alg: &str, enc: Option<&str>, signed: &str) -> Result<String> {
     let mut header = JweHeader::new();
     header.set_content_encryption(enc.unwrap_or("A256GCM"));
     header.set_content_type("JWT");
@@ -2167,15 +2206,15 @@ fn encrypt_to(client: &Client, alg: &str, enc: Option<&str>, signed: &str) -> Re
     let payload = signed.as_bytes();
     let out = match alg {
         "RSA-OAEP" => {
-            josekit::jwe::serialize_compact(payload, &header, &RSA_OAEP.encrypter_from_jwk(&key)?)?
+            josekit::jwe::serialize_compact(payload, &header, &RSA_OAEP.encrypter_from_jwk(key)?)?
         }
         "RSA-OAEP-256" => josekit::jwe::serialize_compact(
             payload,
             &header,
-            &RSA_OAEP_256.encrypter_from_jwk(&key)?,
+            &RSA_OAEP_256.encrypter_from_jwk(key)?,
         )?,
         "ECDH-ES" => {
-            josekit::jwe::serialize_compact(payload, &header, &ECDH_ES.encrypter_from_jwk(&key)?)?
+            josekit::jwe::serialize_compact(payload, &header, &ECDH_ES.encrypter_from_jwk(key)?)?
         }
         other => {
             return Err(IdentityError::Crypto(format!(

@@ -641,7 +641,9 @@ pub async fn open_identity(
     pc.code_ttl = secs(config.identity.code_lifetime);
     pc.access_token_ttl = secs(config.identity.access_token_lifetime);
     pc.id_token_ttl = secs(config.identity.id_token_lifetime);
-    let provider = Provider::new(store.clone(), journal.clone(), keys, broker, pc);
+    // Services' keys by URL are fetched as webhooks are sent: public addresses only.
+    let provider = Provider::new(store.clone(), journal.clone(), keys, broker, pc)
+        .with_service_http(socle_catalogue::notify::delivery_client());
 
     let demo = match demo_fi {
         Some(fi) => {
@@ -657,6 +659,7 @@ pub async fn open_identity(
                 profile: socle_identity::ClientProfile::Franceconnect,
                 secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
                 jwks: None,
+                jwks_uri: None,
                 token_endpoint_auth_method: "client_secret_basic".into(),
                 redirect_uris: vec![fs.redirect_uri()],
                 post_logout_redirect_uris: vec![fs.post_logout_redirect_uri()],
@@ -754,6 +757,7 @@ async fn open_citizen(
         profile: socle_identity::ClientProfile::Standard,
         secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
         jwks: None,
+        jwks_uri: None,
         token_endpoint_auth_method: "client_secret_basic".into(),
         redirect_uris: vec![citizen.redirect_uri()],
         post_logout_redirect_uris: vec![citizen.post_logout_redirect_uri()],

@@ -148,6 +148,9 @@ struct ClientCreateArgs {
     /// The client's JWKS (JSON file): private_key_jwt keys, encryption keys.
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<PathBuf>,
+    /// Or where Socle fetches the client's JWKS (https).
+    #[arg(long)]
+    jwks_uri: Option<String>,
     /// ES256 (default) or RS256.
     #[arg(long)]
     id_token_alg: Option<String>,
@@ -602,6 +605,7 @@ fn client_command(command: ClientCommand) -> ExitCode {
                 eidas_level: a.eidas_level,
                 token_endpoint_auth_method: a.auth_method,
                 jwks,
+                jwks_uri: a.jwks_uri,
                 id_token_signed_response_alg: a.id_token_alg,
                 userinfo_signed_response_alg: a.userinfo_alg,
                 id_token_encrypted_response_alg: a.id_token_encryption,

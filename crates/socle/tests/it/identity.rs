@@ -2704,6 +2704,222 @@ async fn back_channel_logout(backend: Backend) {
     assert_eq!(told, 2);
 }
 
+/// A service's JWKS endpoint: the set it serves, its `Cache-Control`, its fetches.
+#[derive(Clone)]
+struct KeyServer {
+    served: std::sync::Arc<std::sync::Mutex<(String, &'static str)>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn serve_keys(
+    axum::extract::State(k): axum::extract::State<KeyServer>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    k.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (body, cache) = k.served.lock().unwrap().clone();
+    (
+        [
+            ("content-type", "application/json"),
+            ("cache-control", cache),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+impl KeyServer {
+    async fn start(body: String, cache: &'static str) -> (KeyServer, String) {
+        let k = KeyServer {
+            served: std::sync::Arc::new(std::sync::Mutex::new((body, cache))),
+            fetches: Default::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = axum::Router::new()
+            .route("/jwks", axum::routing::get(serve_keys))
+            .with_state(k.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (k, format!("http://127.0.0.1:{port}/jwks"))
+    }
+
+    fn serve(&self, body: String) {
+        self.served.lock().unwrap().0 = body;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A key pair for `use`, with its id.
+fn key_pair(kind: &str, kid: &str) -> josekit::jwk::Jwk {
+    use josekit::jwk::KeyPair;
+    let mut k = match kind {
+        "sig" => ES256.generate_key_pair().unwrap().to_jwk_key_pair(),
+        _ => josekit::jwe::RSA_OAEP_256
+            .generate_key_pair(2048)
+            .unwrap()
+            .to_jwk_key_pair(),
+    };
+    k.set_key_id(kid);
+    k.set_key_use(kind);
+    k
+}
+
+/// The public JWKS of `keys`.
+fn public_set(keys: &[&josekit::jwk::Jwk]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let mut p = k.to_public_key().unwrap();
+            p.set_key_id(k.key_id().unwrap());
+            p.set_key_use(k.key_use().unwrap());
+            Value::Object(p.as_ref().clone())
+        })
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+/// Issue 31, item 4: service keys by URL. A service registers a `jwks_uri` for
+/// `private_key_jwt` and for encryption; Socle fetches it (public-address rule: a
+/// literal address is used as it is, a name must resolve to a public one), keeps it
+/// as `Cache-Control` says, fetches again once for an unknown key id (a rotation),
+/// and answers `invalid_client` — never a 500 — when it cannot be used.
+async fn service_keys_by_url(backend: Backend) {
+    let app = identity_app(backend).await;
+    let (sig1, sig2) = (key_pair("sig", "sig-1"), key_pair("sig", "sig-2"));
+    let (enc1, enc2) = (key_pair("enc", "enc-1"), key_pair("enc", "enc-2"));
+    let (server, uri) = KeyServer::start(public_set(&[&sig1, &enc1]), "max-age=600").await;
+    let client = register(
+        &app,
+        json!({"name": "Clés par URL", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+               "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri,
+               "id_token_encrypted_response_alg": "RSA-OAEP-256"}),
+    )
+    .await;
+    let listed = clients(&app).await;
+    let me = listed
+        .iter()
+        .find(|c| c["client_id"] == client.id.as_str())
+        .unwrap();
+    assert_eq!(me["jwks_uri"], json!(uri));
+    let assertion = |client_id: &str, key: &josekit::jwk::Jwk, jti: &str| {
+        let mut p = JwtPayload::new();
+        p.set_issuer(client_id);
+        p.set_subject(client_id);
+        p.set_audience(vec![format!("{}/api/v2/token", app.base)]);
+        p.set_jwt_id(jti);
+        p.set_claim("exp", Some(json!(socle_identity::now() + 60)))
+            .unwrap();
+        let mut h = JwsHeader::new();
+        h.set_key_id(key.key_id().unwrap());
+        josekit::jwt::encode_with_signer(&p, &h, &ES256.signer_from_jwk(key).unwrap()).unwrap()
+    };
+    let exchange = |client_id: String, a: String, login: Login| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v2/token"))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", client_id.as_str()),
+                    ("code", login.code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", login.verifier.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", a.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let decrypt = |id_token: &str, key: &josekit::jwk::Jwk| {
+        josekit::jwe::deserialize_compact(
+            id_token,
+            &josekit::jwe::RSA_OAEP_256.decrypter_from_jwk(key).unwrap(),
+        )
+        .map(|(inner, _)| String::from_utf8(inner).unwrap())
+    };
+
+    // The first login: keys fetched once, the ID token encrypted to enc-1.
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    let (status, t) = exchange(client.id.clone(), assertion(&client.id, &sig1, "a1"), login).await;
+    assert_eq!(status, 200, "{t}");
+    let inner = decrypt(t["id_token"].as_str().unwrap(), &enc1).unwrap();
+    assert_eq!(verify(&inner, &jwks(&app).await)["aud"], json!(client.id));
+    assert_eq!(server.fetches(), 1);
+    // Kept: another login fetches nothing.
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    let (status, _) = exchange(client.id.clone(), assertion(&client.id, &sig1, "a2"), login).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.fetches(), 1, "kept as Cache-Control says");
+
+    // The service rotates both keys and signs with the new one: an unknown key id
+    // makes one new fetch, and the ID token goes to the new encryption key.
+    server.serve(public_set(&[&sig2, &enc2]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    let (status, t) = exchange(client.id.clone(), assertion(&client.id, &sig2, "a3"), login).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(server.fetches(), 2);
+    let id_token = t["id_token"].as_str().unwrap();
+    assert!(decrypt(id_token, &enc1).is_err(), "not to the retired key");
+    decrypt(id_token, &enc2).unwrap();
+    // The retired signing key no longer works.
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    let (status, t) = exchange(client.id.clone(), assertion(&client.id, &sig1, "a4"), login).await;
+    assert_eq!((status, t["error"].as_str()), (401, Some("invalid_client")));
+
+    // A JWKS that is not JSON, and a name that resolves to a private address: the
+    // client's problem, invalid_client with the reason.
+    let (_, not_json) = KeyServer::start("<html>".into(), "no-store").await;
+    let private = uri.replace("127.0.0.1", "localhost");
+    for (bad_uri, why) in [(not_json, "not JSON"), (private, "public address")] {
+        let c = register(
+            &app,
+            json!({"name": "Clés inutilisables", "organisation": "13002526500013",
+                   "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+                   "jwks_uri": bad_uri}),
+        )
+        .await;
+        let login = demo_login(&app, &c, "marie", &[]).await;
+        let (status, t) = exchange(c.id.clone(), assertion(&c.id, &sig1, "b"), login).await;
+        assert_eq!(status, 401, "{t}");
+        assert_eq!(t["error"], "invalid_client");
+        assert!(
+            t["error_description"].as_str().unwrap().contains(why),
+            "{t}"
+        );
+    }
+    // Both, or neither with private_key_jwt: refused at registration.
+    for body in [
+        json!({"jwks": {"keys": []}, "jwks_uri": uri}),
+        json!({"jwks_uri": "ftp://example.fr/jwks"}),
+    ] {
+        let mut b = json!({"name": "S", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+                           "token_endpoint_auth_method": "private_key_jwt"});
+        for (k, v) in body.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let r = app
+            .client
+            .post(app.url("/api/admin/clients"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{b}");
+    }
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -2726,4 +2942,5 @@ on_both_stores!(
     single_sign_on_and_prompt_none,
     the_claims_parameter,
     back_channel_logout,
+    service_keys_by_url,
 );
