@@ -81,11 +81,15 @@ impl Provider {
                     }
                 }
             }
+            // The outcome first: a delivered token is never sent again for want of its
+            // journal entry.
+            self.store.update_backchannel(&b, crate::now()).await?;
             if b.state != "pending"
                 && let Some(owed) = owed
             {
                 // The outcome is the person's: who was told they logged out.
-                self.journal
+                let recorded = self
+                    .journal
                     .append(vec![
                         Entry::new(
                             EntryKind::Login,
@@ -101,9 +105,11 @@ impl Provider {
                         .detail("client_id", b.client_id.clone())
                         .detail("attempts", b.attempts.to_string()),
                     ])
-                    .await?;
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, client_id = %b.client_id, "back-channel logout outcome not journaled");
+                }
             }
-            self.store.update_backchannel(&b, crate::now()).await?;
         }
         Ok(n)
     }

@@ -91,9 +91,10 @@ pub struct BrowserSession {
     /// The services this session logged the person in to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<String>,
-    /// The services the person consented to in this session (not asked again).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consented: Vec<String>,
+    /// What the person consented to in this session, by service: the claims (not
+    /// asked again for those; asked for any more).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consented: BTreeMap<String, Vec<String>>,
 }
 
 /// An authentication kept in a browser session for single sign-on.
@@ -870,7 +871,16 @@ impl Provider {
         match (live, sso) {
             (Some(session), Some(done)) => {
                 let client = self.clients.active(&request.client_id).await?;
-                let consented = session.doc.consented.contains(&client.client_id);
+                // Consent given in this session covers the same claims, or fewer.
+                let consented = session
+                    .doc
+                    .consented
+                    .get(&client.client_id)
+                    .is_some_and(|given| {
+                        pivot::claims_for(&request.release(&client))
+                            .iter()
+                            .all(|c| given.iter().any(|g| g == c))
+                    });
                 let ask = request.ask_consent || !(client.consent_exempt || consented);
                 let id = crate::random_token(24);
                 let i = Interaction {
@@ -1332,7 +1342,6 @@ impl Provider {
             id_token: auth.id_token.clone(),
         });
         session.renew();
-        session.doc.sid = Some(crate::random_token(24));
         session.doc.provider = Some(pending.provider.clone());
         session.doc.provider_id_token = Some(auth.id_token);
         let server = |e: IdentityError| {
@@ -1344,6 +1353,30 @@ impl Provider {
                 )
             }
         };
+        // The same person again (prompt=login, max_age): the same session for the
+        // services (`sid`), which logout and back-channel logout name. Another person
+        // in this browser: the previous one's services are told, as at a logout, and
+        // nothing of theirs (authentication, services, consents) stays.
+        let new_hash = i.done.as_ref().map(|d| d.identity.identity_hash());
+        let previous = session
+            .doc
+            .auth
+            .as_ref()
+            .map(|a| a.done.identity.identity_hash());
+        let same_person = previous.is_some() && previous == new_hash;
+        if !same_person {
+            if previous.is_some() {
+                self.queue_backchannel(&session.doc)
+                    .await
+                    .map_err(&server)?;
+            }
+            session.doc.auth = None;
+            session.doc.clients.clear();
+            session.doc.consented.clear();
+        }
+        if !same_person || session.doc.sid.is_none() {
+            session.doc.sid = Some(crate::random_token(24));
+        }
         // OpenID Connect Core §3.1.2.1: with prompt=consent the person is asked even
         // where the service is exempt.
         let exempt = client.as_ref().is_some_and(|c| c.consent_exempt) && !i.request.ask_consent;
@@ -1532,34 +1565,31 @@ impl Provider {
         let mut session = session.clone();
         let now = crate::now();
         // A login completed: the session keeps its authentication for single sign-on
-        // (one reused keeps its time). Another person in this browser: what the
-        // previous one did is not theirs.
+        // (one reused keeps its time; another person's was cleared at the callback).
         let same = |a: &SessionAuth| {
             a.done.auth_time == done.auth_time
                 && a.done.provider == done.provider
                 && a.done.identity.identity_hash() == identity_hash
         };
         if !session.doc.auth.as_ref().is_some_and(same) {
-            let same_person = session
-                .doc
-                .auth
-                .as_ref()
-                .is_some_and(|a| a.done.identity.identity_hash() == identity_hash);
-            if !same_person {
-                session.doc.clients.clear();
-                session.doc.consented.clear();
-            }
             session.doc.auth = Some(SessionAuth {
                 done: done.clone(),
                 at: now,
             });
         }
-        for (list, add) in [
-            (&mut session.doc.clients, true),
-            (&mut session.doc.consented, consented),
-        ] {
-            if add && !list.contains(&client.client_id) {
-                list.push(client.client_id.clone());
+        if !session.doc.clients.contains(&client.client_id) {
+            session.doc.clients.push(client.client_id.clone());
+        }
+        if consented {
+            let given = session
+                .doc
+                .consented
+                .entry(client.client_id.clone())
+                .or_default();
+            for c in pivot::claims_for(&release) {
+                if !given.iter().any(|g| g == c) {
+                    given.push(c.to_string());
+                }
             }
         }
         let session_doc = to_doc(&session.doc)?;
@@ -1750,6 +1780,11 @@ impl Provider {
             return Err(IdentityError::invalid_request("code is required"));
         };
         let grant = |d: &str| IdentityError::oidc(OidcError::InvalidGrant, d);
+        // A key to encrypt the ID token to, before the code is spent: a service whose
+        // jwks_uri fails keeps its code for when it works again.
+        if let Some(alg) = &client.id_token_encrypted_response_alg {
+            self.encryption_key(&client, alg).await?;
+        }
         let now = crate::now();
         // One write binds the new access token to the code; it happens before the
         // checks below so that a code is never usable twice, whatever the outcome.
@@ -2148,7 +2183,10 @@ impl Provider {
 
     /// Removes expired sessions, interactions, codes and tokens.
     pub async fn purge(&self) -> Result<u64> {
-        Ok(self.store.purge_identity(crate::now()).await?)
+        let now = crate::now();
+        // Back-channel logouts settled a week ago: their outcome is in the journal.
+        let settled = self.store.purge_backchannel(now - 7 * 86_400).await?;
+        Ok(self.store.purge_identity(now).await? + settled)
     }
 }
 
@@ -2181,8 +2219,13 @@ impl Provider {
         enc: Option<&str>,
         signed: &str,
     ) -> Result<String> {
-        let key = self
-            .service_keys
+        let key = self.encryption_key(client, alg).await?;
+        seal_to(&key, alg, enc, signed)
+    }
+
+    /// The client's key to encrypt to with `alg`, or `invalid_client` with why not.
+    async fn encryption_key(&self, client: &Client, alg: &str) -> Result<josekit::jwk::Jwk> {
+        self.service_keys
             .key(client, "enc", Some(alg), None)
             .await
             .map_err(|why| {
@@ -2190,8 +2233,7 @@ impl Provider {
                     OidcError::InvalidClient,
                     format!("no key to encrypt to: {why}"),
                 )
-            })?;
-        seal_to(&key, alg, enc, signed)
+            })
     }
 }
 

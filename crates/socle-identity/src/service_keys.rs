@@ -6,7 +6,8 @@
 //! redirects, host names resolving to public addresses only), within 5 s and 64 KiB,
 //! and kept as long as its `Cache-Control: max-age` says (at most an hour; 5 minutes
 //! when it says nothing). An assertion signed with a key id the kept set does not have
-//! makes one new fetch (at most one per URI a second): a rotated key is found at once.
+//! makes one new fetch: a rotated key is found at once. Whatever requests arrive, a
+//! URI is fetched at most once a second (a failure is kept that long too).
 //! A fetch that fails, or a document that is not a JWKS, is the client's problem:
 //! `invalid_client` with the reason, logged — never a server error.
 
@@ -28,8 +29,10 @@ const MAX_TTL: Duration = Duration::from_secs(3600);
 /// Shortest time between two fetches of one URI for an unknown key id.
 const REFETCH_AFTER: Duration = Duration::from_secs(1);
 
+/// The last fetch of a URI: its set, or why it failed (kept [`REFETCH_AFTER`], so
+/// that requests cannot make the platform call a service faster than that).
 struct Kept {
-    set: Value,
+    set: Result<Value, String>,
     fetched: Instant,
     ttl: Duration,
 }
@@ -65,7 +68,7 @@ impl ServiceKeys {
                 .ok_or_else(|| "no registered key of the client matches".to_string());
         };
         let (set, age) = match self.kept(uri) {
-            Some(kept) => kept,
+            Some((set, age)) => (set?, age),
             None => (self.fetch(uri).await?, Duration::ZERO),
         };
         if let Some(key) = find_key(&set, usage, alg, kid) {
@@ -81,15 +84,38 @@ impl ServiceKeys {
         Err(format!("no key of the JWKS at {uri} matches"))
     }
 
-    /// The set kept for `uri` while fresh, and its age.
-    fn kept(&self, uri: &str) -> Option<(Value, Duration)> {
+    /// The outcome kept for `uri` while fresh, and its age.
+    fn kept(&self, uri: &str) -> Option<(Result<Value, String>, Duration)> {
         let kept = self.kept.lock().ok()?;
         let k = kept.get(uri)?;
         let age = k.fetched.elapsed();
-        (age < k.ttl).then(|| (k.set.clone(), age))
+        (age < k.ttl.max(REFETCH_AFTER)).then(|| (k.set.clone(), age))
     }
 
+    /// Fetches `uri` and keeps the outcome (a failure too, for [`REFETCH_AFTER`]).
     async fn fetch(&self, uri: &str) -> Result<Value, String> {
+        let (outcome, ttl) = match self.get(uri).await {
+            Ok((set, ttl)) => (Ok(set), ttl),
+            Err(why) => (Err(why), REFETCH_AFTER),
+        };
+        if let Ok(mut kept) = self.kept.lock() {
+            // Bounded: the URIs of registered clients, rarely more than a few.
+            if kept.len() > 10_000 {
+                kept.clear();
+            }
+            kept.insert(
+                uri.to_string(),
+                Kept {
+                    set: outcome.clone(),
+                    fetched: Instant::now(),
+                    ttl,
+                },
+            );
+        }
+        outcome
+    }
+
+    async fn get(&self, uri: &str) -> Result<(Value, Duration), String> {
         let Some(http) = &self.http else {
             return Err("keys by URL cannot be fetched on this node".into());
         };
@@ -123,22 +149,13 @@ impl ServiceKeys {
         }
         let set: Value = serde_json::from_slice(&body).map_err(|_| failed("not JSON".into()))?;
         parse_jwks(&set).map_err(|e| failed(format!("not a JWKS ({e})")))?;
-        if let Ok(mut kept) = self.kept.lock() {
-            kept.insert(
-                uri.to_string(),
-                Kept {
-                    set: set.clone(),
-                    fetched: Instant::now(),
-                    ttl,
-                },
-            );
-        }
-        Ok(set)
+        Ok((set, ttl))
     }
 }
 
 /// How long to keep a set, from its `Cache-Control` (RFC 9111 §5.2.2): `max-age`
-/// bounded by an hour; `no-store` or `no-cache`, not at all; 5 minutes otherwise.
+/// bounded by an hour; `no-store` or `no-cache`, not at all (but a second, as any
+/// fetch, [`REFETCH_AFTER`]); 5 minutes otherwise.
 fn max_age(header: Option<&reqwest::header::HeaderValue>) -> Duration {
     let Some(v) = header.and_then(|h| h.to_str().ok()) else {
         return DEFAULT_TTL;

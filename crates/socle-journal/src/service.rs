@@ -123,7 +123,8 @@ struct Inner {
     pseudonymiser: Pseudonymiser,
     /// Authenticates what the journal writes (entries, queued leaves).
     mac: MacKey,
-    /// The rows from before MACs were given theirs (or had been, by an earlier start).
+    /// Nothing to adopt: the MAC key existed before this start, or the rows from before
+    /// MACs were given theirs.
     adopted: std::sync::atomic::AtomicBool,
     requests: mpsc::Sender<Request>,
     wake: Notify,
@@ -280,19 +281,26 @@ pub async fn authenticate_queue(
     store: &Store,
     seal: &dyn SecretSeal,
 ) -> Result<MacKey, JournalError> {
+    Ok(open_mac_key(store, seal).await?.0)
+}
+
+/// The MAC key (created on first use) set up for the queue, and whether this call
+/// created it.
+async fn open_mac_key(
+    store: &Store,
+    seal: &dyn SecretSeal,
+) -> Result<(MacKey, bool), JournalError> {
     let fresh = seal
         .seal(&random32())
         .map_err(|e| JournalError::Config(format!("cannot seal the journal's {MAC_KEY}: {e}")))?;
-    let key = MacKey::new(secret32(
-        store.journal_secret(MAC_KEY, &fresh).await?,
-        MAC_KEY,
-        seal,
-    )?);
+    let stored = store.journal_secret(MAC_KEY, &fresh).await?;
+    let created = stored == fresh;
+    let key = MacKey::new(secret32(stored, MAC_KEY, seal)?);
     let queue = key.clone();
     store.set_queue_mac(QueueMac(Arc::new(move |leaf, subject| {
         queue.queued(leaf, subject).to_vec()
     })));
-    Ok(key)
+    Ok((key, created))
 }
 
 /// The checkpoint signing key as stored, opened (`socle journal export`, offline).
@@ -408,7 +416,7 @@ impl Journal {
             )));
         }
         let (seed, pseudonym) = open_secrets(&store, seal).await?;
-        let mac = authenticate_queue(&store, seal).await?;
+        let (mac, mac_created) = open_mac_key(&store, seal).await?;
         let signer = NoteSigner::from_seed(&state.origin, &seed)
             .map_err(|e| JournalError::Config(format!("journal origin {:?}: {e}", state.origin)))?;
         let verifier = signer.verifier();
@@ -423,7 +431,10 @@ impl Journal {
             verifier,
             pseudonymiser: Pseudonymiser::new(pseudonym),
             mac,
-            adopted: std::sync::atomic::AtomicBool::new(false),
+            // Rows from before MACs are adopted only by the start that creates the key
+            // (and once per database, the marker): a key in place means any row
+            // without its MAC was written by someone else.
+            adopted: std::sync::atomic::AtomicBool::new(!mac_created),
             requests,
             wake: Notify::new(),
             stop,

@@ -118,22 +118,37 @@ impl Store {
         claim_outbox_row(self, "oidc_backchannel", id, seen_attempts, until, now).await
     }
 
-    /// Records an attempt's outcome (state, next time, last error).
+    /// Records the outcome of the attempt `b.attempts` (state, next time, last error),
+    /// unless another attempt was made since (a node that outlived its claim).
     pub async fn update_backchannel(&self, b: &StoredBackchannel, now: i64) -> Result<()> {
         on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE oidc_backchannel SET state = $1, next_at = $2, last_error = $3, \
-                 updated_at = $4 WHERE id = $5",
+                 updated_at = $4 WHERE id = $5 AND attempts = $6",
             )
             .bind(&b.state)
             .bind(b.next_at)
             .bind(&b.last_error)
             .bind(now)
             .bind(&b.id)
+            .bind(b.attempts)
             .execute(pool)
             .await
             .map(|_| ())
             .map_err(StoreError::from_runtime)
+        })
+    }
+
+    /// Removes the logouts delivered or given up before `before` (they name a person's
+    /// pairwise subject and session); returns how many.
+    pub async fn purge_backchannel(&self, before: i64) -> Result<u64> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM oidc_backchannel WHERE state <> 'pending' AND updated_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(StoreError::from_runtime)
         })
     }
 }

@@ -1383,18 +1383,19 @@ impl Store {
     }
 
     /// Test support: makes the database look as a version from before MACs left it:
-    /// no MAC on any entry or queued leaf, and (with `and_key`) no MAC key nor the
-    /// marker of their adoption.
+    /// no MAC on any entry or queued leaf, no marker of their adoption, and (with
+    /// `and_key`) no MAC key.
     #[doc(hidden)]
     #[cfg(feature = "test-hooks")]
     pub async fn __test_forget_macs(&self, and_key: bool) -> Result<()> {
-        let mut sql = "UPDATE journal_entries SET mac = NULL; UPDATE journal_queue SET mac = NULL;"
-            .to_string();
+        // The adoption marker goes in both cases: with the key in place, its absence
+        // must not let rows without MAC in.
+        let mut sql =
+            "UPDATE journal_entries SET mac = NULL; UPDATE journal_queue SET mac = NULL; \
+             DELETE FROM instance_markers WHERE name = 'journal.macs.adopted';"
+                .to_string();
         if and_key {
-            sql.push_str(
-                " DELETE FROM journal_secrets WHERE name = 'entry_mac_key'; \
-                 DELETE FROM instance_markers WHERE name = 'journal.macs.adopted';",
-            );
+            sql.push_str(" DELETE FROM journal_secrets WHERE name = 'entry_mac_key';");
         }
         on_pool!(self, |pool| {
             sqlx::raw_sql(&sql)

@@ -2349,20 +2349,43 @@ async fn single_sign_on_and_prompt_none(backend: Backend) {
     let q = query(b.get(&url).await.location.as_deref().unwrap());
     assert_eq!(q["error"], "invalid_request");
 
-    // prompt=login: the choice page again.
-    let (url, _) = authorize_url(&a, &[("prompt", "login")]);
+    // Consent covers what was consented to: asking for more asks again.
+    let e = register_default(&app).await;
+    let (url, login) = authorize_url(&e, &[("scope", "openid email")]);
+    let r = b.get(&url).await;
+    let consent = b.get(r.location.as_deref().unwrap()).await;
+    let r = b
+        .post(
+            &form_action(&consent.body),
+            &[("csrf", &csrf(&consent.body)), ("decision", "accept")],
+        )
+        .await;
+    exchange(&e, login, r.location.as_deref().unwrap()).await;
+    let (url, _) = authorize_url(&e, &[("prompt", "none")]);
+    let q = query(b.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(
+        q["error"], "consent_required",
+        "more claims than consented to"
+    );
+
+    // prompt=login: the choice page again; the same person logging in again keeps the
+    // session the services know (sid).
+    let (url, login) = authorize_url(&a, &[("prompt", "login")]);
     let r = b.get(&url).await;
     assert!(
         !r.location.as_deref().unwrap().ends_with("/consent"),
         "{:?}",
         r.location
     );
-    assert!(
-        b.get(r.location.as_deref().unwrap())
-            .await
-            .body
-            .contains("demo")
-    );
+    let r = login_via(
+        &mut b,
+        &format!("@{}", r.location.unwrap()),
+        "demo",
+        "marie",
+    )
+    .await;
+    let again = exchange(&a, login, r.location.as_deref().unwrap()).await;
+    assert_eq!(again["sid"], id_a["sid"], "the same session");
 
     // After logout, no more single sign-on.
     let (url, mut login) = authorize_url(&a, &[("prompt", "none")]);
@@ -2688,6 +2711,31 @@ async fn back_channel_logout(backend: Backend) {
             .is_empty()
     );
 
+    // Another person logging in through the same browser session: the previous
+    // person's services are told, as at a logout.
+    let mut shared = Browser::new(&app);
+    let (url, mut login) = authorize_url(&a, &[]);
+    let r = login_via(&mut shared, &url, "demo", "marie").await;
+    login.code = query(r.location.as_deref().unwrap())["code"].clone();
+    let t: Value = token(&app, &a, &login).await.json().await.unwrap();
+    let marie = verify(t["id_token"].as_str().unwrap(), &set);
+    let (url, _) = authorize_url(
+        &silent,
+        &[("prompt", "login"), ("scope", "openid identite_pivot")],
+    );
+    let r = shared.get(&url).await;
+    login_via(
+        &mut shared,
+        &format!("@{}", r.location.unwrap()),
+        "demo",
+        "jean",
+    )
+    .await;
+    let got = steady.tokens(2, 10).await;
+    assert_eq!(got.len(), 2, "A is told Marie's session there ended");
+    let told = verify(&got[1], &set);
+    assert_eq!((&told["sub"], &told["sid"]), (&marie["sub"], &marie["sid"]));
+
     // Journaled: who was told, under the person's pseudonym.
     let mut told = 0;
     for _ in 0..50 {
@@ -2876,6 +2924,35 @@ async fn service_keys_by_url(backend: Backend) {
     let login = demo_login(&app, &client, "marie", &[]).await;
     let (status, t) = exchange(client.id.clone(), assertion(&client.id, &sig1, "a4"), login).await;
     assert_eq!((status, t["error"].as_str()), (401, Some("invalid_client")));
+
+    // No key to encrypt to yet: invalid_client before the code is spent; once the
+    // service serves one, the same code works.
+    let (partial, partial_uri) = KeyServer::start(public_set(&[&sig1]), "max-age=600").await;
+    let late = register(
+        &app,
+        json!({"name": "Clé de chiffrement tardive", "organisation": "13002526500013",
+               "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+               "jwks_uri": partial_uri, "id_token_encrypted_response_alg": "RSA-OAEP-256"}),
+    )
+    .await;
+    let login = demo_login(&app, &late, "marie", &[]).await;
+    let kept = Login {
+        code: login.code.clone(),
+        state: login.state.clone(),
+        nonce: login.nonce.clone(),
+        verifier: login.verifier.clone(),
+    };
+    let (status, t) = exchange(late.id.clone(), assertion(&late.id, &sig1, "c1"), kept).await;
+    assert_eq!(
+        (status, t["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{t}"
+    );
+    partial.serve(public_set(&[&sig1, &enc1]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, t) = exchange(late.id.clone(), assertion(&late.id, &sig1, "c2"), login).await;
+    assert_eq!(status, 200, "the code was kept: {t}");
+    decrypt(t["id_token"].as_str().unwrap(), &enc1).unwrap();
 
     // A JWKS that is not JSON, and a name that resolves to a private address: the
     // client's problem, invalid_client with the reason.

@@ -547,7 +547,7 @@ on_both_stores!(a_forged_queued_leaf_is_never_integrated);
 
 /// Item 1, the upgrade: a database written before MACs (no MAC anywhere, no MAC key)
 /// is adopted once, at the start that creates the key; the same rows without MACs
-/// once the key exists are refused.
+/// once the key exists are refused, even with the adoption marker deleted.
 async fn rows_from_before_macs_are_adopted_once(backend: Backend) {
     use socle_journal::{Entry, EntryKind};
     let db = TestDb::new(backend).await;
