@@ -873,6 +873,7 @@ impl rusqlite::ToSql for P {
 
 const PUT_SESSION: &str = "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at";
+const UPDATE_SESSION: &str = "UPDATE oidc_sessions SET doc = $2, expires_at = $3 WHERE id = $1";
 const DELETE_INTERACTION: &str = "DELETE FROM oidc_interactions WHERE id = $1";
 
 /// A browser session to save: its id (the cookie's hash), document and expiry, and the
@@ -886,11 +887,15 @@ pub struct SessionWrite<'a> {
 }
 
 impl SessionWrite<'_> {
+    /// A renewed session is written anew (and the one it replaces removed); an
+    /// existing one is only updated, so that a session ended meanwhile (a logout
+    /// while a login completed) is not brought back.
     fn statements(&self) -> Vec<(&'static str, Vec<P>)> {
-        let mut out = vec![(
-            PUT_SESSION,
-            vec![P::text(self.id), P::text(self.doc), P::Int(self.expires_at)],
-        )];
+        let row = vec![P::text(self.id), P::text(self.doc), P::Int(self.expires_at)];
+        let mut out = vec![match self.replaces {
+            Some(_) => (PUT_SESSION, row),
+            None => (UPDATE_SESSION, row),
+        }];
         if let Some(old) = self.replaces.filter(|old| *old != self.id) {
             out.push((
                 "UPDATE oidc_interactions SET session_id = $1 WHERE session_id = $2",

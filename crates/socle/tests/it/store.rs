@@ -276,3 +276,57 @@ async fn two_sequencers_cannot_fork_the_log(backend: Backend) {
 }
 
 on_both_stores!(two_sequencers_cannot_fork_the_log);
+
+/// A login that completes in a session ended meanwhile (a logout between the single
+/// sign-on's read of the session and its write) does not bring the session back; a
+/// renewed session (a new cookie after a login) is written anew.
+async fn a_completed_login_does_not_revive_an_ended_session(backend: Backend) {
+    use socle_store::{IdentityStore, NewCode, SessionWrite};
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.migrate().await.unwrap();
+    let now = 1_000;
+    store
+        .put_session("s1", "{\"v\":1}", now + 600)
+        .await
+        .unwrap();
+    store.delete_session("s1").await.unwrap();
+    let code = |hash: &'static str| NewCode {
+        code_hash: hash,
+        client_id: "c",
+        doc: "{}",
+        expires_at: now + 30,
+    };
+    let write = |id: &'static str, replaces: Option<&'static str>| SessionWrite {
+        id,
+        doc: "{\"v\":2}",
+        expires_at: now + 600,
+        replaces,
+    };
+    store
+        .complete_login(Some(write("s1", None)), code("k1"), "i1")
+        .await
+        .unwrap();
+    assert_eq!(store.session("s1", now).await.unwrap(), None, "revived");
+    // An existing session is updated; a renewed one replaces the old.
+    store
+        .put_session("s2", "{\"v\":1}", now + 600)
+        .await
+        .unwrap();
+    store
+        .complete_login(Some(write("s2", None)), code("k2"), "i2")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session("s2", now).await.unwrap().as_deref(),
+        Some("{\"v\":2}")
+    );
+    store
+        .complete_login(Some(write("s3", Some("s2"))), code("k3"), "i3")
+        .await
+        .unwrap();
+    assert_eq!(store.session("s2", now).await.unwrap(), None);
+    assert!(store.session("s3", now).await.unwrap().is_some());
+}
+
+on_both_stores!(a_completed_login_does_not_revive_an_ended_session);
