@@ -222,6 +222,13 @@ class RelyingPartyLibraries(unittest.TestCase):
         from idpyoidc.client.rp_handler import RPHandler
 
         rp = self.socle.register()
+        # idpyoidc writes the RP's own key pair under the working directory
+        # (private/, static/): a scratch one, never the tree.
+        here = os.getcwd()
+        scratch = tempfile.mkdtemp(prefix="idpyoidc-")
+        self.addCleanup(shutil.rmtree, scratch, ignore_errors=True)
+        self.addCleanup(os.chdir, here)
+        os.chdir(scratch)
         handler = RPHandler(
             base_url="http://127.0.0.1:9",
             client_configs={"socle": {
