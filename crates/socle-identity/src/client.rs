@@ -79,6 +79,12 @@ pub struct Client {
     pub profile: ClientProfile,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// The secret before the last renewal (its hash), accepted until
+    /// `previous_secret_until`: the service's grace period to deploy the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<i64>,
     /// Public keys of the client: `sig` keys for `private_key_jwt`, `enc` keys to
     /// encrypt ID tokens and userinfo to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +195,9 @@ pub struct NewClientSecret {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
 }
+
+/// Longest a renewed secret's predecessor stays valid.
+pub const MAX_GRACE: i64 = 30 * 86_400;
 
 const AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
@@ -383,6 +392,8 @@ impl ClientInput {
             organisation: self.organisation,
             profile,
             secret_hash: secret.as_ref().map(|s| crate::sha256_hex(s.as_bytes())),
+            previous_secret_hash: None,
+            previous_secret_until: None,
             jwks: self.jwks,
             jwks_uri: self.jwks_uri,
             token_endpoint_auth_method: method,
@@ -509,7 +520,7 @@ impl Clients {
             serde_json::to_string(client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
         if !self
             .store
-            .update_client(&client.client_id, &doc, crate::now())
+            .update_client(&client.client_id, &doc, crate::now(), None, &[])
             .await?
         {
             // Journaled with the demonstration's seeding.
@@ -566,6 +577,61 @@ impl Clients {
             }
         }
         Ok(out)
+    }
+
+    /// Gives a client a new secret (returned, to show once), the current one staying
+    /// valid for `grace` seconds (at most 30 days) so that the service can deploy the
+    /// new one without an outage; journaled as by `by` in the same transaction.
+    pub async fn renew_secret(
+        &self,
+        client_id: &str,
+        grace: i64,
+        by: &str,
+    ) -> Result<NewClientSecret> {
+        if !(0..=MAX_GRACE).contains(&grace) {
+            return Err(IdentityError::Invalid(format!(
+                "grace_seconds must be from 0 to {MAX_GRACE} (30 days)"
+            )));
+        }
+        self.forget(client_id);
+        let Some(row) = self.store.client(client_id).await? else {
+            return Err(IdentityError::NotFound(format!("client {client_id}")));
+        };
+        let mut client: Client = serde_json::from_str(&row.doc)
+            .map_err(|e| IdentityError::Crypto(format!("stored client is unreadable: {e}")))?;
+        if client.secret_hash.is_none() {
+            return Err(IdentityError::Invalid(format!(
+                "client {client_id} authenticates with {}, not a secret",
+                client.token_endpoint_auth_method
+            )));
+        }
+        let secret = crate::random_token(32);
+        let now = crate::now();
+        client.previous_secret_hash = client.secret_hash.take();
+        client.previous_secret_until = Some(now + grace);
+        client.secret_hash = Some(crate::sha256_hex(secret.as_bytes()));
+        let doc =
+            serde_json::to_string(&client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        let journal = socle_journal::encode(vec![
+            socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
+                .detail("action", "client.secret_renewed")
+                .detail("client_id", client_id)
+                .detail("grace_seconds", grace.to_string()),
+        ])?;
+        let written = self
+            .store
+            .update_client(client_id, &doc, now, Some(&row.doc), &journal)
+            .await?;
+        self.forget(client_id);
+        if !written {
+            return Err(IdentityError::Conflict(format!(
+                "client {client_id} changed meanwhile: renew again"
+            )));
+        }
+        Ok(NewClientSecret {
+            client_id: client_id.to_string(),
+            client_secret: Some(secret),
+        })
     }
 
     /// Disables (or enables again) a client, journaled as by `by` in the same

@@ -86,6 +86,9 @@ pub enum IdentityError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// An administrative change raced another one: nothing was changed.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] socle_store::StoreError),
     #[error("journal: {0}")]

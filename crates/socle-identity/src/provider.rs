@@ -2190,21 +2190,24 @@ impl Provider {
     }
 }
 
+/// The client's secret, or the one before its last renewal during the grace period.
 fn check_secret(client: &Client, secret: &str) -> Result<()> {
     use crate::ct_eq;
-    match &client.secret_hash {
-        Some(h)
-            if ct_eq(
-                h.as_bytes(),
-                crate::sha256_hex(secret.as_bytes()).as_bytes(),
-            ) =>
-        {
-            Ok(())
-        }
-        _ => Err(IdentityError::oidc(
+    let given = crate::sha256_hex(secret.as_bytes());
+    let matches = |h: &Option<String>| {
+        h.as_ref()
+            .is_some_and(|h| ct_eq(h.as_bytes(), given.as_bytes()))
+    };
+    let in_grace = client
+        .previous_secret_until
+        .is_some_and(|until| crate::now() < until);
+    if matches(&client.secret_hash) || (in_grace && matches(&client.previous_secret_hash)) {
+        Ok(())
+    } else {
+        Err(IdentityError::oidc(
             OidcError::InvalidClient,
             "client authentication failed",
-        )),
+        ))
     }
 }
 

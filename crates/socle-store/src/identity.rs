@@ -71,11 +71,16 @@ pub trait IdentityStore {
         now: i64,
         journal: Journaled<'_>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a client's document — only if it is still `expected`, when given — with
+    /// the journal entries recording it, in one transaction; false (and nothing
+    /// written) if there is no such client or it changed meanwhile.
     fn update_client(
         &self,
         client_id: &str,
         doc: &str,
         now: i64,
+        expected: Option<&str>,
+        journal: Journaled<'_>,
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Disables or enables a client, with the journal entries recording it, in one
     /// transaction; false (and nothing written) if there is no such client.
@@ -306,18 +311,32 @@ impl IdentityStore for Store {
         }
     }
 
-    async fn update_client(&self, client_id: &str, doc: &str, now: i64) -> Result<bool> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query("UPDATE oidc_clients SET doc = $1, updated_at = $2 WHERE client_id = $3")
-                .bind(doc)
-                .bind(now)
-                .bind(client_id)
-                .execute(pool)
-                .await
-                .map_err(err)?
-                .rows_affected()
-        });
-        Ok(n == 1)
+    async fn update_client(
+        &self,
+        client_id: &str,
+        doc: &str,
+        now: i64,
+        expected: Option<&str>,
+        journal: Journaled<'_>,
+    ) -> Result<bool> {
+        journaled!(self, journal, |tx| {
+            let n = sqlx::query(
+                "UPDATE oidc_clients SET doc = $1, updated_at = $2 WHERE client_id = $3 \
+                 AND ($4 IS NULL OR doc = $4)",
+            )
+            .bind(doc)
+            .bind(now)
+            .bind(client_id)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            true
+        })
+        .map_err(err)
     }
 
     async fn set_client_disabled(

@@ -179,6 +179,10 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/clients/{client_id}/disable",
             post(admin::disable_client),
         )
+        .route(
+            "/api/admin/clients/{client_id}/secret",
+            post(admin::renew_client_secret),
+        )
         .route("/api/v1/apis", get(catalogue::list))
         .route("/api/v1/apis/{id}", get(catalogue::detail))
         .route("/api/v1/data-items", get(catalogue::data_items))

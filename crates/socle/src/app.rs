@@ -658,6 +658,8 @@ pub async fn open_identity(
                 // Written as a FranceConnect service is: held to its rules.
                 profile: socle_identity::ClientProfile::Franceconnect,
                 secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
+                previous_secret_hash: None,
+                previous_secret_until: None,
                 jwks: None,
                 jwks_uri: None,
                 token_endpoint_auth_method: "client_secret_basic".into(),
@@ -756,6 +758,8 @@ async fn open_citizen(
         organisation: config.citizen.organisation.clone(),
         profile: socle_identity::ClientProfile::Standard,
         secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
+        previous_secret_hash: None,
+        previous_secret_until: None,
         jwks: None,
         jwks_uri: None,
         token_endpoint_auth_method: "client_secret_basic".into(),

@@ -114,6 +114,9 @@ fn map(e: IdentityError) -> ApiError {
             m,
         ),
         IdentityError::NotFound(m) => ApiError::not_found(m),
+        IdentityError::Conflict(m) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", "Changed meanwhile", m)
+        }
         IdentityError::Store(s) => ApiError::from(s),
         other => {
             tracing::error!(error = %other, "admin API error");
@@ -166,6 +169,45 @@ pub async fn list_clients(
     authorize(&state, &headers)?;
     let list = identity(&state)?.clients.list().await.map_err(map)?;
     Ok(Json(list.into_iter().map(ClientView::from).collect()))
+}
+
+/// How long the current secret stays valid after a renewal.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRenewal {
+    /// Seconds, from 0 (at once) to 2,592,000 (30 days); 0 when absent.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    pub grace_seconds: i64,
+}
+
+/// Gives a client a new secret, shown once in the answer; the current one stays valid
+/// for the grace period, for the service to deploy the new one without an outage.
+#[utoipa::path(post, path = "/api/admin/clients/{client_id}/secret", tag = "administration",
+    request_body = SecretRenewal,
+    security(("admin_token" = [])),
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The new secret (shown once)", body = NewClientSecret),
+        (status = 404, description = "No such client", body = ErrorBody),
+        (status = 409, description = "The client changed meanwhile", body = ErrorBody),
+        (status = 422, description = "A grace period out of range, or a client without a secret", body = ErrorBody),
+    ))]
+pub async fn renew_client_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<NewClientSecret>, ApiError> {
+    authorize(&state, &headers)?;
+    let input: SecretRenewal = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let secret = identity(&state)?
+        .clients
+        .renew_secret(&client_id, input.grace_seconds, ADMIN_API)
+        .await
+        .map_err(map)?;
+    Ok(Json(secret))
 }
 
 /// Disables a client: its logins, tokens and userinfo calls are refused.

@@ -2997,6 +2997,84 @@ async fn service_keys_by_url(backend: Backend) {
     }
 }
 
+/// Issue 31, item 5 (a part): a service's secret renewed with a grace period it
+/// chooses — the new one shown once, the old one accepted until the grace ends, then
+/// refused — journaled.
+async fn a_renewed_secret_and_its_grace_period(backend: Backend) {
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+    let renew = |id: String, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url(&format!("/api/admin/clients/{id}/secret")))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let with_secret = |secret: Option<String>| TestClient {
+        id: client.id.clone(),
+        secret,
+    };
+    let r = renew(client.id.clone(), json!({"grace_seconds": 2})).await;
+    assert_eq!(r.status(), 200);
+    let fresh: Value = r.json().await.unwrap();
+    let new = fresh["client_secret"].as_str().unwrap().to_string();
+    assert_ne!(Some(new.clone()), client.secret);
+    for secret in [client.secret.clone(), Some(new.clone())] {
+        let login = demo_login(&app, &client, "marie", &[]).await;
+        assert_eq!(
+            token(&app, &with_secret(secret), &login).await.status(),
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let login = demo_login(&app, &client, "marie", &[]).await;
+    assert_eq!(
+        token(&app, &with_secret(client.secret.clone()), &login)
+            .await
+            .status(),
+        401,
+        "the old secret after its grace period"
+    );
+    assert_eq!(
+        token(&app, &with_secret(Some(new.clone())), &login)
+            .await
+            .status(),
+        200
+    );
+    // Out of range, no such client, a client without a secret.
+    assert_eq!(
+        renew(client.id.clone(), json!({"grace_seconds": -1}))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        renew(client.id.clone(), json!({"grace_seconds": 2_592_001}))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(renew("nobody".into(), json!({})).await.status(), 404);
+    let public = register(
+        &app,
+        json!({"name": "Public", "organisation": "13002526500013", "redirect_uris": [REDIRECT],
+               "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    assert_eq!(renew(public.id.clone(), json!({})).await.status(), 422);
+    crate::gateway::find_entry(&app, "secret renewal", |e| {
+        e["details"]["action"] == "client.secret_renewed"
+            && e["details"]["client_id"] == client.id.as_str()
+            && e["details"]["grace_seconds"] == "2"
+    })
+    .await;
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -3020,4 +3098,5 @@ on_both_stores!(
     the_claims_parameter,
     back_channel_logout,
     service_keys_by_url,
+    a_renewed_secret_and_its_grace_period,
 );
