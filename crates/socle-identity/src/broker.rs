@@ -39,6 +39,9 @@ pub struct ProviderSettings {
     pub scope: String,
     /// Longest wait for any request to the provider.
     pub timeout: Duration,
+    /// A provider of fictitious people (the demonstration one): the only kind a
+    /// sandbox client is offered.
+    pub sandbox: bool,
 }
 
 impl ProviderSettings {

@@ -77,6 +77,10 @@ pub struct Client {
     /// The rules it is held to (clients stored before profiles: OpenID Connect's).
     #[serde(default)]
     pub profile: ClientProfile,
+    /// A sandbox client: only the demonstration identity provider (fictitious people)
+    /// is offered, so no real person's identity ever reaches it.
+    #[serde(default)]
+    pub sandbox: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
     /// The secret before the last renewal (its hash), accepted until
@@ -138,6 +142,9 @@ pub struct ClientInput {
     /// at logout, 60-second access tokens).
     #[serde(default)]
     pub profile: Option<ClientProfile>,
+    /// A sandbox client: logins only through the demonstration identity provider.
+    #[serde(default)]
+    pub sandbox: bool,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -391,6 +398,7 @@ impl ClientInput {
             name: self.name.trim().to_string(),
             organisation: self.organisation,
             profile,
+            sandbox: self.sandbox,
             secret_hash: secret.as_ref().map(|s| crate::sha256_hex(s.as_bytes())),
             previous_secret_hash: None,
             previous_secret_until: None,

@@ -168,6 +168,9 @@ pub struct AuthRequest {
     /// The `claims` parameter (Core §5.5).
     #[serde(default)]
     pub claims: RequestedClaims,
+    /// The client is a sandbox one: the demonstration identity provider only.
+    #[serde(default)]
+    pub sandbox: bool,
 }
 
 impl AuthRequest {
@@ -748,7 +751,8 @@ impl Provider {
                 acr = acr.max(lowest);
             }
         }
-        if self.broker.able(acr).is_empty() {
+        let able = self.able(acr, client.sandbox);
+        if able.is_empty() {
             // OpenID Connect's registered code; FranceConnect answers invalid_request
             // (its error Y020002, "acr_values not supported").
             return Err(unmet(&format!(
@@ -761,7 +765,7 @@ impl Provider {
         // Y030016, "invalid idp_hint parameter").
         if franceconnect
             && let Some(hint) = map.get("idp_hint")
-            && !self.broker.able(acr).iter().any(|p| p.id == *hint)
+            && !able.iter().any(|p| p.id == *hint)
         {
             return Err(fail(
                 OidcError::InvalidRequest,
@@ -806,7 +810,18 @@ impl Provider {
             ask_consent: prompt.contains(&"consent"),
             no_prompt: prompt.contains(&"none"),
             claims: requested,
+            sandbox: client.sandbox,
         })
+    }
+
+    /// The identity providers able to deliver `acr`; for a sandbox client, only those
+    /// of fictitious people.
+    fn able(&self, acr: Eidas, sandbox: bool) -> Vec<&ProviderSettings> {
+        self.broker
+            .able(acr)
+            .into_iter()
+            .filter(|p| !sandbox || p.sandbox)
+            .collect()
     }
 
     /// The authentication of this session that satisfies `request`, if any (single
@@ -829,8 +844,7 @@ impl Provider {
             .as_ref()
             .is_none_or(|h| *h == a.done.provider)
             && self
-                .broker
-                .able(request.acr)
+                .able(request.acr, request.sandbox)
                 .iter()
                 .any(|p| p.id == a.done.provider);
         (!request.reauthenticate
@@ -961,10 +975,11 @@ impl Provider {
         };
         let given_id = given.map(|c| crate::sha256_hex(c.as_bytes()));
         let id = crate::random_token(24);
-        let hint = request
-            .idp_hint
-            .clone()
-            .filter(|h| self.broker.able(request.acr).iter().any(|p| p.id == *h));
+        let hint = request.idp_hint.clone().filter(|h| {
+            self.able(request.acr, request.sandbox)
+                .iter()
+                .any(|p| p.id == *h)
+        });
         let mut doc = Interaction {
             request,
             pending: None,
@@ -1084,8 +1099,7 @@ impl Provider {
             client_name: client.name,
             level: i.request.acr,
             providers: self
-                .broker
-                .able(i.request.acr)
+                .able(i.request.acr, i.request.sandbox)
                 .into_iter()
                 .cloned()
                 .collect(),
@@ -1115,8 +1129,7 @@ impl Provider {
     /// answer (not yet recorded).
     async fn prepare_login(&self, i: &Interaction, provider: &str) -> Result<(String, Pending)> {
         let able = self
-            .broker
-            .able(i.request.acr)
+            .able(i.request.acr, i.request.sandbox)
             .iter()
             .any(|p| p.id == provider);
         if !able {
@@ -2067,6 +2080,7 @@ impl Provider {
                         ask_consent: false,
                         no_prompt: false,
                         claims: RequestedClaims::default(),
+                        sandbox: false,
                     },
                     pending: None,
                     done: None,

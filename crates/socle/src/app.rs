@@ -611,6 +611,7 @@ pub async fn open_identity(
             eidas_levels: p.eidas_levels.clone(),
             scope: p.scope.clone(),
             timeout: p.timeout,
+            sandbox: false,
         })
         .collect();
     let demo_fi = if config.demo {
@@ -626,6 +627,7 @@ pub async fn open_identity(
             eidas_levels: vec![1, 2, 3],
             scope: "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username".into(),
             timeout: std::time::Duration::from_secs(5),
+            sandbox: true,
         });
         Some(fi)
     } else {
@@ -657,6 +659,7 @@ pub async fn open_identity(
                 organisation: crate::demo_catalogue::TOWN_HALL.into(),
                 // Written as a FranceConnect service is: held to its rules.
                 profile: socle_identity::ClientProfile::Franceconnect,
+                sandbox: false,
                 secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
                 previous_secret_hash: None,
                 previous_secret_until: None,
@@ -757,6 +760,7 @@ async fn open_citizen(
         name: "Mon espace".into(),
         organisation: config.citizen.organisation.clone(),
         profile: socle_identity::ClientProfile::Standard,
+        sandbox: false,
         secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
         previous_secret_hash: None,
         previous_secret_until: None,

@@ -593,6 +593,7 @@ fn client_command(command: ClientCommand) -> ExitCode {
             let input = socle_identity::ClientInput {
                 name: a.name,
                 organisation: a.organisation,
+                sandbox: false,
                 profile: a.profile.as_deref().map(|p| match p {
                     "franceconnect" => socle_identity::ClientProfile::Franceconnect,
                     _ => socle_identity::ClientProfile::Standard,

@@ -23,6 +23,8 @@ pub struct ClientView {
     pub organisation: String,
     /// The rules the service is held to: `standard` or `franceconnect`.
     pub profile: socle_identity::ClientProfile,
+    /// Logins through the demonstration identity provider only.
+    pub sandbox: bool,
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
@@ -45,6 +47,7 @@ impl From<socle_identity::Client> for ClientView {
             name: c.name,
             organisation: c.organisation,
             profile: c.profile,
+            sandbox: c.sandbox,
             token_endpoint_auth_method: c.token_endpoint_auth_method,
             redirect_uris: c.redirect_uris,
             post_logout_redirect_uris: c.post_logout_redirect_uris,

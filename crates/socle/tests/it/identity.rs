@@ -3075,6 +3075,82 @@ async fn a_renewed_secret_and_its_grace_period(backend: Backend) {
     .await;
 }
 
+/// Issue 31, item 5 (a part): a sandbox client is offered the demonstration identity
+/// provider only (fictitious people): not on the choice page, not by `idp_hint`, not
+/// by a forged choice, not by single sign-on from a login at a real provider.
+async fn a_sandbox_client_sees_the_demonstration_provider_only(backend: Backend) {
+    let fi = MockFi::start().await;
+    let real = fi.provider("reel", vec![1, 2]);
+    let app = identity_app_with(backend, move |c| c.identity.providers.push(real)).await;
+    let production = register_default(&app).await;
+    let sandbox = register(
+        &app,
+        json!({"name": "Bac à sable", "organisation": "13002526500013", "sandbox": true,
+               "redirect_uris": [REDIRECT], "scopes": ["openid", "identite_pivot", "email"]}),
+    )
+    .await;
+    let listed = clients(&app).await;
+    let me = listed
+        .iter()
+        .find(|c| c["client_id"] == sandbox.id.as_str())
+        .unwrap();
+    assert_eq!(me["sandbox"], true);
+
+    // The production client: both providers; the sandbox client: the demo one only.
+    let mut b = Browser::new(&app);
+    let (url, _) = authorize_url(&production, &[]);
+    let r = b.get(&url).await;
+    let page = b.get(r.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("value=\"reel\"") && page.body.contains("value=\"demo\""));
+    let mut s = Browser::new(&app);
+    let (url, _) = authorize_url(&sandbox, &[]);
+    let r = s.get(&url).await;
+    let choice_url = r.location.unwrap();
+    let page = s.get(&choice_url).await;
+    assert!(page.body.contains("value=\"demo\""), "{}", page.body);
+    assert!(
+        !page.body.contains("value=\"reel\""),
+        "a real provider offered"
+    );
+    // A forged choice of the real provider is refused.
+    let r = s
+        .post(
+            &form_action(&page.body),
+            &[("csrf", &csrf(&page.body)), ("provider", "reel")],
+        )
+        .await;
+    assert_ne!(r.status, 303, "{:?}", r.location);
+    assert!(!r.location.unwrap_or_default().contains(&fi.issuer));
+    // idp_hint naming the real provider: the choice page, not the provider.
+    let (url, _) = authorize_url(&sandbox, &[("idp_hint", "reel")]);
+    let r = s.get(&url).await;
+    assert!(
+        r.location
+            .as_deref()
+            .unwrap()
+            .starts_with("/api/v2/interaction/"),
+        "{:?}",
+        r.location
+    );
+
+    // A session authenticated at the real provider is not reused for the sandbox
+    // client (the demo one is, for both).
+    let mut p = Browser::new(&app);
+    let (url, _) = authorize_url(&production, &[]);
+    let r = login_via(&mut p, &url, "reel", "").await;
+    assert!(
+        r.location
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(REDIRECT),
+        "{}",
+        r.body
+    );
+    let (url, _) = authorize_url(&sandbox, &[("prompt", "none")]);
+    let q = query(p.get(&url).await.location.as_deref().unwrap());
+    assert_eq!(q["error"], "login_required");
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -3099,4 +3175,5 @@ on_both_stores!(
     back_channel_logout,
     service_keys_by_url,
     a_renewed_secret_and_its_grace_period,
+    a_sandbox_client_sees_the_demonstration_provider_only,
 );
