@@ -587,6 +587,82 @@ impl Clients {
         Ok(out)
     }
 
+    /// A client as stored (not cached), and its stored document.
+    async fn stored(&self, client_id: &str) -> Result<(Client, String)> {
+        let Some(row) = self.store.client(client_id).await? else {
+            return Err(IdentityError::NotFound(format!("client {client_id}")));
+        };
+        let mut client: Client = serde_json::from_str(&row.doc)
+            .map_err(|e| IdentityError::Crypto(format!("stored client is unreadable: {e}")))?;
+        client.disabled = row.disabled;
+        Ok((client, row.doc))
+    }
+
+    /// Writes `client` over the document `stored` it was read from, with `entry`, in
+    /// one transaction; a conflict when it changed meanwhile.
+    async fn rewrite(
+        &self,
+        client: &Client,
+        stored: &str,
+        entry: socle_journal::Entry,
+    ) -> Result<()> {
+        let doc =
+            serde_json::to_string(client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        let journal = socle_journal::encode(vec![entry])?;
+        let written = self
+            .store
+            .update_client(
+                &client.client_id,
+                &doc,
+                crate::now(),
+                Some(stored),
+                &journal,
+            )
+            .await?;
+        self.forget(&client.client_id);
+        if written {
+            Ok(())
+        } else {
+            Err(IdentityError::Conflict(format!(
+                "client {} changed meanwhile: try again",
+                client.client_id
+            )))
+        }
+    }
+
+    /// Replaces a client's redirect and post-logout redirect URIs (checked as at
+    /// registration), journaled as by `by` in the same transaction: an address the
+    /// service no longer uses stops being a place codes can be sent to.
+    pub async fn set_redirect_uris(
+        &self,
+        client_id: &str,
+        redirect_uris: Vec<String>,
+        post_logout_redirect_uris: Vec<String>,
+        by: &str,
+    ) -> Result<Client> {
+        let mut problems = Vec::new();
+        if redirect_uris.is_empty() {
+            problems.push("redirect_uris must list at least one URI".to_string());
+        }
+        for u in redirect_uris.iter().chain(&post_logout_redirect_uris) {
+            if let Err(e) = valid_redirect_uri(u) {
+                problems.push(e);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(IdentityError::Invalid(problems.join("; ")));
+        }
+        let (mut client, stored) = self.stored(client_id).await?;
+        client.redirect_uris = redirect_uris;
+        client.post_logout_redirect_uris = post_logout_redirect_uris;
+        let entry = socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
+            .detail("action", "client.redirect_uris_changed")
+            .detail("client_id", client_id)
+            .detail("redirect_uris", client.redirect_uris.join(" "));
+        self.rewrite(&client, &stored, entry).await?;
+        Ok(client)
+    }
+
     /// Gives a client a new secret (returned, to show once), the current one staying
     /// valid for `grace` seconds (at most 30 days) so that the service can deploy the
     /// new one without an outage; journaled as by `by` in the same transaction.
@@ -601,12 +677,7 @@ impl Clients {
                 "grace_seconds must be from 0 to {MAX_GRACE} (30 days)"
             )));
         }
-        self.forget(client_id);
-        let Some(row) = self.store.client(client_id).await? else {
-            return Err(IdentityError::NotFound(format!("client {client_id}")));
-        };
-        let mut client: Client = serde_json::from_str(&row.doc)
-            .map_err(|e| IdentityError::Crypto(format!("stored client is unreadable: {e}")))?;
+        let (mut client, stored) = self.stored(client_id).await?;
         if client.secret_hash.is_none() {
             return Err(IdentityError::Invalid(format!(
                 "client {client_id} authenticates with {}, not a secret",
@@ -618,24 +689,11 @@ impl Clients {
         client.previous_secret_hash = client.secret_hash.take();
         client.previous_secret_until = Some(now + grace);
         client.secret_hash = Some(crate::sha256_hex(secret.as_bytes()));
-        let doc =
-            serde_json::to_string(&client).map_err(|e| IdentityError::Crypto(e.to_string()))?;
-        let journal = socle_journal::encode(vec![
-            socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
-                .detail("action", "client.secret_renewed")
-                .detail("client_id", client_id)
-                .detail("grace_seconds", grace.to_string()),
-        ])?;
-        let written = self
-            .store
-            .update_client(client_id, &doc, now, Some(&row.doc), &journal)
-            .await?;
-        self.forget(client_id);
-        if !written {
-            return Err(IdentityError::Conflict(format!(
-                "client {client_id} changed meanwhile: renew again"
-            )));
-        }
+        let entry = socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
+            .detail("action", "client.secret_renewed")
+            .detail("client_id", client_id)
+            .detail("grace_seconds", grace.to_string());
+        self.rewrite(&client, &stored, entry).await?;
         Ok(NewClientSecret {
             client_id: client_id.to_string(),
             client_secret: Some(secret),

@@ -140,7 +140,7 @@ pub fn router(state: AppState) -> Router {
             routes::journal::rate_limit,
         ));
 
-    use axum::routing::{any, post};
+    use axum::routing::{any, post, put};
     use routes::{admin, agent, catalogue, citizen, demo, habilitations, oidc};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
@@ -182,6 +182,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/admin/clients/{client_id}/secret",
             post(admin::renew_client_secret),
+        )
+        .route(
+            "/api/admin/clients/{client_id}/redirect-uris",
+            put(admin::set_redirect_uris),
         )
         .route("/api/v1/apis", get(catalogue::list))
         .route("/api/v1/apis/{id}", get(catalogue::detail))

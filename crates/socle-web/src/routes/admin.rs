@@ -174,6 +174,49 @@ pub async fn list_clients(
     Ok(Json(list.into_iter().map(ClientView::from).collect()))
 }
 
+/// A client's new addresses.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectUris {
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+/// Replaces a client's redirect and post-logout redirect URIs (checked as at
+/// registration); journaled.
+#[utoipa::path(put, path = "/api/admin/clients/{client_id}/redirect-uris", tag = "administration",
+    request_body = RedirectUris,
+    security(("admin_token" = [])),
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The client as it is now", body = ClientView),
+        (status = 404, description = "No such client", body = ErrorBody),
+        (status = 409, description = "The client changed meanwhile", body = ErrorBody),
+        (status = 422, description = "Invalid URIs: every problem listed", body = ErrorBody),
+    ))]
+pub async fn set_redirect_uris(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ClientView>, ApiError> {
+    authorize(&state, &headers)?;
+    let input: RedirectUris = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let client = identity(&state)?
+        .clients
+        .set_redirect_uris(
+            &client_id,
+            input.redirect_uris,
+            input.post_logout_redirect_uris,
+            ADMIN_API,
+        )
+        .await
+        .map_err(map)?;
+    Ok(Json(ClientView::from(client)))
+}
+
 /// How long the current secret stays valid after a renewal.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3151,6 +3151,62 @@ async fn a_sandbox_client_sees_the_demonstration_provider_only(backend: Backend)
     assert_eq!(q["error"], "login_required");
 }
 
+/// Issue 31, item 5 (a part): a client's redirect URIs replaced (checked as at
+/// registration, journaled); the old address stops being one codes go to.
+async fn redirect_uris_are_replaced(backend: Backend) {
+    let app = identity_app(backend).await;
+    let client = register_default(&app).await;
+    let moved = "http://127.0.0.1:9/new-callback";
+    let put = |id: String, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .put(app.url(&format!("/api/admin/clients/{id}/redirect-uris")))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = put(
+        client.id.clone(),
+        json!({"redirect_uris": [moved], "post_logout_redirect_uris": [LOGOUT]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["redirect_uris"], json!([moved]));
+    // The old address: a page, no redirect; the new one works.
+    let (url, _) = authorize_url(&client, &[]);
+    let r = app.get(&url).await;
+    assert_eq!(r.status(), 400);
+    let (url, _) = authorize_url(&client, &[("redirect_uri", moved)]);
+    assert_eq!(app.get(&url).await.status(), 303);
+    for (body, status) in [
+        (json!({"redirect_uris": []}), 422),
+        (json!({"redirect_uris": ["http://example.fr/cb"]}), 422),
+        (json!({"redirect_uris": [moved], "other": 1}), 400),
+    ] {
+        assert_eq!(
+            put(client.id.clone(), body.clone()).await.status(),
+            status,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        put("nobody".into(), json!({"redirect_uris": [moved]}))
+            .await
+            .status(),
+        404
+    );
+    crate::gateway::find_entry(&app, "redirect URIs changed", |e| {
+        e["details"]["action"] == "client.redirect_uris_changed"
+            && e["details"]["client_id"] == client.id.as_str()
+    })
+    .await;
+}
+
 /// `login_via` starts from the authorization URL; here the interaction already exists.
 fn choice_url_to_authorize(choice: &str) -> String {
     format!("@{choice}")
@@ -3176,4 +3232,5 @@ on_both_stores!(
     service_keys_by_url,
     a_renewed_secret_and_its_grace_period,
     a_sandbox_client_sees_the_demonstration_provider_only,
+    redirect_uris_are_replaced,
 );
