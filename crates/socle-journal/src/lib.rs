@@ -27,7 +27,8 @@ pub use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use proof::{PROOF_FORMAT, ProofBundle, ProofBundleError};
 pub use service::{
     ConsistencyProof, InclusionProof, Journal, JournalConfig, JournalError, Leaf, SecretSeal,
-    TROUBLE_HOLD, authenticate_queue, check_stored_tree, encode, enqueue, read_signing_seed,
+    TROUBLE_HOLD, authenticate_queue, check_stored_tree, encode, enqueue, read_mac_key,
+    read_signing_seed,
 };
 pub use verify::{Report, Verifier, VerifyError};
 

@@ -303,6 +303,18 @@ async fn open_mac_key(
     Ok((key, created))
 }
 
+/// The entry MAC key as stored, opened (`socle journal check`, offline); `None` when
+/// the journal has none yet.
+pub async fn read_mac_key(
+    store: &Store,
+    seal: &dyn SecretSeal,
+) -> Result<Option<MacKey>, JournalError> {
+    match store.journal_read_secret(MAC_KEY).await? {
+        None => Ok(None),
+        Some(v) => Ok(Some(MacKey::new(secret32(v, MAC_KEY, seal)?))),
+    }
+}
+
 /// The checkpoint signing key as stored, opened (`socle journal export`, offline).
 pub async fn read_signing_seed(
     store: &Store,

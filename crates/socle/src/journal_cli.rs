@@ -580,21 +580,52 @@ pub async fn check(config: &Config) -> anyhow::Result<Result<String, String>> {
             state.size
         )));
     }
+    // The entries no checkpoint covers must carry the journal's MAC (as the sequencer
+    // checks at start), when the master key is at hand to open it.
+    let signed = checkpoints.last().map_or(0, |(size, _)| *size);
+    let mac = match crate::app::existing_master_key(config) {
+        Ok(key) => socle_journal::read_mac_key(&store, &key)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
     let bar = indicatif::ProgressBar::new(state.size);
-    let outcome = socle_journal::check_stored_tree(
-        &store,
-        socle_journal::merkle::Frontier::new(),
-        state.size,
-        &checkpoints,
-        None,
-        |n| bar.set_position(n),
-    )
+    let outcome = async {
+        let signed_part = socle_journal::check_stored_tree(
+            &store,
+            socle_journal::merkle::Frontier::new(),
+            signed,
+            &checkpoints,
+            None,
+            |n| bar.set_position(n),
+        )
+        .await?;
+        socle_journal::check_stored_tree(
+            &store,
+            signed_part,
+            state.size,
+            &checkpoints,
+            mac.as_ref(),
+            |n| bar.set_position(n),
+        )
+        .await
+    }
     .await;
     bar.finish_and_clear();
     store.close().await;
+    let macs = match (&mac, state.size - signed) {
+        (_, 0) => String::new(),
+        (Some(_), n) => {
+            format!("; the {n} entries after the last checkpoint carry the journal's MAC")
+        }
+        (None, n) => format!(
+            "; the MACs of the {n} entries after the last checkpoint were not checked (no master key here)"
+        ),
+    };
     Ok(match outcome {
         Ok(f) => Ok(format!(
-            "{} entries, every stored node and {} checkpoints match; root {}",
+            "{} entries, every stored node and {} checkpoints match{macs}; root {}",
             f.size(),
             checkpoints.len(),
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, f.root())

@@ -436,6 +436,15 @@ async fn a_forged_entry_is_never_signed(backend: Backend) {
         .await
         .unwrap();
     store.close().await;
+    // Offline, `socle journal check` names it too.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        crate::support::run_binary(&["journal", "check"], &app.db.env(), dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("entry {size} carries no valid MAC")),
+        "{out}"
+    );
 
     let app = app.restart(config.clone()).await;
     let halted = readyz_until(&app, 503)
