@@ -83,16 +83,7 @@ async fn a_halted_sequencer_fails_closed(backend: Backend) {
 
     // Exchanges go to the queue until the oldest waits past the bound; then they are
     // refused, and the provider is not reached.
-    let mut refusal = None;
-    for _ in 0..60 {
-        let r = app.get(CALL).await;
-        if r.status() == 503 {
-            refusal = Some(r);
-            break;
-        }
-        assert_eq!(r.status(), 200);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refusal = first_refusal(&app).await;
     let r = refusal.expect("exchanges kept being accepted under no checkpoint");
     let before = up.count();
     refused(r, 503, "journal_unavailable").await;
@@ -363,6 +354,20 @@ async fn append_numbered(journal: &socle_journal::Journal, n: usize) {
     }
 }
 
+/// The first answer to the open API's call that is a 503 (within six seconds), each
+/// earlier one having been a 200: exchanges are accepted until the bound passes.
+async fn first_refusal(app: &TestApp) -> Option<reqwest::Response> {
+    for _ in 0..60 {
+        let r = app.get(CALL).await;
+        if r.status() == 503 {
+            return Some(r);
+        }
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// `/readyz` once it answers `status` (within five seconds), as JSON.
 async fn readyz_until(app: &TestApp, status: u16) -> Option<Value> {
     for _ in 0..50 {
@@ -459,15 +464,7 @@ async fn a_forged_entry_is_never_signed(backend: Backend) {
     );
     // Nothing signed past what the sequencer wrote, and what needs recording is
     // refused once the bound passes (the provider is not reached).
-    let mut refusal = None;
-    for _ in 0..60 {
-        let r = app.get(CALL).await;
-        if r.status() == 503 {
-            refusal = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refusal = first_refusal(&app).await;
     refused(
         refusal.expect("exchanges accepted"),
         503,
