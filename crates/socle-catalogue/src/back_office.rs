@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use socle_journal::{Entry, EntryKind, Journal};
 use socle_store::{
-    BackOfficeStore, HabilitationCommit, HabilitationRow, NewMail, Store, StoredDelivery,
+    BackOfficeStore, ClientWrite, HabilitationCommit, HabilitationRow, IdentityStore, NewMail,
+    Store, StoredDelivery,
 };
 
-use crate::habilitation::{self, Action, Event, Form, Habilitation, Side, State};
+use crate::habilitation::{self, Action, Event, Form, Habilitation, IDENTITY, Side, State};
 use crate::people::{self, Actor, Role, User};
 use crate::service::Catalogue;
 use crate::throttle::SignInThrottle;
@@ -28,6 +29,7 @@ struct Step<'a> {
     updates: Vec<(&'a Habilitation, i64)>,
     entries: Vec<Entry>,
     notifications: (Vec<StoredDelivery>, Vec<NewMail>),
+    clients: Vec<ClientWrite>,
 }
 
 fn row<'a>(h: &'a Habilitation, doc: &'a str) -> HabilitationRow<'a> {
@@ -108,6 +110,9 @@ pub struct BackOffice {
     hashing: std::sync::Arc<tokio::sync::Semaphore>,
     /// Failed sign-ins per account (in memory, per node).
     throttle: std::sync::Arc<SignInThrottle>,
+    /// SIRET of the organisation operating the platform: its instructors instruct
+    /// integration requests (empty: the platform's operators only).
+    platform: String,
 }
 
 impl BackOffice {
@@ -118,7 +123,15 @@ impl BackOffice {
             journal,
             hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
             throttle: std::sync::Arc::default(),
+            platform: String::new(),
         }
+    }
+
+    /// Names the organisation operating the platform, whose instructors instruct the
+    /// integration requests (the partner space).
+    pub fn with_platform(mut self, siret: impl Into<String>) -> Self {
+        self.platform = siret.into();
+        self
     }
 
     async fn user(&self, email: &str) -> Result<Option<User>> {
@@ -249,6 +262,7 @@ impl BackOffice {
                 .map_err(|e| CatalogueError::Invalid(format!("journal entry refused: {e}")))?,
             deliveries,
             mails,
+            clients: step.clients,
         };
         if self.store.commit_habilitations(&commit, now()).await? {
             Ok(())
@@ -270,31 +284,43 @@ impl BackOffice {
 
     /// A new draft by the actor's organisation for `api`.
     pub async fn create(&self, actor: &Actor, api: &str, form: Form) -> Result<Habilitation> {
-        self.create_reopening(actor, api, form, None).await
+        self.create_reopening(actor, api, form, None, false).await
     }
 
-    /// A new draft, reopening the validated habilitation `reopens` if given.
+    /// A new draft, reopening the validated habilitation `reopens` if given (an
+    /// integration's at the stage `production`).
     async fn create_reopening(
         &self,
         actor: &Actor,
         api: &str,
         form: Form,
         reopens: Option<String>,
+        production: bool,
     ) -> Result<Habilitation> {
-        let listed = self.catalogue.api(api).await?;
-        if habilitation::side(actor, &actor.organisation, &listed.api.organisation)
-            != Side::Requester
-            || actor.organisation == listed.api.organisation
+        // An integration asks for the identity federation, instructed by the platform's
+        // organisation (whose own services may ask too); an API request, for an API of
+        // another organisation.
+        let (api, producer) = if api == IDENTITY {
+            (IDENTITY.to_string(), self.platform.clone())
+        } else {
+            let listed = self.catalogue.api(api).await?;
+            (listed.api.id, listed.api.organisation)
+        };
+        let integration = api == IDENTITY;
+        if habilitation::side(actor, &actor.organisation, &producer) != Side::Requester
+            || (!integration && actor.organisation == producer)
         {
             return Err(forbidden(
                 "only a developer or administrator of the requesting organisation writes a request",
             ));
         }
+        let mut form = form;
+        integration_part(integration, &mut form, production)?;
         let h = Habilitation {
             id: random(12),
             requester: actor.organisation.clone(),
-            api: listed.api.id.clone(),
-            producer: listed.api.organisation.clone(),
+            api,
+            producer,
             state: State::Draft,
             form,
             reopens,
@@ -370,6 +396,10 @@ impl BackOffice {
                 "only the requesting organisation edits its request, while a draft or sent back for changes",
             ));
         }
+        let mut form = form;
+        // The stage is the request's, not the form's: production is asked for apart.
+        let production = h.form.integration.as_ref().is_some_and(|i| i.production);
+        integration_part(h.is_integration(), &mut form, production)?;
         h.form = form;
         h.history.push(Event {
             at: now_rfc3339(),
@@ -379,7 +409,12 @@ impl BackOffice {
             to: h.state,
             comment: None,
         });
-        self.save(&h, version).await?;
+        self.commit(Step {
+            updates: vec![(&h, version)],
+            entries: vec![Self::entry(&self.pseudonym(actor), &h, "update")],
+            ..Step::default()
+        })
+        .await?;
         Ok(h)
     }
 
@@ -425,7 +460,17 @@ impl BackOffice {
                 action.as_str().replace('_', " ")
             )));
         }
-        if action == Action::Submit {
+        if action == Action::Submit && h.is_integration() {
+            let problems = h
+                .form
+                .integration_problems(socle_identity::client::valid_redirect_uri);
+            if !problems.is_empty() {
+                return Err(CatalogueError::Invalid(format!(
+                    "the request is incomplete: {}",
+                    problems.join("; ")
+                )));
+            }
+        } else if action == Action::Submit {
             let api = self.catalogue.api(&h.api).await?;
             let scopes: Vec<String> = api.api.scopes.iter().map(|s| s.name.clone()).collect();
             let problems = h.form.problems(&scopes);
@@ -436,8 +481,20 @@ impl BackOffice {
                 )));
             }
         }
-        if action == Action::Validate {
+        let mut clients = Vec::new();
+        if action == Action::Validate && h.is_integration() {
+            // The identity client: created (sandbox, then production), or the one a
+            // reopened request carries, reconfigured — in the validation's transaction.
+            clients.push(self.integration_client(&mut h).await?);
+        } else if action == Action::Validate {
             h.client_id = Some(format!("hab-{}", random(12)));
+        }
+        // Revoking or archiving a validated integration disables its client.
+        if h.is_integration()
+            && h.state == State::Validated
+            && matches!(action, Action::Revoke | Action::Archive)
+        {
+            clients.extend(self.disabled_client(&h).await?);
         }
         h.history.push(Event {
             at: now_rfc3339(),
@@ -454,10 +511,15 @@ impl BackOffice {
             Action::Validate => self.superseded(&h).await?,
             _ => None,
         };
+        let mut entry = Self::entry(&self.pseudonym(actor), &h, action.as_str());
+        if let (true, Some(c)) = (h.is_integration(), &h.client_id) {
+            entry = entry.detail("client_id", c.clone());
+        }
         let mut step = Step {
             updates: vec![(&h, version)],
-            entries: vec![Self::entry(&self.pseudonym(actor), &h, action.as_str())],
+            entries: vec![entry],
             notifications: self.notifications(&h, action).await?,
+            clients,
             ..Step::default()
         };
         if let Some((old, old_version)) = &superseded {
@@ -519,8 +581,15 @@ impl BackOffice {
                 old.state.as_str()
             )));
         }
-        self.create_reopening(actor, &old.api, old.form.clone(), Some(old.id.clone()))
-            .await
+        let production = old.form.integration.as_ref().is_some_and(|i| i.production);
+        self.create_reopening(
+            actor,
+            &old.api,
+            old.form.clone(),
+            Some(old.id.clone()),
+            production,
+        )
+        .await
     }
 
     /// When a reopened request is validated, the habilitation it replaces is archived
@@ -531,6 +600,12 @@ impl BackOffice {
         };
         let (mut old, version) = self.load(old_id).await?;
         if old.state != State::Validated {
+            return Ok(None);
+        }
+        // Production, once validated, does not end the sandbox: both clients live on.
+        if old.form.integration.as_ref().map(|i| i.production)
+            != h.form.integration.as_ref().map(|i| i.production)
+        {
             return Ok(None);
         }
         old.history.push(Event {
@@ -553,7 +628,11 @@ impl BackOffice {
             let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
                 CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
             })?;
-            if h.state != State::Validated || h.form.accreditation.end.as_str() >= today {
+            // (A sandbox integration has no accreditation: it does not expire.)
+            if h.state != State::Validated
+                || h.form.accreditation.end.is_empty()
+                || h.form.accreditation.end.as_str() >= today
+            {
                 continue;
             }
             let (mut h, version) = self.load(&h.id).await?;
@@ -568,11 +647,16 @@ impl BackOffice {
                     h.form.accreditation.end
                 )),
             });
+            let clients = match h.is_integration() {
+                true => self.disabled_client(&h).await?.into_iter().collect(),
+                false => Vec::new(),
+            };
             h.state = State::Expired;
             self.commit(Step {
                 updates: vec![(&h, version)],
                 entries: vec![Self::entry("system", &h, Action::Expire.as_str())],
                 notifications: self.notifications(&h, Action::Expire).await?,
+                clients,
                 ..Step::default()
             })
             .await?;
@@ -598,6 +682,9 @@ impl BackOffice {
                 h.state.as_str()
             )));
         }
+        if h.is_integration() {
+            return self.integration_secret(actor, h, version, None).await;
+        }
         if h.secret_hash.is_some() {
             return Ok((client_id, None));
         }
@@ -611,6 +698,19 @@ impl BackOffice {
     /// old one stops working as soon as the gateway reloads (within a second); tokens
     /// already issued with it stay valid until they expire.
     pub async fn renew_secret(&self, actor: &Actor, id: &str) -> Result<(String, String)> {
+        self.renew_secret_with_grace(actor, id, 0).await
+    }
+
+    /// Replaces the secret of a validated habilitation; for an integration, the old
+    /// secret stays valid `grace` seconds (at most 30 days) — the developers' choice,
+    /// to deploy the new one without an outage. (An API habilitation's old secret
+    /// stops at once: `grace` must be 0.)
+    pub async fn renew_secret_with_grace(
+        &self,
+        actor: &Actor,
+        id: &str,
+        grace: i64,
+    ) -> Result<(String, String)> {
         let (mut h, version) = self.load(id).await?;
         requester_only(actor, &h, id)?;
         let (Some(client_id), State::Validated) = (h.client_id.clone(), h.state) else {
@@ -619,6 +719,22 @@ impl BackOffice {
                 h.state.as_str()
             )));
         };
+        if h.is_integration() {
+            return match self
+                .integration_secret(actor, h, version, Some(grace))
+                .await?
+            {
+                (id, Some(secret)) => Ok((id, secret)),
+                (_, None) => Err(CatalogueError::Conflict(
+                    "the client authenticates without a secret".into(),
+                )),
+            };
+        }
+        if grace != 0 {
+            return Err(CatalogueError::Invalid(
+                "an API habilitation's secret is replaced at once (grace 0)".into(),
+            ));
+        }
         let secret = random(32);
         h.secret_hash = Some(sha256_hex(&secret));
         self.commit(Step {
@@ -667,6 +783,194 @@ mod tests {
     }
 }
 
+impl BackOffice {
+    /// Asks for production: a new request (a draft with the same form, to complete
+    /// with the production addresses and the accreditation) for a validated sandbox
+    /// integration. Validated, it creates the production client; the sandbox one
+    /// stays.
+    pub async fn ask_production(&self, actor: &Actor, id: &str) -> Result<Habilitation> {
+        let (old, _) = self.load(id).await?;
+        let side = habilitation::side(actor, &old.requester, &old.producer);
+        if !habilitation::may_see(side, old.state) {
+            return Err(CatalogueError::NotFound(format!("no habilitation {id:?}")));
+        }
+        if side != Side::Requester {
+            return Err(forbidden(
+                "only the requesting organisation asks for production",
+            ));
+        }
+        if !old.may_ask_production() {
+            return Err(CatalogueError::Conflict(
+                "only a validated sandbox integration asks for production".into(),
+            ));
+        }
+        self.create_reopening(
+            actor,
+            IDENTITY,
+            old.form.clone(),
+            Some(old.id.clone()),
+            true,
+        )
+        .await
+    }
+
+    /// The identity client a validated integration request gets: a reopened
+    /// request's own one (same stage), reconfigured from the new form; otherwise a new
+    /// one, without a secret until its developers ask for it (shown to them once).
+    async fn integration_client(&self, h: &mut Habilitation) -> Result<ClientWrite> {
+        let i = h.form.integration.clone().unwrap_or_default();
+        let input = socle_identity::ClientInput {
+            name: h.form.title.clone(),
+            organisation: h.requester.clone(),
+            profile: Some(match i.profile.as_str() {
+                "franceconnect" => socle_identity::ClientProfile::Franceconnect,
+                _ => socle_identity::ClientProfile::Standard,
+            }),
+            sandbox: !i.production,
+            redirect_uris: i.redirect_uris.clone(),
+            post_logout_redirect_uris: i.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: i.backchannel_logout_uri.clone(),
+            scopes: h.form.scopes.clone(),
+            eidas_level: Some(i.eidas_level),
+            ..Default::default()
+        };
+        let carried = match &h.reopens {
+            Some(old) => {
+                let (old, _) = self.load(old).await?;
+                let same_stage = old.is_integration()
+                    && old.form.integration.as_ref().map(|o| o.production) == Some(i.production);
+                old.client_id.filter(|_| same_stage)
+            }
+            None => None,
+        };
+        let write = match carried {
+            Some(client_id) => {
+                let stored = self.store.client(&client_id).await?.ok_or_else(|| {
+                    CatalogueError::NotFound(format!("client {client_id} of the request"))
+                })?;
+                let client = stored_client(&stored.doc)?
+                    .reconfigured(input)
+                    .map_err(identity_error)?;
+                ClientWrite {
+                    client_id,
+                    doc: client_doc(&client)?,
+                    expected: Some(stored.doc),
+                    disabled: stored.disabled,
+                }
+            }
+            None => {
+                let (mut client, _) = input.into_client().map_err(identity_error)?;
+                client.secret_hash = None;
+                ClientWrite {
+                    client_id: client.client_id.clone(),
+                    doc: client_doc(&client)?,
+                    expected: None,
+                    disabled: false,
+                }
+            }
+        };
+        h.client_id = Some(write.client_id.clone());
+        Ok(write)
+    }
+
+    /// The write that disables an integration's client, if it has one.
+    async fn disabled_client(&self, h: &Habilitation) -> Result<Option<ClientWrite>> {
+        let Some(client_id) = &h.client_id else {
+            return Ok(None);
+        };
+        let Some(stored) = self.store.client(client_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ClientWrite {
+            client_id: client_id.clone(),
+            doc: stored.doc.clone(),
+            expected: Some(stored.doc),
+            disabled: true,
+        }))
+    }
+
+    /// An integration's secret: issued the first time it is asked for (`grace`
+    /// `None`), or renewed with the old one valid `grace` seconds; returned to show
+    /// once, with the step in the request's history and the journal.
+    async fn integration_secret(
+        &self,
+        actor: &Actor,
+        mut h: Habilitation,
+        version: i64,
+        grace: Option<i64>,
+    ) -> Result<(String, Option<String>)> {
+        let client_id = h
+            .client_id
+            .clone()
+            .ok_or_else(|| CatalogueError::Conflict("the request is not validated".into()))?;
+        let stored = self
+            .store
+            .client(&client_id)
+            .await?
+            .ok_or_else(|| CatalogueError::NotFound(format!("client {client_id}")))?;
+        let mut client = stored_client(&stored.doc)?;
+        let (secret, action) = match grace {
+            None => (client.issue_secret(), "issue_secret"),
+            Some(g) => (
+                Some(client.renew_secret(g).map_err(identity_error)?),
+                "renew_secret",
+            ),
+        };
+        if secret.is_none() {
+            return Ok((client_id, None));
+        }
+        h.history.push(Event {
+            at: now_rfc3339(),
+            actor: actor.email.clone(),
+            action: action.into(),
+            from: Some(h.state),
+            to: h.state,
+            comment: grace.map(|g| format!("ancien secret valable encore {g} s")),
+        });
+        let mut entry =
+            Self::entry(&self.pseudonym(actor), &h, action).detail("client_id", client_id.clone());
+        if let Some(g) = grace {
+            entry = entry.detail("grace_seconds", g.to_string());
+        }
+        self.commit(Step {
+            updates: vec![(&h, version)],
+            entries: vec![entry],
+            clients: vec![ClientWrite {
+                client_id: client_id.clone(),
+                doc: client_doc(&client)?,
+                expected: Some(stored.doc),
+                disabled: stored.disabled,
+            }],
+            ..Step::default()
+        })
+        .await?;
+        Ok((client_id, secret))
+    }
+
+    /// The identity client of a validated integration, as its developers see it.
+    pub async fn integration_client_view(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<Option<socle_identity::Client>> {
+        let h = self.get(actor, id).await?;
+        let integration = h.is_integration();
+        let Some(client_id) = h.client_id.filter(|_| integration) else {
+            return Ok(None);
+        };
+        match self.store.client(&client_id).await? {
+            Some(stored) => {
+                let mut c = stored_client(&stored.doc)?;
+                c.disabled = stored.disabled;
+                c.secret_hash = None;
+                c.previous_secret_hash = None;
+                Ok(Some(c))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 /// One processing of the register (GDPR article 30), from a validated habilitation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Processing {
@@ -697,6 +1001,13 @@ impl BackOffice {
                 CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
             })?;
             if h.requester != organisation || h.state != State::Validated {
+                continue;
+            }
+            if h.is_integration() {
+                // A sandbox sees only fictitious people: not a processing.
+                if let Some(p) = integration_processing(&h) {
+                    out.push(p);
+                }
                 continue;
             }
             let api = self.catalogue.api(&h.api).await?;
@@ -751,6 +1062,47 @@ impl BackOffice {
     }
 }
 
+/// A production integration as a processing: the identity data it receives.
+fn integration_processing(h: &Habilitation) -> Option<Processing> {
+    let i = h.form.integration.as_ref().filter(|i| i.production)?;
+    let f = &h.form;
+    Some(Processing {
+        habilitation: h.id.clone(),
+        name: f.title.clone(),
+        purpose: f.purpose.clone(),
+        legal_basis: format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
+        data: f
+            .scopes
+            .iter()
+            .filter_map(|s| {
+                habilitation::IDENTITY_SCOPES
+                    .iter()
+                    .find(|(n, _)| n == s)
+                    .map(|(_, d)| d.to_string())
+            })
+            .collect(),
+        source: format!(
+            "Fédération d’identité de la plateforme (niveau eIDAS {})",
+            i.eidas_level
+        ),
+        recipients: f.recipients.clone(),
+        retention_months: f.retention_months,
+        controller: format!("{} <{}>", f.controller.name, f.controller.email),
+        dpo: format!("{} <{}>", f.dpo.name, f.dpo.email),
+        security: format!(
+            "homologation par {} du {} au {}",
+            f.accreditation.authority, f.accreditation.start, f.accreditation.end
+        ),
+        since: h
+            .history
+            .iter()
+            .rev()
+            .find(|e| e.action == "validate")
+            .map(|e| e.at.clone())
+            .unwrap_or_default(),
+    })
+}
+
 /// The register as CSV (RFC 4180: fields quoted, quotes doubled; lists joined by " | ").
 /// A field a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, carriage
 /// return first: OWASP's CSV injection) is prefixed with `'`, shown as text.
@@ -795,6 +1147,39 @@ fn fresh(h: &Habilitation, seen: Option<usize>) -> Result<()> {
             now: h.revision(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// An integration request's own part: required (its stage kept as `production`) for
+/// an integration, refused for an API request.
+fn integration_part(integration: bool, form: &mut Form, production: bool) -> Result<()> {
+    match (integration, &mut form.integration) {
+        (true, part) => part.get_or_insert_default().production = production,
+        (false, Some(_)) => {
+            return Err(CatalogueError::Invalid(format!(
+                "integration is for a request to log users in (api {IDENTITY:?})"
+            )));
+        }
+        (false, None) => {}
+    }
+    Ok(())
+}
+
+fn stored_client(doc: &str) -> Result<socle_identity::Client> {
+    serde_json::from_str(doc)
+        .map_err(|e| CatalogueError::Invalid(format!("stored client unreadable: {e}")))
+}
+
+fn client_doc(c: &socle_identity::Client) -> Result<String> {
+    serde_json::to_string(c).map_err(|e| CatalogueError::Invalid(e.to_string()))
+}
+
+fn identity_error(e: socle_identity::IdentityError) -> CatalogueError {
+    use socle_identity::IdentityError as E;
+    match e {
+        E::NotFound(m) => CatalogueError::NotFound(m),
+        E::Conflict(m) => CatalogueError::Conflict(m),
+        other => CatalogueError::Invalid(other.to_string()),
     }
 }
 

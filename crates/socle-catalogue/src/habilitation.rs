@@ -256,7 +256,62 @@ pub struct Form {
     /// then the citizen space says how many are withheld and until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visible_after: Option<String>,
+    /// An integration request's own part (the request's `api` is [`IDENTITY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<Integration>,
 }
+
+/// The `api` of an integration request: a service asks to log its users in through
+/// the platform's identity federation, instructed by the platform's organisation.
+pub const IDENTITY: &str = "identite";
+
+/// What an integration request says besides the common form (FranceConnect's DataPass
+/// form: the service, its addresses, the scopes and why, the eIDAS level).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    /// The service's public address.
+    #[serde(default)]
+    pub service_url: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Why each requested scope (`Form::scopes`) is needed.
+    #[serde(default)]
+    pub justifications: std::collections::BTreeMap<String, String>,
+    /// The lowest eIDAS level the service accepts: 1, 2 or 3.
+    #[serde(default)]
+    pub eidas_level: u8,
+    /// `standard` (OpenID Connect's rules) or `franceconnect` (FranceConnect's
+    /// stricter ones).
+    #[serde(default)]
+    pub profile: String,
+    /// `false`: a sandbox client (the demonstration identity provider only);
+    /// `true`: production, asked for once the sandbox works.
+    #[serde(default)]
+    pub production: bool,
+}
+
+/// The identity scopes an integration may request, and what each releases (in French,
+/// for the form and the instructor).
+pub const IDENTITY_SCOPES: &[(&str, &str)] = &[
+    (
+        "identite_pivot",
+        "Identité pivot : nom, prénoms, sexe, date et lieu de naissance",
+    ),
+    ("given_name", "Prénoms"),
+    ("family_name", "Nom de naissance"),
+    ("birthdate", "Date de naissance"),
+    ("gender", "Sexe"),
+    ("birthplace", "Lieu de naissance"),
+    ("birthcountry", "Pays de naissance"),
+    ("email", "Adresse électronique"),
+    ("preferred_username", "Nom d’usage"),
+];
 
 /// A calendar date written `YYYY-MM-DD` (2024-13-45 is not one).
 fn date_ok(s: &str) -> bool {
@@ -336,6 +391,88 @@ impl Form {
     }
 }
 
+impl Form {
+    /// Every problem that prevents submitting an integration request. `check_uri`
+    /// judges a redirect address as the identity federation will at registration.
+    pub fn integration_problems(
+        &self,
+        check_uri: impl Fn(&str) -> std::result::Result<(), String>,
+    ) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.title.trim().is_empty() {
+            p.push("title (the service's name) is required".to_string());
+        }
+        if self.purpose.trim().len() < 20 {
+            p.push("purpose must say why, in at least 20 characters".into());
+        }
+        if self.legal_basis.nature.trim().is_empty() || self.legal_basis.text.trim().is_empty() {
+            p.push("legal_basis needs its nature and text".into());
+        }
+        for (name, c) in [
+            ("controller", &self.controller),
+            ("dpo", &self.dpo),
+            ("technical_contact", &self.technical_contact),
+        ] {
+            if c.name.trim().is_empty() || !email_ok(&c.email) {
+                p.push(format!("{name} needs a name and an e-mail address"));
+            }
+        }
+        let Some(i) = &self.integration else {
+            p.push("integration: the service's addresses and level are required".into());
+            return p;
+        };
+        let scopes: Vec<&String> = self.scopes.iter().filter(|s| *s != "openid").collect();
+        if scopes.is_empty() {
+            p.push("scopes: request at least one".into());
+        }
+        for s in scopes {
+            if !IDENTITY_SCOPES.iter().any(|(n, _)| n == s) {
+                p.push(format!(
+                    "scope {s:?} is not one the identity federation offers"
+                ));
+            } else if i.justifications.get(s).is_none_or(|j| j.trim().len() < 10) {
+                p.push(format!(
+                    "scope {s:?} needs its justification (at least 10 characters)"
+                ));
+            }
+        }
+        if !url::Url::parse(&i.service_url).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) {
+            p.push("integration.service_url must be the service's https address".into());
+        }
+        if i.redirect_uris.is_empty() {
+            p.push("integration.redirect_uris: give at least one redirect URI".into());
+        }
+        for u in i
+            .redirect_uris
+            .iter()
+            .chain(&i.post_logout_redirect_uris)
+            .chain(&i.backchannel_logout_uri)
+        {
+            if let Err(e) = check_uri(u) {
+                p.push(e);
+            }
+        }
+        if !(1..=3).contains(&i.eidas_level) {
+            p.push("integration.eidas_level must be 1, 2 or 3".into());
+        }
+        if !matches!(i.profile.as_str(), "standard" | "franceconnect") {
+            p.push("integration.profile must be \"standard\" or \"franceconnect\"".into());
+        }
+        if i.production {
+            let a = &self.accreditation;
+            if a.authority.trim().is_empty() || !date_ok(&a.start) || !date_ok(&a.end) {
+                p.push(
+                    "production needs the accreditation's authority, start and end dates (YYYY-MM-DD)"
+                        .into(),
+                );
+            } else if a.end <= a.start {
+                p.push("accreditation ends before it starts".into());
+            }
+        }
+        p
+    }
+}
+
 /// One step of a request's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
@@ -377,6 +514,21 @@ pub struct Habilitation {
 }
 
 impl Habilitation {
+    /// An integration request (a service logging its users in), not an API's.
+    pub fn is_integration(&self) -> bool {
+        self.api == IDENTITY
+    }
+
+    /// A validated sandbox integration, which may ask for production.
+    pub fn may_ask_production(&self) -> bool {
+        self.state == State::Validated
+            && self
+                .form
+                .integration
+                .as_ref()
+                .is_some_and(|i| !i.production)
+    }
+
     /// How many times the request changed (its history's length): what a person saw
     /// when they act on it, compared before the change (the JSON API's `ETag`).
     pub fn revision(&self) -> usize {

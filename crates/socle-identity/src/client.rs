@@ -450,6 +450,65 @@ impl Client {
         self.token_endpoint_auth_method == "none"
     }
 
+    /// Whether the client authenticates with a secret.
+    pub fn uses_secret(&self) -> bool {
+        matches!(
+            self.token_endpoint_auth_method.as_str(),
+            "client_secret_basic" | "client_secret_post"
+        )
+    }
+
+    /// Gives a client registered without its secret yet (the partner space's: the
+    /// secret is generated when its developers first ask for it) its first one,
+    /// returned to show once; `None` if it has one or uses no secret.
+    pub fn issue_secret(&mut self) -> Option<String> {
+        if !self.uses_secret() || self.secret_hash.is_some() {
+            return None;
+        }
+        let secret = crate::random_token(32);
+        self.secret_hash = Some(crate::sha256_hex(secret.as_bytes()));
+        Some(secret)
+    }
+
+    /// A new secret (returned, to show once), the current one staying valid for
+    /// `grace` seconds (at most [`MAX_GRACE`]) so that the service can deploy the new
+    /// one without an outage.
+    pub fn renew_secret(&mut self, grace: i64) -> Result<String> {
+        if !(0..=MAX_GRACE).contains(&grace) {
+            return Err(IdentityError::Invalid(format!(
+                "grace_seconds must be from 0 to {MAX_GRACE} (30 days)"
+            )));
+        }
+        if !self.uses_secret() {
+            return Err(IdentityError::Invalid(format!(
+                "client {} authenticates with {}, not a secret",
+                self.client_id, self.token_endpoint_auth_method
+            )));
+        }
+        let secret = crate::random_token(32);
+        self.previous_secret_hash = self.secret_hash.take();
+        self.previous_secret_until = Some(crate::now() + grace);
+        self.secret_hash = Some(crate::sha256_hex(secret.as_bytes()));
+        Ok(secret)
+    }
+
+    /// The client as `input` describes it now (name, addresses, scopes, level,
+    /// profile, sandbox), checked as at registration, its identifier, secrets, keys and
+    /// authentication method kept.
+    pub fn reconfigured(&self, input: ClientInput) -> Result<Client> {
+        let (mut c, _) = input.into_client()?;
+        c.client_id = self.client_id.clone();
+        c.secret_hash = self.secret_hash.clone();
+        c.previous_secret_hash = self.previous_secret_hash.clone();
+        c.previous_secret_until = self.previous_secret_until;
+        c.jwks = self.jwks.clone();
+        c.jwks_uri = self.jwks_uri.clone();
+        c.token_endpoint_auth_method = self.token_endpoint_auth_method.clone();
+        c.consent_exempt = self.consent_exempt;
+        c.disabled = self.disabled;
+        Ok(c)
+    }
+
     /// The client's key for `use` (`sig` or `enc`) and, for `enc`, suitable for `alg`.
     pub fn key(&self, usage: &str, alg: Option<&str>, kid: Option<&str>) -> Option<Jwk> {
         find_key(self.jwks.as_ref()?, usage, alg, kid)
@@ -501,7 +560,9 @@ impl Clients {
         }
     }
 
-    fn forget(&self, client_id: &str) {
+    /// Drops this node's cached copy of a client another writer changed (the partner
+    /// space writes clients with its steps); other nodes see it within the cache's 5 s.
+    pub fn forget(&self, client_id: &str) {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(client_id);
         }
@@ -672,23 +733,8 @@ impl Clients {
         grace: i64,
         by: &str,
     ) -> Result<NewClientSecret> {
-        if !(0..=MAX_GRACE).contains(&grace) {
-            return Err(IdentityError::Invalid(format!(
-                "grace_seconds must be from 0 to {MAX_GRACE} (30 days)"
-            )));
-        }
         let (mut client, stored) = self.stored(client_id).await?;
-        if client.secret_hash.is_none() {
-            return Err(IdentityError::Invalid(format!(
-                "client {client_id} authenticates with {}, not a secret",
-                client.token_endpoint_auth_method
-            )));
-        }
-        let secret = crate::random_token(32);
-        let now = crate::now();
-        client.previous_secret_hash = client.secret_hash.take();
-        client.previous_secret_until = Some(now + grace);
-        client.secret_hash = Some(crate::sha256_hex(secret.as_bytes()));
+        let secret = client.renew_secret(grace)?;
         let entry = socle_journal::Entry::new(socle_journal::EntryKind::Admin, by, "ok")
             .detail("action", "client.secret_renewed")
             .detail("client_id", client_id)

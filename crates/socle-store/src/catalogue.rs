@@ -282,6 +282,20 @@ pub struct HabilitationCommit<'a> {
     pub journal: Vec<(Vec<u8>, Option<String>)>,
     pub deliveries: Vec<StoredDelivery>,
     pub mails: Vec<NewMail>,
+    /// Identity clients the step creates or changes (an integration request validated,
+    /// revoked, its secret issued): written in the same transaction.
+    pub clients: Vec<ClientWrite>,
+}
+
+/// An identity client written by a back-office step: inserted when `expected` is
+/// `None`, else replaced only if its stored document is still `expected` (a change
+/// meanwhile makes the whole step write nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientWrite {
+    pub client_id: String,
+    pub doc: String,
+    pub expected: Option<String>,
+    pub disabled: bool,
 }
 
 /// An e-mail for the outbox.
@@ -413,6 +427,38 @@ impl BackOfficeStore for Store {
                     .await
                     .map_err(err)?
                     .rows_affected();
+                if n != 1 {
+                    tx.rollback().await.map_err(err)?;
+                    return Ok(false);
+                }
+            }
+            for w in &c.clients {
+                let n = match &w.expected {
+                    None => sqlx::query(
+                        "INSERT INTO oidc_clients (client_id, doc, disabled, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $4)",
+                    )
+                    .bind(&w.client_id)
+                    .bind(&w.doc)
+                    .bind(i64::from(w.disabled))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?,
+                    Some(expected) => sqlx::query(
+                        "UPDATE oidc_clients SET doc = $1, disabled = $2, updated_at = $3 \
+                         WHERE client_id = $4 AND doc = $5",
+                    )
+                    .bind(&w.doc)
+                    .bind(i64::from(w.disabled))
+                    .bind(now)
+                    .bind(&w.client_id)
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?,
+                }
+                .rows_affected();
                 if n != 1 {
                     tx.rollback().await.map_err(err)?;
                     return Ok(false);

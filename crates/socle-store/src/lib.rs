@@ -28,8 +28,8 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use backchannel::{NewBackchannel, StoredBackchannel};
 pub use catalogue::{
-    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, HabilitationCommit, HabilitationRow,
-    NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,
+    ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, ClientWrite, HabilitationCommit,
+    HabilitationRow, NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,
 };
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};

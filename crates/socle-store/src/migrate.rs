@@ -40,6 +40,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_logout_hints"),
     migration!(11, "0011_journal_macs"),
     migration!(12, "0012_backchannel_logout"),
+    migration!(13, "0013_integration_requests"),
 ];
 
 /// The schema version this binary writes and expects.

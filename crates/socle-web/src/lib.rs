@@ -141,7 +141,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::{any, post, put};
-    use routes::{admin, agent, catalogue, citizen, demo, habilitations, oidc};
+    use routes::{admin, agent, catalogue, citizen, demo, habilitations, oidc, partners};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -224,6 +224,10 @@ pub fn router(state: AppState) -> Router {
             post(habilitations::reopen),
         )
         .route(
+            "/api/v1/habilitations/{id}/production",
+            post(habilitations::ask_production),
+        )
+        .route(
             "/api/v1/habilitations/{id}/credentials",
             get(habilitations::credentials),
         )
@@ -248,6 +252,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/espace-agent/demandes/{id}/modifier",
             get(agent::edit_form).post(agent::edit),
+        )
+        .route("/espace-agent/integrations", post(partners::create))
+        .route(
+            "/espace-agent/integrations/nouvelle",
+            get(partners::new_form),
+        )
+        .route("/espace-agent/demandes/{id}/secret", post(partners::renew))
+        .route(
+            "/espace-agent/demandes/{id}/reouvrir",
+            post(partners::reopen),
+        )
+        .route(
+            "/espace-agent/demandes/{id}/production",
+            post(partners::production),
         )
         .route("/catalogue", get(catalogue::page))
         .route("/catalogue/donnees", get(catalogue::data_items_page))

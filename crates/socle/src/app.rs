@@ -158,7 +158,10 @@ impl Application {
             .is_current()
             .then(|| socle_catalogue::Catalogue::new(store.clone()));
         let back_office = match (&catalogue, &journal) {
-            (Some(_), Some(j)) => Some(socle_catalogue::BackOffice::new(store.clone(), j.clone())),
+            (Some(_), Some(j)) => Some(
+                socle_catalogue::BackOffice::new(store.clone(), j.clone())
+                    .with_platform(config.citizen.organisation.clone()),
+            ),
             _ => None,
         };
         if let Some(office) = back_office.clone() {

@@ -182,6 +182,8 @@ pub const DEMO_PASSWORD: &str = "demonstration-socle";
 pub const DEMO_DEVELOPER: &str = "developpeur@demoville.demo";
 pub const DEMO_INSTRUCTOR_CAF: &str = "instructeur@caf.demo";
 pub const DEMO_INSTRUCTOR_TAX: &str = "instructeur@impots.demo";
+/// Instructs integration requests (the partner space), for the platform's operator.
+pub const DEMO_INSTRUCTOR_PARTNERS: &str = "partenaires@plateforme.demo";
 
 fn form(title: &str, scopes: &[&str]) -> socle_catalogue::habilitation::Form {
     use socle_catalogue::habilitation::{Accreditation, Contact, Form, LegalBasis};
@@ -213,6 +215,7 @@ fn form(title: &str, scopes: &[&str]) -> socle_catalogue::habilitation::Form {
         expected_volume: 200,
         go_live: "2027-01-04".into(),
         visible_after: None,
+        integration: None,
     }
 }
 
@@ -240,6 +243,12 @@ pub async fn seed_back_office(
             DEMO_INSTRUCTOR_TAX,
             "Instructeur impôts",
             TAX_OFFICE,
+            Role::Instructor,
+        ),
+        (
+            DEMO_INSTRUCTOR_PARTNERS,
+            "Instructrice des partenaires",
+            OPERATOR,
             Role::Instructor,
         ),
     ] {

@@ -771,6 +771,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             socle::demo_catalogue::DEMO_INSTRUCTOR_CAF,
             socle::demo_catalogue::DEMO_PASSWORD
         );
+        println!(
+            "  Partner space:       {base}/espace-agent — a service asks for a login integration as {}, {} instructs it",
+            socle::demo_catalogue::DEMO_DEVELOPER,
+            socle::demo_catalogue::DEMO_INSTRUCTOR_PARTNERS
+        );
     }
     println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");
     println!("  Health / readiness:  {base}/healthz  {base}/readyz");

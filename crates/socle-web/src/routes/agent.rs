@@ -28,7 +28,7 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-fn csrf_of(token: &str) -> String {
+pub(crate) fn csrf_of(token: &str) -> String {
     sha256_hex(&format!("csrf:{token}"))
 }
 
@@ -42,13 +42,16 @@ fn office(state: &AppState) -> Result<&BackOffice, Box<Response>> {
 }
 
 /// The signed-in person, their token and the back office.
-struct Agent<'a> {
-    actor: Actor,
-    token: String,
-    office: &'a BackOffice,
+pub(crate) struct Agent<'a> {
+    pub(crate) actor: Actor,
+    pub(crate) token: String,
+    pub(crate) office: &'a BackOffice,
 }
 
-async fn agent<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<Agent<'a>, Box<Response>> {
+pub(crate) async fn agent<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<Agent<'a>, Box<Response>> {
     let (actor, token) = signed_in(state, headers).await?;
     Ok(Agent {
         actor,
@@ -59,7 +62,7 @@ async fn agent<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<Agent<'a>
 
 /// The signed-in person and their form's fields, once the form's CSRF token is
 /// checked against the session's.
-async fn posted<'a>(
+pub(crate) async fn posted<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     body: &Bytes,
@@ -73,6 +76,14 @@ async fn posted<'a>(
     }
 }
 
+/// After a step on an integration: this node's identity provider reads its client
+/// afresh (the step wrote it).
+pub(crate) fn client_changed(state: &AppState, h: &Habilitation) {
+    if let (true, Some(id), Some(p)) = (h.is_integration(), &h.client_id, &state.identity) {
+        p.clients.forget(id);
+    }
+}
+
 /// What an agent is told when the request changed since they opened it.
 const STALE: &str = "Cette demande a été modifiée depuis que vous l’avez ouverte : rien n’a \
                      été fait. Relisez-la dans son état actuel avant d’agir.";
@@ -82,7 +93,7 @@ fn seen(m: &BTreeMap<String, Vec<String>>) -> Option<usize> {
     one(m, "revision").parse().ok()
 }
 
-fn page_error(e: CatalogueError) -> Response {
+pub(crate) fn page_error(e: CatalogueError) -> Response {
     let (status, title) = match &e {
         CatalogueError::NotFound(_) => return PageError::not_found().into_response(),
         CatalogueError::Forbidden(_) => (StatusCode::FORBIDDEN, "Action non autorisée"),
@@ -135,7 +146,7 @@ fn form_map(body: &Bytes) -> BTreeMap<String, Vec<String>> {
     m
 }
 
-fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
+pub(crate) fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
     m.get(k)
         .and_then(|v| v.first())
         .cloned()
@@ -340,6 +351,16 @@ pub struct RequestPage {
     pub actions: Vec<(&'static str, &'static str)>,
     pub editable: bool,
     pub credentials: bool,
+    pub credentials_label: &'static str,
+    /// An integration's client, as its developers see it.
+    pub client: Vec<(&'static str, String)>,
+    /// Renewing the secret with a grace period (an integration's requester).
+    pub renew: bool,
+    pub graces: &'static [(i64, &'static str)],
+    /// Editing a validated integration's addresses (a new request).
+    pub reopen: bool,
+    /// Asking for production (a validated sandbox integration).
+    pub production: bool,
     pub csrf: String,
     /// The request's revision, sent back with the actions form.
     pub revision: usize,
@@ -358,36 +379,54 @@ fn action_label(a: Action) -> &'static str {
     }
 }
 
-fn request_page(
-    actor: &Actor,
-    token: &str,
-    h: &Habilitation,
-    message: Option<(String, &'static str)>,
-    status: StatusCode,
-) -> Response {
-    use socle_catalogue::habilitation::{may, may_edit, side};
-    let s = side(actor, &h.requester, &h.producer);
-    let actions = Action::ALL
-        .into_iter()
-        .filter(|a| may(s, *a) && a.from(h.state).is_some())
-        .map(|a| (a.as_str(), action_label(a)))
-        .collect();
+/// What an instructor reads of an integration request.
+fn integration_facts(h: &Habilitation) -> Vec<(&'static str, String)> {
     let f = &h.form;
-    let facts = vec![
-        ("API", h.api.clone()),
+    let i = f.integration.clone().unwrap_or_default();
+    let justified = f
+        .scopes
+        .iter()
+        .map(|s| match i.justifications.get(s) {
+            Some(j) => format!("{s} : {j}"),
+            None => s.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ; ");
+    let mut facts = vec![
+        (
+            "Demande",
+            if i.production {
+                "Intégration en production".to_string()
+            } else {
+                "Intégration en bac à sable (identités de démonstration)".to_string()
+            },
+        ),
         ("Organisation demandeuse (SIRET)", h.requester.clone()),
-        ("Producteur (SIRET)", h.producer.clone()),
+        ("Adresse du service", i.service_url.clone()),
         ("Finalité", f.purpose.clone()),
         (
             "Base légale",
             format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
         ),
-        ("Périmètres demandés", f.scopes.join(", ")),
+        ("Périmètres demandés et justification", justified),
+        ("Niveau eIDAS minimal", i.eidas_level.to_string()),
         (
-            "Durée de conservation",
-            format!("{} mois", f.retention_months),
+            "Profil",
+            if i.profile == "franceconnect" {
+                "Règles de FranceConnect".to_string()
+            } else {
+                "OpenID Connect standard".to_string()
+            },
         ),
-        ("Destinataires", f.recipients.join(", ")),
+        ("Adresses de retour", i.redirect_uris.join(" ")),
+        (
+            "Adresses après déconnexion",
+            i.post_logout_redirect_uris.join(" "),
+        ),
+        (
+            "Déconnexion en arrière-plan",
+            i.backchannel_logout_uri.clone().unwrap_or_default(),
+        ),
         (
             "Responsable de traitement",
             format!("{} <{}>", f.controller.name, f.controller.email),
@@ -403,19 +442,112 @@ fn request_page(
                 f.technical_contact.name, f.technical_contact.email
             ),
         ),
-        (
+    ];
+    if i.production || !f.accreditation.authority.is_empty() {
+        facts.push((
             "Homologation",
             format!(
                 "{} du {} au {}",
                 f.accreditation.authority, f.accreditation.start, f.accreditation.end
             ),
-        ),
-        (
-            "Volume attendu",
-            format!("{} appels par jour", f.expected_volume),
-        ),
-        ("Mise en service", f.go_live.clone()),
-    ];
+        ));
+    }
+    facts
+}
+
+pub(crate) async fn request_page(
+    a: &Agent<'_>,
+    h: &Habilitation,
+    message: Option<(String, &'static str)>,
+    status: StatusCode,
+) -> Response {
+    use socle_catalogue::habilitation::{may, may_edit, side};
+    let (actor, token) = (&a.actor, a.token.as_str());
+    let s = side(actor, &h.requester, &h.producer);
+    let actions = Action::ALL
+        .into_iter()
+        .filter(|a| may(s, *a) && a.from(h.state).is_some())
+        .map(|a| (a.as_str(), action_label(a)))
+        .collect();
+    let f = &h.form;
+    let integration = h.is_integration();
+    let requester_validated = s == Side::Requester && h.state == HabState::Validated;
+    let client = match (
+        integration,
+        a.office.integration_client_view(actor, &h.id).await,
+    ) {
+        (true, Ok(Some(c))) => vec![
+            ("Identifiant client (client_id)", c.client_id.clone()),
+            (
+                "Environnement",
+                if c.sandbox {
+                    "Bac à sable : seul le fournisseur d’identité de démonstration est proposé"
+                        .into()
+                } else {
+                    "Production".into()
+                },
+            ),
+            (
+                "État du client",
+                if c.disabled { "Désactivé" } else { "Actif" }.into(),
+            ),
+            ("Adresses de retour enregistrées", c.redirect_uris.join(" ")),
+            ("Périmètres", c.scopes.join(" ")),
+            (
+                "Découverte OpenID Connect",
+                "/.well-known/openid-configuration".into(),
+            ),
+        ],
+        (true, Err(e)) => return page_error(e),
+        _ => Vec::new(),
+    };
+    let facts = if integration {
+        integration_facts(h)
+    } else {
+        vec![
+            ("API", h.api.clone()),
+            ("Organisation demandeuse (SIRET)", h.requester.clone()),
+            ("Producteur (SIRET)", h.producer.clone()),
+            ("Finalité", f.purpose.clone()),
+            (
+                "Base légale",
+                format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
+            ),
+            ("Périmètres demandés", f.scopes.join(", ")),
+            (
+                "Durée de conservation",
+                format!("{} mois", f.retention_months),
+            ),
+            ("Destinataires", f.recipients.join(", ")),
+            (
+                "Responsable de traitement",
+                format!("{} <{}>", f.controller.name, f.controller.email),
+            ),
+            (
+                "Délégué à la protection des données",
+                format!("{} <{}>", f.dpo.name, f.dpo.email),
+            ),
+            (
+                "Contact technique",
+                format!(
+                    "{} <{}>",
+                    f.technical_contact.name, f.technical_contact.email
+                ),
+            ),
+            (
+                "Homologation",
+                format!(
+                    "{} du {} au {}",
+                    f.accreditation.authority, f.accreditation.start, f.accreditation.end
+                ),
+            ),
+            (
+                "Volume attendu",
+                format!("{} appels par jour", f.expected_volume),
+            ),
+            ("Mise en service", f.go_live.clone()),
+        ]
+    };
     let history = h
         .history
         .iter()
@@ -450,7 +582,17 @@ fn request_page(
         facts,
         actions,
         editable: may_edit(s, h.state),
-        credentials: s == Side::Requester && h.state == HabState::Validated,
+        credentials: requester_validated,
+        credentials_label: if integration {
+            "Obtenir le secret du client"
+        } else {
+            "Obtenir les identifiants"
+        },
+        renew: integration && requester_validated,
+        graces: crate::routes::partners::GRACES,
+        reopen: integration && requester_validated,
+        production: s == Side::Requester && h.may_ask_production(),
+        client,
         csrf: csrf_of(token),
         revision: h.revision(),
         history,
@@ -470,9 +612,8 @@ pub async fn show(
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let (actor, token, office) = (&a.actor, &a.token, a.office);
-    match office.get(actor, &id).await {
-        Ok(h) => request_page(actor, token, &h, None, StatusCode::OK),
+    match a.office.get(&a.actor, &id).await {
+        Ok(h) => request_page(&a, &h, None, StatusCode::OK).await,
         Err(e) => page_error(e),
     }
 }
@@ -487,13 +628,14 @@ pub async fn act(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    let (actor, office) = (&a.actor, a.office);
     let Some(action) = Action::parse(&one(&m, "action")).filter(|a| *a != Action::Expire) else {
         return page_error(CatalogueError::Invalid("action inconnue".into()));
     };
     let comment = Some(one(&m, "comment")).filter(|c| !c.trim().is_empty());
     match office.act(actor, &id, action, comment, seen(&m)).await {
-        Ok(_) => {
+        Ok(h) => {
+            client_changed(&state, &h);
             state.gateway_changed().await;
             Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response()
         }
@@ -507,13 +649,15 @@ pub async fn act(
                 _ => STALE.to_string(),
             };
             match office.get(actor, &id).await {
-                Ok(h) => request_page(
-                    actor,
-                    token,
-                    &h,
-                    Some((msg, "error")),
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                ),
+                Ok(h) => {
+                    request_page(
+                        &a,
+                        &h,
+                        Some((msg, "error")),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    )
+                    .await
+                }
                 Err(e) => page_error(e),
             }
         }
@@ -531,7 +675,7 @@ pub async fn credentials(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let (actor, token, office) = (&a.actor, &a.token, a.office);
+    let (actor, office) = (&a.actor, a.office);
     let issued = office.credentials(actor, &id).await;
     state.gateway_changed().await;
     let message = match issued {
@@ -544,7 +688,10 @@ pub async fn credentials(
         Err(e) => return page_error(e),
     };
     match office.get(actor, &id).await {
-        Ok(h) => request_page(actor, token, &h, Some((message, "success")), StatusCode::OK),
+        Ok(h) => {
+            client_changed(&state, &h);
+            request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
+        }
         Err(e) => page_error(e),
     }
 }
@@ -833,6 +980,7 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> (Form, Vec<String>) {
         ),
         go_live: one(m, "go_live"),
         visible_after: Some(one(m, "visible_after")).filter(|d| !d.trim().is_empty()),
+        integration: None,
     };
     (form, problems)
 }
@@ -957,6 +1105,17 @@ pub async fn edit_form(
     };
     let (actor, token, office) = (&a.actor, &a.token, a.office);
     match office.get(actor, &id).await {
+        Ok(h) if h.is_integration() => crate::routes::partners::form_page(
+            token,
+            "Modifier la demande d’intégration",
+            format!(
+                "/espace-agent/demandes/{id}/modifier?revision={}",
+                h.revision()
+            ),
+            &h.form,
+            None,
+            StatusCode::OK,
+        ),
         Ok(h) => {
             form_page(
                 &state,
@@ -993,12 +1152,16 @@ pub async fn edit(
         .into_iter()
         .find(|(k, _)| k == "revision")
         .and_then(|(_, v)| v.parse().ok());
-    let (form, problems) = parse_form(&m);
+    let h = match office.get(actor, &id).await {
+        Ok(h) => h,
+        Err(e) => return page_error(e),
+    };
+    let (form, problems) = if h.is_integration() {
+        (crate::routes::partners::parse(&m), Vec::new())
+    } else {
+        parse_form(&m)
+    };
     if !problems.is_empty() {
-        let h = match office.get(actor, &id).await {
-            Ok(h) => h,
-            Err(e) => return page_error(e),
-        };
         return form_page(
             &state,
             &a.token,
@@ -1015,8 +1178,21 @@ pub async fn edit(
         )
         .await;
     }
-    match office.update(actor, &id, form, revision).await {
+    match office.update(actor, &id, form.clone(), revision).await {
         Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
+        Err(CatalogueError::Invalid(msg)) if h.is_integration() => {
+            crate::routes::partners::form_page(
+                &a.token,
+                "Modifier la demande d’intégration",
+                format!(
+                    "/espace-agent/demandes/{id}/modifier?revision={}",
+                    revision.unwrap_or(h.revision())
+                ),
+                &form,
+                Some(msg),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
         Err(e) => page_error(e),
     }
 }

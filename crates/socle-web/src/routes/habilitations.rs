@@ -45,6 +45,14 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError>
         .ok_or_else(unauthorized)
 }
 
+/// This node's identity provider reads the client afresh (an integration's secret
+/// changed).
+fn forget_client(state: &AppState, client_id: &str) {
+    if let Some(p) = &state.identity {
+        p.clients.forget(client_id);
+    }
+}
+
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON {what}: {e}")))
@@ -255,6 +263,7 @@ pub async fn act(
     let h = back_office(&state)?
         .act(&actor, &id, action, input.comment, seen)
         .await?;
+    crate::routes::agent::client_changed(&state, &h);
     state.gateway_changed().await;
     Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
@@ -273,6 +282,25 @@ pub async fn reopen(
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let h = back_office(&state)?.reopen(&actor, &id).await?;
+    Ok((StatusCode::CREATED, Json(h.public())).into_response())
+}
+
+/// Asks for production: a new request (a draft with the validated sandbox
+/// integration's form, to complete with the production addresses and the
+/// accreditation); validated, it creates the production client, the sandbox one kept.
+#[utoipa::path(post, path = "/api/v1/habilitations/{id}/production", tag = "habilitations",
+    security(("user_token" = [])), params(("id" = String, Path, description = "The validated sandbox integration")),
+    responses((status = 201, description = "The new draft", body = Habilitation),
+        (status = 403, description = "Not the requesting organisation", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 409, description = "Not a validated sandbox integration", body = ErrorBody)))]
+pub async fn ask_production(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = actor(&state, &headers).await?;
+    let h = back_office(&state)?.ask_production(&actor, &id).await?;
     Ok((StatusCode::CREATED, Json(h.public())).into_response())
 }
 
@@ -297,6 +325,7 @@ pub async fn credentials(
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let (client_id, client_secret) = back_office(&state)?.credentials(&actor, &id).await?;
+    forget_client(&state, &client_id);
     state.gateway_changed().await;
     let mut r = Json(Credentials {
         client_id,
@@ -310,21 +339,44 @@ pub async fn credentials(
     Ok(r)
 }
 
-/// Replaces the secret of a validated habilitation (lost or leaked): the new secret is
-/// shown once; the old one stops working at once on this node, within a second on the
-/// others.
+/// How long the replaced secret stays valid.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Renewal {
+    /// For an integration (a service logging users in): seconds the old secret still
+    /// works, 0 to 2592000 (30 days), so the service deploys the new one without an
+    /// outage. An API habilitation's old secret stops at once (0 only).
+    #[serde(default)]
+    pub grace_seconds: i64,
+}
+
+/// Replaces the secret of a validated habilitation (lost or leaked, or rotated): the
+/// new secret is shown once. An API habilitation's old secret stops working at once on
+/// this node, within a second on the others; an integration's, after the grace period
+/// given (the body is optional).
 #[utoipa::path(post, path = "/api/v1/habilitations/{id}/credentials/renew", tag = "habilitations",
     security(("user_token" = [])), params(("id" = String, Path, description = "The validated request")),
+    request_body(content = Option<Renewal>, description = "Optional: the grace period"),
     responses((status = 200, description = "The client id and the new secret", body = Credentials),
+        (status = 400, description = "A grace period out of range, or one for an API habilitation", body = ErrorBody),
         (status = 403, description = "Not the requesting organisation", body = ErrorBody),
         (status = 409, description = "Not validated", body = ErrorBody)))]
 pub async fn renew_credentials(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let (client_id, secret) = back_office(&state)?.renew_secret(&actor, &id).await?;
+    let grace = if body.iter().all(u8::is_ascii_whitespace) {
+        0
+    } else {
+        json_body::<Renewal>(&body, "renewal")?.grace_seconds
+    };
+    let (client_id, secret) = back_office(&state)?
+        .renew_secret_with_grace(&actor, &id, grace)
+        .await?;
+    forget_client(&state, &client_id);
     state.gateway_changed().await;
     let mut r = Json(Credentials {
         client_id,

@@ -13,4 +13,5 @@ pub mod habilitations;
 pub mod health;
 pub mod journal;
 pub mod oidc;
+pub mod partners;
 pub mod reports;

@@ -432,7 +432,8 @@ async fn request_changes_and_validation(backend: Backend) {
         "only the platform expires"
     );
 
-    // The journal: one habilitation entry per step, agents as pseudonyms.
+    // The journal: one habilitation entry per step (edits of the form included, as the
+    // request's history lists them), agents as pseudonyms.
     let journal = app.journal.as_ref().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let cp = journal.latest_checkpoint().await.unwrap();
@@ -447,8 +448,13 @@ async fn request_changes_and_validation(backend: Backend) {
         names,
         [
             "create",
+            "update",
+            "update",
+            "update",
             "submit",
             "request_changes",
+            "update",
+            "update",
             "submit",
             "validate",
             "revoke",

@@ -16,6 +16,7 @@ pub mod http;
 mod identity;
 mod journal;
 mod lifecycle;
+mod partners;
 mod reliability;
 mod security;
 mod store;

@@ -1,0 +1,457 @@
+//! The partner space, in the Espace agent: a service's organisation asks to log its
+//! users in through the platform (an integration request, on the habilitation
+//! workflow), follows it, gets its client's secret once, renews it with a grace period,
+//! edits its addresses (a new request, validated again) and asks for production once
+//! the sandbox works. The rules are in `socle_catalogue`; these handlers render and
+//! parse.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use socle_catalogue::habilitation::{
+    Accreditation, Contact, Form, IDENTITY, IDENTITY_SCOPES, Integration, LegalBasis,
+};
+
+use crate::AppState;
+use crate::pages::{Layout, render};
+use crate::routes::agent::{Field, agent, csrf_of, one, page_error, posted, request_page};
+
+/// Grace periods offered when a secret is renewed (seconds, label).
+pub const GRACES: &[(i64, &str)] = &[
+    (
+        0,
+        "Aucune : l’ancien secret cesse de fonctionner tout de suite",
+    ),
+    (3_600, "1 heure"),
+    (86_400, "24 heures"),
+    (604_800, "7 jours"),
+    (2_592_000, "30 jours"),
+];
+
+#[derive(Template)]
+#[template(path = "agent_integration_form.html")]
+pub struct IntegrationFormPage {
+    pub layout: Layout,
+    pub heading: &'static str,
+    pub stage: &'static str,
+    pub action: String,
+    pub csrf: String,
+    pub message: Option<String>,
+    pub service: Vec<Field>,
+    pub addresses: Vec<Field>,
+    pub people: Vec<Field>,
+    pub accreditation: Vec<Field>,
+    /// (scope, description, checked, justification)
+    pub scopes: Vec<(&'static str, &'static str, bool, String)>,
+    /// (value, label, checked)
+    pub levels: Vec<(u8, &'static str, bool)>,
+    pub profiles: Vec<(&'static str, &'static str, bool)>,
+}
+
+fn field(
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    kind: &'static str,
+    multiline: bool,
+    value: String,
+) -> Field {
+    Field {
+        name,
+        label,
+        hint,
+        kind,
+        multiline,
+        value,
+    }
+}
+
+/// The integration form page, filled with `f`.
+pub fn form_page(
+    token: &str,
+    heading: &'static str,
+    action: String,
+    f: &Form,
+    message: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let i = f.integration.clone().unwrap_or_default();
+    let mut r = render(&IntegrationFormPage {
+        layout: Layout::current(heading),
+        heading,
+        stage: if i.production {
+            "Production : de vraies personnes se connecteront au service."
+        } else {
+            "Bac à sable : seules des identités de démonstration se connecteront au service."
+        },
+        action,
+        csrf: csrf_of(token),
+        message,
+        service: vec![
+            field(
+                "title",
+                "Nom du service",
+                "Tel que les usagers le verront.",
+                "text",
+                false,
+                f.title.clone(),
+            ),
+            field(
+                "service_url",
+                "Adresse du service",
+                "Par exemple : https://www.mairie.example.fr.",
+                "url",
+                false,
+                i.service_url.clone(),
+            ),
+            field(
+                "purpose",
+                "Finalité",
+                "Pourquoi le service identifie ses usagers, en quelques phrases.",
+                "text",
+                true,
+                f.purpose.clone(),
+            ),
+            field(
+                "legal_nature",
+                "Nature de la base légale",
+                "Par exemple : mission d’intérêt public.",
+                "text",
+                false,
+                f.legal_basis.nature.clone(),
+            ),
+            field(
+                "legal_text",
+                "Texte de référence",
+                "Loi, décret ou délibération, et article.",
+                "text",
+                false,
+                f.legal_basis.text.clone(),
+            ),
+            field(
+                "legal_url",
+                "Adresse du texte",
+                "Facultatif.",
+                "url",
+                false,
+                f.legal_basis.url.clone().unwrap_or_default(),
+            ),
+        ],
+        addresses: vec![
+            field(
+                "redirect_uris",
+                "Adresses de retour (redirect_uri)",
+                "Une par ligne ; https, ou http sur localhost.",
+                "text",
+                true,
+                i.redirect_uris.join("\n"),
+            ),
+            field(
+                "post_logout_redirect_uris",
+                "Adresses après déconnexion (post_logout_redirect_uri)",
+                "Facultatif ; une par ligne.",
+                "text",
+                true,
+                i.post_logout_redirect_uris.join("\n"),
+            ),
+            field(
+                "backchannel_logout_uri",
+                "Adresse de déconnexion en arrière-plan (backchannel_logout_uri)",
+                "Facultatif : la plateforme y envoie un logout_token quand la session de l’usager prend fin.",
+                "url",
+                false,
+                i.backchannel_logout_uri.clone().unwrap_or_default(),
+            ),
+        ],
+        people: vec![
+            field(
+                "controller_name",
+                "Responsable de traitement — nom",
+                "",
+                "text",
+                false,
+                f.controller.name.clone(),
+            ),
+            field(
+                "controller_email",
+                "Responsable de traitement — adresse électronique",
+                "",
+                "email",
+                false,
+                f.controller.email.clone(),
+            ),
+            field(
+                "dpo_name",
+                "Délégué à la protection des données — nom",
+                "",
+                "text",
+                false,
+                f.dpo.name.clone(),
+            ),
+            field(
+                "dpo_email",
+                "Délégué à la protection des données — adresse électronique",
+                "",
+                "email",
+                false,
+                f.dpo.email.clone(),
+            ),
+            field(
+                "tech_name",
+                "Contact technique — nom",
+                "",
+                "text",
+                false,
+                f.technical_contact.name.clone(),
+            ),
+            field(
+                "tech_email",
+                "Contact technique — adresse électronique",
+                "",
+                "email",
+                false,
+                f.technical_contact.email.clone(),
+            ),
+        ],
+        accreditation: vec![
+            field(
+                "acc_authority",
+                "Homologation — autorité",
+                "Obligatoire pour la production.",
+                "text",
+                false,
+                f.accreditation.authority.clone(),
+            ),
+            field(
+                "acc_start",
+                "Homologation — début",
+                "Format AAAA-MM-JJ.",
+                "text",
+                false,
+                f.accreditation.start.clone(),
+            ),
+            field(
+                "acc_end",
+                "Homologation — fin",
+                "Format AAAA-MM-JJ.",
+                "text",
+                false,
+                f.accreditation.end.clone(),
+            ),
+        ],
+        scopes: IDENTITY_SCOPES
+            .iter()
+            .map(|(s, d)| {
+                (
+                    *s,
+                    *d,
+                    f.scopes.iter().any(|x| x == s),
+                    i.justifications.get(*s).cloned().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        levels: [
+            (1, "Faible (eIDAS 1)"),
+            (2, "Substantiel (eIDAS 2)"),
+            (3, "Élevé (eIDAS 3)"),
+        ]
+        .into_iter()
+        .map(|(l, label)| (l, label, i.eidas_level.max(1) == l))
+        .collect(),
+        profiles: [
+            (
+                "standard",
+                "OpenID Connect standard (recommandé pour les bibliothèques certifiées)",
+            ),
+            (
+                "franceconnect",
+                "Règles de FranceConnect : state et nonce de 32 caractères, userinfo signé, jetons de 60 secondes",
+            ),
+        ]
+        .into_iter()
+        .map(|(p, label)| {
+            let current = if i.profile.is_empty() {
+                "standard"
+            } else {
+                i.profile.as_str()
+            };
+            (p, label, current == p)
+        })
+        .collect(),
+    });
+    *r.status_mut() = status;
+    r
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The integration form as posted (the stage is the request's, set by the domain).
+pub fn parse(m: &BTreeMap<String, Vec<String>>) -> Form {
+    let url = one(m, "legal_url");
+    let backchannel = one(m, "backchannel_logout_uri");
+    let scopes: Vec<String> = m.get("scopes").cloned().unwrap_or_default();
+    let justifications = scopes
+        .iter()
+        .map(|s| (s.clone(), one(m, &format!("justification_{s}"))))
+        .filter(|(_, j)| !j.trim().is_empty())
+        .collect();
+    Form {
+        title: one(m, "title"),
+        purpose: one(m, "purpose"),
+        legal_basis: LegalBasis {
+            nature: one(m, "legal_nature"),
+            text: one(m, "legal_text"),
+            url: (!url.trim().is_empty()).then_some(url),
+            consent: false,
+        },
+        scopes,
+        controller: Contact {
+            name: one(m, "controller_name"),
+            email: one(m, "controller_email"),
+        },
+        dpo: Contact {
+            name: one(m, "dpo_name"),
+            email: one(m, "dpo_email"),
+        },
+        technical_contact: Contact {
+            name: one(m, "tech_name"),
+            email: one(m, "tech_email"),
+        },
+        accreditation: Accreditation {
+            authority: one(m, "acc_authority"),
+            start: one(m, "acc_start"),
+            end: one(m, "acc_end"),
+        },
+        integration: Some(Integration {
+            service_url: one(m, "service_url"),
+            redirect_uris: lines(&one(m, "redirect_uris")),
+            post_logout_redirect_uris: lines(&one(m, "post_logout_redirect_uris")),
+            backchannel_logout_uri: (!backchannel.trim().is_empty())
+                .then(|| backchannel.trim().to_string()),
+            justifications,
+            eidas_level: one(m, "eidas_level").parse().unwrap_or(0),
+            profile: one(m, "profile"),
+            production: false,
+        }),
+        ..Form::default()
+    }
+}
+
+pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let a = match agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    form_page(
+        &a.token,
+        "Nouvelle demande d’intégration",
+        "/espace-agent/integrations".into(),
+        &Form::default(),
+        None,
+        StatusCode::OK,
+    )
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (a, m) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let form = parse(&m);
+    match a.office.create(&a.actor, IDENTITY, form.clone()).await {
+        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response(),
+        Err(socle_catalogue::CatalogueError::Invalid(msg)) => form_page(
+            &a.token,
+            "Nouvelle demande d’intégration",
+            "/espace-agent/integrations".into(),
+            &form,
+            Some(msg),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(e) => page_error(e),
+    }
+}
+
+/// Renews the client's secret, the old one valid for the grace period chosen.
+pub async fn renew(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, m) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(grace) = one(&m, "grace")
+        .parse::<i64>()
+        .ok()
+        .filter(|g| GRACES.iter().any(|(x, _)| x == g))
+    else {
+        return page_error(socle_catalogue::CatalogueError::Invalid(
+            "choisissez une durée de validité de l’ancien secret".into(),
+        ));
+    };
+    let message = match a.office.renew_secret_with_grace(&a.actor, &id, grace).await {
+        Ok((client_id, secret)) => format!(
+            "Identifiant client : {client_id} — nouveau secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché. L’ancien reste valable {}.",
+            GRACES
+                .iter()
+                .find(|(g, _)| *g == grace)
+                .map_or("", |(_, l)| l)
+                .to_lowercase()
+        ),
+        Err(e) => return page_error(e),
+    };
+    match a.office.get(&a.actor, &id).await {
+        Ok(h) => {
+            crate::routes::agent::client_changed(&state, &h);
+            request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
+        }
+        Err(e) => page_error(e),
+    }
+}
+
+/// A new request to edit a validated integration's addresses (validated again).
+pub async fn reopen(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, _) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    match a.office.reopen(&a.actor, &id).await {
+        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+/// A new request for production, from a validated sandbox integration.
+pub async fn production(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, _) = match posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    match a.office.ask_production(&a.actor, &id).await {
+        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response(),
+        Err(e) => page_error(e),
+    }
+}

@@ -1,0 +1,389 @@
+//! Issue 31, item 5: the partner space. A service's organisation onboards itself from
+//! the Espace agent's pages — an integration request, validated by the platform's
+//! instructors, becomes a sandbox client that logs a demonstration person in; its
+//! secret is shown once and renewed with a grace period; its addresses are edited and
+//! validated again; production is a second validation, the sandbox kept.
+
+use crate::support::Backend;
+use serde_json::Value;
+use socle_catalogue::people::Role;
+
+use crate::habilitations::{PLATFORM, PRODUCER, REQUESTER, publish, user};
+use crate::identity::{
+    Browser, LOGOUT, REDIRECT, Resp, TestClient, clients, demo_login, identity_app, token, userinfo,
+};
+use crate::on_both_stores;
+
+fn hidden(body: &str, name: &str) -> String {
+    body.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hidden {name}: {body}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn sign(app: &crate::support::TestApp, email: &str) -> Browser {
+    let mut b = Browser::new(app);
+    let page = b.get("/espace-agent/connexion").await;
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &hidden(&page.body, "csrf")),
+                ("email", email),
+                ("password", crate::habilitations::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    b
+}
+
+/// The integration form's fields, filled as a service's developer would.
+fn integration_fields(csrf: &str, redirects: &str, justified: bool) -> Vec<(String, String)> {
+    let mut f: Vec<(&str, &str)> = vec![
+        ("csrf", csrf),
+        ("title", "Portail famille de Démoville"),
+        ("service_url", "https://famille.demoville.example.fr"),
+        (
+            "purpose",
+            "Identifier les familles qui inscrivent leurs enfants à la cantine et au centre de loisirs.",
+        ),
+        ("legal_nature", "mission d’intérêt public"),
+        ("legal_text", "Code de l’éducation, L. 551-1"),
+        ("legal_url", ""),
+        ("scopes", "identite_pivot"),
+        ("scopes", "email"),
+        ("eidas_level", "1"),
+        ("profile", "standard"),
+        ("redirect_uris", redirects),
+        ("post_logout_redirect_uris", LOGOUT),
+        ("backchannel_logout_uri", ""),
+        ("controller_name", "Maire de Démoville"),
+        ("controller_email", "maire@demoville.fr"),
+        ("dpo_name", "DPD"),
+        ("dpo_email", "dpd@demoville.fr"),
+        ("tech_name", "DSI"),
+        ("tech_email", "dsi@demoville.fr"),
+        ("acc_authority", ""),
+        ("acc_start", ""),
+        ("acc_end", ""),
+    ];
+    if justified {
+        f.push((
+            "justification_identite_pivot",
+            "Rattacher l’inscription au bon enfant et au bon foyer.",
+        ));
+        f.push((
+            "justification_email",
+            "Envoyer la confirmation d’inscription.",
+        ));
+    }
+    f.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn post_fields(b: &mut Browser, url: &str, fields: &[(String, String)]) -> Resp {
+    let f: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    b.post(url, &f).await
+}
+
+/// An action of a request's page, as its buttons send it.
+async fn act(b: &mut Browser, url: &str, action: &str, comment: &str) -> Resp {
+    let page = b.get(url).await;
+    b.post(
+        &format!("{url}/action"),
+        &[
+            ("csrf", &hidden(&page.body, "csrf")),
+            ("revision", &hidden(&page.body, "revision")),
+            ("action", action),
+            ("comment", comment),
+        ],
+    )
+    .await
+}
+
+/// Saves the edit form of the draft at `url` with `fields` (its CSRF replaced).
+async fn edit(b: &mut Browser, url: &str, fields: &[(String, String)]) -> Resp {
+    let page = b.get(&format!("{url}/modifier")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let target = page
+        .body
+        .split("action=\"")
+        .find(|s| s.starts_with(&format!("{url}/modifier")))
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let mut fields = fields.to_vec();
+    fields[0].1 = hidden(&page.body, "csrf");
+    post_fields(b, &target, &fields).await
+}
+
+/// The secret a page shows once after "secret : ".
+fn shown_secret(body: &str, label: &str) -> (String, String) {
+    let id = body
+        .split("Identifiant client : ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no client id shown: {body}"))
+        .to_string();
+    let secret = body
+        .split(label)
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no secret shown: {body}"))
+        .to_string();
+    (id, secret)
+}
+
+fn client_of(list: &[Value], id: &str) -> Value {
+    list.iter()
+        .find(|c| c["client_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no client {id}"))
+}
+
+async fn a_service_onboards_itself_from_the_partner_space(backend: Backend) {
+    let app = identity_app(backend).await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "partenaires@dinum.fr", PLATFORM, Role::Instructor).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    let mut dev = sign(&app, "dev@demoville.fr").await;
+    let mut inst = sign(&app, "partenaires@dinum.fr").await;
+    let mut caf = sign(&app, "instructeur@caf.fr").await;
+    let before = clients(&app).await.len();
+
+    // The developer finds the way from the list, fills the form and saves a draft.
+    let list = dev.get("/espace-agent").await;
+    assert!(list.body.contains("/espace-agent/integrations/nouvelle"));
+    let form = dev.get("/espace-agent/integrations/nouvelle").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Bac à sable"), "{}", form.body);
+    let csrf = hidden(&form.body, "csrf");
+    let unjustified = integration_fields(&csrf, REDIRECT, false);
+    let r = post_fields(&mut dev, "/espace-agent/integrations", &unjustified).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let url = r.location.unwrap();
+    // Submitting without saying why each scope is needed is refused, naming it.
+    let r = act(&mut dev, &url, "submit", "").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("needs its justification"), "{}", r.body);
+    let justified = integration_fields(&csrf, REDIRECT, true);
+    assert_eq!(edit(&mut dev, &url, &justified).await.status, 303);
+    assert_eq!(act(&mut dev, &url, "submit", "").await.status, 303);
+
+    // Another organisation's instructor does not even see it; the developer cannot
+    // validate; the platform's instructor reads it and validates it.
+    assert_eq!(caf.get(&url).await.status, 404);
+    // (The session's CSRF token is on every page, e.g. the sign-out form.)
+    let list = dev.get("/espace-agent").await;
+    let r = dev
+        .post(
+            &format!("{url}/action"),
+            &[
+                ("csrf", &hidden(&list.body, "csrf")),
+                ("action", "validate"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let page = inst.get(&url).await;
+    assert!(
+        page.body.contains("Rattacher l’inscription au bon enfant")
+            && page.body.contains("bac à sable"),
+        "{}",
+        page.body
+    );
+    assert_eq!(act(&mut inst, &url, "validate", "").await.status, 303);
+
+    // A sandbox client exists, without a secret until the developers ask for it.
+    let listed = clients(&app).await;
+    assert_eq!(listed.len(), before + 1);
+    let page = dev.get(&url).await;
+    assert!(
+        page.body.contains("Obtenir le secret du client") && page.body.contains("Bac à sable"),
+        "{}",
+        page.body
+    );
+    let r = dev
+        .post(
+            &format!("{url}/identifiants"),
+            &[("csrf", &hidden(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (client_id, secret) = shown_secret(&r.body, "— secret : ");
+    let me = client_of(&clients(&app).await, &client_id);
+    assert_eq!(me["sandbox"], true, "{me}");
+    assert_eq!(me["profile"], "standard");
+    assert_eq!(me["redirect_uris"][0], REDIRECT);
+    // Shown once.
+    let again = dev
+        .post(
+            &format!("{url}/identifiants"),
+            &[("csrf", &hidden(&page.body, "csrf"))],
+        )
+        .await;
+    assert!(
+        !again.body.contains("— secret : ") && again.body.contains("déjà été affiché"),
+        "{}",
+        again.body
+    );
+
+    // The service logs a demonstration person in with it, end to end.
+    let service = TestClient {
+        id: client_id.clone(),
+        secret: Some(secret.clone()),
+    };
+    let login = demo_login(&app, &service, "marie", &[]).await;
+    let t = token(&app, &service, &login).await;
+    assert_eq!(t.status(), 200);
+    let t: Value = t.json().await.unwrap();
+    let ui = userinfo(&app, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(ui.status(), 200);
+    let ui: Value = ui.json().await.unwrap();
+    assert!(ui["given_name"].is_string(), "{ui}");
+    crate::gateway::find_entry(&app, "validation with its client", |e| {
+        e["details"]["action"] == "validate" && e["details"]["client_id"] == client_id.as_str()
+    })
+    .await;
+    crate::gateway::find_entry(&app, "secret issued", |e| {
+        e["details"]["action"] == "issue_secret" && e["details"]["client_id"] == client_id.as_str()
+    })
+    .await;
+
+    // Renewed with a grace period: both secrets work meanwhile.
+    let page = dev.get(&url).await;
+    let r = dev
+        .post(
+            &format!("{url}/secret"),
+            &[("csrf", &hidden(&page.body, "csrf")), ("grace", "3600")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, renewed) = shown_secret(&r.body, "nouveau secret : ");
+    assert_ne!(renewed, secret);
+    for s in [&secret, &renewed] {
+        let c = TestClient {
+            id: client_id.clone(),
+            secret: Some(s.clone()),
+        };
+        let login = demo_login(&app, &c, "marie", &[]).await;
+        assert_eq!(token(&app, &c, &login).await.status(), 200);
+    }
+    // A grace period that is not offered changes nothing.
+    let r = dev
+        .post(
+            &format!("{url}/secret"),
+            &[("csrf", &hidden(&page.body, "csrf")), ("grace", "99999999")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // Editing the addresses is a new request, validated again; the client keeps its
+    // identifier and secret, the old request is archived.
+    let page = dev.get(&url).await;
+    let r = dev
+        .post(
+            &format!("{url}/reouvrir"),
+            &[("csrf", &hidden(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let edit_url = r.location.unwrap();
+    let url2 = edit_url.trim_end_matches("/modifier").to_string();
+    let more = format!("{REDIRECT}\nhttp://127.0.0.1:9/autre-retour");
+    let fields = integration_fields(&csrf, &more, true);
+    assert_eq!(edit(&mut dev, &url2, &fields).await.status, 303);
+    // Not in force before validation.
+    let me = client_of(&clients(&app).await, &client_id);
+    assert_eq!(me["redirect_uris"].as_array().unwrap().len(), 1);
+    assert_eq!(act(&mut dev, &url2, "submit", "").await.status, 303);
+    assert_eq!(act(&mut inst, &url2, "validate", "").await.status, 303);
+    let me = client_of(&clients(&app).await, &client_id);
+    assert_eq!(
+        me["redirect_uris"],
+        serde_json::json!([REDIRECT, "http://127.0.0.1:9/autre-retour"]),
+        "{me}"
+    );
+    assert!(dev.get(&url).await.body.contains("Archivée"));
+    let c = TestClient {
+        id: client_id.clone(),
+        secret: Some(renewed.clone()),
+    };
+    let login = demo_login(&app, &c, "marie", &[]).await;
+    assert_eq!(token(&app, &c, &login).await.status(), 200, "same secret");
+
+    // Production: a second request, which needs the accreditation, then a second
+    // validation; a new client, the sandbox one kept.
+    let page = dev.get(&url2).await;
+    assert!(page.body.contains("Demander le passage en production"));
+    let r = dev
+        .post(
+            &format!("{url2}/production"),
+            &[("csrf", &hidden(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let url3 = r
+        .location
+        .unwrap()
+        .trim_end_matches("/modifier")
+        .to_string();
+    let r = act(&mut dev, &url3, "submit", "").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("accreditation"), "{}", r.body);
+    let mut fields = integration_fields(&csrf, REDIRECT, true);
+    for (k, v) in fields.iter_mut() {
+        match k.as_str() {
+            "acc_authority" => *v = "Maire de Démoville".into(),
+            "acc_start" => *v = "2026-01-01".into(),
+            "acc_end" => *v = "2029-01-01".into(),
+            _ => {}
+        }
+    }
+    assert_eq!(edit(&mut dev, &url3, &fields).await.status, 303);
+    assert_eq!(act(&mut dev, &url3, "submit", "").await.status, 303);
+    assert!(
+        inst.get(&url3)
+            .await
+            .body
+            .contains("Intégration en production")
+    );
+    assert_eq!(act(&mut inst, &url3, "validate", "").await.status, 303);
+    let listed = clients(&app).await;
+    assert_eq!(listed.len(), before + 2);
+    let production = listed
+        .iter()
+        .find(|c| {
+            c["client_id"] != client_id.as_str() && c["name"] == "Portail famille de Démoville"
+        })
+        .unwrap();
+    assert_eq!(production["sandbox"], false, "{production}");
+    assert_eq!(client_of(&listed, &client_id)["sandbox"], true);
+    assert!(
+        dev.get(&url2).await.body.contains("Validée"),
+        "sandbox kept"
+    );
+
+    // Revoking the sandbox integration disables its client: no more tokens.
+    assert_eq!(
+        act(&mut inst, &url2, "revoke", "Bac à sable plus utilisé.")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        client_of(&clients(&app).await, &client_id)["disabled"],
+        true
+    );
+}
+
+on_both_stores!(a_service_onboards_itself_from_the_partner_space);
