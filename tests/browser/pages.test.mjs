@@ -192,3 +192,89 @@ for (const width of WIDTHS) {
     }
   });
 }
+
+// The partner space (issue 31): a service's developer asks for a login integration,
+// the platform's instructor validates it, the developer gets the sandbox client's
+// secret once, asks for production, which is validated in turn — every page through
+// axe-core at 320 px (and 1280 px).
+for (const width of WIDTHS) {
+  test(`partner space at ${width}px: request, validation, sandbox client, production client`, async () => {
+    const title = `Portail famille ${width}-${Date.now()}`;
+    const session = async (email) => {
+      const context = await browser.newContext({ bypassCSP: true, viewport: { width, height: 900 }, locale: 'fr-FR' });
+      const page = await context.newPage();
+      await page.goto(BASE + '/espace-agent/connexion', { waitUntil: 'networkidle' });
+      await page.fill('#email', email);
+      await page.fill('#password', 'demonstration-socle');
+      await Promise.all([page.waitForURL(/\/espace-agent$/), page.press('#password', 'Enter')]);
+      return { context, page };
+    };
+    const check = (page, name) => checkPage(page, name, width);
+    const open = async (page) => {
+      await page.goto(BASE + '/espace-agent', { waitUntil: 'networkidle' });
+      await Promise.all([page.waitForURL(/\/espace-agent\/demandes\//), page.click(`text=${title} >> nth=0`)]);
+    };
+    const submit = async (page) => {
+      await Promise.all([page.waitForLoadState('networkidle'), page.click('button[value=submit]')]);
+      assert.ok((await page.textContent('main')).includes('Soumise'), await page.textContent('main'));
+    };
+    const validate = async (name) => {
+      const { context, page } = await session('partenaires@plateforme.demo');
+      await page.goto(BASE + '/espace-agent', { waitUntil: 'networkidle' });
+      await Promise.all([page.waitForURL(/\/espace-agent\/demandes\//), page.click(`tr:has-text("Soumise") >> text=${title}`)]);
+      await check(page, name);
+      await Promise.all([page.waitForLoadState('networkidle'), page.click('button[value=validate]')]);
+      assert.ok((await page.textContent('main')).includes('Validée'));
+      await context.close();
+    };
+
+    // The developer's request.
+    const dev = await session('developpeur@demoville.demo');
+    await Promise.all([page_wait(dev.page, /\/integrations\/nouvelle$/), dev.page.click('text=demandez une intégration')]);
+    await check(dev.page, 'partenaires-formulaire');
+    const fill = async (id, value) => dev.page.fill(`#${id}`, value);
+    await fill('title', title);
+    await fill('service_url', 'https://famille.demoville.example.fr');
+    await fill('purpose', 'Identifier les familles qui inscrivent leurs enfants à la cantine.');
+    await fill('legal_nature', 'mission d’intérêt public');
+    await fill('legal_text', 'Code de l’éducation, L. 551-1');
+    await dev.page.click('label[for=scope-identite_pivot]');
+    await fill('justification_identite_pivot', 'Rattacher l’inscription au bon enfant.');
+    await fill('redirect_uris', 'http://localhost:8080/callback');
+    for (const [who, name] of [['controller', 'Maire'], ['dpo', 'DPD'], ['tech', 'DSI']]) {
+      await fill(`${who}_name`, name);
+      await fill(`${who}_email`, `${who}@demoville.example.fr`);
+    }
+    await Promise.all([page_wait(dev.page, /\/espace-agent\/demandes\/[^/]+$/), dev.page.click('text=Enregistrer le brouillon')]);
+    await check(dev.page, 'partenaires-brouillon');
+    await submit(dev.page);
+
+    // The platform's instructor validates: a sandbox client.
+    await validate('partenaires-instruction');
+    await open(dev.page);
+    await check(dev.page, 'partenaires-client');
+    assert.ok((await dev.page.textContent('main')).includes('Bac à sable'));
+    await Promise.all([dev.page.waitForLoadState('networkidle'), dev.page.click('text=Obtenir le secret du client')]);
+    const shown = await dev.page.textContent('main');
+    assert.match(shown, /secret : \S{20,}/, 'the secret is shown once');
+    await check(dev.page, 'partenaires-secret');
+
+    // Production: a second request, with the accreditation, validated in turn.
+    await Promise.all([page_wait(dev.page, /\/modifier$/), dev.page.click('text=Demander le passage en production')]);
+    await check(dev.page, 'partenaires-production');
+    await fill('acc_authority', 'Maire de Démoville');
+    await fill('acc_start', '2026-01-01');
+    await fill('acc_end', '2029-01-01');
+    await Promise.all([page_wait(dev.page, /\/espace-agent\/demandes\/[^/]+$/), dev.page.click('text=Enregistrer le brouillon')]);
+    await submit(dev.page);
+    await validate('partenaires-instruction-production');
+    await dev.page.goto(BASE + '/espace-agent', { waitUntil: 'networkidle' });
+    const list = await dev.page.textContent('main');
+    assert.equal(list.split(title).length - 1, 2, 'the sandbox and the production requests');
+    await dev.context.close();
+  });
+}
+
+function page_wait(page, re) {
+  return page.waitForURL(re);
+}
