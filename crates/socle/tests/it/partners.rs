@@ -387,3 +387,131 @@ async fn a_service_onboards_itself_from_the_partner_space(backend: Backend) {
 }
 
 on_both_stores!(a_service_onboards_itself_from_the_partner_space);
+
+/// The same workflow through the JSON API, and its refusals: nothing changes on a
+/// mistake, and each gets a clear error.
+async fn integration_requests_through_the_json_api(backend: Backend) {
+    use crate::habilitations::{Call, complete_form, sign_in};
+    use serde_json::json;
+    let app = identity_app(backend).await;
+    publish(&app).await;
+    user(&app, "dev@demoville.fr", REQUESTER, Role::Developer).await;
+    user(&app, "partenaires@dinum.fr", PLATFORM, Role::Instructor).await;
+    user(&app, "instructeur@caf.fr", PRODUCER, Role::Instructor).await;
+    let dev = Call {
+        app: &app,
+        token: sign_in(&app, "dev@demoville.fr").await,
+    };
+    let inst = Call {
+        app: &app,
+        token: sign_in(&app, "partenaires@dinum.fr").await,
+    };
+    let caf = Call {
+        app: &app,
+        token: sign_in(&app, "instructeur@caf.fr").await,
+    };
+    let form = json!({
+        "title": "Portail famille", "purpose": "Identifier les familles qui inscrivent leurs enfants.",
+        "legal_basis": {"nature": "mission d’intérêt public", "text": "Code de l’éducation, L. 551-1"},
+        "scopes": ["openid", "identite_pivot"],
+        "controller": {"name": "Maire", "email": "maire@demoville.fr"},
+        "dpo": {"name": "DPD", "email": "dpd@demoville.fr"},
+        "technical_contact": {"name": "DSI", "email": "dsi@demoville.fr"},
+        "integration": {"service_url": "https://famille.demoville.example.fr",
+            "redirect_uris": ["javascript:alert(1)"], "eidas_level": 2, "profile": "franceconnect",
+            "justifications": {"identite_pivot": "Rattacher l’inscription au bon enfant."},
+            "production": true}
+    });
+    // An API request cannot carry an integration part.
+    let mut api_form = complete_form();
+    api_form["integration"] = json!({});
+    let (s, e) = dev
+        .post(
+            "/api/v1/habilitations",
+            json!({"api": "quotient-familial", "form": api_form}),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("integration"), "{e}");
+    // The stage is not the requester's to choose: a new request is a sandbox one.
+    let (s, h) = dev
+        .post(
+            "/api/v1/habilitations",
+            json!({"api": "identite", "form": form}),
+        )
+        .await;
+    assert_eq!(s, 201, "{h}");
+    assert_eq!(h["form"]["integration"]["production"], false, "{h}");
+    assert_eq!(h["producer"], PLATFORM);
+    let id = h["id"].as_str().unwrap().to_string();
+    // A redirect address the federation would refuse is refused at submission.
+    let (s, e) = dev.act(&id, "submit", None).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("javascript:alert(1)"),
+        "{e}"
+    );
+    let mut fixed = form.clone();
+    fixed["integration"]["redirect_uris"] = json!([REDIRECT]);
+    let (s, e) = dev
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/habilitations/{id}"),
+            Some(fixed),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(dev.act(&id, "submit", None).await.0, 200);
+    // Production before the sandbox is validated: refused.
+    let (s, e) = dev
+        .post(&format!("/api/v1/habilitations/{id}/production"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{e}");
+    // Only the platform's organisation instructs it.
+    assert_eq!(caf.act(&id, "validate", None).await.0, 404);
+    let (s, h) = inst.act(&id, "validate", None).await;
+    assert_eq!(s, 200, "{h}");
+    let client_id = h["client_id"].as_str().unwrap().to_string();
+    let me = client_of(&clients(&app).await, &client_id);
+    assert_eq!(me["profile"], "franceconnect");
+    assert_eq!(me["eidas_level"], 2);
+    assert_eq!(me["sandbox"], true);
+    // The instructor gets no secret; the developer gets it once.
+    assert_eq!(
+        inst.get(&format!("/api/v1/habilitations/{id}/credentials"))
+            .await
+            .0,
+        403
+    );
+    let (s, c) = dev
+        .get(&format!("/api/v1/habilitations/{id}/credentials"))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(c["client_id"], client_id.as_str());
+    assert!(c["client_secret"].as_str().unwrap().len() >= 32);
+    let (_, c) = dev
+        .get(&format!("/api/v1/habilitations/{id}/credentials"))
+        .await;
+    assert!(c.get("client_secret").is_none(), "{c}");
+    // A grace period out of range: refused, the secret unchanged.
+    let renew = format!("/api/v1/habilitations/{id}/credentials/renew");
+    let (s, e) = dev.post(&renew, json!({"grace_seconds": -1})).await;
+    assert_eq!(s, 422, "{e}");
+    let (s, e) = dev.post(&renew, json!({"grace_seconds": "long"})).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, c) = dev.post(&renew, json!({"grace_seconds": 60})).await;
+    assert_eq!(s, 200, "{c}");
+    assert!(c["client_secret"].is_string());
+    // Production is a new draft, at the production stage.
+    let (s, p) = dev
+        .post(&format!("/api/v1/habilitations/{id}/production"), json!({}))
+        .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["form"]["integration"]["production"], true);
+    assert_eq!(p["reopens"], id.as_str());
+}
+
+on_both_stores!(integration_requests_through_the_json_api);
