@@ -461,9 +461,15 @@ impl BackOffice {
             )));
         }
         if action == Action::Submit && h.is_integration() {
-            let problems = h
+            let mut problems = h
                 .form
                 .integration_problems(socle_identity::client::valid_redirect_uri);
+            // What the identity federation would refuse at validation, said now.
+            if problems.is_empty()
+                && let Err(e) = client_input(&h).into_client()
+            {
+                problems.push(e.to_string());
+            }
             if !problems.is_empty() {
                 return Err(CatalogueError::Invalid(format!(
                     "the request is incomplete: {}",
@@ -581,6 +587,9 @@ impl BackOffice {
                 old.state.as_str()
             )));
         }
+        if old.is_integration() {
+            self.no_open_successor(&old, None).await?;
+        }
         let production = old.form.integration.as_ref().is_some_and(|i| i.production);
         self.create_reopening(
             actor,
@@ -628,8 +637,10 @@ impl BackOffice {
             let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
                 CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
             })?;
-            // (A sandbox integration has no accreditation: it does not expire.)
+            // (A sandbox integration sees fictitious people only: it does not expire.)
+            let sandbox = h.form.integration.as_ref().is_some_and(|i| !i.production);
             if h.state != State::Validated
+                || sandbox
                 || h.form.accreditation.end.is_empty()
                 || h.form.accreditation.end.as_str() >= today
             {
@@ -804,6 +815,7 @@ impl BackOffice {
                 "only a validated sandbox integration asks for production".into(),
             ));
         }
+        self.no_open_successor(&old, Some(true)).await?;
         self.create_reopening(
             actor,
             IDENTITY,
@@ -814,30 +826,49 @@ impl BackOffice {
         .await
     }
 
+    /// Refuses a second request from the same integration while one is open (two
+    /// edits would race for one client), and — `production` — a second production
+    /// while one is in force (edit that one instead).
+    async fn no_open_successor(&self, old: &Habilitation, production: Option<bool>) -> Result<()> {
+        for doc in self.store.habilitations(Some(&old.requester)).await? {
+            let h: Habilitation = serde_json::from_str(&doc).map_err(|e| {
+                CatalogueError::Invalid(format!("stored habilitation unreadable: {e}"))
+            })?;
+            if h.reopens.as_deref() != Some(old.id.as_str()) {
+                continue;
+            }
+            let open = matches!(
+                h.state,
+                State::Draft | State::Submitted | State::ChangesRequested
+            );
+            let in_force = h.state == State::Validated
+                && production.is_some()
+                && h.form.integration.as_ref().map(|i| i.production) == production;
+            if open || in_force {
+                return Err(CatalogueError::Conflict(format!(
+                    "request {} already follows this one ({}): continue it instead",
+                    h.id,
+                    h.state.as_str()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The identity client a validated integration request gets: a reopened
     /// request's own one (same stage), reconfigured from the new form; otherwise a new
     /// one, without a secret until its developers ask for it (shown to them once).
     async fn integration_client(&self, h: &mut Habilitation) -> Result<ClientWrite> {
         let i = h.form.integration.clone().unwrap_or_default();
-        let input = socle_identity::ClientInput {
-            name: h.form.title.clone(),
-            organisation: h.requester.clone(),
-            profile: Some(match i.profile.as_str() {
-                "franceconnect" => socle_identity::ClientProfile::Franceconnect,
-                _ => socle_identity::ClientProfile::Standard,
-            }),
-            sandbox: !i.production,
-            redirect_uris: i.redirect_uris.clone(),
-            post_logout_redirect_uris: i.post_logout_redirect_uris.clone(),
-            backchannel_logout_uri: i.backchannel_logout_uri.clone(),
-            scopes: h.form.scopes.clone(),
-            eidas_level: Some(i.eidas_level),
-            ..Default::default()
-        };
+        let input = client_input(h);
         let carried = match &h.reopens {
             Some(old) => {
                 let (old, _) = self.load(old).await?;
+                // Only a request still in force hands its client on: one that ended
+                // meanwhile (revoked, expired, replaced) left a disabled client or
+                // another request's, and this one gets a client of its own.
                 let same_stage = old.is_integration()
+                    && old.state == State::Validated
                     && old.form.integration.as_ref().map(|o| o.production) == Some(i.production);
                 old.client_id.filter(|_| same_stage)
             }
@@ -854,7 +885,7 @@ impl BackOffice {
                 ClientWrite {
                     client_id,
                     doc: client_doc(&client)?,
-                    expected: Some(stored.doc),
+                    expected: Some((stored.doc, stored.disabled)),
                     disabled: stored.disabled,
                 }
             }
@@ -884,7 +915,7 @@ impl BackOffice {
         Ok(Some(ClientWrite {
             client_id: client_id.clone(),
             doc: stored.doc.clone(),
-            expected: Some(stored.doc),
+            expected: Some((stored.doc, stored.disabled)),
             disabled: true,
         }))
     }
@@ -938,7 +969,7 @@ impl BackOffice {
             clients: vec![ClientWrite {
                 client_id: client_id.clone(),
                 doc: client_doc(&client)?,
-                expected: Some(stored.doc),
+                expected: Some((stored.doc, stored.disabled)),
                 disabled: stored.disabled,
             }],
             ..Step::default()
@@ -1033,30 +1064,11 @@ impl BackOffice {
                 })
                 .collect();
             data.dedup();
-            let f = &h.form;
-            out.push(Processing {
-                habilitation: h.id.clone(),
-                name: f.title.clone(),
-                purpose: f.purpose.clone(),
-                legal_basis: format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
+            out.push(processing(
+                &h,
                 data,
-                source: format!("{} ({})", api.api.title, api.producer.name),
-                recipients: f.recipients.clone(),
-                retention_months: f.retention_months,
-                controller: format!("{} <{}>", f.controller.name, f.controller.email),
-                dpo: format!("{} <{}>", f.dpo.name, f.dpo.email),
-                security: format!(
-                    "homologation par {} du {} au {}",
-                    f.accreditation.authority, f.accreditation.start, f.accreditation.end
-                ),
-                since: h
-                    .history
-                    .iter()
-                    .rev()
-                    .find(|e| e.action == "validate")
-                    .map(|e| e.at.clone())
-                    .unwrap_or_default(),
-            });
+                format!("{} ({})", api.api.title, api.producer.name),
+            ));
         }
         Ok(out)
     }
@@ -1065,26 +1077,34 @@ impl BackOffice {
 /// A production integration as a processing: the identity data it receives.
 fn integration_processing(h: &Habilitation) -> Option<Processing> {
     let i = h.form.integration.as_ref().filter(|i| i.production)?;
+    let data = h
+        .form
+        .scopes
+        .iter()
+        .filter_map(|s| {
+            habilitation::IDENTITY_SCOPES
+                .iter()
+                .find(|(n, _)| n == s)
+                .map(|(_, d)| d.to_string())
+        })
+        .collect();
+    let source = format!(
+        "Fédération d’identité de la plateforme (niveau eIDAS {})",
+        i.eidas_level
+    );
+    Some(processing(h, data, source))
+}
+
+/// A validated habilitation as a processing: what it says, the data and their source.
+fn processing(h: &Habilitation, data: Vec<String>, source: String) -> Processing {
     let f = &h.form;
-    Some(Processing {
+    Processing {
         habilitation: h.id.clone(),
         name: f.title.clone(),
         purpose: f.purpose.clone(),
         legal_basis: format!("{} — {}", f.legal_basis.nature, f.legal_basis.text),
-        data: f
-            .scopes
-            .iter()
-            .filter_map(|s| {
-                habilitation::IDENTITY_SCOPES
-                    .iter()
-                    .find(|(n, _)| n == s)
-                    .map(|(_, d)| d.to_string())
-            })
-            .collect(),
-        source: format!(
-            "Fédération d’identité de la plateforme (niveau eIDAS {})",
-            i.eidas_level
-        ),
+        data,
+        source,
         recipients: f.recipients.clone(),
         retention_months: f.retention_months,
         controller: format!("{} <{}>", f.controller.name, f.controller.email),
@@ -1100,7 +1120,7 @@ fn integration_processing(h: &Habilitation) -> Option<Processing> {
             .find(|e| e.action == "validate")
             .map(|e| e.at.clone())
             .unwrap_or_default(),
-    })
+    }
 }
 
 /// The register as CSV (RFC 4180: fields quoted, quotes doubled; lists joined by " | ").
@@ -1147,6 +1167,26 @@ fn fresh(h: &Habilitation, seen: Option<usize>) -> Result<()> {
             now: h.revision(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// The identity client an integration request describes.
+fn client_input(h: &Habilitation) -> socle_identity::ClientInput {
+    let i = h.form.integration.clone().unwrap_or_default();
+    socle_identity::ClientInput {
+        name: h.form.title.clone(),
+        organisation: h.requester.clone(),
+        profile: Some(match i.profile.as_str() {
+            "franceconnect" => socle_identity::ClientProfile::Franceconnect,
+            _ => socle_identity::ClientProfile::Standard,
+        }),
+        sandbox: !i.production,
+        redirect_uris: i.redirect_uris,
+        post_logout_redirect_uris: i.post_logout_redirect_uris,
+        backchannel_logout_uri: i.backchannel_logout_uri,
+        scopes: h.form.scopes.clone(),
+        eidas_level: Some(i.eidas_level),
+        ..Default::default()
     }
 }
 

@@ -331,17 +331,7 @@ impl Form {
         if self.title.trim().is_empty() {
             p.push("title is required".to_string());
         }
-        if self.purpose.trim().len() < 20 {
-            p.push("purpose must say why, in at least 20 characters".into());
-        }
-        if self.legal_basis.nature.trim().is_empty() || self.legal_basis.text.trim().is_empty() {
-            p.push("legal_basis needs its nature and text".into());
-        }
-        if let Some(u) = &self.legal_basis.url
-            && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
-        {
-            p.push("legal_basis.url must be an https (or http) address".into());
-        }
+        self.purpose_and_people_problems(&mut p);
         if self.scopes.is_empty() {
             p.push("scopes: request at least one".into());
         }
@@ -363,21 +353,7 @@ impl Form {
         if self.recipients.is_empty() {
             p.push("recipients: name who receives the data".into());
         }
-        for (name, c) in [
-            ("controller", &self.controller),
-            ("dpo", &self.dpo),
-            ("technical_contact", &self.technical_contact),
-        ] {
-            if c.name.trim().is_empty() || !email_ok(&c.email) {
-                p.push(format!("{name} needs a name and an e-mail address"));
-            }
-        }
-        let a = &self.accreditation;
-        if a.authority.trim().is_empty() || !date_ok(&a.start) || !date_ok(&a.end) {
-            p.push("accreditation needs its authority, start and end dates (YYYY-MM-DD)".into());
-        } else if a.end <= a.start {
-            p.push("accreditation ends before it starts".into());
-        }
+        self.accreditation_problems(&mut p);
         if self.expected_volume == 0 {
             p.push("expected_volume (calls per day) is required".into());
         }
@@ -402,21 +378,7 @@ impl Form {
         if self.title.trim().is_empty() {
             p.push("title (the service's name) is required".to_string());
         }
-        if self.purpose.trim().len() < 20 {
-            p.push("purpose must say why, in at least 20 characters".into());
-        }
-        if self.legal_basis.nature.trim().is_empty() || self.legal_basis.text.trim().is_empty() {
-            p.push("legal_basis needs its nature and text".into());
-        }
-        for (name, c) in [
-            ("controller", &self.controller),
-            ("dpo", &self.dpo),
-            ("technical_contact", &self.technical_contact),
-        ] {
-            if c.name.trim().is_empty() || !email_ok(&c.email) {
-                p.push(format!("{name} needs a name and an e-mail address"));
-            }
-        }
+        self.purpose_and_people_problems(&mut p);
         let Some(i) = &self.integration else {
             p.push("integration: the service's addresses and level are required".into());
             return p;
@@ -459,17 +421,42 @@ impl Form {
             p.push("integration.profile must be \"standard\" or \"franceconnect\"".into());
         }
         if i.production {
-            let a = &self.accreditation;
-            if a.authority.trim().is_empty() || !date_ok(&a.start) || !date_ok(&a.end) {
-                p.push(
-                    "production needs the accreditation's authority, start and end dates (YYYY-MM-DD)"
-                        .into(),
-                );
-            } else if a.end <= a.start {
-                p.push("accreditation ends before it starts".into());
-            }
+            self.accreditation_problems(&mut p);
         }
         p
+    }
+
+    /// The purpose, the legal basis and the three contacts: what every request says.
+    fn purpose_and_people_problems(&self, p: &mut Vec<String>) {
+        if self.purpose.trim().len() < 20 {
+            p.push("purpose must say why, in at least 20 characters".into());
+        }
+        if self.legal_basis.nature.trim().is_empty() || self.legal_basis.text.trim().is_empty() {
+            p.push("legal_basis needs its nature and text".into());
+        }
+        if let Some(u) = &self.legal_basis.url
+            && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+        {
+            p.push("legal_basis.url must be an https (or http) address".into());
+        }
+        for (name, c) in [
+            ("controller", &self.controller),
+            ("dpo", &self.dpo),
+            ("technical_contact", &self.technical_contact),
+        ] {
+            if c.name.trim().is_empty() || !email_ok(&c.email) {
+                p.push(format!("{name} needs a name and an e-mail address"));
+            }
+        }
+    }
+
+    fn accreditation_problems(&self, p: &mut Vec<String>) {
+        let a = &self.accreditation;
+        if a.authority.trim().is_empty() || !date_ok(&a.start) || !date_ok(&a.end) {
+            p.push("accreditation needs its authority, start and end dates (YYYY-MM-DD)".into());
+        } else if a.end <= a.start {
+            p.push("accreditation ends before it starts".into());
+        }
     }
 }
 

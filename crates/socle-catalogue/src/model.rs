@@ -316,6 +316,12 @@ impl ApiInput {
                 self.slug
             ));
         }
+        if self.slug == crate::habilitation::IDENTITY {
+            problems.push(format!(
+                "slug {:?} is reserved: requests for it are login integrations",
+                self.slug
+            ));
+        }
         if let Some(p) = siret::siret_problem(&self.organisation) {
             problems.push(format!("organisation: {p}"));
         }

@@ -506,6 +506,17 @@ impl Client {
         c.token_endpoint_auth_method = self.token_endpoint_auth_method.clone();
         c.consent_exempt = self.consent_exempt;
         c.disabled = self.disabled;
+        // Settings the partner space's form does not carry stay as they were.
+        c.id_token_signed_response_alg = self.id_token_signed_response_alg.clone();
+        c.id_token_encrypted_response_alg = self.id_token_encrypted_response_alg.clone();
+        c.id_token_encrypted_response_enc = self.id_token_encrypted_response_enc.clone();
+        c.userinfo_encrypted_response_alg = self.userinfo_encrypted_response_alg.clone();
+        c.userinfo_encrypted_response_enc = self.userinfo_encrypted_response_enc.clone();
+        c.userinfo_signed_response_alg = self
+            .userinfo_signed_response_alg
+            .clone()
+            .or(c.userinfo_signed_response_alg);
+        c.backchannel_logout_session_required = self.backchannel_logout_session_required;
         Ok(c)
     }
 

@@ -294,7 +294,9 @@ pub struct HabilitationCommit<'a> {
 pub struct ClientWrite {
     pub client_id: String,
     pub doc: String,
-    pub expected: Option<String>,
+    /// The stored document and `disabled` flag read (an operator's disabling, meanwhile,
+    /// is a change too).
+    pub expected: Option<(String, bool)>,
     pub disabled: bool,
 }
 
@@ -445,15 +447,16 @@ impl BackOfficeStore for Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?,
-                    Some(expected) => sqlx::query(
+                    Some((expected, was_disabled)) => sqlx::query(
                         "UPDATE oidc_clients SET doc = $1, disabled = $2, updated_at = $3 \
-                         WHERE client_id = $4 AND doc = $5",
+                         WHERE client_id = $4 AND doc = $5 AND disabled = $6",
                     )
                     .bind(&w.doc)
                     .bind(i64::from(w.disabled))
                     .bind(now)
                     .bind(&w.client_id)
                     .bind(expected)
+                    .bind(i64::from(*was_disabled))
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?,

@@ -724,15 +724,26 @@ pub struct FormPage {
     pub legal_consent: bool,
 }
 
-fn fields(f: &Form) -> Vec<Field> {
-    let field = |name, label, hint, kind, multiline, value: String| Field {
+/// One input of a form.
+pub(crate) fn field(
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    kind: &'static str,
+    multiline: bool,
+    value: String,
+) -> Field {
+    Field {
         name,
         label,
         hint,
         kind,
         multiline,
         value,
-    };
+    }
+}
+
+fn fields(f: &Form) -> Vec<Field> {
     vec![
         field(
             "title",
@@ -742,38 +753,13 @@ fn fields(f: &Form) -> Vec<Field> {
             false,
             f.title.clone(),
         ),
-        field(
-            "purpose",
-            "Finalité",
-            "Pourquoi ces données sont nécessaires, en quelques phrases.",
-            "text",
-            true,
-            f.purpose.clone(),
-        ),
-        field(
-            "legal_nature",
-            "Nature de la base légale",
-            "Par exemple : mission d’intérêt public.",
-            "text",
-            false,
-            f.legal_basis.nature.clone(),
-        ),
-        field(
-            "legal_text",
-            "Texte de référence",
-            "Loi, décret ou délibération, et article.",
-            "text",
-            false,
-            f.legal_basis.text.clone(),
-        ),
-        field(
-            "legal_url",
-            "Adresse du texte",
-            "Facultatif.",
-            "url",
-            false,
-            f.legal_basis.url.clone().unwrap_or_default(),
-        ),
+    ]
+    .into_iter()
+    .chain(purpose_fields(
+        f,
+        "Pourquoi ces données sont nécessaires, en quelques phrases.",
+    ))
+    .chain([
         field(
             "retention_months",
             "Durée de conservation (mois)",
@@ -802,6 +788,83 @@ fn fields(f: &Form) -> Vec<Field> {
             true,
             f.recipients.join("\n"),
         ),
+    ])
+    .chain(contact_fields(f))
+    .chain(accreditation_fields(f, ""))
+    .chain([
+        field(
+            "expected_volume",
+            "Volume attendu (appels par jour)",
+            "",
+            "number",
+            false,
+            if f.expected_volume == 0 {
+                String::new()
+            } else {
+                f.expected_volume.to_string()
+            },
+        ),
+        field(
+            "go_live",
+            "Date de mise en service",
+            "Format AAAA-MM-JJ.",
+            "text",
+            false,
+            f.go_live.clone(),
+        ),
+        field(
+            "visible_after",
+            "Visibilité différée (facultatif)",
+            "Format AAAA-MM-JJ. Les personnes ne verront les échanges de cette habilitation dans leur espace qu’à partir de cette date (enquête en cours, par exemple) ; elles sauront combien sont différés et jusqu’à quand.",
+            "text",
+            false,
+            f.visible_after.clone().unwrap_or_default(),
+        ),
+    ])
+    .collect()
+}
+
+/// The purpose and the legal basis: fields of every request form.
+pub(crate) fn purpose_fields(f: &Form, purpose_hint: &'static str) -> Vec<Field> {
+    vec![
+        field(
+            "purpose",
+            "Finalité",
+            purpose_hint,
+            "text",
+            true,
+            f.purpose.clone(),
+        ),
+        field(
+            "legal_nature",
+            "Nature de la base légale",
+            "Par exemple : mission d’intérêt public.",
+            "text",
+            false,
+            f.legal_basis.nature.clone(),
+        ),
+        field(
+            "legal_text",
+            "Texte de référence",
+            "Loi, décret ou délibération, et article.",
+            "text",
+            false,
+            f.legal_basis.text.clone(),
+        ),
+        field(
+            "legal_url",
+            "Adresse du texte",
+            "Facultatif.",
+            "url",
+            false,
+            f.legal_basis.url.clone().unwrap_or_default(),
+        ),
+    ]
+}
+
+/// The controller, the DPO and the technical contact: fields of every request form.
+pub(crate) fn contact_fields(f: &Form) -> Vec<Field> {
+    vec![
         field(
             "controller_name",
             "Responsable de traitement — nom",
@@ -850,10 +913,16 @@ fn fields(f: &Form) -> Vec<Field> {
             false,
             f.technical_contact.email.clone(),
         ),
+    ]
+}
+
+/// The accreditation's fields; `hint` on the first (when it is required).
+pub(crate) fn accreditation_fields(f: &Form, hint: &'static str) -> Vec<Field> {
+    vec![
         field(
             "acc_authority",
             "Homologation — autorité",
-            "",
+            hint,
             "text",
             false,
             f.accreditation.authority.clone(),
@@ -873,34 +942,6 @@ fn fields(f: &Form) -> Vec<Field> {
             "text",
             false,
             f.accreditation.end.clone(),
-        ),
-        field(
-            "expected_volume",
-            "Volume attendu (appels par jour)",
-            "",
-            "number",
-            false,
-            if f.expected_volume == 0 {
-                String::new()
-            } else {
-                f.expected_volume.to_string()
-            },
-        ),
-        field(
-            "go_live",
-            "Date de mise en service",
-            "Format AAAA-MM-JJ.",
-            "text",
-            false,
-            f.go_live.clone(),
-        ),
-        field(
-            "visible_after",
-            "Visibilité différée (facultatif)",
-            "Format AAAA-MM-JJ. Les personnes ne verront les échanges de cette habilitation dans leur espace qu’à partir de cette date (enquête en cours, par exemple) ; elles sauront combien sont différés et jusqu’à quand.",
-            "text",
-            false,
-            f.visible_after.clone().unwrap_or_default(),
         ),
     ]
 }

@@ -18,7 +18,10 @@ use socle_catalogue::habilitation::{
 
 use crate::AppState;
 use crate::pages::{Layout, render};
-use crate::routes::agent::{Field, agent, csrf_of, one, page_error, posted, request_page};
+use crate::routes::agent::{
+    Field, accreditation_fields, agent, contact_fields, csrf_of, field, one, page_error, posted,
+    purpose_fields, request_page,
+};
 
 /// Grace periods offered when a secret is renewed (seconds, label).
 pub const GRACES: &[(i64, &str)] = &[
@@ -50,24 +53,6 @@ pub struct IntegrationFormPage {
     /// (value, label, checked)
     pub levels: Vec<(u8, &'static str, bool)>,
     pub profiles: Vec<(&'static str, &'static str, bool)>,
-}
-
-fn field(
-    name: &'static str,
-    label: &'static str,
-    hint: &'static str,
-    kind: &'static str,
-    multiline: bool,
-    value: String,
-) -> Field {
-    Field {
-        name,
-        label,
-        hint,
-        kind,
-        multiline,
-        value,
-    }
 }
 
 /// The integration form page, filled with `f`.
@@ -108,39 +93,13 @@ pub fn form_page(
                 false,
                 i.service_url.clone(),
             ),
-            field(
-                "purpose",
-                "Finalité",
-                "Pourquoi le service identifie ses usagers, en quelques phrases.",
-                "text",
-                true,
-                f.purpose.clone(),
-            ),
-            field(
-                "legal_nature",
-                "Nature de la base légale",
-                "Par exemple : mission d’intérêt public.",
-                "text",
-                false,
-                f.legal_basis.nature.clone(),
-            ),
-            field(
-                "legal_text",
-                "Texte de référence",
-                "Loi, décret ou délibération, et article.",
-                "text",
-                false,
-                f.legal_basis.text.clone(),
-            ),
-            field(
-                "legal_url",
-                "Adresse du texte",
-                "Facultatif.",
-                "url",
-                false,
-                f.legal_basis.url.clone().unwrap_or_default(),
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(purpose_fields(
+            f,
+            "Pourquoi le service identifie ses usagers, en quelques phrases.",
+        ))
+        .collect(),
         addresses: vec![
             field(
                 "redirect_uris",
@@ -167,82 +126,8 @@ pub fn form_page(
                 i.backchannel_logout_uri.clone().unwrap_or_default(),
             ),
         ],
-        people: vec![
-            field(
-                "controller_name",
-                "Responsable de traitement — nom",
-                "",
-                "text",
-                false,
-                f.controller.name.clone(),
-            ),
-            field(
-                "controller_email",
-                "Responsable de traitement — adresse électronique",
-                "",
-                "email",
-                false,
-                f.controller.email.clone(),
-            ),
-            field(
-                "dpo_name",
-                "Délégué à la protection des données — nom",
-                "",
-                "text",
-                false,
-                f.dpo.name.clone(),
-            ),
-            field(
-                "dpo_email",
-                "Délégué à la protection des données — adresse électronique",
-                "",
-                "email",
-                false,
-                f.dpo.email.clone(),
-            ),
-            field(
-                "tech_name",
-                "Contact technique — nom",
-                "",
-                "text",
-                false,
-                f.technical_contact.name.clone(),
-            ),
-            field(
-                "tech_email",
-                "Contact technique — adresse électronique",
-                "",
-                "email",
-                false,
-                f.technical_contact.email.clone(),
-            ),
-        ],
-        accreditation: vec![
-            field(
-                "acc_authority",
-                "Homologation — autorité",
-                "Obligatoire pour la production.",
-                "text",
-                false,
-                f.accreditation.authority.clone(),
-            ),
-            field(
-                "acc_start",
-                "Homologation — début",
-                "Format AAAA-MM-JJ.",
-                "text",
-                false,
-                f.accreditation.start.clone(),
-            ),
-            field(
-                "acc_end",
-                "Homologation — fin",
-                "Format AAAA-MM-JJ.",
-                "text",
-                false,
-                f.accreditation.end.clone(),
-            ),
-        ],
+        people: contact_fields(f),
+        accreditation: accreditation_fields(f, "Obligatoire pour la production."),
         scopes: IDENTITY_SCOPES
             .iter()
             .map(|(s, d)| {
@@ -429,14 +314,7 @@ pub async fn reopen(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (a, _) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    match a.office.reopen(&a.actor, &id).await {
-        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response(),
-        Err(e) => page_error(e),
-    }
+    follow_up(&state, &headers, &id, &body, false).await
 }
 
 /// A new request for production, from a validated sandbox integration.
@@ -446,11 +324,27 @@ pub async fn production(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (a, _) = match posted(&state, &headers, &body).await {
+    follow_up(&state, &headers, &id, &body, true).await
+}
+
+/// A request that follows a validated integration (an edit, or production): created,
+/// then its form opened.
+async fn follow_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+    production: bool,
+) -> Response {
+    let (a, _) = match posted(state, headers, body).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    match a.office.ask_production(&a.actor, &id).await {
+    let created = match production {
+        true => a.office.ask_production(&a.actor, id).await,
+        false => a.office.reopen(&a.actor, id).await,
+    };
+    match created {
         Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response(),
         Err(e) => page_error(e),
     }

@@ -512,6 +512,117 @@ async fn integration_requests_through_the_json_api(backend: Backend) {
     assert_eq!(s, 201, "{p}");
     assert_eq!(p["form"]["integration"]["production"], true);
     assert_eq!(p["reopens"], id.as_str());
+    let pid = p["id"].as_str().unwrap().to_string();
+    // One follow-up at a time: a second production request, or an edit, while this
+    // one is open, is refused (two requests would race for one client).
+    for path in ["production", "reopen"] {
+        let (s, e) = dev
+            .post(&format!("/api/v1/habilitations/{id}/{path}"), json!({}))
+            .await;
+        assert_eq!(s, 409, "{path}: {e}");
+    }
+    let mut prod = p["form"].clone();
+    prod["accreditation"] =
+        json!({"authority": "Maire", "start": "2026-01-01", "end": "2027-06-30"});
+    let (s, e) = dev
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/habilitations/{pid}"),
+            Some(prod),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(dev.act(&pid, "submit", None).await.0, 200);
+    let (s, h) = inst.act(&pid, "validate", None).await;
+    assert_eq!(s, 200, "{h}");
+    let production_id = h["client_id"].as_str().unwrap().to_string();
+    assert_ne!(production_id, client_id);
+    // Production in force: not asked for twice.
+    let (s, e) = dev
+        .post(&format!("/api/v1/habilitations/{id}/production"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{e}");
+
+    // An edit of the production integration, pending while the accreditation ends:
+    // the expiry disables the client; the edit, validated later, gets a client of its
+    // own rather than the disabled one. The sandbox never expires.
+    let (s, edit) = dev
+        .post(&format!("/api/v1/habilitations/{pid}/reopen"), json!({}))
+        .await;
+    assert_eq!(s, 201, "{edit}");
+    let eid = edit["id"].as_str().unwrap().to_string();
+    let mut renewed = edit["form"].clone();
+    renewed["accreditation"]["end"] = json!("2030-06-30");
+    let (s, e) = dev
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/habilitations/{eid}"),
+            Some(renewed),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(dev.act(&eid, "submit", None).await.0, 200);
+    let office = socle_catalogue::BackOffice::new(app.store.clone(), app.journal.clone().unwrap());
+    assert_eq!(office.expire_due("2027-07-02").await.unwrap(), 1);
+    let listed = clients(&app).await;
+    assert_eq!(client_of(&listed, &production_id)["disabled"], true);
+    assert_eq!(
+        client_of(&listed, &client_id)["disabled"],
+        false,
+        "sandbox kept"
+    );
+    let (s, h) = inst.act(&eid, "validate", None).await;
+    assert_eq!(s, 200, "{h}");
+    let fresh = h["client_id"].as_str().unwrap();
+    assert_ne!(fresh, production_id);
+    let me = client_of(&clients(&app).await, fresh);
+    assert_eq!(
+        (me["disabled"].clone(), me["sandbox"].clone()),
+        (json!(false), json!(false))
+    );
+
+    // An operator's disabling meanwhile is a change: a step that read the client
+    // enabled writes nothing (it would have enabled it again).
+    let stored = app.store.client(&client_id).await.unwrap().unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/admin/clients/{client_id}/disable")))
+        .bearer_auth(crate::identity::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let commit = socle_store::HabilitationCommit {
+        clients: vec![socle_store::ClientWrite {
+            client_id: client_id.clone(),
+            doc: stored.doc.clone(),
+            expected: Some((stored.doc, false)),
+            disabled: false,
+        }],
+        ..Default::default()
+    };
+    use socle_store::{BackOfficeStore, IdentityStore};
+    assert!(!app.store.commit_habilitations(&commit, 0).await.unwrap());
+    assert!(
+        app.store
+            .client(&client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+
+    // The identity federation's name is no API's.
+    let (s, e) = crate::catalogue::post(
+        &app,
+        "/api/admin/apis",
+        json!({"slug": "identite", "organisation": PRODUCER, "title": "X", "description": "X",
+               "openapi": "{}", "upstream_url": "https://x.example.fr", "access_mode": "open",
+               "contact": "x@example.fr", "scopes": []}),
+    )
+    .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("reserved"), "{e}");
 }
 
 on_both_stores!(integration_requests_through_the_json_api);
