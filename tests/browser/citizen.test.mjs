@@ -9,6 +9,7 @@
 // Run by scripts/browser-test (SQLite, and again on PostgreSQL), which sets SOCLE_URL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { BASE, launch, checkPage, tabTo as tab } from './helpers.mjs';
 
 let browser;
@@ -129,5 +130,44 @@ test('the proof check runs under the strict CSP (no inline script), without cons
   const verdict = await page.textContent('#' + id);
   assert.ok(verdict.startsWith('Preuve vérifiée'), verdict);
   assert.deepEqual(problems, []);
+  await context.close();
+});
+
+// Issue 32: the README's machine-to-machine call (the town hall asks the CAF for an
+// allocataire's family quotient, without the person) reaches that person: logged in to
+// "Mon espace", they see the exchange and verify its proof. (Allocataire 0000002,
+// Jean, whom no other test logs in, so that the exchange shown can only be this one.)
+test('a machine call about a person reaches that person: Mes données, with its proof', async () => {
+  assert.ok(process.env.SOCLE_DEMO_FILE, 'SOCLE_DEMO_FILE names socle demo\'s demo.json');
+  const demo = JSON.parse(readFileSync(process.env.SOCLE_DEMO_FILE, 'utf8'));
+  const basic = Buffer.from(`${demo.client_id}:${demo.client_secret}`).toString('base64');
+  const token = await fetch(demo.token_endpoint, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+  }).then(r => r.json());
+  assert.ok(token.access_token, JSON.stringify(token));
+  const url = demo.example_call.url.replace('identifiant=0000001', 'identifiant=0000002');
+  assert.notEqual(url, demo.example_call.url, url);
+  const r = await fetch(url, { headers: { authorization: `Bearer ${token.access_token}` } });
+  assert.equal(r.status, 200, await r.text());
+  assert.equal(r.headers.get('socle-subject'), null, 'the provider\'s naming is not passed on');
+
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 320, height: 900 }, locale: 'fr-FR' });
+  const page = await context.newPage();
+  const check = (name) => checkPage(page, name, 320);
+  await page.goto(BASE + '/mon-espace/donnees');
+  await throughLogin(page, /\/mon-espace\/donnees/, check, 'jean');
+  for (let i = 0; i < 20 && !(await page.$('button.socle-verify')); i++) {
+    await page.waitForTimeout(200);
+    await page.reload({ waitUntil: 'networkidle' });
+  }
+  const main = await page.textContent('main');
+  assert.ok(main.includes('Mairie de Démoville a obtenu') && main.includes('Quotient familial'), main);
+  await check('espace-donnees-appel-machine');
+  const id = await page.getAttribute('button.socle-verify', 'aria-describedby');
+  await page.click('button.socle-verify');
+  await page.waitForFunction((i) => !document.getElementById(i).textContent.includes('en cours') && document.getElementById(i).textContent !== '', id, { timeout: 5000 });
+  assert.ok((await page.textContent('#' + id)).startsWith('Preuve vérifiée'));
   await context.close();
 });

@@ -19,7 +19,10 @@ pub mod siret;
 pub mod throttle;
 
 pub use back_office::BackOffice;
-pub use model::{Api, ApiInput, DataItem, DataItemInput, Organisation, OrganisationInput, Scope};
+pub use model::{
+    Api, ApiInput, DataItem, DataItemInput, Organisation, OrganisationInput, PivotFields, Scope,
+    Subject, SubjectMode,
+};
 pub use service::{Catalogue, Listed, Search};
 
 /// What went wrong.

@@ -64,6 +64,88 @@ pub struct DataItem {
     pub producer: String,
     /// The law or regulation that defines it.
     pub legal_source: String,
+    /// Whether it is about a person (personal data, GDPR art. 4(1)); an API whose
+    /// data items are all non-personal may say its calls name nobody (`none`).
+    #[serde(default = "yes")]
+    pub personal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a call names the person its data is about, so that every exchange about a
+/// person reaches that person's space (docs/CATALOGUE.md, "Whose data").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectMode {
+    /// Calls on a person's behalf, with the access token their login gave the service.
+    #[default]
+    PersonToken,
+    /// The request carries the person's pivot identity (query parameters or JSON body
+    /// fields named in `pivot`); the gateway computes the federation's identity hash.
+    Pivot,
+    /// The provider names the person in its answer: the `Socle-Subject` header (the
+    /// identity hash, or the pivot identity as JSON), read and removed by the gateway.
+    Provider,
+    /// The data are about no person (reference data).
+    None,
+}
+
+impl SubjectMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectMode::PersonToken => "person_token",
+            SubjectMode::Pivot => "pivot",
+            SubjectMode::Provider => "provider",
+            SubjectMode::None => "none",
+        }
+    }
+}
+
+/// Where a request carries the pivot identity (`pivot` mode): the name of the
+/// parameter (or top-level JSON body field) holding each pivot field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PivotFields {
+    /// `query` (default) or `body` (a JSON object).
+    #[serde(default)]
+    pub source: Option<String>,
+    pub given_name: String,
+    pub family_name: String,
+    pub birthdate: String,
+    pub gender: String,
+    pub birthplace: String,
+    pub birthcountry: String,
+}
+
+impl PivotFields {
+    /// The request's parameter names, by pivot field.
+    pub fn names(&self) -> [(&'static str, &str); 6] {
+        [
+            ("given_name", &self.given_name),
+            ("family_name", &self.family_name),
+            ("birthdate", &self.birthdate),
+            ("gender", &self.gender),
+            ("birthplace", &self.birthplace),
+            ("birthcountry", &self.birthcountry),
+        ]
+    }
+
+    /// Whether the pivot is in a JSON body rather than the query.
+    pub fn in_body(&self) -> bool {
+        self.source.as_deref() == Some("body")
+    }
+}
+
+/// How an API's calls name their person.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    #[serde(default)]
+    pub mode: SubjectMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pivot: Option<PivotFields>,
 }
 
 pub type DataItemInput = DataItem;
@@ -111,6 +193,9 @@ pub struct Api {
     /// any level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person_eidas_level: Option<u8>,
+    /// How a call names the person its data is about.
+    #[serde(default)]
+    pub subject: Subject,
 }
 
 /// What an administrator submits to publish an API (a new version replaces the
@@ -144,6 +229,10 @@ pub struct ApiInput {
     /// person's behalf; none: any level.
     #[serde(default)]
     pub person_eidas_level: Option<u8>,
+    /// How a call names the person its data is about: `person_token` (default),
+    /// `pivot` (with where the pivot is), `provider` or `none` (no personal data).
+    #[serde(default)]
+    pub subject: Subject,
 }
 
 fn valid_slug(s: &str) -> bool {
@@ -307,8 +396,9 @@ pub fn valid_pointer(p: &str) -> bool {
 }
 
 impl ApiInput {
-    /// Validates into an API record; `known_items` are the dictionary's identifiers.
-    pub fn validate(self, known_items: &[String]) -> Result<Api> {
+    /// Validates into an API record; `known_items` are the dictionary's identifiers,
+    /// `non_personal` those of its items about no person.
+    pub fn validate(self, known_items: &[String], non_personal: &[String]) -> Result<Api> {
         let mut problems = Vec::new();
         if !valid_slug(&self.slug) {
             problems.push(format!(
@@ -391,6 +481,41 @@ impl ApiInput {
             problems
                 .push("person_eidas_level must be 1 (faible), 2 (substantiel) or 3 (élevé)".into());
         }
+        match (self.subject.mode, &self.subject.pivot) {
+            (SubjectMode::Pivot, None) => problems.push(
+                "subject: the pivot mode names the request's parameters for each pivot field"
+                    .into(),
+            ),
+            (SubjectMode::Pivot, Some(p)) => {
+                if !matches!(p.source.as_deref(), None | Some("query" | "body")) {
+                    problems.push("subject.pivot.source must be \"query\" or \"body\"".into());
+                }
+                for (field, name) in p.names() {
+                    if name.trim().is_empty() || name.len() > 100 {
+                        problems.push(format!(
+                            "subject.pivot.{field} must name the request's parameter"
+                        ));
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                problems.push("subject.pivot is for the pivot mode only".into());
+            }
+            (SubjectMode::None, None) => {
+                for s in &self.scopes {
+                    if s.data_items.is_empty()
+                        || s.data_items.iter().any(|d| !non_personal.contains(d))
+                    {
+                        problems.push(format!(
+                            "subject: scope {:?} carries personal data (or does not say which \
+                             data items it carries): an API about people cannot choose \"none\"",
+                            s.name
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
         for d in &self.documentation {
             if !url::Url::parse(d).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) {
                 problems.push(format!(
@@ -416,6 +541,7 @@ impl ApiInput {
                 documentation: self.documentation,
                 scopes: self.scopes,
                 person_eidas_level: self.person_eidas_level,
+                subject: self.subject,
             },
         )
     }

@@ -157,8 +157,14 @@ impl Catalogue {
     /// Publishes an API (a new version, or the same one again), journaled as
     /// [`Catalogue::put_organisation`].
     pub async fn put_api(&self, input: ApiInput, by: Option<&str>) -> Result<Api> {
-        let known: Vec<String> = self.data_items().await?.into_iter().map(|d| d.id).collect();
-        let api = input.validate(&known)?;
+        let items = self.data_items().await?;
+        let known: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
+        let non_personal: Vec<String> = items
+            .into_iter()
+            .filter(|d| !d.personal)
+            .map(|d| d.id)
+            .collect();
+        let api = input.validate(&known, &non_personal)?;
         if self.organisation(&api.organisation).await?.is_none() {
             return Err(CatalogueError::Invalid(format!(
                 "organisation {} is not registered",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use socle_catalogue::{Catalogue, Search};
+use socle_catalogue::{Catalogue, PivotFields, Search, SubjectMode};
 use socle_identity::{Identity, KeyRing, Provider};
 use socle_journal::{Entry, EntryKind, Journal};
 use socle_store::{GatewayStore, Store};
@@ -144,6 +144,9 @@ struct Exchange<'a> {
     journal_key: &'a str,
     started: Instant,
     consent: Option<&'a str>,
+    /// The identity hash of the person a machine call is about (from the pivot it
+    /// carries, or as the provider named them).
+    subject: Option<&'a str>,
 }
 
 /// What a caller assertion is reused for.
@@ -731,6 +734,21 @@ impl Gateway {
             }
         }
 
+        // Whose data: a machine call names its person as the API's publication says;
+        // one by the pivot that does not carry it is the caller's mistake, and nothing
+        // is sent.
+        let machine = matches!(caller, Some(Caller::Machine { .. }));
+        let subject = match (&route.api.subject.mode, &route.api.subject.pivot) {
+            (SubjectMode::Pivot, Some(spec)) if machine => Some(
+                pivot_subject(spec, &forwarded_query, &call.body).map_err(|d| {
+                    metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
+                        .increment(1);
+                    with_provider(GatewayError::bad_request("subject_unknown", d))
+                })?,
+            ),
+            _ => None,
+        };
+
         // Rate limit, then quota (only accepted calls count).
         let rate = match &grant {
             Some(g) => self.inner.rates.take(&g.id, route.api.rate_limit),
@@ -844,6 +862,7 @@ impl Gateway {
             journal_key: &journal_key,
             started,
             consent: consent_id.as_deref(),
+            subject: subject.as_deref(),
         };
         let answer = match self.send(&ex, headers, uri).await {
             Ok((s, h, b)) => deliverable(&route, &granted, s, &h, b).map(|d| (d, h)),
@@ -864,6 +883,49 @@ impl Gateway {
             }
         };
         let response_hash = sha256_hex(&body);
+
+        // A provider that names its person must name them: otherwise the answer is not
+        // released (the exchange is journaled without a person, and counted).
+        let named = if machine && route.api.subject.mode == SubjectMode::Provider {
+            Some(
+                upstream_headers
+                    .get("socle-subject")
+                    .ok_or_else(|| {
+                        "the provider's answer names no person (Socle-Subject)".to_string()
+                    })
+                    .and_then(|v| provider_subject(v.as_bytes())),
+            )
+        } else {
+            None
+        };
+        let ex = match &named {
+            None => ex,
+            Some(named) => match named {
+                Ok(hash) => Exchange {
+                    subject: Some(hash),
+                    ..ex
+                },
+                Err(reason) => {
+                    metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
+                        .increment(1);
+                    tracing::warn!(api = %route.api.id, %reason, "gateway: answer withheld, person unknown");
+                    self.journal(&ex, None, 502).await?;
+                    self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
+                    return Err(GatewayError::new(
+                        502,
+                        "subject_unknown",
+                        "Person unknown",
+                        format!(
+                            "the provider did not say whom its answer is about ({reason}): it is not released, so that no exchange about a person escapes them"
+                        ),
+                    )
+                    .provider(&provider_name)
+                    .header("x-socle-request-id", call.request_id.clone())
+                    .header("x-socle-request-hash", request_hash.clone())
+                    .header("x-socle-journal-key", journal_key.clone()));
+                }
+            },
+        };
 
         // Journal, durably, before releasing anything.
         self.journal(&ex, Some(&response_hash), status).await?;
@@ -1151,6 +1213,7 @@ impl Gateway {
             journal_key,
             started,
             consent,
+            subject,
         } = *ex;
         let actor = match caller {
             Some(Caller::Machine { client_id, .. }) | Some(Caller::Person { client_id, .. }) => {
@@ -1174,13 +1237,17 @@ impl Gateway {
             e.purpose = Some(format!("{} / {}", p.context, p.object));
             e = e.detail("recipient", p.recipient.clone());
         }
-        let person = match caller {
-            Some(Caller::Person { identity_hash, .. }) => {
+        let person = match (caller, subject) {
+            (Some(Caller::Person { identity_hash, .. }), _) => Some(identity_hash.as_str()),
+            (_, named) => named,
+        };
+        let person = match person {
+            Some(identity_hash) => {
                 let key = match grant {
                     Some(g) if g.visible_after.is_some() => {
                         policy::deferred_person_key(&g.id, identity_hash)
                     }
-                    _ => identity_hash.clone(),
+                    _ => identity_hash.to_string(),
                 };
                 Some(self.inner.journal.subject(&key))
             }
@@ -1231,6 +1298,76 @@ fn rate_headers(s: RateState) -> [(&'static str, String); 3] {
         ("ratelimit-remaining", s.remaining.to_string()),
         ("ratelimit-reset", s.reset.to_string()),
     ]
+}
+
+/// The person a request names by its pivot identity (`spec` says where): their
+/// identity hash, as the identity federation computes it. The error names what is
+/// missing or invalid, never a value.
+fn pivot_subject(
+    spec: &PivotFields,
+    query: &str,
+    body: &[u8],
+) -> std::result::Result<String, String> {
+    // Each pivot field once: a repeated one could be read one way here and another
+    // way by the provider, attributing the exchange to someone else.
+    let mut params: HashMap<String, Option<String>> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        params
+            .entry(k.into_owned())
+            .and_modify(|seen| *seen = None)
+            .or_insert_with(|| Some(v.into_owned()));
+    }
+    let json: Option<serde_json::Map<String, Value>> = if spec.in_body() {
+        match serde_json::from_slice(body) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => return Err("the body must be a JSON object carrying the pivot identity".into()),
+        }
+    } else {
+        None
+    };
+    let mut claims = serde_json::Map::new();
+    for (field, name) in spec.names() {
+        let value = match &json {
+            Some(m) => m.get(name).cloned(),
+            None => match params.get(name) {
+                Some(Some(v)) => Some(Value::String(v.clone())),
+                Some(None) => {
+                    return Err(format!("the pivot identity's {name:?} is given twice"));
+                }
+                None => None,
+            },
+        };
+        match value {
+            Some(v) => {
+                claims.insert(field.to_string(), v);
+            }
+            // Born abroad: no commune.
+            None if field == "birthplace" => {}
+            None => return Err(format!("the pivot identity's {name:?} is missing")),
+        }
+    }
+    socle_identity::Identity::from_claims(&claims)
+        .map(|i| i.identity_hash())
+        .map_err(|e| format!("the pivot identity is invalid: {e}"))
+}
+
+/// The person a provider's `Socle-Subject` names: an identity hash (base64 of 32
+/// bytes, as the federation computes it) or the pivot identity as a JSON object.
+fn provider_subject(value: &[u8]) -> std::result::Result<String, String> {
+    use base64::Engine;
+    if value.first() == Some(&b'{') {
+        let Ok(Value::Object(claims)) = serde_json::from_slice(value) else {
+            return Err("Socle-Subject is not a JSON object".into());
+        };
+        return socle_identity::Identity::from_claims(&claims)
+            .map(|i| i.identity_hash())
+            .map_err(|e| format!("Socle-Subject's pivot identity is invalid: {e}"));
+    }
+    let text = std::str::from_utf8(value).map_err(|_| "Socle-Subject is not text".to_string())?;
+    match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(b) if b.len() == 32 => Ok(text.to_string()),
+        _ => Err("Socle-Subject is neither an identity hash nor a pivot identity".into()),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

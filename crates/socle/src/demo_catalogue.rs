@@ -37,8 +37,26 @@ fn item(
         unit: unit.map(str::to_string),
         producer: producer.into(),
         legal_source: law.into(),
+        personal: true,
     }
 }
+
+/// The impôt API's pivot identity parameters (as API Particulier's identity-based
+/// calls name them).
+const PIVOT_PARAMETERS: [(&str, &str); 6] = [
+    ("prenoms", "Prénoms, séparés par des espaces"),
+    ("nomNaissance", "Nom de naissance"),
+    ("dateNaissance", "Date de naissance, AAAA-MM-JJ"),
+    ("sexe", "male ou female"),
+    (
+        "codeLieuNaissance",
+        "Code INSEE de la commune de naissance (vide si né à l’étranger)",
+    ),
+    (
+        "codePaysNaissance",
+        "Code INSEE du pays de naissance (99100 : France)",
+    ),
+];
 
 fn scope(name: &str, description: &str, fields: &[&str], items: &[&str]) -> Scope {
     Scope {
@@ -49,14 +67,21 @@ fn scope(name: &str, description: &str, fields: &[&str], items: &[&str]) -> Scop
     }
 }
 
-fn openapi(title: &str, path: &str, summary: &str, properties: serde_json::Value) -> String {
+fn openapi(
+    title: &str,
+    path: &str,
+    summary: &str,
+    description: &str,
+    parameters: serde_json::Value,
+    properties: serde_json::Value,
+) -> String {
     json!({
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1.0.0"},
         "paths": {path: {"get": {
             "summary": summary,
-            "description": "Appelé par un service au nom d’une personne connectée (jeton d’accès de la personne), ou de machine à machine avec le paramètre identifiant.",
-            "parameters": [{"name": "identifiant", "in": "query", "required": false, "description": "Numéro d’allocataire ou numéro fiscal (appels de machine à machine)", "schema": {"type": "string"}}],
+            "description": description,
+            "parameters": parameters,
             "responses": {"200": {"description": "Trouvé", "content": {"application/json": {"schema": {"type": "object", "properties": properties}}}},
                           "404": {"description": "Inconnu"}}
         }}}
@@ -137,6 +162,8 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
         description: "Le revenu fiscal de référence et le nombre de parts d’un foyer, pour calculer un tarif ou un droit sans demander l’avis d’imposition.".into(),
         themes: vec!["Fiscalité".into(), "Tarification sociale".into()],
         openapi: openapi("API Impôt particulier (démonstration)", "/foyers-fiscaux", "Situation fiscale d’un foyer",
+            "Appelé au nom d’une personne connectée (son jeton d’accès), ou de machine à machine avec son identité pivot : la personne retrouve l’échange dans son espace.",
+            json!(PIVOT_PARAMETERS.iter().map(|(name, what)| json!({"name": name, "in": "query", "required": false, "description": what, "schema": {"type": "string"}})).collect::<Vec<_>>()),
             json!({"revenuFiscalReference": {"type": "integer"}, "nombreParts": {"type": "number"}})),
         upstream_url: format!("{base}/demo/fd/impots"),
         allow_private_upstream: true,
@@ -150,6 +177,18 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("nombre_de_parts", "Le nombre de parts fiscales", &["/nombreParts"], &["nombre-de-parts"]),
         ],
         person_eidas_level: None,
+        subject: socle_catalogue::Subject {
+            mode: socle_catalogue::SubjectMode::Pivot,
+            pivot: Some(socle_catalogue::PivotFields {
+                source: None,
+                given_name: "prenoms".into(),
+                family_name: "nomNaissance".into(),
+                birthdate: "dateNaissance".into(),
+                gender: "sexe".into(),
+                birthplace: "codeLieuNaissance".into(),
+                birthcountry: "codePaysNaissance".into(),
+            }),
+        },
     }, None)
     .await?;
     c.put_api(ApiInput {
@@ -159,6 +198,8 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
         description: "Le quotient familial et la composition du foyer d’un allocataire, pour la tarification de la cantine, de la crèche ou du centre de loisirs.".into(),
         themes: vec!["Famille".into(), "Tarification sociale".into()],
         openapi: openapi("API Quotient familial (démonstration)", "/quotient-familial", "Quotient familial d’un allocataire",
+            "Appelé au nom d’une personne connectée (son jeton d’accès), ou de machine à machine avec le numéro d’allocataire : la caisse dit de qui il s’agit (en-tête Socle-Subject) et la personne retrouve l’échange dans son espace.",
+            json!([{"name": "identifiant", "in": "query", "required": false, "description": "Numéro d’allocataire (appels de machine à machine)", "schema": {"type": "string"}}]),
             json!({"quotientFamilial": {"type": "integer"}, "allocataires": {"type": "array"}, "enfants": {"type": "array"}})),
         upstream_url: format!("{base}/demo/fd/caf"),
         allow_private_upstream: true,
@@ -172,6 +213,10 @@ pub async fn seed(c: &Catalogue, public_url: &str) -> Result<(), socle_catalogue
             scope("composition_familiale", "Les allocataires et les enfants", &["/allocataires", "/enfants"], &["composition-familiale"]),
         ],
         person_eidas_level: None,
+        subject: socle_catalogue::Subject {
+            mode: socle_catalogue::SubjectMode::Provider,
+            pivot: None,
+        },
     }, None)
     .await?;
     Ok(())

@@ -327,6 +327,8 @@ pub struct ApiPage {
     /// "substantiel (eidas2)" when the API requires that level for calls on a
     /// person's behalf.
     pub person_level: Option<String>,
+    /// How a call names the person its data is about, in French.
+    pub subject: String,
     pub request_url: String,
     pub scopes: Vec<ScopeView>,
     /// (method, path, summary) of each operation of the OpenAPI document.
@@ -470,6 +472,7 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
     render(&ApiPage {
         gateway_path: gateway_path(&state, &api),
+        subject: subject_label(&api.subject),
         person_level: api
             .person_eidas_level
             .and_then(socle_identity::Eidas::from_level)
@@ -627,4 +630,19 @@ pub async fn deliveries(
             })
             .collect(),
     }))
+}
+
+/// What the API page says of how a call names its person.
+fn subject_label(s: &socle_catalogue::Subject) -> String {
+    use socle_catalogue::SubjectMode;
+    match (s.mode, &s.pivot) {
+        (SubjectMode::PersonToken, _) => "par le jeton d’accès de la personne connectée (les appels de machine à machine ne sont rattachés à personne)".into(),
+        (SubjectMode::Pivot, Some(p)) => format!(
+            "par son identité pivot, dans la requête ({}) : la personne retrouve chaque échange dans son espace",
+            p.names().iter().map(|(_, n)| n.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+        (SubjectMode::Pivot, None) => "par son identité pivot, dans la requête".into(),
+        (SubjectMode::Provider, _) => "par le fournisseur, dans sa réponse (en-tête Socle-Subject) : la personne retrouve chaque échange dans son espace".into(),
+        (SubjectMode::None, _) => "données sans rapport avec une personne (référentiel)".into(),
+    }
 }

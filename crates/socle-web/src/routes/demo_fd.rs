@@ -183,10 +183,25 @@ fn household(
             .login;
         return HOUSEHOLDS.iter().find(|h| h.login == login);
     }
-    let id = query_pairs(uri)
-        .into_iter()
-        .find(|(k, _)| k == "identifiant")
-        .map(|(_, v)| v)?;
+    let q = query_pairs(uri);
+    let param = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    // A call by the pivot identity (the impôt API's machine calls).
+    if let (Some(family), Some(given), Some(born)) = (
+        param("nomNaissance"),
+        param("prenoms"),
+        param("dateNaissance"),
+    ) {
+        let login = socle_identity::demo::people()
+            .into_iter()
+            .find(|p| {
+                p.claims.get("family_name").and_then(Value::as_str) == Some(family)
+                    && p.claims.get("given_name").and_then(Value::as_str) == Some(given)
+                    && p.claims.get("birthdate").and_then(Value::as_str) == Some(born)
+            })?
+            .login;
+        return HOUSEHOLDS.iter().find(|h| h.login == login);
+    }
+    let id = param("identifiant")?;
     HOUSEHOLDS.iter().find(|h| key(h) == id)
 }
 
@@ -204,7 +219,13 @@ pub async fn caf(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
         .find(|p| p.login == h.login)
         .map(|p| p.claims)
         .unwrap_or(Value::Null);
-    axum::Json(json!({
+    // The fund names the person its answer is about (the API's subject mode is
+    // `provider`): the federation's identity hash of the allocataire.
+    let subject = person
+        .as_object()
+        .and_then(|c| socle_identity::Identity::from_claims(c).ok())
+        .map(|i| i.identity_hash());
+    let mut answer = axum::Json(json!({
         "numeroAllocataire": h.allocataire,
         "quotientFamilial": h.quotient,
         "mois": 10,
@@ -218,7 +239,11 @@ pub async fn caf(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
         "adresse": {"ligne": "1 place de la Mairie", "codePostal": "99000", "ville": "Démoville"},
         "situationProfessionnelle": "donnée interne de la caisse, jamais transmise",
     }))
-    .into_response()
+    .into_response();
+    if let Some(v) = subject.and_then(|s| axum::http::HeaderValue::from_str(&s).ok()) {
+        answer.headers_mut().insert("socle-subject", v);
+    }
+    answer
 }
 
 /// `GET /demo/fd/impots/foyers-fiscaux`

@@ -15,7 +15,7 @@ use crate::on_both_stores;
 use crate::support::{Backend, run_binary};
 
 /// Logs `person` in to "Mon espace" in a fresh browser.
-async fn space_login(env: &Env, person: &str) -> Browser {
+pub(crate) async fn space_login(env: &Env, person: &str) -> Browser {
     let mut b = Browser::new(&env.app);
     let r = b.get("/mon-espace/donnees").await;
     assert_eq!(r.status, 303, "not logged in: to the login");
@@ -39,7 +39,7 @@ async fn space_login(env: &Env, person: &str) -> Browser {
 /// The indices of the entries of `kind` whose `subject` one of `keys` recognises
 /// (docs/JOURNAL.md: `nonce "." HMAC-SHA256(key, nonce)`, base64url), computed by
 /// python3's standard library.
-fn recognised_by_python(keys: &Value, entries: &Value, kind: &str) -> Vec<u64> {
+pub(crate) fn recognised_by_python(keys: &Value, entries: &Value, kind: &str) -> Vec<u64> {
     const SCRIPT: &str = r#"
 import base64, hashlib, hmac, json, sys
 keys, entries, kind = json.loads(sys.argv[1]), json.load(sys.stdin), sys.argv[2]

@@ -72,6 +72,11 @@ impl Upstream {
                                    "interne": {"score": 7}})
                             .to_string(),
                         ),
+                        "/api/sujet" => (
+                            200,
+                            "application/json",
+                            json!({"quotientFamilial": 640}).to_string(),
+                        ),
                         "/api/slow" => {
                             tokio::time::sleep(Duration::from_secs(3)).await;
                             (200, "application/json", "{}".into())
@@ -108,8 +113,17 @@ impl Upstream {
                         ),
                         _ => (404, "application/json", "{\"error\":\"inconnu\"}".into()),
                     };
+                    // A provider naming its person: `?sujet=` becomes its Socle-Subject.
+                    let extra = path
+                        .split_once('?')
+                        .and_then(|(_, q)| {
+                            url::form_urlencoded::parse(q.as_bytes())
+                                .find(|(k, _)| k == "sujet")
+                                .map(|(_, v)| format!("socle-subject: {v}\r\n"))
+                        })
+                        .unwrap_or_default();
                     let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nserver: internal-42\r\ncache-control: public, max-age=86400\r\nset-cookie: s=1\r\nx-powered-by: secret-stack\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\n{extra}content-type: {ctype}\r\ncontent-length: {}\r\nserver: internal-42\r\ncache-control: public, max-age=86400\r\nset-cookie: s=1\r\nx-powered-by: secret-stack\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(reply.as_bytes()).await;
@@ -132,8 +146,9 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-const OPS: [&str; 9] = [
+const OPS: [&str; 10] = [
     "/quotient-familial",
+    "/sujet",
     "/slow",
     "/reset",
     "/garbage",

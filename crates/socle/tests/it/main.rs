@@ -20,3 +20,4 @@ mod partners;
 mod reliability;
 mod security;
 mod store;
+mod subjects;

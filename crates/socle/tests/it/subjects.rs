@@ -1,0 +1,277 @@
+//! Issue 32: every exchange about a person reaches that person, machine calls
+//! included. An API says how its calls name their person (`pivot`: the request carries
+//! the pivot identity; `provider`: the provider's answer names them); the gateway keys
+//! the journal entry to that person exactly as for calls with their login, and an
+//! exchange whose person cannot be determined is not released.
+
+use serde_json::{Value, json};
+
+use crate::citizen::{recognised_by_python, space_login};
+use crate::gateway::{Env, PURPOSE, journal_entries, refused};
+use crate::habilitations::{PRODUCER, admin, complete_form};
+use crate::on_both_stores;
+use crate::support::Backend;
+
+/// The federation's identity hash of a demonstration person, computed here from the
+/// pivot fields by Python's standard library (FranceConnect's rule: base64 SHA-256 of
+/// the fields concatenated, the birthplace only for people born in France).
+fn identity_hash_by_python(login: &str) -> String {
+    let person = socle_identity::demo::people()
+        .into_iter()
+        .find(|p| p.login == login)
+        .unwrap();
+    let script = r#"
+import base64, hashlib, json, sys
+c = json.loads(sys.argv[1])
+place = c["birthplace"] if c["birthcountry"] == "99100" else ""
+serial = c["given_name"] + c["family_name"] + c["birthdate"] + c["gender"] + place + c["birthcountry"]
+print(base64.b64encode(hashlib.sha256(serial.encode()).digest()).decode())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &person.claims.to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn pivot_query(login: &str) -> String {
+    let p = socle_identity::demo::people()
+        .into_iter()
+        .find(|p| p.login == login)
+        .unwrap()
+        .claims;
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (name, field) in [
+        ("prenoms", "given_name"),
+        ("nom", "family_name"),
+        ("naissance", "birthdate"),
+        ("sexe", "gender"),
+        ("lieu", "birthplace"),
+        ("pays", "birthcountry"),
+    ] {
+        q.append_pair(name, p[field].as_str().unwrap());
+    }
+    q.finish()
+}
+
+/// The subject keys of `person`'s space (its export), and the indices of the
+/// exchanges it shows.
+async fn exchanges_of(env: &Env, person: &str) -> (Value, Vec<u64>) {
+    let mut b = space_login(env, person).await;
+    let r = b.get("/mon-espace/export").await;
+    assert_eq!(r.status, 200);
+    let export: Value = serde_json::from_str(&r.body).unwrap();
+    let mut shown: Vec<u64> = export["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    shown.sort();
+    (export["subject_keys"].clone(), shown)
+}
+
+async fn machine_calls_reach_their_person(backend: Backend) {
+    let env = Env::new(backend, true).await;
+    let app = &env.app;
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/sujet": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    for (slug, subject) in [
+        (
+            "par-pivot",
+            json!({"mode": "pivot", "pivot": {"given_name": "prenoms", "family_name": "nom",
+                "birthdate": "naissance", "gender": "sexe", "birthplace": "lieu",
+                "birthcountry": "pays"}}),
+        ),
+        ("par-fournisseur", json!({"mode": "provider"})),
+    ] {
+        admin(app, "/api/admin/apis", json!({
+            "slug": slug, "organisation": PRODUCER, "title": format!("API {slug}"),
+            "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
+            "allow_private_upstream": true, "access_mode": "habilitation",
+            "contact": "api@caf.example.fr", "subject": subject,
+            "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]
+        }))
+        .await;
+    }
+    // The catalogue says how each names its person.
+    let listed: Value = app
+        .get("/api/v1/apis/par-pivot")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed.to_string().contains(r#""subject":{"mode":"pivot""#),
+        "{listed}"
+    );
+    let mut tokens = Vec::new();
+    for api in ["par-pivot", "par-fournisseur"] {
+        let (_, client_id, secret) = env.habilitation(api, complete_form()).await;
+        let (s, t) = env.token(&client_id, &secret, None).await;
+        assert_eq!(s, 200, "{t}");
+        tokens.push(t["access_token"].as_str().unwrap().to_string());
+    }
+    let (by_pivot, by_provider) = (&tokens[0], &tokens[1]);
+    let pivot_url = |q: &str| format!("/gateway/{PRODUCER}/par-pivot/v1/sujet?{PURPOSE}&{q}");
+    let provider_url =
+        |q: &str| format!("/gateway/{PRODUCER}/par-fournisseur/v1/sujet?{PURPOSE}&{q}");
+
+    // By the pivot: Marie, twice.
+    for _ in 0..2 {
+        let r = env
+            .call(&pivot_url(&pivot_query("marie")), Some(by_pivot))
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    // A pivot that is missing or invalid: the caller's mistake, nothing sent.
+    let sent = env.up.count();
+    let incomplete = pivot_query("marie").replace("naissance=", "autre=");
+    let r = env.call(&pivot_url(&incomplete), Some(by_pivot)).await;
+    refused(r, 400, "subject_unknown").await;
+    let invalid = pivot_query("marie").replace("1980-06-14", "1980-13-45");
+    let r = env.call(&pivot_url(&invalid), Some(by_pivot)).await;
+    refused(r, 400, "subject_unknown").await;
+    let twice = format!("{}&nom=Martin", pivot_query("marie"));
+    let r = env.call(&pivot_url(&twice), Some(by_pivot)).await;
+    refused(r, 400, "subject_unknown").await;
+    assert_eq!(env.up.count(), sent, "nothing reached the provider");
+
+    // By the provider: it names Jean; a caller's own Socle-Subject (naming Marie) is
+    // never forwarded, and the provider's header never passed back.
+    let jean = identity_hash_by_python("jean");
+    let marie = identity_hash_by_python("marie");
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sujet", &jean)
+        .finish();
+    let r = app
+        .client
+        .get(app.url(&provider_url(&q)))
+        .bearer_auth(by_provider)
+        .header("socle-subject", &marie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("socle-subject").is_none());
+    let (_, headers) = env.up.last();
+    assert!(
+        !headers.iter().any(|(k, _)| k == "socle-subject"),
+        "{headers:?}"
+    );
+    // The provider names nobody, or garbage: 502, the answer withheld.
+    for q in ["", "sujet=abc", "sujet=%7B%22given_name%22%3A1%7D"] {
+        let r = env.call(&provider_url(q), Some(by_provider)).await;
+        let body = refused(r, 502, "subject_unknown").await;
+        assert!(body.get("quotientFamilial").is_none(), "{body}");
+    }
+    let (s, metrics) = (
+        app.get("/metrics").await.status(),
+        app.get("/metrics").await.text().await.unwrap(),
+    );
+    assert_eq!(s, 200);
+    assert!(
+        metrics.contains("socle_gateway_subject_unknown_total"),
+        "{metrics}"
+    );
+
+    // Each person finds exactly their exchanges; the public entries carry no stable
+    // identifier (two exchanges about Marie do not share a subject).
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let public = Value::Array(journal_entries(app).await);
+    let exchanges: Vec<&Value> = public
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "exchange")
+        .collect();
+    let (marie_keys, marie_sees) = exchanges_of(&env, "marie").await;
+    let (jean_keys, jean_sees) = exchanges_of(&env, "jean").await;
+    let marie_found = recognised_by_python(&marie_keys, &public, "exchange");
+    let jean_found = recognised_by_python(&jean_keys, &public, "exchange");
+    assert_eq!(marie_found.len(), 2, "Marie's two pivot calls");
+    assert_eq!(jean_found.len(), 1, "Jean's provider-named call");
+    assert_eq!(marie_found, marie_sees);
+    assert_eq!(jean_found, jean_sees);
+    let subjects: Vec<&str> = exchanges
+        .iter()
+        .filter(|e| marie_found.contains(&e["index"].as_u64().unwrap()))
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert_ne!(subjects[0], subjects[1]);
+    // The withheld answers are journaled, without a person.
+    let withheld = exchanges
+        .iter()
+        .filter(|e| e["details"]["status"] == "502" && e["details"]["api"] == "par-fournisseur")
+        .count();
+    assert_eq!(withheld, 3);
+    assert!(
+        exchanges
+            .iter()
+            .filter(|e| e["details"]["status"] == "502")
+            .all(|e| e.get("subject").is_none_or(Value::is_null))
+    );
+}
+
+/// The publication's own rules: the pivot mode names its parameters, and an API
+/// whose data are about people cannot say its calls name nobody.
+async fn publications_say_how_calls_name_their_person(backend: Backend) {
+    let env = Env::new(backend, false).await;
+    let app = &env.app;
+    let post = |subject: Value| {
+        let openapi = json!({"openapi": "3.0.3", "info": {"title": "R", "version": "1.0.0"},
+            "paths": {"/r": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+        .to_string();
+        crate::catalogue::post(
+            app,
+            "/api/admin/apis",
+            json!({"slug": "reference", "organisation": PRODUCER, "title": "Référentiel",
+                "description": "D", "openapi": openapi, "upstream_url": "https://r.example.fr",
+                "access_mode": "open", "contact": "r@example.fr", "subject": subject,
+                "scopes": [{"name": "tout", "description": "T", "fields": ["/r"], "data_items": ["commune"]}]}),
+        )
+    };
+    for (item, personal) in [("commune", false)] {
+        let (s, e) = crate::catalogue::post(
+            app,
+            "/api/admin/data-items",
+            json!({"id": item, "name": "Commune", "meaning": "Code officiel", "type": "string",
+                   "producer": PRODUCER, "legal_source": "Décret", "personal": personal}),
+        )
+        .await;
+        assert_eq!(s, 201, "{e}");
+    }
+    let (s, e) = post(json!({"mode": "pivot"})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("pivot"), "{e}");
+    let (s, e) = post(
+        json!({"mode": "provider", "pivot": {"given_name": "a", "family_name": "b",
+        "birthdate": "c", "gender": "d", "birthplace": "e", "birthcountry": "f"}}),
+    )
+    .await;
+    assert_eq!(s, 422, "{e}");
+    let (s, e) = post(json!({"mode": "sometimes"})).await;
+    assert!(s == 400 || s == 422, "{s} {e}");
+    // Non-personal data items: `none` is accepted.
+    let (s, e) = post(json!({"mode": "none"})).await;
+    assert_eq!(s, 201, "{e}");
+    // Personal ones: refused.
+    let (s, e) = crate::catalogue::post(
+        app,
+        "/api/admin/data-items",
+        json!({"id": "commune", "name": "Commune", "meaning": "Code officiel", "type": "string",
+               "producer": PRODUCER, "legal_source": "Décret"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{e}");
+    let (s, e) = post(json!({"mode": "none"})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("none"), "{e}");
+}
+
+on_both_stores!(
+    machine_calls_reach_their_person,
+    publications_say_how_calls_name_their_person
+);
