@@ -55,6 +55,9 @@ impl Operation {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub api: Api,
+    /// A scope of the API declares a data item about a person (the dictionary's
+    /// `personal`): a call must then name its person.
+    pub personal: bool,
     /// The major version callers name (`1` for `1.4.0`).
     pub major: String,
     pub upstream: url::Url,
@@ -341,6 +344,7 @@ impl Snapshot {
         apis: Vec<Api>,
         organisations: Vec<Organisation>,
         habilitations: Vec<Habilitation>,
+        personal_items: &BTreeSet<String>,
     ) -> (Snapshot, Vec<String>) {
         let mut s = Snapshot::default();
         let mut skipped = Vec::new();
@@ -374,9 +378,15 @@ impl Snapshot {
                 .trim_start_matches('v')
                 .to_string();
             let operations = operations(&api.openapi);
+            let personal = api
+                .scopes
+                .iter()
+                .flat_map(|sc| &sc.data_items)
+                .any(|d| personal_items.contains(d));
             s.routes.insert(
                 api.id.clone(),
                 Arc::new(Route {
+                    personal,
                     api,
                     major,
                     upstream,

@@ -337,7 +337,18 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "gateway: unreadable habilitation skipped"),
             }
         }
-        let (snapshot, skipped) = Snapshot::build(apis, organisations, habilitations);
+        // The dictionary's items about people: an API declaring one names its person.
+        let personal: std::collections::BTreeSet<String> = self
+            .inner
+            .catalogue
+            .data_items()
+            .await
+            .map_err(catalogue_error)?
+            .into_iter()
+            .filter(|d| d.personal)
+            .map(|d| d.id)
+            .collect();
+        let (snapshot, skipped) = Snapshot::build(apis, organisations, habilitations, &personal);
         for s in skipped {
             tracing::error!(api = %s, "gateway: API with an unusable upstream URL left out");
         }
@@ -738,6 +749,14 @@ impl Gateway {
         // one by the pivot that does not carry it is the caller's mistake, and nothing
         // is sent.
         let machine = matches!(caller, Some(Caller::Machine { .. }));
+        // Fail closed: an API that declares data about people and names its person by
+        // the person's access token only cannot be called without one.
+        if machine && route.personal && route.api.subject.mode == SubjectMode::PersonToken {
+            return Err(with_provider(GatewayError::forbidden(
+                "person_token_required",
+                "this API's data are about people and it names its person by the person's access token: call with that token (or its publication must say how machine calls name their person: pivot or provider)",
+            )));
+        }
         let subject = match (&route.api.subject.mode, &route.api.subject.pivot) {
             (SubjectMode::Pivot, Some(spec)) if machine => Some(
                 pivot_subject(spec, &forwarded_query, &call.body).map_err(|d| {

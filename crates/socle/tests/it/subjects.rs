@@ -96,6 +96,37 @@ async fn machine_calls_reach_their_person(backend: Backend) {
         }))
         .await;
     }
+    // An API whose data are about people, naming its person by the person's token
+    // only (the default): machine calls are refused, nothing sent.
+    let (st, e) = crate::catalogue::post(
+        app,
+        "/api/admin/data-items",
+        json!({"id": "quotient", "name": "Quotient familial", "meaning": "Ressources du foyer",
+               "type": "integer", "producer": PRODUCER, "legal_source": "CSS L. 512-3"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{e}");
+    admin(app, "/api/admin/apis", json!({
+        "slug": "par-jeton", "organisation": PRODUCER, "title": "API par jeton",
+        "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
+        "allow_private_upstream": true, "access_mode": "habilitation",
+        "contact": "api@caf.example.fr",
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"],
+                    "data_items": ["quotient"]}]
+    }))
+    .await;
+    let (_, client_id, secret) = env.habilitation("par-jeton", complete_form()).await;
+    let (_, t) = env.token(&client_id, &secret, None).await;
+    let sent = env.up.count();
+    let r = env
+        .call(
+            &format!("/gateway/{PRODUCER}/par-jeton/v1/sujet?{PURPOSE}"),
+            t["access_token"].as_str(),
+        )
+        .await;
+    refused(r, 403, "person_token_required").await;
+    assert_eq!(env.up.count(), sent);
+
     // The catalogue says how each names its person.
     let listed: Value = app
         .get("/api/v1/apis/par-pivot")
