@@ -81,15 +81,42 @@ pub struct ExchangePage {
     pub withheld_until: Option<String>,
     /// Organisations (SIRET, name) appearing in the person's exchanges, for the filter.
     pub organisations: Vec<(String, String)>,
+    /// APIs (identifier, title) appearing in the person's exchanges, for the filter.
+    pub apis: Vec<(String, String)>,
 }
 
 /// Filters of "Mes données"; dates are `YYYY-MM-DD`, inclusive.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub organisation: Option<String>,
+    pub api: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
 }
+
+/// One pseudonym's entries, read newest first in batches of [`BATCH`] (a keyset walk:
+/// each batch below the last index read), so that a person's exchanges are listed
+/// whole, however many, without holding them all.
+struct Stream {
+    subject: String,
+    /// Exclusive: the next batch is below it.
+    before: u64,
+    buf: std::collections::VecDeque<(u64, Entry)>,
+    done: bool,
+}
+
+impl Stream {
+    fn new(subject: String) -> Stream {
+        Stream {
+            subject,
+            before: u64::MAX,
+            buf: Default::default(),
+            done: false,
+        }
+    }
+}
+
+const BATCH: usize = 500;
 
 /// One login.
 #[derive(Debug, Clone, Serialize)]
@@ -247,6 +274,54 @@ impl Space {
         Ok(out)
     }
 
+    /// Reads `s`'s next batch if its buffer is empty: the exchanges among them whose
+    /// blinded subject the pseudonym's key recognises (the index is by pseudonym; the
+    /// entry must say so too).
+    async fn fill(&self, s: &mut Stream) -> Result<()> {
+        while s.buf.is_empty() && !s.done {
+            let rows = self
+                .journal
+                .subject_entries_before(&s.subject, s.before, BATCH)
+                .await
+                .map_err(unavailable)?;
+            s.done = rows.len() < BATCH;
+            let theirs = self.journal.matcher(&s.subject);
+            for e in rows {
+                s.before = s.before.min(e.index);
+                let entry = Entry::decode(&e.leaf).map_err(unavailable)?;
+                if entry.subject.as_deref().is_some_and(|x| theirs.matches(x))
+                    && entry.kind == EntryKind::Exchange
+                {
+                    s.buf.push_back((e.index, entry));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest exchange left among `streams`.
+    async fn next_exchange(&self, streams: &mut [Stream]) -> Result<Option<(u64, Entry)>> {
+        for s in streams.iter_mut() {
+            self.fill(s).await?;
+        }
+        let newest = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.buf.front().map(|e| (e.0, i)))
+            .max();
+        Ok(newest.and_then(|(_, i)| streams[i].buf.pop_front()))
+    }
+
+    /// How many exchanges a pseudonym holds (read through, not kept).
+    async fn count_exchanges(&self, subject: String) -> Result<usize> {
+        let mut streams = [Stream::new(subject)];
+        let mut n = 0;
+        while self.next_exchange(&mut streams).await?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The person's pseudonym for exchanges under a deferred habilitation.
     fn deferred_pseudonym(&self, p: &Person, habilitation: &str) -> String {
         self.journal
@@ -269,33 +344,29 @@ impl Space {
         Ok(out)
     }
 
-    /// The pseudonyms whose entries the person may see now: their usual one, and the
-    /// one of each deferred habilitation whose date has passed; with the count of
-    /// entries still withheld and the last date until which some are.
-    async fn exchange_entries(
-        &self,
-        p: &Person,
-    ) -> Result<(Vec<(u64, Entry)>, usize, Option<String>)> {
+    /// The streams of exchanges the person may see now — their usual pseudonym's, and
+    /// that of each deferred habilitation whose date has passed — with the count of
+    /// exchanges still withheld and the last date until which some are.
+    async fn exchange_streams(&self, p: &Person) -> Result<(Vec<Stream>, usize, Option<String>)> {
         let today = today();
-        let mut all = self.entries(p, &[EntryKind::Exchange]).await?;
+        let mut streams = vec![Stream::new(self.pseudonym(p))];
         let mut withheld = 0;
         let mut until: Option<String> = None;
         for (hab, date) in self.deferred().await? {
             let subject = self.deferred_pseudonym(p, &hab);
-            let found = self.entries_of(&subject, &[EntryKind::Exchange]).await?;
             if date > today {
-                if !found.is_empty() {
-                    withheld += found.len();
+                let n = self.count_exchanges(subject).await?;
+                if n > 0 {
+                    withheld += n;
                     if until.as_ref().is_none_or(|u| &date > u) {
                         until = Some(date);
                     }
                 }
             } else {
-                all.extend(found);
+                streams.push(Stream::new(subject));
             }
         }
-        all.sort_by_key(|e| std::cmp::Reverse(e.0));
-        Ok((all, withheld, until))
+        Ok((streams, withheld, until))
     }
 
     async fn habilitation(
@@ -321,36 +392,42 @@ impl Space {
         filter: &Filter,
         page: usize,
     ) -> Result<ExchangePage> {
-        let all = self.all_exchanges(p, filter).await?;
-        let total = all.items.len();
-        let pages = total.div_ceil(PAGE_SIZE).max(1);
-        let page = page.clamp(1, pages);
-        let items = all
-            .items
-            .into_iter()
-            .skip((page - 1) * PAGE_SIZE)
-            .take(PAGE_SIZE)
-            .collect();
-        Ok(ExchangePage {
-            items,
-            total,
-            page,
-            pages,
-            withheld: all.withheld,
-            withheld_until: all.withheld_until,
-            organisations: all.organisations,
-        })
+        let page = page.max(1);
+        let mut all = self
+            .all_exchanges(p, filter, Some(((page - 1) * PAGE_SIZE, PAGE_SIZE)))
+            .await?;
+        all.pages = all.total.div_ceil(PAGE_SIZE).max(1);
+        all.page = page;
+        // Past the last page: the last page.
+        if page > all.pages {
+            let last = all.pages;
+            all = self
+                .all_exchanges(p, filter, Some(((last - 1) * PAGE_SIZE, PAGE_SIZE)))
+                .await?;
+            all.pages = last;
+            all.page = last;
+        }
+        Ok(all)
     }
 
-    /// Every exchange the person may see now matching `filter` (one page holding all).
-    async fn all_exchanges(&self, p: &Person, filter: &Filter) -> Result<ExchangePage> {
+    /// The exchanges the person may see now matching `filter`, newest first, read
+    /// through whole (no cap): those of `window` (skip, take) only, or all; `total`
+    /// counts every match.
+    async fn all_exchanges(
+        &self,
+        p: &Person,
+        filter: &Filter,
+        window: Option<(usize, usize)>,
+    ) -> Result<ExchangePage> {
         let names = self.names().await?;
         let today = today();
         let mut habs = HashMap::new();
         let mut visible = Vec::new();
-        let (entries, mut withheld, mut withheld_until) = self.exchange_entries(p).await?;
+        let (mut streams, mut withheld, mut withheld_until) = self.exchange_streams(p).await?;
         let mut organisations: HashMap<String, String> = HashMap::new();
-        for (index, e) in entries {
+        let mut apis: HashMap<String, String> = HashMap::new();
+        let mut matched = 0usize;
+        while let Some((index, e)) = self.next_exchange(&mut streams).await? {
             let d = |k: &str| e.details.get(k).cloned().unwrap_or_default();
             let hab_id = d("habilitation");
             // Entries journaled before their habilitation was given a visibility date.
@@ -366,13 +443,20 @@ impl Space {
             }
             let service = d("service");
             let provider = d("provider");
+            let api = d("api");
+            let api_title = names.apis.get(&api).cloned().unwrap_or_else(|| api.clone());
             organisations.insert(service.clone(), names.organisation(&service));
             organisations.insert(provider.clone(), names.organisation(&provider));
+            apis.insert(api.clone(), api_title.clone());
             let day = e.time.get(..10).unwrap_or_default().to_string();
             if filter
                 .organisation
                 .as_ref()
                 .is_some_and(|o| !o.is_empty() && *o != service && *o != provider)
+                || filter
+                    .api
+                    .as_ref()
+                    .is_some_and(|a| !a.is_empty() && *a != api)
                 || filter
                     .from
                     .as_ref()
@@ -384,7 +468,12 @@ impl Space {
             {
                 continue;
             }
-            let api = d("api");
+            matched += 1;
+            if let Some((skip, take)) = window
+                && (matched <= skip || matched > skip + take)
+            {
+                continue;
+            }
             visible.push(ExchangeView {
                 index,
                 time: e.time.clone(),
@@ -392,7 +481,7 @@ impl Space {
                 service,
                 provider_name: names.organisation(&provider),
                 provider,
-                api_title: names.apis.get(&api).cloned().unwrap_or_else(|| api.clone()),
+                api_title,
                 api,
                 data_items: Some(d("data_items"))
                     .filter(|s| !s.is_empty())
@@ -409,14 +498,17 @@ impl Space {
         }
         let mut organisations: Vec<(String, String)> = organisations.into_iter().collect();
         organisations.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut apis: Vec<(String, String)> = apis.into_iter().collect();
+        apis.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(ExchangePage {
-            total: visible.len(),
+            total: matched,
             items: visible,
             page: 1,
             pages: 1,
             withheld,
             withheld_until,
             organisations,
+            apis,
         })
     }
 
@@ -482,7 +574,8 @@ impl Space {
         let mut habs = HashMap::new();
         let mut seen = Vec::new();
         let mut others = Vec::new();
-        for (_, e) in self.exchange_entries(p).await?.0 {
+        let mut streams = self.exchange_streams(p).await?.0;
+        while let Some((_, e)) = self.next_exchange(&mut streams).await? {
             let Some(id) = e.details.get("habilitation").cloned() else {
                 continue;
             };
@@ -703,7 +796,7 @@ impl Space {
 
     /// Everything above as one JSON document (GDPR articles 15 and 20).
     pub async fn export(&self, p: &Person) -> Result<serde_json::Value> {
-        let all = self.all_exchanges(p, &Filter::default()).await?;
+        let all = self.all_exchanges(p, &Filter::default(), None).await?;
         let (consents, other_bases) = self.authorisations(p).await?;
         let subject_keys: Vec<String> = self
             .visible_pseudonyms(p)

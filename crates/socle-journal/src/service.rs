@@ -730,6 +730,23 @@ impl Journal {
             .await?)
     }
 
+    /// A person's entries (by pseudonym) below index `before`, among those covered by
+    /// the latest checkpoint, newest first, at most `limit`: one page of a keyset walk
+    /// through all of them (start with `u64::MAX`, then the last index read).
+    pub async fn subject_entries_before(
+        &self,
+        subject: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, JournalError> {
+        let size = self.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
+        Ok(self
+            .inner
+            .store
+            .journal_subject_entries(subject, size.min(before), limit)
+            .await?)
+    }
+
     async fn check_size(&self, size: u64) -> Result<(), JournalError> {
         // Checkpoints only grow: a size already known to be covered needs no query.
         if size <= self.inner.known_size.load(Ordering::Relaxed) {

@@ -527,6 +527,7 @@ pub struct DataPage {
     pub rows: Vec<ExchangeRow>,
     pub page: ExchangePage,
     pub organisation: String,
+    pub api: String,
     pub from: String,
     pub to: String,
     pub withheld_until: String,
@@ -538,6 +539,7 @@ fn filter_query(f: &Filter, page: usize) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in [
         ("organisation", &f.organisation),
+        ("api", &f.api),
         ("du", &f.from),
         ("au", &f.to),
     ] {
@@ -564,6 +566,7 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
     };
     let filter = Filter {
         organisation: q.get("organisation").filter(|o| !o.is_empty()).cloned(),
+        api: q.get("api").filter(|a| !a.is_empty()).cloned(),
         from: date("du"),
         to: date("au"),
     };
@@ -593,6 +596,7 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
         current: "donnees",
         rows,
         organisation: filter.organisation.clone().unwrap_or_default(),
+        api: filter.api.clone().unwrap_or_default(),
         from: filter.from.clone().unwrap_or_default(),
         to: filter.to.clone().unwrap_or_default(),
         withheld_until: page

@@ -302,7 +302,87 @@ async fn publications_say_how_calls_name_their_person(backend: Backend) {
     assert!(e["detail"].as_str().unwrap().contains("none"), "{e}");
 }
 
+/// "Mes données" lists every exchange, however many (the 2,000-entry cap is gone):
+/// 2,050 exchanges about Marie, newest first, 20 a page; the last page holds the
+/// oldest; the API filter narrows them; another person sees none of them.
+async fn mes_donnees_lists_every_exchange(backend: Backend) {
+    use socle_journal::{Entry, EntryKind};
+    let env = Env::new(backend, true).await;
+    let journal = env.app.journal.clone().unwrap();
+    let marie = identity_hash_by_python("marie");
+    let mut batch = Vec::new();
+    for n in 0..2050 {
+        let api = if n < 5 {
+            "limitee"
+        } else {
+            "quotient-familial"
+        };
+        batch.push(
+            Entry::new(EntryKind::Exchange, "client:test", "ok")
+                .subject(journal.subject(&marie))
+                .organisation(crate::habilitations::REQUESTER)
+                .organisation(PRODUCER)
+                .detail("service", crate::habilitations::REQUESTER)
+                .detail("provider", PRODUCER)
+                .detail("api", api)
+                .detail("habilitation", "h-test")
+                .detail("object", format!("dossier-{n:04}"))
+                .detail("status", "200"),
+        );
+        if batch.len() == 500 {
+            journal.append(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    journal.append(batch).await.unwrap();
+    // Covered by a checkpoint (the space lists what it can prove).
+    let mut covered = false;
+    for _ in 0..50 {
+        if journal
+            .latest_checkpoint()
+            .await
+            .is_ok_and(|c| c.size >= 2050)
+        {
+            covered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(covered);
+    let mut b = space_login(&env, "marie").await;
+    let first = b.get("/mon-espace/donnees").await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.body.contains("2050 échanges") && first.body.contains("page 1 sur 103"),
+        "{}",
+        first.body
+    );
+    let last = b.get("/mon-espace/donnees?page=103").await;
+    assert!(last.body.contains("page 103 sur 103"), "{}", last.body);
+    // The oldest ten (indices ascending from the first appended) on the last page:
+    // their proofs are linked by index.
+    let indices = |body: &str| -> Vec<u64> {
+        body.split("data-index=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let on_last = indices(&last.body);
+    let on_first = indices(&first.body);
+    assert!(!on_last.is_empty() && !on_first.is_empty());
+    assert!(
+        on_last.iter().max() < on_first.iter().min(),
+        "newest first: {on_first:?} then {on_last:?}"
+    );
+    let filtered = b.get("/mon-espace/donnees?api=limitee").await;
+    assert!(filtered.body.contains("5 échanges"), "{}", filtered.body);
+    // Another person: none of them.
+    let mut other = space_login(&env, "jean").await;
+    let theirs = other.get("/mon-espace/donnees").await;
+    assert!(theirs.body.contains("0 échange"), "{}", theirs.body);
+}
+
 on_both_stores!(
     machine_calls_reach_their_person,
-    publications_say_how_calls_name_their_person
+    publications_say_how_calls_name_their_person,
+    mes_donnees_lists_every_exchange
 );
