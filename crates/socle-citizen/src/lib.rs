@@ -10,6 +10,8 @@
 //! (the person logs in through identity federation like at any service), `socle-store`
 //! and `socle-journal` keep the records.
 
+pub mod contest;
+
 use std::collections::HashMap;
 
 use base64::Engine;
@@ -749,13 +751,37 @@ impl Space {
     /// The proof bundle of one of the person's entries against the latest checkpoint;
     /// another person's entry, or one still withheld, is "not found".
     pub async fn proof(&self, p: &Person, index: u64) -> Result<ProofBundle> {
-        let unknown = || CitizenError::NotFound("entrée inconnue".into());
         let checkpoint = self
             .journal
             .latest_checkpoint()
             .await
             .map_err(unavailable)?;
-        if index >= checkpoint.size {
+        let (_, e) = self.own_entry(p, index, checkpoint.size).await?;
+        let proof = self
+            .journal
+            .inclusion_proof(index, checkpoint.size)
+            .await
+            .map_err(unavailable)?;
+        Ok(ProofBundle {
+            format: PROOF_FORMAT.into(),
+            key: self.journal.verifier_key(),
+            checkpoint: checkpoint.note,
+            index,
+            leaf: B64.encode(&e.leaf),
+            hashes: proof.hashes.iter().map(|h| B64.encode(h)).collect(),
+        })
+    }
+
+    /// One of the person's entries, below `size` (covered by a checkpoint): another
+    /// person's, or one still withheld, is "not found".
+    async fn own_entry(
+        &self,
+        p: &Person,
+        index: u64,
+        size: u64,
+    ) -> Result<(Entry, socle_store::StoredEntry)> {
+        let unknown = || CitizenError::NotFound("entrée inconnue".into());
+        if index >= size {
             return Err(unknown());
         }
         let (_, got) = self.journal.entries(index, 1).await.map_err(unavailable)?;
@@ -779,19 +805,7 @@ impl Space {
         {
             return Err(unknown());
         }
-        let proof = self
-            .journal
-            .inclusion_proof(index, checkpoint.size)
-            .await
-            .map_err(unavailable)?;
-        Ok(ProofBundle {
-            format: PROOF_FORMAT.into(),
-            key: self.journal.verifier_key(),
-            checkpoint: checkpoint.note,
-            index,
-            leaf: B64.encode(&e.leaf),
-            hashes: proof.hashes.iter().map(|h| B64.encode(h)).collect(),
-        })
+        Ok((entry, e))
     }
 
     /// Everything above as one JSON document (GDPR articles 15 and 20).

@@ -40,6 +40,8 @@ pub enum EntryKind {
     Admin,
     /// A key was created or rotated.
     KeyRotation,
+    /// A person contested an exchange about them, or an organisation answered.
+    Contest,
 }
 
 impl EntryKind {
@@ -51,6 +53,7 @@ impl EntryKind {
             EntryKind::Habilitation => "habilitation",
             EntryKind::Admin => "admin",
             EntryKind::KeyRotation => "key_rotation",
+            EntryKind::Contest => "contest",
         }
     }
 }

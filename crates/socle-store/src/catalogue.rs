@@ -313,9 +313,9 @@ const INSERT_HABILITATION: &str = "INSERT INTO catalogue_habilitations (id, requ
      api_id, state, doc, version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)";
 const UPDATE_HABILITATION: &str = "UPDATE catalogue_habilitations SET state = $1, doc = $2, \
      version = version + 1, updated_at = $3 WHERE id = $4 AND version = $5";
-const INSERT_DELIVERY: &str = "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, \
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO catalogue_deliveries (id, webhook_id, event, body, \
      state, attempts, next_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)";
-const INSERT_MAIL: &str = "INSERT INTO catalogue_outbox (id, recipient, subject, body, \
+pub(crate) const INSERT_MAIL: &str = "INSERT INTO catalogue_outbox (id, recipient, subject, body, \
      created_at) VALUES ($1, $2, $3, $4, $5)";
 
 impl BackOfficeStore for Store {

@@ -1073,6 +1073,6 @@ fn lite<'c>(
     c.prepare_cached(&sql.replace('$', "?"))
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

@@ -12,6 +12,7 @@
 
 mod backchannel;
 mod catalogue;
+mod contest;
 mod direct;
 mod error;
 mod gateway;
@@ -31,6 +32,7 @@ pub use catalogue::{
     ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, ClientWrite, HabilitationCommit,
     HabilitationRow, NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,
 };
+pub use contest::{NewContest, StoredContest};
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};
 pub use identity::{

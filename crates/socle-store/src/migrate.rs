@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_journal_macs"),
     migration!(12, "0012_backchannel_logout"),
     migration!(13, "0013_integration_requests"),
+    migration!(14, "0014_contests"),
 ];
 
 /// The schema version this binary writes and expects.

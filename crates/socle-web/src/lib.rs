@@ -141,7 +141,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::{any, post, put};
-    use routes::{admin, agent, catalogue, citizen, demo, habilitations, oidc, partners};
+    use routes::{admin, agent, catalogue, citizen, contests, demo, habilitations, oidc, partners};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -254,6 +254,11 @@ pub fn router(state: AppState) -> Router {
             get(agent::edit_form).post(agent::edit),
         )
         .route("/espace-agent/integrations", post(partners::create))
+        .route("/espace-agent/contestations", get(contests::agent_list))
+        .route(
+            "/espace-agent/contestations/{id}",
+            get(contests::agent_show).post(contests::agent_act),
+        )
         .route(
             "/espace-agent/integrations/nouvelle",
             get(partners::new_form),
@@ -294,6 +299,11 @@ pub fn router(state: AppState) -> Router {
         .route("/mon-espace/deconnexion", post(citizen::logout))
         .route("/mon-espace/donnees", get(citizen::data))
         .route("/mon-espace/donnees/{index}/preuve", get(citizen::proof))
+        .route(
+            "/mon-espace/donnees/{index}/contester",
+            get(contests::form).post(contests::file),
+        )
+        .route("/mon-espace/contestations", get(contests::mine))
         .route("/mon-espace/connexions", get(citizen::connections))
         .route("/mon-espace/autorisations", get(citizen::authorisations))
         .route(

@@ -112,6 +112,7 @@ fn kind_label(kind: socle_journal::EntryKind) -> &'static str {
         Habilitation => "Habilitation",
         Admin => "Administration",
         KeyRotation => "Clé de signature",
+        Contest => "Contestation",
     }
 }
 

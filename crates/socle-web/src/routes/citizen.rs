@@ -58,8 +58,8 @@ struct Pending {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Session {
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) csrf: String,
     #[serde(default)]
     pending: Option<Pending>,
     #[serde(default)]
@@ -88,7 +88,7 @@ fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
     })
 }
 
-fn page_error(e: CitizenError) -> Response {
+pub(crate) fn page_error(e: CitizenError) -> Response {
     match e {
         CitizenError::NotFound(m) => PageError {
             message: format!(
@@ -144,9 +144,9 @@ fn with_cookie(state: &AppState, mut r: Response, token: &str, ttl: i64) -> Resp
 /// session is sent to the login, which comes back to the same address (GET), or to
 /// the space's home (forms).
 pub struct Signed {
-    c: std::sync::Arc<Citizen>,
-    p: Person,
-    s: Session,
+    pub(crate) c: std::sync::Arc<Citizen>,
+    pub(crate) p: Person,
+    pub(crate) s: Session,
 }
 
 impl axum::extract::FromRequestParts<AppState> for Signed {
@@ -185,7 +185,7 @@ impl axum::extract::FromRequestParts<AppState> for Signed {
     }
 }
 
-fn no_store(mut r: Response) -> Response {
+pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -197,7 +197,7 @@ fn fields(pairs: impl Iterator<Item = (String, String)>) -> Option<BTreeMap<Stri
     crate::routes::oidc::unique(pairs.collect()).ok()
 }
 
-fn form_map(body: &Bytes) -> Option<BTreeMap<String, String>> {
+pub(crate) fn form_map(body: &Bytes) -> Option<BTreeMap<String, String>> {
     fields(url::form_urlencoded::parse(body).into_owned())
 }
 
@@ -206,7 +206,7 @@ fn query_map(uri: &Uri) -> Option<BTreeMap<String, String>> {
 }
 
 /// A form or address with a repeated field: refused, nothing changed.
-fn repeated_field() -> Response {
+pub(crate) fn repeated_field() -> Response {
     no_store(
         PageError {
             status: StatusCode::BAD_REQUEST,
@@ -220,12 +220,12 @@ fn repeated_field() -> Response {
     )
 }
 
-fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
+pub(crate) fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
     m.get("csrf")
         .is_some_and(|c| socle_identity::ct_eq(c.as_bytes(), s.csrf.as_bytes()))
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     PageError {
         status: StatusCode::FORBIDDEN,
         title: "Formulaire expiré",
@@ -516,6 +516,8 @@ pub struct ExchangeRow {
     pub purpose: String,
     pub legal_basis: String,
     pub ok: bool,
+    /// The state of the person's contest of this exchange, if any.
+    pub contest: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -575,10 +577,15 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
         Ok(x) => x,
         Err(e) => return page_error(e),
     };
+    let contested: std::collections::HashMap<u64, &'static str> = match c.space.contests(&p).await {
+        Ok(l) => l.into_iter().map(|x| (x.index, x.state.label())).collect(),
+        Err(e) => return page_error(e),
+    };
     let rows = page
         .items
         .iter()
         .map(|e| ExchangeRow {
+            contest: contested.get(&e.index).copied(),
             index: e.index,
             when: french_time(&e.time),
             service: e.service_name.clone(),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agent;
 pub mod catalogue;
 pub mod citizen;
+pub mod contests;
 pub mod demo;
 pub mod demo_fd;
 pub mod docs;

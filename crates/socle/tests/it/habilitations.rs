@@ -549,7 +549,7 @@ async fn request_changes_and_validation(backend: Backend) {
     );
 }
 
-async fn loop_until<T, F, Fut>(mut f: F) -> T
+pub(crate) async fn loop_until<T, F, Fut>(mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -564,12 +564,12 @@ where
 }
 
 /// `(signature header, event header, body)` of each request received.
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+pub(crate) type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
 /// A webhook receiver: records what it gets, answers 500 twice, then 204.
-struct Receiver {
-    url: String,
-    received: Received,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) received: Received,
 }
 
 async fn hook(
@@ -594,7 +594,7 @@ async fn hook(
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let received: Received = Default::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());

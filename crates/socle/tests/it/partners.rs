@@ -24,7 +24,7 @@ fn hidden(body: &str, name: &str) -> String {
         .to_string()
 }
 
-async fn sign(app: &crate::support::TestApp, email: &str) -> Browser {
+pub(crate) async fn sign(app: &crate::support::TestApp, email: &str) -> Browser {
     let mut b = Browser::new(app);
     let page = b.get("/espace-agent/connexion").await;
     let r = b

@@ -381,7 +381,192 @@ async fn mes_donnees_lists_every_exchange(backend: Backend) {
     assert!(theirs.body.contains("0 échange"), "{}", theirs.body);
 }
 
+/// Issue 32, item 5: "Je conteste cet accès". Marie contests an exchange about her;
+/// it is journaled under her keyed subject (her key finds it, the entry holds neither
+/// her name nor her words), delivered to the calling service's webhook, taken in hand
+/// and answered by the provider's instructor from the Espace agent (journaled), and
+/// she follows it in her space. Jean cannot contest her exchange; bad input changes
+/// nothing.
+async fn a_person_contests_an_exchange(backend: Backend) {
+    use crate::habilitations::{REQUESTER, Receiver, loop_until};
+    let env = Env::new(backend, true).await;
+    let app = &env.app;
+    let receiver = Receiver::start().await;
+    let (s, e) = crate::catalogue::post(
+        app,
+        &format!("/api/admin/organisations/{REQUESTER}/webhooks"),
+        json!({"url": receiver.url, "allow_private": true}),
+    )
+    .await;
+    assert_eq!(s, 201, "{e}");
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/sujet": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    admin(app, "/api/admin/apis", json!({
+        "slug": "par-pivot", "organisation": PRODUCER, "title": "API par pivot",
+        "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
+        "allow_private_upstream": true, "access_mode": "habilitation",
+        "contact": "api@caf.example.fr",
+        "subject": {"mode": "pivot", "pivot": {"given_name": "prenoms", "family_name": "nom",
+            "birthdate": "naissance", "gender": "sexe", "birthplace": "lieu", "birthcountry": "pays"}},
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]
+    }))
+    .await;
+    let (_, client_id, secret) = env.habilitation("par-pivot", complete_form()).await;
+    let (_, t) = env.token(&client_id, &secret, None).await;
+    let r = env
+        .call(
+            &format!(
+                "/gateway/{PRODUCER}/par-pivot/v1/sujet?{PURPOSE}&{}",
+                pivot_query("marie")
+            ),
+            t["access_token"].as_str(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut b = space_login(&env, "marie").await;
+    let index = loop_until(|| {
+        let mut b = b.clone();
+        async move {
+            let page = b.get("/mon-espace/donnees").await;
+            page.body
+                .split("/contester\"")
+                .next()
+                .filter(|_| page.body.contains("/contester\""))
+                .and_then(|s| s.rsplit("/mon-espace/donnees/").next())
+                .and_then(|i| i.parse::<u64>().ok())
+        }
+    })
+    .await;
+    let form_url = format!("/mon-espace/donnees/{index}/contester");
+    let form = b.get(&form_url).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = crate::identity::csrf(&form.body);
+    // No reason, or a reason that is not offered: refused, nothing recorded.
+    for reason in ["", "parce-que"] {
+        let r = b
+            .post(
+                &form_url,
+                &[("csrf", &csrf), ("raison", reason), ("message", "x")],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+    }
+    // Another person cannot contest it (it is not theirs: not even shown).
+    let mut jean = space_login(&env, "jean").await;
+    assert_eq!(jean.get(&form_url).await.status, 404);
+    let r = b
+        .post(
+            &form_url,
+            &[
+                ("csrf", &csrf),
+                ("raison", "no_procedure"),
+                ("message", "Je n’ai jamais demandé de tarif de cantine."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/mon-espace/contestations?fait=recue")
+    );
+    let mine = b.get("/mon-espace/contestations?fait=recue").await;
+    assert!(
+        mine.body.contains("Reçue") && mine.body.contains("jamais demandé"),
+        "{}",
+        mine.body
+    );
+    // Once per exchange.
+    let again = b
+        .post(&form_url, &[("csrf", &csrf), ("raison", "other")])
+        .await;
+    assert_eq!(again.status, 422, "{}", again.body);
+    let data = b.get("/mon-espace/donnees").await;
+    assert!(data.body.contains("Contestation : Reçue"), "{}", data.body);
+
+    // The calling service's webhook is told (without the person's words).
+    let delivered = loop_until(|| {
+        let got = receiver.received.lock().unwrap().clone();
+        async move {
+            got.into_iter()
+                .find(|(_, event, _)| event == "contest.received")
+        }
+    })
+    .await;
+    assert!(!delivered.2.contains("jamais demandé"), "{}", delivered.2);
+
+    // The provider's instructor sees it, takes it in hand, answers.
+    let mut inst = crate::partners::sign(app, "instructeur@caf.fr").await;
+    let list = inst.get("/espace-agent/contestations").await;
+    assert_eq!(list.status, 200);
+    let id = list
+        .body
+        .split("/espace-agent/contestations/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let page = inst.get(&format!("/espace-agent/contestations/{id}")).await;
+    assert!(page.body.contains("jamais demandé"), "{}", page.body);
+    let csrf = crate::identity::csrf(&page.body);
+    let url = format!("/espace-agent/contestations/{id}");
+    let r = inst
+        .post(&url, &[("csrf", &csrf), ("action", "examiner")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    // An answer is required to close.
+    let r = inst
+        .post(
+            &url,
+            &[("csrf", &csrf), ("action", "repondre"), ("reponse", " ")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = inst
+        .post(
+            &url,
+            &[
+                ("csrf", &csrf),
+                ("action", "repondre"),
+                (
+                    "reponse",
+                    "Une erreur de dossier : l’échange a été signalé à la mairie.",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mine = b.get("/mon-espace/contestations").await;
+    assert!(
+        mine.body.contains("Close") && mine.body.contains("erreur de dossier"),
+        "{}",
+        mine.body
+    );
+
+    // The journal: three contest entries under Marie's keyed subject, found by her
+    // key (Python's HMAC), naming neither her nor her words.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let public = Value::Array(journal_entries(app).await);
+    let (keys, _) = exchanges_of(&env, "marie").await;
+    let found = recognised_by_python(&keys, &public, "contest");
+    assert_eq!(found.len(), 3, "received, in review, answered");
+    let text = public.to_string();
+    assert!(!text.contains("jamais demandé") && !text.contains("erreur de dossier"));
+    let actions: Vec<String> = public
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "contest")
+        .map(|e| e["details"]["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["contest.received", "contest.in_review", "contest.answered"]
+    );
+}
+
 on_both_stores!(
+    a_person_contests_an_exchange,
     machine_calls_reach_their_person,
     publications_say_how_calls_name_their_person,
     mes_donnees_lists_every_exchange

@@ -1,0 +1,329 @@
+//! "Je conteste cet accès": the person's form and their contests in "Mon espace", and
+//! the organisations' side in the Espace agent (the list, one contest, taking it in
+//! hand, answering). The rules are in `socle_citizen::contest`.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use socle_citizen::CitizenError;
+use socle_citizen::contest::{Contest, ContestAction, MAX_TEXT, REASONS};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::pages::{Layout, render};
+use crate::routes::citizen::{
+    Signed, csrf_ok, csrf_refused, form_map, french_time, no_store, page_error, repeated_field,
+};
+
+/// A contest as the pages show it.
+pub struct ContestRow {
+    pub id: String,
+    pub index: u64,
+    pub exchange_time: String,
+    pub service: String,
+    pub provider: String,
+    pub api: String,
+    pub purpose: String,
+    pub reason: &'static str,
+    pub text: String,
+    pub state: &'static str,
+    pub closed: bool,
+    pub answer: String,
+    /// (when, by whom, state) of each step.
+    pub history: Vec<(String, String, &'static str)>,
+}
+
+fn row(c: Contest, names: &std::collections::HashMap<String, String>) -> ContestRow {
+    let name = |siret: &str| {
+        names
+            .get(siret)
+            .cloned()
+            .unwrap_or_else(|| siret.to_string())
+    };
+    ContestRow {
+        reason: c.reason_label(),
+        state: c.state.label(),
+        closed: c.state == socle_citizen::contest::ContestState::Closed,
+        exchange_time: french_time(&c.exchange_time),
+        service: name(&c.service),
+        provider: name(&c.provider),
+        history: c
+            .history
+            .iter()
+            .map(|e| {
+                (
+                    french_time(&e.at),
+                    if e.by == "person" {
+                        "La personne".to_string()
+                    } else {
+                        name(&e.by)
+                    },
+                    e.state.label(),
+                )
+            })
+            .collect(),
+        id: c.id,
+        index: c.index,
+        api: c.api,
+        purpose: c.purpose,
+        text: c.text.unwrap_or_default(),
+        answer: c.answer.unwrap_or_default(),
+    }
+}
+
+async fn organisation_names(state: &AppState) -> std::collections::HashMap<String, String> {
+    match &state.catalogue {
+        Some(c) => c
+            .organisations()
+            .await
+            .map(|l| l.into_iter().map(|o| (o.siret, o.name)).collect())
+            .unwrap_or_default(),
+        None => Default::default(),
+    }
+}
+
+// ----- the person's side ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "citizen_contest.html")]
+pub struct ContestForm {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub index: u64,
+    pub reasons: Vec<(&'static str, &'static str, bool)>,
+    pub text: String,
+    pub max: usize,
+    pub message: Option<String>,
+}
+
+fn contest_form(
+    csrf: &str,
+    index: u64,
+    reason: &str,
+    text: &str,
+    message: Option<String>,
+) -> Response {
+    let mut r = render(&ContestForm {
+        layout: Layout::current("Contester un échange").section("espace"),
+        csrf: csrf.to_string(),
+        current: "contestations",
+        index,
+        reasons: REASONS
+            .iter()
+            .map(|(k, l)| (*k, *l, *k == reason))
+            .collect(),
+        text: text.to_string(),
+        max: MAX_TEXT,
+        message: message.clone(),
+    });
+    if message.is_some() {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    no_store(r)
+}
+
+fn index_of(raw: &str) -> Option<u64> {
+    raw.parse().ok()
+}
+
+/// `GET /mon-espace/donnees/{index}/contester`
+pub async fn form(signed: Signed, Path(index): Path<String>) -> Response {
+    let Some(index) = index_of(&index) else {
+        return page_error(CitizenError::NotFound("échange inconnu".into()));
+    };
+    // Only the person's own exchange: the proof check says whether it is theirs.
+    if let Err(e) = signed.c.space.proof(&signed.p, index).await {
+        return page_error(e);
+    }
+    contest_form(&signed.s.csrf, index, "", "", None)
+}
+
+/// `POST /mon-espace/donnees/{index}/contester`
+pub async fn file(signed: Signed, Path(index): Path<String>, body: Bytes) -> Response {
+    let Signed { c, p, s } = signed;
+    let Some(index) = index_of(&index) else {
+        return page_error(CitizenError::NotFound("échange inconnu".into()));
+    };
+    let Some(m) = form_map(&body) else {
+        return repeated_field();
+    };
+    if !csrf_ok(&s, &m) {
+        return csrf_refused();
+    }
+    let reason = m.get("raison").cloned().unwrap_or_default();
+    let text = m.get("message").cloned().unwrap_or_default();
+    match c
+        .space
+        .contest(&p, index, &reason, Some(text.clone()))
+        .await
+    {
+        Ok(_) => Redirect::to("/mon-espace/contestations?fait=recue").into_response(),
+        Err(CitizenError::Invalid(msg)) => contest_form(&s.csrf, index, &reason, &text, Some(msg)),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "citizen_contests.html")]
+pub struct ContestsPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub current: &'static str,
+    pub done: bool,
+    pub rows: Vec<ContestRow>,
+}
+
+/// `GET /mon-espace/contestations`
+pub async fn mine(State(state): State<AppState>, signed: Signed, uri: axum::http::Uri) -> Response {
+    let Signed { c, p, s } = signed;
+    let list = match c.space.contests(&p).await {
+        Ok(l) => l,
+        Err(e) => return page_error(e),
+    };
+    let names = organisation_names(&state).await;
+    no_store(render(&ContestsPage {
+        layout: Layout::current("Mes contestations").section("espace"),
+        csrf: s.csrf,
+        current: "contestations",
+        done: uri.query().is_some_and(|q| q.contains("fait=recue")),
+        rows: list.into_iter().map(|x| row(x, &names)).collect(),
+    }))
+}
+
+// ----- the organisations' side (Espace agent) ---------------------------------------
+
+fn space(state: &AppState) -> Result<&socle_citizen::Space, Box<Response>> {
+    state.citizen.as_deref().map(|c| &c.space).ok_or_else(|| {
+        Box::new(crate::middleware::respond(
+            ApiError::unavailable("the citizen space is not available"),
+            true,
+        ))
+    })
+}
+
+fn agent_error(e: CitizenError) -> Response {
+    match e {
+        CitizenError::NotFound(_) => crate::error::PageError::not_found().into_response(),
+        CitizenError::Invalid(m) => crate::error::PageError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "Action impossible",
+            message: m,
+        }
+        .into_response(),
+        CitizenError::Unavailable(_) => crate::middleware::respond(
+            ApiError::unavailable("the contests cannot be read now"),
+            true,
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "agent_contests.html")]
+pub struct AgentContests {
+    pub layout: Layout,
+    pub rows: Vec<ContestRow>,
+}
+
+/// `GET /espace-agent/contestations`
+pub async fn agent_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let a = match crate::routes::agent::agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let space = match space(&state) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let list = match space.contests_for(&a.actor).await {
+        Ok(l) => l,
+        Err(e) => return agent_error(e),
+    };
+    let names = organisation_names(&state).await;
+    no_store(render(&AgentContests {
+        layout: Layout::current("Contestations"),
+        rows: list.into_iter().map(|x| row(x, &names)).collect(),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "agent_contest.html")]
+pub struct AgentContest {
+    pub layout: Layout,
+    pub csrf: String,
+    pub c: ContestRow,
+    pub message: Option<String>,
+}
+
+async fn agent_page(
+    state: &AppState,
+    a: &crate::routes::agent::Agent<'_>,
+    id: &str,
+    message: Option<String>,
+) -> Response {
+    let space = match space(state) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let c = match space.contest_for(&a.actor, id).await {
+        Ok(c) => c,
+        Err(e) => return agent_error(e),
+    };
+    let names = organisation_names(state).await;
+    let status = if message.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut r = render(&AgentContest {
+        layout: Layout::current("Contestation"),
+        csrf: crate::routes::agent::csrf_of(&a.token),
+        c: row(c, &names),
+        message,
+    });
+    *r.status_mut() = status;
+    no_store(r)
+}
+
+/// `GET /espace-agent/contestations/{id}`
+pub async fn agent_show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let a = match crate::routes::agent::agent(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    agent_page(&state, &a, &id, None).await
+}
+
+/// `POST /espace-agent/contestations/{id}`: take in hand, or answer and close.
+pub async fn agent_act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (a, m) = match crate::routes::agent::posted(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let space = match space(&state) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let action = match crate::routes::agent::one(&m, "action").as_str() {
+        "examiner" => ContestAction::Review,
+        "repondre" => ContestAction::Answer,
+        _ => return agent_error(CitizenError::Invalid("action inconnue".into())),
+    };
+    let answer = Some(crate::routes::agent::one(&m, "reponse"));
+    match space.act_on_contest(&a.actor, &id, action, answer).await {
+        Ok(_) => Redirect::to(&format!("/espace-agent/contestations/{id}")).into_response(),
+        Err(CitizenError::Invalid(msg)) => agent_page(&state, &a, &id, Some(msg)).await,
+        Err(e) => agent_error(e),
+    }
+}
