@@ -169,5 +169,31 @@ test('a machine call about a person reaches that person: Mes données, with its 
   await page.click('button.socle-verify');
   await page.waitForFunction((i) => !document.getElementById(i).textContent.includes('en cours') && document.getElementById(i).textContent !== '', id, { timeout: 5000 });
   assert.ok((await page.textContent('#' + id)).startsWith('Preuve vérifiée'));
+
+  // "Je conteste cet accès": the form, by keyboard, then the contest followed.
+  await Promise.all([page.waitForURL(/\/contester$/), page.click('a[href$="/contester"] >> nth=0')]);
+  await check('espace-contester');
+  await page.click('label[for="raison-no_procedure"]');
+  await page.fill('#message', 'Je n’ai fait aucune démarche auprès de la mairie.');
+  await Promise.all([page.waitForURL(/\/mon-espace\/contestations\?fait=recue/), page.click('button[type=submit]:has-text("Envoyer")')]);
+  let main2 = await page.textContent('main');
+  assert.ok(main2.includes('Reçue') && main2.includes('aucune démarche'), main2);
+  await check('espace-contestations');
   await context.close();
+
+  // The provider's instructor answers from the Espace agent; the person reads it.
+  const agent = await browser.newContext({ bypassCSP: true, viewport: { width: 320, height: 900 }, locale: 'fr-FR' });
+  const ap = await agent.newPage();
+  await ap.goto(BASE + '/espace-agent/connexion', { waitUntil: 'networkidle' });
+  await ap.fill('#email', 'instructeur@caf.demo');
+  await ap.fill('#password', 'demonstration-socle');
+  await Promise.all([ap.waitForURL(/\/espace-agent$/), ap.press('#password', 'Enter')]);
+  await ap.goto(BASE + '/espace-agent/contestations', { waitUntil: 'networkidle' });
+  await checkPage(ap, 'agent-contestations', 320);
+  await Promise.all([ap.waitForURL(/\/espace-agent\/contestations\/.+/), ap.click('a[href^="/espace-agent/contestations/"] >> nth=0')]);
+  await checkPage(ap, 'agent-contestation', 320);
+  await ap.fill('#reponse', 'Erreur de dossier : l’appel a été signalé à la mairie.');
+  await Promise.all([ap.waitForLoadState('networkidle'), ap.click('button[value="repondre"]')]);
+  assert.ok((await ap.textContent('main')).includes('Close'));
+  await agent.close();
 });
