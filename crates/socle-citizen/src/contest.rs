@@ -153,12 +153,7 @@ impl Space {
                 "Votre message dépasse {MAX_TEXT} caractères."
             )));
         }
-        let size = self
-            .journal
-            .latest_checkpoint()
-            .await
-            .map_err(unavailable)?
-            .size;
+        let size = self.proven_size().await?;
         let (entry, _) = self.own_entry(p, index, size).await?;
         if entry.kind != EntryKind::Exchange {
             return Err(CitizenError::NotFound("échange inconnu".into()));

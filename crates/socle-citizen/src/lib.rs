@@ -11,6 +11,7 @@
 //! and `socle-journal` keep the records.
 
 pub mod contest;
+pub mod digest;
 
 use std::collections::HashMap;
 
@@ -205,6 +206,16 @@ impl Space {
             consents,
             gateway,
         }
+    }
+
+    /// The size of the latest signed checkpoint: the entries the space can prove.
+    async fn proven_size(&self) -> Result<u64> {
+        Ok(self
+            .journal
+            .latest_checkpoint()
+            .await
+            .map_err(unavailable)?
+            .size)
     }
 
     pub fn consents(&self) -> &Consents {

@@ -211,7 +211,8 @@ pub fn valid_country(s: &str) -> bool {
     b.len() == 5 && b.starts_with(b"99") && b.iter().all(u8::is_ascii_digit)
 }
 
-fn valid_email(s: &str) -> bool {
+/// An e-mail address, as the identity checks accept it.
+pub fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };

@@ -32,7 +32,7 @@ pub use catalogue::{
     ApiRecord, BackOfficeStore, CatalogueKind, CatalogueStore, ClientWrite, HabilitationCommit,
     HabilitationRow, NewMail, NotificationStore, StoredDelivery, StoredHabilitation, StoredWebhook,
 };
-pub use contest::{NewContest, StoredContest};
+pub use contest::{NewContest, StoredContest, StoredDigest};
 pub use error::{Result, StoreError};
 pub use gateway::{GatewayStore, StoredConsent};
 pub use identity::{

@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_backchannel_logout"),
     migration!(13, "0013_integration_requests"),
     migration!(14, "0014_contests"),
+    migration!(15, "0015_digests"),
 ];
 
 /// The schema version this binary writes and expects.

@@ -304,6 +304,7 @@ pub fn router(state: AppState) -> Router {
             get(contests::form).post(contests::file),
         )
         .route("/mon-espace/contestations", get(contests::mine))
+        .route("/mon-espace/resume", post(citizen::digest))
         .route("/mon-espace/connexions", get(citizen::connections))
         .route("/mon-espace/autorisations", get(citizen::authorisations))
         .route(

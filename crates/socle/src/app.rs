@@ -230,6 +230,23 @@ impl Application {
             }
             _ => None,
         };
+        if let Some(c) = citizen.clone() {
+            // The opt-in digests of new exchanges (at most daily per person).
+            let every = config.citizen.digest_interval;
+            let base = public_url.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    match c.space.send_digests(now, &base).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sent = n, "citizen space: digests queued"),
+                        Err(e) => tracing::warn!(error = %e, "citizen space: digests not sent"),
+                    }
+                }
+            });
+        }
         let state = AppState::new(AppParts {
             gateway,
             consents,
@@ -774,7 +791,9 @@ async fn open_citizen(
         post_logout_redirect_uris: vec![citizen.post_logout_redirect_uri()],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
-        scopes: ["openid", "identite_pivot"].map(String::from).to_vec(),
+        scopes: ["openid", "identite_pivot", "email"]
+            .map(String::from)
+            .to_vec(),
         eidas_level: config.citizen.eidas_level,
         id_token_signed_response_alg: "ES256".into(),
         id_token_encrypted_response_alg: None,

@@ -165,6 +165,9 @@ pub struct CitizenSettings {
     pub eidas_level: u8,
     /// SIRET of the organisation operating the platform (controller of the space).
     pub organisation: String,
+    /// How often the opt-in digests of new exchanges are looked at (each person gets
+    /// one a day at most).
+    pub digest_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -792,6 +795,11 @@ impl Config {
                     Some(p) => Err(p),
                 }
             }),
+            digest_interval: r.get(
+                "citizen.digest_interval",
+                Duration::from_secs(600),
+                lifetime(1, 86_400),
+            ),
         };
 
         let data_dir = r.get("data_dir", PathBuf::from("socle-data"), |v| {
@@ -992,6 +1000,11 @@ impl Config {
             self.citizen.eidas_level.to_string(),
         );
         line(&mut out, "organisation", q(&self.citizen.organisation));
+        line(
+            &mut out,
+            "digest_interval",
+            q(&format!("{}s", self.citizen.digest_interval.as_secs())),
+        );
         out.push_str("\n[admin]\n");
         match &self.admin.token {
             Some(_) => line(&mut out, "token", q("***")),

@@ -68,6 +68,9 @@ pub(crate) struct Session {
     given_name: String,
     #[serde(default)]
     id_token: String,
+    /// The address the identity provider gave, for the opt-in digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -310,7 +313,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         .append_pair("response_type", "code")
         .append_pair("client_id", &c.client_id)
         .append_pair("redirect_uri", &c.redirect_uri())
-        .append_pair("scope", "openid identite_pivot")
+        .append_pair("scope", "openid identite_pivot email")
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
         .append_pair("acr_values", &format!("eidas{}", c.eidas_level));
@@ -422,6 +425,7 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
     };
     session.identity_hash = Some(person.identity_hash.clone());
     session.given_name = person.identity.given_name.clone();
+    session.email = person.identity.email.clone();
     session.id_token = id_token.to_string();
     // A new session token once logged in (no fixation).
     let _ = state
@@ -535,6 +539,10 @@ pub struct DataPage {
     pub withheld_until: String,
     pub previous: Option<String>,
     pub next: Option<String>,
+    /// The address the person's digest goes to, if they asked for one.
+    pub digest: Option<String>,
+    /// Whether the identity provider gave an address (a digest is possible).
+    pub can_digest: bool,
 }
 
 fn filter_query(f: &Filter, page: usize) -> String {
@@ -577,6 +585,10 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
         Ok(x) => x,
         Err(e) => return page_error(e),
     };
+    let digest = match c.space.digest(&p).await {
+        Ok(d) => d,
+        Err(e) => return page_error(e),
+    };
     let contested: std::collections::HashMap<u64, &'static str> = match c.space.contests(&p).await {
         Ok(l) => l.into_iter().map(|x| (x.index, x.state.label())).collect(),
         Err(e) => return page_error(e),
@@ -611,10 +623,34 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
             .as_deref()
             .map(|d| french_time(&format!("{d}T00:00")).replace(" à 00:00 (UTC)", ""))
             .unwrap_or_default(),
+        digest,
+        can_digest: s.email.is_some(),
         previous: (page.page > 1).then(|| filter_query(&filter, page.page - 1)),
         next: (page.page < page.pages).then(|| filter_query(&filter, page.page + 1)),
         page,
     }))
+}
+
+/// `POST /mon-espace/resume`: asks for (`choix=oui`) or withdraws (`choix=non`) the
+/// daily digest of new exchanges.
+pub async fn digest(signed: Signed, body: Bytes) -> Response {
+    let Signed { c, p, s } = signed;
+    let Some(m) = form_map(&body) else {
+        return repeated_field();
+    };
+    if !csrf_ok(&s, &m) {
+        return csrf_refused();
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let done = match m.get("choix").map(String::as_str) {
+        Some("oui") => c.space.subscribe(&p, s.email.as_deref(), now).await,
+        Some("non") => c.space.unsubscribe(&p).await,
+        _ => Err(CitizenError::Invalid("Choix inconnu.".into())),
+    };
+    match done {
+        Ok(()) => Redirect::to("/mon-espace/donnees").into_response(),
+        Err(e) => page_error(e),
+    }
 }
 
 /// The proof bundle of one entry, as a file (`socle journal verify --proof`).

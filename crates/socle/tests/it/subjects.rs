@@ -381,6 +381,121 @@ async fn mes_donnees_lists_every_exchange(backend: Backend) {
     assert!(theirs.body.contains("0 échange"), "{}", theirs.body);
 }
 
+/// An API whose calls name their person by the pivot, and a service's token for it.
+async fn pivot_api(env: &Env) -> String {
+    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/sujet": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+    .to_string();
+    admin(&env.app, "/api/admin/apis", json!({
+        "slug": "par-pivot", "organisation": PRODUCER, "title": "API par pivot",
+        "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
+        "allow_private_upstream": true, "access_mode": "habilitation",
+        "contact": "api@caf.example.fr",
+        "subject": {"mode": "pivot", "pivot": {"given_name": "prenoms", "family_name": "nom",
+            "birthdate": "naissance", "gender": "sexe", "birthplace": "lieu", "birthcountry": "pays"}},
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]
+    }))
+    .await;
+    let (_, client_id, secret) = env.habilitation("par-pivot", complete_form()).await;
+    let (_, t) = env.token(&client_id, &secret, None).await;
+    t["access_token"].as_str().unwrap().to_string()
+}
+
+/// A machine call about `person` (by their pivot).
+async fn call_about(env: &Env, token: &str, person: &str) {
+    let r = env
+        .call(
+            &format!(
+                "/gateway/{PRODUCER}/par-pivot/v1/sujet?{PURPOSE}&{}",
+                pivot_query(person)
+            ),
+            Some(token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// Issue 32, item 6: the opt-in digest. Marie asks for it (to the address her
+/// identity provider gave); an exchange about her brings one e-mail — the count and
+/// the organisation, no data — and a second exchange the same day none; withdrawn,
+/// the page offers it again. Jean, who did not ask, gets nothing.
+async fn the_opt_in_digest_of_new_exchanges(backend: Backend) {
+    use crate::habilitations::loop_until;
+    use socle_store::NotificationStore;
+    let env = Env::new_with(backend, true, |c| {
+        c.citizen.digest_interval = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let token = pivot_api(&env).await;
+    let mut b = space_login(&env, "marie").await;
+    let page = b.get("/mon-espace/donnees").await;
+    assert!(
+        page.body.contains("Recevoir le résumé quotidien"),
+        "{}",
+        page.body
+    );
+    let csrf = crate::identity::csrf(&page.body);
+    let r = b
+        .post(
+            "/mon-espace/resume",
+            &[("csrf", &csrf), ("choix", "peut-etre")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = b
+        .post("/mon-espace/resume", &[("csrf", &csrf), ("choix", "oui")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get("/mon-espace/donnees").await;
+    assert!(
+        page.body.contains("marie.dupont@example.fr") && page.body.contains("Ne plus recevoir"),
+        "{}",
+        page.body
+    );
+    call_about(&env, &token, "marie").await;
+    call_about(&env, &token, "jean").await;
+    let mail = loop_until(|| {
+        let store = env.app.store.clone();
+        async move {
+            store
+                .outbox(100)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(to, _, _)| to == "marie.dupont@example.fr")
+        }
+    })
+    .await;
+    assert!(mail.1.contains("1 nouvel échange"), "{mail:?}");
+    assert!(
+        mail.2.contains("Mairie de Démoville")
+            && mail.2.contains("/mon-espace/donnees")
+            && !mail.2.contains("640"),
+        "{mail:?}"
+    );
+    // At most one a day: another exchange, no second e-mail.
+    call_about(&env, &token, "marie").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mails = env.app.store.outbox(100).await.unwrap();
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|(to, _, _)| to == "marie.dupont@example.fr")
+            .count(),
+        1
+    );
+    assert!(
+        !mails.iter().any(|(to, _, _)| to.contains("martin")),
+        "Jean did not ask: {mails:?}"
+    );
+    let r = b
+        .post("/mon-espace/resume", &[("csrf", &csrf), ("choix", "non")])
+        .await;
+    assert_eq!(r.status, 303);
+    let page = b.get("/mon-espace/donnees").await;
+    assert!(page.body.contains("Recevoir le résumé quotidien"));
+}
+
 /// Issue 32, item 5: "Je conteste cet accès". Marie contests an exchange about her;
 /// it is journaled under her keyed subject (her key finds it, the entry holds neither
 /// her name nor her words), delivered to the calling service's webhook, taken in hand
@@ -399,31 +514,8 @@ async fn a_person_contests_an_exchange(backend: Backend) {
     )
     .await;
     assert_eq!(s, 201, "{e}");
-    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/sujet": {"get": {"responses": {"200": {"description": "ok"}}}}}})
-    .to_string();
-    admin(app, "/api/admin/apis", json!({
-        "slug": "par-pivot", "organisation": PRODUCER, "title": "API par pivot",
-        "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,
-        "allow_private_upstream": true, "access_mode": "habilitation",
-        "contact": "api@caf.example.fr",
-        "subject": {"mode": "pivot", "pivot": {"given_name": "prenoms", "family_name": "nom",
-            "birthdate": "naissance", "gender": "sexe", "birthplace": "lieu", "birthcountry": "pays"}},
-        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]
-    }))
-    .await;
-    let (_, client_id, secret) = env.habilitation("par-pivot", complete_form()).await;
-    let (_, t) = env.token(&client_id, &secret, None).await;
-    let r = env
-        .call(
-            &format!(
-                "/gateway/{PRODUCER}/par-pivot/v1/sujet?{PURPOSE}&{}",
-                pivot_query("marie")
-            ),
-            t["access_token"].as_str(),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let token = pivot_api(&env).await;
+    call_about(&env, &token, "marie").await;
     let mut b = space_login(&env, "marie").await;
     let index = loop_until(|| {
         let mut b = b.clone();
@@ -567,6 +659,7 @@ async fn a_person_contests_an_exchange(backend: Backend) {
 
 on_both_stores!(
     a_person_contests_an_exchange,
+    the_opt_in_digest_of_new_exchanges,
     machine_calls_reach_their_person,
     publications_say_how_calls_name_their_person,
     mes_donnees_lists_every_exchange
