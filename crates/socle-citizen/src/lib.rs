@@ -65,6 +65,9 @@ pub struct ExchangeView {
     pub data_items: Vec<String>,
     /// `context / object`.
     pub purpose: String,
+    /// Who receives the data, as the caller declared it (the purpose's recipient;
+    /// an organisation's name when it is a known SIRET).
+    pub recipient: String,
     pub legal_basis: String,
     /// `ok` or `error`.
     pub outcome: String,
@@ -504,6 +507,10 @@ impl Space {
                     .map(|i| names.items.get(i).cloned().unwrap_or_else(|| i.to_string()))
                     .collect(),
                 purpose: e.purpose.clone().unwrap_or_default(),
+                recipient: {
+                    let r = d("recipient");
+                    names.organisations.get(&r).cloned().unwrap_or(r)
+                },
                 legal_basis: e.legal_basis.clone().unwrap_or_default(),
                 outcome: e.outcome.clone(),
                 habilitation: hab_id,

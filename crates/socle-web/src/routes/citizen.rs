@@ -518,6 +518,7 @@ pub struct ExchangeRow {
     pub api: String,
     pub data_items: String,
     pub purpose: String,
+    pub recipient: String,
     pub legal_basis: String,
     pub ok: bool,
     /// The state of the person's contest of this exchange, if any.
@@ -605,6 +606,7 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
             api: e.api_title.clone(),
             data_items: e.data_items.join(", "),
             purpose: e.purpose.clone(),
+            recipient: e.recipient.clone(),
             legal_basis: e.legal_basis.clone(),
             ok: e.outcome == "ok",
         })
