@@ -138,8 +138,8 @@ test('the proof check runs under the strict CSP (no inline script), without cons
 // "Mon espace", they see the exchange and verify its proof. (Allocataire 0000002,
 // Jean, whom no other test logs in, so that the exchange shown can only be this one.)
 test('a machine call about a person reaches that person: Mes données, with its proof', async () => {
-  assert.ok(process.env.SOCLE_DEMO_FILE, 'SOCLE_DEMO_FILE names socle demo\'s demo.json');
-  const demo = JSON.parse(readFileSync(process.env.SOCLE_DEMO_FILE, 'utf8'));
+  assert.ok(process.env.BROWSER_DEMO_FILE, 'BROWSER_DEMO_FILE names socle demo\'s demo.json');
+  const demo = JSON.parse(readFileSync(process.env.BROWSER_DEMO_FILE, 'utf8'));
   const basic = Buffer.from(`${demo.client_id}:${demo.client_secret}`).toString('base64');
   const token = await fetch(demo.token_endpoint, {
     method: 'POST',

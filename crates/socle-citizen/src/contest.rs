@@ -215,16 +215,22 @@ impl Space {
             .collect()
     }
 
-    /// The contests concerning the agent's organisation (every organisation for the
-    /// platform's operators), newest first.
+    /// The contests concerning the agent's organisation that the agent may read,
+    /// newest first.
     pub async fn contests_for(&self, actor: &Actor) -> Result<Vec<Contest>> {
-        self.store
+        let mut out = Vec::new();
+        for c in self
+            .store
             .contests_for(&actor.organisation)
             .await
             .map_err(unavailable)?
-            .iter()
-            .map(|c| decode(&c.doc))
-            .collect()
+        {
+            let c = decode(&c.doc)?;
+            if concerned(actor, &c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// One contest the agent's organisation is concerned by.
@@ -268,6 +274,11 @@ impl Space {
         if c.state == ContestState::Closed {
             return Err(CitizenError::Invalid(
                 "Cette contestation est close.".into(),
+            ));
+        }
+        if action == ContestAction::Review && c.state == ContestState::InReview {
+            return Err(CitizenError::Invalid(
+                "Cette contestation est déjà en cours d’examen.".into(),
             ));
         }
         let (state, action_name) = match action {
@@ -426,12 +437,16 @@ impl Space {
     }
 }
 
-/// Whether the agent's organisation is one of the contest's (or the agent operates
-/// the platform).
+/// Whether the agent may read the contest: an instructor or administrator of one of
+/// its organisations, or the platform's operator (a developer does not read the
+/// person's message).
 fn concerned(actor: &Actor, c: &Contest) -> bool {
     actor.roles.contains(&Role::Operator)
-        || actor.organisation == c.service
-        || actor.organisation == c.provider
+        || ((actor.organisation == c.service || actor.organisation == c.provider)
+            && actor
+                .roles
+                .iter()
+                .any(|r| matches!(r, Role::Instructor | Role::OrgAdmin)))
 }
 
 fn unix_now() -> i64 {

@@ -54,28 +54,47 @@ impl Space {
     pub async fn send_digests(&self, now: i64, base_url: &str) -> Result<usize> {
         let size = self.proven_size().await?;
         let names = self.names().await?;
+        let today = crate::today();
+        let mut habilitations = std::collections::HashMap::new();
         let mut sent = 0;
-        for d in self
-            .store
-            .due_digests(now - DIGEST_PERIOD, 500)
-            .await
-            .map_err(unavailable)?
-        {
-            // The person's exchanges since the last digest, newest first.
-            let mut streams = [Stream::new(d.pseudonym.clone())];
-            streams[0].before = size;
-            let mut count = 0usize;
-            let mut organisations = std::collections::BTreeSet::new();
-            while let Some((index, e)) = self.next_exchange(&mut streams).await? {
-                if index < d.since_index {
-                    break;
+        // Every due subscription, 500 at a time (by pseudonym: one without news does
+        // not keep the others waiting).
+        let mut after = String::new();
+        loop {
+            let due = self
+                .store
+                .due_digests(now - DIGEST_PERIOD, &after, 500)
+                .await
+                .map_err(unavailable)?;
+            let Some(last) = due.last() else { break };
+            after = last.pseudonym.clone();
+            for d in due {
+                // The person's exchanges since the last digest, newest first.
+                let mut streams = [Stream::new(d.pseudonym.clone())];
+                streams[0].before = size;
+                let mut count = 0usize;
+                let mut organisations = std::collections::BTreeSet::new();
+                while let Some((index, e)) = self.next_exchange(&mut streams).await? {
+                    if index < d.since_index {
+                        break;
+                    }
+                    // Withheld by a visibility date set after it was journaled: not
+                    // announced (Mes données does not show it either).
+                    if let Some(h) = e.details.get("habilitation")
+                        && let Some(h) = self.habilitation(h, &mut habilitations).await
+                        && h.form
+                            .visible_after
+                            .as_ref()
+                            .is_some_and(|v| v.as_str() > today.as_str())
+                    {
+                        continue;
+                    }
+                    count += 1;
+                    if let Some(s) = e.details.get("service") {
+                        organisations.insert(names.organisation(s));
+                    }
                 }
-                count += 1;
-                if let Some(s) = e.details.get("service") {
-                    organisations.insert(names.organisation(s));
-                }
-            }
-            let mail = (count > 0).then(|| socle_store::NewMail {
+                let mail = (count > 0).then(|| socle_store::NewMail {
                 id: random_id(),
                 recipient: d.email.clone(),
                 subject: format!(
@@ -92,14 +111,15 @@ impl Space {
                     base_url.trim_end_matches('/'),
                 ),
             });
-            if self
-                .store
-                .digest_sent(&d, size, mail.as_ref(), now)
-                .await
-                .map_err(unavailable)?
-                && mail.is_some()
-            {
-                sent += 1;
+                if self
+                    .store
+                    .digest_sent(&d, size, mail.as_ref(), now)
+                    .await
+                    .map_err(unavailable)?
+                    && mail.is_some()
+                {
+                    sent += 1;
+                }
             }
         }
         Ok(sent)

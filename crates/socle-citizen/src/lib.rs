@@ -213,12 +213,11 @@ impl Space {
 
     /// The size of the latest signed checkpoint: the entries the space can prove.
     async fn proven_size(&self) -> Result<u64> {
-        Ok(self
-            .journal
-            .latest_checkpoint()
-            .await
-            .map_err(unavailable)?
-            .size)
+        match self.journal.latest_checkpoint().await {
+            Ok(c) => Ok(c.size),
+            Err(socle_journal::JournalError::NoCheckpoint) => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     pub fn consents(&self) -> &Consents {
@@ -410,7 +409,11 @@ impl Space {
     ) -> Result<ExchangePage> {
         let page = page.max(1);
         let mut all = self
-            .all_exchanges(p, filter, Some(((page - 1) * PAGE_SIZE, PAGE_SIZE)))
+            .all_exchanges(
+                p,
+                filter,
+                Some(((page - 1).saturating_mul(PAGE_SIZE), PAGE_SIZE)),
+            )
             .await?;
         all.pages = all.total.div_ceil(PAGE_SIZE).max(1);
         all.page = page;
@@ -486,7 +489,7 @@ impl Space {
             }
             matched += 1;
             if let Some((skip, take)) = window
-                && (matched <= skip || matched > skip + take)
+                && (matched <= skip || matched > skip.saturating_add(take))
             {
                 continue;
             }

@@ -745,13 +745,20 @@ impl Gateway {
             }
         }
 
-        // Whose data: a machine call names its person as the API's publication says;
-        // one by the pivot that does not carry it is the caller's mistake, and nothing
-        // is sent.
-        let machine = matches!(caller, Some(Caller::Machine { .. }));
-        // Fail closed: an API that declares data about people and names its person by
-        // the person's access token only cannot be called without one.
-        if machine && route.personal && route.api.subject.mode == SubjectMode::PersonToken {
+        // Whose data: a call without the person's token (a machine's, or an anonymous
+        // one on an open API) names its person as the API's publication says; one by
+        // the pivot that does not carry it is the caller's mistake, and nothing is sent.
+        let machine = !matches!(caller, Some(Caller::Person { .. }));
+        // Fail closed: an API that declares data about people (also one that said
+        // `none` before an item became personal) and names its person by the person's
+        // access token only cannot be called without one.
+        if machine
+            && route.personal
+            && matches!(
+                route.api.subject.mode,
+                SubjectMode::PersonToken | SubjectMode::None
+            )
+        {
             return Err(with_provider(GatewayError::forbidden(
                 "person_token_required",
                 "this API's data are about people and it names its person by the person's access token: call with that token (or its publication must say how machine calls name their person: pivot or provider)",
@@ -903,47 +910,63 @@ impl Gateway {
         };
         let response_hash = sha256_hex(&body);
 
-        // A provider that names its person must name them: otherwise the answer is not
-        // released (the exchange is journaled without a person, and counted).
-        let named = if machine && route.api.subject.mode == SubjectMode::Provider {
-            Some(
-                upstream_headers
-                    .get("socle-subject")
-                    .ok_or_else(|| {
-                        "the provider's answer names no person (Socle-Subject)".to_string()
-                    })
-                    .and_then(|v| provider_subject(v.as_bytes())),
-            )
-        } else {
-            None
+        // The person the provider says its answer is about (`Socle-Subject`), once at
+        // most. A provider that names its person (its API's mode) must name them; and
+        // whenever the gateway already knows the person (the token's, the pivot's), a
+        // provider naming another one withholds the answer: the exchange must not be
+        // credited to someone else than the person it served. Otherwise the answer is
+        // not released (the exchange is journaled without a person, and counted).
+        let told: Vec<&HeaderValue> = upstream_headers.get_all("socle-subject").iter().collect();
+        let told = match told.as_slice() {
+            [] => None,
+            [one] => Some(provider_subject(one.as_bytes())),
+            _ => Some(Err("Socle-Subject is given more than once".to_string())),
         };
-        let ex = match &named {
-            None => ex,
-            Some(named) => match named {
-                Ok(hash) => Exchange {
-                    subject: Some(hash),
-                    ..ex
-                },
-                Err(reason) => {
-                    metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
+        let known = match &caller {
+            Some(Caller::Person { identity_hash, .. }) => Some(identity_hash.as_str()),
+            _ => ex.subject,
+        };
+        let required = machine && route.api.subject.mode == SubjectMode::Provider;
+        let verdict: std::result::Result<Option<&str>, (&'static str, String)> =
+            match (&told, known, required) {
+                (None, _, true) => Err((
+                    "subject_unknown",
+                    "the provider's answer names no person (Socle-Subject)".into(),
+                )),
+                (Some(Err(reason)), _, _) => Err(("subject_unknown", reason.clone())),
+                (Some(Ok(named)), Some(k), _) if named != k => Err((
+                    "subject_mismatch",
+                    "the provider names another person than the one the call is about".into(),
+                )),
+                // Named by the provider (its mode, or of its own accord): credited.
+                (Some(Ok(named)), None, _) => Ok(Some(named.as_str())),
+                _ => Ok(None),
+            };
+        let ex = match verdict {
+            Ok(None) => ex,
+            Ok(Some(hash)) => Exchange {
+                subject: Some(hash),
+                ..ex
+            },
+            Err((code, reason)) => {
+                metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
                         .increment(1);
-                    tracing::warn!(api = %route.api.id, %reason, "gateway: answer withheld, person unknown");
-                    self.journal(&ex, None, 502).await?;
-                    self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
-                    return Err(GatewayError::new(
+                tracing::warn!(api = %route.api.id, %reason, "gateway: answer withheld, person unknown");
+                self.journal(&ex, None, 502).await?;
+                self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
+                return Err(GatewayError::new(
                         502,
-                        "subject_unknown",
+                        code,
                         "Person unknown",
                         format!(
-                            "the provider did not say whom its answer is about ({reason}): it is not released, so that no exchange about a person escapes them"
+                            "the provider did not say whom its answer is about, or named someone else ({reason}): it is not released, so that no exchange about a person escapes them"
                         ),
                     )
                     .provider(&provider_name)
                     .header("x-socle-request-id", call.request_id.clone())
                     .header("x-socle-request-hash", request_hash.clone())
                     .header("x-socle-journal-key", journal_key.clone()));
-                }
-            },
+            }
         };
 
         // Journal, durably, before releasing anything.
@@ -1336,12 +1359,30 @@ fn pivot_subject(
             .and_modify(|seen| *seen = None)
             .or_insert_with(|| Some(v.into_owned()));
     }
+    let names: Vec<&str> = spec.names().iter().map(|(_, n)| *n).collect();
+    let in_query =
+        url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| names.contains(&k.as_ref()));
+    let body_object = serde_json::from_slice::<UniqueObject>(body);
+    // The pivot in one place only: a provider that merges query and body (as some
+    // frameworks do) must not read another person than the one hashed here.
     let json: Option<serde_json::Map<String, Value>> = if spec.in_body() {
-        match serde_json::from_slice(body) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => return Err("the body must be a JSON object carrying the pivot identity".into()),
+        if in_query {
+            return Err("the pivot identity belongs in the body, not the query".into());
+        }
+        match body_object {
+            Ok(UniqueObject(m)) => Some(m),
+            Err(e) => {
+                return Err(format!(
+                    "the body must be a JSON object carrying the pivot identity once ({e})"
+                ));
+            }
         }
     } else {
+        if let Ok(UniqueObject(m)) = &body_object
+            && names.iter().any(|n| m.contains_key(*n))
+        {
+            return Err("the pivot identity belongs in the query, not the body".into());
+        }
         None
     };
     let mut claims = serde_json::Map::new();
@@ -1368,6 +1409,36 @@ fn pivot_subject(
     socle_identity::Identity::from_claims(&claims)
         .map(|i| i.identity_hash())
         .map_err(|e| format!("the pivot identity is invalid: {e}"))
+}
+
+/// A JSON object whose keys are each given once (serde_json keeps the last of a
+/// repeated key; a provider may read the first).
+struct UniqueObject(serde_json::Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<UniqueObject, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("{k:?} is given twice")));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 /// The person a provider's `Socle-Subject` names: an identity hash (base64 of 32

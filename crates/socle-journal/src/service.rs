@@ -739,7 +739,13 @@ impl Journal {
         before: u64,
         limit: usize,
     ) -> Result<Vec<StoredEntry>, JournalError> {
-        let size = self.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
+        // A checkpoint that cannot be read is an error, not an empty list: a walk
+        // would end early and say less than the person's whole history.
+        let size = match self.latest_checkpoint().await {
+            Ok(c) => c.size,
+            Err(JournalError::NoCheckpoint) => 0,
+            Err(e) => return Err(e),
+        };
         Ok(self
             .inner
             .store

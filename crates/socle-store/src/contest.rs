@@ -278,15 +278,22 @@ impl Store {
         Ok(row.map(digest_row))
     }
 
-    /// The subscriptions whose last digest was sent before `before`, at most `limit`.
-    pub async fn due_digests(&self, before: i64, limit: i64) -> Result<Vec<StoredDigest>> {
+    /// The subscriptions whose last digest was sent before `before`, by pseudonym
+    /// after `after`, at most `limit` (a keyset walk through all of them).
+    pub async fn due_digests(
+        &self,
+        before: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredDigest>> {
         let rows: Vec<DigestRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT pseudonym, email, CAST(since_index AS BIGINT), \
                  CAST(last_sent_at AS BIGINT) FROM citizen_digests WHERE last_sent_at < $1 \
-                 ORDER BY last_sent_at, pseudonym LIMIT $2",
+                 AND pseudonym > $2 ORDER BY pseudonym LIMIT $3",
             )
             .bind(before)
+            .bind(after)
             .bind(limit)
             .fetch_all(pool)
             .await

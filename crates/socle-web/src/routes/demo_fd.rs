@@ -185,18 +185,26 @@ fn household(
     }
     let q = query_pairs(uri);
     let param = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    // A call by the pivot identity (the impôt API's machine calls).
-    if let (Some(family), Some(given), Some(born)) = (
-        param("nomNaissance"),
-        param("prenoms"),
-        param("dateNaissance"),
-    ) {
+    // A call by the pivot identity (the impôt API's machine calls): the person is
+    // the one whose six pivot fields are those sent, exactly — the fields the
+    // gateway hashes to credit the exchange (docs/GATEWAY.md, "Whose data").
+    if param("nomNaissance").is_some() || param("prenoms").is_some() {
         let login = socle_identity::demo::people()
             .into_iter()
             .find(|p| {
-                p.claims.get("family_name").and_then(Value::as_str) == Some(family)
-                    && p.claims.get("given_name").and_then(Value::as_str) == Some(given)
-                    && p.claims.get("birthdate").and_then(Value::as_str) == Some(born)
+                let same = |claim: &str, name: &str| {
+                    p.claims
+                        .get(claim)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        == param(name).unwrap_or_default()
+                };
+                same("family_name", "nomNaissance")
+                    && same("given_name", "prenoms")
+                    && same("birthdate", "dateNaissance")
+                    && same("gender", "sexe")
+                    && same("birthplace", "codeLieuNaissance")
+                    && same("birthcountry", "codePaysNaissance")
             })?
             .login;
         return HOUSEHOLDS.iter().find(|h| h.login == login);

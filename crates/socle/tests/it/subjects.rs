@@ -192,12 +192,49 @@ async fn machine_calls_reach_their_person(backend: Backend) {
         !headers.iter().any(|(k, _)| k == "socle-subject"),
         "{headers:?}"
     );
+    // By the pivot, but the provider says it served someone else: withheld.
+    let q = url::form_urlencoded::Serializer::new(pivot_query("marie"))
+        .append_pair("sujet", &jean)
+        .finish();
+    let r = env.call(&pivot_url(&q), Some(by_pivot)).await;
+    refused(r, 502, "subject_mismatch").await;
+    // The pivot in the body too (a provider merging query and body could read it):
+    // refused, nothing sent.
+    let sent = env.up.count();
+    let r = app
+        .client
+        .get(app.url(&pivot_url(&pivot_query("marie"))))
+        .bearer_auth(by_pivot)
+        .header("content-type", "application/json")
+        .body(r#"{"nom": "Martin"}"#)
+        .send()
+        .await
+        .unwrap();
+    refused(r, 400, "subject_unknown").await;
+    assert_eq!(env.up.count(), sent);
     // The provider names nobody, or garbage: 502, the answer withheld.
     for q in ["", "sujet=abc", "sujet=%7B%22given_name%22%3A1%7D"] {
         let r = env.call(&provider_url(q), Some(by_provider)).await;
         let body = refused(r, 502, "subject_unknown").await;
         assert!(body.get("quotientFamilial").is_none(), "{body}");
     }
+    // Anonymous calls on an open API that names its person by the provider are held
+    // to it too.
+    admin(app, "/api/admin/apis", json!({
+        "slug": "ouverte-fournisseur", "organisation": PRODUCER, "title": "API ouverte",
+        "description": "Ouverte", "openapi": openapi, "upstream_url": env.up.url,
+        "allow_private_upstream": true, "access_mode": "open", "rate_limit": 1000,
+        "contact": "api@caf.example.fr", "subject": {"mode": "provider"},
+        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/quotientFamilial"]}]
+    }))
+    .await;
+    let r = env
+        .call(
+            &format!("/gateway/{PRODUCER}/ouverte-fournisseur/v1/sujet"),
+            None,
+        )
+        .await;
+    refused(r, 502, "subject_unknown").await;
     let (s, metrics) = (
         app.get("/metrics").await.status(),
         app.get("/metrics").await.text().await.unwrap(),
@@ -222,7 +259,9 @@ async fn machine_calls_reach_their_person(backend: Backend) {
     let (jean_keys, jean_sees) = exchanges_of(&env, "jean").await;
     let marie_found = recognised_by_python(&marie_keys, &public, "exchange");
     let jean_found = recognised_by_python(&jean_keys, &public, "exchange");
-    assert_eq!(marie_found.len(), 2, "Marie's two pivot calls");
+    // Her two pivot calls, and the one whose answer was withheld (the provider
+    // named someone else): it was about her.
+    assert_eq!(marie_found.len(), 3, "Marie's pivot calls");
     assert_eq!(jean_found.len(), 1, "Jean's provider-named call");
     assert_eq!(marie_found, marie_sees);
     assert_eq!(jean_found, jean_sees);
@@ -241,7 +280,7 @@ async fn machine_calls_reach_their_person(backend: Backend) {
     assert!(
         exchanges
             .iter()
-            .filter(|e| e["details"]["status"] == "502")
+            .filter(|e| e["details"]["status"] == "502" && e["details"]["api"] != "par-pivot")
             .all(|e| e.get("subject").is_none_or(Value::is_null))
     );
 }
