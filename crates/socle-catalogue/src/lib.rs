@@ -61,21 +61,7 @@ pub type Result<T, E = CatalogueError> = std::result::Result<T, E>;
 
 // Small helpers shared by the modules.
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// The current UTC time, RFC 3339, to the second.
-pub(crate) fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    t.replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub(crate) use socle_core::clock::{now, now_rfc3339};
 
 pub(crate) fn random(n: usize) -> String {
     use base64::Engine;
@@ -86,6 +72,5 @@ pub(crate) fn random(n: usize) -> String {
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    socle_core::sha256_hex(s.as_bytes())
 }

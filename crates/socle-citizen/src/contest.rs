@@ -113,11 +113,7 @@ pub enum ContestAction {
     Answer,
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+use socle_core::clock::now_rfc3339;
 
 fn decode(doc: &str) -> Result<Contest> {
     serde_json::from_str(doc).map_err(unavailable)
@@ -193,7 +189,13 @@ impl Space {
         };
         if !self
             .store
-            .insert_contest(&row, &journal, &deliveries, &mails, unix_now())
+            .insert_contest(
+                &row,
+                &journal,
+                &deliveries,
+                &mails,
+                socle_core::clock::now(),
+            )
             .await
             .map_err(unavailable)?
         {
@@ -328,7 +330,7 @@ impl Space {
                 &journal,
                 &deliveries,
                 &mails,
-                unix_now(),
+                socle_core::clock::now(),
             )
             .await
             .map_err(unavailable)?
@@ -447,8 +449,4 @@ fn concerned(actor: &Actor, c: &Contest) -> bool {
                 .roles
                 .iter()
                 .any(|r| matches!(r, Role::Instructor | Role::OrgAdmin)))
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }

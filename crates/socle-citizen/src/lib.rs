@@ -189,10 +189,7 @@ impl Names {
     }
 }
 
-fn today() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
+use socle_core::clock::today;
 
 impl Space {
     pub fn new(
@@ -560,7 +557,7 @@ impl Space {
         p: &Person,
     ) -> Result<(Vec<AuthorisationView>, Vec<LegalBasisView>)> {
         let names = self.names().await?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = socle_core::clock::now();
         let consents = self
             .consents
             .list(&p.identity_hash)
@@ -704,7 +701,7 @@ impl Space {
             .midnight()
             .assume_utc()
             .unix_timestamp();
-        if expires <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        if expires <= socle_core::clock::now() {
             return Err(CitizenError::Invalid(
                 "la date de fin ne peut être passée : choisissez aujourd’hui ou une date à venir"
                     .into(),

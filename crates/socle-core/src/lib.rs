@@ -1,4 +1,5 @@
-//! Domain types and rules of Socle, with no I/O.
+//! Domain types and rules of Socle, with no I/O — and the few helpers every crate
+//! shares (one clock, one hash), so that none keeps its own copy.
 //!
 //! Everything here is plain data and validation ("parse, don't validate"): once a value
 //! of one of these types exists it is valid, so the layers above (store, HTTP, CLI)
@@ -69,5 +70,49 @@ mod tests {
         assert!(InstanceName::parse("").is_err());
         assert!(InstanceName::parse("a\nb").is_err());
         assert!(InstanceName::parse(&"x".repeat(101)).is_err());
+    }
+}
+
+/// The hex SHA-256 of `data`: the platform's one hash helper.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The platform's one clock (UTC).
+pub mod clock {
+    /// Unix seconds.
+    pub fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    /// RFC 3339, to the second (`2026-12-07T21:58:51Z`).
+    pub fn now_rfc3339() -> String {
+        let t = time::OffsetDateTime::now_utc();
+        t.replace_nanosecond(0)
+            .unwrap_or(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    }
+
+    /// Today, `YYYY-MM-DD`.
+    pub fn today() -> String {
+        let d = time::OffsetDateTime::now_utc().date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    #[test]
+    fn one_hash_and_one_clock() {
+        assert_eq!(
+            super::sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let t = super::clock::now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.starts_with(&super::clock::today()));
+        assert!(super::clock::now() > 1_700_000_000);
     }
 }

@@ -56,9 +56,7 @@ pub struct Consents {
     issuer: String,
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use socle_core::clock::now;
 
 fn read(c: StoredConsent) -> Result<Consent> {
     let terms: ConsentTerms = serde_json::from_str(&c.doc).map_err(|e| {

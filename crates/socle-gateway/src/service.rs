@@ -204,18 +204,8 @@ pub fn journal_hash(key_hex: &str, hash_hex: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn today() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
+use socle_core::clock::{now, today};
+use socle_core::sha256_hex;
 
 fn seconds_to_midnight() -> i64 {
     let n = time::OffsetDateTime::now_utc();

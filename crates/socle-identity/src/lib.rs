@@ -32,9 +32,7 @@ pub use pivot::{Eidas, Identity};
 pub use provider::{Begun, FailureKind, PersonToken, Provider, ProviderConfig};
 
 /// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use socle_core::clock::now;
 
 /// `n` random bytes, base64url without padding (tokens, codes, states).
 pub fn random_token(n: usize) -> String {
@@ -62,10 +60,7 @@ pub fn csrf_token() -> String {
 }
 
 /// Hex SHA-256, how codes, tokens, secrets and session ids are stored.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
+pub use socle_core::sha256_hex;
 
 /// base64url SHA-256: PKCE S256 challenges.
 pub fn sha256_b64url(data: &[u8]) -> String {

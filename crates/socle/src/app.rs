@@ -238,7 +238,7 @@ impl Application {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tick.tick().await;
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let now = socle_core::clock::now();
                     match c.space.send_digests(now, &base).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(sent = n, "citizen space: digests queued"),

@@ -23,13 +23,8 @@ use crate::extract::ClientIp;
 use crate::pages::{Layout, render};
 use crate::session::{self, AGENT, AGENT_LOGIN_CSRF, same};
 
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
 pub(crate) fn csrf_of(token: &str) -> String {
-    sha256_hex(&format!("csrf:{token}"))
+    socle_core::sha256_hex(format!("csrf:{token}").as_bytes())
 }
 
 fn office(state: &AppState) -> Result<&BackOffice, Box<Response>> {

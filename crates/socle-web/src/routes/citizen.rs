@@ -74,13 +74,10 @@ pub(crate) struct Session {
 }
 
 fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    socle_core::sha256_hex(s.as_bytes())
 }
 
-fn now() -> i64 {
-    socle_identity::now()
-}
+use socle_core::clock::{now, today};
 
 fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
     state.citizen.as_deref().ok_or_else(|| {
@@ -643,7 +640,7 @@ pub async fn digest(signed: Signed, body: Bytes) -> Response {
     if !csrf_ok(&s, &m) {
         return csrf_refused();
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = now();
     let done = match m.get("choix").map(String::as_str) {
         Some("oui") => c.space.subscribe(&p, s.email.as_deref(), now).await,
         Some("non") => c.space.unsubscribe(&p).await,
@@ -904,11 +901,6 @@ pub struct RequestPage {
     /// The first date the form accepts (UTC), as `AAAA-MM-JJ`.
     pub today: String,
     pub message: Option<String>,
-}
-
-fn today() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// A service asks the person for a long-lived authorisation: the preview.
