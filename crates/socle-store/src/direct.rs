@@ -140,11 +140,20 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
+/// The schema of the logins' file, by version (`PRAGMA user_version`), applied in
+/// order like the main database's migrations. Version 1 is the first schema, written
+/// with `IF NOT EXISTS` so that files created before versions (at 0) adopt it.
+const LOGINS_MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../sql/sqlite_logins.sql"))];
+
 /// The connection of the records of logins in progress, on their own file (see
-/// [`crate::logins_path`]), created with its tables on first use. A file that fails
-/// SQLite's integrity check (possible after a machine crash, as it is never
-/// `fsync`ed) is replaced by an empty one: the people concerned log in again.
+/// [`crate::logins_path`]), created with its tables on first use and migrated to the
+/// schema this binary knows. A file that fails SQLite's integrity check (possible
+/// after a machine crash, as it is never `fsync`ed) is replaced by an empty one: the
+/// people concerned log in again. A file of a newer schema is refused, as the main
+/// database is.
 fn open_logins(path: &Path) -> Result<Connection> {
+    let latest = LOGINS_MIGRATIONS.last().map_or(0, |m| m.0);
+    let newer = std::cell::Cell::new(None);
     let prepare = || -> rusqlite::Result<bool> {
         // Created private first, like the main database (SQLite would use the umask).
         let _ = crate::open::private_file(path);
@@ -154,12 +163,31 @@ fn open_logins(path: &Path) -> Result<Connection> {
             return Ok(false);
         }
         conn.pragma_update(None, "journal_mode", "wal")?;
-        conn.execute_batch(include_str!("../sql/sqlite_logins.sql"))?;
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > latest {
+            newer.set(Some(version));
+            return Ok(true);
+        }
+        for (v, sql) in LOGINS_MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", v)?;
+            tx.commit()?;
+        }
         Ok(true)
     };
     // Damaged: the check fails, or SQLite does not recognise the file. Any other error
     // (a lock held too long, permissions) leaves the file alone.
-    let damaged = match prepare() {
+    let first = prepare();
+    if let Some(found) = newer.get() {
+        return Err(StoreError::Unavailable(format!(
+            "{} has schema version {found}, newer than this binary's {latest}: run the \
+             newer binary, or remove the file (people in the middle of a login will log \
+             in again)",
+            path.display()
+        )));
+    }
+    let damaged = match first {
         Ok(ok) => !ok,
         Err(rusqlite::Error::SqliteFailure(e, _))
             if matches!(
@@ -400,5 +428,52 @@ mod tests {
         }
         std::fs::write(&path, b"not a database, what a crash left ".repeat(200)).unwrap();
         assert_eq!(sessions(&open_logins(&path).unwrap()), 0, "replaced");
+    }
+
+    fn version(conn: &Connection) -> i32 {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The logins' file has a schema version, migrated like the main database: a new
+    /// file is at the latest; a file from before versions (tables, version 0) adopts
+    /// it with its rows; a newer file is refused and left alone.
+    #[test]
+    fn the_logins_file_has_a_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let latest = LOGINS_MIGRATIONS.last().unwrap().0;
+        let fresh = dir.path().join("fresh.logins.db");
+        assert_eq!(version(&open_logins(&fresh).unwrap()), latest);
+
+        let old = dir.path().join("old.logins.db");
+        let conn = Connection::open(&old).unwrap();
+        conn.execute_batch(include_str!("../sql/sqlite_logins.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO oidc_sessions (id, doc, expires_at) VALUES ('s', '{}', 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(version(&conn), 0);
+        drop(conn);
+        let conn = open_logins(&old).unwrap();
+        assert_eq!((version(&conn), sessions(&conn)), (latest, 1));
+        drop(conn);
+
+        let newer = dir.path().join("newer.logins.db");
+        let conn = Connection::open(&newer).unwrap();
+        conn.pragma_update(None, "user_version", latest + 1)
+            .unwrap();
+        drop(conn);
+        let refused = open_logins(&newer);
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("newer than this binary")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            version(&Connection::open(&newer).unwrap()),
+            latest + 1,
+            "left alone"
+        );
     }
 }
