@@ -335,13 +335,9 @@ impl BackOfficeStore for Store {
                 .await?
                 .rows_affected()
         });
-        match r {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(StoreError::Conflict(
-                format!("an account {email} already exists"),
-            )),
-            Err(e) => Err(err(e)),
-        }
+        r.map(|_| ()).map_err(|e| {
+            StoreError::unique_or_runtime(e, || format!("an account {email} already exists"))
+        })
     }
 
     async fn user(&self, email: &str) -> Result<Option<String>> {

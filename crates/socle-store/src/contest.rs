@@ -104,7 +104,7 @@ impl Store {
         });
         match r {
             Ok(()) => Ok(true),
-            Err(e) if crate::identity::is_unique_violation(&e) => Ok(false),
+            Err(e) if crate::error::is_unique_violation(&e) => Ok(false),
             Err(e) => Err(err(e)),
         }
     }

@@ -37,6 +37,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 impl StoreError {
     /// Maps an error met while serving (not while opening) to a variant: connectivity
     /// problems become [`StoreError::Unavailable`], the rest [`StoreError::Database`].
+    /// A write's error: [`StoreError::Conflict`] with `what` when it broke a
+    /// uniqueness rule (the row exists already), else as [`StoreError::from_runtime`].
+    pub(crate) fn unique_or_runtime(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what())
+        } else {
+            StoreError::from_runtime(e)
+        }
+    }
+
     pub(crate) fn from_runtime(e: sqlx::Error) -> StoreError {
         match e {
             sqlx::Error::PoolTimedOut => {
@@ -76,4 +86,10 @@ pub(crate) fn io_reason(e: &io::Error) -> String {
             text.to_lowercase()
         }
     }
+}
+
+/// Whether a statement broke a uniqueness rule (a primary key, a unique index), on
+/// either backend.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

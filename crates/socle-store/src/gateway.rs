@@ -154,7 +154,7 @@ impl GatewayStore for Store {
                 .await
             });
             match outcome {
-                Err(sqlx::Error::Database(d)) if d.is_unique_violation() && attempts < 3 => {}
+                Err(e) if crate::error::is_unique_violation(&e) && attempts < 3 => {}
                 other => return other.map_err(err),
             }
         }

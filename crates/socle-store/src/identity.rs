@@ -302,13 +302,9 @@ impl IdentityStore for Store {
             .await?
             .rows_affected()
         });
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a client {client_id:?} already exists"
-            ))),
-            Err(e) => Err(err(e)),
-        }
+        r.map(|_| ()).map_err(|e| {
+            StoreError::unique_or_runtime(e, || format!("a client {client_id:?} already exists"))
+        })
     }
 
     async fn update_client(
@@ -1071,8 +1067,4 @@ fn lite<'c>(
     sql: &str,
 ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     c.prepare_cached(&sql.replace('$', "?"))
-}
-
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

@@ -1004,9 +1004,12 @@ impl JournalWriter {
                                 .bind(*subject)
                                 .bind(*mac);
                         }
-                        q.execute(&mut *tx).await.map_err(|e| match e {
-                            sqlx::Error::Database(db) if db.is_unique_violation() => conflict(),
-                            other => StoreError::from_runtime(other),
+                        q.execute(&mut *tx).await.map_err(|e| {
+                            if crate::error::is_unique_violation(&e) {
+                                conflict()
+                            } else {
+                                StoreError::from_runtime(e)
+                            }
                         })?;
                     }
                     for chunk in chunks(&nodes) {
