@@ -422,22 +422,8 @@ fn integration_facts(h: &Habilitation) -> Vec<(&'static str, String)> {
             "Déconnexion en arrière-plan",
             i.backchannel_logout_uri.clone().unwrap_or_default(),
         ),
-        (
-            "Responsable de traitement",
-            format!("{} <{}>", f.controller.name, f.controller.email),
-        ),
-        (
-            "Délégué à la protection des données",
-            format!("{} <{}>", f.dpo.name, f.dpo.email),
-        ),
-        (
-            "Contact technique",
-            format!(
-                "{} <{}>",
-                f.technical_contact.name, f.technical_contact.email
-            ),
-        ),
     ];
+    facts.extend(contact_facts(f));
     if i.production || !f.accreditation.authority.is_empty() {
         facts.push((
             "Homologation",
@@ -514,21 +500,10 @@ pub(crate) async fn request_page(
                 format!("{} mois", f.retention_months),
             ),
             ("Destinataires", f.recipients.join(", ")),
-            (
-                "Responsable de traitement",
-                format!("{} <{}>", f.controller.name, f.controller.email),
-            ),
-            (
-                "Délégué à la protection des données",
-                format!("{} <{}>", f.dpo.name, f.dpo.email),
-            ),
-            (
-                "Contact technique",
-                format!(
-                    "{} <{}>",
-                    f.technical_contact.name, f.technical_contact.email
-                ),
-            ),
+        ]
+        .into_iter()
+        .chain(contact_facts(f))
+        .chain([
             (
                 "Homologation",
                 format!(
@@ -541,7 +516,8 @@ pub(crate) async fn request_page(
                 format!("{} appels par jour", f.expected_volume),
             ),
             ("Mise en service", f.go_live.clone()),
-        ]
+        ])
+        .collect()
     };
     let history = h
         .history
@@ -819,6 +795,33 @@ fn fields(f: &Form) -> Vec<Field> {
     .collect()
 }
 
+/// The three contacts of a request, as its page shows them.
+fn contact_facts(f: &Form) -> [(&'static str, String); 3] {
+    let c = |c: &Contact| format!("{} <{}>", c.name, c.email);
+    [
+        ("Responsable de traitement", c(&f.controller)),
+        ("Délégué à la protection des données", c(&f.dpo)),
+        ("Contact technique", c(&f.technical_contact)),
+    ]
+}
+
+/// A contact as a request form posts it (`{prefix}_name`, `{prefix}_email`).
+pub(crate) fn posted_contact(m: &BTreeMap<String, Vec<String>>, prefix: &str) -> Contact {
+    Contact {
+        name: one(m, &format!("{prefix}_name")),
+        email: one(m, &format!("{prefix}_email")),
+    }
+}
+
+/// The accreditation as a request form posts it.
+pub(crate) fn posted_accreditation(m: &BTreeMap<String, Vec<String>>) -> Accreditation {
+    Accreditation {
+        authority: one(m, "acc_authority"),
+        start: one(m, "acc_start"),
+        end: one(m, "acc_end"),
+    }
+}
+
 /// The purpose and the legal basis: fields of every request form.
 pub(crate) fn purpose_fields(f: &Form, purpose_hint: &'static str) -> Vec<Field> {
     vec![
@@ -991,23 +994,10 @@ fn parse_form(m: &BTreeMap<String, Vec<String>>) -> (Form, Vec<String>) {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect(),
-        controller: Contact {
-            name: one(m, "controller_name"),
-            email: one(m, "controller_email"),
-        },
-        dpo: Contact {
-            name: one(m, "dpo_name"),
-            email: one(m, "dpo_email"),
-        },
-        technical_contact: Contact {
-            name: one(m, "tech_name"),
-            email: one(m, "tech_email"),
-        },
-        accreditation: Accreditation {
-            authority: one(m, "acc_authority"),
-            start: one(m, "acc_start"),
-            end: one(m, "acc_end"),
-        },
+        controller: posted_contact(m, "controller"),
+        dpo: posted_contact(m, "dpo"),
+        technical_contact: posted_contact(m, "tech"),
+        accreditation: posted_accreditation(m),
         expected_volume: number(
             m,
             "expected_volume",

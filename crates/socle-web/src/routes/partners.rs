@@ -12,15 +12,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use socle_catalogue::habilitation::{
-    Accreditation, Contact, Form, IDENTITY, IDENTITY_SCOPES, Integration, LegalBasis,
-};
+use socle_catalogue::habilitation::{Form, IDENTITY, IDENTITY_SCOPES, Integration, LegalBasis};
 
 use crate::AppState;
 use crate::pages::{Layout, render};
 use crate::routes::agent::{
     Field, accreditation_fields, agent, contact_fields, csrf_of, field, one, page_error, posted,
-    purpose_fields, request_page,
+    posted_accreditation, posted_contact, purpose_fields, request_page,
 };
 
 /// Grace periods offered when a secret is renewed (seconds, label).
@@ -200,23 +198,10 @@ pub fn parse(m: &BTreeMap<String, Vec<String>>) -> Form {
             consent: false,
         },
         scopes,
-        controller: Contact {
-            name: one(m, "controller_name"),
-            email: one(m, "controller_email"),
-        },
-        dpo: Contact {
-            name: one(m, "dpo_name"),
-            email: one(m, "dpo_email"),
-        },
-        technical_contact: Contact {
-            name: one(m, "tech_name"),
-            email: one(m, "tech_email"),
-        },
-        accreditation: Accreditation {
-            authority: one(m, "acc_authority"),
-            start: one(m, "acc_start"),
-            end: one(m, "acc_end"),
-        },
+        controller: posted_contact(m, "controller"),
+        dpo: posted_contact(m, "dpo"),
+        technical_contact: posted_contact(m, "tech"),
+        accreditation: posted_accreditation(m),
         integration: Some(Integration {
             service_url: one(m, "service_url"),
             redirect_uris: lines(&one(m, "redirect_uris")),
