@@ -13,6 +13,8 @@ pub struct GatewayError {
     /// Name of the data provider, when the error concerns one (`meta.provider`).
     pub provider: Option<String>,
     pub headers: Vec<(&'static str, String)>,
+    /// An error of the token endpoint, answered with OAuth 2.0's `error` too.
+    pub oauth: bool,
 }
 
 impl fmt::Display for GatewayError {
@@ -39,6 +41,7 @@ impl GatewayError {
             detail: detail.into(),
             provider: None,
             headers: Vec::new(),
+            oauth: false,
         }
     }
 
@@ -77,7 +80,9 @@ impl GatewayError {
     /// An OAuth 2.0 error of the token endpoint (RFC 6749 §5.2): the code is the
     /// OAuth `error`.
     pub fn oauth(status: u16, error: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(status, error, "Token request refused", detail)
+        let mut e = Self::new(status, error, "Token request refused", detail);
+        e.oauth = true;
+        e
     }
 
     pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {

@@ -2,11 +2,23 @@
 //!
 //! Every JSON API answers errors as `{"code", "title", "detail", "request_id"}` with a
 //! stable machine `code`; pages answer a DSFR error page in French. Domain and store
-//! errors are mapped here, once; internal details are logged, never sent.
+//! errors are mapped here, once, by `From` impls: handlers return
+//! `Result<_, ApiError>` or `Result<_, PageError>` and use `?`. Internal details are
+//! logged, never sent.
+//!
+//! The protocol endpoints (OAuth 2.0, OpenID Connect) add the standard
+//! `error`/`error_description` to the same shape ([`ApiError::oauth`]); the gateway
+//! adds `meta.provider` when a data provider is at fault.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
+use socle_catalogue::CatalogueError;
+use socle_citizen::CitizenError;
+use socle_gateway::GatewayError;
+use socle_identity::{IdentityError, OidcError};
+use socle_journal::JournalError;
 use socle_store::StoreError;
 
 use crate::middleware::current_request_id;
@@ -20,7 +32,14 @@ pub struct ApiError {
     pub title: String,
     pub detail: String,
     /// Seconds for a `Retry-After` header (503 answers get 5 without it).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
+    /// Also answer `error`/`error_description` (RFC 6749 §5.2), `error` being `code`,
+    /// with `Cache-Control: no-store`.
+    pub oauth: bool,
+    /// The data provider at fault (`meta.provider`).
+    pub provider: Option<Box<str>>,
+    /// Other headers (`WWW-Authenticate`, `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The serialised form, also described in the OpenAPI document.
@@ -49,12 +68,40 @@ impl ApiError {
             title: title.into(),
             detail: detail.into(),
             retry_after: None,
+            oauth: false,
+            provider: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// An OAuth 2.0 / OpenID Connect protocol error: `code` is also the standard
+    /// `error`, and the challenges of RFC 6750 §3 and RFC 6749 §5.2 are sent.
+    pub fn oauth(error: OidcError, description: impl Into<String>) -> Self {
+        let description = description.into();
+        let status = match error {
+            OidcError::InvalidClient | OidcError::InvalidToken => StatusCode::UNAUTHORIZED,
+            OidcError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OidcError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut e = Self::new(status, error.code(), "OpenID Connect error", description);
+        e.oauth = true;
+        if error == OidcError::InvalidToken {
+            let challenge = format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                e.detail.replace('"', "'")
+            );
+            e.headers.push(("www-authenticate", challenge));
+        } else if error == OidcError::InvalidClient {
+            e.headers
+                .push(("www-authenticate", "Basic realm=\"socle\"".to_string()));
+        }
+        e
     }
 
     /// With a `Retry-After` header of `seconds`.
     pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
+        self.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
         self
     }
 
@@ -136,7 +183,24 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
+        let mut body = json!(self.body());
+        if self.oauth {
+            body["error"] = json!(self.code);
+            body["error_description"] = json!(self.detail);
+        }
+        if let Some(p) = &self.provider {
+            body["meta"] = json!({ "provider": p });
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let h = response.headers_mut();
+        if self.oauth {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        for (k, v) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(HeaderName::from_static(k), v);
+            }
+        }
         let retry_after = match self.retry_after {
             Some(seconds) => HeaderValue::from_str(&seconds.to_string()).ok(),
             None if self.status == StatusCode::SERVICE_UNAVAILABLE => {
@@ -144,10 +208,110 @@ impl IntoResponse for ApiError {
             }
             None => None,
         };
-        if let Some(v) = retry_after {
+        if let Some(v) = retry_after
+            && !response.headers().contains_key(header::RETRY_AFTER)
+        {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Oidc { error, description } => ApiError::oauth(error, description),
+            IdentityError::Invalid(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_client_registration",
+                "Invalid client registration",
+                m,
+            ),
+            IdentityError::NotFound(m) => ApiError::not_found(m),
+            IdentityError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Changed meanwhile", m)
+            }
+            IdentityError::Store(s) => ApiError::from(s),
+            other => {
+                tracing::error!(error = %other, "identity error");
+                ApiError::oauth(
+                    OidcError::ServerError,
+                    "an unexpected error occurred; quote the request id",
+                )
+            }
+        }
+    }
+}
+
+impl From<CatalogueError> for ApiError {
+    fn from(e: CatalogueError) -> Self {
+        match e {
+            CatalogueError::Invalid(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_catalogue_record",
+                "Invalid catalogue record",
+                m,
+            ),
+            CatalogueError::NotFound(m) => ApiError::not_found(m),
+            CatalogueError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m)
+            }
+            e @ CatalogueError::Stale { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Changed since you read it",
+                e.to_string(),
+            ),
+            CatalogueError::Forbidden(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", m)
+            }
+            e @ CatalogueError::Throttled { retry_after } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "Too many failed sign-ins",
+                e.to_string(),
+            )
+            .retry_after(retry_after),
+            CatalogueError::Store(s) => ApiError::from(s),
+        }
+    }
+}
+
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Range(detail) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_range",
+                "Invalid range",
+                detail,
+            ),
+            JournalError::NoCheckpoint => {
+                ApiError::not_found("no checkpoint has been published yet")
+            }
+            JournalError::Unavailable(_) | JournalError::Closed => {
+                tracing::warn!(error = %e, "journal unavailable");
+                ApiError::unavailable("the journal is temporarily unavailable; try again shortly")
+            }
+            JournalError::Entry(e) => ApiError::bad_request(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "journal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    /// The gateway's refusals keep their code; the status is the one the gateway
+    /// journaled for the exchange.
+    fn from(e: GatewayError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut a = ApiError::new(status, e.code, e.title, e.detail);
+        a.oauth = e.oauth;
+        a.provider = e.provider.map(String::into_boxed_str);
+        a.headers = e.headers;
+        a
     }
 }
 
@@ -221,6 +385,130 @@ impl PageError {
     }
 }
 
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::from_api(&e)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::from(ApiError::from(e))
+    }
+}
+
+impl From<JournalError> for PageError {
+    fn from(e: JournalError) -> Self {
+        PageError::from(ApiError::from(e))
+    }
+}
+
+/// What an agent is told when the request changed since they opened it.
+pub(crate) const STALE: &str = "Cette demande a été modifiée depuis que vous l’avez ouverte : \
+                                rien n’a été fait. Relisez-la dans son état actuel avant d’agir.";
+
+impl From<CatalogueError> for PageError {
+    fn from(e: CatalogueError) -> Self {
+        let (status, title) = match &e {
+            CatalogueError::NotFound(_) => return PageError::not_found(),
+            CatalogueError::Forbidden(_) => (StatusCode::FORBIDDEN, "Action non autorisée"),
+            CatalogueError::Conflict(_) => (StatusCode::CONFLICT, "Action impossible"),
+            CatalogueError::Stale { .. } => {
+                return PageError {
+                    status: StatusCode::CONFLICT,
+                    title: "Demande modifiée entre-temps",
+                    message: STALE.into(),
+                };
+            }
+            CatalogueError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Demande invalide"),
+            CatalogueError::Throttled { .. } | CatalogueError::Store(_) => {
+                return PageError::from(ApiError::from(e));
+            }
+        };
+        PageError {
+            status,
+            title,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<CitizenError> for PageError {
+    fn from(e: CitizenError) -> Self {
+        match e {
+            CitizenError::NotFound(m) => PageError {
+                message: format!(
+                    "{} ({m}).",
+                    PageError::not_found().message.trim_end_matches('.')
+                ),
+                ..PageError::not_found()
+            },
+            CitizenError::Invalid(m) => PageError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                title: "Demande invalide",
+                message: m,
+            },
+            CitizenError::Unavailable(_) => PageError::from(ApiError::unavailable(
+                "the citizen space cannot read its records now",
+            )),
+        }
+    }
+}
+
+impl From<IdentityError> for PageError {
+    fn from(e: IdentityError) -> Self {
+        let (status, title, message) = match e {
+            IdentityError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Formulaire expiré",
+                "Ce formulaire a expiré ou ne vient pas de cette plateforme. Revenez au service \
+                 et recommencez."
+                    .to_string(),
+            ),
+            IdentityError::Page(m) | IdentityError::Interaction(m) => {
+                (StatusCode::BAD_REQUEST, "Connexion impossible", m)
+            }
+            IdentityError::Upstream { reason, .. } => {
+                tracing::warn!(%reason, "identity provider unusable");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "Fournisseur d’identité indisponible",
+                    "Le fournisseur d’identité choisi ne répond pas correctement. Réessayez ou \
+                     choisissez-en un autre."
+                        .to_string(),
+                )
+            }
+            IdentityError::Oidc { description, .. } => (
+                StatusCode::BAD_REQUEST,
+                "Connexion impossible",
+                format!("La demande n’est pas valide ({description})."),
+            ),
+            IdentityError::Store(s) => return PageError::from(s),
+            // The journal cannot record the login or the consent: nothing was done (fail
+            // closed), and it is the platform's state, not the person's mistake.
+            IdentityError::Journal(e) => {
+                tracing::error!(error = %e, "identity: the journal cannot record; refused");
+                return PageError::from(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_unavailable",
+                    "Journal unavailable",
+                    "the platform cannot record this step right now, so nothing was done; retry \
+                     in a moment",
+                ));
+            }
+            other => {
+                tracing::error!(error = %other, "identity error");
+                return PageError::from(ApiError::internal());
+            }
+        };
+        PageError {
+            status,
+            title,
+            message,
+        }
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let page = pages::ErrorPage {
@@ -230,11 +518,13 @@ impl IntoResponse for PageError {
             message: &self.message,
             request_id: current_request_id().unwrap_or_default(),
         };
+        // An error page is about this request only: never kept by a cache.
+        let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
         match askama::Template::render(&page) {
-            Ok(html) => (self.status, Html(html)).into_response(),
+            Ok(html) => (self.status, no_store, Html(html)).into_response(),
             Err(e) => {
                 tracing::error!(error = %e, "error page failed to render");
-                (self.status, self.title).into_response()
+                (self.status, no_store, self.title).into_response()
             }
         }
     }

@@ -57,8 +57,46 @@ pub struct WebSettings {
     pub gateway: Option<(String, String)>,
 }
 
-/// Shared by every handler; one pointer to clone (every middleware layer and handler
-/// takes a copy per request).
+/// What every node has, whether its services opened or not: the store, the settings,
+/// the metrics and the process's own state. The operations routes, the static assets
+/// and every middleware layer take only this.
+pub struct Node {
+    pub store: Store,
+    pub instance: Arc<Instance>,
+    pub settings: Arc<WebSettings>,
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
+    pub draining: Arc<AtomicBool>,
+    pub started: Instant,
+}
+
+impl Node {
+    pub fn instance_name(&self) -> Arc<str> {
+        self.settings.instance_name.clone()
+    }
+}
+
+/// One pointer to a [`Node`], cloned per request.
+#[derive(Clone)]
+pub struct NodeState(Arc<Node>);
+
+impl NodeState {
+    pub fn new(node: Node) -> NodeState {
+        NodeState(Arc::new(node))
+    }
+}
+
+impl std::ops::Deref for NodeState {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.0
+    }
+}
+
+/// Shared by every handler of a node whose services are open; one pointer to clone
+/// (every middleware layer and handler takes a copy per request). A node whose
+/// database schema was behind at start has none: it serves [`not_ready_router`].
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 
@@ -76,45 +114,46 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// What the application state holds.
+impl axum::extract::FromRef<AppState> for NodeState {
+    fn from_ref(state: &AppState) -> NodeState {
+        state.node.clone()
+    }
+}
+
+/// What the application state holds: the node, and every service.
 pub struct AppParts {
-    pub store: Store,
-    pub instance: Arc<Instance>,
-    pub settings: Arc<WebSettings>,
-    pub metrics: PrometheusHandle,
-    /// `None` only while the schema is behind this binary (not ready).
-    pub journal: Option<Journal>,
+    pub node: NodeState,
+    pub journal: Journal,
     pub journal_limiter: Arc<ratelimit::RateLimiter>,
-    /// The OpenID Connect provider (`None` only while the schema is behind).
-    pub identity: Option<socle_identity::Provider>,
-    /// The catalogue of APIs (`None` only while the schema is behind).
-    pub catalogue: Option<socle_catalogue::Catalogue>,
+    /// The OpenID Connect provider.
+    pub identity: socle_identity::Provider,
+    /// The catalogue of APIs.
+    pub catalogue: socle_catalogue::Catalogue,
     /// Back-office accounts and habilitation requests.
-    pub back_office: Option<socle_catalogue::BackOffice>,
-    /// The gateway (`None` only while the schema is behind).
-    pub gateway: Option<socle_gateway::Gateway>,
+    pub back_office: socle_catalogue::BackOffice,
+    /// The gateway.
+    pub gateway: socle_gateway::Gateway,
     /// People's consents for consent-based habilitations.
-    pub consents: Option<socle_gateway::Consents>,
+    pub consents: socle_gateway::Consents,
     /// The citizen space ("Mon espace").
-    pub citizen: Option<Arc<routes::citizen::Citizen>>,
+    pub citizen: Arc<routes::citizen::Citizen>,
     /// The demonstration identity provider and service (`socle demo` only).
     pub demo: Option<Arc<routes::demo::Demo>>,
-    /// Set when shutdown begins, so `/readyz` tells load balancers to stop sending.
-    pub draining: Arc<AtomicBool>,
-    pub started: Instant,
+}
+
+impl std::ops::Deref for AppParts {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
 }
 
 impl AppState {
-    pub fn instance_name(&self) -> Arc<str> {
-        self.settings.instance_name.clone()
-    }
-
     /// A habilitation or API changed on this node: the gateway sees it at the next
     /// call (other nodes within a second).
     pub async fn gateway_changed(&self) {
-        if let Some(g) = &self.gateway
-            && let Err(e) = g.reload().await
-        {
+        if let Err(e) = self.gateway.reload().await {
             tracing::warn!(error = %e, "gateway not reloaded; it retries within a second");
         }
     }
@@ -122,7 +161,7 @@ impl AppState {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    use axum::middleware::{from_fn, from_fn_with_state};
+    use axum::middleware::from_fn_with_state;
 
     let journal = Router::new()
         .route("/journal/checkpoint", get(routes::journal::checkpoint))
@@ -328,62 +367,97 @@ pub fn router(state: AppState) -> Router {
             any(routes::gateway::call),
         );
 
-    let mut main = Router::new();
-    if state.settings.metrics_public {
-        main = main.route("/metrics", get(routes::health::metrics));
-    }
-    main.merge(journal)
+    let main = operations(&state.node)
+        .route("/readyz", get(routes::health::readyz))
+        .merge(journal)
         .merge(identity)
         .route("/", get(pages::home))
         .route("/journal", get(pages::journal))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
         .route("/api/openapi.json", get(routes::docs::openapi_json))
         .route("/api/docs", get(routes::docs::api_docs))
         .route(
             "/api/v1/csp-reports",
             axum::routing::post(routes::reports::csp_report),
         )
+        .fallback(not_found);
+    layers(main, &state.node).with_state(state)
+}
+
+/// The router of a node whose database schema was behind at start: it is alive, says
+/// why it is not ready, serves its metrics and static assets, and answers every other
+/// address 503 `not_ready` (a page for a browser) until it is restarted on a current
+/// schema.
+pub fn not_ready_router(node: NodeState) -> Router {
+    let main = operations(&node)
+        .route("/readyz", get(routes::health::readyz_not_ready))
+        .fallback(not_ready);
+    layers(main, &node).with_state(node)
+}
+
+/// The routes every node serves, ready or not.
+fn operations<S: Clone + Send + Sync + 'static>(node: &NodeState) -> Router<S>
+where
+    NodeState: axum::extract::FromRef<S>,
+{
+    let mut r = Router::new();
+    if node.settings.metrics_public {
+        r = r.route("/metrics", get(routes::health::metrics));
+    }
+    r.route("/healthz", get(routes::health::healthz))
         .route("/static/dsfr/{*path}", get(assets::dsfr))
         .route("/static/socle/{*path}", get(assets::socle))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // Layers run bottom-up on the way in: the request context is set first, so
-        // every later layer and handler logs with the request id.
+}
+
+/// The stack of middleware every answer goes through.
+fn layers<S: Clone + Send + Sync + 'static>(r: Router<S>, node: &NodeState) -> Router<S> {
+    use axum::middleware::{from_fn, from_fn_with_state};
+    // Layers run bottom-up on the way in: the request context is set first, so every
+    // later layer and handler logs with the request id.
+    r.method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             middleware::panic_response,
         ))
         .layer(from_fn(middleware::plain_rejections))
-        .layer(from_fn_with_state(state.clone(), middleware::limits))
+        .layer(from_fn_with_state(node.clone(), middleware::limits))
         .layer(from_fn(middleware::observe))
+        .layer(from_fn_with_state(node.clone(), middleware::gateway_origin))
         .layer(from_fn_with_state(
-            state.clone(),
-            middleware::gateway_origin,
-        ))
-        .layer(from_fn_with_state(
-            state.clone(),
+            node.clone(),
             middleware::security_headers,
         ))
         .layer(from_fn_with_state(
-            state.clone(),
+            node.clone(),
             middleware::request_context,
         ))
-        .with_state(state)
 }
 
 /// `/metrics` alone, for the operator's listener (`server.metrics_listen`, loopback by
 /// default): per-service counters are not published on the public address, where they
 /// could be correlated with the public journal.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(node: NodeState) -> Router {
     Router::new()
         .route("/metrics", get(routes::health::metrics))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(node)
 }
 
 async fn not_found(req: Request) -> Response {
     let html = middleware::wants_html(&req);
     middleware::respond(ApiError::not_found("no resource at this address"), html)
+}
+
+async fn not_ready(req: Request) -> Response {
+    let html = middleware::wants_html(&req);
+    middleware::respond(
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "Not ready",
+            "this node started while the database schema was behind; run `socle migrate`, \
+             then restart this node",
+        ),
+        html,
+    )
 }
 
 async fn method_not_allowed(req: Request) -> Response {

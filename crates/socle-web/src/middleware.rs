@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::NodeState;
 use crate::error::{ApiError, PageError};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,7 +53,7 @@ pub fn current_instance_name() -> Option<Arc<str>> {
 /// Accepts a caller's `X-Request-Id` when it is a sane token (so ids can be followed
 /// across systems), generates one otherwise, and echoes it on the response. The id is
 /// a field of the request's tracing span, hence of every log line of the request.
-pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn request_context(State(state): State<NodeState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -94,7 +94,11 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
      base-uri 'self'; form-action 'self'; frame-ancestors 'none'; \
      report-uri /api/v1/csp-reports";
 
-pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn security_headers(
+    State(state): State<NodeState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     // A handler may widen the policy for its page (form targets, logos).
@@ -205,7 +209,7 @@ fn request_host(req: &Request) -> Option<String> {
 /// there only, and that host serves nothing else (but health and readiness, for its
 /// load balancer). Providers' answers, inert as they are, then never share an origin
 /// with the citizen space or the Espace agent.
-pub async fn gateway_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn gateway_origin(State(state): State<NodeState>, req: Request, next: Next) -> Response {
     let Some((gateway_host, gateway_url)) = state.settings.gateway.as_ref() else {
         return next.run(req).await;
     };
@@ -276,7 +280,7 @@ pub async fn plain_rejections(req: Request, next: Next) -> Response {
 /// Refuses bodies over the limit with a clear 413, whether announced by
 /// `Content-Length` or discovered while streaming, and bounds the whole handling of a
 /// request in time (408).
-pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limits(State(state): State<NodeState>, req: Request, next: Next) -> Response {
     let limit = state.settings.body_limit;
     let wants_html = wants_html(&req);
     let declared = req

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::AppState;
 use crate::assets::DSFR_VERSION;
-use crate::error::ApiError;
+use crate::error::{ApiError, PageError};
 use crate::middleware::current_instance_name;
 
 /// What the base layout needs on every page.
@@ -117,22 +117,20 @@ fn kind_label(kind: socle_journal::EntryKind) -> &'static str {
 }
 
 /// The journal's public page: the latest checkpoint, how to verify, the last entries.
-pub async fn journal(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+pub async fn journal(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
     use base64::Engine;
-    let Some(journal) = state.journal.as_ref() else {
-        return crate::middleware::respond(ApiError::unavailable("the journal is not open"), true);
-    };
+    let journal = &state.journal;
     let latest = match journal.latest_checkpoint().await {
         Ok(cp) => Some(cp),
         Err(socle_journal::JournalError::NoCheckpoint) => None,
-        Err(e) => return crate::middleware::respond(ApiError::from(e), true),
+        Err(e) => return Err(e.into()),
     };
     let size = latest.as_ref().map_or(0, |c| c.size);
     let start = size.saturating_sub(20);
-    let rows = match journal.entries(start, size - start).await {
-        Ok((_, rows)) => rows,
-        Err(e) => return crate::middleware::respond(ApiError::from(e), true),
-    };
+    let (_, rows) = journal.entries(start, size - start).await?;
     let entries = rows
         .into_iter()
         .rev()
@@ -167,7 +165,7 @@ pub async fn journal(State(state): State<AppState>, headers: axum::http::HeaderM
         })
         .unwrap_or("127.0.0.1:8080");
     let scheme = if state.settings.tls { "https" } else { "http" };
-    render(&JournalPage {
+    Ok(render(&JournalPage {
         layout: Layout::current("Journal des échanges").section("journal"),
         checkpoint: latest.map(|c| CheckpointFacts {
             size: c.size,
@@ -183,5 +181,5 @@ pub async fn journal(State(state): State<AppState>, headers: axum::http::HeaderM
         key: journal.verifier_key(),
         base_url: format!("{scheme}://{host}"),
         entries,
-    })
+    }))
 }

@@ -101,13 +101,9 @@ impl Cookie {
 }
 
 /// Whether the pages are served over https, as the public address says (the same
-/// rule for every page's cookies); without the identity provider (a schema behind),
-/// whether this process terminates TLS.
+/// rule for every page's cookies).
 pub fn secure(state: &AppState) -> bool {
-    state
-        .identity
-        .as_ref()
-        .map_or(state.settings.tls, |p| p.config().secure_cookies())
+    state.identity.config().secure_cookies()
 }
 
 /// A CSRF token: 256 bits from the operating system's generator, base64url.

@@ -17,7 +17,7 @@ use socle_identity::{Broker, Client, FiSettings, KeyRing, MasterKey, Provider, P
 use socle_journal::{Entry, EntryKind, Journal, JournalConfig};
 use socle_store::{InstanceStore, Location, Store, StoreOptions};
 use socle_web::routes::demo::{Demo, DemoFs};
-use socle_web::{AppParts, AppState, WebSettings};
+use socle_web::{AppParts, AppState, Node, NodeState, WebSettings};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -30,7 +30,9 @@ pub struct Application {
     /// address serves them.
     metrics: Option<(TcpListener, SocketAddr)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    state: AppState,
+    node: NodeState,
+    /// The services; `None` when the schema was behind at start.
+    state: Option<AppState>,
     config: Config,
 }
 
@@ -98,33 +100,6 @@ impl Application {
             }
         };
 
-        let journal = if status.is_current() {
-            let journal = open_journal(&store, &config).await?;
-            if !config.demo
-                && let Some(path) = master_key_beside_database(&config)
-            {
-                tracing::warn!(
-                    path = %path.display(),
-                    "the master key lives beside the database: a copy of the data directory opens every sealed key; keep it elsewhere (identity.master_key_file) and back it up apart (docs/OPERATIONS.md)"
-                );
-            }
-            // The marker and its entry in one transaction: a first start that fails
-            // half-way records both on the next.
-            store
-                .mark_once(
-                    "instance.created",
-                    &socle_journal::encode(vec![
-                        Entry::new(EntryKind::Admin, "system", "ok")
-                            .detail("action", "instance.created")
-                            .detail("instance_id", instance.instance_id.clone()),
-                    ])?,
-                )
-                .await?;
-            Some(journal)
-        } else {
-            None
-        };
-
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -137,120 +112,7 @@ impl Application {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{addr}")
         });
-
-        let (identity, demo) = match &journal {
-            Some(journal) => {
-                let (p, d) = open_identity(&store, journal, &config, &public_url).await?;
-                (Some(p), d)
-            }
-            None => (None, None),
-        };
-
-        if let Some(provider) = identity.clone() {
-            // Back-channel logout tokens.
-            deliver_every_half_second("back-channel logouts", move |http| {
-                let provider = provider.clone();
-                async move { provider.deliver_logouts(&http).await }
-            });
-        }
-
-        let catalogue = status
-            .is_current()
-            .then(|| socle_catalogue::Catalogue::new(store.clone()));
-        let back_office = match (&catalogue, &journal) {
-            (Some(_), Some(j)) => Some(
-                socle_catalogue::BackOffice::new(store.clone(), j.clone())
-                    .with_platform(config.citizen.organisation.clone()),
-            ),
-            _ => None,
-        };
-        if let Some(office) = back_office.clone() {
-            // Habilitations whose accreditation ended expire (checked every 10 minutes).
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-                loop {
-                    tick.tick().await;
-                    let today = time::OffsetDateTime::now_utc().date().to_string();
-                    if let Err(e) = office.expire_due(&today).await {
-                        tracing::warn!(error = %e, "habilitation expiry not applied");
-                    }
-                }
-            });
-        }
-        if back_office.is_some() {
-            // Webhook deliveries.
-            let store = store.clone();
-            deliver_every_half_second("webhook deliveries", move |http| {
-                let store = store.clone();
-                async move { socle_catalogue::notify::deliver_due(&store, &http).await }
-            });
-        }
-        let (gateway, consents) = match (&catalogue, &journal, &identity) {
-            (Some(c), Some(j), Some(p)) => {
-                let mut gc = socle_gateway::GatewayConfig::new(&public_url);
-                gc.connect_timeout = config.gateway.connect_timeout;
-                gc.timeout = config.gateway.timeout;
-                gc.token_ttl =
-                    i64::try_from(config.gateway.token_lifetime.as_secs()).unwrap_or(900);
-                gc.open_rate = config.gateway.open_rate_limit;
-                gc.stale_after = i64::try_from(config.gateway.stale_after.as_secs()).unwrap_or(10);
-                let g = socle_gateway::Gateway::open(
-                    gc,
-                    store.clone(),
-                    c.clone(),
-                    j.clone(),
-                    p.keys.clone(),
-                    p.clone(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
-                // The snapshot is rebuilt and quota counters saved every second.
-                let upkeep = g.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        upkeep.tick().await;
-                    }
-                });
-                let consents = socle_gateway::Consents::new(
-                    store.clone(),
-                    j.clone(),
-                    p.keys.clone(),
-                    &p.issuer(),
-                );
-                (Some(g), Some(consents))
-            }
-            _ => (None, None),
-        };
-        let citizen = match (&gateway, &consents, &catalogue, &journal, &identity) {
-            (Some(g), Some(cs), Some(c), Some(j), Some(p)) => {
-                Some(open_citizen(&config, &store, g, cs, c, j, p, &public_url).await?)
-            }
-            _ => None,
-        };
-        if let Some(c) = citizen.clone() {
-            // The opt-in digests of new exchanges (at most daily per person).
-            let every = config.citizen.digest_interval;
-            let base = public_url.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    let now = socle_core::clock::now();
-                    match c.space.send_digests(now, &base).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(sent = n, "citizen space: digests queued"),
-                        Err(e) => tracing::warn!(error = %e, "citizen space: digests not sent"),
-                    }
-                }
-            });
-        }
-        let state = AppState::new(AppParts {
-            gateway,
-            consents,
-            citizen,
+        let node = NodeState::new(Node {
             store,
             instance: Arc::new(instance),
             settings: Arc::new(WebSettings {
@@ -269,22 +131,21 @@ impl Application {
                     .as_ref()
                     .and_then(|u| crate::config::url_host(u).map(|h| (h, u.clone()))),
             }),
-            identity,
-            catalogue,
-            back_office,
-            demo,
-            journal,
-            journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
-                config.journal.rate_limit,
-            )),
             metrics: telemetry::metrics_handle()?,
             draining: Arc::new(AtomicBool::new(false)),
             started,
         });
+        // A schema behind this binary: serve, but not ready, until an operator runs
+        // `socle migrate` and restarts the node (`socle_web::not_ready_router`).
+        let state = if status.is_current() {
+            Some(open_services(&config, &node, &public_url).await?)
+        } else {
+            None
+        };
         metrics::gauge!(
             "socle_build_info",
             "version" => env!("CARGO_PKG_VERSION"),
-            "store" => state.store.kind()
+            "store" => node.store.kind()
         )
         .set(1.0);
         let metrics = if config.demo {
@@ -306,6 +167,7 @@ impl Application {
             local_addr,
             metrics,
             tls,
+            node,
             state,
             config,
         })
@@ -329,11 +191,11 @@ impl Application {
     }
 
     pub fn store(&self) -> &Store {
-        &self.state.store
+        &self.node.store
     }
 
     pub fn journal(&self) -> Option<&Journal> {
-        self.state.journal.as_ref()
+        self.state.as_ref().map(|s| &s.journal)
     }
 
     /// Where `socle demo` writes the demonstration service's credentials.
@@ -342,65 +204,57 @@ impl Application {
     }
 
     pub fn gateway(&self) -> Option<&socle_gateway::Gateway> {
-        self.state.gateway.as_ref()
+        self.state.as_ref().map(|s| &s.gateway)
     }
 
     pub fn consents(&self) -> Option<&socle_gateway::Consents> {
-        self.state.consents.as_ref()
+        self.state.as_ref().map(|s| &s.consents)
     }
 
     /// Seeds the demonstration data, once per database; the seeding is journaled like
     /// any admin change.
     pub async fn seed_demo(&self) -> anyhow::Result<()> {
-        if self.state.journal.is_none() {
+        let Some(state) = &self.state else {
             return Ok(());
-        }
-        self.state
+        };
+        state
             .store
             .mark_once(
                 "demo.seeded",
                 &socle_journal::encode(vec![
                     Entry::new(EntryKind::Admin, "system", "ok")
                         .detail("action", "demo.seeded")
-                        .detail("instance_id", self.state.instance.instance_id.clone()),
+                        .detail("instance_id", state.instance.instance_id.clone()),
                 ])?,
             )
             .await?;
         // The demonstration catalogue is rewritten at each start (its URLs follow the
         // address the demo listens on).
-        if let (Some(catalogue), Some(identity)) = (&self.state.catalogue, &self.state.identity) {
-            crate::demo_catalogue::seed(catalogue, &identity.config().public_url)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot seed the demonstration catalogue: {e}"))?;
-        }
-        if let Some(office) = &self.state.back_office
-            && self
-                .state
-                .store
-                .mark_once("demo.back_office.seeded", &[])
-                .await?
+        let public_url = &state.identity.config().public_url;
+        crate::demo_catalogue::seed(&state.catalogue, public_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot seed the demonstration catalogue: {e}"))?;
+        if state
+            .store
+            .mark_once("demo.back_office.seeded", &[])
+            .await?
         {
-            crate::demo_catalogue::seed_back_office(&self.state.store, office)
+            crate::demo_catalogue::seed_back_office(&state.store, &state.back_office)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot seed the demonstration habilitations: {e}"))?;
         }
-        if let (Some(office), Some(identity)) = (&self.state.back_office, &self.state.identity) {
-            let doc =
-                crate::demo_catalogue::credentials_file(office, &identity.config().public_url)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot prepare the demonstration credentials: {e}")
-                    })?;
-            let path = self.demo_file();
-            let _ = std::fs::remove_file(&path);
-            write_private(&path, &serde_json::to_string_pretty(&doc)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        if let Some(g) = &self.state.gateway {
-            g.reload()
-                .await
-                .map_err(|e| anyhow::anyhow!("gateway not reloaded: {e}"))?;
-        }
+        let doc = crate::demo_catalogue::credentials_file(&state.back_office, public_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the demonstration credentials: {e}"))?;
+        let path = self.demo_file();
+        let _ = std::fs::remove_file(&path);
+        write_private(&path, &serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        state
+            .gateway
+            .reload()
+            .await
+            .map_err(|e| anyhow::anyhow!("gateway not reloaded: {e}"))?;
         Ok(())
     }
 
@@ -415,6 +269,7 @@ impl Application {
             local_addr,
             metrics,
             tls,
+            node,
             state,
             config,
         } = self;
@@ -422,14 +277,17 @@ impl Application {
         // the process (nothing in flight there needs draining).
         let _metrics_task = metrics.map(|(l, addr)| {
             tracing::info!(address = %addr, "serving metrics");
-            let service = socle_web::metrics_router(state.clone());
+            let service = socle_web::metrics_router(node.clone());
             AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, service).await {
                     tracing::error!(error = %e, "metrics listener stopped");
                 }
             }))
         });
-        let router = socle_web::router(state.clone());
+        let router = match &state {
+            Some(state) => socle_web::router(state.clone()),
+            None => socle_web::not_ready_router(node.clone()),
+        };
         let service =
             router.into_make_service_with_connect_info::<socle_web::extract::ClientAddr>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -451,7 +309,7 @@ impl Application {
                     .await
             }),
         };
-        tracing::info!(address = %local_addr, store = state.store.kind(), "serving");
+        tracing::info!(address = %local_addr, store = node.store.kind(), "serving");
 
         tokio::select! {
             result = &mut server => {
@@ -463,7 +321,7 @@ impl Application {
                     timeout_ms = config.server.shutdown_timeout.as_millis() as u64,
                     "shutting down: no new connections, draining in-flight requests"
                 );
-                state.draining.store(true, Ordering::Relaxed);
+                node.draining.store(true, Ordering::Relaxed);
                 let _ = stop_tx.send(());
                 match tokio::time::timeout(config.server.shutdown_timeout, &mut server).await {
                     Ok(result) => result.context("server task failed")?.context("server failed")?,
@@ -474,18 +332,145 @@ impl Application {
                 }
             }
         }
-        if let Some(gateway) = &state.gateway {
+        if let Some(state) = &state {
             // Quota counters of the last second.
-            gateway.flush().await;
-        }
-        if let Some(journal) = &state.journal {
+            state.gateway.flush().await;
             // Sequence what was acknowledged and sign a last checkpoint.
-            journal.shutdown().await;
+            state.journal.shutdown().await;
         }
-        state.store.close().await;
+        node.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens every service of a node whose schema is current: the journal, identity
+/// federation, the catalogue and back office, the gateway and consents, the citizen
+/// space; and starts their background tasks.
+async fn open_services(
+    config: &Config,
+    node: &NodeState,
+    public_url: &str,
+) -> anyhow::Result<AppState> {
+    let store = &node.store;
+    let journal = open_journal(store, config).await?;
+    if !config.demo
+        && let Some(path) = master_key_beside_database(config)
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "the master key lives beside the database: a copy of the data directory opens every sealed key; keep it elsewhere (identity.master_key_file) and back it up apart (docs/OPERATIONS.md)"
+        );
+    }
+    // The marker and its entry in one transaction: a first start that fails half-way
+    // records both on the next.
+    store
+        .mark_once(
+            "instance.created",
+            &socle_journal::encode(vec![
+                Entry::new(EntryKind::Admin, "system", "ok")
+                    .detail("action", "instance.created")
+                    .detail("instance_id", node.instance.instance_id.clone()),
+            ])?,
+        )
+        .await?;
+
+    let (identity, demo) = open_identity(store, &journal, config, public_url).await?;
+    // Back-channel logout tokens.
+    let provider = identity.clone();
+    deliver_every_half_second("back-channel logouts", move |http| {
+        let provider = provider.clone();
+        async move { provider.deliver_logouts(&http).await }
+    });
+
+    let catalogue = socle_catalogue::Catalogue::new(store.clone());
+    let back_office = socle_catalogue::BackOffice::new(store.clone(), journal.clone())
+        .with_platform(config.citizen.organisation.clone());
+    let office = back_office.clone();
+    // Habilitations whose accreditation ended expire (checked every 10 minutes).
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let today = time::OffsetDateTime::now_utc().date().to_string();
+            if let Err(e) = office.expire_due(&today).await {
+                tracing::warn!(error = %e, "habilitation expiry not applied");
+            }
+        }
+    });
+    // Webhook deliveries.
+    let webhooks = store.clone();
+    deliver_every_half_second("webhook deliveries", move |http| {
+        let store = webhooks.clone();
+        async move { socle_catalogue::notify::deliver_due(&store, &http).await }
+    });
+
+    let mut gc = socle_gateway::GatewayConfig::new(public_url);
+    gc.connect_timeout = config.gateway.connect_timeout;
+    gc.timeout = config.gateway.timeout;
+    gc.token_ttl = i64::try_from(config.gateway.token_lifetime.as_secs()).unwrap_or(900);
+    gc.open_rate = config.gateway.open_rate_limit;
+    gc.stale_after = i64::try_from(config.gateway.stale_after.as_secs()).unwrap_or(10);
+    let gateway = socle_gateway::Gateway::open(
+        gc,
+        store.clone(),
+        catalogue.clone(),
+        journal.clone(),
+        identity.keys.clone(),
+        identity.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
+    // The snapshot is rebuilt and quota counters saved every second.
+    let upkeep = gateway.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            upkeep.tick().await;
+        }
+    });
+    let consents = socle_gateway::Consents::new(
+        store.clone(),
+        journal.clone(),
+        identity.keys.clone(),
+        &identity.issuer(),
+    );
+    let citizen = open_citizen(
+        config, store, &gateway, &consents, &catalogue, &journal, &identity, public_url,
+    )
+    .await?;
+    // The opt-in digests of new exchanges (at most daily per person).
+    let every = config.citizen.digest_interval;
+    let base = public_url.to_string();
+    let c = citizen.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = socle_core::clock::now();
+            match c.space.send_digests(now, &base).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sent = n, "citizen space: digests queued"),
+                Err(e) => tracing::warn!(error = %e, "citizen space: digests not sent"),
+            }
+        }
+    });
+    Ok(AppState::new(AppParts {
+        node: node.clone(),
+        journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
+            config.journal.rate_limit,
+        )),
+        journal,
+        identity,
+        catalogue,
+        back_office,
+        gateway,
+        consents,
+        citizen,
+        demo,
+    }))
 }
 
 /// Opens the journal with the configured origin (derived from the instance name when

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use socle_identity::{ClientInput, IdentityError, NewClientSecret};
+use socle_identity::{ClientInput, NewClientSecret};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -108,33 +108,6 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
     Ok(())
 }
 
-fn map(e: IdentityError) -> ApiError {
-    match e {
-        IdentityError::Invalid(m) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_client_registration",
-            "Invalid client registration",
-            m,
-        ),
-        IdentityError::NotFound(m) => ApiError::not_found(m),
-        IdentityError::Conflict(m) => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", "Changed meanwhile", m)
-        }
-        IdentityError::Store(s) => ApiError::from(s),
-        other => {
-            tracing::error!(error = %other, "admin API error");
-            ApiError::internal()
-        }
-    }
-}
-
-fn identity(state: &AppState) -> Result<&socle_identity::Provider, ApiError> {
-    state
-        .identity
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("identity federation is not available"))
-}
-
 /// Registers a service provider; the secret is in the answer, once.
 #[utoipa::path(post, path = "/api/admin/clients", tag = "administration",
     request_body = ClientInput,
@@ -152,11 +125,7 @@ pub async fn create_client(
     authorize(&state, &headers)?;
     let input: ClientInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON client registration: {e}")))?;
-    let (_, secret) = identity(&state)?
-        .clients
-        .create(input, ADMIN_API)
-        .await
-        .map_err(map)?;
+    let (_, secret) = state.identity.clients.create(input, ADMIN_API).await?;
     Ok((StatusCode::CREATED, Json(secret)).into_response())
 }
 
@@ -170,7 +139,7 @@ pub async fn list_clients(
     headers: HeaderMap,
 ) -> Result<Json<Vec<ClientView>>, ApiError> {
     authorize(&state, &headers)?;
-    let list = identity(&state)?.clients.list().await.map_err(map)?;
+    let list = state.identity.clients.list().await?;
     Ok(Json(list.into_iter().map(ClientView::from).collect()))
 }
 
@@ -204,7 +173,8 @@ pub async fn set_redirect_uris(
     authorize(&state, &headers)?;
     let input: RedirectUris = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let client = identity(&state)?
+    let client = state
+        .identity
         .clients
         .set_redirect_uris(
             &client_id,
@@ -212,8 +182,7 @@ pub async fn set_redirect_uris(
             input.post_logout_redirect_uris,
             ADMIN_API,
         )
-        .await
-        .map_err(map)?;
+        .await?;
     Ok(Json(ClientView::from(client)))
 }
 
@@ -248,11 +217,11 @@ pub async fn renew_client_secret(
     authorize(&state, &headers)?;
     let input: SecretRenewal = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let secret = identity(&state)?
+    let secret = state
+        .identity
         .clients
         .renew_secret(&client_id, input.grace_seconds, ADMIN_API)
-        .await
-        .map_err(map)?;
+        .await?;
     Ok(Json(secret))
 }
 
@@ -268,10 +237,10 @@ pub async fn disable_client(
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers)?;
-    identity(&state)?
+    state
+        .identity
         .clients
         .set_disabled(&client_id, true, ADMIN_API)
-        .await
-        .map_err(map)?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

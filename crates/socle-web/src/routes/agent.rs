@@ -18,7 +18,7 @@ use socle_catalogue::people::Actor;
 use socle_catalogue::{BackOffice, CatalogueError};
 
 use crate::AppState;
-use crate::error::{ApiError, PageError};
+use crate::error::{PageError, STALE};
 use crate::extract::ClientIp;
 use crate::pages::{Layout, render};
 use crate::session::{self, AGENT, AGENT_LOGIN_CSRF, same};
@@ -27,110 +27,64 @@ pub(crate) fn csrf_of(token: &str) -> String {
     socle_core::sha256_hex(format!("csrf:{token}").as_bytes())
 }
 
-fn office(state: &AppState) -> Result<&BackOffice, Box<Response>> {
-    state.back_office.as_ref().ok_or_else(|| {
-        Box::new(crate::middleware::respond(
-            ApiError::unavailable("the back office is not available"),
-            true,
-        ))
-    })
+/// The signed-in agent, and their session's token: an extractor, so that a handler
+/// of the Espace agent starts signed in. Without a valid session the request is sent
+/// to the sign-in page.
+pub struct Agent {
+    pub actor: Actor,
+    pub token: String,
+    pub office: BackOffice,
 }
 
-/// The signed-in person, their token and the back office.
-pub(crate) struct Agent<'a> {
-    pub(crate) actor: Actor,
-    pub(crate) token: String,
-    pub(crate) office: &'a BackOffice,
+impl axum::extract::FromRequestParts<AppState> for Agent {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let to_login = || Redirect::to("/espace-agent/connexion").into_response();
+        let Some(token) = AGENT
+            .read(&parts.headers, session::secure(state))
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(to_login());
+        };
+        match state.back_office.actor(&token).await {
+            Ok(Some(actor)) => Ok(Agent {
+                actor,
+                token,
+                office: state.back_office.clone(),
+            }),
+            Ok(None) => Err(to_login()),
+            Err(e) => Err(PageError::from(e).into_response()),
+        }
+    }
 }
 
-pub(crate) async fn agent<'a>(
-    state: &'a AppState,
-    headers: &HeaderMap,
-) -> Result<Agent<'a>, Box<Response>> {
-    let (actor, token) = signed_in(state, headers).await?;
-    Ok(Agent {
-        actor,
-        token,
-        office: office(state)?,
-    })
-}
-
-/// The signed-in person and their form's fields, once the form's CSRF token is
-/// checked against the session's.
-pub(crate) async fn posted<'a>(
-    state: &'a AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Agent<'a>, BTreeMap<String, Vec<String>>), Box<Response>> {
-    let a = agent(state, headers).await?;
-    let m = form_map(body);
-    if same(&one(&m, "csrf"), &csrf_of(&a.token)) {
-        Ok((a, m))
-    } else {
-        Err(Box::new(csrf_refused()))
+impl Agent {
+    /// The form's fields, once its CSRF token is checked against the session's.
+    pub(crate) fn form(&self, body: &Bytes) -> Result<BTreeMap<String, Vec<String>>, PageError> {
+        let m = form_map(body);
+        if same(&one(&m, "csrf"), &csrf_of(&self.token)) {
+            Ok(m)
+        } else {
+            Err(csrf_refused())
+        }
     }
 }
 
 /// After a step on an integration: this node's identity provider reads its client
 /// afresh (the step wrote it).
 pub(crate) fn client_changed(state: &AppState, h: &Habilitation) {
-    if let (true, Some(id), Some(p)) = (h.is_integration(), &h.client_id, &state.identity) {
-        p.clients.forget(id);
+    if let (true, Some(id)) = (h.is_integration(), &h.client_id) {
+        state.identity.clients.forget(id);
     }
 }
-
-/// What an agent is told when the request changed since they opened it.
-const STALE: &str = "Cette demande a été modifiée depuis que vous l’avez ouverte : rien n’a \
-                     été fait. Relisez-la dans son état actuel avant d’agir.";
 
 /// The revision a page was built from, sent back with its form.
 fn seen(m: &BTreeMap<String, Vec<String>>) -> Option<usize> {
     one(m, "revision").parse().ok()
-}
-
-pub(crate) fn page_error(e: CatalogueError) -> Response {
-    let (status, title) = match &e {
-        CatalogueError::NotFound(_) => return PageError::not_found().into_response(),
-        CatalogueError::Forbidden(_) => (StatusCode::FORBIDDEN, "Action non autorisée"),
-        CatalogueError::Conflict(_) => (StatusCode::CONFLICT, "Action impossible"),
-        CatalogueError::Stale { .. } => {
-            return PageError {
-                status: StatusCode::CONFLICT,
-                title: "Demande modifiée entre-temps",
-                message: STALE.into(),
-            }
-            .into_response();
-        }
-        CatalogueError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Demande invalide"),
-        CatalogueError::Throttled { .. } | CatalogueError::Store(_) => {
-            return crate::middleware::respond(ApiError::from(e), true);
-        }
-    };
-    PageError {
-        status,
-        title,
-        message: e.to_string(),
-    }
-    .into_response()
-}
-
-/// The signed-in person, or a redirect to the sign-in page.
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(Actor, String), Box<Response>> {
-    let to_login = || Box::new(Redirect::to("/espace-agent/connexion").into_response());
-    let Some(token) = AGENT
-        .read(headers, session::secure(state))
-        .filter(|t| !t.is_empty())
-    else {
-        return Err(to_login());
-    };
-    match office(state)?.actor(&token).await {
-        Ok(Some(actor)) => Ok((actor, token)),
-        Ok(None) => Err(to_login()),
-        Err(e) => Err(Box::new(page_error(e))),
-    }
 }
 
 fn form_map(body: &Bytes) -> BTreeMap<String, Vec<String>> {
@@ -148,13 +102,12 @@ pub(crate) fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
         .unwrap_or_default()
 }
 
-fn csrf_refused() -> Response {
+fn csrf_refused() -> PageError {
     PageError {
         status: StatusCode::FORBIDDEN,
         title: "Formulaire expiré",
         message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Rechargez la page et recommencez.".into(),
     }
-    .into_response()
 }
 
 // ----- sign-in --------------------------------------------------------------------
@@ -202,68 +155,66 @@ pub async fn login(
     ClientIp(from): ClientIp,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let office = match office(&state) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
+) -> Result<Response, PageError> {
     let m = form_map(&body);
     let expected = AGENT_LOGIN_CSRF
         .read(&headers, session::secure(&state))
         .unwrap_or_default();
     if expected.is_empty() || !same(&one(&m, "csrf"), &expected) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
-    match office
-        .sign_in(&one(&m, "email"), &one(&m, "password"), from)
-        .await
-    {
-        Ok(Some(token)) => {
-            let mut r = Redirect::to("/espace-agent").into_response();
-            if let Some(v) = AGENT.set(&token, Some(28_800), session::secure(&state)) {
-                r.headers_mut().append(header::SET_COOKIE, v);
+    Ok(
+        match state
+            .back_office
+            .sign_in(&one(&m, "email"), &one(&m, "password"), from)
+            .await
+        {
+            Ok(Some(token)) => {
+                let mut r = Redirect::to("/espace-agent").into_response();
+                if let Some(v) = AGENT.set(&token, Some(28_800), session::secure(&state)) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+                r
             }
-            r
-        }
-        Ok(None) => login_page(
-            &state,
-            Some("Adresse électronique ou mot de passe incorrect.".into()),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Err(CatalogueError::Throttled { retry_after }) => {
-            let mut r = login_page(
+            Ok(None) => login_page(
                 &state,
-                Some(format!(
-                    "Trop de tentatives de connexion ont échoué pour cette adresse. \
+                Some("Adresse électronique ou mot de passe incorrect.".into()),
+                StatusCode::UNAUTHORIZED,
+            ),
+            Err(CatalogueError::Throttled { retry_after }) => {
+                let mut r = login_page(
+                    &state,
+                    Some(format!(
+                        "Trop de tentatives de connexion ont échoué pour cette adresse. \
                      Pour protéger le compte, attendez {} avant de réessayer.",
-                    french_duration(retry_after)
-                )),
-                StatusCode::TOO_MANY_REQUESTS,
-            );
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
+                        french_duration(retry_after)
+                    )),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
             }
-            r
-        }
-        Err(e) => page_error(e),
-    }
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 /// Signs out (a form with the CSRF token, so no other site can do it): the token is
 /// deleted, so it stops working for the JSON API too, and the cookie is cleared.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (a, _) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    if let Err(e) = a.office.sign_out(&a.token).await {
-        return page_error(e);
-    }
+pub async fn logout(
+    State(state): State<AppState>,
+    a: Agent,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    a.form(&body)?;
+    a.office.sign_out(&a.token).await?;
     let mut r = Redirect::to("/espace-agent/connexion").into_response();
     if let Some(v) = AGENT.clear(session::secure(&state)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
 }
 
 // ----- the list -------------------------------------------------------------------
@@ -299,17 +250,10 @@ pub struct ListPage {
     pub rows: Vec<Row>,
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let a = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let (actor, office) = (&a.actor, a.office);
-    let list = match office.list(actor).await {
-        Ok(l) => l,
-        Err(e) => return page_error(e),
-    };
-    render(&ListPage {
+pub async fn list(a: Agent) -> Result<Response, PageError> {
+    let actor = &a.actor;
+    let list = a.office.list(actor).await?;
+    Ok(render(&ListPage {
         layout: Layout::current("Demandes d’habilitation"),
         email: actor.email.clone(),
         organisation: actor.organisation.clone(),
@@ -328,7 +272,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
                 state: state_label(h.state),
             })
             .collect(),
-    })
+    }))
 }
 
 // ----- one request ----------------------------------------------------------------
@@ -437,11 +381,11 @@ fn integration_facts(h: &Habilitation) -> Vec<(&'static str, String)> {
 }
 
 pub(crate) async fn request_page(
-    a: &Agent<'_>,
+    a: &Agent,
     h: &Habilitation,
     message: Option<(String, &'static str)>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     use socle_catalogue::habilitation::{may, may_edit, side};
     let (actor, token) = (&a.actor, a.token.as_str());
     let s = side(actor, &h.requester, &h.producer);
@@ -479,7 +423,7 @@ pub(crate) async fn request_page(
                 "/.well-known/openid-configuration".into(),
             ),
         ],
-        (true, Err(e)) => return page_error(e),
+        (true, Err(e)) => return Err(e.into()),
         _ => Vec::new(),
     };
     let facts = if integration {
@@ -571,100 +515,68 @@ pub(crate) async fn request_page(
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    Ok(r)
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let a = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    match a.office.get(&a.actor, &id).await {
-        Ok(h) => request_page(&a, &h, None, StatusCode::OK).await,
-        Err(e) => page_error(e),
-    }
+pub async fn show(Path(id): Path<String>, a: Agent) -> Result<Response, PageError> {
+    let h = a.office.get(&a.actor, &id).await?;
+    request_page(&a, &h, None, StatusCode::OK).await
 }
 
 pub async fn act(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     body: Bytes,
-) -> Response {
-    let (a, m) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (actor, office) = (&a.actor, a.office);
+) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
+    let (actor, office) = (&a.actor, &a.office);
     let Some(action) = Action::parse(&one(&m, "action")).filter(|a| *a != Action::Expire) else {
-        return page_error(CatalogueError::Invalid("action inconnue".into()));
+        return Err(CatalogueError::Invalid("action inconnue".into()).into());
     };
     let comment = Some(one(&m, "comment")).filter(|c| !c.trim().is_empty());
-    match office.act(actor, &id, action, comment, seen(&m)).await {
+    let msg = match office.act(actor, &id, action, comment, seen(&m)).await {
         Ok(h) => {
             client_changed(&state, &h);
             state.gateway_changed().await;
-            Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response()
+            return Ok(Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response());
         }
-        Err(
-            e @ (CatalogueError::Invalid(_)
-            | CatalogueError::Conflict(_)
-            | CatalogueError::Stale { .. }),
-        ) => {
-            let msg = match e {
-                CatalogueError::Invalid(m) | CatalogueError::Conflict(m) => m,
-                _ => STALE.to_string(),
-            };
-            match office.get(actor, &id).await {
-                Ok(h) => {
-                    request_page(
-                        &a,
-                        &h,
-                        Some((msg, "error")),
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                    )
-                    .await
-                }
-                Err(e) => page_error(e),
-            }
-        }
-        Err(e) => page_error(e),
-    }
+        Err(CatalogueError::Invalid(m) | CatalogueError::Conflict(m)) => m,
+        Err(CatalogueError::Stale { .. }) => STALE.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    // Refused: the request as it is now, with the reason.
+    let h = office.get(actor, &id).await?;
+    request_page(
+        &a,
+        &h,
+        Some((msg, "error")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
 }
 
 pub async fn credentials(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     body: Bytes,
-) -> Response {
-    let (a, _) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (actor, office) = (&a.actor, a.office);
+) -> Result<Response, PageError> {
+    a.form(&body)?;
+    let (actor, office) = (&a.actor, &a.office);
     let issued = office.credentials(actor, &id).await;
     state.gateway_changed().await;
-    let message = match issued {
-        Ok((client_id, Some(secret))) => format!(
+    let message = match issued? {
+        (client_id, Some(secret)) => format!(
             "Identifiant client : {client_id} — secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché."
         ),
-        Ok((client_id, None)) => format!(
+        (client_id, None) => format!(
             "Identifiant client : {client_id}. Le secret a déjà été affiché une fois : la plateforme n’en garde que l’empreinte."
         ),
-        Err(e) => return page_error(e),
     };
-    match office.get(actor, &id).await {
-        Ok(h) => {
-            client_changed(&state, &h);
-            request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
-        }
-        Err(e) => page_error(e),
-    }
+    let h = office.get(actor, &id).await?;
+    client_changed(&state, &h);
+    request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
 }
 
 // ----- the form -------------------------------------------------------------------
@@ -1021,14 +933,8 @@ async fn form_page(
     form: &Form,
     message: Option<String>,
     status: StatusCode,
-) -> Response {
-    let listed = match state.catalogue.as_ref() {
-        Some(c) => match c.api(api).await {
-            Ok(l) => l,
-            Err(e) => return page_error(e),
-        },
-        None => return crate::middleware::respond(ApiError::unavailable("catalogue"), true),
-    };
+) -> Result<Response, PageError> {
+    let listed = state.catalogue.api(api).await?;
     let mut r = render(&FormPage {
         layout: Layout::current(heading),
         heading,
@@ -1053,23 +959,18 @@ async fn form_page(
             .collect(),
     });
     *r.status_mut() = status;
-    r
+    Ok(r)
 }
 
 pub async fn new_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    a: Agent,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<BTreeMap<String, String>>,
-) -> Response {
-    let a = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let token = &a.token;
+) -> Result<Response, PageError> {
     let api = q.get("api").cloned().unwrap_or_default();
     form_page(
         &state,
-        token,
+        &a.token,
         "Nouvelle demande d’habilitation",
         &api,
         "/espace-agent/demandes".into(),
@@ -1080,124 +981,104 @@ pub async fn new_form(
     .await
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (a, m) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (actor, token, office) = (&a.actor, &a.token, a.office);
+pub async fn create(
+    State(state): State<AppState>,
+    a: Agent,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
     let (form, problems) = parse_form(&m);
     let api = one(&m, "api");
-    if !problems.is_empty() {
-        return form_page(
-            &state,
-            token,
-            "Nouvelle demande d’habilitation",
-            &api,
-            "/espace-agent/demandes".into(),
-            &form,
-            Some(problems.join(" ")),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
-    match office.create(actor, &api, form.clone()).await {
-        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response(),
-        Err(CatalogueError::Invalid(msg)) => {
-            form_page(
-                &state,
-                token,
-                "Nouvelle demande d’habilitation",
-                &api,
-                "/espace-agent/demandes".into(),
-                &form,
-                Some(msg),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+    let message = if problems.is_empty() {
+        match a.office.create(&a.actor, &api, form.clone()).await {
+            Ok(h) => {
+                return Ok(
+                    Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response()
+                );
+            }
+            Err(CatalogueError::Invalid(msg)) => msg,
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => page_error(e),
-    }
+    } else {
+        problems.join(" ")
+    };
+    form_page(
+        &state,
+        &a.token,
+        "Nouvelle demande d’habilitation",
+        &api,
+        "/espace-agent/demandes".into(),
+        &form,
+        Some(message),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
 }
 
 pub async fn edit_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let a = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let (actor, token, office) = (&a.actor, &a.token, a.office);
-    match office.get(actor, &id).await {
-        Ok(h) if h.is_integration() => crate::routes::partners::form_page(
-            token,
+    a: Agent,
+) -> Result<Response, PageError> {
+    let h = a.office.get(&a.actor, &id).await?;
+    let action = format!(
+        "/espace-agent/demandes/{id}/modifier?revision={}",
+        h.revision()
+    );
+    if h.is_integration() {
+        return Ok(crate::routes::partners::form_page(
+            &a.token,
             "Modifier la demande d’intégration",
-            format!(
-                "/espace-agent/demandes/{id}/modifier?revision={}",
-                h.revision()
-            ),
+            action,
             &h.form,
             None,
             StatusCode::OK,
-        ),
-        Ok(h) => {
-            form_page(
-                &state,
-                token,
-                "Modifier la demande",
-                &h.api,
-                format!(
-                    "/espace-agent/demandes/{id}/modifier?revision={}",
-                    h.revision()
-                ),
-                &h.form,
-                None,
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(e) => page_error(e),
+        ));
     }
+    form_page(
+        &state,
+        &a.token,
+        "Modifier la demande",
+        &h.api,
+        action,
+        &h.form,
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
 pub async fn edit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     uri: axum::http::Uri,
     body: Bytes,
-) -> Response {
-    let (a, m) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let (actor, office) = (&a.actor, a.office);
+) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
+    let (actor, office) = (&a.actor, &a.office);
     let revision = crate::routes::oidc::query_pairs(&uri)
         .into_iter()
         .find(|(k, _)| k == "revision")
         .and_then(|(_, v)| v.parse().ok());
-    let h = match office.get(actor, &id).await {
-        Ok(h) => h,
-        Err(e) => return page_error(e),
-    };
+    let h = office.get(actor, &id).await?;
     let (form, problems) = if h.is_integration() {
         (crate::routes::partners::parse(&m), Vec::new())
     } else {
         parse_form(&m)
     };
+    // The revision the agent edited, so that a concurrent change is still seen.
+    let action = format!(
+        "/espace-agent/demandes/{id}/modifier?revision={}",
+        revision.unwrap_or(h.revision())
+    );
     if !problems.is_empty() {
         return form_page(
             &state,
             &a.token,
             "Modifier la demande",
             &h.api,
-            // The revision the agent edited, so that a concurrent change is still seen.
-            format!(
-                "/espace-agent/demandes/{id}/modifier?revision={}",
-                revision.unwrap_or(h.revision())
-            ),
+            action,
             &form,
             Some(problems.join(" ")),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1205,20 +1086,17 @@ pub async fn edit(
         .await;
     }
     match office.update(actor, &id, form.clone(), revision).await {
-        Ok(_) => Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/espace-agent/demandes/{id}")).into_response()),
         Err(CatalogueError::Invalid(msg)) if h.is_integration() => {
-            crate::routes::partners::form_page(
+            Ok(crate::routes::partners::form_page(
                 &a.token,
                 "Modifier la demande d’intégration",
-                format!(
-                    "/espace-agent/demandes/{id}/modifier?revision={}",
-                    revision.unwrap_or(h.revision())
-                ),
+                action,
                 &form,
                 Some(msg),
                 StatusCode::UNPROCESSABLE_ENTITY,
-            )
+            ))
         }
-        Err(e) => page_error(e),
+        Err(e) => Err(e.into()),
     }
 }

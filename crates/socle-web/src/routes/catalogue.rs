@@ -10,56 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use socle_catalogue::{
-    ApiInput, Catalogue, CatalogueError, DataItem, Listed, Organisation, OrganisationInput, Search,
-};
+use socle_catalogue::{ApiInput, DataItem, Listed, Organisation, OrganisationInput, Search};
 use socle_gateway::Usage;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, PageError};
 use crate::extract::ApiQuery;
 use crate::pages::{Layout, render};
-
-fn catalogue(state: &AppState) -> Result<&Catalogue, ApiError> {
-    state
-        .catalogue
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("the catalogue is not available"))
-}
-
-impl From<CatalogueError> for ApiError {
-    fn from(e: CatalogueError) -> Self {
-        match e {
-            CatalogueError::Invalid(m) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_catalogue_record",
-                "Invalid catalogue record",
-                m,
-            ),
-            CatalogueError::NotFound(m) => ApiError::not_found(m),
-            CatalogueError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m)
-            }
-            e @ CatalogueError::Stale { .. } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "Changed since you read it",
-                e.to_string(),
-            ),
-            CatalogueError::Forbidden(m) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", m)
-            }
-            e @ CatalogueError::Throttled { retry_after } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "Too many failed sign-ins",
-                e.to_string(),
-            )
-            .retry_after(retry_after),
-            CatalogueError::Store(s) => ApiError::from(s),
-        }
-    }
-}
 
 /// A page of APIs.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -102,7 +59,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<Search>,
 ) -> Result<Json<ApiList>, ApiError> {
-    let found = catalogue(&state)?.search(&q).await?;
+    let found = state.catalogue.search(&q).await?;
     Ok(Json(ApiList {
         apis: found.into_iter().map(ApiSummary::from).collect(),
     }))
@@ -129,7 +86,7 @@ pub async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ApiDetail>, ApiError> {
-    let c = catalogue(&state)?;
+    let c = &state.catalogue;
     let api = c.api(&id).await?;
     let versions = c.versions(&id).await?;
     let usage = usage(&state, &id).map(|(all, per)| ApiUsage {
@@ -166,25 +123,21 @@ pub async fn data_items(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ItemSearch>,
 ) -> Result<Json<DataItemList>, ApiError> {
-    let items = catalogue(&state)?.data_items().await?;
+    let items = state.catalogue.data_items().await?;
     Ok(Json(DataItemList {
         data_items: socle_catalogue::service::filter_items(items, q.q.as_deref()),
     }))
 }
 
 fn base_url(state: &AppState) -> String {
-    state
-        .identity
-        .as_ref()
-        .map(|p| p.config().public_url.clone())
-        .unwrap_or_default()
+    state.identity.config().public_url.clone()
 }
 
 /// The catalogue as DCAT-AP style JSON-LD.
 #[utoipa::path(get, path = "/api/v1/catalogue.jsonld", tag = "catalogue",
     responses((status = 200, description = "A dcat:Catalog of dcat:DataService", content_type = "application/ld+json")))]
 pub async fn dcat(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let doc = catalogue(&state)?.dcat(&base_url(&state)).await?;
+    let doc = state.catalogue.dcat(&base_url(&state)).await?;
     let mut r = Json(doc).into_response();
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -212,7 +165,8 @@ pub async fn put_organisation(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: OrganisationInput = json_body(&body, "organisation")?;
-    let org = catalogue(&state)?
+    let org = state
+        .catalogue
         .put_organisation(input, Some(ADMIN_API))
         .await?;
     state.gateway_changed().await;
@@ -231,7 +185,8 @@ pub async fn put_data_item(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: DataItem = json_body(&body, "data item")?;
-    let item = catalogue(&state)?
+    let item = state
+        .catalogue
         .put_data_item(input, Some(ADMIN_API))
         .await?;
     Ok((StatusCode::CREATED, Json(item)).into_response())
@@ -249,7 +204,7 @@ pub async fn put_api(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: ApiInput = json_body(&body, "API")?;
-    let api = catalogue(&state)?.put_api(input, Some(ADMIN_API)).await?;
+    let api = state.catalogue.put_api(input, Some(ADMIN_API)).await?;
     state.gateway_changed().await;
     Ok((StatusCode::CREATED, Json(api)).into_response())
 }
@@ -270,32 +225,21 @@ pub struct CataloguePage {
     pub results: Vec<Listed>,
 }
 
-fn page_error(e: impl Into<ApiError>) -> Response {
-    crate::middleware::respond(e.into(), true)
-}
-
-pub async fn page(State(state): State<AppState>, ApiQuery(q): ApiQuery<Search>) -> Response {
-    let c = match catalogue(&state) {
-        Ok(c) => c,
-        Err(e) => return page_error(e),
-    };
-    let (results, all, organisations, data_items) = match async {
-        Ok::<_, CatalogueError>((
-            c.search(&q).await?,
-            c.search(&Search::default()).await?,
-            c.organisations().await?,
-            c.data_items().await?,
-        ))
-    }
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
+pub async fn page(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<Search>,
+) -> Result<Response, PageError> {
+    let c = &state.catalogue;
+    let (results, all, organisations, data_items) = (
+        c.search(&q).await?,
+        c.search(&Search::default()).await?,
+        c.organisations().await?,
+        c.data_items().await?,
+    );
     let mut themes: Vec<String> = all.iter().flat_map(|l| l.api.themes.clone()).collect();
     themes.sort();
     themes.dedup();
-    render(&CataloguePage {
+    Ok(render(&CataloguePage {
         layout: Layout::current("Catalogue des API").section("catalogue"),
         q: q.q.unwrap_or_default(),
         producer: q.producer.unwrap_or_default(),
@@ -305,7 +249,7 @@ pub async fn page(State(state): State<AppState>, ApiQuery(q): ApiQuery<Search>) 
         themes,
         data_items,
         results,
-    })
+    }))
 }
 
 pub struct ScopeView {
@@ -356,7 +300,7 @@ pub struct ServiceUsage {
 }
 
 fn usage(state: &AppState, api: &str) -> Option<(Usage, Vec<(String, Usage)>)> {
-    let g = state.gateway.as_ref()?;
+    let g = &state.gateway;
     let (all, per) = g.stats().for_api(api);
     (all.calls > 0).then_some((all, per))
 }
@@ -405,23 +349,16 @@ fn operations(doc: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let c = match catalogue(&state) {
-        Ok(c) => c,
-        Err(e) => return page_error(e),
-    };
-    let (listed, versions, items) = match async {
-        Ok::<_, CatalogueError>((
-            c.api(&id).await?,
-            c.versions(&id).await?,
-            c.data_items().await?,
-        ))
-    }
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
+pub async fn api_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let c = &state.catalogue;
+    let (listed, versions, items) = (
+        c.api(&id).await?,
+        c.versions(&id).await?,
+        c.data_items().await?,
+    );
     let Listed { api, producer } = listed;
     let scopes = api
         .scopes
@@ -470,7 +407,7 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
             }
         }
     }
-    render(&ApiPage {
+    Ok(render(&ApiPage {
         gateway_path: gateway_path(&state, &api),
         subject: subject_label(&api.subject),
         person_level: api
@@ -486,7 +423,7 @@ pub async fn api_page(State(state): State<AppState>, Path(id): Path<String>) -> 
         request_url,
         scopes,
         operations,
-    })
+    }))
 }
 
 pub struct ItemView {
@@ -503,23 +440,13 @@ pub struct DataItemsPage {
     pub items: Vec<ItemView>,
 }
 
-pub async fn data_items_page(State(state): State<AppState>) -> Response {
-    let c = match catalogue(&state) {
-        Ok(c) => c,
-        Err(e) => return page_error(e),
-    };
-    let (items, orgs, apis) = match async {
-        Ok::<_, CatalogueError>((
-            c.data_items().await?,
-            c.organisations().await?,
-            c.search(&Search::default()).await?,
-        ))
-    }
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
+pub async fn data_items_page(State(state): State<AppState>) -> Result<Response, PageError> {
+    let c = &state.catalogue;
+    let (items, orgs, apis) = (
+        c.data_items().await?,
+        c.organisations().await?,
+        c.search(&Search::default()).await?,
+    );
     let items = items
         .into_iter()
         .map(|item| ItemView {
@@ -535,10 +462,10 @@ pub async fn data_items_page(State(state): State<AppState>) -> Response {
             item,
         })
         .collect();
-    render(&DataItemsPage {
+    Ok(render(&DataItemsPage {
         layout: Layout::current("Dictionnaire des données").section("catalogue"),
         items,
-    })
+    }))
 }
 
 // ----- webhooks -------------------------------------------------------------------
@@ -573,7 +500,7 @@ pub async fn add_webhook(
 ) -> Result<Response, ApiError> {
     crate::routes::admin::authorize(&state, &headers)?;
     let input: WebhookInput = json_body(&body, "webhook")?;
-    if catalogue(&state)?.organisation(&siret).await?.is_none() {
+    if state.catalogue.organisation(&siret).await?.is_none() {
         return Err(ApiError::not_found(format!("organisation {siret}")));
     }
     let (id, secret) = socle_catalogue::notify::add_webhook(

@@ -79,38 +79,6 @@ fn sha256_hex(s: &str) -> String {
 
 use socle_core::clock::{now, today};
 
-fn citizen(state: &AppState) -> Result<&Citizen, Box<Response>> {
-    state.citizen.as_deref().ok_or_else(|| {
-        Box::new(crate::middleware::respond(
-            ApiError::unavailable("the citizen space is not available"),
-            true,
-        ))
-    })
-}
-
-pub(crate) fn page_error(e: CitizenError) -> Response {
-    match e {
-        CitizenError::NotFound(m) => PageError {
-            message: format!(
-                "{} ({m}).",
-                PageError::not_found().message.trim_end_matches('.')
-            ),
-            ..PageError::not_found()
-        }
-        .into_response(),
-        CitizenError::Invalid(m) => PageError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            title: "Demande invalide",
-            message: m,
-        }
-        .into_response(),
-        CitizenError::Unavailable(_) => crate::middleware::respond(
-            ApiError::unavailable("the citizen space cannot read its records now"),
-            true,
-        ),
-    }
-}
-
 async fn load(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
     let token = ESPACE
         .read(headers, session::secure(state))
@@ -124,13 +92,13 @@ async fn load(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)
     Some((token, s))
 }
 
-async fn save(state: &AppState, token: &str, s: &Session, ttl: i64) -> Result<(), Response> {
-    let doc = serde_json::to_string(s).map_err(|_| ApiError::internal().into_response())?;
+async fn save(state: &AppState, token: &str, s: &Session, ttl: i64) -> Result<(), PageError> {
+    let doc = serde_json::to_string(s).map_err(|_| ApiError::internal())?;
     state
         .store
         .put_session(&format!("espace:{}", sha256_hex(token)), &doc, now() + ttl)
-        .await
-        .map_err(|e| crate::middleware::respond(ApiError::from(e), true))
+        .await?;
+    Ok(())
 }
 
 fn with_cookie(state: &AppState, mut r: Response, token: &str, ttl: i64) -> Response {
@@ -156,12 +124,7 @@ impl axum::extract::FromRequestParts<AppState> for Signed {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(c) = state.citizen.clone() else {
-            return Err(crate::middleware::respond(
-                ApiError::unavailable("the citizen space is not available"),
-                true,
-            ));
-        };
+        let c = state.citizen.clone();
         match load(state, &parts.headers).await {
             Some((_, s)) if s.identity_hash.is_some() => Ok(Signed {
                 c,
@@ -206,18 +169,14 @@ fn query_map(uri: &Uri) -> Option<BTreeMap<String, String>> {
 }
 
 /// A form or address with a repeated field: refused, nothing changed.
-pub(crate) fn repeated_field() -> Response {
-    no_store(
-        PageError {
-            status: StatusCode::BAD_REQUEST,
-            title: "Demande invalide",
-            message: "Un champ du formulaire ou de l’adresse est répété : la demande est \
-                      refusée et rien n’a été modifié. Revenez à la page précédente et \
-                      recommencez."
-                .into(),
-        }
-        .into_response(),
-    )
+pub(crate) fn repeated_field() -> PageError {
+    PageError {
+        status: StatusCode::BAD_REQUEST,
+        title: "Demande invalide",
+        message: "Un champ du formulaire ou de l’adresse est répété : la demande est refusée \
+                  et rien n’a été modifié. Revenez à la page précédente et recommencez."
+            .into(),
+    }
 }
 
 pub(crate) fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
@@ -225,13 +184,12 @@ pub(crate) fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
         .is_some_and(|c| socle_identity::ct_eq(c.as_bytes(), s.csrf.as_bytes()))
 }
 
-pub(crate) fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> PageError {
     PageError {
         status: StatusCode::FORBIDDEN,
         title: "Formulaire expiré",
         message: "Ce formulaire a expiré ou ne vient pas de cette page. Rechargez la page et recommencez.".into(),
     }
-    .into_response()
 }
 
 /// `13/11/2026 à 09:05 (UTC)` from an RFC 3339 time.
@@ -255,14 +213,13 @@ fn french_date(unix: i64) -> String {
 // ----- login and logout --------------------------------------------------------------
 
 /// Starts a login at the platform (authorization code flow, as any service).
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let c = match citizen(&state) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let Some(q) = query_map(&uri) else {
-        return repeated_field();
-    };
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let c = &state.citizen;
+    let q = query_map(&uri).ok_or_else(repeated_field)?;
     // Only a page of the space, written with visible characters (it becomes a
     // Location header), never the login steps themselves.
     let back_to = q
@@ -299,13 +256,9 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         pending: Some(pending.clone()),
         ..Session::default()
     };
-    if let Err(r) = save(&state, &token, &session, 600).await {
-        return r;
-    }
-    let mut u = match url::Url::parse(&format!("{}/api/v2/authorize", c.public_url)) {
-        Ok(u) => u,
-        Err(_) => return ApiError::internal().into_response(),
-    };
+    save(&state, &token, &session, 600).await?;
+    let mut u = url::Url::parse(&format!("{}/api/v2/authorize", c.public_url))
+        .map_err(|_| ApiError::internal())?;
     u.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &c.client_id)
@@ -314,38 +267,31 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
         .append_pair("acr_values", &format!("eidas{}", c.eidas_level));
-    with_cookie(
+    Ok(with_cookie(
         &state,
         Redirect::to(u.as_str()).into_response(),
         &token,
         600,
-    )
+    ))
 }
 
 /// Back from the platform: the code is exchanged (in process, with the space's
 /// credentials), the ID token's nonce checked, the person's identity read from the
 /// access token.
-pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let c = match citizen(&state) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let Some(identity) = state.identity.as_ref() else {
-        return crate::middleware::respond(
-            ApiError::unavailable("identity federation is not ready"),
-            true,
-        );
-    };
-    let Some(q) = query_map(&uri) else {
-        return repeated_field();
-    };
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let c = &state.citizen;
+    let identity = &state.identity;
+    let q = query_map(&uri).ok_or_else(repeated_field)?;
     let failed = |m: &str| {
-        PageError {
+        Err(PageError {
             status: StatusCode::BAD_REQUEST,
             title: "Connexion impossible",
             message: m.to_string(),
-        }
-        .into_response()
+        })
     };
     let Some((token, mut session)) = load(&state, &headers).await else {
         return failed(
@@ -374,7 +320,7 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
             client_name: Some("Mon espace".into()),
             request_id: String::new(),
         };
-        return render(&page);
+        return Ok(render(&page));
     }
     if q.contains_key("error") {
         return failed(
@@ -430,31 +376,28 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, uri: Ur
         .delete_session(&format!("espace:{}", sha256_hex(&token)))
         .await;
     let fresh = socle_identity::random_token(32);
-    if let Err(r) = save(&state, &fresh, &session, c.session_ttl).await {
-        return r;
-    }
-    with_cookie(
+    save(&state, &fresh, &session, c.session_ttl).await?;
+    Ok(with_cookie(
         &state,
         Redirect::to(&pending.back_to).into_response(),
         &fresh,
         c.session_ttl,
-    )
+    ))
 }
 
 /// Ends the space's session, then the platform's (RP-initiated logout).
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let c = match citizen(&state) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let c = &state.citizen;
     let Some((token, s)) = load(&state, &headers).await else {
-        return Redirect::to("/mon-espace/").into_response();
+        return Ok(Redirect::to("/mon-espace/").into_response());
     };
-    let Some(m) = form_map(&body) else {
-        return repeated_field();
-    };
+    let m = form_map(&body).ok_or_else(repeated_field)?;
     if !csrf_ok(&s, &m) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
     let _ = state
         .store
@@ -477,7 +420,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if let Some(v) = ESPACE.clear(session::secure(&state)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
 }
 
 // ----- pages -------------------------------------------------------------------------
@@ -492,9 +435,6 @@ pub struct HomePage {
 }
 
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = citizen(&state) {
-        return *r;
-    }
     let s = load(&state, &headers)
         .await
         .map(|(_, s)| s)
@@ -559,11 +499,9 @@ fn filter_query(f: &Filter, page: usize) -> String {
     format!("/mon-espace/donnees?{}", s.finish())
 }
 
-pub async fn data(signed: Signed, uri: Uri) -> Response {
+pub async fn data(signed: Signed, uri: Uri) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(q) = query_map(&uri) else {
-        return repeated_field();
-    };
+    let q = query_map(&uri).ok_or_else(repeated_field)?;
     let date = |k: &str| {
         q.get(k)
             .filter(|d| {
@@ -579,18 +517,15 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
         to: date("au"),
     };
     let page_no = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let page = match c.space.exchanges(&p, &filter, page_no).await {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
-    let digest = match c.space.digest(&p).await {
-        Ok(d) => d,
-        Err(e) => return page_error(e),
-    };
-    let contested: std::collections::HashMap<u64, &'static str> = match c.space.contests(&p).await {
-        Ok(l) => l.into_iter().map(|x| (x.index, x.state.label())).collect(),
-        Err(e) => return page_error(e),
-    };
+    let page = c.space.exchanges(&p, &filter, page_no).await?;
+    let digest = c.space.digest(&p).await?;
+    let contested: std::collections::HashMap<u64, &'static str> = c
+        .space
+        .contests(&p)
+        .await?
+        .into_iter()
+        .map(|x| (x.index, x.state.label()))
+        .collect();
     let rows = page
         .items
         .iter()
@@ -608,7 +543,7 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
             ok: e.outcome == "ok",
         })
         .collect();
-    no_store(render(&DataPage {
+    Ok(no_store(render(&DataPage {
         layout: Layout::current("Mes données").section("espace"),
         csrf: s.csrf,
         current: "donnees",
@@ -627,18 +562,16 @@ pub async fn data(signed: Signed, uri: Uri) -> Response {
         previous: (page.page > 1).then(|| filter_query(&filter, page.page - 1)),
         next: (page.page < page.pages).then(|| filter_query(&filter, page.page + 1)),
         page,
-    }))
+    })))
 }
 
 /// `POST /mon-espace/resume`: asks for (`choix=oui`) or withdraws (`choix=non`) the
 /// daily digest of new exchanges.
-pub async fn digest(signed: Signed, body: Bytes) -> Response {
+pub async fn digest(signed: Signed, body: Bytes) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(m) = form_map(&body) else {
-        return repeated_field();
-    };
+    let m = form_map(&body).ok_or_else(repeated_field)?;
     if !csrf_ok(&s, &m) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
     let now = now();
     let done = match m.get("choix").map(String::as_str) {
@@ -646,31 +579,21 @@ pub async fn digest(signed: Signed, body: Bytes) -> Response {
         Some("non") => c.space.unsubscribe(&p).await,
         _ => Err(CitizenError::Invalid("Choix inconnu.".into())),
     };
-    match done {
-        Ok(()) => Redirect::to("/mon-espace/donnees").into_response(),
-        Err(e) => page_error(e),
-    }
+    done?;
+    Ok(Redirect::to("/mon-espace/donnees").into_response())
 }
 
 /// The proof bundle of one entry, as a file (`socle journal verify --proof`).
-pub async fn proof(signed: Signed, Path(index): Path<String>) -> Response {
+pub async fn proof(signed: Signed, Path(index): Path<String>) -> Result<Response, PageError> {
     let Signed { c, p, s: _ } = signed;
     // Parsed here, not by the extractor: a bad index is a page like any unknown one.
-    let Ok(index) = index.parse::<u64>() else {
-        return no_store(PageError::not_found().into_response());
-    };
-    match c.space.proof(&p, index).await {
-        Ok(b) => {
-            let mut r = no_store(axum::Json(b).into_response());
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("attachment; filename=\"preuve-{index}.json\""))
-            {
-                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
-            r
-        }
-        Err(e) => page_error(e),
+    let index = index.parse::<u64>().map_err(|_| PageError::not_found())?;
+    let b = c.space.proof(&p, index).await?;
+    let mut r = no_store(axum::Json(b).into_response());
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"preuve-{index}.json\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(r)
 }
 
 pub struct ConnectionRow {
@@ -695,13 +618,10 @@ fn level(acr: &str) -> String {
         .unwrap_or_else(|| acr.to_string())
 }
 
-pub async fn connections(signed: Signed) -> Response {
+pub async fn connections(signed: Signed) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let list: Vec<ConnectionView> = match c.space.connections(&p).await {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
-    no_store(render(&ConnectionsPage {
+    let list: Vec<ConnectionView> = c.space.connections(&p).await?;
+    Ok(no_store(render(&ConnectionsPage {
         layout: Layout::current("Mes connexions").section("espace"),
         csrf: s.csrf,
         current: "connexions",
@@ -718,7 +638,7 @@ pub async fn connections(signed: Signed) -> Response {
                 level: level(&v.acr),
             })
             .collect(),
-    }))
+    })))
 }
 
 pub struct ConsentRow {
@@ -823,11 +743,13 @@ fn see_other(done: &Done, s: &Session) -> Response {
     )
 }
 
-async fn authorisations_page(c: &Citizen, p: &Person, s: &Session, done: Option<Done>) -> Response {
-    let (consents, others) = match c.space.authorisations(p).await {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
+async fn authorisations_page(
+    c: &Citizen,
+    p: &Person,
+    s: &Session,
+    done: Option<Done>,
+) -> Result<Response, PageError> {
+    let (consents, others) = c.space.authorisations(p).await?;
     let consents: Vec<ConsentRow> = consents
         .into_iter()
         .map(|v| ConsentRow {
@@ -837,56 +759,49 @@ async fn authorisations_page(c: &Citizen, p: &Person, s: &Session, done: Option<
             view: v,
         })
         .collect();
-    no_store(render(&AuthorisationsPage {
+    Ok(no_store(render(&AuthorisationsPage {
         layout: Layout::current("Mes autorisations").section("espace"),
         csrf: s.csrf.clone(),
         current: "autorisations",
         message: done.map(|d| d.message()),
         consents,
         others,
-    }))
+    })))
 }
 
-pub async fn authorisations(signed: Signed, uri: Uri) -> Response {
+pub async fn authorisations(signed: Signed, uri: Uri) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(q) = query_map(&uri) else {
-        return repeated_field();
-    };
+    let q = query_map(&uri).ok_or_else(repeated_field)?;
     authorisations_page(&c, &p, &s, Done::from_query(&q, &s)).await
 }
 
-pub async fn revoke(signed: Signed, Path(id): Path<String>, body: Bytes) -> Response {
+pub async fn revoke(
+    signed: Signed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(m) = form_map(&body) else {
-        return repeated_field();
-    };
+    let m = form_map(&body).ok_or_else(repeated_field)?;
     if !csrf_ok(&s, &m) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
-    match c.space.revoke(&p, &id).await {
-        Ok((consent, _)) => see_other(&Done::Revoked(consent.id), &s),
-        Err(e) => page_error(e),
-    }
+    let (consent, _) = c.space.revoke(&p, &id).await?;
+    Ok(see_other(&Done::Revoked(consent.id), &s))
 }
 
 /// The signed receipt of a consent (a JWT, verifiable with the platform's JWKS).
-pub async fn receipt(signed: Signed, Path(id): Path<String>) -> Response {
+pub async fn receipt(signed: Signed, Path(id): Path<String>) -> Result<Response, PageError> {
     let Signed { c, p, s: _ } = signed;
-    match c.space.receipt(&p, &id).await {
-        Ok(jwt) => {
-            let mut r = no_store((StatusCode::OK, jwt).into_response());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jwt"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"recu-{id}.jwt\""))
-            {
-                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
-            r
-        }
-        Err(e) => page_error(e),
+    let jwt = c.space.receipt(&p, &id).await?;
+    let mut r = no_store((StatusCode::OK, jwt).into_response());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwt"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"recu-{id}.jwt\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(r)
 }
 
 #[derive(Template)]
@@ -904,29 +819,23 @@ pub struct RequestPage {
 }
 
 /// A service asks the person for a long-lived authorisation: the preview.
-pub async fn request(signed: Signed, uri: Uri) -> Response {
+pub async fn request(signed: Signed, uri: Uri) -> Result<Response, PageError> {
     let Signed { c, p: _, s } = signed;
-    let Some(q) = query_map(&uri) else {
-        return repeated_field();
-    };
-    let preview = match c
+    let q = query_map(&uri).ok_or_else(repeated_field)?;
+    let preview = c
         .space
         .request_preview(
             q.get("habilitation")
                 .map(String::as_str)
                 .unwrap_or_default(),
         )
-        .await
-    {
-        Ok(x) => x,
-        Err(e) => return page_error(e),
-    };
+        .await?;
     let until = q
         .get("jusqu_au")
         .cloned()
         .filter(|d| d.len() == 10 && d.as_str() <= preview.valid_until.as_str())
         .unwrap_or_else(|| preview.valid_until.clone());
-    no_store(render(&RequestPage {
+    Ok(no_store(render(&RequestPage {
         layout: Layout::current("Autoriser un service").section("espace"),
         csrf: s.csrf,
         current: "autorisations",
@@ -936,23 +845,21 @@ pub async fn request(signed: Signed, uri: Uri) -> Response {
         today: today(),
         preview,
         message: None,
-    }))
+    })))
 }
 
 /// The person's answer to the request: grant (until a date) or refuse.
-pub async fn decide(signed: Signed, body: Bytes) -> Response {
+pub async fn decide(signed: Signed, body: Bytes) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(m) = form_map(&body) else {
-        return repeated_field();
-    };
+    let m = form_map(&body).ok_or_else(repeated_field)?;
     if !csrf_ok(&s, &m) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
     let hab = m.get("habilitation").cloned().unwrap_or_default();
     if m.get("decision").map(String::as_str) != Some("accorder") {
-        return see_other(&Done::Refused, &s);
+        return Ok(see_other(&Done::Refused, &s));
     }
-    match c
+    let msg = match c
         .space
         .grant(
             &p,
@@ -961,41 +868,35 @@ pub async fn decide(signed: Signed, body: Bytes) -> Response {
         )
         .await
     {
-        Ok((consent, _)) => see_other(&Done::Granted(consent.id), &s),
-        Err(CitizenError::Invalid(msg)) => match c.space.request_preview(&hab).await {
-            Ok(preview) => {
-                let mut r = render(&RequestPage {
-                    layout: Layout::current("Autoriser un service").section("espace"),
-                    csrf: s.csrf.clone(),
-                    current: "autorisations",
-                    valid_until: french_time(&format!("{}T00:00", preview.valid_until))
-                        .replace(" à 00:00 (UTC)", ""),
-                    until: m.get("jusqu_au").cloned().unwrap_or_default(),
-                    today: today(),
-                    preview,
-                    message: Some(msg),
-                });
-                *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-                no_store(r)
-            }
-            Err(e) => page_error(e),
-        },
-        Err(e) => page_error(e),
-    }
+        Ok((consent, _)) => return Ok(see_other(&Done::Granted(consent.id), &s)),
+        Err(CitizenError::Invalid(msg)) => msg,
+        Err(e) => return Err(e.into()),
+    };
+    // Refused: the request again, with the reason.
+    let preview = c.space.request_preview(&hab).await?;
+    let mut r = render(&RequestPage {
+        layout: Layout::current("Autoriser un service").section("espace"),
+        csrf: s.csrf.clone(),
+        current: "autorisations",
+        valid_until: french_time(&format!("{}T00:00", preview.valid_until))
+            .replace(" à 00:00 (UTC)", ""),
+        until: m.get("jusqu_au").cloned().unwrap_or_default(),
+        today: today(),
+        preview,
+        message: Some(msg),
+    });
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(no_store(r))
 }
 
 /// Everything, as JSON (GDPR articles 15 and 20).
-pub async fn export(signed: Signed) -> Response {
+pub async fn export(signed: Signed) -> Result<Response, PageError> {
     let Signed { c, p, s: _ } = signed;
-    match c.space.export(&p).await {
-        Ok(v) => {
-            let mut r = no_store(axum::Json(v).into_response());
-            r.headers_mut().insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"mes-donnees.json\""),
-            );
-            r
-        }
-        Err(e) => page_error(e),
-    }
+    let v = c.space.export(&p).await?;
+    let mut r = no_store(axum::Json(v).into_response());
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"mes-donnees.json\""),
+    );
+    Ok(r)
 }

@@ -5,16 +5,17 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use socle_citizen::CitizenError;
 use socle_citizen::contest::{Contest, ContestAction, MAX_TEXT, REASONS};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::PageError;
 use crate::pages::{Layout, render};
+use crate::routes::agent::Agent;
 use crate::routes::citizen::{
-    Signed, csrf_ok, csrf_refused, form_map, french_time, no_store, page_error, repeated_field,
+    Signed, csrf_ok, csrf_refused, form_map, french_time, no_store, repeated_field,
 };
 
 /// A contest as the pages show it.
@@ -74,14 +75,12 @@ fn row(c: Contest, names: &std::collections::HashMap<String, String>) -> Contest
 }
 
 async fn organisation_names(state: &AppState) -> std::collections::HashMap<String, String> {
-    match &state.catalogue {
-        Some(c) => c
-            .organisations()
-            .await
-            .map(|l| l.into_iter().map(|o| (o.siret, o.name)).collect())
-            .unwrap_or_default(),
-        None => Default::default(),
-    }
+    state
+        .catalogue
+        .organisations()
+        .await
+        .map(|l| l.into_iter().map(|o| (o.siret, o.name)).collect())
+        .unwrap_or_default()
 }
 
 // ----- the person's side ------------------------------------------------------------
@@ -129,29 +128,29 @@ fn index_of(raw: &str) -> Option<u64> {
     raw.parse().ok()
 }
 
+fn unknown_exchange() -> PageError {
+    CitizenError::NotFound("échange inconnu".into()).into()
+}
+
 /// `GET /mon-espace/donnees/{index}/contester`
-pub async fn form(signed: Signed, Path(index): Path<String>) -> Response {
-    let Some(index) = index_of(&index) else {
-        return page_error(CitizenError::NotFound("échange inconnu".into()));
-    };
+pub async fn form(signed: Signed, Path(index): Path<String>) -> Result<Response, PageError> {
+    let index = index_of(&index).ok_or_else(unknown_exchange)?;
     // Only the person's own exchange: the proof check says whether it is theirs.
-    if let Err(e) = signed.c.space.proof(&signed.p, index).await {
-        return page_error(e);
-    }
-    contest_form(&signed.s.csrf, index, "", "", None)
+    signed.c.space.proof(&signed.p, index).await?;
+    Ok(contest_form(&signed.s.csrf, index, "", "", None))
 }
 
 /// `POST /mon-espace/donnees/{index}/contester`
-pub async fn file(signed: Signed, Path(index): Path<String>, body: Bytes) -> Response {
+pub async fn file(
+    signed: Signed,
+    Path(index): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let Some(index) = index_of(&index) else {
-        return page_error(CitizenError::NotFound("échange inconnu".into()));
-    };
-    let Some(m) = form_map(&body) else {
-        return repeated_field();
-    };
+    let index = index_of(&index).ok_or_else(unknown_exchange)?;
+    let m = form_map(&body).ok_or_else(repeated_field)?;
     if !csrf_ok(&s, &m) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
     let reason = m.get("raison").cloned().unwrap_or_default();
     let text = m.get("message").cloned().unwrap_or_default();
@@ -160,9 +159,11 @@ pub async fn file(signed: Signed, Path(index): Path<String>, body: Bytes) -> Res
         .contest(&p, index, &reason, Some(text.clone()))
         .await
     {
-        Ok(_) => Redirect::to("/mon-espace/contestations?fait=recue").into_response(),
-        Err(CitizenError::Invalid(msg)) => contest_form(&s.csrf, index, &reason, &text, Some(msg)),
-        Err(e) => page_error(e),
+        Ok(_) => Ok(Redirect::to("/mon-espace/contestations?fait=recue").into_response()),
+        Err(CitizenError::Invalid(msg)) => {
+            Ok(contest_form(&s.csrf, index, &reason, &text, Some(msg)))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -177,48 +178,24 @@ pub struct ContestsPage {
 }
 
 /// `GET /mon-espace/contestations`
-pub async fn mine(State(state): State<AppState>, signed: Signed, uri: axum::http::Uri) -> Response {
+pub async fn mine(
+    State(state): State<AppState>,
+    signed: Signed,
+    uri: axum::http::Uri,
+) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
-    let list = match c.space.contests(&p).await {
-        Ok(l) => l,
-        Err(e) => return page_error(e),
-    };
+    let list = c.space.contests(&p).await?;
     let names = organisation_names(&state).await;
-    no_store(render(&ContestsPage {
+    Ok(no_store(render(&ContestsPage {
         layout: Layout::current("Mes contestations").section("espace"),
         csrf: s.csrf,
         current: "contestations",
         done: uri.query().is_some_and(|q| q.contains("fait=recue")),
         rows: list.into_iter().map(|x| row(x, &names)).collect(),
-    }))
+    })))
 }
 
 // ----- the organisations' side (Espace agent) ---------------------------------------
-
-fn space(state: &AppState) -> Result<&socle_citizen::Space, Box<Response>> {
-    state.citizen.as_deref().map(|c| &c.space).ok_or_else(|| {
-        Box::new(crate::middleware::respond(
-            ApiError::unavailable("the citizen space is not available"),
-            true,
-        ))
-    })
-}
-
-fn agent_error(e: CitizenError) -> Response {
-    match e {
-        CitizenError::NotFound(_) => crate::error::PageError::not_found().into_response(),
-        CitizenError::Invalid(m) => crate::error::PageError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            title: "Action impossible",
-            message: m,
-        }
-        .into_response(),
-        CitizenError::Unavailable(_) => crate::middleware::respond(
-            ApiError::unavailable("the contests cannot be read now"),
-            true,
-        ),
-    }
-}
 
 #[derive(Template)]
 #[template(path = "agent_contests.html")]
@@ -228,24 +205,13 @@ pub struct AgentContests {
 }
 
 /// `GET /espace-agent/contestations`
-pub async fn agent_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let a = match crate::routes::agent::agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let space = match space(&state) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let list = match space.contests_for(&a.actor).await {
-        Ok(l) => l,
-        Err(e) => return agent_error(e),
-    };
+pub async fn agent_list(State(state): State<AppState>, a: Agent) -> Result<Response, PageError> {
+    let list = state.citizen.space.contests_for(&a.actor).await?;
     let names = organisation_names(&state).await;
-    no_store(render(&AgentContests {
+    Ok(no_store(render(&AgentContests {
         layout: Layout::current("Contestations"),
         rows: list.into_iter().map(|x| row(x, &names)).collect(),
-    }))
+    })))
 }
 
 #[derive(Template)]
@@ -259,18 +225,11 @@ pub struct AgentContest {
 
 async fn agent_page(
     state: &AppState,
-    a: &crate::routes::agent::Agent<'_>,
+    a: &Agent,
     id: &str,
     message: Option<String>,
-) -> Response {
-    let space = match space(state) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let c = match space.contest_for(&a.actor, id).await {
-        Ok(c) => c,
-        Err(e) => return agent_error(e),
-    };
+) -> Result<Response, PageError> {
+    let c = state.citizen.space.contest_for(&a.actor, id).await?;
     let names = organisation_names(state).await;
     let status = if message.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -284,46 +243,36 @@ async fn agent_page(
         message,
     });
     *r.status_mut() = status;
-    no_store(r)
+    Ok(no_store(r))
 }
 
 /// `GET /espace-agent/contestations/{id}`
 pub async fn agent_show(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let a = match crate::routes::agent::agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+    a: Agent,
+) -> Result<Response, PageError> {
     agent_page(&state, &a, &id, None).await
 }
 
 /// `POST /espace-agent/contestations/{id}`: take in hand, or answer and close.
 pub async fn agent_act(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     body: Bytes,
-) -> Response {
-    let (a, m) = match crate::routes::agent::posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
-    let space = match space(&state) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
     let action = match crate::routes::agent::one(&m, "action").as_str() {
         "examiner" => ContestAction::Review,
         "repondre" => ContestAction::Answer,
-        _ => return agent_error(CitizenError::Invalid("action inconnue".into())),
+        _ => return Err(CitizenError::Invalid("action inconnue".into()).into()),
     };
     let answer = Some(crate::routes::agent::one(&m, "reponse"));
+    let space = &state.citizen.space;
     match space.act_on_contest(&a.actor, &id, action, answer).await {
-        Ok(_) => Redirect::to(&format!("/espace-agent/contestations/{id}")).into_response(),
+        Ok(_) => Ok(Redirect::to(&format!("/espace-agent/contestations/{id}")).into_response()),
         Err(CitizenError::Invalid(msg)) => agent_page(&state, &a, &id, Some(msg)).await,
-        Err(e) => agent_error(e),
+        Err(e) => Err(e.into()),
     }
 }

@@ -4,7 +4,7 @@
 //! through Socle over HTTP and shows the identity it received.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use askama::Template;
 use axum::body::Bytes;
@@ -20,7 +20,7 @@ use socle_identity::pivot::claim_label;
 use crate::AppState;
 use crate::error::{ApiError, PageError};
 use crate::pages::{Layout, render};
-use crate::routes::oidc::{oidc_json, query_pairs};
+use crate::routes::oidc::query_pairs;
 
 /// The town hall that runs the demonstration service.
 const TOWN_HALL: &str = "99003003300015";
@@ -131,40 +131,56 @@ pub struct Demo {
     pub fd: crate::routes::demo_fd::DemoFd,
 }
 
-fn demo(state: &AppState) -> Result<&Demo, Box<Response>> {
-    state
-        .demo
-        .as_deref()
-        .ok_or_else(|| Box::new(PageError::not_found().into_response()))
+/// The demonstration, for its routes: a node without it (`socle serve`) has no such
+/// pages.
+pub struct OnDemo(pub Arc<Demo>);
+
+impl axum::extract::FromRequestParts<AppState> for OnDemo {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        state
+            .demo
+            .clone()
+            .map(OnDemo)
+            .ok_or_else(PageError::not_found)
+    }
 }
 
 fn map(uri: &Uri) -> BTreeMap<String, String> {
     query_pairs(uri).into_iter().collect()
 }
 
-fn page_error(e: IdentityError) -> Response {
+/// The demonstration identity provider refuses: a page says why.
+fn refused(e: IdentityError) -> PageError {
     PageError {
         status: StatusCode::BAD_REQUEST,
         title: "Demande refusée",
         message: e.to_string(),
     }
-    .into_response()
+}
+
+/// At its token and userinfo endpoints, a protocol error is JSON.
+fn fi_error(e: IdentityError) -> Response {
+    match e {
+        IdentityError::Oidc { error, description } => {
+            ApiError::oauth(error, description).into_response()
+        }
+        e => refused(e).into_response(),
+    }
 }
 
 // ----- the identity provider ----------------------------------------------------------
 
-pub async fn fi_discovery(State(state): State<AppState>) -> Response {
-    match demo(&state) {
-        Ok(d) => axum::Json(d.fi.discovery()).into_response(),
-        Err(r) => *r,
-    }
+pub async fn fi_discovery(OnDemo(d): OnDemo) -> Response {
+    axum::Json(d.fi.discovery()).into_response()
 }
 
-pub async fn fi_jwks(State(state): State<AppState>) -> Response {
-    match demo(&state) {
-        Ok(d) => axum::Json(d.fi.jwks()).into_response(),
-        Err(r) => *r,
-    }
+pub async fn fi_jwks(OnDemo(d): OnDemo) -> Response {
+    axum::Json(d.fi.jwks()).into_response()
 }
 
 #[derive(Template)]
@@ -188,21 +204,14 @@ const FORWARDED: &[&str] = &[
     "scope",
 ];
 
-pub async fn fi_authorize(State(state): State<AppState>, uri: Uri) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fi_authorize(OnDemo(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
     let q = map(&uri);
-    let req = match d.fi.authorize(&q) {
-        Ok(r) => r,
-        Err(e) => return page_error(e),
-    };
+    let req = d.fi.authorize(&q).map_err(refused)?;
     let hidden = q
         .into_iter()
         .filter(|(k, _)| FORWARDED.contains(&k.as_str()))
         .collect();
-    render(&DemoFiPage {
+    Ok(render(&DemoFiPage {
         layout: Layout::current("Fournisseur d’identité de démonstration"),
         level_acr: req.acr.acr(),
         hidden,
@@ -212,31 +221,19 @@ pub async fn fi_authorize(State(state): State<AppState>, uri: Uri) -> Response {
             .iter()
             .map(|p| (p.login, p.description))
             .collect(),
-    })
+    }))
 }
 
-pub async fn fi_login(State(state): State<AppState>, body: Bytes) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fi_login(OnDemo(d): OnDemo, body: Bytes) -> Result<Response, PageError> {
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let req: DemoRequest = match d.fi.authorize(&form) {
-        Ok(r) => r,
-        Err(e) => return page_error(e),
-    };
+    let req: DemoRequest = d.fi.authorize(&form).map_err(refused)?;
     let url = if form.get("decision").map(String::as_str) == Some("refuse") {
         d.fi.refuse(&req)
     } else {
-        match d.fi.login(
-            &req,
-            form.get("login").map(String::as_str).unwrap_or_default(),
-        ) {
-            Ok(u) => u,
-            Err(e) => return page_error(e),
-        }
+        let login = form.get("login").map(String::as_str).unwrap_or_default();
+        d.fi.login(&req, login).map_err(refused)?
     };
-    Redirect::to(&url).into_response()
+    Ok(Redirect::to(&url).into_response())
 }
 
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
@@ -256,45 +253,29 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((dec(a), dec(b)))
 }
 
-pub async fn fi_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fi_token(
+    OnDemo(d): OnDemo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    match d.fi.token(&form, basic(&headers)) {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(IdentityError::Oidc { error, description }) => oidc_json(error, &description),
-        Err(e) => page_error(e),
-    }
+    let v = d.fi.token(&form, basic(&headers)).map_err(fi_error)?;
+    Ok(axum::Json(v).into_response())
 }
 
-pub async fn fi_userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fi_userinfo(OnDemo(d): OnDemo, headers: HeaderMap) -> Result<Response, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    match d.fi.userinfo(token) {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(IdentityError::Oidc { error, description }) => oidc_json(error, &description),
-        Err(e) => page_error(e),
-    }
+    let v = d.fi.userinfo(token).map_err(fi_error)?;
+    Ok(axum::Json(v).into_response())
 }
 
-pub async fn fi_end_session(State(state): State<AppState>, uri: Uri) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    match d.fi.end_session(&map(&uri)) {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => page_error(e),
-    }
+pub async fn fi_end_session(OnDemo(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
+    let url = d.fi.end_session(&map(&uri)).map_err(refused)?;
+    Ok(Redirect::to(&url).into_response())
 }
 
 // ----- the service --------------------------------------------------------------------
@@ -344,29 +325,19 @@ fn fs_page_with(
     r
 }
 
-pub async fn fs_home(State(state): State<AppState>) -> Response {
-    match demo(&state) {
-        Ok(_) => fs_page(None, None, None),
-        Err(r) => *r,
-    }
+pub async fn fs_home(_: OnDemo) -> Response {
+    fs_page(None, None, None)
 }
 
-pub async fn fs_logged_out(State(state): State<AppState>) -> Response {
-    match demo(&state) {
-        Ok(_) => fs_page(
-            None,
-            None,
-            Some("Vous êtes déconnecté du service et de la plateforme.".into()),
-        ),
-        Err(r) => *r,
-    }
+pub async fn fs_logged_out(_: OnDemo) -> Response {
+    fs_page(
+        None,
+        None,
+        Some("Vous êtes déconnecté du service et de la plateforme.".into()),
+    )
 }
 
-pub async fn fs_login(State(state): State<AppState>) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fs_login(OnDemo(d): OnDemo) -> Result<Response, PageError> {
     let fs = &d.fs;
     let state_value = socle_identity::random_token(32);
     let nonce = socle_identity::random_token(32);
@@ -378,10 +349,8 @@ pub async fn fs_login(State(state): State<AppState>) -> Response {
         }
         p.insert(state_value.clone(), (nonce.clone(), verifier));
     }
-    let mut u = match url::Url::parse(&format!("{}/api/v2/authorize", fs.public_url)) {
-        Ok(u) => u,
-        Err(_) => return crate::middleware::respond(ApiError::internal(), true),
-    };
+    let mut u = url::Url::parse(&format!("{}/api/v2/authorize", fs.public_url))
+        .map_err(|_| ApiError::internal())?;
     u.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &fs.client_id)
@@ -392,7 +361,7 @@ pub async fn fs_login(State(state): State<AppState>) -> Response {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("acr_values", "eidas1");
-    Redirect::to(u.as_str()).into_response()
+    Ok(Redirect::to(u.as_str()).into_response())
 }
 
 async fn fetch_jwks(fs: &DemoFs) -> Result<JwkSet, String> {
@@ -447,11 +416,7 @@ pub(crate) fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String,
     Ok(payload.claims_set().clone())
 }
 
-pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
-    let d = match demo(&state) {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
+pub async fn fs_callback(State(state): State<AppState>, OnDemo(d): OnDemo, uri: Uri) -> Response {
     let fs = &d.fs;
     let q = map(&uri);
     let pending = q
@@ -564,13 +529,13 @@ pub async fn fs_callback(State(state): State<AppState>, uri: Uri) -> Response {
             .map(|u| u.to_string())
             .ok();
             // The town hall's consent-based habilitation, for the authorisation request.
-            let consent_url = state.gateway.as_ref().and_then(|g| {
-                g.snapshot()
-                    .grants_of(TOWN_HALL)
-                    .into_iter()
-                    .find(|h| h.consent_based)
-                    .map(|h| format!("/mon-espace/autorisations/demande?habilitation={}", h.id))
-            });
+            let consent_url = state
+                .gateway
+                .snapshot()
+                .grants_of(TOWN_HALL)
+                .into_iter()
+                .find(|h| h.consent_based)
+                .map(|h| format!("/mon-espace/autorisations/demande?habilitation={}", h.id));
             fs_page_with(Some(rows), logout, None, data, consent_url)
         }
         Err(e) => {

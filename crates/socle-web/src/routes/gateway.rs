@@ -1,71 +1,17 @@
 //! The gateway's HTTP face: `/gateway/{organisation}/{api}/v{major}/{path…}` (thin:
-//! the pipeline is `socle_gateway::Gateway::call`) and the one mapping of
-//! `GatewayError` to the public error shape, with `meta.provider`.
+//! the pipeline is `socle_gateway::Gateway::call`), its answer made inert on the platform's origin (errors are mapped in `crate::error`).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use socle_gateway::{Call, GatewayError};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ClientIp;
-use crate::middleware::{current_request_id, new_exchange_id};
-
-/// Maps a gateway error to HTTP, once.
-pub fn error_response(e: GatewayError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = json!({
-        "code": e.code,
-        "title": e.title,
-        "detail": e.detail,
-        "request_id": current_request_id().unwrap_or_default(),
-    });
-    if let Some(p) = &e.provider {
-        body["meta"] = json!({ "provider": p });
-    }
-    let mut r = (status, axum::Json(body)).into_response();
-    for (k, v) in &e.headers {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            r.headers_mut().insert(HeaderName::from_static(k), v);
-        }
-    }
-    r
-}
-
-/// An OAuth 2.0 token-endpoint error (RFC 6749 §5.2) with the platform's fields too.
-pub fn oauth_response(e: GatewayError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = json!({
-        "error": e.code,
-        "error_description": e.detail,
-        "code": e.code,
-        "title": e.title,
-        "detail": e.detail,
-        "request_id": current_request_id().unwrap_or_default(),
-    });
-    let mut r = (status, axum::Json(body)).into_response();
-    for (k, v) in &e.headers {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            r.headers_mut().insert(HeaderName::from_static(k), v);
-        }
-    }
-    r.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
-fn gateway(state: &AppState) -> Result<&socle_gateway::Gateway, ApiError> {
-    state
-        .gateway
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("the gateway is not ready (database schema behind)"))
-}
+use crate::middleware::new_exchange_id;
 
 /// A call to a data provider's API through the gateway. Any method the API's OpenAPI
 /// document declares; the answer is the provider's, cut down to the fields of the
@@ -105,15 +51,28 @@ pub async fn call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let g = match gateway(&state) {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
+    let mut r = match exchange(&state, client, method, uri, headers, body).await {
+        Ok(r) => r,
+        Err(e) => ApiError::from(e).into_response(),
     };
+    inert(r.headers_mut());
+    r
+}
+
+/// The call, up to the provider's answer or the gateway's refusal.
+async fn exchange(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
     // A body over the limit (or cut off) while it streamed in: the same error shape.
     let body = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(GatewayError::new(
+            return Err(GatewayError::new(
                 413,
                 "payload_too_large",
                 "Payload too large",
@@ -124,7 +83,7 @@ pub async fn call(
             ));
         }
         Err(_) => {
-            return error_response(GatewayError::bad_request(
+            return Err(GatewayError::bad_request(
                 "invalid_body",
                 "the request body could not be read whole",
             ));
@@ -134,7 +93,7 @@ pub async fn call(
     let mut parts = raw.splitn(4, '/');
     let (Some(organisation), Some(api), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return error_response(GatewayError::not_found(
+        return Err(GatewayError::not_found(
             "unknown_api",
             "call /gateway/{organisation}/{api}/v{major}/{path}",
         ));
@@ -152,17 +111,11 @@ pub async fn call(
         client_ip,
         request_id: new_exchange_id(),
     };
-    let mut r = match g.call(call).await {
-        Ok(d) => {
-            let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
-            let mut r = (status, d.body).into_response();
-            r.headers_mut().extend(d.headers);
-            r
-        }
-        Err(e) => error_response(e),
-    };
-    inert(r.headers_mut());
-    r
+    let d = state.gateway.call(call).await?;
+    let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
+    let mut r = (status, d.body).into_response();
+    r.headers_mut().extend(d.headers);
+    Ok(r)
 }
 
 /// A provider's content is never active on the platform's origin, whatever it says it

@@ -7,20 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use socle_catalogue::BackOffice;
 use socle_catalogue::habilitation::{Action, Form, Habilitation};
 use socle_catalogue::people::Actor;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ClientIp;
-
-fn back_office(state: &AppState) -> Result<&BackOffice, ApiError> {
-    state
-        .back_office
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("the back office is not available"))
-}
 
 async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
     let token = headers
@@ -39,7 +31,8 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError>
     if token.is_empty() {
         return Err(unauthorized());
     }
-    back_office(state)?
+    state
+        .back_office
         .actor(token)
         .await?
         .ok_or_else(unauthorized)
@@ -48,9 +41,7 @@ async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError>
 /// This node's identity provider reads the client afresh (an integration's secret
 /// changed).
 fn forget_client(state: &AppState, client_id: &str) {
-    if let Some(p) = &state.identity {
-        p.clients.forget(client_id);
-    }
+    state.identity.clients.forget(client_id);
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
@@ -82,7 +73,8 @@ pub async fn sign_in(
     body: axum::body::Bytes,
 ) -> Result<Json<Token>, ApiError> {
     let input: SignIn = json_body(&body, "sign-in")?;
-    match back_office(&state)?
+    match state
+        .back_office
         .sign_in(&input.email, &input.password, from)
         .await?
     {
@@ -114,7 +106,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<HabilitationList>, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let list = back_office(&state)?.list(&actor).await?;
+    let list = state.back_office.list(&actor).await?;
     Ok(Json(HabilitationList {
         habilitations: list.into_iter().map(Habilitation::public).collect(),
     }))
@@ -140,7 +132,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
     let input: NewRequest = json_body(&body, "request")?;
-    let h = back_office(&state)?
+    let h = state
+        .back_office
         .create(&actor, &input.api, input.form)
         .await?;
     Ok((StatusCode::CREATED, Json(h.public())).into_response())
@@ -157,7 +150,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let h = back_office(&state)?.get(&actor, &id).await?;
+    let h = state.back_office.get(&actor, &id).await?;
     Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
@@ -209,7 +202,7 @@ pub async fn update(
     let actor = actor(&state, &headers).await?;
     let form: Form = json_body(&body, "form")?;
     let seen = if_match(&headers)?;
-    let h = back_office(&state)?.update(&actor, &id, form, seen).await?;
+    let h = state.back_office.update(&actor, &id, form, seen).await?;
     Ok(with_etag(h.revision(), Json(h.public()).into_response()))
 }
 
@@ -260,7 +253,8 @@ pub async fn act(
         )));
     };
     let seen = if_match(&headers)?;
-    let h = back_office(&state)?
+    let h = state
+        .back_office
         .act(&actor, &id, action, input.comment, seen)
         .await?;
     crate::routes::agent::client_changed(&state, &h);
@@ -281,7 +275,7 @@ pub async fn reopen(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let h = back_office(&state)?.reopen(&actor, &id).await?;
+    let h = state.back_office.reopen(&actor, &id).await?;
     Ok((StatusCode::CREATED, Json(h.public())).into_response())
 }
 
@@ -300,7 +294,7 @@ pub async fn ask_production(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let h = back_office(&state)?.ask_production(&actor, &id).await?;
+    let h = state.back_office.ask_production(&actor, &id).await?;
     Ok((StatusCode::CREATED, Json(h.public())).into_response())
 }
 
@@ -324,7 +318,7 @@ pub async fn credentials(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let (client_id, client_secret) = back_office(&state)?.credentials(&actor, &id).await?;
+    let (client_id, client_secret) = state.back_office.credentials(&actor, &id).await?;
     forget_client(&state, &client_id);
     state.gateway_changed().await;
     let mut r = Json(Credentials {
@@ -373,7 +367,8 @@ pub async fn renew_credentials(
     } else {
         json_body::<Renewal>(&body, "renewal")?.grace_seconds
     };
-    let (client_id, secret) = back_office(&state)?
+    let (client_id, secret) = state
+        .back_office
         .renew_secret_with_grace(&actor, &id, grace)
         .await?;
     forget_client(&state, &client_id);
@@ -415,7 +410,7 @@ pub async fn register(
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<RegisterQuery>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&state, &headers).await?;
-    let entries = back_office(&state)?.register(&actor.organisation).await?;
+    let entries = state.back_office.register(&actor.organisation).await?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(Register {
             organisation: actor.organisation,

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::{AppState, NodeState};
 
 /// The process is up.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -49,6 +49,29 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "Not ready; `detail` says why", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    let ready = store_ready(&state.node).await?;
+    // A journal that cannot write: the gateway would refuse every exchange (nothing is
+    // released unjournaled), so the load balancer should send them elsewhere.
+    if let Some(why) = state.journal.trouble() {
+        return Err(not_ready(why));
+    }
+    Ok(Json(ready))
+}
+
+/// `/readyz` of a node that started while the schema was behind (`not_ready_router`):
+/// the journal, identity federation, the catalogue and the gateway were not opened and
+/// answer 503 until a restart.
+pub async fn readyz_not_ready(State(node): State<NodeState>) -> Result<Json<Ready>, ApiError> {
+    store_ready(&node).await?;
+    Err(not_ready(
+        "this node started while the database schema was behind; the schema is current \
+         now: restart this node to serve",
+    ))
+}
+
+/// The checks of the node itself: not draining, the store answers in time, its schema
+/// is this binary's.
+async fn store_ready(state: &NodeState) -> Result<Ready, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(not_ready("the server is shutting down"));
     }
@@ -88,24 +111,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
             status.current, status.latest
         )));
     }
-    let Some(journal) = &state.journal else {
-        // Started while the schema was behind: the journal, identity federation, the
-        // catalogue and the gateway were not opened and answer 503 until a restart.
-        return Err(not_ready(
-            "this node started while the database schema was behind; the schema is current \
-             now: restart this node to serve",
-        ));
-    };
-    // A journal that cannot write: the gateway would refuse every exchange (nothing is
-    // released unjournaled), so the load balancer should send them elsewhere.
-    if let Some(why) = journal.trouble() {
-        return Err(not_ready(why));
-    }
-    Ok(Json(Ready {
+    Ok(Ready {
         status: "ready".into(),
         store: state.store.kind().into(),
         schema_version: status.current,
-    }))
+    })
 }
 
 fn not_ready(detail: impl Into<String>) -> ApiError {
@@ -122,7 +132,7 @@ fn not_ready(detail: impl Into<String>) -> ApiError {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     description = "For the operator: `socle serve` answers it on `server.metrics_listen` (loopback by default), not on the public address; `socle demo` on the main address.",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<NodeState>) -> Response {
     let pool = state.store.pool_stats();
     metrics::gauge!("socle_store_pool_connections", "state" => "open").set(f64::from(pool.size));
     metrics::gauge!("socle_store_pool_connections", "state" => "idle").set(f64::from(pool.idle));

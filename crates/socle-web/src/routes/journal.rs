@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use socle_journal::{Entry, Journal, JournalError};
+use socle_journal::Entry;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -20,37 +20,6 @@ use crate::extract::{ApiQuery, ClientIp};
 
 /// Most entries returned by one call of `/journal/entries`.
 pub const MAX_PAGE: u64 = 1000;
-
-impl From<JournalError> for ApiError {
-    fn from(e: JournalError) -> Self {
-        match e {
-            JournalError::Range(detail) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_range",
-                "Invalid range",
-                detail,
-            ),
-            JournalError::NoCheckpoint => {
-                ApiError::not_found("no checkpoint has been published yet")
-            }
-            JournalError::Unavailable(_) | JournalError::Closed => {
-                tracing::warn!(error = %e, "journal unavailable");
-                ApiError::unavailable("the journal is temporarily unavailable; try again shortly")
-            }
-            JournalError::Entry(e) => ApiError::bad_request(e.to_string()),
-            other => {
-                tracing::error!(error = %other, "journal error");
-                ApiError::internal()
-            }
-        }
-    }
-}
-
-fn journal(state: &AppState) -> Result<&Journal, ApiError> {
-    state.journal.as_ref().ok_or_else(|| {
-        ApiError::unavailable("the journal is not open: the database schema is behind this binary")
-    })
-}
 
 /// Per-client rate limit of the journal endpoints.
 pub async fn rate_limit(
@@ -93,14 +62,14 @@ fn text(body: String) -> Response {
         (status = 429, description = "Rate limited", body = ErrorBody),
     ))]
 pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(text(journal(&state)?.latest_checkpoint().await?.note))
+    Ok(text(state.journal.latest_checkpoint().await?.note))
 }
 
 /// The checkpoint verifier key, in note-verifier form `name+hash+base64(0x01‖key)`.
 #[utoipa::path(get, path = "/journal/key", tag = "journal",
     responses((status = 200, description = "The verifier key and a newline", content_type = "text/plain")))]
 pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(text(format!("{}\n", journal(&state)?.verifier_key())))
+    Ok(text(format!("{}\n", state.journal.verifier_key())))
 }
 
 /// Refuses a parameter outside what the OpenAPI document declares (400
@@ -156,7 +125,8 @@ pub async fn checkpoints(
     within("after", q.after, 0, MAX_INDEX)?;
     within("limit", q.limit, 1, MAX_PAGE)?;
     let limit = q.limit.unwrap_or(MAX_PAGE) as usize;
-    let list = journal(&state)?
+    let list = state
+        .journal
         .checkpoints(q.after.unwrap_or(0), limit)
         .await?;
     Ok(Json(CheckpointList {
@@ -206,9 +176,7 @@ pub async fn entries(
     within("start", q.start, 0, MAX_INDEX)?;
     within("count", q.count, 1, MAX_PAGE)?;
     let count = q.count.unwrap_or(MAX_PAGE);
-    let (size, rows) = journal(&state)?
-        .entries(q.start.unwrap_or(0), count)
-        .await?;
+    let (size, rows) = state.journal.entries(q.start.unwrap_or(0), count).await?;
     let entries = rows
         .into_iter()
         .map(|e| {
@@ -254,7 +222,7 @@ pub async fn nodes(
 ) -> Result<Json<NodesPage>, ApiError> {
     within("start", q.start, 0, MAX_INDEX)?;
     within("count", q.count, 1, MAX_PAGE)?;
-    let j = journal(&state)?;
+    let j = &state.journal;
     let size = j.latest_checkpoint().await.map(|c| c.size).unwrap_or(0);
     let start = q.start.unwrap_or(0).min(size);
     let end = start.saturating_add(q.count.unwrap_or(MAX_PAGE)).min(size);
@@ -304,7 +272,7 @@ pub async fn inclusion(
 ) -> Result<Json<InclusionProofView>, ApiError> {
     within("index", Some(q.index), 0, MAX_INDEX)?;
     within("size", Some(q.size), 1, MAX_INDEX)?;
-    let p = journal(&state)?.inclusion_proof(q.index, q.size).await?;
+    let p = state.journal.inclusion_proof(q.index, q.size).await?;
     Ok(Json(InclusionProofView {
         index: p.index,
         size: p.size,
@@ -344,7 +312,7 @@ pub async fn consistency(
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
     within("from", Some(q.from), 1, MAX_INDEX)?;
     within("to", Some(q.to), 1, MAX_INDEX)?;
-    let p = journal(&state)?.consistency_proof(q.from, q.to).await?;
+    let p = state.journal.consistency_proof(q.from, q.to).await?;
     Ok(Json(ConsistencyProofView {
         from: p.from,
         to: p.to,

@@ -14,7 +14,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::json;
 use socle_identity::provider::{
     AuthorizeRefusal, CallbackOutcome, SessionHandle, UpstreamFailure, Userinfo,
 };
@@ -62,118 +61,6 @@ pub(crate) fn unique(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, St
         }
     }
     Ok(map)
-}
-
-fn provider(state: &AppState) -> Result<&Provider, ApiError> {
-    state
-        .identity
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("identity federation is not available"))
-}
-
-/// A protocol error as JSON: standard fields plus the platform's error shape.
-pub fn oidc_json(error: OidcError, description: &str) -> Response {
-    let status = match error {
-        OidcError::InvalidClient | OidcError::InvalidToken => StatusCode::UNAUTHORIZED,
-        OidcError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        OidcError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let body = json!({
-        "error": error.code(),
-        "error_description": description,
-        "code": error.code(),
-        "title": "OpenID Connect error",
-        "detail": description,
-        "request_id": current_request_id().unwrap_or_default(),
-    });
-    let mut r = (status, axum::Json(body)).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if error == OidcError::InvalidToken {
-        let v = format!(
-            "Bearer error=\"invalid_token\", error_description=\"{}\"",
-            description.replace('"', "'")
-        );
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(header::WWW_AUTHENTICATE, v);
-        }
-    } else if error == OidcError::InvalidClient {
-        h.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"socle\""),
-        );
-    }
-    r
-}
-
-/// Maps an identity error for a JSON endpoint.
-fn api_error(e: IdentityError) -> Response {
-    match e {
-        IdentityError::Oidc { error, description } => oidc_json(error, &description),
-        IdentityError::Store(s) => ApiError::from(s).into_response(),
-        other => {
-            tracing::error!(error = %other, "identity error");
-            oidc_json(
-                OidcError::ServerError,
-                "an unexpected error occurred; quote the request id",
-            )
-        }
-    }
-}
-
-/// Maps an identity error for a page.
-fn page_error(e: IdentityError) -> Response {
-    let (status, title, message) = match e {
-        IdentityError::Csrf => (
-            StatusCode::FORBIDDEN,
-            "Formulaire expiré",
-            "Ce formulaire a expiré ou ne vient pas de cette plateforme. Revenez au service et recommencez.".to_string(),
-        ),
-        IdentityError::Page(m) | IdentityError::Interaction(m) => {
-            (StatusCode::BAD_REQUEST, "Connexion impossible", m)
-        }
-        IdentityError::Upstream { reason, .. } => {
-            tracing::warn!(%reason, "identity provider unusable");
-            (
-                StatusCode::BAD_GATEWAY,
-                "Fournisseur d’identité indisponible",
-                "Le fournisseur d’identité choisi ne répond pas correctement. Réessayez ou choisissez-en un autre.".to_string(),
-            )
-        }
-        IdentityError::Oidc { description, .. } => (
-            StatusCode::BAD_REQUEST,
-            "Connexion impossible",
-            format!("La demande n’est pas valide ({description})."),
-        ),
-        IdentityError::Store(s) => {
-            return crate::middleware::respond(ApiError::from(s), true);
-        }
-        // The journal cannot record the login or the consent: nothing was done (fail
-        // closed), and it is the platform's state, not the person's mistake.
-        IdentityError::Journal(e) => {
-            tracing::error!(error = %e, "identity: the journal cannot record; refused");
-            return crate::middleware::respond(
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "journal_unavailable",
-                    "Journal unavailable",
-                    "the platform cannot record this step right now, so nothing was done; retry in a moment",
-                ),
-                true,
-            );
-        }
-        other => {
-            tracing::error!(error = %other, "identity error");
-            return crate::middleware::respond(ApiError::internal(), true);
-        }
-    };
-    PageError {
-        status,
-        title,
-        message,
-    }
-    .into_response()
 }
 
 fn no_store(mut r: Response) -> Response {
@@ -229,30 +116,23 @@ fn with_session(mut r: Response, p: &Provider, s: &SessionHandle) -> Response {
 // ----- discovery, keys ----------------------------------------------------------------
 
 pub async fn discovery(State(state): State<AppState>) -> Response {
-    match provider(&state) {
-        Ok(p) => axum::Json(p.discovery()).into_response(),
-        Err(e) => e.into_response(),
-    }
+    axum::Json(state.identity.discovery()).into_response()
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    match provider(&state) {
-        Ok(p) => {
-            // On a first start, until the RSA key generated in the background is in.
-            p.keys.settled().await;
-            let mut r = axum::Json(p.keys.jwks()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jwk-set+json"),
-            );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("max-age=300"),
-            );
-            r
-        }
-        Err(e) => e.into_response(),
-    }
+    let keys = &state.identity.keys;
+    // On a first start, until the RSA key generated in the background is in.
+    keys.settled().await;
+    let mut r = axum::Json(keys.jwks()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    r
 }
 
 // ----- authorization ------------------------------------------------------------------
@@ -261,7 +141,7 @@ pub async fn authorize_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
+) -> Result<Response, PageError> {
     authorize(state, headers, query_pairs(&uri)).await
 }
 
@@ -269,37 +149,32 @@ pub async fn authorize_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    match form_pairs(&headers, &body) {
-        Ok(pairs) => authorize(state, headers, pairs).await,
-        Err(e) => crate::middleware::respond(e, true),
-    }
+) -> Result<Response, PageError> {
+    let pairs = form_pairs(&headers, &body)?;
+    authorize(state, headers, pairs).await
 }
 
-async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, String)>) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
+async fn authorize(
+    state: AppState,
+    headers: HeaderMap,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, PageError> {
+    let p = &state.identity;
     let request = match p.authorize(&pairs).await {
         Ok(r) => r,
         Err(AuthorizeRefusal::Page(message)) => {
-            return PageError {
+            return Err(PageError {
                 status: StatusCode::BAD_REQUEST,
                 title: "Connexion impossible",
                 message,
-            }
-            .into_response();
+            });
         }
-        Err(AuthorizeRefusal::Redirect(url)) => return redirect(&url),
+        Err(AuthorizeRefusal::Redirect(url)) => return Ok(redirect(&url)),
     };
     // The browser session is stored with the interaction when new (an existing one
     // keeps its expiry).
     let given = session_cookie(&headers, p);
-    let (session, begun) = match p.begin(given.as_deref(), request).await {
-        Ok(b) => b,
-        Err(e) => return page_error(e),
-    };
+    let (session, begun) = p.begin(given.as_deref(), request).await?;
     let to = match begun {
         Begun::Choice(id) => redirect(&format!("/api/v2/interaction/{id}")),
         // idp_hint: straight to the identity provider the service named (an
@@ -309,10 +184,10 @@ async fn authorize(state: AppState, headers: HeaderMap, pairs: Vec<(String, Stri
         Begun::Consent(id) => redirect(&format!("/api/v2/interaction/{id}/consent")),
         Begun::Redirect(url) => redirect(&url),
     };
-    match session {
+    Ok(match session {
         Some(session) => with_session(to, p, &session),
         None => to,
-    }
+    })
 }
 
 pub struct ProviderChoice {
@@ -339,15 +214,11 @@ pub async fn choice(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
-    let view = match p.choice(&id, session_cookie(&headers, p).as_deref()).await {
-        Ok(v) => v,
-        Err(e) => return page_error(e),
-    };
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let view = p
+        .choice(&id, session_cookie(&headers, p).as_deref())
+        .await?;
     let last = session::FI_CHOICE.read(&headers, p.config().secure_cookies());
     let mut providers: Vec<ProviderChoice> = view
         .providers
@@ -381,22 +252,11 @@ pub async fn choice(
         csrf: view.csrf,
         cancel_url: view.cancel_url,
     };
-    no_store(csp_with(render(&page), &form_action, &img))
+    Ok(no_store(csp_with(render(&page), &form_action, &img)))
 }
 
-fn parse_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Provider, BTreeMap<String, String>), Box<Response>> {
-    let p = provider(state)
-        .map_err(|e| Box::new(crate::middleware::respond(e, true)))?
-        .clone();
-    let pairs =
-        form_pairs(headers, body).map_err(|e| Box::new(crate::middleware::respond(e, true)))?;
-    let form = unique(pairs)
-        .map_err(|m| Box::new(crate::middleware::respond(ApiError::bad_request(m), true)))?;
-    Ok((p, form))
+fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<BTreeMap<String, String>, ApiError> {
+    unique(form_pairs(headers, body)?).map_err(ApiError::bad_request)
 }
 
 pub async fn choose(
@@ -404,18 +264,16 @@ pub async fn choose(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let (p, form) = match parse_form(&state, &headers, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let form = parse_form(&headers, &body)?;
     let Some(fi) = form.get("provider") else {
-        return page_error(IdentityError::Interaction(
-            "Choisissez un fournisseur d’identité.".into(),
-        ));
+        return Err(
+            IdentityError::Interaction("Choisissez un fournisseur d’identité.".into()).into(),
+        );
     };
-    let session_cookie = session_cookie(&headers, &p);
-    match p
+    let session_cookie = session_cookie(&headers, p);
+    let answer = match p
         .choose(
             &id,
             session_cookie.as_deref(),
@@ -443,8 +301,9 @@ pub async fn choose(
                 client_name: None,
             })
         }
-        Err(e) => page_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(answer)
 }
 
 #[derive(Template)]
@@ -493,7 +352,7 @@ pub async fn callback_without_provider(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
+) -> Result<Response, PageError> {
     callback(State(state), Path(String::new()), headers, uri).await
 }
 
@@ -503,31 +362,30 @@ pub async fn callback(
     Path(provider_id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
-    let params = match unique(query_pairs(&uri)) {
-        Ok(m) => m,
-        Err(m) => return page_error(IdentityError::Page(format!("Réponse invalide : {m}."))),
-    };
-    match p
-        .callback(
-            session_cookie(&headers, p).as_deref(),
-            &provider_id,
-            &params,
-        )
-        .await
-    {
-        Ok((CallbackOutcome::Consent(id), session)) => with_session(
-            redirect(&format!("/api/v2/interaction/{id}/consent")),
-            p,
-            &session,
-        ),
-        Ok((CallbackOutcome::Redirect(url), session)) => with_session(redirect(&url), p, &session),
-        Err(f) => upstream_page(f),
-    }
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let params = unique(query_pairs(&uri))
+        .map_err(|m| IdentityError::Page(format!("Réponse invalide : {m}.")))?;
+    Ok(
+        match p
+            .callback(
+                session_cookie(&headers, p).as_deref(),
+                &provider_id,
+                &params,
+            )
+            .await
+        {
+            Ok((CallbackOutcome::Consent(id), session)) => with_session(
+                redirect(&format!("/api/v2/interaction/{id}/consent")),
+                p,
+                &session,
+            ),
+            Ok((CallbackOutcome::Redirect(url), session)) => {
+                with_session(redirect(&url), p, &session)
+            }
+            Err(f) => upstream_page(f),
+        },
+    )
 }
 
 #[derive(Template)]
@@ -545,18 +403,11 @@ pub async fn consent_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
-    let view = match p
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let view = p
         .consent_view(&id, session_cookie(&headers, p).as_deref())
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return page_error(e),
-    };
+        .await?;
     // The form leads back to the service: allow its origin as a form target.
     let targets: Vec<String> = origin_of(&view.redirect_uri).into_iter().collect();
     let page = ConsentPage {
@@ -567,9 +418,7 @@ pub async fn consent_page(
         claims: view.claims,
         csrf: view.csrf,
     };
-    let mut r = no_store(render(&page));
-    r = csp_with(r, &targets, &[]);
-    r
+    Ok(csp_with(no_store(render(&page)), &targets, &[]))
 }
 
 pub async fn consent(
@@ -577,33 +426,29 @@ pub async fn consent(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let (p, form) = match parse_form(&state, &headers, &body) {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let form = parse_form(&headers, &body)?;
     let accept = match form.get("decision").map(String::as_str) {
         Some("accept") => true,
         Some("refuse") => false,
         _ => {
-            return page_error(IdentityError::Interaction(
+            return Err(IdentityError::Interaction(
                 "Choisissez de transmettre vos données ou de refuser.".into(),
-            ));
+            )
+            .into());
         }
     };
-    let session_cookie = session_cookie(&headers, &p);
-    match p
+    let session_cookie = session_cookie(&headers, p);
+    let url = p
         .consent(
             &id,
             session_cookie.as_deref(),
             form.get("csrf").map(String::as_str),
             accept,
         )
-        .await
-    {
-        Ok(url) => redirect(&url),
-        Err(e) => page_error(e),
-    }
+        .await?;
+    Ok(redirect(&url))
 }
 
 // ----- token, userinfo ----------------------------------------------------------------
@@ -638,58 +483,35 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, &'
     Ok(Some((dec(id), dec(secret))))
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = form_pairs(&headers, &body).map_err(|_| {
+        ApiError::oauth(
+            OidcError::InvalidRequest,
+            "send the parameters as application/x-www-form-urlencoded",
+        )
+    })?;
+    let form = unique(pairs).map_err(|m| ApiError::oauth(OidcError::InvalidRequest, m))?;
+    let basic =
+        basic_credentials(&headers).map_err(|m| ApiError::oauth(OidcError::InvalidClient, m))?;
+    let v = if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
+        state.gateway.issue_token(&form, basic)?
+    } else {
+        state.identity.token(&form, basic).await?
     };
-    let pairs = match form_pairs(&headers, &body) {
-        Ok(x) => x,
-        Err(_) => {
-            return oidc_json(
-                OidcError::InvalidRequest,
-                "send the parameters as application/x-www-form-urlencoded",
-            );
-        }
-    };
-    let form = match unique(pairs) {
-        Ok(f) => f,
-        Err(m) => return oidc_json(OidcError::InvalidRequest, &m),
-    };
-    let basic = match basic_credentials(&headers) {
-        Ok(b) => b,
-        Err(m) => return oidc_json(OidcError::InvalidClient, m),
-    };
-    if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
-        let Some(g) = state.gateway.as_ref() else {
-            return ApiError::unavailable("the gateway is not ready").into_response();
-        };
-        return match g.issue_token(&form, basic) {
-            Ok(v) => {
-                let mut r = no_store(axum::Json(v).into_response());
-                r.headers_mut()
-                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-                r
-            }
-            Err(e) => crate::routes::gateway::oauth_response(e),
-        };
-    }
-    match p.token(&form, basic).await {
-        Ok(v) => {
-            let mut r = no_store(axum::Json(v).into_response());
-            r.headers_mut()
-                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            r
-        }
-        Err(e) => api_error(e),
-    }
+    let mut r = no_store(axum::Json(v).into_response());
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
 }
 
-pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+pub async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -699,17 +521,17 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
         })
         .map(str::trim);
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        let mut r = oidc_json(
+        let mut e = ApiError::oauth(
             OidcError::InvalidToken,
             "an access token is required (Authorization: Bearer)",
         );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        // RFC 6750 §3.1: no error code when the request carries no token.
+        e.headers = vec![("www-authenticate", "Bearer".into())];
+        return Err(e);
     };
-    match p.userinfo(token).await {
-        Ok(Userinfo::Json(v)) => no_store(axum::Json(v).into_response()),
-        Ok(Userinfo::Jwt(jwt)) => no_store(
+    Ok(match state.identity.userinfo(token).await? {
+        Userinfo::Json(v) => no_store(axum::Json(v).into_response()),
+        Userinfo::Jwt(jwt) => no_store(
             (
                 [(
                     header::CONTENT_TYPE,
@@ -719,8 +541,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
             )
                 .into_response(),
         ),
-        Err(e) => api_error(e),
-    }
+    })
 }
 
 // ----- logout -------------------------------------------------------------------------
@@ -729,7 +550,7 @@ pub async fn end_session_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
+) -> Result<Response, PageError> {
     end_session(state, headers, query_pairs(&uri)).await
 }
 
@@ -737,54 +558,35 @@ pub async fn end_session_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    match form_pairs(&headers, &body) {
-        Ok(pairs) => end_session(state, headers, pairs).await,
-        Err(e) => crate::middleware::respond(e, true),
-    }
+) -> Result<Response, PageError> {
+    let pairs = form_pairs(&headers, &body)?;
+    end_session(state, headers, pairs).await
 }
 
 async fn end_session(
     state: AppState,
     headers: HeaderMap,
     pairs: Vec<(String, String)>,
-) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
-    let params = match unique(pairs) {
-        Ok(m) => m,
-        Err(m) => return page_error(IdentityError::Page(format!("Demande invalide : {m}."))),
-    };
-    let session = match p.session(session_cookie(&headers, p).as_deref()).await {
-        Ok(s) => s,
-        Err(e) => return page_error(e),
-    };
-    match p.end_session(&params, &session).await {
-        Ok((url, false)) => redirect(&url),
-        Ok((url, true)) => {
-            let mut r = redirect(&url);
-            if let Some(v) = session::SESSION.clear(p.config().secure_cookies()) {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
-            r
-        }
-        Err(e) => page_error(e),
+) -> Result<Response, PageError> {
+    let p = &state.identity;
+    let params =
+        unique(pairs).map_err(|m| IdentityError::Page(format!("Demande invalide : {m}.")))?;
+    let session = p.session(session_cookie(&headers, p).as_deref()).await?;
+    let (url, ended) = p.end_session(&params, &session).await?;
+    let mut r = redirect(&url);
+    if ended && let Some(v) = session::SESSION.clear(p.config().secure_cookies()) {
+        r.headers_mut().append(header::SET_COOKIE, v);
     }
+    Ok(r)
 }
 
-pub async fn logout_callback(State(state): State<AppState>, uri: Uri) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(e) => return crate::middleware::respond(e, true),
-    };
+pub async fn logout_callback(
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Response, PageError> {
     let params: BTreeMap<String, String> = query_pairs(&uri).into_iter().collect();
     let Some(s) = params.get("state") else {
-        return page_error(IdentityError::Page("Vous êtes déconnecté.".into()));
+        return Err(IdentityError::Page("Vous êtes déconnecté.".into()).into());
     };
-    match p.logout_callback(s).await {
-        Ok(url) => redirect(&url),
-        Err(e) => page_error(e),
-    }
+    Ok(redirect(&state.identity.logout_callback(s).await?))
 }

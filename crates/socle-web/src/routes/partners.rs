@@ -10,15 +10,17 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use socle_catalogue::CatalogueError;
 use socle_catalogue::habilitation::{Form, IDENTITY, IDENTITY_SCOPES, Integration, LegalBasis};
 
 use crate::AppState;
+use crate::error::PageError;
 use crate::pages::{Layout, render};
 use crate::routes::agent::{
-    Field, accreditation_fields, agent, contact_fields, csrf_of, field, one, page_error, posted,
-    posted_accreditation, posted_contact, purpose_fields, request_page,
+    Agent, Field, accreditation_fields, contact_fields, csrf_of, field, one, posted_accreditation,
+    posted_contact, purpose_fields, request_page,
 };
 
 /// Grace periods offered when a secret is renewed (seconds, label).
@@ -217,11 +219,7 @@ pub fn parse(m: &BTreeMap<String, Vec<String>>) -> Form {
     }
 }
 
-pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let a = match agent(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn new_form(a: Agent) -> Response {
     form_page(
         &a.token,
         "Nouvelle demande d’intégration",
@@ -232,105 +230,84 @@ pub async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Resp
     )
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (a, m) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+pub async fn create(a: Agent, body: Bytes) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
     let form = parse(&m);
     match a.office.create(&a.actor, IDENTITY, form.clone()).await {
-        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response(),
-        Err(socle_catalogue::CatalogueError::Invalid(msg)) => form_page(
+        Ok(h) => Ok(Redirect::to(&format!("/espace-agent/demandes/{}", h.id)).into_response()),
+        Err(CatalogueError::Invalid(msg)) => Ok(form_page(
             &a.token,
             "Nouvelle demande d’intégration",
             "/espace-agent/integrations".into(),
             &form,
             Some(msg),
             StatusCode::UNPROCESSABLE_ENTITY,
-        ),
-        Err(e) => page_error(e),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Renews the client's secret, the old one valid for the grace period chosen.
 pub async fn renew(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     body: Bytes,
-) -> Response {
-    let (a, m) = match posted(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
-    };
+) -> Result<Response, PageError> {
+    let m = a.form(&body)?;
     let Some(grace) = one(&m, "grace")
         .parse::<i64>()
         .ok()
         .filter(|g| GRACES.iter().any(|(x, _)| x == g))
     else {
-        return page_error(socle_catalogue::CatalogueError::Invalid(
+        return Err(CatalogueError::Invalid(
             "choisissez une durée de validité de l’ancien secret".into(),
-        ));
+        )
+        .into());
     };
-    let message = match a.office.renew_secret_with_grace(&a.actor, &id, grace).await {
-        Ok((client_id, secret)) => format!(
-            "Identifiant client : {client_id} — nouveau secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché. L’ancien reste valable {}.",
-            GRACES
-                .iter()
-                .find(|(g, _)| *g == grace)
-                .map_or("", |(_, l)| l)
-                .to_lowercase()
-        ),
-        Err(e) => return page_error(e),
-    };
-    match a.office.get(&a.actor, &id).await {
-        Ok(h) => {
-            crate::routes::agent::client_changed(&state, &h);
-            request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
-        }
-        Err(e) => page_error(e),
-    }
+    let (client_id, secret) = a
+        .office
+        .renew_secret_with_grace(&a.actor, &id, grace)
+        .await?;
+    let message = format!(
+        "Identifiant client : {client_id} — nouveau secret : {secret} — copiez ce secret maintenant : il ne sera plus affiché. L’ancien reste valable {}.",
+        GRACES
+            .iter()
+            .find(|(g, _)| *g == grace)
+            .map_or("", |(_, l)| l)
+            .to_lowercase()
+    );
+    let h = a.office.get(&a.actor, &id).await?;
+    crate::routes::agent::client_changed(&state, &h);
+    request_page(&a, &h, Some((message, "success")), StatusCode::OK).await
 }
 
 /// A new request to edit a validated integration's addresses (validated again).
-pub async fn reopen(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    follow_up(&state, &headers, &id, &body, false).await
+pub async fn reopen(Path(id): Path<String>, a: Agent, body: Bytes) -> Result<Response, PageError> {
+    follow_up(&a, &id, &body, false).await
 }
 
 /// A new request for production, from a validated sandbox integration.
 pub async fn production(
-    State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    a: Agent,
     body: Bytes,
-) -> Response {
-    follow_up(&state, &headers, &id, &body, true).await
+) -> Result<Response, PageError> {
+    follow_up(&a, &id, &body, true).await
 }
 
 /// A request that follows a validated integration (an edit, or production): created,
 /// then its form opened.
 async fn follow_up(
-    state: &AppState,
-    headers: &HeaderMap,
+    a: &Agent,
     id: &str,
     body: &Bytes,
     production: bool,
-) -> Response {
-    let (a, _) = match posted(state, headers, body).await {
-        Ok(x) => x,
-        Err(r) => return *r,
+) -> Result<Response, PageError> {
+    a.form(body)?;
+    let h = match production {
+        true => a.office.ask_production(&a.actor, id).await?,
+        false => a.office.reopen(&a.actor, id).await?,
     };
-    let created = match production {
-        true => a.office.ask_production(&a.actor, id).await,
-        false => a.office.reopen(&a.actor, id).await,
-    };
-    match created {
-        Ok(h) => Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response(),
-        Err(e) => page_error(e),
-    }
+    Ok(Redirect::to(&format!("/espace-agent/demandes/{}/modifier", h.id)).into_response())
 }
