@@ -1,5 +1,14 @@
-//! The pages' cookies and CSRF tokens, in one place, for the identity pages, the
-//! citizen space and the Espace agent.
+//! The pages' sessions, cookies and CSRF tokens, in one place, for the identity pages,
+//! the citizen space and the Espace agent.
+//!
+//! - [`Cookie`]: each cookie's name, path and `SameSite`, set and read the same way.
+//! - [`StoredSession`]: a session kept in the store under a hash of its token, the
+//!   token in a cookie; a new token at each login (no fixation), deleted at logout
+//!   (the citizen space's). The Espace agent's session is a back-office token
+//!   (`socle_catalogue`), the identity pages' a browser session of the identity
+//!   provider (`socle_identity`): both use the cookies and CSRF checks here.
+//! - [`check_csrf`], [`csrf_of`], [`csrf_refused`]: every form carries a token checked
+//!   in constant time; a form without the right one changes nothing.
 //!
 //! On an https public address (or behind this process's own TLS) every cookie is
 //! `__Host-`-prefixed: browsers then take it only from this host, `Secure`, with
@@ -10,9 +19,15 @@
 //!
 //! CSRF tokens are 256 bits from the operating system's generator.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use socle_core::clock::now;
+use socle_store::IdentityStore;
 
 use crate::AppState;
+use crate::error::{ApiError, PageError};
 
 /// One of the pages' cookies: its bare name, the path it is scoped to on plain HTTP,
 /// and its `SameSite`.
@@ -114,6 +129,116 @@ pub fn csrf_token() -> String {
 /// Compares a submitted token with the expected one in constant time.
 pub fn same(a: &str, b: &str) -> bool {
     socle_identity::ct_eq(a.as_bytes(), b.as_bytes())
+}
+
+/// The CSRF token of a session known by its token alone (the Espace agent's): derived
+/// from it, so nothing more is stored, and useless without the session's cookie.
+pub fn csrf_of(token: &str) -> String {
+    socle_core::sha256_hex(format!("csrf:{token}").as_bytes())
+}
+
+/// A form's CSRF token, checked against the expected one (an empty expected token
+/// matches nothing).
+pub fn check_csrf(sent: Option<&str>, expected: &str) -> Result<(), PageError> {
+    match sent {
+        Some(sent) if !expected.is_empty() && same(sent, expected) => Ok(()),
+        _ => Err(csrf_refused()),
+    }
+}
+
+/// The answer to a form without the right CSRF token: nothing was done.
+pub fn csrf_refused() -> PageError {
+    PageError {
+        status: StatusCode::FORBIDDEN,
+        title: "Formulaire expiré",
+        message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Rechargez la \
+                  page et recommencez."
+            .into(),
+    }
+}
+
+/// A session kept in the store under `{prefix}:{sha256(token)}` (the token itself is
+/// never stored), its token in `cookie`.
+pub struct StoredSession {
+    pub cookie: Cookie,
+    pub prefix: &'static str,
+}
+
+/// The citizen space's session.
+pub const ESPACE_SESSION: StoredSession = StoredSession {
+    cookie: ESPACE,
+    prefix: "espace",
+};
+
+impl StoredSession {
+    fn key(&self, token: &str) -> String {
+        format!(
+            "{}:{}",
+            self.prefix,
+            socle_core::sha256_hex(token.as_bytes())
+        )
+    }
+
+    /// The session this request's cookie names, with its token, if it is stored and
+    /// unexpired.
+    pub async fn load<T: DeserializeOwned>(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Option<(String, T)> {
+        let token = self
+            .cookie
+            .read(headers, secure(state))
+            .filter(|t| t.len() >= 32)?;
+        let doc = state.store.session(&self.key(&token), now()).await.ok()??;
+        let value = serde_json::from_str(&doc).ok()?;
+        Some((token, value))
+    }
+
+    /// Stores the session under `token` for `ttl` seconds.
+    pub async fn save<T: Serialize>(
+        &self,
+        state: &AppState,
+        token: &str,
+        value: &T,
+        ttl: i64,
+    ) -> Result<(), PageError> {
+        let doc = serde_json::to_string(value).map_err(|_| ApiError::internal())?;
+        state
+            .store
+            .put_session(&self.key(token), &doc, now() + ttl)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the session of `token` (a failure leaves it to expire).
+    pub async fn end(&self, state: &AppState, token: &str) {
+        if let Err(e) = state.store.delete_session(&self.key(token)).await {
+            tracing::warn!(error = %e, "a session was not deleted; it expires by itself");
+        }
+    }
+
+    /// `r` with the cookie that carries `token` for `ttl` seconds.
+    pub fn with_cookie(
+        &self,
+        state: &AppState,
+        mut r: Response,
+        token: &str,
+        ttl: i64,
+    ) -> Response {
+        if let Some(v) = self.cookie.set(token, Some(ttl), secure(state)) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    /// `r` with the cookie cleared.
+    pub fn cleared(&self, state: &AppState, mut r: Response) -> Response {
+        if let Some(v) = self.cookie.clear(secure(state)) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
 }
 
 #[cfg(test)]

@@ -21,11 +21,7 @@ use crate::AppState;
 use crate::error::{PageError, STALE};
 use crate::extract::ClientIp;
 use crate::pages::{Layout, render};
-use crate::session::{self, AGENT, AGENT_LOGIN_CSRF, same};
-
-pub(crate) fn csrf_of(token: &str) -> String {
-    socle_core::sha256_hex(format!("csrf:{token}").as_bytes())
-}
+use crate::session::{self, AGENT, AGENT_LOGIN_CSRF, csrf_of};
 
 /// The signed-in agent, and their session's token: an extractor, so that a handler
 /// of the Espace agent starts signed in. Without a valid session the request is sent
@@ -66,11 +62,8 @@ impl Agent {
     /// The form's fields, once its CSRF token is checked against the session's.
     pub(crate) fn form(&self, body: &Bytes) -> Result<BTreeMap<String, Vec<String>>, PageError> {
         let m = form_map(body);
-        if same(&one(&m, "csrf"), &csrf_of(&self.token)) {
-            Ok(m)
-        } else {
-            Err(csrf_refused())
-        }
+        session::check_csrf(Some(&one(&m, "csrf")), &csrf_of(&self.token))?;
+        Ok(m)
     }
 }
 
@@ -100,14 +93,6 @@ pub(crate) fn one(m: &BTreeMap<String, Vec<String>>, k: &str) -> String {
         .and_then(|v| v.first())
         .cloned()
         .unwrap_or_default()
-}
-
-fn csrf_refused() -> PageError {
-    PageError {
-        status: StatusCode::FORBIDDEN,
-        title: "Formulaire expiré",
-        message: "Ce formulaire a expiré ou ne vient pas de cette plateforme. Rechargez la page et recommencez.".into(),
-    }
 }
 
 // ----- sign-in --------------------------------------------------------------------
@@ -160,9 +145,7 @@ pub async fn login(
     let expected = AGENT_LOGIN_CSRF
         .read(&headers, session::secure(&state))
         .unwrap_or_default();
-    if expected.is_empty() || !same(&one(&m, "csrf"), &expected) {
-        return Err(csrf_refused());
-    }
+    session::check_csrf(Some(&one(&m, "csrf")), &expected)?;
     Ok(
         match state
             .back_office

@@ -19,13 +19,12 @@ use socle_citizen::{
     AuthorisationView, CitizenError, ConnectionView, ConsentPreview, ExchangePage, Filter,
     LegalBasisView, Person, Space,
 };
-use socle_store::IdentityStore;
 
 use crate::AppState;
 use crate::error::{ApiError, PageError};
 use crate::pages::{Layout, render};
 use crate::routes::oidc::query_pairs;
-use crate::session::{self, ESPACE};
+use crate::session::{self, ESPACE_SESSION};
 
 /// The citizen space as a service provider of the platform.
 pub struct Citizen {
@@ -73,39 +72,10 @@ pub(crate) struct Session {
     pub(crate) email: Option<String>,
 }
 
-fn sha256_hex(s: &str) -> String {
-    socle_core::sha256_hex(s.as_bytes())
-}
-
 use socle_core::clock::{now, today};
 
 async fn load(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    let token = ESPACE
-        .read(headers, session::secure(state))
-        .filter(|t| t.len() >= 32)?;
-    let doc = state
-        .store
-        .session(&format!("espace:{}", sha256_hex(&token)), now())
-        .await
-        .ok()??;
-    let s: Session = serde_json::from_str(&doc).ok()?;
-    Some((token, s))
-}
-
-async fn save(state: &AppState, token: &str, s: &Session, ttl: i64) -> Result<(), PageError> {
-    let doc = serde_json::to_string(s).map_err(|_| ApiError::internal())?;
-    state
-        .store
-        .put_session(&format!("espace:{}", sha256_hex(token)), &doc, now() + ttl)
-        .await?;
-    Ok(())
-}
-
-fn with_cookie(state: &AppState, mut r: Response, token: &str, ttl: i64) -> Response {
-    if let Some(v) = ESPACE.set(token, Some(ttl), session::secure(state)) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+    ESPACE_SESSION.load(state, headers).await
 }
 
 /// A logged-in person: the space, who they are, their session. A request without a
@@ -179,17 +149,9 @@ pub(crate) fn repeated_field() -> PageError {
     }
 }
 
-pub(crate) fn csrf_ok(s: &Session, m: &BTreeMap<String, String>) -> bool {
-    m.get("csrf")
-        .is_some_and(|c| socle_identity::ct_eq(c.as_bytes(), s.csrf.as_bytes()))
-}
-
-pub(crate) fn csrf_refused() -> PageError {
-    PageError {
-        status: StatusCode::FORBIDDEN,
-        title: "Formulaire expiré",
-        message: "Ce formulaire a expiré ou ne vient pas de cette page. Rechargez la page et recommencez.".into(),
-    }
+/// The form's CSRF token is the session's.
+pub(crate) fn check_csrf(s: &Session, m: &BTreeMap<String, String>) -> Result<(), PageError> {
+    session::check_csrf(m.get("csrf").map(String::as_str), &s.csrf)
 }
 
 /// `13/11/2026 à 09:05 (UTC)` from an RFC 3339 time.
@@ -240,10 +202,7 @@ pub async fn login(
     // have been planted (someone else's, logged in: a login CSRF would then show
     // them the person's choices and exchanges as their own). Whatever was there ends.
     if let Some((old, _)) = load(&state, &headers).await {
-        let _ = state
-            .store
-            .delete_session(&format!("espace:{}", sha256_hex(&old)))
-            .await;
+        ESPACE_SESSION.end(&state, &old).await;
     }
     let token = socle_identity::random_token(32);
     let pending = Pending {
@@ -256,7 +215,7 @@ pub async fn login(
         pending: Some(pending.clone()),
         ..Session::default()
     };
-    save(&state, &token, &session, 600).await?;
+    ESPACE_SESSION.save(&state, &token, &session, 600).await?;
     let mut u = url::Url::parse(&format!("{}/api/v2/authorize", c.public_url))
         .map_err(|_| ApiError::internal())?;
     u.query_pairs_mut()
@@ -267,7 +226,7 @@ pub async fn login(
         .append_pair("state", &pending.state)
         .append_pair("nonce", &pending.nonce)
         .append_pair("acr_values", &format!("eidas{}", c.eidas_level));
-    Ok(with_cookie(
+    Ok(ESPACE_SESSION.with_cookie(
         &state,
         Redirect::to(u.as_str()).into_response(),
         &token,
@@ -371,13 +330,12 @@ pub async fn callback(
     session.email = person.identity.email.clone();
     session.id_token = id_token.to_string();
     // A new session token once logged in (no fixation).
-    let _ = state
-        .store
-        .delete_session(&format!("espace:{}", sha256_hex(&token)))
-        .await;
+    ESPACE_SESSION.end(&state, &token).await;
     let fresh = socle_identity::random_token(32);
-    save(&state, &fresh, &session, c.session_ttl).await?;
-    Ok(with_cookie(
+    ESPACE_SESSION
+        .save(&state, &fresh, &session, c.session_ttl)
+        .await?;
+    Ok(ESPACE_SESSION.with_cookie(
         &state,
         Redirect::to(&pending.back_to).into_response(),
         &fresh,
@@ -396,13 +354,8 @@ pub async fn logout(
         return Ok(Redirect::to("/mon-espace/").into_response());
     };
     let m = form_map(&body).ok_or_else(repeated_field)?;
-    if !csrf_ok(&s, &m) {
-        return Err(csrf_refused());
-    }
-    let _ = state
-        .store
-        .delete_session(&format!("espace:{}", sha256_hex(&token)))
-        .await;
+    check_csrf(&s, &m)?;
+    ESPACE_SESSION.end(&state, &token).await;
     let target = url::Url::parse_with_params(
         &format!("{}/api/v2/session/end", c.public_url),
         &[
@@ -416,11 +369,7 @@ pub async fn logout(
     )
     .map(|u| u.to_string())
     .unwrap_or_else(|_| "/mon-espace/".into());
-    let mut r = Redirect::to(&target).into_response();
-    if let Some(v) = ESPACE.clear(session::secure(&state)) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    Ok(ESPACE_SESSION.cleared(&state, Redirect::to(&target).into_response()))
 }
 
 // ----- pages -------------------------------------------------------------------------
@@ -570,9 +519,7 @@ pub async fn data(signed: Signed, uri: Uri) -> Result<Response, PageError> {
 pub async fn digest(signed: Signed, body: Bytes) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
     let m = form_map(&body).ok_or_else(repeated_field)?;
-    if !csrf_ok(&s, &m) {
-        return Err(csrf_refused());
-    }
+    check_csrf(&s, &m)?;
     let now = now();
     let done = match m.get("choix").map(String::as_str) {
         Some("oui") => c.space.subscribe(&p, s.email.as_deref(), now).await,
@@ -782,9 +729,7 @@ pub async fn revoke(
 ) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
     let m = form_map(&body).ok_or_else(repeated_field)?;
-    if !csrf_ok(&s, &m) {
-        return Err(csrf_refused());
-    }
+    check_csrf(&s, &m)?;
     let (consent, _) = c.space.revoke(&p, &id).await?;
     Ok(see_other(&Done::Revoked(consent.id), &s))
 }
@@ -852,9 +797,7 @@ pub async fn request(signed: Signed, uri: Uri) -> Result<Response, PageError> {
 pub async fn decide(signed: Signed, body: Bytes) -> Result<Response, PageError> {
     let Signed { c, p, s } = signed;
     let m = form_map(&body).ok_or_else(repeated_field)?;
-    if !csrf_ok(&s, &m) {
-        return Err(csrf_refused());
-    }
+    check_csrf(&s, &m)?;
     let hab = m.get("habilitation").cloned().unwrap_or_default();
     if m.get("decision").map(String::as_str) != Some("accorder") {
         return Ok(see_other(&Done::Refused, &s));

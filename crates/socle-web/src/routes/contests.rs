@@ -14,9 +14,7 @@ use crate::AppState;
 use crate::error::PageError;
 use crate::pages::{Layout, render};
 use crate::routes::agent::Agent;
-use crate::routes::citizen::{
-    Signed, csrf_ok, csrf_refused, form_map, french_time, no_store, repeated_field,
-};
+use crate::routes::citizen::{Signed, check_csrf, form_map, french_time, no_store, repeated_field};
 
 /// A contest as the pages show it.
 pub struct ContestRow {
@@ -149,9 +147,7 @@ pub async fn file(
     let Signed { c, p, s } = signed;
     let index = index_of(&index).ok_or_else(unknown_exchange)?;
     let m = form_map(&body).ok_or_else(repeated_field)?;
-    if !csrf_ok(&s, &m) {
-        return Err(csrf_refused());
-    }
+    check_csrf(&s, &m)?;
     let reason = m.get("raison").cloned().unwrap_or_default();
     let text = m.get("message").cloned().unwrap_or_default();
     match c
@@ -238,7 +234,7 @@ async fn agent_page(
     };
     let mut r = render(&AgentContest {
         layout: Layout::current("Contestation"),
-        csrf: crate::routes::agent::csrf_of(&a.token),
+        csrf: crate::session::csrf_of(&a.token),
         c: row(c, &names),
         message,
     });

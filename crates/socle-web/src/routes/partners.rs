@@ -19,9 +19,10 @@ use crate::AppState;
 use crate::error::PageError;
 use crate::pages::{Layout, render};
 use crate::routes::agent::{
-    Agent, Field, accreditation_fields, contact_fields, csrf_of, field, one, posted_accreditation,
+    Agent, Field, accreditation_fields, contact_fields, field, one, posted_accreditation,
     posted_contact, purpose_fields, request_page,
 };
+use crate::session::csrf_of;
 
 /// Grace periods offered when a secret is renewed (seconds, label).
 pub const GRACES: &[(i64, &str)] = &[
