@@ -18,7 +18,7 @@ mod error;
 mod gateway;
 mod identity;
 mod journal;
-mod journal_log;
+
 mod migrate;
 mod open;
 
@@ -338,7 +338,7 @@ pub fn embedded_files(database: &std::path::Path) -> Vec<PathBuf> {
         PathBuf::from(name)
     };
     let logins = logins_path(database);
-    let (halves, lock) = journal_log::paths(database);
+    let (halves, lock) = journal::sqlite::log::paths(database);
     let mut files = Vec::new();
     for db in [database, logins.as_path()] {
         files.extend(["", "-wal", "-shm", "-journal"].map(|s| with(db, s)));

@@ -5,6 +5,21 @@
 //! batch into the log (entries, nodes, queue rows removed, size advanced) is one
 //! transaction guarded by the expected size, so two sequencers can never both extend
 //! the log from the same point.
+//!
+//! Here: the types, the reads (one SQL for both dialects, through sqlx), and the
+//! writer that the sequencer drives, which hands each write to its backend:
+//!
+//! - [`sqlite`]: one connection on its own thread (`crate::direct`), direct point
+//!   reads of the tree, and the redo log ([`sqlite::log`]) that makes a batch durable
+//!   before SQLite has it, replayed at the next start;
+//! - [`postgres`]: one pooled connection, one durable transaction per batch, and the
+//!   advisory lock that elects the sequencer among nodes.
+//!
+//! The test hooks (an attacker's writes) are in `hooks.rs`.
+
+mod hooks;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 use sqlx::Row;
 
@@ -13,7 +28,20 @@ use crate::{Backend, Result, Store, on_pool};
 
 pub type NodeHash = [u8; 32];
 
-pub use crate::journal_log::Batch as JournalBatch;
+/// One sequencer batch: entries with their indices, the tree nodes they complete, the
+/// queue rows they came from; as logged (SQLite) and as applied to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The log's size before the batch; entries take the indices that follow.
+    pub from_size: u64,
+    pub entries: Vec<NewEntry>,
+    /// `(storage position, hash)` of the tree nodes above the leaves it completes.
+    pub nodes: Vec<(u64, NodeHash)>,
+    /// Queue rows (other nodes' appends) the batch integrates, to delete.
+    pub seqs: Vec<i64>,
+}
+
+pub use Batch as JournalBatch;
 
 /// How a queued leaf is authenticated: `(leaf, subject) -> MAC`, under a key only the
 /// journal holds (`socle_journal`, which defines the format); the store stores the
@@ -149,47 +177,6 @@ fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
         }
     }
     out
-}
-
-/// SQLite: leaf hashes and tree nodes by point lookups on the rowid, in one job on a
-/// direct read connection (no per-statement hand-off).
-async fn direct_hashes(
-    readers: &std::sync::Arc<crate::direct::Readers>,
-    leaves: &[u64],
-    positions: &[u64],
-) -> Result<Vec<(bool, u64, NodeHash)>> {
-    let leaves: Vec<i64> = leaves.iter().map(|k| to_i64(*k)).collect::<Result<_>>()?;
-    let positions: Vec<i64> = positions
-        .iter()
-        .map(|k| to_i64(*k))
-        .collect::<Result<_>>()?;
-    readers
-        .read(move |conn| {
-            let mut out = Vec::with_capacity(leaves.len() + positions.len());
-            for (sql, keys, leaf) in [
-                (
-                    "SELECT leaf_hash FROM journal_entries WHERE idx = ?1",
-                    &leaves,
-                    true,
-                ),
-                (
-                    "SELECT hash FROM journal_nodes WHERE pos = ?1",
-                    &positions,
-                    false,
-                ),
-            ] {
-                let mut q = conn.prepare_cached(sql).map_err(crate::direct::error)?;
-                for k in keys {
-                    let mut rows = q.query([k]).map_err(crate::direct::error)?;
-                    if let Some(row) = rows.next().map_err(crate::direct::error)? {
-                        let h: Vec<u8> = row.get(0).map_err(crate::direct::error)?;
-                        out.push((leaf, to_u64(*k)?, to_hash(h)?));
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
 }
 
 /// The journal's tables.
@@ -387,7 +374,7 @@ impl JournalStore for Store {
 
     async fn journal_nodes(&self, positions: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
         if let Some(readers) = &self.readers {
-            return Ok(direct_hashes(readers, &[], positions)
+            return Ok(sqlite::direct_hashes(readers, &[], positions)
                 .await?
                 .into_iter()
                 .map(|(_, k, h)| (k, h))
@@ -406,7 +393,7 @@ impl JournalStore for Store {
         positions: &[u64],
     ) -> Result<Vec<(bool, u64, NodeHash)>> {
         if let Some(readers) = &self.readers {
-            return direct_hashes(readers, leaves, positions).await;
+            return sqlite::direct_hashes(readers, leaves, positions).await;
         }
         if leaves.len() > CHUNK
             || positions.len() > CHUNK
@@ -470,7 +457,7 @@ impl JournalStore for Store {
 
     async fn journal_leaf_hashes(&self, indices: &[u64]) -> Result<Vec<(u64, NodeHash)>> {
         if let Some(readers) = &self.readers {
-            return Ok(direct_hashes(readers, indices, &[])
+            return Ok(sqlite::direct_hashes(readers, indices, &[])
                 .await?
                 .into_iter()
                 .map(|(_, k, h)| (k, h))
@@ -598,7 +585,7 @@ pub struct JournalWriter {
     conn: Option<WriterConn>,
     /// SQLite, on the sequencer: the redo log appends are made durable in (see
     /// `journal_log`); SQLite is written after, on the connection's thread.
-    log: Option<crate::journal_log::Log>,
+    log: Option<sqlite::log::Log>,
     /// The last queue row handed to the log: SQLite deletes queue rows when it
     /// applies a batch, a moment later, so the next drain skips them meanwhile
     /// (`AUTOINCREMENT` keys only grow).
@@ -611,7 +598,7 @@ pub struct JournalWriter {
 pub struct JournalSink {
     store: Store,
     /// SQLite with the log: where to ask for a flush.
-    log: Option<std::sync::mpsc::Sender<crate::journal_log::Job>>,
+    log: Option<std::sync::mpsc::Sender<sqlite::log::Job>>,
     /// SQLite with the log: the journal's SQLite thread (checkpoints are written there,
     /// so they never wait for the write lock behind the log's batches).
     sqlite: Option<std::sync::mpsc::Sender<crate::direct::Job>>,
@@ -629,26 +616,16 @@ impl JournalSink {
     pub async fn barrier(&self) -> Result<()> {
         match &self.log {
             None => Ok(()),
-            Some(log) => crate::journal_log::flush(log).await,
+            Some(log) => sqlite::log::flush(log).await,
         }
     }
 
     /// Records a signed checkpoint (once per size).
     pub async fn add_checkpoint(&self, cp: &StoredCheckpoint) -> Result<()> {
-        if let Some(jobs) = &self.sqlite {
-            const SQL: &str = "INSERT INTO journal_checkpoints (size, root, note, created_at) \
-                               VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
-            let size = to_i64(cp.size)?;
-            let cp = cp.clone();
-            return crate::direct::run_on(jobs, move |conn| {
-                conn.prepare_cached(SQL)
-                    .and_then(|mut q| q.execute((size, &cp.root[..], &cp.note, &cp.created_at)))
-                    .map(|_| ())
-                    .map_err(crate::direct::error)
-            })
-            .await;
+        match &self.sqlite {
+            Some(jobs) => sqlite::add_checkpoint(jobs, cp).await,
+            None => self.store.journal_add_checkpoint(cp).await,
         }
-        self.store.journal_add_checkpoint(cp).await
     }
 }
 
@@ -738,16 +715,7 @@ impl JournalWriter {
         let WriterConn::Sqlite(w) = self.connection().await? else {
             return Ok(());
         };
-        let at = path.clone();
-        let replayed = w.run(move |conn| recover(conn, &at)).await?;
-        if replayed > 0 {
-            tracing::info!(
-                entries = replayed,
-                "journal: acknowledged appends replayed from the log"
-            );
-        }
-        let log = crate::journal_log::Log::start(&path, lock.clone(), w.sender(), apply_logged)?;
-        self.log = Some(log);
+        self.log = Some(sqlite::lead(w, path, lock.clone()).await?);
         Ok(())
     }
 
@@ -756,7 +724,7 @@ impl JournalWriter {
     pub async fn barrier(&mut self) -> Result<()> {
         match &self.log {
             None => Ok(()),
-            Some(log) => crate::journal_log::flush(&log.sender()).await,
+            Some(log) => sqlite::log::flush(&log.sender()).await,
         }
     }
 
@@ -770,7 +738,7 @@ impl JournalWriter {
         };
         Ok(JournalSink {
             store: self.store.clone(),
-            log: self.log.as_ref().map(crate::journal_log::Log::sender),
+            log: self.log.as_ref().map(sqlite::log::Log::sender),
             sqlite,
         })
     }
@@ -794,49 +762,8 @@ impl JournalWriter {
             .queue_macs(leaves)
             .map_err(StoreError::from_runtime)?;
         let result = match self.connection().await? {
-            WriterConn::Sqlite(w) => {
-                let leaves = leaves.to_vec();
-                w.run(move |conn| {
-                    crate::direct::immediate(conn, |tx| {
-                        crate::direct::execute_each(
-                            tx,
-                            "INSERT INTO journal_queue (leaf, subject, mac) VALUES (?1, ?2, ?3)",
-                            leaves
-                                .iter()
-                                .zip(&macs)
-                                .map(|((leaf, subject), mac)| (leaf, subject, mac)),
-                            crate::direct::error,
-                        )
-                    })
-                })
-                .await
-            }
-            WriterConn::Postgres(conn) => {
-                async {
-                    let mut tx = sqlx::Connection::begin(&mut **conn)
-                        .await
-                        .map_err(StoreError::from_runtime)?;
-                    let rows: Vec<_> = leaves.iter().zip(&macs).collect();
-                    for chunk in chunks(&rows) {
-                        let sql = format!(
-                            "INSERT INTO journal_queue (leaf, subject, mac) VALUES {}",
-                            values(chunk.len(), 3)
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for ((leaf, subject), mac) in chunk {
-                            q = q
-                                .bind(leaf.as_slice())
-                                .bind(subject.as_deref())
-                                .bind(mac.as_slice());
-                        }
-                        q.execute(&mut *tx)
-                            .await
-                            .map_err(StoreError::from_runtime)?;
-                    }
-                    tx.commit().await.map_err(StoreError::from_runtime)
-                }
-                .await
-            }
+            WriterConn::Sqlite(w) => sqlite::enqueue(w, leaves.to_vec(), macs).await,
+            WriterConn::Postgres(conn) => postgres::enqueue(conn, leaves, &macs).await,
         };
         self.forget_if_unavailable(result)
     }
@@ -851,46 +778,8 @@ impl JournalWriter {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let after = self.logged_seq;
         let result = match self.connection().await? {
-            WriterConn::Sqlite(w) => {
-                w.run(move |conn| {
-                    let mut q = conn
-                        .prepare_cached(
-                            "SELECT seq, leaf, subject, mac FROM journal_queue WHERE seq > ?2 \
-                             ORDER BY seq LIMIT ?1",
-                        )
-                        .map_err(crate::direct::error)?;
-                    let rows = q
-                        .query_map([limit, after], |r| {
-                            Ok(QueuedLeaf {
-                                seq: r.get(0)?,
-                                leaf: r.get(1)?,
-                                subject: r.get(2)?,
-                                mac: r.get(3)?,
-                            })
-                        })
-                        .map_err(crate::direct::error)?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                        .map_err(crate::direct::error)
-                })
-                .await
-            }
-            WriterConn::Postgres(conn) => sqlx::query(
-                "SELECT seq, leaf, subject, mac FROM journal_queue ORDER BY seq LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(&mut **conn)
-            .await
-            .map_err(StoreError::from_runtime)
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|r| QueuedLeaf {
-                        seq: r.get(0),
-                        leaf: r.get(1),
-                        subject: r.get(2),
-                        mac: r.get(3),
-                    })
-                    .collect::<Vec<_>>()
-            }),
+            WriterConn::Sqlite(w) => sqlite::queued(w, limit, after).await,
+            WriterConn::Postgres(conn) => postgres::queued(conn, limit).await,
         };
         self.forget_if_unavailable(result)
     }
@@ -910,7 +799,7 @@ impl JournalWriter {
         let done = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        let batch = crate::journal_log::Batch {
+        let batch = Batch {
             from_size,
             entries: entries.to_vec(),
             nodes: nodes.to_vec(),
@@ -929,7 +818,7 @@ impl JournalWriter {
     /// [`StoreError::Conflict`] that the sequencer must reload from the store.
     pub async fn integrate_with(
         &mut self,
-        batch: JournalBatch,
+        batch: Batch,
         done: Box<dyn FnOnce(Result<()>) + Send>,
     ) -> Result<()> {
         if let Some(log) = &self.log {
@@ -952,232 +841,13 @@ impl JournalWriter {
     }
 
     /// One durable transaction (no log: PostgreSQL, or SQLite outside a lease).
-    async fn integrate_now(&mut self, batch: crate::journal_log::Batch) -> Result<()> {
-        let from_size = batch.from_size;
-        let conflict = move || {
-            StoreError::Conflict(format!(
-                "the journal is no longer at size {from_size}: another sequencer extended it"
-            ))
-        };
-        let ranges = runs(&batch.seqs);
-        let (entries, nodes) = (&batch.entries, &batch.nodes);
+    async fn integrate_now(&mut self, batch: Batch) -> Result<()> {
         let result = match self.connection().await? {
-            WriterConn::Sqlite(w) => {
-                let batch = batch.clone();
-                w.run(move |conn| crate::direct::immediate(conn, |tx| apply(tx, &batch)))
-                    .await
-            }
-            WriterConn::Postgres(conn) => {
-                let entries: Vec<EntryRow<'_>> = entries
-                    .iter()
-                    .map(|e| {
-                        Ok((
-                            to_i64(e.index)?,
-                            e.leaf.as_slice(),
-                            e.leaf_hash.as_slice(),
-                            e.subject.as_deref(),
-                            e.mac.as_ref().map(|m| m.as_slice()),
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let nodes: Vec<(i64, &[u8])> = nodes
-                    .iter()
-                    .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
-                    .collect::<Result<_>>()?;
-                // One transaction, committed durably (the default synchronous_commit):
-                // appends are acknowledged after it.
-                async {
-                    let mut tx = sqlx::Connection::begin(&mut **conn)
-                        .await
-                        .map_err(StoreError::from_runtime)?;
-                    for chunk in chunks(&entries) {
-                        let sql = format!(
-                            "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject, mac) VALUES {}",
-                            values(chunk.len(), 5)
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for (idx, leaf, leaf_hash, subject, mac) in chunk {
-                            q = q
-                                .bind(*idx)
-                                .bind(*leaf)
-                                .bind(*leaf_hash)
-                                .bind(*subject)
-                                .bind(*mac);
-                        }
-                        q.execute(&mut *tx).await.map_err(|e| {
-                            if crate::error::is_unique_violation(&e) {
-                                conflict()
-                            } else {
-                                StoreError::from_runtime(e)
-                            }
-                        })?;
-                    }
-                    for chunk in chunks(&nodes) {
-                        let sql = format!(
-                            "INSERT INTO journal_nodes (pos, hash) VALUES {}",
-                            values(chunk.len(), 2)
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for (pos, hash) in chunk {
-                            q = q.bind(*pos).bind(*hash);
-                        }
-                        q.execute(&mut *tx)
-                            .await
-                            .map_err(StoreError::from_runtime)?;
-                    }
-                    for (lo, hi) in &ranges {
-                        sqlx::query("DELETE FROM journal_queue WHERE seq >= $1 AND seq <= $2")
-                            .bind(*lo)
-                            .bind(*hi)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(StoreError::from_runtime)?;
-                    }
-                    tx.commit().await.map_err(StoreError::from_runtime)
-                }
-                .await
-            }
+            WriterConn::Sqlite(w) => sqlite::integrate(w, batch).await,
+            WriterConn::Postgres(conn) => postgres::integrate(conn, &batch).await,
         };
         self.forget_if_unavailable(result)
     }
-}
-
-/// Writes a sequencer batch into the SQLite tables: entries, the tree nodes they
-/// complete, and the removal of the queue rows they came from. A taken index is a
-/// [`StoreError::Conflict`] (another sequencer moved the log): nothing is written.
-fn apply(tx: &rusqlite::Transaction<'_>, batch: &crate::journal_log::Batch) -> Result<()> {
-    let from_size = batch.from_size;
-    let mut entries = Vec::with_capacity(batch.entries.len());
-    for e in &batch.entries {
-        entries.push((
-            to_i64(e.index)?,
-            &e.leaf,
-            &e.leaf_hash[..],
-            &e.subject,
-            e.mac.as_ref().map(|m| &m[..]),
-        ));
-    }
-    let mut nodes = Vec::with_capacity(batch.nodes.len());
-    for (pos, hash) in &batch.nodes {
-        nodes.push((to_i64(*pos)?, &hash[..]));
-    }
-    crate::direct::execute_each(
-        tx,
-        "INSERT INTO journal_entries (idx, leaf, leaf_hash, subject, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
-        entries,
-        |e| {
-            if crate::direct::is_unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "the journal is no longer at size {from_size}: another sequencer extended it"
-                ))
-            } else {
-                crate::direct::error(e)
-            }
-        },
-    )?;
-    crate::direct::execute_each(
-        tx,
-        "INSERT INTO journal_nodes (pos, hash) VALUES (?1, ?2)",
-        nodes,
-        crate::direct::error,
-    )?;
-    crate::direct::execute_each(
-        tx,
-        "DELETE FROM journal_queue WHERE seq >= ?1 AND seq <= ?2",
-        runs(&batch.seqs).into_iter().map(|(lo, hi)| [lo, hi]),
-        crate::direct::error,
-    )
-}
-
-/// Logged batches into SQLite, in one transaction (on the journal's SQLite thread,
-/// after the log made them durable), with `synchronous = NORMAL`; `durable`: a
-/// durable point, with everything committed before (the log reuses a half).
-///
-/// The first batch must continue the database: after a refused batch the log stops,
-/// and one applied beyond a gap would hide it from recovery, which continues from the
-/// largest index.
-fn apply_logged(
-    conn: &mut rusqlite::Connection,
-    batches: &[crate::journal_log::Batch],
-    durable: bool,
-) -> Result<()> {
-    in_transaction(conn, durable, |tx| {
-        let mut size = stored_size(tx)?;
-        for b in batches {
-            if b.from_size != size {
-                return Err(StoreError::Conflict(format!(
-                    "the journal's database holds {size} entries; a logged batch starts at {}",
-                    b.from_size
-                )));
-            }
-            apply(tx, b)?;
-            size += b.entries.len() as u64;
-        }
-        Ok(())
-    })
-}
-
-/// Runs `f` in one immediate transaction; `durable`: committed with `synchronous =
-/// FULL` after writing the row of `journal_log_syncs`, which makes every commit
-/// before it durable too. (A `FULL` commit syncs SQLite's write-ahead log only if it
-/// writes something, and the log's file must never be flushed from outside SQLite:
-/// closing another descriptor of it drops SQLite's POSIX locks.)
-fn in_transaction<T>(
-    conn: &mut rusqlite::Connection,
-    durable: bool,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    if durable {
-        conn.pragma_update(None, "synchronous", "full")
-            .map_err(crate::direct::error)?;
-    }
-    let result = crate::direct::immediate(conn, |tx| {
-        let out = f(tx)?;
-        if durable {
-            // An upsert: it writes even if the row went missing.
-            tx.execute(
-                "INSERT INTO journal_log_syncs (id, n) VALUES (1, 1) \
-                 ON CONFLICT (id) DO UPDATE SET n = n + 1",
-                [],
-            )
-            .map_err(crate::direct::error)?;
-        }
-        Ok(out)
-    });
-    if durable {
-        conn.pragma_update(None, "synchronous", "normal")
-            .map_err(crate::direct::error)?;
-    }
-    result
-}
-
-/// The number of entries SQLite holds (indices have no gaps).
-fn stored_size(tx: &rusqlite::Connection) -> Result<u64> {
-    let size: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(idx) + 1, 0) FROM journal_entries",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(crate::direct::error)?;
-    to_u64(size)
-}
-
-/// Replays, in one durable transaction, the log's batches that continue the database
-/// — durable even when nothing is replayed: the log is about to be written over from
-/// its start, and commits made with `synchronous = NORMAL` before a restart may still
-/// be only in memory. The connection writes with `synchronous = NORMAL` from then on
-/// (the log carries durability). Returns the number of entries replayed.
-fn recover(conn: &mut rusqlite::Connection, database: &std::path::Path) -> Result<u64> {
-    in_transaction(conn, true, |tx| {
-        let size = stored_size(tx)?;
-        let mut n = 0;
-        for batch in crate::journal_log::pending(database, size)? {
-            apply(tx, &batch)?;
-            n += batch.entries.len() as u64;
-        }
-        Ok(n)
-    })
 }
 
 impl Store {
@@ -1327,118 +997,6 @@ impl Store {
         .map_err(StoreError::from_runtime)?;
         Ok(adopted)
     }
-
-    /// Test support: writes an entry (and the tree nodes it completes) straight into
-    /// the log, with no MAC, as an attacker with write access to the database would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_forge_entry(
-        &self,
-        index: u64,
-        leaf: &[u8],
-        leaf_hash: &[u8],
-        nodes: &[(u64, NodeHash)],
-    ) -> Result<()> {
-        let index = to_i64(index)?;
-        let nodes: Vec<(i64, &[u8])> = nodes
-            .iter()
-            .map(|(p, h)| Ok((to_i64(*p)?, h.as_slice())))
-            .collect::<Result<_>>()?;
-        on_pool!(self, |pool| {
-            async {
-                let mut tx = pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO journal_entries (idx, leaf, leaf_hash) VALUES ($1, $2, $3)",
-                )
-                .bind(index)
-                .bind(leaf)
-                .bind(leaf_hash)
-                .execute(&mut *tx)
-                .await?;
-                for (pos, hash) in &nodes {
-                    sqlx::query("INSERT INTO journal_nodes (pos, hash) VALUES ($1, $2)")
-                        .bind(*pos)
-                        .bind(*hash)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await
-            }
-            .await
-            .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: queues a leaf with the given MAC (none, or a made-up one), as an
-    /// attacker with write access to the database would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_forge_queued(&self, leaf: &[u8], mac: Option<&[u8]>) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO journal_queue (leaf, mac) VALUES ($1, $2)")
-                .bind(leaf)
-                .bind(mac)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: makes the database look as a version from before MACs left it:
-    /// no MAC on any entry or queued leaf, no marker of their adoption, and (with
-    /// `and_key`) no MAC key.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_forget_macs(&self, and_key: bool) -> Result<()> {
-        // The adoption marker goes in both cases: with the key in place, its absence
-        // must not let rows without MAC in.
-        let mut sql =
-            "UPDATE journal_entries SET mac = NULL; UPDATE journal_queue SET mac = NULL; \
-             DELETE FROM instance_markers WHERE name = 'journal.macs.adopted';"
-                .to_string();
-        if and_key {
-            sql.push_str(" DELETE FROM journal_secrets WHERE name = 'entry_mac_key';");
-        }
-        on_pool!(self, |pool| {
-            sqlx::raw_sql(&sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: empties the journal's queue, as an operator removing a forged
-    /// leaf would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_clear_queue(&self) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_queue")
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: overwrites an entry's leaf bytes, as an attacker with write
-    /// access to the database would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_tamper_entry(&self, index: u64, leaf: &[u8]) -> Result<()> {
-        let index = to_i64(index)?;
-        on_pool!(self, |pool| {
-            sqlx::query("UPDATE journal_entries SET leaf = $1 WHERE idx = $2")
-                .bind(leaf)
-                .bind(index)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
 }
 
 impl Store {
@@ -1488,128 +1046,13 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Test support: makes every insert into the journal's durable queue fail (`true`),
-    /// or work again (`false`), as a full disk or a broken table would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_refuse_queued_entries(&self, refuse: bool) -> Result<()> {
-        self.__test_refuse_inserts("journal_queue", refuse).await
-    }
-
-    /// Test support: makes every write of journal entries fail (`true`) — into the
-    /// log's tables and into the durable queue, as a full disk would — or work again.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_refuse_journal_writes(&self, refuse: bool) -> Result<()> {
-        self.__test_refuse_inserts("journal_queue", refuse).await?;
-        self.__test_refuse_inserts("journal_entries", refuse).await
-    }
-
-    #[cfg(feature = "test-hooks")]
-    async fn __test_refuse_inserts(&self, table: &str, refuse: bool) -> Result<()> {
-        let sql = match (&self.backend, refuse) {
-            (Backend::Sqlite(_), true) => format!(
-                "CREATE TRIGGER socle_test_refuse_{table} BEFORE INSERT ON {table} \
-                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-            ),
-            (Backend::Sqlite(_), false) => {
-                format!("DROP TRIGGER IF EXISTS socle_test_refuse_{table}")
-            }
-            (Backend::Postgres(_), true) => format!(
-                "CREATE OR REPLACE FUNCTION socle_test_refuse() RETURNS trigger AS $$ \
-                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER socle_test_refuse_{table} BEFORE INSERT ON {table} \
-                 FOR EACH ROW EXECUTE FUNCTION socle_test_refuse()"
-            ),
-            (Backend::Postgres(_), false) => {
-                format!("DROP TRIGGER IF EXISTS socle_test_refuse_{table} ON {table}")
-            }
-        };
-        on_pool!(self, |pool| {
-            sqlx::raw_sql(&sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: removes an entry, as an attacker with write access would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_delete_entry(&self, index: u64) -> Result<()> {
-        let index = to_i64(index)?;
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_entries WHERE idx = $1")
-                .bind(index)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: overwrites a stored tree node (by storage position), as a damaged
-    /// disk or an attacker would.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_tamper_node(&self, position: u64, hash: &[u8]) -> Result<()> {
-        let position = to_i64(position)?;
-        on_pool!(self, |pool| {
-            sqlx::query("UPDATE journal_nodes SET hash = $1 WHERE pos = $2")
-                .bind(hash)
-                .bind(position)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: deletes the checkpoints of a size above `size`.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_delete_checkpoints_above(&self, size: u64) -> Result<()> {
-        let size = to_i64(size)?;
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_checkpoints WHERE size > $1")
-                .bind(size)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-
-    /// Test support: stores a checkpoint note as is (a forged one).
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub async fn __test_insert_checkpoint(&self, size: u64, note: &str) -> Result<()> {
-        let size = to_i64(size)?;
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO journal_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, '')")
-                .bind(size)
-                .bind([0u8; 32].as_slice())
-                .bind(note)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
-    }
-}
-
-/// The advisory-lock key of the journal sequencer ("socle" + 2).
-const PG_SEQUENCER_LOCK: i64 = 0x736f_636c_6502;
-
 /// Held by the one process allowed to sequence the journal. On PostgreSQL it owns a
 /// dedicated connection holding a session advisory lock, released when dropped or
 /// when the connection dies; SQLite has a single writer process.
 pub struct SequencerLease {
     _conn: Option<sqlx::PgConnection>,
     /// SQLite: the exclusive lock on the database's journal log.
-    lock: Option<std::sync::Arc<crate::journal_log::LogLock>>,
+    lock: Option<std::sync::Arc<sqlite::log::LogLock>>,
 }
 
 impl Store {
@@ -1621,294 +1064,17 @@ impl Store {
                 let path = self.sqlite_path.as_deref().ok_or_else(|| {
                     StoreError::Unavailable("no SQLite file for the journal".into())
                 })?;
-                Ok(
-                    crate::journal_log::try_lock(path)?.map(|lock| SequencerLease {
-                        _conn: None,
-                        lock: Some(std::sync::Arc::new(lock)),
-                    }),
-                )
+                Ok(sqlite::log::try_lock(path)?.map(|lock| SequencerLease {
+                    _conn: None,
+                    lock: Some(std::sync::Arc::new(lock)),
+                }))
             }
             Backend::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(StoreError::from_runtime)?;
-                let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-                    .bind(PG_SEQUENCER_LOCK)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(StoreError::from_runtime)?;
-                // Detached from the pool: the lock must die with this connection, never
-                // be handed to another caller with it.
-                Ok(got.then(|| SequencerLease {
-                    _conn: Some(conn.detach()),
+                Ok(postgres::try_lead(pool).await?.map(|conn| SequencerLease {
+                    _conn: Some(conn),
                     lock: None,
                 }))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Location, StoreOptions};
-
-    async fn sqlite_store(dir: &std::path::Path) -> Store {
-        let store = Store::open(&StoreOptions::new(Location::Sqlite {
-            path: dir.join("socle.db"),
-        }))
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        store.journal_state("test").await.unwrap();
-        store
-    }
-
-    /// A store on `dir` whose writer holds the lease.
-    async fn leading(dir: &std::path::Path) -> (Store, SequencerLease, JournalWriter) {
-        let store = sqlite_store(dir).await;
-        let lease = store.journal_try_lead().await.unwrap().unwrap();
-        let mut w = store.journal_writer();
-        w.lead(&lease).await.unwrap();
-        (store, lease, w)
-    }
-
-    fn batch(from: u64, n: u64) -> Vec<NewEntry> {
-        (from..from + n)
-            .map(|i| NewEntry {
-                index: i,
-                leaf: format!("entry {i} {}", "x".repeat(2000)).into_bytes(),
-                leaf_hash: [(i % 251) as u8; 32],
-                subject: (i % 3 == 0).then(|| format!("p{i}")),
-                mac: Some([(i % 7) as u8; 32]),
-            })
-            .collect()
-    }
-
-    /// Appends acknowledged by the log and lost by SQLite (a power cut takes the
-    /// commits made with `synchronous = NORMAL` since the last durable one) come back
-    /// when the next sequencer takes the lease; a second store on the same file
-    /// cannot lead meanwhile.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_log_gives_back_what_sqlite_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(dir.path()).await;
-        let lease = store.journal_try_lead().await.unwrap().unwrap();
-        let other = sqlite_store(dir.path()).await;
-        assert!(
-            other.journal_try_lead().await.unwrap().is_none(),
-            "one sequencer"
-        );
-        let mut w = store.journal_writer();
-        w.lead(&lease).await.unwrap();
-        // 100 batches of 2 MB or so: the log goes round its two halves several times.
-        for b in 0..100 {
-            w.integrate(b * 100, &batch(b * 100, 100), &[(b, [1; 32])], &[])
-                .await
-                .unwrap();
-        }
-        w.barrier().await.unwrap();
-        assert_eq!(store.journal_state("test").await.unwrap().size, 10_000);
-        w.finish().await;
-        drop(lease);
-
-        // The last three batches vanish from SQLite, as after a power cut.
-        on_pool!(store, |pool| {
-            sqlx::query("DELETE FROM journal_entries WHERE idx >= 9700")
-                .execute(pool)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM journal_nodes WHERE pos >= 97")
-                .execute(pool)
-                .await
-                .unwrap();
-        });
-        assert_eq!(store.journal_state("test").await.unwrap().size, 9_700);
-
-        let lease = other.journal_try_lead().await.unwrap().unwrap();
-        let mut w = other.journal_writer();
-        w.lead(&lease).await.unwrap();
-        assert_eq!(other.journal_state("test").await.unwrap().size, 10_000);
-        let back = other.journal_entries(9_650, 10_000).await.unwrap();
-        assert_eq!(back.len(), 350);
-        for (e, want) in back.iter().zip(batch(9_650, 350)) {
-            assert_eq!(
-                (e.index, &e.leaf, e.leaf_hash),
-                (want.index, &want.leaf, want.leaf_hash)
-            );
-        }
-        let nodes = other.journal_hashes(&[], &[97, 98, 99]).await.unwrap();
-        assert_eq!(nodes.len(), 3, "the tree nodes too");
-        // And the log carries on from there.
-        w.integrate(10_000, &batch(10_000, 1), &[], &[])
-            .await
-            .unwrap();
-        w.finish().await;
-        assert_eq!(other.journal_state("test").await.unwrap().size, 10_001);
-    }
-
-    /// A batch SQLite refuses after the log took it stops the log: the next append is
-    /// a conflict, so that the sequencer reloads from the store.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_sqlite_refuses_stops_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, lease, mut w) = leading(dir.path()).await;
-        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
-        // The same indices again (only a second sequencer could do this).
-        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
-        let flushed = w.barrier().await;
-        assert!(
-            matches!(&flushed, Err(StoreError::Unavailable(m)) if m.contains("stopped")),
-            "{flushed:?}"
-        );
-        let next = w.integrate(2, &batch(2, 1), &[], &[]).await;
-        assert!(matches!(next, Err(StoreError::Conflict(_))), "{next:?}");
-        // Reloading: the lease is taken again and appends go on.
-        w.release().await;
-        drop(lease);
-        let lease = store.journal_try_lead().await.unwrap().unwrap();
-        w.lead(&lease).await.unwrap();
-        // The first batch is there (applied before, or refused with the duplicate in
-        // one transaction and replayed from the log); the duplicate is not.
-        w.integrate(2, &batch(2, 1), &[], &[]).await.unwrap();
-        w.finish().await;
-        assert_eq!(store.journal_state("test").await.unwrap().size, 3);
-    }
-
-    /// Appends handed over in one burst, more than both halves of the log hold, go
-    /// through without the log waiting on itself: the hand-over that frees a half is
-    /// sent at the switch, not left to the timer that a busy log never sees.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_burst_larger_than_the_log_goes_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _lease, mut w) = leading(dir.path()).await;
-        let syncs = || async {
-            on_pool!(store, |pool| {
-                sqlx::query_scalar::<_, i64>("SELECT n FROM journal_log_syncs")
-                    .fetch_one(pool)
-                    .await
-                    .unwrap()
-            })
-        };
-        // Taking the lease made a durable point, with nothing to replay.
-        assert_eq!(syncs().await, 1);
-        // 200 batches of 5 entries of 20 kB: 20 MB, both halves and more, in fewer
-        // entries than make the log hand over by their number; built first, so that
-        // the log finds them all waiting.
-        let batches: Vec<JournalBatch> = (0..200)
-            .map(|b| {
-                let mut entries = batch(b * 5, 5);
-                for e in &mut entries {
-                    e.leaf.resize(20_000, b'y');
-                }
-                JournalBatch {
-                    from_size: b * 5,
-                    entries,
-                    nodes: vec![],
-                    seqs: vec![],
-                }
-            })
-            .collect();
-        let began = std::time::Instant::now();
-        let mut waits = Vec::new();
-        for batch in batches {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            w.integrate_with(batch, Box::new(move |r| drop(tx.send(r))))
-                .await
-                .unwrap();
-            waits.push(rx);
-        }
-        for (i, rx) in waits.into_iter().enumerate() {
-            rx.await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("batch {i}: {e}"));
-        }
-        assert!(
-            began.elapsed() < std::time::Duration::from_secs(20),
-            "{:?}",
-            began.elapsed()
-        );
-        w.finish().await;
-        assert_eq!(store.journal_state("test").await.unwrap().size, 1_000);
-        // And each half was written over only after one: two switches at least.
-        assert!(syncs().await >= 3, "{}", syncs().await);
-    }
-
-    /// A valid batch that SQLite fails to take (here a trigger; a full disk in life)
-    /// stops the log, and nothing after it reaches SQLite: the next leader replays it
-    /// from the log, with no hole in the journal.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_sqlite_fails_comes_back_from_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, lease, mut w) = leading(dir.path()).await;
-        w.integrate(0, &batch(0, 2), &[], &[]).await.unwrap();
-        w.barrier().await.unwrap();
-        on_pool!(store, |pool| {
-            sqlx::query(
-                "CREATE TRIGGER refuse BEFORE INSERT ON journal_entries WHEN NEW.idx = 2 \
-                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
-            )
-            .execute(pool)
-            .await
-            .unwrap();
-        });
-        w.integrate(2, &batch(2, 2), &[], &[]).await.unwrap();
-        assert!(w.barrier().await.is_err(), "SQLite refused it");
-        on_pool!(store, |pool| {
-            sqlx::query("DROP TRIGGER refuse")
-                .execute(pool)
-                .await
-                .unwrap();
-        });
-        let next = w.integrate(4, &batch(4, 2), &[], &[]).await;
-        assert!(matches!(next, Err(StoreError::Conflict(_))), "{next:?}");
-        assert_eq!(store.journal_state("test").await.unwrap().size, 2);
-        w.release().await;
-        drop(lease);
-        let lease = store.journal_try_lead().await.unwrap().unwrap();
-        w.lead(&lease).await.unwrap();
-        assert_eq!(store.journal_state("test").await.unwrap().size, 4);
-        w.integrate(4, &batch(4, 2), &[], &[]).await.unwrap();
-        w.finish().await;
-        let all = store.journal_entries(0, 6).await.unwrap();
-        let indices: Vec<u64> = all.iter().map(|e| e.index).collect();
-        assert_eq!(indices, [0, 1, 2, 3, 4, 5]);
-    }
-
-    /// Logged batches are applied only where they continue the database: one beyond a
-    /// gap, or over entries already there, is refused and writes nothing.
-    #[tokio::test]
-    async fn logged_batches_must_continue_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let _store = sqlite_store(dir.path()).await;
-        let mut conn = rusqlite::Connection::open(dir.path().join("socle.db")).unwrap();
-        let b = |from, n| JournalBatch {
-            from_size: from,
-            entries: batch(from, n),
-            nodes: vec![],
-            seqs: vec![],
-        };
-        apply_logged(&mut conn, &[b(0, 2), b(2, 1)], false).unwrap();
-        for (bad, why) in [
-            (vec![b(4, 1)], "a gap"),
-            (vec![b(1, 3)], "overlap"),
-            (vec![b(3, 1), b(5, 1)], "a gap after a good one"),
-        ] {
-            let r = apply_logged(&mut conn, &bad, true);
-            assert!(matches!(r, Err(StoreError::Conflict(_))), "{why}: {r:?}");
-        }
-        let size: i64 = conn
-            .query_row("SELECT COUNT(*) FROM journal_entries", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(size, 3, "nothing of the refused batches");
-        apply_logged(&mut conn, &[b(3, 1)], true).unwrap();
-    }
-
-    #[test]
-    fn chunking_uses_few_statement_shapes() {
-        let items: Vec<u32> = (0..200).collect();
-        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [64, 64, 64, 8]);
-        assert_eq!(sizes.iter().sum::<usize>(), 200);
-        assert_eq!(values(2, 2), "($1,$2),($3,$4)");
-        assert_eq!(runs(&[5, 3, 4, 9, 10, 12]), [(3, 5), (9, 10), (12, 12)]);
     }
 }

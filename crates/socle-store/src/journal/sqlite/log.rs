@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::journal::{NewEntry, NodeHash};
+use crate::journal::{Batch, NewEntry, NodeHash};
 use crate::{Result, direct};
 
 /// Records written now: each entry carries the sequencer's MAC (a flag byte, then
@@ -52,19 +52,6 @@ const MAX_PAYLOAD: usize = 1 << 30;
 pub(crate) const HALF_SIZE: u64 = 8 << 20;
 /// Longest wait for SQLite to make a half reusable before the log refuses appends.
 const FREE_WAIT: Duration = Duration::from_secs(30);
-
-/// One sequencer batch: entries with their indices, the tree nodes they complete, the
-/// queue rows they came from; as logged and as applied to the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// The log's size before the batch; entries take the indices that follow.
-    pub from_size: u64,
-    pub entries: Vec<NewEntry>,
-    /// `(storage position, hash)` of the tree nodes above the leaves it completes.
-    pub nodes: Vec<(u64, NodeHash)>,
-    /// Queue rows (other nodes' appends) the batch integrates, to delete.
-    pub seqs: Vec<i64>,
-}
 
 impl Batch {
     /// The record: header, then `from_size`, counts, entries (leaf hash, subject, leaf),
