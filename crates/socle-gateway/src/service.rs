@@ -1,6 +1,10 @@
 //! The running gateway: the snapshot it decides from (rebuilt off the request path),
-//! machine-to-machine tokens, the verified-token cache, and the call pipeline —
-//! route, authenticate, authorise, limit, forward, minimise, journal, answer.
+//! machine-to-machine tokens, the verified-token cache, and what the call pipeline
+//! (`service/call.rs`: ready, resolve, authenticate, authorise, admit, forward,
+//! minimise, journal, deliver) needs: the habilitation check, the caller assertion,
+//! the provider's answer, the journal entry.
+
+mod call;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -8,10 +12,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use socle_catalogue::{Catalogue, PivotFields, Search, SubjectMode};
+use socle_catalogue::{Catalogue, PivotFields, Search};
 use socle_identity::{Identity, KeyRing, Provider};
 use socle_journal::{Entry, EntryKind, Journal};
 use socle_store::{GatewayStore, Store};
@@ -563,444 +567,11 @@ impl Gateway {
         Ok(cached.caller)
     }
 
-    // ----- calls --------------------------------------------------------------------
-
-    /// Handles one call end to end. Refusals change nothing and reach no provider;
-    /// a forwarded call is journaled (durably) before anything is released.
-    pub async fn call(&self, call: Call) -> Result<Delivered> {
-        let started = Instant::now();
-        // A snapshot that could not be rebuilt for a while may still hold a revoked
-        // habilitation: refuse rather than risk it.
-        if now()
-            - self
-                .inner
-                .snapshot_at
-                .load(std::sync::atomic::Ordering::Relaxed)
-            > self.inner.config.stale_after
-        {
-            return Err(GatewayError::unavailable(
-                "gateway_stale",
-                "the platform cannot read the habilitations in force right now; nothing was sent to the provider",
-            ));
-        }
-        // An exchange that could not be recorded must not happen: with the journal not
-        // sequencing, nothing reaches the provider.
-        self.inner.journal.sequencing().map_err(|e| {
-            tracing::error!(error = %e, "gateway: exchange refused, the journal is not sequencing");
-            GatewayError::unavailable(
-                "journal_unavailable",
-                "the journal is not recording exchanges right now, so nothing was sent to the provider; retry later",
-            )
-        })?;
-        let snapshot = self.snapshot();
-        let route = snapshot
-            .route(&call.organisation, &call.api)
-            .ok_or_else(|| {
-                GatewayError::not_found(
-                    "unknown_api",
-                    format!(
-                        "no API {:?} is published by organisation {:?}",
-                        call.api, call.organisation
-                    ),
-                )
-            })?;
-        let provider_name = snapshot.provider_name(&route.api.organisation);
-        let with_provider = |e: GatewayError| e.provider(&provider_name);
-        if call.version.strip_prefix('v') != Some(route.major.as_str()) {
-            return Err(with_provider(GatewayError::not_found(
-                "unknown_version",
-                format!(
-                    "version {:?} is not served; the current major version is v{}",
-                    call.version, route.major
-                ),
-            )));
-        }
-        let path = policy::normalise_path(&call.path)
-            .map_err(|d| with_provider(GatewayError::bad_request("invalid_path", d)))?;
-        // Methods are case-sensitive (RFC 9110 §9.1): `Get` is not `GET`, and what is
-        // forwarded is what was matched.
-        let method = call.method.as_str();
-        if !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(with_provider(GatewayError::not_found(
-                "unknown_operation",
-                format!("the method {method:?} is not one of this API's operations"),
-            )));
-        }
-        let method = method.to_ascii_lowercase();
-        let operation = route
-            .operation(&method, &path)
-            .map_err(|d| with_provider(GatewayError::bad_request("invalid_path", d)))?;
-        let operation = operation.ok_or_else(|| {
-            with_provider(GatewayError::not_found(
-                "unknown_operation",
-                format!(
-                    "{} /{} is not an operation of this API's OpenAPI document",
-                    call.method, path
-                ),
-            ))
-        })?;
-        let (params, forwarded_query) = split_query(call.query.as_deref());
-        let open = route.api.access_mode == "open";
-
-        // Authentication and habilitation.
-        let token = bearer(&call.headers);
-        let (grant, caller, granted): (Option<Arc<Grant>>, Option<Caller>, Vec<String>) = match (
-            token, open,
-        ) {
-            (None, true) => (
-                None,
-                None,
-                route.api.scopes.iter().map(|s| s.name.clone()).collect(),
-            ),
-            (None, false) => {
-                return Err(with_provider(GatewayError::unauthenticated(
-                    "missing_token",
-                    "send an access token: Authorization: Bearer <token> (client_credentials from /api/v2/token, or the person's access token)",
-                )));
-            }
-            (Some(token), _) => {
-                let caller = self.caller(token).await.map_err(with_provider)?;
-                let (grant, granted) = self
-                    .authorise(&snapshot, &route, &caller)
-                    .map_err(with_provider)?;
-                (Some(grant), Some(caller), granted)
-            }
-        };
-        // The provider's eIDAS requirement for calls on a person's behalf.
-        if let (Some(min), Some(Caller::Person { acr, .. })) =
-            (route.api.person_eidas_level, &caller)
-            && acr.0 < min
-        {
-            let need = socle_identity::Eidas(min);
-            return Err(with_provider(GatewayError::forbidden(
-                "insufficient_eidas_level",
-                format!(
-                    "this API requires a login at eIDAS level {} ({}) for calls on a person's \
-                     behalf; the person logged in at {}: ask for acr_values={} at login",
-                    need.acr(),
-                    need.label(),
-                    acr.acr(),
-                    need.acr()
-                ),
-            )));
-        }
-        if !policy::covers(operation, &granted) {
-            return Err(with_provider(GatewayError::forbidden(
-                "scope_not_granted",
-                "the scopes granted do not cover this operation",
-            )));
-        }
-
-        // Purpose.
-        let header = |n: &str| call.headers.get(n).and_then(|v| v.to_str().ok());
-        let pick = |name: &str, h: &str| params.get(name).map(String::as_str).or(header(h));
-        let purpose = if open && caller.is_none() {
-            None
-        } else {
-            Some(
-                policy::purpose(
-                    pick("context", "x-socle-context"),
-                    pick("recipient", "x-socle-recipient"),
-                    pick("object", "x-socle-object"),
-                )
-                .map_err(|d| with_provider(GatewayError::bad_request("missing_purpose", d)))?,
-            )
-        };
-
-        // Legal basis: consent, when the habilitation rests on it.
-        let mut consent_id = None;
-        if let Some(g) = &grant
-            && g.consent_based
-        {
-            let Some(Caller::Person { identity_hash, .. }) = &caller else {
-                return Err(with_provider(GatewayError::forbidden(
-                    "consent_required",
-                    "this habilitation rests on the person's consent: call with the person's access token",
-                )));
-            };
-            let pseudonym = self.inner.journal.pseudonym(identity_hash);
-            match self
-                .inner
-                .store
-                .active_consent(&pseudonym, &g.id, now())
-                .await?
-            {
-                Some(c) => consent_id = Some(c.id),
-                None => {
-                    return Err(with_provider(GatewayError::forbidden(
-                        "consent_required",
-                        "the person has not consented to this exchange, or withdrew or let expire their consent",
-                    )));
-                }
-            }
-        }
-
-        // Whose data: a call without the person's token (a machine's, or an anonymous
-        // one on an open API) names its person as the API's publication says; one by
-        // the pivot that does not carry it is the caller's mistake, and nothing is sent.
-        let machine = !matches!(caller, Some(Caller::Person { .. }));
-        // Fail closed: an API that declares data about people (also one that said
-        // `none` before an item became personal) and names its person by the person's
-        // access token only cannot be called without one.
-        if machine
-            && route.personal
-            && matches!(
-                route.api.subject.mode,
-                SubjectMode::PersonToken | SubjectMode::None
-            )
-        {
-            return Err(with_provider(GatewayError::forbidden(
-                "person_token_required",
-                "this API's data are about people and it names its person by the person's access token: call with that token (or its publication must say how machine calls name their person: pivot or provider)",
-            )));
-        }
-        let subject = match (&route.api.subject.mode, &route.api.subject.pivot) {
-            (SubjectMode::Pivot, Some(spec)) if machine => Some(
-                pivot_subject(spec, &forwarded_query, &call.body).map_err(|d| {
-                    metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
-                        .increment(1);
-                    with_provider(GatewayError::bad_request("subject_unknown", d))
-                })?,
-            ),
-            _ => None,
-        };
-
-        // Rate limit, then quota (only accepted calls count).
-        let rate = match &grant {
-            Some(g) => self.inner.rates.take(&g.id, route.api.rate_limit),
-            None => self.inner.rates.take(
-                &format!("{}|{}", route.api.id, call.client_ip),
-                self.inner.config.open_rate.min(route.api.rate_limit.max(1)),
-            ),
-        };
-        let rate = match rate {
-            Ok(s) => s,
-            Err((s, wait)) => {
-                let mut e = GatewayError::new(
-                    429,
-                    "rate_limited",
-                    "Too many requests",
-                    format!("at most {} calls per second; retry later", s.limit),
-                )
-                .header("retry-after", (wait.ceil() as u64).max(1).to_string());
-                for (k, v) in rate_headers(s) {
-                    e = e.header(k, v);
-                }
-                return Err(with_provider(e));
-            }
-        };
-        if let Some(g) = &grant
-            && g.daily_quota > 0
-            && self
-                .inner
-                .quotas
-                .take(&self.inner.store, &g.id, &today(), g.daily_quota)
-                .await?
-                .is_none()
-        {
-            return Err(with_provider(
-                GatewayError::new(
-                    429,
-                    "quota_exceeded",
-                    "Quota exceeded",
-                    format!(
-                        "the habilitation's {} calls for today are used",
-                        g.daily_quota
-                    ),
-                )
-                .header("retry-after", seconds_to_midnight().to_string()),
-            ));
-        }
-
-        // Forward.
-        let request_hash = sha256_hex(
-            format!(
-                "{}\n{}\n/{}\n{}\n{}",
-                call.request_id,
-                call.method,
-                path,
-                forwarded_query,
-                sha256_hex(&call.body)
-            )
-            .as_bytes(),
-        );
-        // The journal is public: it holds the hashes keyed by a secret of this exchange
-        // alone, given to the caller and the provider, never the plain ones — the
-        // plain hash of `{"quotientFamilial":640}` or of `?identifiant=…` is found by
-        // trying the few values possible.
-        let journal_key = hex::encode(rand::random::<[u8; 32]>());
-        let assertion = match (&grant, &caller, &purpose) {
-            (Some(g), Some(c), Some(p)) => Some(self.assertion(g, c, p, &granted)?),
-            _ => None,
-        };
-        // The API's base URL (ending in `/`), the normalised path that was authorised,
-        // the query.
-        let base = &route.upstream[..url::Position::AfterPath];
-        let mut target = String::with_capacity(base.len() + path.len() + forwarded_query.len() + 1);
-        target.push_str(base);
-        target.push_str(&path);
-        if !forwarded_query.is_empty() {
-            target.push('?');
-            target.push_str(&forwarded_query);
-        }
-        let uri = http::Uri::try_from(target).map_err(|_| {
-            with_provider(GatewayError::bad_request(
-                "invalid_path",
-                "the path or query cannot be forwarded as is",
-            ))
-        })?;
-        let mut headers = HeaderMap::new();
-        for name in FORWARDED {
-            for value in call.headers.get_all(name) {
-                headers.append(HeaderName::from_static(name), value.clone());
-            }
-        }
-        let set = |h: &mut HeaderMap, n: &'static str, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.insert(HeaderName::from_static(n), v);
-            }
-        };
-        set(&mut headers, "x-socle-request-id", &call.request_id);
-        set(&mut headers, "x-socle-request-hash", &request_hash);
-        set(&mut headers, "x-socle-journal-key", &journal_key);
-        if let Some(a) = &assertion {
-            set(&mut headers, "x-socle-assertion", a);
-        }
-        let ex = Exchange {
-            call: &call,
-            route: &route,
-            operation,
-            grant: &grant,
-            caller: &caller,
-            purpose: &purpose,
-            granted: &granted,
-            request_hash: &request_hash,
-            journal_key: &journal_key,
-            started,
-            consent: consent_id.as_deref(),
-            subject: subject.as_deref(),
-        };
-        let answer = match self.send(&ex, headers, uri).await {
-            Ok((s, h, b)) => deliverable(&route, &granted, s, &h, b).map(|d| (d, h)),
-            Err(e) => Err(e),
-        };
-        let ((status, content_type, body), upstream_headers) = match answer {
-            Ok(x) => x,
-            Err(e) => {
-                // A failed exchange is journaled like any other; the provider's own
-                // answer is never passed on.
-                self.journal(&ex, None, e.status).await?;
-                self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
-                return Err(e
-                    .provider(&provider_name)
-                    .header("x-socle-request-id", call.request_id.clone())
-                    .header("x-socle-request-hash", request_hash.clone())
-                    .header("x-socle-journal-key", journal_key.clone()));
-            }
-        };
-        let response_hash = sha256_hex(&body);
-
-        // The person the provider says its answer is about (`Socle-Subject`), once at
-        // most. A provider that names its person (its API's mode) must name them; and
-        // whenever the gateway already knows the person (the token's, the pivot's), a
-        // provider naming another one withholds the answer: the exchange must not be
-        // credited to someone else than the person it served. Otherwise the answer is
-        // not released (the exchange is journaled without a person, and counted).
-        let told: Vec<&HeaderValue> = upstream_headers.get_all("socle-subject").iter().collect();
-        let told = match told.as_slice() {
-            [] => None,
-            [one] => Some(provider_subject(one.as_bytes())),
-            _ => Some(Err("Socle-Subject is given more than once".to_string())),
-        };
-        let known = match &caller {
-            Some(Caller::Person { identity_hash, .. }) => Some(identity_hash.as_str()),
-            _ => ex.subject,
-        };
-        let required = machine && route.api.subject.mode == SubjectMode::Provider;
-        let verdict: std::result::Result<Option<&str>, (&'static str, String)> =
-            match (&told, known, required) {
-                (None, _, true) => Err((
-                    "subject_unknown",
-                    "the provider's answer names no person (Socle-Subject)".into(),
-                )),
-                (Some(Err(reason)), _, _) => Err(("subject_unknown", reason.clone())),
-                (Some(Ok(named)), Some(k), _) if named != k => Err((
-                    "subject_mismatch",
-                    "the provider names another person than the one the call is about".into(),
-                )),
-                // Named by the provider (its mode, or of its own accord): credited.
-                (Some(Ok(named)), None, _) => Ok(Some(named.as_str())),
-                _ => Ok(None),
-            };
-        let ex = match verdict {
-            Ok(None) => ex,
-            Ok(Some(hash)) => Exchange {
-                subject: Some(hash),
-                ..ex
-            },
-            Err((code, reason)) => {
-                metrics::counter!("socle_gateway_subject_unknown_total", "api" => route.api.id.clone())
-                        .increment(1);
-                tracing::warn!(api = %route.api.id, %reason, "gateway: answer withheld, person unknown");
-                self.journal(&ex, None, 502).await?;
-                self.record(&route, &grant, true, started.elapsed().as_micros() as u64);
-                return Err(GatewayError::new(
-                        502,
-                        code,
-                        "Person unknown",
-                        format!(
-                            "the provider did not say whom its answer is about, or named someone else ({reason}): it is not released, so that no exchange about a person escapes them"
-                        ),
-                    )
-                    .provider(&provider_name)
-                    .header("x-socle-request-id", call.request_id.clone())
-                    .header("x-socle-request-hash", request_hash.clone())
-                    .header("x-socle-journal-key", journal_key.clone()));
-            }
-        };
-
-        // Journal, durably, before releasing anything.
-        self.journal(&ex, Some(&response_hash), status).await?;
-
-        let mut out = HeaderMap::new();
-        for name in PASSED_BACK {
-            if name == "content-type" {
-                continue;
-            }
-            if let Some(v) = upstream_headers.get(name) {
-                out.insert(HeaderName::from_static(name), v.clone());
-            }
-        }
-        if let Some(ct) = content_type {
-            out.insert(http::header::CONTENT_TYPE, ct);
-        }
-        out.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        set(&mut out, "x-socle-request-id", &call.request_id);
-        set(&mut out, "x-socle-request-hash", &request_hash);
-        set(&mut out, "x-socle-response-hash", &response_hash);
-        set(&mut out, "x-socle-journal-key", &journal_key);
-        for (k, v) in rate_headers(rate) {
-            set(&mut out, k, &v);
-        }
-        if call.headers.contains_key("x-socle-sign") {
-            let sig = self.signature(&call.request_id, &request_hash, &response_hash, &grant)?;
-            set(&mut out, "x-socle-signature", &sig);
-        }
-        let micros = started.elapsed().as_micros() as u64;
-        self.record(&route, &grant, status >= 400, micros);
-        Ok(Delivered {
-            status,
-            headers: out,
-            body,
-        })
-    }
+    // ----- calls (the pipeline itself: `call.rs`) ------------------------------------
 
     /// Checks the caller's habilitation for the route; returns it and the scopes
     /// granted for this call.
-    fn authorise(
+    fn habilitation(
         &self,
         snapshot: &Snapshot,
         route: &Route,
@@ -1178,11 +749,17 @@ impl Gateway {
     }
 
     /// Sends the request upstream and reads the answer (bounded).
-    async fn send(&self, ex: &Exchange<'_>, headers: HeaderMap, uri: http::Uri) -> Result<Answer> {
+    async fn send(
+        &self,
+        call: &Call,
+        route: &Route,
+        headers: HeaderMap,
+        uri: http::Uri,
+    ) -> Result<Answer> {
         let sent = self
             .inner
             .upstream
-            .send(ex.call.method.clone(), uri, headers, ex.call.body.clone())
+            .send(call.method.clone(), uri, headers, call.body.clone())
             .await;
         sent.map_err(|f| match f {
             Failure::Timeout => GatewayError::new(
@@ -1201,7 +778,7 @@ impl Gateway {
                 format!("the provider's answer exceeds {max} bytes"),
             ),
             Failure::CutOff(reason) => {
-                tracing::warn!(api = %ex.route.api.id, error = %reason, "gateway: provider's answer cut off");
+                tracing::warn!(api = %route.api.id, error = %reason, "gateway: provider's answer cut off");
                 GatewayError::new(
                     502,
                     "upstream_invalid",
@@ -1216,7 +793,7 @@ impl Gateway {
             .header("retry-after", "1"),
             Failure::Unreachable(reason) => {
                 // The reason names no URL: its path and query may identify a person.
-                tracing::warn!(api = %ex.route.api.id, error = %reason, "gateway: provider unreachable");
+                tracing::warn!(api = %route.api.id, error = %reason, "gateway: provider unreachable");
                 GatewayError::new(
                     502,
                     "upstream_unavailable",
