@@ -6,52 +6,32 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use socle_store::{GatewayStore, Store};
 
-/// What the `RateLimit-*` headers say after a call was let through.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateState {
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until the bucket is full again.
-    pub reset: u64,
+pub use socle_core::rate::RateState;
+use socle_core::rate::TokenBuckets;
+
+/// The gateway's rate limits: one token bucket per key (`socle_core::rate`), bursts
+/// of one second's calls.
+#[derive(Debug)]
+pub struct RateLimits {
+    buckets: TokenBuckets<String>,
 }
 
-#[derive(Debug, Default)]
-pub struct RateLimits {
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            buckets: TokenBuckets::new(100_000),
+        }
+    }
 }
 
 impl RateLimits {
     /// Takes a token from `key`'s bucket (`rate` per second, bursts of `rate`); on
     /// refusal, the seconds to wait.
     pub fn take(&self, key: &str, rate: u32) -> Result<RateState, (RateState, f64)> {
-        let rate_f = f64::from(rate.max(1));
-        let now = Instant::now();
-        let mut buckets = match self.buckets.lock() {
-            Ok(b) => b,
-            Err(p) => p.into_inner(),
-        };
-        if buckets.len() > 100_000 {
-            buckets
-                .retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate_f < rate_f);
-        }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((rate_f, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate_f).min(rate_f);
-        *at = now;
-        let state = |t: f64| RateState {
-            limit: rate.max(1),
-            remaining: t.max(0.0).floor() as u32,
-            reset: ((rate_f - t) / rate_f).ceil().max(0.0) as u64,
-        };
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(state(*tokens))
-        } else {
-            Err((state(*tokens), (1.0 - *tokens) / rate_f))
-        }
+        self.buckets.take(&key.to_string(), rate, rate)
     }
 }
 

@@ -1,48 +1,33 @@
-//! A per-client token bucket for the public, unauthenticated read endpoints.
+//! The per-client rate limit of the public, unauthenticated read endpoints (the
+//! journal's): the platform's one token bucket (`socle_core::rate`), bursts of twice
+//! the rate.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use socle_core::rate::TokenBuckets;
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    per_second: u32,
+    buckets: TokenBuckets<IpAddr>,
 }
 
 impl RateLimiter {
     pub fn new(per_second: u32) -> Self {
-        let per_second = f64::from(per_second.max(1));
         Self {
-            per_second,
-            burst: per_second * 2.0,
-            buckets: Mutex::new(HashMap::new()),
+            per_second: per_second.max(1),
+            buckets: TokenBuckets::new(50_000),
         }
     }
 
     /// Takes one token for `ip`; on refusal, says how long until the next one.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
-        };
-        if buckets.len() > 50_000 {
-            // Forget clients whose bucket has refilled: they lose nothing.
-            let (rate, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < burst);
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
-        }
+        let burst = self.per_second.saturating_mul(2);
+        self.buckets
+            .take(&ip, self.per_second, burst)
+            .map(|_| ())
+            .map_err(|(_, wait)| Duration::from_secs_f64(wait))
     }
 }
 
