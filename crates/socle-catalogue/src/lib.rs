@@ -15,7 +15,7 @@ pub mod model;
 pub mod notify;
 pub mod people;
 pub mod service;
-pub mod siret;
+pub use socle_core::siret;
 pub mod throttle;
 
 pub use back_office::BackOffice;

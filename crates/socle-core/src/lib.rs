@@ -1,6 +1,6 @@
 //! Domain types and rules of Socle, with no I/O — and the few helpers every crate
-//! shares (one clock, one hash, one token bucket: [`rate`]), so that none keeps its
-//! own copy.
+//! shares (one clock, one hash, one token bucket: [`rate`]; SIREN and SIRET numbers:
+//! [`siret`]), so that none keeps its own copy.
 //!
 //! Everything here is plain data and validation ("parse, don't validate"): once a value
 //! of one of these types exists it is valid, so the layers above (store, HTTP, CLI)
@@ -82,6 +82,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// The platform's one clock (UTC).
 pub mod rate;
+pub mod siret;
 
 pub mod clock {
     /// Unix seconds.

@@ -496,7 +496,7 @@ pub fn purpose(
     if recipient.is_empty() {
         problems
             .push("recipient is required (SIRET of the organisation receiving the data)".into());
-    } else if let Some(p) = socle_catalogue::siret::siret_problem(recipient) {
+    } else if let Some(p) = socle_core::siret::siret_problem(recipient) {
         problems.push(format!("recipient: {p}"));
     }
     if object.is_empty() {

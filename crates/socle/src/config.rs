@@ -790,7 +790,7 @@ impl Config {
             }),
             organisation: r.get("citizen.organisation", "13002526500013".to_string(), |v| {
                 let s = string(v)?;
-                match socle_catalogue::siret::siret_problem(&s) {
+                match socle_core::siret::siret_problem(&s) {
                     None => Ok(s),
                     Some(p) => Err(p),
                 }
