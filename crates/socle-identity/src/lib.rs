@@ -16,7 +16,6 @@ pub mod backchannel;
 pub mod broker;
 pub mod claims;
 pub mod client;
-pub mod demo;
 pub mod error;
 pub mod es256;
 pub mod keys;

@@ -137,8 +137,6 @@ pub struct AppParts {
     pub consents: socle_gateway::Consents,
     /// The citizen space ("Mon espace").
     pub citizen: Arc<routes::citizen::Citizen>,
-    /// The demonstration identity provider and service (`socle demo` only).
-    pub demo: Option<Arc<routes::demo::Demo>>,
 }
 
 impl std::ops::Deref for AppParts {
@@ -159,8 +157,9 @@ impl AppState {
     }
 }
 
-/// The whole application router.
-pub fn router(state: AppState) -> Router {
+/// The whole application router; `extra` holds routes the binary adds (the
+/// demonstration's, `socle-demo`), served behind the same middleware.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     use axum::middleware::from_fn_with_state;
 
     let journal = Router::new()
@@ -180,7 +179,7 @@ pub fn router(state: AppState) -> Router {
         ));
 
     use axum::routing::{any, post, put};
-    use routes::{admin, agent, catalogue, citizen, contests, demo, habilitations, oidc, partners};
+    use routes::{admin, agent, catalogue, citizen, contests, habilitations, oidc, partners};
     let identity = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route(
@@ -314,23 +313,6 @@ pub fn router(state: AppState) -> Router {
         .route("/catalogue", get(catalogue::page))
         .route("/catalogue/donnees", get(catalogue::data_items_page))
         .route("/catalogue/{id}", get(catalogue::api_page))
-        .route(
-            "/demo/fi/.well-known/openid-configuration",
-            get(demo::fi_discovery),
-        )
-        .route("/demo/fi/jwks", get(demo::fi_jwks))
-        .route(
-            "/demo/fi/authorize",
-            get(demo::fi_authorize).post(demo::fi_login),
-        )
-        .route("/demo/fi/token", post(demo::fi_token))
-        .route("/demo/fi/userinfo", get(demo::fi_userinfo))
-        .route("/demo/fi/session/end", get(demo::fi_end_session))
-        .route("/demo/fs", get(demo::fs_home))
-        .route("/demo/fs/", get(demo::fs_home))
-        .route("/demo/fs/login", get(demo::fs_login))
-        .route("/demo/fs/callback", get(demo::fs_callback))
-        .route("/demo/fs/logged-out", get(demo::fs_logged_out))
         .route("/mon-espace", get(citizen::home))
         .route("/mon-espace/", get(citizen::home))
         .route("/mon-espace/connexion", get(citizen::login))
@@ -356,11 +338,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/mon-espace/autorisations/{id}/recu", get(citizen::receipt))
         .route("/mon-espace/export", get(citizen::export))
-        .route("/demo/fd/caf/quotient-familial", get(routes::demo_fd::caf))
-        .route(
-            "/demo/fd/impots/foyers-fiscaux",
-            get(routes::demo_fd::impots),
-        )
         .route("/gateway/{org}/{api}/{version}", any(routes::gateway::call))
         .route(
             "/gateway/{org}/{api}/{version}/{*path}",
@@ -371,6 +348,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .merge(journal)
         .merge(identity)
+        .merge(extra)
         .route("/", get(pages::home))
         .route("/journal", get(pages::journal))
         .route("/api/openapi.json", get(routes::docs::openapi_json))

@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use socle_identity::demo::DemoFi;
+use socle_demo::{Demo, DemoFi};
 use socle_identity::{Broker, Client, FiSettings, KeyRing, MasterKey, Provider, ProviderConfig};
 use socle_journal::{Entry, EntryKind, Journal, JournalConfig};
 use socle_store::{InstanceStore, Location, Store, StoreOptions};
-use socle_web::routes::demo::{Demo, DemoFs};
 use socle_web::{AppParts, AppState, Node, NodeState, WebSettings};
 use tokio::net::TcpListener;
 
@@ -33,6 +32,8 @@ pub struct Application {
     node: NodeState,
     /// The services; `None` when the schema was behind at start.
     state: Option<AppState>,
+    /// The demonstration (`socle demo`), mounted under `/demo/`.
+    demo: Option<Arc<Demo>>,
     config: Config,
 }
 
@@ -142,6 +143,10 @@ impl Application {
         } else {
             None
         };
+        let (state, demo) = match state {
+            Some((state, demo)) => (Some(state), demo),
+            None => (None, None),
+        };
         metrics::gauge!(
             "socle_build_info",
             "version" => env!("CARGO_PKG_VERSION"),
@@ -169,6 +174,7 @@ impl Application {
             tls,
             node,
             state,
+            demo,
             config,
         })
     }
@@ -228,24 +234,7 @@ impl Application {
                 ])?,
             )
             .await?;
-        // The demonstration catalogue is rewritten at each start (its URLs follow the
-        // address the demo listens on).
-        let public_url = &state.identity.config().public_url;
-        crate::demo_catalogue::seed(&state.catalogue, public_url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot seed the demonstration catalogue: {e}"))?;
-        if state
-            .store
-            .mark_once("demo.back_office.seeded", &[])
-            .await?
-        {
-            crate::demo_catalogue::seed_back_office(&state.store, &state.back_office)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot seed the demonstration habilitations: {e}"))?;
-        }
-        let doc = crate::demo_catalogue::credentials_file(&state.back_office, public_url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot prepare the demonstration credentials: {e}"))?;
+        let doc = socle_demo::seed(state).await?;
         let path = self.demo_file();
         let _ = std::fs::remove_file(&path);
         write_private(&path, &serde_json::to_string_pretty(&doc)?)
@@ -271,6 +260,7 @@ impl Application {
             tls,
             node,
             state,
+            demo,
             config,
         } = self;
         // The operator's metrics listener: plain HTTP, `/metrics` only; it stops with
@@ -285,7 +275,10 @@ impl Application {
             }))
         });
         let router = match &state {
-            Some(state) => socle_web::router(state.clone()),
+            Some(state) => socle_web::router(
+                state.clone(),
+                demo.map(socle_demo::routes).unwrap_or_default(),
+            ),
             None => socle_web::not_ready_router(node.clone()),
         };
         let service =
@@ -351,7 +344,7 @@ async fn open_services(
     config: &Config,
     node: &NodeState,
     public_url: &str,
-) -> anyhow::Result<AppState> {
+) -> anyhow::Result<(AppState, Option<Arc<Demo>>)> {
     let store = &node.store;
     let journal = open_journal(store, config).await?;
     if !config.demo
@@ -457,7 +450,7 @@ async fn open_services(
             }
         }
     });
-    Ok(AppState::new(AppParts {
+    let state = AppState::new(AppParts {
         node: node.clone(),
         journal_limiter: Arc::new(socle_web::ratelimit::RateLimiter::new(
             config.journal.rate_limit,
@@ -469,8 +462,8 @@ async fn open_services(
         gateway,
         consents,
         citizen,
-        demo,
-    }))
+    });
+    Ok((state, demo))
 }
 
 /// Opens the journal with the configured origin (derived from the instance name when
@@ -621,19 +614,7 @@ pub async fn open_identity(
         .collect();
     let demo_fi = if config.demo {
         let fi = DemoFi::new(public_url)?;
-        providers.push(FiSettings {
-            id: "demo".into(),
-            label: "Fournisseur d’identité de démonstration".into(),
-            logo: None,
-            issuer: fi.issuer.clone(),
-            discovery_url: None,
-            client_id: fi.client_id.clone(),
-            client_secret: fi.client_secret.clone(),
-            eidas_levels: vec![1, 2, 3],
-            scope: "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username".into(),
-            timeout: std::time::Duration::from_secs(5),
-            sandbox: true,
-        });
+        providers.push(socle_demo::identity_provider(&fi));
         Some(fi)
     } else {
         None
@@ -653,55 +634,7 @@ pub async fn open_identity(
         .with_service_http(socle_catalogue::notify::delivery_client());
 
     let demo = match demo_fi {
-        Some(fi) => {
-            let secret = socle_identity::random_token(32);
-            let fs = DemoFs::new(public_url, "demarche-demo".into(), secret.clone());
-            let client = Client {
-                client_id: fs.client_id.clone(),
-                name: "Démarche de démonstration".into(),
-                // The town hall's procedure: its habilitations let it call the
-                // gateway on the person's behalf.
-                organisation: crate::demo_catalogue::TOWN_HALL.into(),
-                // Written as a FranceConnect service is: held to its rules.
-                profile: socle_identity::ClientProfile::Franceconnect,
-                sandbox: false,
-                secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
-                previous_secret_hash: None,
-                previous_secret_until: None,
-                jwks: None,
-                jwks_uri: None,
-                token_endpoint_auth_method: "client_secret_basic".into(),
-                redirect_uris: vec![fs.redirect_uri()],
-                post_logout_redirect_uris: vec![fs.post_logout_redirect_uri()],
-                backchannel_logout_uri: None,
-                backchannel_logout_session_required: false,
-                scopes: [
-                    "openid",
-                    "identite_pivot",
-                    "email",
-                    "preferred_username",
-                    "profile",
-                    "birth",
-                ]
-                .map(String::from)
-                .to_vec(),
-                eidas_level: 1,
-                id_token_signed_response_alg: "ES256".into(),
-                id_token_encrypted_response_alg: None,
-                id_token_encrypted_response_enc: None,
-                userinfo_signed_response_alg: Some("ES256".into()),
-                userinfo_encrypted_response_alg: None,
-                userinfo_encrypted_response_enc: None,
-                consent_exempt: false,
-                disabled: false,
-            };
-            provider.clients.put(&client).await?;
-            Some(Arc::new(Demo {
-                fi,
-                fs,
-                fd: Default::default(),
-            }))
-        }
+        Some(fi) => Some(Arc::new(Demo::start(fi, &provider, public_url).await?)),
         None => None,
     };
 

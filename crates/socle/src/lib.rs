@@ -10,7 +10,6 @@
 pub mod admin_cli;
 pub mod app;
 pub mod config;
-pub mod demo_catalogue;
 pub mod journal_cli;
 pub mod telemetry;
 pub mod tls;

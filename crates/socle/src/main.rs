@@ -767,14 +767,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         );
         println!(
             "  Back-office API:     POST {base}/api/v1/session with {} (or {}) and password \"{}\"",
-            socle::demo_catalogue::DEMO_DEVELOPER,
-            socle::demo_catalogue::DEMO_INSTRUCTOR_CAF,
-            socle::demo_catalogue::DEMO_PASSWORD
+            socle_demo::catalogue::DEMO_DEVELOPER,
+            socle_demo::catalogue::DEMO_INSTRUCTOR_CAF,
+            socle_demo::catalogue::DEMO_PASSWORD
         );
         println!(
             "  Partner space:       {base}/espace-agent — a service asks for a login integration as {}, {} instructs it",
-            socle::demo_catalogue::DEMO_DEVELOPER,
-            socle::demo_catalogue::DEMO_INSTRUCTOR_PARTNERS
+            socle_demo::catalogue::DEMO_DEVELOPER,
+            socle_demo::catalogue::DEMO_INSTRUCTOR_PARTNERS
         );
     }
     println!("  API documentation:   {base}/api/docs  (OpenAPI: {base}/api/openapi.json)");

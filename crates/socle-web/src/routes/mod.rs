@@ -6,8 +6,6 @@ pub mod agent;
 pub mod catalogue;
 pub mod citizen;
 pub mod contests;
-pub mod demo;
-pub mod demo_fd;
 pub mod docs;
 pub mod gateway;
 pub mod habilitations;

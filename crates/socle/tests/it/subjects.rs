@@ -16,7 +16,7 @@ use crate::support::Backend;
 /// pivot fields by Python's standard library (FranceConnect's rule: base64 SHA-256 of
 /// the fields concatenated, the birthplace only for people born in France).
 fn identity_hash_by_python(login: &str) -> String {
-    let person = socle_identity::demo::people()
+    let person = socle_demo::fi::people()
         .into_iter()
         .find(|p| p.login == login)
         .unwrap();
@@ -36,7 +36,7 @@ print(base64.b64encode(hashlib.sha256(serial.encode()).digest()).decode())
 }
 
 fn pivot_query(login: &str) -> String {
-    let p = socle_identity::demo::people()
+    let p = socle_demo::fi::people()
         .into_iter()
         .find(|p| p.login == login)
         .unwrap()

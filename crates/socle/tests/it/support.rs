@@ -436,7 +436,7 @@ impl Relay {
 
 /// The verified pivot identity of the demo FI's person `login`.
 pub fn demo_identity(login: &str) -> socle_identity::pivot::Identity {
-    let person = socle_identity::demo::people()
+    let person = socle_demo::fi::people()
         .into_iter()
         .find(|p| p.login == login)
         .unwrap();

@@ -12,8 +12,8 @@ use josekit::jws::{ES256, JwsHeader};
 use josekit::jwt::JwtPayload;
 use serde_json::{Value, json};
 
-use crate::error::{IdentityError, OidcError, Result};
-use crate::pivot::{Eidas, Identity};
+use socle_identity::error::Result;
+use socle_identity::{Eidas, Identity, IdentityError, OidcError};
 
 /// A fictitious person.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ pub struct DemoFi {
     /// Where the provider's logout returns (Socle's logout callback).
     pub post_logout_redirect_uri: String,
     key: Arc<Jwk>,
-    signer: Arc<crate::es256::Es256Signer>,
+    signer: Arc<socle_identity::es256::Es256Signer>,
     people: Arc<Vec<Person>>,
     state: Arc<Mutex<State>>,
 }
@@ -121,15 +121,15 @@ impl DemoFi {
         use josekit::jwk::KeyPair;
         let public_url = public_url.trim_end_matches('/');
         let mut key = ES256.generate_key_pair()?.to_jwk_key_pair();
-        key.set_key_id(crate::random_token(8));
+        key.set_key_id(socle_identity::random_token(8));
         key.set_algorithm("ES256");
         key.set_key_use("sig");
-        let signer = Arc::new(crate::es256::Es256Signer::from_jwk(&key)?);
+        let signer = Arc::new(socle_identity::es256::Es256Signer::from_jwk(&key)?);
         Ok(DemoFi {
             signer,
             issuer: format!("{public_url}/demo/fi"),
             client_id: "socle-demo".into(),
-            client_secret: crate::random_token(32),
+            client_secret: socle_identity::random_token(32),
             redirect_uri: format!("{public_url}/api/v2/oidc-callback/demo"),
             post_logout_redirect_uri: format!("{public_url}/api/v2/client/logout-callback"),
             key: Arc::new(key),
@@ -211,9 +211,9 @@ impl DemoFi {
         let Some(person) = self.people.iter().position(|p| p.login == login) else {
             return Err(IdentityError::Page("personne inconnue".into()));
         };
-        let code = crate::random_token(32);
+        let code = socle_identity::random_token(32);
         if let Ok(mut s) = self.state.lock() {
-            let now = crate::now();
+            let now = socle_core::clock::now();
             if s.swept_at != now {
                 s.swept_at = now;
                 s.codes.retain(|_, g| g.expires > now);
@@ -279,7 +279,7 @@ impl DemoFi {
             .ok()
             .and_then(|mut s| s.codes.remove(&code))
             .ok_or_else(|| grant_err("unknown or used code"))?;
-        let now = crate::now();
+        let now = socle_core::clock::now();
         if grant.expires <= now {
             return Err(grant_err("expired code"));
         }
@@ -289,13 +289,13 @@ impl DemoFi {
         if let Some(c) = &grant.challenge {
             let ok = form
                 .get("code_verifier")
-                .is_some_and(|v| crate::sha256_b64url(v.as_bytes()) == *c);
+                .is_some_and(|v| socle_identity::sha256_b64url(v.as_bytes()) == *c);
             if !ok {
                 return Err(grant_err("PKCE verification failed"));
             }
         }
         let person = &self.people[grant.person];
-        let access = crate::random_token(32);
+        let access = socle_identity::random_token(32);
         if let Ok(mut s) = self.state.lock() {
             s.tokens.insert(access.clone(), (grant.person, now + 60));
         }
@@ -326,7 +326,7 @@ impl DemoFi {
             .lock()
             .ok()
             .and_then(|s| s.tokens.get(access_token).copied())
-            .filter(|t| t.1 > crate::now())
+            .filter(|t| t.1 > socle_core::clock::now())
             .map(|t| t.0)
             .ok_or_else(|| IdentityError::oidc(OidcError::InvalidToken, "unknown access token"))?;
         let p = &self.people[person];

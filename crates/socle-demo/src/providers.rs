@@ -11,18 +11,17 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::Extension;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use josekit::jwk::JwkSet;
 use serde_json::{Value, json};
 
-use crate::AppState;
-use crate::routes::oidc::query_pairs;
+use socle_web::routes::oidc::query_pairs;
 
-/// SIRETs of the demonstration providers (as in the demonstration catalogue).
-pub const BENEFITS_FUND: &str = "99002002600011";
-pub const TAX_OFFICE: &str = "99001001900018";
+use crate::service::OnDemo;
+
+use crate::catalogue::{BENEFITS_FUND, TAX_OFFICE};
 
 /// One fictitious household: the demo FI login it belongs to and its records.
 struct Household {
@@ -98,7 +97,7 @@ impl DemoFd {
         {
             return Ok(k.clone());
         }
-        let set = super::demo::platform_jwks(http, public_url).await?;
+        let set = crate::service::platform_jwks(http, public_url).await?;
         if let Ok(mut c) = self.jwks.lock() {
             *c = Some((set.clone(), Instant::now()));
         }
@@ -108,13 +107,10 @@ impl DemoFd {
 
 /// Checks the caller assertion as an external provider would.
 async fn assertion(
-    state: &AppState,
+    d: &crate::Demo,
     headers: &HeaderMap,
     audience: &str,
 ) -> Result<serde_json::Map<String, Value>, Response> {
-    let Some(d) = state.demo.as_deref() else {
-        return Err(problem(StatusCode::NOT_FOUND, "démonstration désactivée"));
-    };
     let Some(jwt) = headers
         .get("x-socle-assertion")
         .and_then(|v| v.to_str().ok())
@@ -135,7 +131,7 @@ async fn assertion(
                 "clés de la plateforme indisponibles",
             )
         })?;
-        if let Ok(c) = super::demo::verify(jwt, &keys) {
+        if let Ok(c) = crate::service::verify(jwt, &keys) {
             claims = Some(c);
             break;
         }
@@ -171,7 +167,7 @@ fn household(
     key: fn(&Household) -> &str,
 ) -> Option<&'static Household> {
     if let Some(person) = claims.get("person") {
-        let people = socle_identity::demo::people();
+        let people = crate::fi::people();
         let same = |a: &Value, k: &str| a.get(k) == person.get(k);
         let login = people
             .iter()
@@ -189,7 +185,7 @@ fn household(
     // the one whose six pivot fields are those sent, exactly — the fields the
     // gateway hashes to credit the exchange (docs/GATEWAY.md, "Whose data").
     if param("nomNaissance").is_some() || param("prenoms").is_some() {
-        let login = socle_identity::demo::people()
+        let login = crate::fi::people()
             .into_iter()
             .find(|p| {
                 let same = |claim: &str, name: &str| {
@@ -214,15 +210,15 @@ fn household(
 }
 
 /// `GET /demo/fd/caf/quotient-familial`
-pub async fn caf(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let claims = match assertion(&state, &headers, BENEFITS_FUND).await {
+pub async fn caf(Extension(d): OnDemo, headers: HeaderMap, uri: Uri) -> Response {
+    let claims = match assertion(&d, &headers, BENEFITS_FUND).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let Some(h) = household(&claims, &uri, |h| h.allocataire) else {
         return problem(StatusCode::NOT_FOUND, "aucun allocataire ne correspond");
     };
-    let person = socle_identity::demo::people()
+    let person = crate::fi::people()
         .into_iter()
         .find(|p| p.login == h.login)
         .map(|p| p.claims)
@@ -255,8 +251,8 @@ pub async fn caf(State(state): State<AppState>, headers: HeaderMap, uri: Uri) ->
 }
 
 /// `GET /demo/fd/impots/foyers-fiscaux`
-pub async fn impots(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let claims = match assertion(&state, &headers, TAX_OFFICE).await {
+pub async fn impots(Extension(d): OnDemo, headers: HeaderMap, uri: Uri) -> Response {
+    let claims = match assertion(&d, &headers, TAX_OFFICE).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -8,22 +8,21 @@ use std::sync::{Arc, Mutex};
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use josekit::jwk::JwkSet;
 use serde_json::Value;
 use socle_identity::IdentityError;
-use socle_identity::demo::{DemoFi, DemoRequest};
 use socle_identity::pivot::claim_label;
+use socle_web::AppState;
+use socle_web::error::{ApiError, PageError};
+use socle_web::pages::{Layout, render};
+use socle_web::routes::oidc::query_pairs;
 
-use crate::AppState;
-use crate::error::{ApiError, PageError};
-use crate::pages::{Layout, render};
-use crate::routes::oidc::query_pairs;
-
-/// The town hall that runs the demonstration service.
-const TOWN_HALL: &str = "99003003300015";
+use crate::Demo;
+use crate::catalogue::{BENEFITS_FUND, TAX_OFFICE, TOWN_HALL};
+use crate::fi::DemoRequest;
 
 /// The demonstration service provider (a confidential client of Socle).
 pub struct DemoFs {
@@ -57,8 +56,7 @@ impl DemoFs {
                 "Quotient familial (CAF, habilitation « Tarification de la cantine »)",
                 format!(
                     "{}/gateway/{}/quotient-familial/v1/quotient-familial",
-                    self.public_url,
-                    crate::routes::demo_fd::BENEFITS_FUND
+                    self.public_url, BENEFITS_FUND
                 ),
                 "/quotientFamilial",
                 "Tarification cantine 2027",
@@ -67,8 +65,7 @@ impl DemoFs {
                 "Revenu fiscal de référence (impôts, avec votre accord)",
                 format!(
                     "{}/gateway/{}/impot-particulier/v1/foyers-fiscaux",
-                    self.public_url,
-                    crate::routes::demo_fd::TAX_OFFICE
+                    self.public_url, TAX_OFFICE
                 ),
                 "/revenuFiscalReference",
                 "Tarifs du centre de loisirs 2027",
@@ -124,31 +121,8 @@ impl DemoFs {
     }
 }
 
-/// Both halves of the demonstration.
-pub struct Demo {
-    pub fi: DemoFi,
-    pub fs: DemoFs,
-    pub fd: crate::routes::demo_fd::DemoFd,
-}
-
-/// The demonstration, for its routes: a node without it (`socle serve`) has no such
-/// pages.
-pub struct OnDemo(pub Arc<Demo>);
-
-impl axum::extract::FromRequestParts<AppState> for OnDemo {
-    type Rejection = PageError;
-
-    async fn from_request_parts(
-        _: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, PageError> {
-        state
-            .demo
-            .clone()
-            .map(OnDemo)
-            .ok_or_else(PageError::not_found)
-    }
-}
+/// The demonstration, for its routes (an `Extension` of the demonstration's router).
+pub type OnDemo = Extension<Arc<Demo>>;
 
 fn map(uri: &Uri) -> BTreeMap<String, String> {
     query_pairs(uri).into_iter().collect()
@@ -175,11 +149,11 @@ fn fi_error(e: IdentityError) -> Response {
 
 // ----- the identity provider ----------------------------------------------------------
 
-pub async fn fi_discovery(OnDemo(d): OnDemo) -> Response {
+pub async fn fi_discovery(Extension(d): OnDemo) -> Response {
     axum::Json(d.fi.discovery()).into_response()
 }
 
-pub async fn fi_jwks(OnDemo(d): OnDemo) -> Response {
+pub async fn fi_jwks(Extension(d): OnDemo) -> Response {
     axum::Json(d.fi.jwks()).into_response()
 }
 
@@ -204,7 +178,7 @@ const FORWARDED: &[&str] = &[
     "scope",
 ];
 
-pub async fn fi_authorize(OnDemo(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
+pub async fn fi_authorize(Extension(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
     let q = map(&uri);
     let req = d.fi.authorize(&q).map_err(refused)?;
     let hidden = q
@@ -224,7 +198,7 @@ pub async fn fi_authorize(OnDemo(d): OnDemo, uri: Uri) -> Result<Response, PageE
     }))
 }
 
-pub async fn fi_login(OnDemo(d): OnDemo, body: Bytes) -> Result<Response, PageError> {
+pub async fn fi_login(Extension(d): OnDemo, body: Bytes) -> Result<Response, PageError> {
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let req: DemoRequest = d.fi.authorize(&form).map_err(refused)?;
     let url = if form.get("decision").map(String::as_str) == Some("refuse") {
@@ -254,7 +228,7 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 pub async fn fi_token(
-    OnDemo(d): OnDemo,
+    Extension(d): OnDemo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
@@ -263,7 +237,7 @@ pub async fn fi_token(
     Ok(axum::Json(v).into_response())
 }
 
-pub async fn fi_userinfo(OnDemo(d): OnDemo, headers: HeaderMap) -> Result<Response, Response> {
+pub async fn fi_userinfo(Extension(d): OnDemo, headers: HeaderMap) -> Result<Response, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -273,7 +247,7 @@ pub async fn fi_userinfo(OnDemo(d): OnDemo, headers: HeaderMap) -> Result<Respon
     Ok(axum::Json(v).into_response())
 }
 
-pub async fn fi_end_session(OnDemo(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
+pub async fn fi_end_session(Extension(d): OnDemo, uri: Uri) -> Result<Response, PageError> {
     let url = d.fi.end_session(&map(&uri)).map_err(refused)?;
     Ok(Redirect::to(&url).into_response())
 }
@@ -337,7 +311,7 @@ pub async fn fs_logged_out(_: OnDemo) -> Response {
     )
 }
 
-pub async fn fs_login(OnDemo(d): OnDemo) -> Result<Response, PageError> {
+pub async fn fs_login(Extension(d): OnDemo) -> Result<Response, PageError> {
     let fs = &d.fs;
     let state_value = socle_identity::random_token(32);
     let nonce = socle_identity::random_token(32);
@@ -416,7 +390,11 @@ pub(crate) fn verify(jwt: &str, jwks: &JwkSet) -> Result<serde_json::Map<String,
     Ok(payload.claims_set().clone())
 }
 
-pub async fn fs_callback(State(state): State<AppState>, OnDemo(d): OnDemo, uri: Uri) -> Response {
+pub async fn fs_callback(
+    State(state): State<AppState>,
+    Extension(d): OnDemo,
+    uri: Uri,
+) -> Response {
     let fs = &d.fs;
     let q = map(&uri);
     let pending = q
