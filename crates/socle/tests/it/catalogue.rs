@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::identity::ADMIN_TOKEN;
 use crate::on_both_stores;
+use crate::support::identity::ADMIN_TOKEN;
 use crate::support::{Backend, TestApp};
 
 const ORG: &str = "13002526500013";
@@ -330,13 +330,13 @@ async fn an_admin_change_is_made_only_with_its_journal_entry(backend: Backend) {
     let item = json!({"id": "rfr", "name": "Revenu fiscal de référence", "meaning": "Le revenu du foyer",
                       "type": "integer", "unit": "euros", "producer": ORG, "legal_source": "CGI 1417"});
     assert_eq!(post(&app, "/api/admin/data-items", item).await.0, 201);
-    let client = crate::identity::register_default(&app).await;
-    let clients = || crate::identity::clients(&app);
+    let client = crate::support::identity::register_default(&app).await;
+    let clients = || crate::support::identity::clients(&app);
     let webhooks = format!("/api/admin/organisations/{ORG}/webhooks");
     let hook = json!({"url": "http://127.0.0.1:9/hook", "allow_private": true});
     let other = json!({"siret": OTHER, "name": "CAF démo", "kind": "operator"});
     let new_client = json!({"name": "Service refusé", "organisation": ORG,
-                            "redirect_uris": [crate::identity::REDIRECT], "scopes": ["openid"]});
+                            "redirect_uris": [crate::support::identity::REDIRECT], "scopes": ["openid"]});
     let disable = format!("/api/admin/clients/{}/disable", client.id);
     let user = || {
         socle_catalogue::back_office::create_user(

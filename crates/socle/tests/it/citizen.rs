@@ -7,11 +7,11 @@
 
 use serde_json::{Value, json};
 
-use crate::gateway::journal_entries;
-use crate::gateway::{Env, PURPOSE, qf, refused};
-use crate::habilitations::{PRODUCER, REQUESTER, complete_form};
-use crate::identity::{Browser, between, csrf, jwks, login_via, query, verify};
 use crate::on_both_stores;
+use crate::support::back_office::{PRODUCER, REQUESTER, complete_form};
+use crate::support::gateway::journal_entries;
+use crate::support::gateway::{Env, PURPOSE, qf, refused};
+use crate::support::identity::{Browser, between, csrf, jwks, login_via, query, verify};
 use crate::support::{Backend, run_binary};
 
 /// Logs `person` in to "Mon espace" in a fresh browser.

@@ -5,111 +5,10 @@
 
 use serde_json::{Value, json};
 
-use crate::identity::ADMIN_TOKEN;
 use crate::on_both_stores;
+use crate::support::back_office::*;
+use crate::support::identity::ADMIN_TOKEN;
 use crate::support::{Backend, TestApp, run_binary};
-
-pub(crate) const PLATFORM: &str = "13002526500013";
-pub(crate) const PRODUCER: &str = "99002002600011";
-pub(crate) const REQUESTER: &str = "99003003300015";
-pub(crate) const OTHER: &str = "99001001900018";
-pub(crate) const PASSWORD: &str = "un mot de passe assez long";
-
-pub(crate) async fn admin(app: &TestApp, path: &str, body: Value) {
-    let (status, answer) = crate::catalogue::post(app, path, body).await;
-    assert_eq!(status, 201, "{path}: {answer}");
-}
-
-pub(crate) async fn user(
-    app: &TestApp,
-    email: &str,
-    org: &str,
-    role: socle_catalogue::people::Role,
-) {
-    socle_catalogue::back_office::create_user(
-        &app.store,
-        email,
-        "Agent test",
-        org,
-        vec![role],
-        PASSWORD,
-        Some("operator:test"),
-    )
-    .await
-    .unwrap();
-}
-
-pub(crate) async fn sign_in(app: &TestApp, email: &str) -> String {
-    let r = app
-        .client
-        .post(app.url("/api/v1/session"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-pub(crate) struct Call<'a> {
-    pub app: &'a TestApp,
-    pub token: String,
-}
-
-impl Call<'_> {
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self
-            .app
-            .client
-            .request(method, self.app.url(path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-    pub async fn act(&self, id: &str, action: &str, comment: Option<&str>) -> (u16, Value) {
-        self.post(
-            &format!("/api/v1/habilitations/{id}/actions"),
-            json!({"action": action, "comment": comment}),
-        )
-        .await
-    }
-}
-
-pub(crate) fn complete_form() -> Value {
-    json!({
-        "title": "Tarification de la cantine",
-        "purpose": "Calculer le tarif de la cantine scolaire selon le quotient familial, sans demander d’attestation.",
-        "legal_basis": {"nature": "mission d’intérêt public", "text": "Code de l’éducation, article L. 551-1",
-                        "url": "https://www.legifrance.gouv.fr/"},
-        "scopes": ["quotient_familial"],
-        "retention_months": 12,
-        "recipients": ["Service enfance de la mairie"],
-        "controller": {"name": "Maire de Démoville", "email": "maire@demoville.fr"},
-        "dpo": {"name": "DPD", "email": "dpd@demoville.fr"},
-        "technical_contact": {"name": "DSI", "email": "dsi@demoville.fr"},
-        "accreditation": {"authority": "Maire", "start": "2026-01-01", "end": "2029-01-01"},
-        "expected_volume": 500,
-        "go_live": "2027-01-15"
-    })
-}
 
 async fn request_changes_and_validation(backend: Backend) {
     use socle_catalogue::people::Role;
@@ -549,63 +448,6 @@ async fn request_changes_and_validation(backend: Backend) {
     );
 }
 
-pub(crate) async fn loop_until<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..100 {
-        if let Some(t) = f().await {
-            return t;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("condition not met within 10 s");
-}
-
-/// `(signature header, event header, body)` of each request received.
-pub(crate) type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
-
-/// A webhook receiver: records what it gets, answers 500 twice, then 204.
-pub(crate) struct Receiver {
-    pub(crate) url: String,
-    pub(crate) received: Received,
-}
-
-async fn hook(
-    axum::extract::State(r): axum::extract::State<Received>,
-    headers: axum::http::HeaderMap,
-    body: String,
-) -> axum::http::StatusCode {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut all = r.lock().unwrap();
-    all.push((h("x-hub-signature-256"), h("x-socle-event"), body));
-    if all.len() <= 2 {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        axum::http::StatusCode::NO_CONTENT
-    }
-}
-
-impl Receiver {
-    pub(crate) async fn start() -> Receiver {
-        let received: Received = Default::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
-            .with_state(received.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, received }
-    }
-}
-
 async fn accounts_from_the_command_line(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
     admin(
@@ -667,34 +509,6 @@ on_both_stores!(
     request_changes_and_validation,
     accounts_from_the_command_line
 );
-
-/// The organisations, and the family-benefits fund's API with two scopes.
-pub(crate) async fn publish(app: &TestApp) {
-    for (siret, name, kind) in [
-        (PLATFORM, "DINUM", "ministry"),
-        (PRODUCER, "CAF démo", "operator"),
-        (REQUESTER, "Mairie de Démoville", "local_authority"),
-        (OTHER, "Centre des finances publiques démo", "operator"),
-    ] {
-        admin(
-            app,
-            "/api/admin/organisations",
-            json!({"siret": siret, "name": name, "kind": kind}),
-        )
-        .await;
-    }
-    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/qf": {"get": {"responses": {"200": {"description": "ok"}}}}}})
-    .to_string();
-    admin(app, "/api/admin/apis", json!({
-        "slug": "quotient-familial", "organisation": PRODUCER, "title": "API Quotient familial",
-        "description": "Le quotient familial", "openapi": openapi, "upstream_url": "https://qf.example.fr",
-        "access_mode": "habilitation", "contact": "api@caf.example.fr",
-        "scopes": [{"name": "quotient_familial", "description": "QF", "fields": ["/qf"]},
-                   {"name": "composition", "description": "Foyer", "fields": ["/enfants"]}]
-    }))
-    .await;
-}
 
 /// A town hall with a validated habilitation to the family-benefits API.
 async fn validated(backend: Backend) -> (TestApp, String, String, String) {
@@ -795,7 +609,7 @@ async fn reopening_and_expiry(backend: Backend) {
 on_both_stores!(reopening_and_expiry);
 
 async fn repeated_failed_sign_ins_make_the_account_wait(backend: Backend) {
-    use crate::identity::Browser;
+    use crate::support::identity::Browser;
     use socle_catalogue::people::Role;
     use socle_catalogue::throttle::FREE;
     let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
@@ -1066,7 +880,7 @@ fn hidden_in(body: &str, name: &str) -> String {
 }
 
 async fn back_office_pages(backend: Backend) {
-    use crate::identity::Browser;
+    use crate::support::identity::Browser;
     let (app, id, _, _) = validated(backend).await;
     let mut b = Browser::new(&app);
     // Not signed in: the sign-in page.
@@ -1290,7 +1104,7 @@ async fn each_delivery_is_sent_once_by_concurrent_workers(backend: Backend) {
 on_both_stores!(each_delivery_is_sent_once_by_concurrent_workers);
 
 async fn the_whole_request_through_the_pages(backend: Backend) {
-    use crate::identity::Browser;
+    use crate::support::identity::Browser;
     use socle_catalogue::people::Role;
     let app = TestApp::spawn_with(backend, |c| c.admin.token = Some(ADMIN_TOKEN.into())).await;
     publish(&app).await;
@@ -1490,23 +1304,23 @@ async fn the_whole_request_through_the_pages(backend: Backend) {
 
 /// Submits one of the actions of a request's page, as its buttons do.
 async fn act(
-    b: &mut crate::identity::Browser,
+    b: &mut crate::support::identity::Browser,
     url: String,
     action: &str,
     comment: &str,
-) -> crate::identity::Resp {
+) -> crate::support::identity::Resp {
     let page = b.get(&url).await;
     act_from(b, &url, &page.body, action, comment).await
 }
 
 /// Submits an action from a page read earlier (its CSRF token and revision).
 async fn act_from(
-    b: &mut crate::identity::Browser,
+    b: &mut crate::support::identity::Browser,
     url: &str,
     page: &str,
     action: &str,
     comment: &str,
-) -> crate::identity::Resp {
+) -> crate::support::identity::Resp {
     let (c, revision) = (csrf_in(page), hidden_in(page, "revision"));
     b.post(
         &format!("{url}/action"),

@@ -8,11 +8,11 @@ use crate::support::Backend;
 use serde_json::Value;
 use socle_catalogue::people::Role;
 
-use crate::habilitations::{PLATFORM, PRODUCER, REQUESTER, publish, user};
-use crate::identity::{
+use crate::on_both_stores;
+use crate::support::back_office::{PLATFORM, PRODUCER, REQUESTER, publish, user};
+use crate::support::identity::{
     Browser, LOGOUT, REDIRECT, Resp, TestClient, clients, demo_login, identity_app, token, userinfo,
 };
-use crate::on_both_stores;
 
 fn hidden(body: &str, name: &str) -> String {
     body.split(&format!("name=\"{name}\" value=\""))
@@ -33,7 +33,7 @@ pub(crate) async fn sign(app: &crate::support::TestApp, email: &str) -> Browser 
             &[
                 ("csrf", &hidden(&page.body, "csrf")),
                 ("email", email),
-                ("password", crate::habilitations::PASSWORD),
+                ("password", crate::support::back_office::PASSWORD),
             ],
         )
         .await;
@@ -250,11 +250,11 @@ async fn a_service_onboards_itself_from_the_partner_space(backend: Backend) {
     assert_eq!(ui.status(), 200);
     let ui: Value = ui.json().await.unwrap();
     assert!(ui["given_name"].is_string(), "{ui}");
-    crate::gateway::find_entry(&app, "validation with its client", |e| {
+    crate::support::gateway::find_entry(&app, "validation with its client", |e| {
         e["details"]["action"] == "validate" && e["details"]["client_id"] == client_id.as_str()
     })
     .await;
-    crate::gateway::find_entry(&app, "secret issued", |e| {
+    crate::support::gateway::find_entry(&app, "secret issued", |e| {
         e["details"]["action"] == "issue_secret" && e["details"]["client_id"] == client_id.as_str()
     })
     .await;
@@ -391,7 +391,7 @@ on_both_stores!(a_service_onboards_itself_from_the_partner_space);
 /// The same workflow through the JSON API, and its refusals: nothing changes on a
 /// mistake, and each gets a clear error.
 async fn integration_requests_through_the_json_api(backend: Backend) {
-    use crate::habilitations::{Call, complete_form, sign_in};
+    use crate::support::back_office::{Call, complete_form, sign_in};
     use serde_json::json;
     let app = identity_app(backend).await;
     publish(&app).await;
@@ -587,7 +587,7 @@ async fn integration_requests_through_the_json_api(backend: Backend) {
     let r = app
         .client
         .post(app.url(&format!("/api/admin/clients/{client_id}/disable")))
-        .bearer_auth(crate::identity::ADMIN_TOKEN)
+        .bearer_auth(crate::support::identity::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

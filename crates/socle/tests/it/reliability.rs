@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::gateway::{Upstream, refused};
-use crate::habilitations::{PRODUCER, admin};
-use crate::identity::ADMIN_TOKEN;
 use crate::on_both_stores;
+use crate::support::back_office::{PRODUCER, admin};
+use crate::support::gateway::{Upstream, refused};
+use crate::support::identity::ADMIN_TOKEN;
 use crate::support::{Backend, TestApp, TestDb};
 
 /// Publishes an open API (callable without a habilitation) at `up`.

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::gateway::{Env, PURPOSE, exchange_entry, refused};
-use crate::habilitations::{PRODUCER, admin, complete_form};
 use crate::on_both_stores;
+use crate::support::back_office::{PRODUCER, admin, complete_form};
+use crate::support::gateway::{Env, PURPOSE, exchange_entry, refused};
 use crate::support::{Backend, TestApp, TestDb};
 
 /// An API whose document lists a templated path before a literal one, each with its
@@ -354,7 +354,7 @@ async fn journal_secrets_are_sealed(backend: Backend) {
 }
 
 /// Every `Set-Cookie` of a response, checked `__Host-`: Secure, Path=/, no Domain.
-fn host_only(r: &crate::identity::Resp, name: &str) -> String {
+fn host_only(r: &crate::support::identity::Resp, name: &str) -> String {
     let mut found = None;
     for v in r.headers.get_all("set-cookie") {
         let v = v.to_str().unwrap();
@@ -375,7 +375,7 @@ fn host_only(r: &crate::identity::Resp, name: &str) -> String {
 /// session, so a session planted in the browser (someone else's, logged in) does not
 /// survive the person's login.
 async fn cookies_and_csrf(backend: Backend) {
-    use crate::identity::{Browser, csrf, identity_app_with};
+    use crate::support::identity::{Browser, csrf, identity_app_with};
     use socle_catalogue::people::Role;
     let app = identity_app_with(backend, |c| {
         c.server.public_url = Some("https://socle.example.gouv.fr".into());
@@ -383,9 +383,9 @@ async fn cookies_and_csrf(backend: Backend) {
     .await;
 
     // Identity pages: the session, the identity provider chosen.
-    let client = crate::identity::register_default(&app).await;
+    let client = crate::support::identity::register_default(&app).await;
     let mut b = Browser::new(&app);
-    let (url, _) = crate::identity::authorize_url(&client, &[]);
+    let (url, _) = crate::support::identity::authorize_url(&client, &[]);
     let r = b.get(&url).await;
     host_only(&r, "socle_session");
     let choice = b.get(r.location.as_deref().unwrap()).await;
@@ -426,11 +426,11 @@ async fn cookies_and_csrf(backend: Backend) {
     );
 
     // The Espace agent: the sign-in form's token and the session.
-    crate::habilitations::publish(&app).await;
-    crate::habilitations::user(
+    crate::support::back_office::publish(&app).await;
+    crate::support::back_office::user(
         &app,
         "dev@demoville.fr",
-        crate::habilitations::REQUESTER,
+        crate::support::back_office::REQUESTER,
         Role::Developer,
     )
     .await;
@@ -446,7 +446,7 @@ async fn cookies_and_csrf(backend: Backend) {
             &[
                 ("csrf", &form_token),
                 ("email", "dev@demoville.fr"),
-                ("password", crate::habilitations::PASSWORD),
+                ("password", crate::support::back_office::PASSWORD),
             ],
         )
         .await;
@@ -461,8 +461,8 @@ async fn cookies_and_csrf(backend: Backend) {
 
 /// The choice page of a login begun at `url`, the provider `provider` chosen: where
 /// Socle sends the browser (the provider's authorization request).
-async fn choose(b: &mut crate::identity::Browser, url: &str, provider: &str) -> String {
-    use crate::identity::{csrf, form_action};
+async fn choose(b: &mut crate::support::identity::Browser, url: &str, provider: &str) -> String {
+    use crate::support::identity::{csrf, form_action};
     let r = b.get(url).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let choice = b.get(r.location.as_deref().unwrap()).await;
@@ -484,7 +484,7 @@ async fn choose(b: &mut crate::identity::Browser, url: &str, provider: &str) -> 
 /// must reach no token endpoint (the attacker's provider would otherwise learn it and
 /// redeem it in the attacker's own login), and nobody is logged in.
 async fn identity_provider_mix_up(backend: Backend) {
-    use crate::identity::{
+    use crate::support::identity::{
         Browser, MockFi, Mode, authorize_url, identity_app_with, query, register_default,
     };
     let honest = MockFi::start().await;

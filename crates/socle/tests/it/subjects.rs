@@ -7,10 +7,10 @@
 use serde_json::{Value, json};
 
 use crate::citizen::{recognised_by_python, space_login};
-use crate::gateway::{Env, PURPOSE, journal_entries, refused};
-use crate::habilitations::{PRODUCER, admin, complete_form};
 use crate::on_both_stores;
 use crate::support::Backend;
+use crate::support::back_office::{PRODUCER, admin, complete_form};
+use crate::support::gateway::{Env, PURPOSE, journal_entries, refused};
 
 /// The federation's identity hash of a demonstration person, computed here from the
 /// pivot fields by Python's standard library (FranceConnect's rule: base64 SHA-256 of
@@ -359,9 +359,9 @@ async fn mes_donnees_lists_every_exchange(backend: Backend) {
         batch.push(
             Entry::new(EntryKind::Exchange, "client:test", "ok")
                 .subject(journal.subject(&marie))
-                .organisation(crate::habilitations::REQUESTER)
+                .organisation(crate::support::back_office::REQUESTER)
                 .organisation(PRODUCER)
-                .detail("service", crate::habilitations::REQUESTER)
+                .detail("service", crate::support::back_office::REQUESTER)
                 .detail("provider", PRODUCER)
                 .detail("api", api)
                 .detail("habilitation", "h-test")
@@ -459,7 +459,7 @@ async fn call_about(env: &Env, token: &str, person: &str) {
 /// the organisation, no data — and a second exchange the same day none; withdrawn,
 /// the page offers it again. Jean, who did not ask, gets nothing.
 async fn the_opt_in_digest_of_new_exchanges(backend: Backend) {
-    use crate::habilitations::loop_until;
+    use crate::support::back_office::loop_until;
     use socle_store::NotificationStore;
     let env = Env::new_with(backend, true, |c| {
         c.citizen.digest_interval = std::time::Duration::from_secs(1)
@@ -473,7 +473,7 @@ async fn the_opt_in_digest_of_new_exchanges(backend: Backend) {
         "{}",
         page.body
     );
-    let csrf = crate::identity::csrf(&page.body);
+    let csrf = crate::support::identity::csrf(&page.body);
     let r = b
         .post(
             "/mon-espace/resume",
@@ -542,7 +542,7 @@ async fn the_opt_in_digest_of_new_exchanges(backend: Backend) {
 /// she follows it in her space. Jean cannot contest her exchange; bad input changes
 /// nothing.
 async fn a_person_contests_an_exchange(backend: Backend) {
-    use crate::habilitations::{REQUESTER, Receiver, loop_until};
+    use crate::support::back_office::{REQUESTER, Receiver, loop_until};
     let env = Env::new(backend, true).await;
     let app = &env.app;
     let receiver = Receiver::start().await;
@@ -572,7 +572,7 @@ async fn a_person_contests_an_exchange(backend: Backend) {
     let form_url = format!("/mon-espace/donnees/{index}/contester");
     let form = b.get(&form_url).await;
     assert_eq!(form.status, 200, "{}", form.body);
-    let csrf = crate::identity::csrf(&form.body);
+    let csrf = crate::support::identity::csrf(&form.body);
     // No reason, or a reason that is not offered: refused, nothing recorded.
     for reason in ["", "parce-que"] {
         let r = b
@@ -639,7 +639,7 @@ async fn a_person_contests_an_exchange(backend: Backend) {
         .to_string();
     let page = inst.get(&format!("/espace-agent/contestations/{id}")).await;
     assert!(page.body.contains("jamais demandé"), "{}", page.body);
-    let csrf = crate::identity::csrf(&page.body);
+    let csrf = crate::support::identity::csrf(&page.body);
     let url = format!("/espace-agent/contestations/{id}");
     let r = inst
         .post(&url, &[("csrf", &csrf), ("action", "examiner")])

@@ -1,6 +1,10 @@
 //! Test kit: fresh databases per test on either backend, real servers on port 0, the
 //! real binary when a test needs a process (signals, exit codes, `kill -9`).
 
+pub mod back_office;
+pub mod gateway;
+pub mod identity;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
