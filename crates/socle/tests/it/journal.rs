@@ -390,117 +390,94 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let size = append_n(&app, 40).await;
     let url = app.base.clone();
+    let leaf = |i: u64| {
+        let store = app.store.clone();
+        async move {
+            store
+                .journal_entries(i, i + 1)
+                .await
+                .unwrap()
+                .remove(0)
+                .leaf
+        }
+    };
+    let (original17, original20) = (leaf(17).await, leaf(20).await);
 
-    let (code, out) = verify_in_thread(
-        vec![
-            "--url".into(),
-            url.clone(),
-            "--state".into(),
-            state("s1.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("{size} entries verified")), "{out}");
+    /// What is done to the database before a verification (cumulative).
+    enum Tamper {
+        Nothing,
+        /// Entry 17's bytes rewritten ("ok" becomes "denied").
+        Change17,
+        /// Entries 17 and 20 swapped.
+        Swap17And20,
+        /// Entry 9 deleted.
+        Delete9,
+    }
+    /// Where the verifier reads the journal: the server, or a bundle exported then.
+    enum Source {
+        Url,
+        Bundle,
+    }
+    // (tampering, source, the first bad index the verifier must name, if any)
+    let cases = [
+        (Tamper::Nothing, Source::Url, None),
+        (Tamper::Nothing, Source::Bundle, None),
+        (Tamper::Change17, Source::Url, Some(17)),
+        (Tamper::Nothing, Source::Bundle, Some(17)),
+        (Tamper::Swap17And20, Source::Url, Some(17)),
+        (Tamper::Delete9, Source::Url, Some(9)),
+    ];
     let bundle = cwd.join("journal.bundle");
-    export_in_thread(&app.db, bundle.clone()).await;
-    let (code, out) = verify_in_thread(
-        vec![
-            "--bundle".into(),
-            bundle.display().to_string(),
-            "--state".into(),
-            state("s2.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 0, "{out}");
-
-    // Changed: entry 17's bytes are rewritten in the database.
-    let original17 = app
-        .store
-        .journal_entries(17, 18)
-        .await
-        .unwrap()
-        .remove(0)
-        .leaf;
-    let original20 = app
-        .store
-        .journal_entries(20, 21)
-        .await
-        .unwrap()
-        .remove(0)
-        .leaf;
-    let forged = String::from_utf8(original17.clone())
-        .unwrap()
-        .replace("\"ok\"", "\"denied\"");
-    app.store
-        .__test_tamper_entry(17, forged.as_bytes())
-        .await
-        .unwrap();
-    let (code, out) = verify_in_thread(
-        vec![
-            "--url".into(),
-            url.clone(),
-            "--state".into(),
-            state("s3.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("first bad index 17"), "{out}");
-    export_in_thread(&app.db, bundle.clone()).await;
-    let (code, out) = verify_in_thread(
-        vec![
-            "--bundle".into(),
-            bundle.display().to_string(),
-            "--state".into(),
-            state("s4.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("first bad index 17"), "{out}");
-
-    // Reordered: 17 and 20 swapped.
-    app.store
-        .__test_tamper_entry(17, &original20)
-        .await
-        .unwrap();
-    app.store
-        .__test_tamper_entry(20, &original17)
-        .await
-        .unwrap();
-    let (code, out) = verify_in_thread(
-        vec![
-            "--url".into(),
-            url.clone(),
-            "--state".into(),
-            state("s5.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("first bad index 17"), "{out}");
-
-    // Removed: entry 9 deleted.
-    app.store.__test_delete_entry(9).await.unwrap();
-    let (code, out) = verify_in_thread(
-        vec![
-            "--url".into(),
-            url.clone(),
-            "--state".into(),
-            state("s6.json"),
-        ],
-        cwd.clone(),
-    )
-    .await;
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("first bad index 9"), "{out}");
+    for (n, (tamper, from, first_bad)) in cases.into_iter().enumerate() {
+        match tamper {
+            Tamper::Nothing => {}
+            Tamper::Change17 => {
+                let forged = String::from_utf8(original17.clone())
+                    .unwrap()
+                    .replace("\"ok\"", "\"denied\"");
+                app.store
+                    .__test_tamper_entry(17, forged.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            Tamper::Swap17And20 => {
+                app.store
+                    .__test_tamper_entry(17, &original20)
+                    .await
+                    .unwrap();
+                app.store
+                    .__test_tamper_entry(20, &original17)
+                    .await
+                    .unwrap();
+            }
+            Tamper::Delete9 => app.store.__test_delete_entry(9).await.unwrap(),
+        }
+        let source = match from {
+            Source::Url => vec!["--url".to_string(), url.clone()],
+            Source::Bundle => {
+                export_in_thread(&app.db, bundle.clone()).await;
+                vec!["--bundle".to_string(), bundle.display().to_string()]
+            }
+        };
+        let args = [source, vec!["--state".into(), state(&format!("s{n}.json"))]].concat();
+        let (code, out) = verify_in_thread(args, cwd.clone()).await;
+        match first_bad {
+            None => {
+                assert_eq!(code, 0, "case {n}: {out}");
+                assert!(
+                    out.contains(&format!("{size} entries verified")),
+                    "case {n}: {out}"
+                );
+            }
+            Some(index) => {
+                assert_eq!(code, 1, "case {n}: {out}");
+                assert!(
+                    out.contains(&format!("first bad index {index}")),
+                    "case {n}: {out}"
+                );
+            }
+        }
+    }
 
     // A checkpoint forged with another key is rejected.
     let app2 = TestApp::spawn(backend).await;
@@ -526,7 +503,7 @@ async fn verify_names_the_first_tampered_entry(backend: Backend) {
             "--url".into(),
             app2.base.clone(),
             "--state".into(),
-            state("s7.json"),
+            state("forged.json"),
         ],
         cwd.clone(),
     )
