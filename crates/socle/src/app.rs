@@ -49,7 +49,9 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Opens the store the configuration names, with its clear errors.
 pub async fn open_store(config: &Config) -> Result<Store, socle_store::StoreError> {
     let location = match &config.database.url {
-        Some(url) => Location::Postgres { url: url.clone() },
+        Some(url) => Location::Postgres {
+            url: url.expose().to_string(),
+        },
         None => Location::Sqlite {
             path: config.sqlite_path(),
         },
@@ -124,7 +126,7 @@ impl Application {
                 ready_timeout: std::time::Duration::from_secs(2),
                 journal_rate_limit: config.journal.rate_limit,
                 trusted_proxies: config.server.trusted_proxies.clone(),
-                admin_token: config.admin.token.as_deref().map(Arc::from),
+                admin_token: config.admin.token.as_ref().map(|t| Arc::from(t.expose())),
                 metrics_public: config.demo,
                 gateway: config
                     .gateway
@@ -515,7 +517,7 @@ pub async fn open_journal(store: &Store, config: &Config) -> anyhow::Result<Jour
 /// creates one, so that a missing key is an error rather than a new, useless key.
 pub fn existing_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if let Some(text) = &config.identity.master_key {
-        return Ok(MasterKey::parse(text)?);
+        return Ok(MasterKey::parse(text.expose())?);
     }
     let path = config.data_dir.join("master.key");
     let text = std::fs::read_to_string(&path).with_context(|| {
@@ -545,7 +547,7 @@ pub fn master_key_beside_database(config: &Config) -> Option<std::path::PathBuf>
 /// creating that file (mode 0600) on first start.
 pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if let Some(text) = &config.identity.master_key {
-        return Ok(MasterKey::parse(text)?);
+        return Ok(MasterKey::parse(text.expose())?);
     }
     let path = config.data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
@@ -605,7 +607,7 @@ pub async fn open_identity(
             issuer: p.issuer.clone(),
             discovery_url: p.discovery_url.clone(),
             client_id: p.client_id.clone(),
-            client_secret: p.client_secret.clone(),
+            client_secret: p.client_secret.expose().to_string(),
             eidas_levels: p.eidas_levels.clone(),
             scope: p.scope.clone(),
             timeout: p.timeout,

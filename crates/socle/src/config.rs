@@ -5,7 +5,9 @@
 //! invalid settings (with their key path, where the value came from and why it is
 //! wrong) instead of stopping at the first, so `socle config check` can list them.
 //! Keys marked secret may be given as `KEY_file` (a path whose content is the value);
-//! secrets are redacted whenever the configuration is printed.
+//! they are held as [`Secret`] (`secrecy`): never in a log or a `Debug` output, and
+//! redacted when the configuration is printed. The printed configuration is the
+//! settings' own serialisation (serde), so a new key is printed without more code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
 use socle_core::InstanceName;
 use toml::Value;
 
@@ -22,8 +26,74 @@ const TEST_ENV_PREFIX: &str = "SOCLE_TEST_";
 /// Keys whose values are secrets: redacted when printed, and settable from a file.
 const SECRET_KEYS: &[&str] = &["database.url", "identity.master_key", "admin.token"];
 
-#[derive(Debug, Clone, PartialEq)]
+/// A secret setting (`secrecy`): never printed, in a `Debug` output or serialised
+/// (it shows as `***`); the code that needs it calls [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(SecretString::from(s))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret::from(s.to_string())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Serialises with `Display` (addresses, names).
+fn display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// A duration as the configuration writes it (`"30s"`, `"500ms"`).
+fn human_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// A list as strings (`["10.0.0.0/8"]`).
+fn display_all<T: fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
+/// A database URL with its passwords redacted.
+fn redacted_url<S: Serializer>(url: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&redact_url(u.expose())),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
+    /// Where the embedded store and other local state live.
+    pub data_dir: PathBuf,
     pub instance: InstanceConfig,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
@@ -34,132 +104,161 @@ pub struct Config {
     pub admin: AdminSettings,
     pub gateway: GatewaySettings,
     pub citizen: CitizenSettings,
-    /// Where the embedded store and other local state live.
-    pub data_dir: PathBuf,
     /// Set by `socle demo` (not a setting): mounts the demonstration identity provider
     /// and service.
+    #[serde(skip)]
     pub demo: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceConfig {
+    #[serde(serialize_with = "display")]
     pub name: InstanceName,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerConfig {
+    #[serde(serialize_with = "display")]
     pub listen: SocketAddr,
+    #[serde(serialize_with = "human_duration")]
     pub shutdown_timeout: Duration,
+    #[serde(serialize_with = "human_duration")]
     pub request_timeout: Duration,
     pub body_limit: usize,
     /// The address people and services use to reach Socle (issuer base); `None`:
     /// `http://` + the bound address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// Reverse proxies and load balancers in front of Socle (addresses or CIDR ranges)
     /// whose `X-Forwarded-For` names the client for per-client limits.
+    #[serde(serialize_with = "display_all")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where `serve` answers `/metrics` (Prometheus): its own listener, on loopback by
     /// default, never the public address (per-service counters can be correlated with
     /// the public journal). `demo` serves them on the main address.
+    #[serde(serialize_with = "display")]
     pub metrics_listen: SocketAddr,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatabaseConfig {
     /// `None`: the embedded SQLite store in `data_dir`.
-    pub url: Option<String>,
+    #[serde(
+        serialize_with = "redacted_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<Secret>,
     pub max_connections: u32,
+    #[serde(serialize_with = "human_duration")]
     pub acquire_timeout: Duration,
     /// Apply pending migrations at start (otherwise `/readyz` reports them).
     pub auto_migrate: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `info,socle_store=debug`.
     pub level: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JournalSettings {
     /// Checkpoint origin and key name; `None`: derived from the instance name when the
     /// journal is created, then fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// Shortest time between two checkpoints while entries arrive (at most 1 s).
+    #[serde(serialize_with = "human_duration")]
     pub checkpoint_interval: Duration,
     /// Requests per second one client may make to the public `/journal/*` endpoints.
     pub rate_limit: u32,
     /// Longest an entry may wait in the journal's queue unsequenced before the platform
     /// fails closed (exchanges, logins and consents refused, `/readyz` 503).
+    #[serde(serialize_with = "human_duration")]
     pub max_unsequenced: Duration,
 }
 
 /// Identity federation settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IdentitySettings {
     /// Seals signing keys at rest (32 bytes, base64 or hex). `None`: kept in
     /// `data_dir/master.key`, created on first start.
-    pub master_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<Secret>,
+    #[serde(serialize_with = "human_duration")]
     pub session_lifetime: Duration,
+    #[serde(serialize_with = "human_duration")]
     pub code_lifetime: Duration,
+    #[serde(serialize_with = "human_duration")]
     pub access_token_lifetime: Duration,
+    #[serde(serialize_with = "human_duration")]
     pub id_token_lifetime: Duration,
     /// Upstream identity providers (`[[identity.providers]]`).
     pub providers: Vec<IdentityProviderConfig>,
 }
 
 /// One upstream identity provider.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IdentityProviderConfig {
     pub id: String,
     pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logo: Option<String>,
     pub issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_url: Option<String>,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     pub eidas_levels: Vec<u8>,
     pub scope: String,
+    #[serde(serialize_with = "human_duration")]
     pub timeout: Duration,
 }
 
 /// The administration API.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdminSettings {
     /// Bearer token of `/api/admin/*`; `None`: the admin API is closed.
-    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
 }
 
 /// Gateway settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GatewaySettings {
     /// Longest wait to connect to a provider.
+    #[serde(serialize_with = "human_duration")]
     pub connect_timeout: Duration,
     /// Longest wait for a provider's whole answer (then 504).
+    #[serde(serialize_with = "human_duration")]
     pub timeout: Duration,
     /// Lifetime of `client_credentials` access tokens.
+    #[serde(serialize_with = "human_duration")]
     pub token_lifetime: Duration,
     /// Calls per second one client address may make to an open API.
     pub open_rate_limit: u32,
     /// How long the gateway keeps serving when it cannot re-read the habilitations in
     /// force (a revoked one could still pass); past it, calls get `503 gateway_stale`.
+    #[serde(serialize_with = "human_duration")]
     pub stale_after: Duration,
     /// The gateway's own address, on a host of its own (`https://api.socle.gouv.fr`):
     /// `/gateway/…` is then served on that host only, and that host serves nothing
     /// else, so providers' content never shares an origin with the platform's pages.
     /// `None`: the gateway is under `server.public_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
 }
 
 /// Citizen space settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CitizenSettings {
     /// eIDAS level asked of identity providers when people log in (1 to 3).
     pub eidas_level: u8,
@@ -167,10 +266,11 @@ pub struct CitizenSettings {
     pub organisation: String,
     /// How often the opt-in digests of new exchanges are looked at (each person gets
     /// one a day at most).
+    #[serde(serialize_with = "human_duration")]
     pub digest_interval: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -567,7 +667,7 @@ impl Config {
         let url = r.opt("database.url", |v| {
             let url = string(v)?;
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Ok(url)
+                Ok(Secret::from(url))
             } else {
                 Err(
                     "must be a postgres://user@host:port/database URL (leave it unset for the \
@@ -688,7 +788,7 @@ impl Config {
             master_key: r.opt("identity.master_key", |v| {
                 let s = string(v)?;
                 socle_identity::MasterKey::parse(&s)
-                    .map(|_| s.clone())
+                    .map(|_| Secret::from(s))
                     .map_err(|e| e.to_string())
             }),
             session_lifetime: r.get(
@@ -731,7 +831,7 @@ impl Config {
                 if s.len() < 32 {
                     Err("must be at least 32 characters (generate one with `openssl rand -base64 32`)".into())
                 } else {
-                    Ok(s)
+                    Ok(Secret::from(s))
                 }
             }),
         };
@@ -849,182 +949,10 @@ impl Config {
         self.data_dir.join("socle.db")
     }
 
-    /// The effective configuration as TOML, secrets redacted.
+    /// The effective configuration as TOML, secrets redacted (their keys show `***`;
+    /// a setting left unset is not printed).
     pub fn redacted(&self) -> String {
-        let mut out = String::new();
-        let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
-        let q = |s: &str| format!("{s:?}");
-        line(
-            &mut out,
-            "data_dir",
-            q(&self.data_dir.display().to_string()),
-        );
-        out.push_str("\n[instance]\n");
-        line(&mut out, "name", q(self.instance.name.as_str()));
-        out.push_str("\n[server]\n");
-        line(&mut out, "listen", q(&self.server.listen.to_string()));
-        line(
-            &mut out,
-            "shutdown_timeout",
-            q(&format_duration(self.server.shutdown_timeout)),
-        );
-        line(
-            &mut out,
-            "request_timeout",
-            q(&format_duration(self.server.request_timeout)),
-        );
-        line(&mut out, "body_limit", self.server.body_limit.to_string());
-        match &self.server.public_url {
-            Some(u) => line(&mut out, "public_url", q(u)),
-            None => out.push_str("# public_url unset: derived from the listening address\n"),
-        }
-        let proxies: Vec<String> = self
-            .server
-            .trusted_proxies
-            .iter()
-            .map(|n| q(&n.to_string()))
-            .collect();
-        line(
-            &mut out,
-            "trusted_proxies",
-            format!("[{}]", proxies.join(", ")),
-        );
-        line(
-            &mut out,
-            "metrics_listen",
-            q(&self.server.metrics_listen.to_string()),
-        );
-        out.push_str("\n[database]\n");
-        match &self.database.url {
-            Some(url) => line(&mut out, "url", q(&redact_url(url))),
-            None => out.push_str(&format!(
-                "# url unset: embedded SQLite store at {}\n",
-                self.sqlite_path().display()
-            )),
-        }
-        line(
-            &mut out,
-            "max_connections",
-            self.database.max_connections.to_string(),
-        );
-        line(
-            &mut out,
-            "acquire_timeout",
-            q(&format_duration(self.database.acquire_timeout)),
-        );
-        line(
-            &mut out,
-            "auto_migrate",
-            self.database.auto_migrate.to_string(),
-        );
-        out.push_str("\n[log]\n");
-        let format = match self.log.format {
-            LogFormat::Human => "human",
-            LogFormat::Json => "json",
-        };
-        line(&mut out, "format", q(format));
-        line(&mut out, "level", q(&self.log.level));
-        out.push_str("\n[journal]\n");
-        match &self.journal.origin {
-            Some(origin) => line(&mut out, "origin", q(origin)),
-            None => out.push_str(
-                "# origin unset: derived from instance.name when the journal is created\n",
-            ),
-        }
-        line(
-            &mut out,
-            "checkpoint_interval",
-            q(&format_duration(self.journal.checkpoint_interval)),
-        );
-        line(&mut out, "rate_limit", self.journal.rate_limit.to_string());
-        line(
-            &mut out,
-            "max_unsequenced",
-            q(&format_duration(self.journal.max_unsequenced)),
-        );
-        out.push_str("\n[identity]\n");
-        match &self.identity.master_key {
-            Some(_) => line(&mut out, "master_key", q("***")),
-            None => out.push_str(&format!(
-                "# master_key unset: kept in {}\n",
-                self.data_dir.join("master.key").display()
-            )),
-        }
-        for (k, d) in [
-            ("session_lifetime", self.identity.session_lifetime),
-            ("code_lifetime", self.identity.code_lifetime),
-            ("access_token_lifetime", self.identity.access_token_lifetime),
-            ("id_token_lifetime", self.identity.id_token_lifetime),
-        ] {
-            line(&mut out, k, q(&format_duration(d)));
-        }
-        for p in &self.identity.providers {
-            out.push_str("\n[[identity.providers]]\n");
-            line(&mut out, "id", q(&p.id));
-            line(&mut out, "label", q(&p.label));
-            line(&mut out, "issuer", q(&p.issuer));
-            if let Some(logo) = &p.logo {
-                line(&mut out, "logo", q(logo));
-            }
-            if let Some(d) = &p.discovery_url {
-                line(&mut out, "discovery_url", q(d));
-            }
-            line(&mut out, "client_id", q(&p.client_id));
-            line(&mut out, "client_secret", q("***"));
-            line(&mut out, "eidas_levels", format!("{:?}", p.eidas_levels));
-            line(&mut out, "scope", q(&p.scope));
-            line(&mut out, "timeout", q(&format_duration(p.timeout)));
-        }
-        out.push_str("\n[gateway]\n");
-        for (k, d) in [
-            ("connect_timeout", self.gateway.connect_timeout),
-            ("timeout", self.gateway.timeout),
-            ("token_lifetime", self.gateway.token_lifetime),
-            ("stale_after", self.gateway.stale_after),
-        ] {
-            line(&mut out, k, q(&format_duration(d)));
-        }
-        line(
-            &mut out,
-            "open_rate_limit",
-            self.gateway.open_rate_limit.to_string(),
-        );
-        match &self.gateway.public_url {
-            Some(u) => line(&mut out, "public_url", q(u)),
-            None => out.push_str("# public_url unset: the gateway is under server.public_url\n"),
-        }
-        out.push_str("\n[citizen]\n");
-        line(
-            &mut out,
-            "eidas_level",
-            self.citizen.eidas_level.to_string(),
-        );
-        line(&mut out, "organisation", q(&self.citizen.organisation));
-        line(
-            &mut out,
-            "digest_interval",
-            q(&format!("{}s", self.citizen.digest_interval.as_secs())),
-        );
-        out.push_str("\n[admin]\n");
-        match &self.admin.token {
-            Some(_) => line(&mut out, "token", q("***")),
-            None => out.push_str("# token unset: the admin API is closed\n"),
-        }
-        match &self.tls {
-            Some(tls) => {
-                out.push_str("\n[tls]\n");
-                line(
-                    &mut out,
-                    "cert_file",
-                    q(&tls.cert_file.display().to_string()),
-                );
-                line(&mut out, "key_file", q(&tls.key_file.display().to_string()));
-            }
-            None => {
-                out.push_str("\n# [tls] unset: plain HTTP (for loopback or behind a TLS proxy)\n")
-            }
-        }
-        out
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 }
 
@@ -1148,7 +1076,7 @@ fn providers(v: &Value) -> Result<Vec<IdentityProviderConfig>, String> {
             }),
             id,
             issuer,
-            client_secret,
+            client_secret: Secret::from(client_secret),
             eidas_levels,
             timeout,
         });
@@ -1319,7 +1247,7 @@ mod tests {
         )]));
         let c = Config::from_layers(layers).unwrap();
         assert_eq!(
-            c.database.url.as_deref(),
+            c.database.url.as_ref().map(Secret::expose),
             Some("postgres://u:hunter2@db/socle")
         );
         let shown = c.redacted();

@@ -441,7 +441,7 @@ fn main() -> ExitCode {
                 }
             };
             // The demo runs on the embedded store, unless --database-url names one.
-            config.database.url = args.database_url.clone();
+            config.database.url = args.database_url.clone().map(socle::config::Secret::from);
             config.demo = true;
             if args.reset
                 && let Err(e) = reset_demo(&config.sqlite_path(), &config.data_dir)
@@ -746,7 +746,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         match &config.database.url {
             Some(url) => println!(
                 "Socle demo is running on PostgreSQL ({}).",
-                socle::config::redact_url(url)
+                socle::config::redact_url(url.expose())
             ),
             None => println!(
                 "Socle demo is running on the embedded store ({}).",

@@ -505,7 +505,7 @@ async fn readiness_reports_a_stopped_postgresql() {
     let mut url = url::Url::parse(&db.database_url().unwrap()).unwrap();
     url.set_port(Some(relay.addr.port())).unwrap();
     url.set_host(Some("127.0.0.1")).unwrap();
-    config.database.url = Some(url.to_string());
+    config.database.url = Some(url.to_string().into());
     config.database.acquire_timeout = Duration::from_millis(500);
     let app = TestApp::start(db, config).await;
     assert_eq!(app.get("/readyz").await.status(), 200);

@@ -327,7 +327,7 @@ async fn journal_secrets_are_sealed(backend: Backend) {
     );
     // A node started with another master key refuses to start and seals nothing.
     let mut stranger = config.clone();
-    stranger.identity.master_key = Some(socle_identity::MasterKey::generate_text());
+    stranger.identity.master_key = Some(socle_identity::MasterKey::generate_text().into());
     let refused = socle::Application::build(stranger).await;
     assert!(refused.is_err(), "a node with the wrong master key started");
     assert_eq!(
