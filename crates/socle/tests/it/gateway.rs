@@ -18,7 +18,20 @@ use crate::support::back_office::{PRODUCER, REQUESTER, admin, complete_form};
 use crate::support::gateway::*;
 use crate::support::identity::{ADMIN_TOKEN, jwks, verify};
 
-async fn machine_to_machine(backend: Backend) {
+/// A validated habilitation of the requester for `quotient-familial`, its
+/// credentials and a token: what every machine-to-machine scenario starts from.
+async fn granted(backend: Backend) -> (Env, String, String, String, String) {
+    let env = Env::new(backend, false).await;
+    let (hab, client_id, secret) = env.habilitation("quotient-familial", complete_form()).await;
+    let (s, t) = env.token(&client_id, &secret, None).await;
+    assert_eq!(s, 200, "{t}");
+    let token = t["access_token"].as_str().unwrap().to_string();
+    (env, hab, client_id, secret, token)
+}
+
+/// The token endpoint (`client_credentials`): wrong secret, unknown client, a scope
+/// beyond the habilitation, then a token naming its habilitation.
+async fn machine_tokens(backend: Backend) {
     let env = Env::new(backend, false).await;
     let (hab, client_id, secret) = env.habilitation("quotient-familial", complete_form()).await;
 
@@ -64,6 +77,14 @@ async fn machine_to_machine(backend: Backend) {
             .unwrap()
             .contains(&json!("client_credentials"))
     );
+}
+
+/// A call with a service's token: the answer minimised to the granted field, hashed
+/// and signed; what the provider received (no caller's credentials or hop headers,
+/// the caller assertion); one journal entry with keyed hashes.
+async fn a_machine_call_is_minimised_signed_and_journaled(backend: Backend) {
+    let (env, hab, client_id, _, token) = granted(backend).await;
+    let keys = jwks(&env.app).await;
 
     // A minimised answer, hashes, rate headers; the provider's own headers stay behind.
     let r = env
@@ -208,6 +229,11 @@ async fn machine_to_machine(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Each reason a call is refused, none of which reaches the provider.
+async fn refused_calls_never_reach_the_provider(backend: Backend) {
+    let (env, _, _, _, token) = granted(backend).await;
 
     // Refusals: each reason, and the provider never called.
     let before = env.up.count();
@@ -341,6 +367,18 @@ async fn machine_to_machine(backend: Backend) {
         before,
         "no refused call reached the provider"
     );
+}
+
+/// A provider misbehaving gets errors in the platform's shape, each exchange
+/// journaled; the API's usage statistics count them.
+async fn a_misbehaving_provider_and_usage_statistics(backend: Backend) {
+    let (env, _, _, _, token) = granted(backend).await;
+    assert_eq!(
+        env.call(&qf("/quotient-familial"), Some(&token))
+            .await
+            .status(),
+        200
+    );
 
     // The provider misbehaving: errors in the platform's shape, internals withheld,
     // and each exchange journaled.
@@ -412,6 +450,12 @@ async fn machine_to_machine(backend: Backend) {
         metrics.contains("socle_gateway_calls_total{api=\"quotient-familial\""),
         "{metrics}"
     );
+}
+
+/// A renewed secret ends the tokens obtained with the old one; a revocation stops
+/// the very next call.
+async fn a_renewed_secret_then_a_revocation(backend: Backend) {
+    let (env, hab, client_id, secret, token) = granted(backend).await;
 
     // A renewed secret ends the tokens obtained with the old one.
     let (s, renewed) = env
@@ -760,7 +804,11 @@ async fn on_behalf_of_a_person_with_consent(backend: Backend) {
 }
 
 on_both_stores!(
-    machine_to_machine,
+    machine_tokens,
+    a_machine_call_is_minimised_signed_and_journaled,
+    refused_calls_never_reach_the_provider,
+    a_misbehaving_provider_and_usage_statistics,
+    a_renewed_secret_then_a_revocation,
     limits_quotas_and_fail_closed,
     on_behalf_of_a_person_with_consent
 );
