@@ -1,4 +1,6 @@
-//! Embedded, ordered migrations, one list per dialect.
+//! Embedded, ordered migrations, one list per dialect: `migrations/sqlite/` and
+//! `migrations/postgres/`, or `migrations/common/` when both dialects take the same
+//! SQL.
 //!
 //! Each migration runs in its own transaction together with the row that records it,
 //! so a crash leaves the schema at a known version. On PostgreSQL an advisory lock
@@ -25,24 +27,32 @@ macro_rules! migration {
             postgres: include_str!(concat!("../migrations/postgres/", $name, ".sql")),
         }
     };
+    ($version:expr, $name:literal, common) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../migrations/common/", $name, ".sql")),
+            postgres: include_str!(concat!("../migrations/common/", $name, ".sql")),
+        }
+    };
 }
 
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_instance"),
     migration!(2, "0002_journal"),
-    migration!(3, "0003_identity"),
-    migration!(4, "0004_catalogue"),
-    migration!(5, "0005_gateway"),
+    migration!(3, "0003_identity", common),
+    migration!(4, "0004_catalogue", common),
+    migration!(5, "0005_gateway", common),
     migration!(6, "0006_logins_file"),
     migration!(7, "0007_journal_log_syncs"),
-    migration!(8, "0008_one_active_consent"),
+    migration!(8, "0008_one_active_consent", common),
     migration!(9, "0009_interactions_by_session"),
     migration!(10, "0010_logout_hints"),
     migration!(11, "0011_journal_macs"),
     migration!(12, "0012_backchannel_logout"),
     migration!(13, "0013_integration_requests"),
-    migration!(14, "0014_contests"),
-    migration!(15, "0015_digests"),
+    migration!(14, "0014_contests", common),
+    migration!(15, "0015_digests", common),
 ];
 
 /// The schema version this binary writes and expects.

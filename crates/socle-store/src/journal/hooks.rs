@@ -8,6 +8,20 @@ use super::{NodeHash, to_i64};
 use crate::error::StoreError;
 use crate::{Backend, Result, Store, on_pool};
 
+/// One statement with its binds, on whichever pool is open.
+macro_rules! exec {
+    ($store:expr, $sql:expr $(, $bind:expr)*) => {
+        on_pool!($store, |pool| {
+            sqlx::query($sql)
+                $(.bind($bind))*
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    };
+}
+
 impl Store {
     /// Test support: writes an entry (and the tree nodes it completes) straight into
     /// the log, with no MAC, as an attacker with write access to the database would.
@@ -55,15 +69,12 @@ impl Store {
     #[doc(hidden)]
     #[cfg(feature = "test-hooks")]
     pub async fn __test_forge_queued(&self, leaf: &[u8], mac: Option<&[u8]>) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO journal_queue (leaf, mac) VALUES ($1, $2)")
-                .bind(leaf)
-                .bind(mac)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(
+            self,
+            "INSERT INTO journal_queue (leaf, mac) VALUES ($1, $2)",
+            leaf,
+            mac
+        )
     }
 
     /// Test support: makes the database look as a version from before MACs left it:
@@ -95,13 +106,7 @@ impl Store {
     #[doc(hidden)]
     #[cfg(feature = "test-hooks")]
     pub async fn __test_clear_queue(&self) -> Result<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_queue")
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(self, "DELETE FROM journal_queue")
     }
 
     /// Test support: overwrites an entry's leaf bytes, as an attacker with write
@@ -110,15 +115,12 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub async fn __test_tamper_entry(&self, index: u64, leaf: &[u8]) -> Result<()> {
         let index = to_i64(index)?;
-        on_pool!(self, |pool| {
-            sqlx::query("UPDATE journal_entries SET leaf = $1 WHERE idx = $2")
-                .bind(leaf)
-                .bind(index)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(
+            self,
+            "UPDATE journal_entries SET leaf = $1 WHERE idx = $2",
+            leaf,
+            index
+        )
     }
 
     /// Test support: makes every insert into the journal's durable queue fail (`true`),
@@ -172,14 +174,7 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub async fn __test_delete_entry(&self, index: u64) -> Result<()> {
         let index = to_i64(index)?;
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_entries WHERE idx = $1")
-                .bind(index)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(self, "DELETE FROM journal_entries WHERE idx = $1", index)
     }
 
     /// Test support: overwrites a stored tree node (by storage position), as a damaged
@@ -188,15 +183,12 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub async fn __test_tamper_node(&self, position: u64, hash: &[u8]) -> Result<()> {
         let position = to_i64(position)?;
-        on_pool!(self, |pool| {
-            sqlx::query("UPDATE journal_nodes SET hash = $1 WHERE pos = $2")
-                .bind(hash)
-                .bind(position)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(
+            self,
+            "UPDATE journal_nodes SET hash = $1 WHERE pos = $2",
+            hash,
+            position
+        )
     }
 
     /// Test support: deletes the checkpoints of a size above `size`.
@@ -204,14 +196,11 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub async fn __test_delete_checkpoints_above(&self, size: u64) -> Result<()> {
         let size = to_i64(size)?;
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM journal_checkpoints WHERE size > $1")
-                .bind(size)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(
+            self,
+            "DELETE FROM journal_checkpoints WHERE size > $1",
+            size
+        )
     }
 
     /// Test support: stores a checkpoint note as is (a forged one).
@@ -219,15 +208,12 @@ impl Store {
     #[cfg(feature = "test-hooks")]
     pub async fn __test_insert_checkpoint(&self, size: u64, note: &str) -> Result<()> {
         let size = to_i64(size)?;
-        on_pool!(self, |pool| {
-            sqlx::query("INSERT INTO journal_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, '')")
-                .bind(size)
-                .bind([0u8; 32].as_slice())
-                .bind(note)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(
+            self,
+            "INSERT INTO journal_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, '')",
+            size,
+            [0u8; 32].as_slice(),
+            note
+        )
     }
 }
