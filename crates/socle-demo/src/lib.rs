@@ -71,43 +71,28 @@ impl Demo {
 /// The demonstration service as a client of the platform.
 fn service_client(fs: &DemoFs, secret: &str) -> Client {
     Client {
-        client_id: fs.client_id.clone(),
-        name: "Démarche de démonstration".into(),
-        // The town hall's procedure: its habilitations let it call the gateway on the
-        // person's behalf.
-        organisation: catalogue::TOWN_HALL.into(),
         // Written as a FranceConnect service is: held to its rules.
         profile: socle_identity::ClientProfile::Franceconnect,
-        sandbox: false,
-        secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
-        previous_secret_hash: None,
-        previous_secret_until: None,
-        jwks: None,
-        jwks_uri: None,
-        token_endpoint_auth_method: "client_secret_basic".into(),
-        redirect_uris: vec![fs.redirect_uri()],
-        post_logout_redirect_uris: vec![fs.post_logout_redirect_uri()],
-        backchannel_logout_uri: None,
-        backchannel_logout_session_required: false,
-        scopes: [
-            "openid",
-            "identite_pivot",
-            "email",
-            "preferred_username",
-            "profile",
-            "birth",
-        ]
-        .map(String::from)
-        .to_vec(),
-        eidas_level: 1,
-        id_token_signed_response_alg: "ES256".into(),
-        id_token_encrypted_response_alg: None,
-        id_token_encrypted_response_enc: None,
         userinfo_signed_response_alg: Some("ES256".into()),
-        userinfo_encrypted_response_alg: None,
-        userinfo_encrypted_response_enc: None,
-        consent_exempt: false,
-        disabled: false,
+        ..Client::from(socle_identity::PlatformService {
+            client_id: &fs.client_id,
+            name: "Démarche de démonstration",
+            // The town hall's procedure: its habilitations let it call the gateway on
+            // the person's behalf.
+            organisation: catalogue::TOWN_HALL,
+            secret,
+            redirect_uri: fs.redirect_uri(),
+            post_logout_redirect_uri: fs.post_logout_redirect_uri(),
+            scopes: &[
+                "openid",
+                "identite_pivot",
+                "email",
+                "preferred_username",
+                "profile",
+                "birth",
+            ],
+            eidas_level: 1,
+        })
     }
 }
 

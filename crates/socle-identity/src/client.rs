@@ -445,6 +445,53 @@ pub fn parse_jwks(v: &Value) -> std::result::Result<JwkSet, String> {
     }
 }
 
+/// What a service of the platform's own is (the citizen space, the demonstration
+/// service): a confidential client authenticated by `client_secret_basic`, ES256 ID
+/// tokens, JSON userinfo, nothing encrypted, no back-channel logout.
+pub struct PlatformService<'a> {
+    pub client_id: &'a str,
+    pub name: &'a str,
+    pub organisation: &'a str,
+    /// The secret, generated at each start (only its hash is kept).
+    pub secret: &'a str,
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
+    pub scopes: &'a [&'a str],
+    pub eidas_level: u8,
+}
+
+impl From<PlatformService<'_>> for Client {
+    fn from(s: PlatformService<'_>) -> Client {
+        Client {
+            client_id: s.client_id.to_string(),
+            name: s.name.to_string(),
+            organisation: s.organisation.to_string(),
+            profile: ClientProfile::Standard,
+            sandbox: false,
+            secret_hash: Some(crate::sha256_hex(s.secret.as_bytes())),
+            previous_secret_hash: None,
+            previous_secret_until: None,
+            jwks: None,
+            jwks_uri: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            redirect_uris: vec![s.redirect_uri],
+            post_logout_redirect_uris: vec![s.post_logout_redirect_uri],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            scopes: s.scopes.iter().map(|x| x.to_string()).collect(),
+            eidas_level: s.eidas_level,
+            id_token_signed_response_alg: "ES256".into(),
+            id_token_encrypted_response_alg: None,
+            id_token_encrypted_response_enc: None,
+            userinfo_signed_response_alg: None,
+            userinfo_encrypted_response_alg: None,
+            userinfo_encrypted_response_enc: None,
+            consent_exempt: false,
+            disabled: false,
+        }
+    }
+}
+
 impl Client {
     pub fn is_public(&self) -> bool {
         self.token_endpoint_auth_method == "none"

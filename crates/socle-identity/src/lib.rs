@@ -24,7 +24,7 @@ pub mod provider;
 pub mod service_keys;
 
 pub use broker::{Broker, ProviderSettings as FiSettings};
-pub use client::{Client, ClientInput, ClientProfile, NewClientSecret};
+pub use client::{Client, ClientInput, ClientProfile, NewClientSecret, PlatformService};
 pub use error::{IdentityError, OidcError};
 pub use keys::{KeyRing, MasterKey};
 pub use pivot::{Eidas, Identity};

@@ -37,6 +37,17 @@ macro_rules! migration {
     };
 }
 
+impl Migration {
+    /// The error of this migration's SQL, for the operator.
+    fn failed(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        move |e| StoreError::Migration {
+            version: self.version,
+            name: self.name,
+            reason: e.to_string(),
+        }
+    }
+}
+
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_instance"),
     migration!(2, "0002_journal"),
@@ -177,11 +188,7 @@ async fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<Vec<i64>> {
             sqlx::raw_sql(m.sqlite)
                 .execute(&mut *conn)
                 .await
-                .map_err(|e| StoreError::Migration {
-                    version: m.version,
-                    name: m.name,
-                    reason: e.to_string(),
-                })?;
+                .map_err(m.failed())?;
             sqlx::query("INSERT INTO socle_schema (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(m.version)
                 .bind(m.name)
@@ -242,11 +249,7 @@ async fn migrate_postgres(conn: &mut sqlx::PgConnection) -> Result<Vec<i64>> {
         sqlx::raw_sql(m.postgres)
             .execute(&mut *tx)
             .await
-            .map_err(|e| StoreError::Migration {
-                version: m.version,
-                name: m.name,
-                reason: e.to_string(),
-            })?;
+            .map_err(m.failed())?;
         sqlx::query("INSERT INTO socle_schema (version, name, applied_at) VALUES ($1, $2, $3)")
             .bind(i32::try_from(m.version).unwrap_or(i32::MAX))
             .bind(m.name)

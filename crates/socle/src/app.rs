@@ -225,17 +225,7 @@ impl Application {
         let Some(state) = &self.state else {
             return Ok(());
         };
-        state
-            .store
-            .mark_once(
-                "demo.seeded",
-                &socle_journal::encode(vec![
-                    Entry::new(EntryKind::Admin, "system", "ok")
-                        .detail("action", "demo.seeded")
-                        .detail("instance_id", state.instance.instance_id.clone()),
-                ])?,
-            )
-            .await?;
+        mark_once(&state.node, "demo.seeded").await?;
         let doc = socle_demo::seed(state).await?;
         let path = self.demo_file();
         let _ = std::fs::remove_file(&path);
@@ -357,18 +347,7 @@ async fn open_services(
             "the master key lives beside the database: a copy of the data directory opens every sealed key; keep it elsewhere (identity.master_key_file) and back it up apart (docs/OPERATIONS.md)"
         );
     }
-    // The marker and its entry in one transaction: a first start that fails half-way
-    // records both on the next.
-    store
-        .mark_once(
-            "instance.created",
-            &socle_journal::encode(vec![
-                Entry::new(EntryKind::Admin, "system", "ok")
-                    .detail("action", "instance.created")
-                    .detail("instance_id", node.instance.instance_id.clone()),
-            ])?,
-        )
-        .await?;
+    mark_once(node, "instance.created").await?;
 
     let (identity, demo) = open_identity(store, &journal, config, public_url).await?;
     // Back-channel logout tokens.
@@ -466,6 +445,19 @@ async fn open_services(
         citizen,
     });
     Ok((state, demo))
+}
+
+/// Records a one-time event of the instance (its creation, the demonstration's
+/// seeding): the marker and its journal entry in one transaction, so a first start
+/// that fails half-way records both on the next.
+async fn mark_once(node: &Node, action: &str) -> anyhow::Result<bool> {
+    let entry = Entry::new(EntryKind::Admin, "system", "ok")
+        .detail("action", action)
+        .detail("instance_id", node.instance.instance_id.clone());
+    Ok(node
+        .store
+        .mark_once(action, &socle_journal::encode(vec![entry])?)
+        .await?)
 }
 
 /// Opens the journal with the configured origin (derived from the instance name when
@@ -696,34 +688,18 @@ async fn open_citizen(
         session_ttl: i64::try_from(config.identity.session_lifetime.as_secs()).unwrap_or(1800),
     };
     let client = Client {
-        client_id: citizen.client_id.clone(),
-        name: "Mon espace".into(),
-        organisation: config.citizen.organisation.clone(),
-        profile: socle_identity::ClientProfile::Standard,
-        sandbox: false,
-        secret_hash: Some(socle_identity::sha256_hex(secret.as_bytes())),
-        previous_secret_hash: None,
-        previous_secret_until: None,
-        jwks: None,
-        jwks_uri: None,
-        token_endpoint_auth_method: "client_secret_basic".into(),
-        redirect_uris: vec![citizen.redirect_uri()],
-        post_logout_redirect_uris: vec![citizen.post_logout_redirect_uri()],
-        backchannel_logout_uri: None,
-        backchannel_logout_session_required: false,
-        scopes: ["openid", "identite_pivot", "email"]
-            .map(String::from)
-            .to_vec(),
-        eidas_level: config.citizen.eidas_level,
-        id_token_signed_response_alg: "ES256".into(),
-        id_token_encrypted_response_alg: None,
-        id_token_encrypted_response_enc: None,
-        userinfo_signed_response_alg: None,
-        userinfo_encrypted_response_alg: None,
-        userinfo_encrypted_response_enc: None,
         // The platform's own space: the person logs in to see their own records.
         consent_exempt: true,
-        disabled: false,
+        ..Client::from(socle_identity::PlatformService {
+            client_id: &citizen.client_id,
+            name: "Mon espace",
+            organisation: &config.citizen.organisation,
+            secret: &secret,
+            redirect_uri: citizen.redirect_uri(),
+            post_logout_redirect_uri: citizen.post_logout_redirect_uri(),
+            scopes: &["openid", "identite_pivot", "email"],
+            eidas_level: config.citizen.eidas_level,
+        })
     };
     provider
         .clients

@@ -10,6 +10,15 @@ use crate::{Backend, Result, Store, on_pool};
 
 /// One statement with its binds, on whichever pool is open.
 macro_rules! exec {
+    ($store:expr, raw $sql:expr) => {
+        on_pool!($store, |pool| {
+            sqlx::raw_sql($sql)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from_runtime)
+        })
+    };
     ($store:expr, $sql:expr $(, $bind:expr)*) => {
         on_pool!($store, |pool| {
             sqlx::query($sql)
@@ -92,13 +101,7 @@ impl Store {
         if and_key {
             sql.push_str(" DELETE FROM journal_secrets WHERE name = 'entry_mac_key';");
         }
-        on_pool!(self, |pool| {
-            sqlx::raw_sql(&sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(self, raw & sql)
     }
 
     /// Test support: empties the journal's queue, as an operator removing a forged
@@ -160,13 +163,7 @@ impl Store {
                 format!("DROP TRIGGER IF EXISTS socle_test_refuse_{table} ON {table}")
             }
         };
-        on_pool!(self, |pool| {
-            sqlx::raw_sql(&sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(StoreError::from_runtime)
-        })
+        exec!(self, raw & sql)
     }
 
     /// Test support: removes an entry, as an attacker with write access would.

@@ -819,9 +819,7 @@ on_both_stores!(
 async fn a_provider_requires_an_eidas_level_on_a_persons_behalf(backend: Backend) {
     let env = Env::new(backend, true).await;
     let app = &env.app;
-    let openapi = json!({"openapi": "3.0.3", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}})
-    .to_string();
+    let openapi = crate::support::qf_openapi("3.0.3");
     let api = |level: Value| {
         json!({"slug": "exigeante", "organisation": PRODUCER, "title": "API exigeante",
             "description": "Le quotient familial", "openapi": openapi, "upstream_url": env.up.url,

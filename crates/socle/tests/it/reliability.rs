@@ -20,11 +20,7 @@ async fn open_api(app: &TestApp, up: &Upstream) {
         json!({"siret": PRODUCER, "name": "Caisse démo", "acronym": "CAF démo", "kind": "operator"}),
     )
     .await;
-    let openapi = json!({
-        "openapi": "3.1.0", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}
-    })
-    .to_string();
+    let openapi = crate::support::qf_openapi("3.1.0");
     admin(
         app,
         "/api/admin/apis",
@@ -104,7 +100,7 @@ on_both_stores!(a_halted_sequencer_fails_closed);
 /// A provider whose every answer is just over the gateway's 8 MiB bound: chunked
 /// without a length (the gateway finds out by reading), or declaring its length.
 async fn oversized_provider() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -113,13 +109,8 @@ async fn oversized_provider() -> String {
             n += 1;
             let declared = n.is_multiple_of(4);
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    }
+                if crate::support::read_head(&mut sock).await.is_none() {
+                    return;
                 }
                 let piece = vec![b' '; 64 * 1024];
                 let pieces = 8 * 16 + 1; // 8 MiB + 64 KiB

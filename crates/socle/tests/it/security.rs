@@ -600,11 +600,7 @@ async fn gateway_on_a_host_of_its_own(backend: Backend) {
         c.gateway.public_url = Some("https://passerelle.test".into());
     })
     .await;
-    let openapi = json!({
-        "openapi": "3.1.0", "info": {"title": "QF", "version": "1.0.0"},
-        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}
-    })
-    .to_string();
+    let openapi = crate::support::qf_openapi("3.1.0");
     admin(
         &env.app,
         "/api/admin/apis",

@@ -8,7 +8,7 @@ use crate::support::{Backend, TestApp};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// A request as the provider received it: its request line and headers.
@@ -36,14 +36,9 @@ impl Upstream {
                 };
                 let me = me.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
+                    let Some(buf) = crate::support::read_head(&mut sock).await else {
+                        return;
+                    };
                     let head = String::from_utf8_lossy(&buf).to_string();
                     let mut lines = head.split("\r\n");
                     let line = lines.next().unwrap_or_default().to_string();

@@ -446,3 +446,27 @@ pub fn demo_identity(login: &str) -> socle_identity::pivot::Identity {
         .unwrap();
     socle_identity::pivot::Identity::from_claims(person.claims.as_object().unwrap()).unwrap()
 }
+
+/// Reads a request's head (through the blank line) from a socket a mock server
+/// accepted; `None` when the client went away first.
+pub async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf)
+}
+
+/// The OpenAPI document of a one-operation quotient-familial API.
+pub fn qf_openapi(version: &str) -> String {
+    serde_json::json!({
+        "openapi": version, "info": {"title": "QF", "version": "1.0.0"},
+        "paths": {"/quotient-familial": {"get": {"responses": {"200": {"description": "ok"}}}}}
+    })
+    .to_string()
+}
