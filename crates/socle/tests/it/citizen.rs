@@ -11,7 +11,7 @@ use crate::on_both_stores;
 use crate::support::back_office::{PRODUCER, REQUESTER, complete_form};
 use crate::support::gateway::journal_entries;
 use crate::support::gateway::{Env, PURPOSE, qf, refused};
-use crate::support::identity::{Browser, between, csrf, jwks, login_via, query, verify};
+use crate::support::identity::{Browser, Resp, between, csrf, jwks, login_via, query, verify};
 use crate::support::{Backend, run_binary};
 
 /// Logs `person` in to "Mon espace" in a fresh browser.
@@ -72,11 +72,21 @@ print(json.dumps(sorted(found)))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn citizen_space(backend: Backend) {
+/// Marie's exchanges: the town hall's service with three habilitations (a public
+/// interest one, a deferred one, a consent-based one), the calls it made on her
+/// behalf, and her browser logged in to "Mon espace".
+struct Marie {
+    env: Env,
+    consent_hab: String,
+    marie_token: String,
+    consent_call: String,
+    b: Browser,
+}
+
+async fn marie(backend: Backend) -> Marie {
     let env = Env::new(backend, true).await;
-    let app = &env.app;
     let client = env.service("Cantine de Démoville", REQUESTER).await;
-    let (mission, _, _) = env.habilitation("quotient-familial", complete_form()).await;
+    env.habilitation("quotient-familial", complete_form()).await;
     let mut deferred = complete_form();
     deferred["title"] = json!("Contrôle en cours");
     deferred["visible_after"] = json!("2099-01-01");
@@ -107,12 +117,20 @@ async fn citizen_space(backend: Backend) {
         "consent_required",
     )
     .await;
+    let b = space_login(&env, "marie").await;
+    Marie {
+        env,
+        consent_hab,
+        marie_token,
+        consent_call,
+        b,
+    }
+}
 
-    // "Mes données": the exchange, the withheld one announced, the proof.
-    let mut b = space_login(&env, "marie").await;
+/// "Mes données" once both exchanges are covered by a checkpoint (one is signed at
+/// most every 500 ms: the first may be covered before the second).
+async fn covered(b: &mut Browser) -> Resp {
     let mut page = b.get("/mon-espace/donnees").await;
-    // Both exchanges covered by a checkpoint (one is signed at most every 500 ms: the
-    // first may be covered before the second).
     for _ in 0..30 {
         if page.body.contains("data-proof=") && page.body.contains("visibilité différée") {
             break;
@@ -120,6 +138,16 @@ async fn citizen_space(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         page = b.get("/mon-espace/donnees").await;
     }
+    page
+}
+
+/// "Mes données": each exchange with its proof (checked in process and by the command
+/// line), the withheld one announced under another pseudonym; another person sees none.
+async fn mes_donnees_shows_each_exchange_with_its_proof(backend: Backend) {
+    let Marie { env, mut b, .. } = marie(backend).await;
+    let app = &env.app;
+    // "Mes données": the exchange, the withheld one announced, the proof.
+    let page = covered(&mut b).await;
     assert_eq!(page.status, 200);
     assert!(
         page.body.contains("Mairie de Démoville a obtenu"),
@@ -193,6 +221,25 @@ async fn citizen_space(backend: Backend) {
         assert_eq!(r.status, 404, "{bad}");
         assert!(r.body.contains("Page non trouvée"), "a page: {}", r.body);
     }
+
+    // Another person sees none of it, not even the proof.
+    let mut jean = space_login(&env, "jean").await;
+    let theirs = jean.get("/mon-espace/donnees").await;
+    assert!(
+        theirs.body.contains("Aucun échange ne correspond"),
+        "{}",
+        theirs.body
+    );
+    assert_eq!(jean.get(&proof_url).await.status, 404);
+}
+
+/// The space's session: a new one at each login, single sign-on, a repeated field
+/// refused, the filters, "Mes connexions", a return address that cannot be a header,
+/// and the logout.
+async fn the_space_session_filters_and_connections(backend: Backend) {
+    let Marie { env, mut b, .. } = marie(backend).await;
+    let app = &env.app;
+    covered(&mut b).await;
     // Logging in again starts a fresh session (one planted in the browser never
     // survives a login): the old one ends at once, the new one after the login.
     let before = b.cookies["socle_espace"].clone();
@@ -237,6 +284,45 @@ async fn citizen_space(backend: Backend) {
         c.body
     );
 
+    // A return address that cannot be a Location header (a line break) is replaced by
+    // the space's home, after a login that works.
+    let mut other = Browser::new(app);
+    let r = other
+        .get("/mon-espace/connexion?retour=/mon-espace/%0Aevil")
+        .await;
+    assert_eq!(r.status, 303);
+    let back = login_via(&mut other, r.location.as_deref().unwrap(), "demo", "jean").await;
+    let r = other.get(back.location.as_deref().unwrap()).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/mon-espace/"));
+
+    // Logging out ends the space's session and the platform's.
+    let home = b.get("/mon-espace/").await;
+    let r = b
+        .post("/mon-espace/deconnexion", &[("csrf", &csrf(&home.body))])
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(r.location.unwrap().contains("/api/v2/session/end"));
+    assert_eq!(b.get("/mon-espace/donnees").await.status, 303);
+}
+
+/// Authorisations: a service's request, Marie's grant, refusal, withdrawal (each
+/// journaled or not made), the receipts; then the GDPR export and its subject keys.
+async fn authorisations_and_the_export(backend: Backend) {
+    let Marie {
+        env,
+        mut b,
+        consent_hab,
+        marie_token,
+        consent_call,
+    } = marie(backend).await;
+    let app = &env.app;
+    covered(&mut b).await;
+    let hidden = journal_entries(app)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "exchange" && e["details"]["api"] == "differee")
+        .expect("the deferred exchange is journaled");
     // A service asks for a long-lived authorisation; Marie sees what and grants it.
     let req = b
         .get(&format!(
@@ -461,7 +547,6 @@ async fn citizen_space(backend: Backend) {
         !list.body.contains("Contrôle en cours"),
         "a withheld habilitation is not revealed"
     );
-    let _ = mission;
 
     // A withdrawal whose journal entry cannot be written is not made either.
     app.store.__test_refuse_queued_entries(true).await.unwrap();
@@ -533,42 +618,17 @@ async fn citizen_space(backend: Backend) {
             >= export["connections"].as_array().unwrap().len()
     );
 
-    // A return address that cannot be a Location header (a line break) is replaced by
-    // the space's home, after a login that works.
-    let mut other = Browser::new(app);
-    let r = other
-        .get("/mon-espace/connexion?retour=/mon-espace/%0Aevil")
-        .await;
-    assert_eq!(r.status, 303);
-    let back = login_via(&mut other, r.location.as_deref().unwrap(), "demo", "jean").await;
-    let r = other.get(back.location.as_deref().unwrap()).await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(r.location.as_deref(), Some("/mon-espace/"));
-
-    // Another person sees none of it, not even the proof.
     let mut jean = space_login(&env, "jean").await;
-    let theirs = jean.get("/mon-espace/donnees").await;
-    assert!(
-        theirs.body.contains("Aucun échange ne correspond"),
-        "{}",
-        theirs.body
-    );
-    assert_eq!(jean.get(&proof_url).await.status, 404);
     assert_eq!(
         jean.get(&format!("/mon-espace/autorisations/{consent_id}/recu"))
             .await
             .status,
         404
     );
-
-    // Logging out ends the space's session and the platform's.
-    let home = b.get("/mon-espace/").await;
-    let r = b
-        .post("/mon-espace/deconnexion", &[("csrf", &csrf(&home.body))])
-        .await;
-    assert_eq!(r.status, 303);
-    assert!(r.location.unwrap().contains("/api/v2/session/end"));
-    assert_eq!(b.get("/mon-espace/donnees").await.status, 303);
 }
 
-on_both_stores!(citizen_space);
+on_both_stores!(
+    mes_donnees_shows_each_exchange_with_its_proof,
+    the_space_session_filters_and_connections,
+    authorisations_and_the_export
+);
