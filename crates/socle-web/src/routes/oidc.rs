@@ -498,7 +498,14 @@ pub async fn token(
     let basic =
         basic_credentials(&headers).map_err(|m| ApiError::oauth(OidcError::InvalidClient, m))?;
     let v = if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
-        state.gateway.issue_token(&form, basic)?
+        // The token endpoint answers every refusal as OAuth 2.0 does (RFC 6749 §5.2).
+        state
+            .gateway
+            .issue_token(&form, basic)
+            .map_err(|e| ApiError {
+                oauth: true,
+                ..ApiError::from(e)
+            })?
     } else {
         state.identity.token(&form, basic).await?
     };

@@ -604,18 +604,11 @@ async fn levels_consent_and_logout(backend: Backend) {
 
     // Logout: id_token_hint, state and a registered post_logout_redirect_uri.
     let end = |hint: &str, state: &str, uri: &str| {
-        let u = url::Url::parse_with_params(
-            "http://x/api/v2/session/end",
-            [
-                ("id_token_hint", hint),
-                ("state", state),
-                ("post_logout_redirect_uri", uri),
-            ]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty()),
-        )
-        .unwrap();
-        format!("/api/v2/session/end?{}", u.query().unwrap())
+        logout_path(&[
+            ("id_token_hint", hint),
+            ("state", state),
+            ("post_logout_redirect_uri", uri),
+        ])
     };
     let mut b = Browser::new(&app);
     for url in [
@@ -722,16 +715,11 @@ async fn an_encrypted_id_token_is_a_logout_hint(backend: Backend) {
     )
     .await;
     let end = |hint: &str, state: &str| {
-        let u = url::Url::parse_with_params(
-            "http://x/api/v2/session/end",
-            [
-                ("id_token_hint", hint),
-                ("state", state),
-                ("post_logout_redirect_uri", LOGOUT),
-            ],
-        )
-        .unwrap();
-        format!("/api/v2/session/end?{}", u.query().unwrap())
+        logout_path(&[
+            ("id_token_hint", hint),
+            ("state", state),
+            ("post_logout_redirect_uri", LOGOUT),
+        ])
     };
     let mut b = Browser::new(&app);
     let mine = encrypted_login(&app, &client, &mut b).await;
@@ -1520,17 +1508,11 @@ async fn client_profiles_standard_and_franceconnect(backend: Backend) {
         let r = login_via(&mut b, &url, "demo", "marie").await;
         login.code = query(r.location.as_deref().unwrap())["code"].clone();
         let t: Value = token(&app, client, &login).await.json().await.unwrap();
-        let end = url::Url::parse_with_params(
-            "http://x/api/v2/session/end",
-            [
-                ("id_token_hint", t["id_token"].as_str().unwrap()),
-                ("post_logout_redirect_uri", LOGOUT),
-            ],
-        )
-        .unwrap();
-        let r = b
-            .get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
-            .await;
+        let end = logout_path(&[
+            ("id_token_hint", t["id_token"].as_str().unwrap()),
+            ("post_logout_redirect_uri", LOGOUT),
+        ]);
+        let r = b.get(&end).await;
         match &expected {
             Some(to) => {
                 // Through the identity provider's logout, and back without state.
@@ -1687,16 +1669,11 @@ async fn single_sign_on_and_prompt_none(backend: Backend) {
     let r = b.get(&url).await;
     login.code = query(r.location.as_deref().unwrap())["code"].clone();
     let t: Value = token(&app, &a, &login).await.json().await.unwrap();
-    let end = url::Url::parse_with_params(
-        "http://x/api/v2/session/end",
-        [
-            ("id_token_hint", t["id_token"].as_str().unwrap()),
-            ("post_logout_redirect_uri", LOGOUT),
-        ],
-    )
-    .unwrap();
-    b.get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
-        .await;
+    let end = logout_path(&[
+        ("id_token_hint", t["id_token"].as_str().unwrap()),
+        ("post_logout_redirect_uri", LOGOUT),
+    ]);
+    b.get(&end).await;
     let (url, _) = authorize_url(
         &exempt,
         &[("prompt", "none"), ("scope", "openid identite_pivot")],
@@ -1944,17 +1921,11 @@ async fn back_channel_logout(backend: Backend) {
     );
 
     // She logs out from A.
-    let end = url::Url::parse_with_params(
-        "http://x/api/v2/session/end",
-        [
-            ("id_token_hint", t["id_token"].as_str().unwrap()),
-            ("post_logout_redirect_uri", LOGOUT),
-        ],
-    )
-    .unwrap();
-    let r = b
-        .get(&format!("/api/v2/session/end?{}", end.query().unwrap()))
-        .await;
+    let end = logout_path(&[
+        ("id_token_hint", t["id_token"].as_str().unwrap()),
+        ("post_logout_redirect_uri", LOGOUT),
+    ]);
+    let r = b.get(&end).await;
     assert_eq!(r.status, 303);
 
     // A gets one token; B refuses the first attempt, then gets the same token again.

@@ -719,3 +719,13 @@ pub(crate) async fn mock_userinfo(State(fi): State<Arc<MockFi>>) -> axum::respon
         _ => axum::Json(claims).into_response(),
     }
 }
+
+/// The RP-initiated logout's address with these parameters (empty ones left out).
+pub fn logout_path(params: &[(&str, &str)]) -> String {
+    let u = url::Url::parse_with_params(
+        "http://x/api/v2/session/end",
+        params.iter().filter(|(_, v)| !v.is_empty()),
+    )
+    .unwrap();
+    format!("/api/v2/session/end?{}", u.query().unwrap())
+}
