@@ -595,23 +595,8 @@ impl IdentityStore for Store {
     async fn interaction(&self, id: &str, now: i64) -> Result<Option<(String, String)>> {
         const SQL: &str =
             "SELECT session_id, doc FROM oidc_interactions WHERE id = $1 AND expires_at > $2";
-        match &self.ephemeral_pg {
-            None => {
-                let id = id.to_string();
-                self.ephemeral_run(move |c| {
-                    lite(c, SQL)?
-                        .query_row((id, now), |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .await
-            }
-            Some(pool) => sqlx::query_as(SQL)
-                .bind(id)
-                .bind(now)
-                .fetch_optional(pool)
-                .await
-                .map_err(err),
-        }
+        self.ephemeral_texts(SQL, vec![P::text(id), P::Int(now)])
+            .await
     }
 
     async fn interaction_in_session(
@@ -623,24 +608,8 @@ impl IdentityStore for Store {
         const SQL: &str = "SELECT s.doc, i.doc FROM oidc_interactions i \
              JOIN oidc_sessions s ON s.id = i.session_id \
              WHERE i.id = $1 AND i.session_id = $2 AND i.expires_at > $3 AND s.expires_at > $3";
-        match &self.ephemeral_pg {
-            None => {
-                let (id, session_id) = (id.to_string(), session_id.to_string());
-                self.ephemeral_run(move |c| {
-                    lite(c, SQL)?
-                        .query_row((id, session_id, now), |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .await
-            }
-            Some(pool) => sqlx::query_as(SQL)
-                .bind(id)
-                .bind(session_id)
-                .bind(now)
-                .fetch_optional(pool)
-                .await
-                .map_err(err),
-        }
+        self.ephemeral_texts(SQL, vec![P::text(id), P::text(session_id), P::Int(now)])
+            .await
     }
 
     async fn interaction_by_fi_state(
@@ -817,23 +786,8 @@ impl IdentityStore for Store {
     async fn logout_hint(&self, hint_hash: &str, now: i64) -> Result<Option<(String, String)>> {
         const SQL: &str = "SELECT client_id, sid FROM oidc_logout_hints \
              WHERE hint_hash = $1 AND expires_at > $2";
-        match &self.ephemeral_pg {
-            None => {
-                let hint_hash = hint_hash.to_string();
-                self.ephemeral_run(move |c| {
-                    lite(c, SQL)?
-                        .query_row((hint_hash, now), |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .await
-            }
-            Some(pool) => sqlx::query_as(SQL)
-                .bind(hint_hash)
-                .bind(now)
-                .fetch_optional(pool)
-                .await
-                .map_err(err),
-        }
+        self.ephemeral_texts(SQL, vec![P::text(hint_hash), P::Int(now)])
+            .await
     }
     async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool> {
         let n = self
@@ -1020,6 +974,33 @@ impl Store {
                     bind(sql, params).execute(&mut *tx).await.map_err(err)?;
                 }
                 tx.commit().await.map_err(err)
+            }
+        }
+    }
+
+    /// One row of two text columns from the ephemeral records, if any.
+    async fn ephemeral_texts(
+        &self,
+        sql: &'static str,
+        params: Vec<P>,
+    ) -> Result<Option<(String, String)>> {
+        match &self.ephemeral_pg {
+            None => {
+                self.ephemeral_run(move |c| {
+                    lite(c, sql)?
+                        .query_row(rusqlite::params_from_iter(params.iter()), |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                })
+                .await
+            }
+            Some(pool) => {
+                use sqlx::Row;
+                let row = bind(sql, params).fetch_optional(pool).await.map_err(err)?;
+                row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .transpose()
+                    .map_err(err)
             }
         }
     }
