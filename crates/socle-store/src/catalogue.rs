@@ -1,7 +1,7 @@
 //! Catalogue tables: organisations, data items, APIs and their versions' OpenAPI
 //! documents, stored as JSON documents owned by `socle-catalogue`.
 
-use crate::error::StoreError;
+use crate::error::{StoreError, err};
 use crate::{Backend, Journaled, Result, Store, journaled, on_pool};
 
 /// Which catalogue table a document belongs to.
@@ -65,10 +65,6 @@ pub trait CatalogueStore {
     fn api_versions(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
-fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_runtime(e)
-}
-
 impl CatalogueStore for Store {
     async fn put_catalogue_doc(
         &self,
@@ -98,15 +94,8 @@ impl CatalogueStore for Store {
 
     async fn catalogue_doc(&self, kind: CatalogueKind, key: &str) -> Result<Option<String>> {
         let (table, column) = kind.table();
-        let sql = format!("SELECT doc FROM {table} WHERE {column} = $1");
-        let row: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql)
-                .bind(key)
-                .fetch_optional(pool)
-                .await
-                .map_err(err)?
-        });
-        Ok(row.map(|r| r.0))
+        self.one_text(&format!("SELECT doc FROM {table} WHERE {column} = $1"), key)
+            .await
     }
 
     async fn catalogue_docs(&self, kind: CatalogueKind) -> Result<Vec<String>> {
@@ -174,14 +163,8 @@ impl CatalogueStore for Store {
     }
 
     async fn api(&self, id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT doc FROM catalogue_apis WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .map_err(err)?
-        });
-        Ok(row.map(|r| r.0))
+        self.one_text("SELECT doc FROM catalogue_apis WHERE id = $1", id)
+            .await
     }
 
     async fn apis(&self) -> Result<Vec<String>> {
@@ -341,14 +324,8 @@ impl BackOfficeStore for Store {
     }
 
     async fn user(&self, email: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT doc FROM catalogue_users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(pool)
-                .await
-                .map_err(err)?
-        });
-        Ok(row.map(|r| r.0))
+        self.one_text("SELECT doc FROM catalogue_users WHERE email = $1", email)
+            .await
     }
 
     async fn insert_user_token(

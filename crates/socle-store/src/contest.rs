@@ -3,7 +3,7 @@
 //! transaction. What a contest says is the citizen crate's.
 
 use crate::catalogue::{INSERT_DELIVERY, INSERT_MAIL};
-use crate::error::StoreError;
+use crate::error::{StoreError, err};
 use crate::{Backend, Journaled, NewMail, Result, Store, StoredDelivery, on_pool};
 
 /// Inserts notifications — webhook deliveries and e-mails for the outbox — in the
@@ -57,10 +57,6 @@ pub struct NewContest<'a> {
     pub provider: &'a str,
     pub state: &'a str,
     pub doc: &'a str,
-}
-
-fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_runtime(e)
 }
 
 impl Store {
@@ -141,14 +137,8 @@ impl Store {
 
     /// The pseudonym of the person who filed a contest (the journal's index key).
     pub async fn contest_pseudonym(&self, id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT pseudonym FROM citizen_contests WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .map_err(err)?
-        });
-        Ok(row.map(|r| r.0))
+        self.one_text("SELECT pseudonym FROM citizen_contests WHERE id = $1", id)
+            .await
     }
 
     pub async fn contest(&self, id: &str) -> Result<Option<StoredContest>> {

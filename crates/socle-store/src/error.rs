@@ -93,3 +93,8 @@ pub(crate) fn io_reason(e: &io::Error) -> String {
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
+
+/// A driver error in the store's own terms (`map_err(err)`).
+pub(crate) fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_runtime(e)
+}

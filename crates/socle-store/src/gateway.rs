@@ -1,7 +1,7 @@
 //! Gateway tables: the validated habilitations the hot path is built from, daily quota
 //! counters, and people's consents for consent-based habilitations.
 
-use crate::error::StoreError;
+use crate::error::err;
 use crate::{Backend, Journaled, Result, Store, on_pool};
 
 /// A person's consent, as stored.
@@ -77,10 +77,6 @@ pub trait GatewayStore {
         now: i64,
         journal: Journaled<'_>,
     ) -> impl Future<Output = Result<bool>> + Send;
-}
-
-fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_runtime(e)
 }
 
 impl GatewayStore for Store {

@@ -5,7 +5,7 @@
 //! finds them by key and makes the few state changes that must be atomic (a code is
 //! consumed once, a grant's tokens are revoked together, a jti is accepted once).
 
-use crate::error::StoreError;
+use crate::error::{StoreError, err};
 use rusqlite::OptionalExtension;
 
 use crate::{Backend, Journaled, Result, Store, journaled, on_pool};
@@ -226,10 +226,6 @@ pub trait IdentityStore {
     /// Deletes expired sessions, interactions, codes, tokens, assertion ids and logout
     /// hints.
     fn purge_identity(&self, now: i64) -> impl Future<Output = Result<u64>> + Send;
-}
-
-fn err(e: sqlx::Error) -> StoreError {
-    StoreError::from_runtime(e)
 }
 
 type ClientRow = (String, String, i64, i64);

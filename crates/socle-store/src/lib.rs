@@ -131,6 +131,20 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+impl Store {
+    /// The one text column of the row `sql` finds by `key` (its `$1`), if any.
+    pub(crate) async fn one_text(&self, sql: &str, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::from_runtime)?
+        });
+        Ok(row.map(|r| r.0))
+    }
+}
+
 /// Inserts encoded journal leaves (`&[(leaf, subject)]`), with their MACs
 /// ([`Store::set_queue_mac`]), into the journal's durable queue inside the open
 /// transaction `$tx`, on either backend, so that a change and its
