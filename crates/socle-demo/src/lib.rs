@@ -96,6 +96,35 @@ fn service_client(fs: &DemoFs, secret: &str) -> Client {
     }
 }
 
+/// The journeys the home page proposes in the demonstration.
+pub fn journeys() -> Vec<socle_web::pages::Link> {
+    use catalogue::{DEMO_DEVELOPER, DEMO_INSTRUCTOR_CAF, DEMO_PASSWORD};
+    use socle_web::pages::Link;
+    vec![
+        Link::new(
+            "Se connecter à une démarche",
+            "/demo/fs/",
+            "La démarche de démonstration de la mairie : connexion par la plateforme avec le \
+             fournisseur d’identité de démonstration (personne « marie »), puis les données \
+             obtenues pour vous par la passerelle.",
+        ),
+        Link::new(
+            "Voir qui a utilisé ses données",
+            "/mon-espace/",
+            "Après l’appel à la passerelle décrit dans le README (socle-data/demo.json), \
+             « Mes données » de Marie Dupont montre l’échange, avec sa preuve au journal.",
+        ),
+        Link::new(
+            "Instruire une habilitation",
+            "/espace-agent",
+            &format!(
+                "L’Espace agent, comme {DEMO_DEVELOPER} (qui demande) ou {DEMO_INSTRUCTOR_CAF} \
+                 (qui instruit) ; mot de passe « {DEMO_PASSWORD} »."
+            ),
+        ),
+    ]
+}
+
 /// The demonstration's routes, to merge into the platform's router.
 pub fn routes(demo: Arc<Demo>) -> Router<AppState> {
     use service::{

@@ -55,6 +55,9 @@ pub struct WebSettings {
     /// `gateway.public_url`: the gateway's own host (lower case, no port) and its
     /// address; `None`: the gateway is under the platform's address.
     pub gateway: Option<(String, String)>,
+    /// Journeys the home page proposes (the demonstration's, `socle demo`): title,
+    /// address, what one sees.
+    pub journeys: Vec<pages::Link>,
 }
 
 /// What every node has, whether its services opened or not: the store, the settings,

@@ -51,12 +51,85 @@ pub struct ErrorPage<'a> {
     pub request_id: String,
 }
 
+/// A link the home page offers: title, address, what one finds there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub title: String,
+    pub href: String,
+    pub desc: String,
+}
+
+impl Link {
+    pub fn new(title: &str, href: &str, desc: &str) -> Link {
+        Link {
+            title: title.into(),
+            href: href.into(),
+            desc: desc.into(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 pub struct HomePage {
     pub layout: Layout,
     pub store_kind: &'static str,
     pub since: String,
+    /// What this instance offers, each with its address.
+    pub capabilities: Vec<Link>,
+    /// The journeys to try (the demonstration's).
+    pub journeys: Vec<Link>,
+}
+
+/// What this instance offers: every capability it serves, each with its address
+/// (the gateway's on its own host when `gateway.public_url` is set).
+pub fn capabilities(state: &AppState) -> Vec<Link> {
+    let gateway = match &state.settings.gateway {
+        Some((_, url)) => format!("{url}/gateway/"),
+        None => "/gateway/".into(),
+    };
+    vec![
+        Link::new(
+            "Fédération d’identité",
+            "/espace-agent/integrations/nouvelle",
+            "Les services publics connectent leurs usagers par OpenID Connect avec les \
+             fournisseurs d’identité de la plateforme ; un service demande son intégration \
+             depuis l’Espace agent (découverte : /.well-known/openid-configuration).",
+        ),
+        Link::new(
+            "Catalogue des API",
+            "/catalogue",
+            "Les API des administrations, leur dictionnaire de données, ce que chaque \
+             périmètre transmet.",
+        ),
+        Link::new(
+            "Espace agent",
+            "/espace-agent",
+            "Demander, instruire et suivre les habilitations, intégrer un service à la \
+             fédération d’identité, répondre aux contestations.",
+        ),
+        Link::new(
+            "Passerelle d’échange",
+            "/api/docs",
+            &format!(
+                "Les données circulent entre administrations sous habilitation, minimisées et \
+                 inscrites au journal avant d’être transmises ; on l’appelle à {gateway} \
+                 (chaque API du catalogue dit son adresse)."
+            ),
+        ),
+        Link::new(
+            "Mon espace",
+            "/mon-espace",
+            "Chacun voit qui a utilisé ses données, pourquoi, avec la preuve, et gère ses \
+             autorisations.",
+        ),
+        Link::new(
+            "Journal des échanges",
+            "/journal",
+            "L’historique signé de tout ce qui se passe sur la plateforme, vérifiable par \
+             chacun : personne ne peut le réécrire en silence.",
+        ),
+    ]
 }
 
 pub fn render(template: &impl Template) -> Response {
@@ -74,6 +147,8 @@ pub async fn home(State(state): State<AppState>) -> Response {
         layout: Layout::current("Accueil").section("home"),
         store_kind: state.store.kind(),
         since: state.instance.created_at.chars().take(10).collect(),
+        capabilities: capabilities(&state),
+        journeys: state.settings.journeys.clone(),
     })
 }
 

@@ -133,6 +133,11 @@ impl Application {
                     .public_url
                     .as_ref()
                     .and_then(|u| crate::config::url_host(u).map(|h| (h, u.clone()))),
+                journeys: if config.demo {
+                    socle_demo::journeys()
+                } else {
+                    Vec::new()
+                },
             }),
             metrics: telemetry::metrics_handle()?,
             draining: Arc::new(AtomicBool::new(false)),

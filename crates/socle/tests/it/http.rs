@@ -572,3 +572,61 @@ async fn tls_is_served_with_hsts() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The home page says what this instance serves, as configured, each with a link that
+/// works; the demonstration adds its journeys; nothing announced is missing.
+async fn the_home_page_links_every_capability(backend: Backend) {
+    let hrefs = |html: &str| -> Vec<String> {
+        html.split("href=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let app = TestApp::spawn_with(backend, |c| {
+        c.gateway.public_url = Some("https://passerelle.test".into());
+    })
+    .await;
+    let home = app.get("/").await.text().await.unwrap();
+    let links = hrefs(&home);
+    for capability in [
+        "/espace-agent/integrations/nouvelle",
+        "/catalogue",
+        "/espace-agent",
+        "/mon-espace",
+        "/journal",
+        "/api/docs",
+    ] {
+        assert!(
+            links.iter().any(|l| l == capability),
+            "{capability}: {links:?}"
+        );
+        let status = app.get(capability).await.status().as_u16();
+        assert!(matches!(status, 200 | 303), "{capability} answers {status}");
+    }
+    assert!(
+        home.contains("https://passerelle.test/gateway/"),
+        "the gateway's own address"
+    );
+    assert!(
+        !home.contains("Bientôt"),
+        "nothing announced that is not there"
+    );
+    assert!(!links.iter().any(|l| l.starts_with("/demo/")), "{links:?}");
+
+    let demo = TestApp::spawn_with(backend, |c| c.demo = true).await;
+    let home = demo.get("/").await.text().await.unwrap();
+    let links = hrefs(&home);
+    assert!(home.contains("Essayer la démonstration"));
+    for journey in ["/demo/fs/", "/mon-espace/", "/espace-agent"] {
+        assert!(links.iter().any(|l| l == journey), "{journey}: {links:?}");
+        let status = demo.get(journey).await.status().as_u16();
+        assert!(matches!(status, 200 | 303), "{journey} answers {status}");
+    }
+    assert!(
+        home.contains("/gateway/"),
+        "the gateway under the platform's address"
+    );
+}
+
+on_both_stores!(the_home_page_links_every_capability);
