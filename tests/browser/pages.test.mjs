@@ -13,6 +13,7 @@ const PAGES = [
   { name: 'accueil', path: '/', status: 200 },
   { name: 'documentation-api', path: '/api/docs', status: 200 },
   { name: 'journal', path: '/journal', status: 200 },
+  { name: 'etat', path: '/etat', status: 200 },
   { name: 'catalogue', path: '/catalogue', status: 200 },
   { name: 'catalogue-recherche', path: '/catalogue?q=cantine&theme=Famille', status: 200 },
   { name: 'catalogue-api', path: '/catalogue/quotient-familial', status: 200 },
@@ -48,6 +49,23 @@ for (const p of PAGES) {
       assert.equal(first, 'Contenu');
       await page.keyboard.press('Enter');
       await page.waitForFunction(() => location.hash === '#contenu');
+
+      // The "Menu" skip link leads to what is visible at this width: the navigation on a
+      // large screen, the menu button on a small one (there the navigation is inside the
+      // closed menu panel, and focus would land nowhere).
+      await page.goto(BASE + p.path, { waitUntil: 'networkidle' });
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Tab');
+      const second = await page.evaluate(() => document.activeElement?.textContent?.trim());
+      assert.equal(second, 'Menu');
+      await page.keyboard.press('Enter');
+      const target = width < 992 ? '#bouton-menu' : '#navigation-principale';
+      await page.waitForFunction(t => location.hash === t, target);
+      const shown = await page.evaluate(t => {
+        const r = document.querySelector(t).getBoundingClientRect();
+        return r.width > 0 && r.height > 0;
+      }, target);
+      assert.ok(shown, `the Menu skip link leads to ${target}, hidden at ${width}px`);
 
       if (SHOTS) {
         mkdirSync(SHOTS, { recursive: true });

@@ -349,6 +349,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
 
     let main = operations(&state.node)
         .route("/readyz", get(routes::health::readyz))
+        .route("/etat", get(routes::health::status))
         .merge(journal)
         .merge(identity)
         .merge(extra)
@@ -371,6 +372,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
 pub fn not_ready_router(node: NodeState) -> Router {
     let main = operations(&node)
         .route("/readyz", get(routes::health::readyz_not_ready))
+        .route("/etat", get(routes::health::status_not_ready))
         .fallback(not_ready);
     layers(main, &node).with_state(node)
 }

@@ -49,13 +49,66 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "Not ready; `detail` says why", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    Ok(Json(readiness(&state).await?))
+}
+
+/// The node's checks, and the journal's: a journal that cannot write makes the gateway
+/// refuse every exchange (nothing is released unjournaled), so the load balancer should
+/// send them elsewhere.
+async fn readiness(state: &AppState) -> Result<Ready, ApiError> {
     let ready = store_ready(&state.node).await?;
-    // A journal that cannot write: the gateway would refuse every exchange (nothing is
-    // released unjournaled), so the load balancer should send them elsewhere.
     if let Some(why) = state.journal.trouble() {
         return Err(not_ready(why));
     }
-    Ok(Json(ready))
+    Ok(ready)
+}
+
+#[derive(askama::Template)]
+#[template(path = "status.html")]
+pub struct StatusPage {
+    pub layout: crate::pages::Layout,
+    pub ready: bool,
+    /// The checks' own words (English, for the operator), when something is wrong.
+    pub detail: String,
+}
+
+fn status_page(result: Result<Ready, ApiError>) -> Response {
+    let (ready, detail) = match result {
+        Ok(_) => (true, String::new()),
+        Err(e) => (false, e.detail),
+    };
+    let mut r = crate::pages::render(&StatusPage {
+        layout: crate::pages::Layout::current(if ready {
+            "État du service : disponible"
+        } else {
+            "État du service : indisponible"
+        })
+        .section("etat"),
+        ready,
+        detail,
+    });
+    if !ready {
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `/etat`: the same checks as `/readyz`, said in French for a person.
+pub async fn status(State(state): State<AppState>) -> Response {
+    status_page(readiness(&state).await)
+}
+
+/// `/etat` on a node whose schema was behind at start.
+pub async fn status_not_ready(State(node): State<NodeState>) -> Response {
+    let result = match store_ready(&node).await {
+        Ok(_) => Err(not_ready(
+            "this node started while the database schema was behind; restart it to serve",
+        )),
+        Err(e) => Err(e),
+    };
+    status_page(result)
 }
 
 /// `/readyz` of a node that started while the schema was behind (`not_ready_router`):

@@ -43,6 +43,11 @@ async fn health_and_readiness(backend: Backend) {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    // The same checks for a person, in French.
+    let r = app.get("/etat").await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Le service est disponible"), "{page}");
     assert_eq!(
         body["store"],
         match backend {

@@ -127,6 +127,13 @@ async fn readiness_follows_the_schema(backend: Backend) {
     other.migrate().await.unwrap();
     // Migrated, but this node opened nothing at start: it says so until restarted.
     not_ready(app.get("/readyz").await, "restart this node").await;
+    let r = app.get("/etat").await;
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("momentanément indisponible") && page.contains("restart it"),
+        "{page}"
+    );
     assert_eq!(app.get("/journal/checkpoint").await.status(), 503);
     // Restarted (SQLite: one process per file), it is ready.
     let mut app = app;
