@@ -191,6 +191,47 @@ fn kind_label(kind: socle_journal::EntryKind) -> &'static str {
     }
 }
 
+/// An action as a person reads it: the journal's and a request's history record codes
+/// (`submit`, `instance.created`); an unknown one is shown as recorded.
+pub fn action_label(code: &str) -> String {
+    let label = match code {
+        "create" => "Création de la demande",
+        "update" => "Modification du brouillon",
+        "submit" => "Demande soumise",
+        "request_changes" => "Modifications demandées",
+        "validate" => "Demande validée",
+        "refuse" => "Demande refusée",
+        "revoke" => "Habilitation révoquée",
+        "archive" => "Demande archivée",
+        "expire" => "Habilitation expirée",
+        "superseded" => "Remplacée par une nouvelle demande",
+        "issue_secret" => "Secret du client délivré",
+        "renew_secret" => "Secret du client renouvelé",
+        "instance.created" => "Création de l’instance",
+        "demo.seeded" => "Données de démonstration installées",
+        "organisation.registered" => "Organisation enregistrée",
+        "data_item.registered" => "Donnée du dictionnaire enregistrée",
+        "api.published" => "API publiée",
+        "webhook.registered" => "Notification (webhook) enregistrée",
+        "user.created" => "Compte créé",
+        "client.created" => "Service client enregistré",
+        "client.disabled" => "Service client désactivé",
+        "client.enabled" => "Service client réactivé",
+        "client.secret_renewed" => "Secret d’un service renouvelé",
+        "client.redirect_uris_changed" => "Adresses de retour d’un service modifiées",
+        "contest.received" => "Contestation reçue",
+        "contest.in_review" => "Contestation en cours d’examen",
+        "contest.answered" => "Contestation traitée",
+        "journal.key.created" => "Clé de signature du journal créée",
+        "journal.macs.adopted" => "Entrées antérieures authentifiées",
+        "oidc.key.rotated" => "Clé de signature des jetons renouvelée",
+        "logout.backchannel" => "Déconnexion transmise à un service",
+        "journal.benchmark" => "Mesure de performance du journal",
+        other => return other.to_string(),
+    };
+    label.to_string()
+}
+
 /// The journal's public page: the latest checkpoint, how to verify, the last entries.
 pub async fn journal(
     State(state): State<AppState>,
@@ -214,12 +255,14 @@ pub async fn journal(
                 index: row.index,
                 kind: kind_label(e.kind),
                 time: e.time.replace('T', " à ").trim_end_matches('Z').to_string() + " UTC",
-                summary: e
-                    .details
-                    .get("action")
-                    .or_else(|| e.details.get("api"))
-                    .cloned()
-                    .unwrap_or_else(|| e.actor.clone()),
+                summary: match e.details.get("action") {
+                    Some(action) => action_label(action),
+                    None => e
+                        .details
+                        .get("api")
+                        .cloned()
+                        .unwrap_or_else(|| e.actor.clone()),
+                },
                 outcome: e.outcome,
             },
             Err(_) => EntryLine {

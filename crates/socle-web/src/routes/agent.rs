@@ -453,7 +453,11 @@ pub(crate) async fn request_page(
             (
                 e.at.replace('T', " ").trim_end_matches('Z').to_string(),
                 e.actor.clone(),
-                format!("{} → {}", e.action, state_label(e.to)),
+                format!(
+                    "{} → {}",
+                    crate::pages::action_label(&e.action),
+                    state_label(e.to)
+                ),
                 e.comment.clone().unwrap_or_default(),
             )
         })

@@ -931,6 +931,13 @@ async fn back_office_pages(backend: Backend) {
         detail.body.contains("value=\"revoke\""),
         "the instructor may revoke"
     );
+    // The history in words, not the recorded codes.
+    assert!(
+        detail.body.contains("Demande soumise") && detail.body.contains("Demande validée"),
+        "{}",
+        detail.body
+    );
+    assert!(!detail.body.contains("request_changes →") && !detail.body.contains("submit →"));
     assert!(
         !detail.body.contains("Obtenir les identifiants"),
         "credentials are the requester's"

@@ -867,6 +867,11 @@ async fn the_journal_page_shows_the_signed_state(backend: Backend) {
     assert!(html.contains(&format!("<dd>{size}</dd>")), "{html}");
     assert!(html.contains(&app.journal.as_ref().unwrap().verifier_key()));
     assert!(html.contains("Échange de données") && html.contains("Clé de signature"));
+    // Actions in words: the instance's creation, not its code.
+    assert!(
+        html.contains("Création de l’instance") && !html.contains("instance.created"),
+        "{html}"
+    );
     assert!(html.contains(&format!("socle journal verify --url http://{}", app.addr)));
 }
 
