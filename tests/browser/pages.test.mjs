@@ -129,6 +129,9 @@ for (const width of WIDTHS) {
     const main = await page.textContent('main');
     assert.ok(main.includes('Vous êtes connecté'), main);
     assert.ok(main.includes('Martin') && main.includes('69123') && main.includes('eidas2'), main);
+    // The claims in words: the sex in French, dates as people write them.
+    assert.ok(main.includes('masculin') && !/\bmale\b/.test(main), main);
+    assert.ok(!/\b\d{4}-\d{2}-\d{2}\b/.test(main), `an ISO date: ${main}`);
     // And out again, through the identity provider's logout.
     await tabTo('a[href*="/api/v2/session/end"]');
     await Promise.all([page.waitForURL(/\/demo\/fs\/logged-out/), page.keyboard.press('Enter')]);

@@ -124,6 +124,19 @@ impl DemoFs {
 /// The demonstration, for its routes (an `Extension` of the demonstration's router).
 pub type OnDemo = Extension<Arc<Demo>>;
 
+/// A claim's value as a person reads it: the sex in words, a date as 25/12/1980.
+fn in_french(claim: &str, value: &str) -> String {
+    match (claim, value) {
+        ("gender", "female") => "féminin".into(),
+        ("gender", "male") => "masculin".into(),
+        ("birthdate", d) => match d.split('-').collect::<Vec<_>>().as_slice() {
+            [y, m, day] if y.len() == 4 => format!("{day}/{m}/{y}"),
+            _ => d.to_string(),
+        },
+        (_, v) => v.to_string(),
+    }
+}
+
 fn map(uri: &Uri) -> BTreeMap<String, String> {
     query_pairs(uri).into_iter().collect()
 }
@@ -469,7 +482,7 @@ pub async fn fs_callback(
             "preferred_username",
         ] {
             if let Some(v) = info.get(k).and_then(Value::as_str) {
-                rows.push((claim_label(k).to_string(), v.to_string()));
+                rows.push((claim_label(k).to_string(), in_french(k, v)));
             }
         }
         rows.push((
@@ -526,5 +539,19 @@ pub async fn fs_callback(
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_french;
+
+    #[test]
+    fn claims_in_french() {
+        assert_eq!(in_french("gender", "female"), "féminin");
+        assert_eq!(in_french("gender", "male"), "masculin");
+        assert_eq!(in_french("birthdate", "1980-12-25"), "25/12/1980");
+        assert_eq!(in_french("birthdate", "1980"), "1980");
+        assert_eq!(in_french("given_name", "Marie"), "Marie");
     }
 }
