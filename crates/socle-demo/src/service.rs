@@ -295,8 +295,14 @@ fn fs_page_with(
     data: Vec<(String, String)>,
     consent_url: Option<String>,
 ) -> Response {
+    // Each state says where the person is (RGAA 8.6).
+    let title = match (&identity, &message) {
+        (Some(_), _) => "Vous êtes connecté — Démarche de démonstration".to_string(),
+        (None, Some(m)) => format!("{} — Démarche de démonstration", m.trim_end_matches('.')),
+        (None, None) => "Démarche de démonstration".to_string(),
+    };
     let mut r = render(&DemoFsPage {
-        layout: Layout::current("Démarche de démonstration"),
+        layout: Layout::current(&title),
         identity,
         logout_url,
         message,

@@ -108,7 +108,11 @@ pub struct LoginPage {
 fn login_page(state: &AppState, message: Option<String>, status: StatusCode) -> Response {
     let csrf = session::csrf_token();
     let mut r = render(&LoginPage {
-        layout: Layout::current("Espace agent"),
+        layout: Layout::current(if message.is_some() {
+            "Connexion refusée — Espace agent"
+        } else {
+            "Espace agent"
+        }),
         csrf: csrf.clone(),
         message,
     });

@@ -239,8 +239,16 @@ pub async fn page(
     let mut themes: Vec<String> = all.iter().flat_map(|l| l.api.themes.clone()).collect();
     themes.sort();
     themes.dedup();
+    let searched = [&q.q, &q.producer, &q.theme, &q.data_item]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| !v.is_empty()));
     Ok(render(&CataloguePage {
-        layout: Layout::current("Catalogue des API").section("catalogue"),
+        layout: Layout::current(if searched {
+            "Résultats de la recherche — Catalogue des API"
+        } else {
+            "Catalogue des API"
+        })
+        .section("catalogue"),
         q: q.q.unwrap_or_default(),
         producer: q.producer.unwrap_or_default(),
         theme: q.theme.unwrap_or_default(),

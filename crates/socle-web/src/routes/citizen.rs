@@ -706,8 +706,14 @@ async fn authorisations_page(
             view: v,
         })
         .collect();
+    let title = match &done {
+        Some(Done::Granted(_)) => "Autorisation accordée — Mes autorisations",
+        Some(Done::Revoked(_)) => "Autorisation retirée — Mes autorisations",
+        Some(Done::Refused) => "Refus enregistré — Mes autorisations",
+        None => "Mes autorisations",
+    };
     Ok(no_store(render(&AuthorisationsPage {
-        layout: Layout::current("Mes autorisations").section("espace"),
+        layout: Layout::current(title).section("espace"),
         csrf: s.csrf.clone(),
         current: "autorisations",
         message: done.map(|d| d.message()),

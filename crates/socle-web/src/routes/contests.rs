@@ -182,11 +182,17 @@ pub async fn mine(
     let Signed { c, p, s } = signed;
     let list = c.space.contests(&p).await?;
     let names = organisation_names(&state).await;
+    let done = uri.query().is_some_and(|q| q.contains("fait=recue"));
     Ok(no_store(render(&ContestsPage {
-        layout: Layout::current("Mes contestations").section("espace"),
+        layout: Layout::current(if done {
+            "Contestation reçue — Mes contestations"
+        } else {
+            "Mes contestations"
+        })
+        .section("espace"),
         csrf: s.csrf,
         current: "contestations",
-        done: uri.query().is_some_and(|q| q.contains("fait=recue")),
+        done,
         rows: list.into_iter().map(|x| row(x, &names)).collect(),
     })))
 }

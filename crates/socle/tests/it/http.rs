@@ -635,3 +635,52 @@ async fn the_home_page_links_every_capability(backend: Backend) {
 }
 
 on_both_stores!(the_home_page_links_every_capability);
+
+/// Each state of a page has its own title, saying where the person is (RGAA 8.6): a
+/// search and its catalogue, a failed sign-in and the sign-in form, the demonstration
+/// service's states.
+async fn titles_say_where_the_person_is(backend: Backend) {
+    use crate::support::identity::{Browser, csrf};
+    let title = |html: &str| {
+        html.split("<title>")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let app = TestApp::spawn_with(backend, |c| c.demo = true).await;
+    let mut b = Browser::new(&app);
+    let catalogue = title(&b.get("/catalogue").await.body);
+    let search = title(&b.get("/catalogue?q=cantine").await.body);
+    assert!(search.starts_with("Résultats de la recherche"), "{search}");
+    assert_ne!(catalogue, search);
+
+    let form = b.get("/espace-agent/connexion").await;
+    let r = b
+        .post(
+            "/espace-agent/connexion",
+            &[
+                ("csrf", &csrf(&form.body)),
+                ("email", "personne@exemple.gouv.fr"),
+                ("password", "pas le bon mot de passe"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(
+        title(&r.body).starts_with("Connexion refusée"),
+        "{}",
+        title(&r.body)
+    );
+    assert_ne!(title(&form.body), title(&r.body));
+
+    let home = title(&b.get("/demo/fs/").await.body);
+    let out = title(&b.get("/demo/fs/logged-out").await.body);
+    let unknown = title(&b.get("/demo/fs/callback?state=inconnu").await.body);
+    assert!(
+        home != out && out != unknown && home != unknown,
+        "{home} / {out} / {unknown}"
+    );
+}
+
+on_both_stores!(titles_say_where_the_person_is);
