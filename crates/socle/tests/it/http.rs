@@ -388,6 +388,20 @@ async fn openapi_describes_every_json_api(backend: Backend) {
     let page = app.get("/api/docs").await.text().await.unwrap();
     assert!(page.contains("/readyz") && page.contains("/api/v1/csp-reports"));
     assert!(page.contains("Documentation des API"));
+    // The operations' descriptions are written in English in the code: inside this
+    // French page each is marked as English, for screen readers.
+    let summaries =
+        page.matches("<p><strong>").count() + page.matches("<p lang=\"en\"><strong>").count();
+    assert!(summaries > 10, "{summaries} operation summaries");
+    assert_eq!(
+        page.matches("<p><strong>").count(),
+        0,
+        "an unmarked English summary"
+    );
+    assert!(
+        page.matches("</strong> : <span lang=\"en\">").count() > 10,
+        "responses marked as English"
+    );
 }
 
 async fn oversized_bodies_get_413(backend: Backend) {
