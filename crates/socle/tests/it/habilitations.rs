@@ -295,12 +295,7 @@ async fn request_changes_and_validation(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
+    assert_eq!(crate::support::media_type(&r), "text/csv");
     let csv = r.text().await.unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.contains("\"Tarification de la cantine\""));

@@ -78,12 +78,7 @@ async fn metrics_count_requests_by_route_template(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert_eq!(crate::support::media_type(&r), "text/plain");
     let text = r.text().await.unwrap();
     let count = text
         .lines()
@@ -204,12 +199,7 @@ async fn errors_have_one_shape(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert_eq!(crate::support::media_type(&r), "text/html");
     let html = r.text().await.unwrap();
     assert!(html.contains("<html lang=\"fr\""), "{html}");
     assert!(html.contains("Page non trouvée"));
@@ -323,12 +313,7 @@ async fn home_page_is_a_french_dsfr_page(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let r = app.get("/").await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert_eq!(crate::support::media_type(&r), "text/html");
     let html = r.text().await.unwrap();
     assert!(html.contains("<html lang=\"fr\""));
     assert!(html.contains("name=\"viewport\""));

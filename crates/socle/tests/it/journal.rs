@@ -49,12 +49,7 @@ async fn checkpoint(app: &TestApp) -> (Checkpoint, NoteVerifier) {
     let verifier = NoteVerifier::parse(key.trim()).unwrap();
     let r = app.get("/journal/checkpoint").await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert_eq!(crate::support::media_type(&r), "text/plain");
     let note = r.text().await.unwrap();
     (Checkpoint::open(&note, &verifier).unwrap(), verifier)
 }

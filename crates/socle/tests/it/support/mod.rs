@@ -470,3 +470,16 @@ pub fn qf_openapi(version: &str) -> String {
     })
     .to_string()
 }
+
+/// The answer's media type (its `Content-Type` without parameters).
+pub fn media_type(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
